@@ -1,0 +1,3 @@
+from nnopt.cli import main
+
+raise SystemExit(main())
