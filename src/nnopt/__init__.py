@@ -1,0 +1,41 @@
+"""nnopt: make neural networks better — train with the right optimizer, compare, tune, search, compress.
+
+    import nnopt
+    result = nnopt.fit("mlp:128,64", "digits", optimizer="adam", epochs=20)
+    print(result.metrics["test"]["accuracy"])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__", "fit", "FitResult", "load_data", "build_model", "load_model", "ArchSpec",
+    "OPTIMIZERS", "create_optimizer", "NnoptError", "UsageError",
+]
+
+from nnopt.errors import NnoptError, UsageError
+
+# Heavy subpackages (torch, sklearn) load on first use, so `nnopt --help` starts fast.
+_LAZY = {
+    "fit": "nnopt.train", "FitResult": "nnopt.train",
+    "load_data": "nnopt.data",
+    "build_model": "nnopt.models", "load_model": "nnopt.models", "ArchSpec": "nnopt.models",
+    "OPTIMIZERS": "nnopt.optim", "create_optimizer": "nnopt.optim",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nnopt' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,148 @@
+"""Typed run specs: one dataclass per command, filled from YAML and `key=value` overrides.
+
+Parameters are data, validated once here at the boundary with one message format
+(`--lr must be > 0; got -0.1`). Unknown keys are errors with a did-you-mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nnopt.errors import ConfigError, UsageError, did_you_mean
+
+TASKS = ("classification", "regression")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainSpec:
+    """Everything `nnopt train` needs; `config.json` in a run directory is this, resolved."""
+
+    data: Any = None
+    target: str | None = None
+    task: str | None = None
+    model: Any = "mlp:128,64"
+    optimizer: str = "adam"
+    optimizer_params: dict[str, Any] = field(default_factory=dict)
+    lr: float | None = None
+    batch_size: int | str | None = None  # None: the optimizer's default (64; "full" for gd)
+    epochs: int = 10
+    schedule: str | None = None
+    schedule_params: dict[str, Any] = field(default_factory=dict)
+    early_stopping: int | None = None  # patience in epochs on val_loss
+    clip_grad: float | None = None
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    scale: str = "auto"
+    device: str = "auto"
+    threads: int | None = None
+    out: str | None = None
+
+    def validate(self) -> TrainSpec:
+        if self.data is None or (isinstance(self.data, str) and not self.data.strip()):
+            raise UsageError("no data given; pass --data NAME_OR_PATH (see `nnopt datasets`)")
+        if self.lr is not None:
+            _check_number("--lr", self.lr, lambda v: v > 0 and math.isfinite(v), "> 0")
+        _check_int("--epochs", self.epochs, 1)
+        if self.batch_size is not None and self.batch_size != "full":
+            _check_int("--batch-size", self.batch_size, 1, extra=" or 'full'")
+        if self.early_stopping is not None:
+            _check_int("--early-stopping", self.early_stopping, 1)
+        if self.clip_grad is not None:
+            _check_number("--clip-grad", self.clip_grad, lambda v: v > 0 and math.isfinite(v), "> 0")
+        _check_int("--seed", self.seed, 0)
+        if self.threads is not None:
+            _check_int("--threads", self.threads, 1)
+        if self.task is not None and self.task not in TASKS:
+            raise UsageError(f"--task must be one of {', '.join(TASKS)}; got '{self.task}'")
+        if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
+            raise UsageError(f"--device must be one of {', '.join(DEVICES)}; got '{self.device}'")
+        for name in ("optimizer_params", "schedule_params"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ConfigError(f"{name} must be a mapping of option: value; got {getattr(self, name)!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_int(flag: str, value: Any, minimum: int, extra: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UsageError(f"{flag} must be an integer >= {minimum}{extra}; got {value!r}")
+
+
+def _check_number(flag: str, value: Any, ok: Any, rule: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(float(value)):
+        raise UsageError(f"{flag} must be {rule}; got {value!r}")
+
+
+def spec_from_mapping(cls: type, values: Mapping[str, Any], source: str = "config") -> Any:
+    """Build a spec dataclass from a mapping; unknown keys are a ConfigError with a did-you-mean."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in values:
+        if key not in names:
+            raise ConfigError(
+                f"unknown key '{key}' in {source}{did_you_mean(str(key), names)} keys: {', '.join(names)}"
+            )
+    types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    return cls(**{k: _coerce_number(v, types[k]) for k, v in values.items()})
+
+
+def _coerce_number(value: Any, annotation: str) -> Any:
+    """YAML 1.1 reads `1e-3` as a string; give numeric fields their number back."""
+    if not isinstance(value, str) or not ("float" in annotation or "int" in annotation):
+        return value
+    for convert in (int, float):
+        try:
+            return convert(value)
+        except ValueError:
+            pass
+    return value
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with safe_load; malformed files are a ConfigError naming the line."""
+    import yaml  # PyYAML: the one third-party import of layer 0, kept lazy
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"malformed YAML in {path}{where}: {problem}; fix the file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of key: value; got a {type(data).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` with the value read as YAML (`lr=1e-3`, `batch_size=full`, `model=mlp:64`)."""
+    import yaml
+
+    key, eq, value = text.partition("=")
+    if not eq or not key.strip():
+        raise ConfigError(f"malformed override '{text}'; expected key=value")
+    for convert in (int, float):
+        try:
+            return key.strip().replace("-", "_"), convert(value)
+        except ValueError:
+            pass
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    if isinstance(parsed, str):
+        parsed = value.strip()
+    return key.strip().replace("-", "_"), parsed

@@ -1,0 +1,16 @@
+"""Data for nnopt: built-in datasets, file readers (csv, npz, idx, parquet), seeded splits, scaling, batching.
+
+    data = load_data("digits")                       # or a path, or (X, y) arrays
+    for xb, yb in epoch_batches(data.train.X, data.train.y, 64, generator):
+        ...
+"""
+
+from nnopt.data._batches import epoch_batches
+from nnopt.data._builtin import DATASETS, list_datasets
+from nnopt.data._load import load_data
+from nnopt.data._prepare import detect_task
+from nnopt.data._scale import apply_preprocessing
+from nnopt.data._types import Data, Split
+
+__all__ = ["DATASETS", "Data", "Split", "apply_preprocessing", "detect_task", "epoch_batches", "list_datasets",
+           "load_data"]

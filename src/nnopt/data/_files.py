@@ -1,0 +1,198 @@
+"""Readers for tables and arrays on disk: .csv (csv module + numpy), .npz, .parquet (pyarrow, optional).
+
+Row numbers in messages count data rows from 1, header excluded (blank lines are skipped).
+"""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from nnopt.errors import DataError, did_you_mean
+from nnopt.data._types import RawData
+
+MISSING = {"", "nan", "na", "n/a", "null", "none", "?"}
+SUPPORTED = ".csv, .npz, .parquet, or a directory of MNIST-layout IDX files"
+
+
+def _missing_mask(values: np.ndarray) -> np.ndarray:
+    return np.isin(np.char.lower(np.char.strip(values)), list(MISSING))
+
+
+def _numeric_column(name: str, values: np.ndarray) -> np.ndarray:
+    """Feature column -> float64; missing cells become NaN (reported later with a count); text is an error."""
+    if values.dtype.kind in "biuf":
+        return values.astype(np.float64)
+    values = np.array([("" if v is None else str(v)) for v in values] if values.dtype == object else values,
+                      dtype=str)
+    out = np.full(len(values), np.nan)
+    present = ~_missing_mask(values)
+    try:
+        out[present] = np.char.strip(values[present]).astype(np.float64)
+    except ValueError:
+        for row, value in enumerate(values):
+            if present[row]:
+                try:
+                    float(value)
+                except ValueError:
+                    raise DataError(f"column '{name}' is not numeric (row {row + 1}: '{value}'); "
+                                    "encode it as numbers or drop it") from None
+    return out
+
+
+def _target_column(name: str, values: np.ndarray) -> np.ndarray:
+    """Target column -> float64 if every value is a number, else stripped strings (class labels)."""
+    if values.dtype.kind in "biufb":
+        return values
+    values = np.char.strip(np.array([("" if v is None else str(v)) for v in values]
+                                    if values.dtype == object else values, dtype=str))
+    missing = np.char.strip(values) == ""
+    if missing.any():
+        first = int(np.argmax(missing)) + 1
+        raise DataError(f"target column '{name}' has {int(missing.sum())} empty values (first at row {first}); "
+                        "fill them or drop those rows")
+    try:
+        return values.astype(np.float64)
+    except ValueError:
+        return values
+
+
+def pick_target(columns: list[str], target: str | None, path: Path) -> int:
+    if target is None:
+        if len(columns) < 2:
+            raise DataError(f"{path} has {len(columns)} column(s); need at least one feature and a target column")
+        return len(columns) - 1
+    if target not in columns:
+        raise DataError(f"--target '{target}' is not a column of {path}{did_you_mean(target, columns)} "
+                        f"columns: {', '.join(columns)}")
+    if len(columns) < 2:
+        raise DataError(f"{path} has only the target column '{target}'; add feature columns")
+    return columns.index(target)
+
+
+def columns_to_raw(names: list[str], columns: list[np.ndarray], target: str | None, path: Path,
+                   source: str) -> RawData:
+    t = pick_target(names, target, path)
+    features = [_numeric_column(name, col) for i, (name, col) in enumerate(zip(names, columns)) if i != t]
+    X = np.stack(features, axis=1)
+    y = _target_column(names[t], columns[t])
+    return RawData(X=X, y=y, source=source, feature_names=[n for i, n in enumerate(names) if i != t],
+                   target=names[t])
+
+
+def read_csv(path: Path, target: str | None) -> RawData:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            while header is not None and not any(cell.strip() for cell in header):
+                header = next(reader, None)
+            if header is None:
+                raise DataError(f"no rows in {path}: the file is empty; give a CSV with a header row and data")
+            header = [cell.strip() for cell in header]
+            t = pick_target(header, target, path)
+            # Fast path: an all-numeric file goes through numpy's C parser in one call.
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    table = np.loadtxt(fh, delimiter=",", dtype=np.float64, ndmin=2, comments=None,
+                                       quotechar='"')
+                if table.shape[0] and table.shape[1] == len(header):
+                    y = table[:, t].copy()
+                    return RawData(X=np.delete(table, t, axis=1), y=y, source="csv",
+                                   feature_names=[n for i, n in enumerate(header) if i != t], target=header[t])
+                if table.shape[0] == 0:
+                    raise DataError(f"no rows in {path}: only a header; add data rows")
+            except ValueError:
+                pass
+            fh.seek(0)
+            reader = csv.reader(fh)
+            rows = [row for row in reader if any(cell.strip() for cell in row)][1:]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text ({exc.reason}); save it as UTF-8 CSV") from None
+    except csv.Error as exc:
+        raise DataError(f"{path} is not valid CSV: {exc}") from None
+    if not rows:
+        raise DataError(f"no rows in {path}: only a header; add data rows")
+    for number, row in enumerate(rows, start=1):
+        if len(row) != len(header):
+            raise DataError(f"{path}: row {number} has {len(row)} fields but the header has {len(header)}; "
+                            "fix the row or quote fields that contain commas")
+    columns = [np.array(col, dtype=str) for col in zip(*rows)]
+    return columns_to_raw(header, columns, target, path, "csv")
+
+
+NPZ_LAYOUTS = "'X' and 'y', or 'x_train', 'y_train' (+ 'x_test', 'y_test')"
+
+
+def read_npz(path: Path) -> RawData:
+    with open(path, "rb") as fh:
+        if fh.read(2) != b"PK":
+            raise DataError(f"{path} is not a .npz archive (save it with numpy.savez)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except ValueError as exc:
+        raise DataError(f"cannot read {path}: {exc}; save plain numeric/string arrays (no objects)") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot read {path} as .npz: {exc}") from None
+    lower = {key.lower(): key for key in arrays}
+
+    def get(name: str) -> np.ndarray | None:
+        return arrays[lower[name]] if name in lower else None
+
+    test = None
+    if get("x") is not None and get("y") is not None:
+        X, y = get("x"), get("y")
+    elif get("x_train") is not None and get("y_train") is not None:
+        X, y = get("x_train"), get("y_train")
+        x_test, y_test = get("x_test"), get("y_test")
+        if (x_test is None) != (y_test is None):
+            raise DataError(f"{path} has only one of 'x_test' / 'y_test'; give both or neither")
+        if x_test is not None:
+            test = (x_test, y_test)
+    else:
+        raise DataError(f"{path} has keys {sorted(arrays)}; expected {NPZ_LAYOUTS}")
+    return RawData(X=X, y=y, source="npz", test=test)
+
+
+def read_parquet(path: Path, target: str | None) -> RawData:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError("reading .parquet files needs pyarrow: pip install pyarrow") from None
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises its own exception types
+        raise DataError(f"cannot read {path} as parquet: {exc}") from None
+    if table.num_rows == 0:
+        raise DataError(f"no rows in {path}; give a table with data rows")
+    names = [str(name) for name in table.column_names]
+    columns = [np.asarray(table.column(i).to_numpy(zero_copy_only=False)) for i in range(table.num_columns)]
+    return columns_to_raw(names, columns, target, path, "parquet")
+
+
+def read_file(path: Path, target: str | None) -> RawData:
+    """Dispatch on the path: IDX directory, or a file by extension."""
+    if path.is_dir():
+        from nnopt.data._idx import read_idx_dir
+
+        raw = read_idx_dir(path)
+    else:
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            return read_csv(path, target)
+        if suffix in (".parquet", ".pq"):
+            return read_parquet(path, target)
+        if suffix == ".npz":
+            raw = read_npz(path)
+        else:
+            raise DataError(f"unsupported data file '{path.name}' (extension '{suffix or 'none'}'); "
+                            f"supported: {SUPPORTED}")
+    if target is not None:
+        raise DataError(f"--target applies to .csv and .parquet files only; {path} has no named columns")
+    return raw
+

@@ -1,0 +1,246 @@
+"""From raw arrays to Data: validate, detect the task, encode labels, split (seeded, stratified), scale on train.
+
+Row numbers in messages count from 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from nnopt.errors import DataError, UsageError, did_you_mean
+from nnopt.data._types import TASKS, Data, RawData, Split
+
+SCALES = ("auto", "standard", "minmax", "none")
+
+
+def choice(kind: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise DataError(f"unknown {kind} '{value}'{did_you_mean(str(value), choices)} "
+                        f"choices: {', '.join(choices)}")
+    return value
+
+
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    if not 0 <= val_fraction < 1:
+        raise UsageError(f"--val-fraction must be in [0, 1); got {val_fraction}")
+    if not 0 < test_fraction < 1:
+        raise UsageError(f"--test-fraction must be in (0, 1); got {test_fraction}")
+    if val_fraction + test_fraction >= 1:
+        raise UsageError(f"--val-fraction + --test-fraction must be < 1; got {val_fraction} + {test_fraction}")
+
+
+def _numeric_labels(y: np.ndarray) -> np.ndarray | None:
+    """y as a numeric array, or None when the labels are text."""
+    if y.dtype.kind in "biuf":
+        return y
+    if y.dtype.kind == "O":
+        try:
+            return y.astype(np.float64)
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def detect_task(y) -> str:
+    """"classification" or "regression" from the labels alone.
+
+    Text labels -> classification; non-integer numbers -> regression; integer values -> classification when there
+    are at most max(2, min(50, n // 10)) distinct values, else regression.
+    """
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        return "regression"
+    y = y.reshape(-1)
+    numeric = _numeric_labels(y)
+    if numeric is None or numeric.dtype.kind == "b":
+        return "classification"
+    finite = numeric[np.isfinite(numeric)] if numeric.dtype.kind == "f" else numeric
+    if numeric.dtype.kind == "f" and np.any(finite != np.round(finite)):
+        return "regression"
+    return "classification" if len(np.unique(finite)) <= max(2, min(50, len(y) // 10)) else "regression"
+
+
+def _as_array(value, what: str) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    try:
+        return np.asarray(value)
+    except ValueError as exc:  # ragged lists
+        raise DataError(f"{what} cannot be made into an array ({exc}); give rows of equal length") from None
+
+
+def _features(X, what: str) -> np.ndarray:
+    X = _as_array(X, what)
+    if X.dtype.kind not in "biuf":
+        raise DataError(f"{what} must be numeric; got dtype {X.dtype} — encode text as numbers first")
+    if X.ndim == 0:
+        raise DataError(f"{what} must have one row per sample; got a scalar")
+    return X.reshape(len(X), -1) if X.ndim != 2 else X
+
+
+def _check_finite(X: np.ndarray, names: list[str], what: str) -> None:
+    bad = ~np.isfinite(X) if X.dtype.kind == "f" else None
+    if bad is None or not bad.any():
+        return
+    columns = np.flatnonzero(bad.any(axis=0))
+    col = int(columns[0])
+    count, first = int(bad[:, col].sum()), int(np.argmax(bad[:, col])) + 1
+    more = f" (and {len(columns) - 1} more columns; {int(bad.sum())} values in all)" if len(columns) > 1 else ""
+    raise DataError(f"{what}: column '{names[col]}' has {count} missing or non-finite (NaN/inf) values "
+                    f"(first at row {first}){more}; fill them or drop those rows")
+
+
+def _labels(y, n: int, what: str, target: str) -> np.ndarray:
+    y = _as_array(y, what)
+    if y.ndim == 0 or len(y) != n:
+        raise DataError(f"X has {n} rows but {what} has {1 if y.ndim == 0 else len(y)}; they must match")
+    if y.ndim == 2 and y.shape[1] == 1 or y.ndim > 2:
+        y = y.reshape(n, -1) if y.ndim > 2 else y[:, 0]
+    if y.dtype.kind == "f":
+        bad = ~np.isfinite(y.reshape(n, -1)).all(axis=1)
+        if bad.any():
+            raise DataError(f"target '{target}' has {int(bad.sum())} missing or non-finite values "
+                            f"(first at row {int(np.argmax(bad)) + 1}); fill them or drop those rows")
+    return y
+
+
+def _class_name(value) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def encode_labels(ys: list[np.ndarray], known_names: list[str] | None) -> tuple[list[np.ndarray], list[str]]:
+    """Map labels to 0..K-1 (sorted unique values); the class names keep the original values as strings."""
+    if any(y.ndim != 1 for y in ys):
+        raise DataError("multi-column targets are only supported for regression; use --task regression")
+    numeric = [_numeric_labels(y) for y in ys]
+    if all(y is not None for y in numeric) and numeric[0].dtype.kind != "b":
+        values = np.concatenate(numeric)
+        fractional = values != np.round(values)
+        if fractional.any():
+            raise DataError(f"labels are not class labels (found {values[np.argmax(fractional)]:g}); "
+                            "use --task regression")
+        ys = numeric
+    else:
+        ys = [y.astype(str) if y.dtype.kind != "b" else y for y in ys]
+    classes, codes = np.unique(np.concatenate(ys), return_inverse=True)
+    if len(classes) < 2:
+        raise DataError(f"only one class ('{_class_name(classes[0])}') in the labels; classification needs at "
+                        "least 2 (or use --task regression)")
+    names = [_class_name(c) for c in classes]
+    if known_names is not None and len(known_names) == len(classes) and names == [str(k) for k in range(len(names))]:
+        names = list(known_names)
+    bounds = np.cumsum([0] + [len(y) for y in ys])
+    return [codes[a:b].astype(np.int64) for a, b in zip(bounds[:-1], bounds[1:])], names
+
+
+def split_indices(n: int, fraction: float, labels: np.ndarray | None, seed: int,
+                  what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (keep, held-out) index split; stratified on ``labels`` when every class has >= 2 rows."""
+    from sklearn.model_selection import train_test_split
+
+    indices = np.arange(n)
+    n_out = max(1, int(round(fraction * n)))
+    if n - n_out < 1:
+        raise DataError(f"too few rows ({n}) to hold out a {what} split; add rows or lower --{what}-fraction")
+    stratify = None
+    if labels is not None:
+        counts = np.bincount(labels)
+        k = int((counts > 0).sum())
+        if counts[counts > 0].min() >= 2 and n_out >= k and n - n_out >= k:
+            stratify = labels
+    keep, out = train_test_split(indices, test_size=n_out, random_state=seed, stratify=stratify)
+    return keep, out
+
+
+def _input_shape(X: np.ndarray, given: tuple[int, ...] | None) -> tuple[int, ...] | None:
+    if given is not None:
+        return tuple(int(d) for d in given)
+    if X.ndim == 3:  # (n, H, W): one channel
+        return (1, *map(int, X.shape[1:]))
+    if X.ndim >= 4:
+        return tuple(int(d) for d in X.shape[1:])
+    return None
+
+
+def prepare(raw: RawData, *, name: str, task: str | None, val_fraction: float, test_fraction: float,
+            seed: int, scale: str) -> Data:
+    """Validate, encode, split and scale raw arrays into a Data (statistics fitted on the train split only)."""
+    from nnopt.data._scale import apply_features, apply_target, fit_features, fit_target, resolve_scale
+
+    X_in = _as_array(raw.X, "X")
+    X = _features(X_in, "X")
+    if len(X) == 0:
+        raise DataError(f"no rows in {name}; give data with at least a few rows")
+    if X.shape[1] == 0:
+        raise DataError(f"no feature columns in {name}; give at least one feature")
+    input_shape = _input_shape(X_in, raw.input_shape)
+    n, n_features = X.shape
+    names = list(raw.feature_names) if raw.feature_names and len(raw.feature_names) == n_features else \
+        [f"x{i}" for i in range(n_features)]
+    target_name = raw.target or "y"
+    _check_finite(X, names, "X")
+    y = _labels(raw.y, n, "y", target_name)
+    test = None
+    if raw.test is not None:
+        X_test = _features(raw.test[0], "X_test")
+        if len(X_test) == 0 or X_test.shape[1] != n_features:
+            raise DataError(f"the test split has shape {tuple(X_test.shape)} but train rows have {n_features} "
+                            "features; they must match and the test split must not be empty")
+        _check_finite(X_test, names, "X_test")
+        test = (X_test, _labels(raw.test[1], len(X_test), "y_test", target_name))
+
+    if task is None:
+        task = raw.task or detect_task(y if test is None else np.concatenate([y, test[1]]))
+    ys = [y] if test is None else [y, test[1]]
+    class_names = None
+    if task == "classification":
+        ys, class_names = encode_labels(ys, raw.class_names)
+        labels = ys[0]
+    else:
+        for part in ys:
+            numeric = _numeric_labels(part)
+            if numeric is None:
+                raise DataError(f"labels are not numbers (found '{part.reshape(-1)[0]}'); use --task classification")
+        ys = [_numeric_labels(part).astype(np.float64) for part in ys]
+        labels = None
+    y = ys[0]
+
+    if test is None:
+        rest, test_idx = split_indices(n, test_fraction, labels, seed, "test")
+        val_share = val_fraction / (1.0 - test_fraction)
+    else:
+        rest, test_idx = np.arange(n), None
+        val_share = val_fraction
+    if val_fraction > 0:
+        keep, val_pos = split_indices(len(rest), val_share, None if labels is None else labels[rest], seed, "val")
+        train_idx, val_idx = rest[keep], rest[val_pos]
+    else:
+        train_idx, val_idx = rest, np.zeros(0, dtype=np.int64)
+    parts = {"train": (X[train_idx], y[train_idx]), "val": (X[val_idx], y[val_idx])}
+    parts["test"] = (X[test_idx], y[test_idx]) if test is None else (test[0], ys[1])
+
+    kind = resolve_scale(scale, raw.pixel_max)
+    x_params = fit_features(parts["train"][0], kind, raw.pixel_max)
+    # Regression targets are standardized too (auto/standard), so optimizers work on e.g. diabetes out of the box.
+    target_scale = fit_target(parts["train"][1]) if task == "regression" and scale in ("auto", "standard") else None
+    splits = {}
+    for key, (Xp, yp) in parts.items():
+        y_tensor = torch.from_numpy(np.ascontiguousarray(yp, dtype=np.int64)) if task == "classification" \
+            else torch.from_numpy(apply_target(yp, target_scale))
+        splits[key] = Split(torch.from_numpy(apply_features(Xp, x_params)), y_tensor)
+
+    preprocessing = {
+        "version": 1, "task": task, "scale": scale, **x_params, "n_features": int(n_features),
+        "feature_names": names, "input_shape": list(input_shape) if input_shape else None,
+        "target": raw.target, "class_names": class_names,
+        "y_mean": target_scale[0] if target_scale else None, "y_std": target_scale[1] if target_scale else None,
+    }
+    return Data(name=name, task=task, train=splits["train"], val=splits["val"], test=splits["test"],
+                n_features=int(n_features), n_classes=len(class_names) if class_names else None,
+                input_shape=input_shape, feature_names=names, class_names=class_names,
+                target_scale=target_scale, preprocessing=preprocessing, source=raw.source)

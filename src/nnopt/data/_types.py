@@ -1,0 +1,77 @@
+"""The data containers: Split (one part of a dataset as tensors) and Data (the three splits + metadata)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+TASKS = ("classification", "regression")
+SOURCES = ("builtin", "csv", "npz", "idx", "parquet", "arrays")
+
+
+@dataclass
+class Split:
+    """One split. X is float32 (n, n_features); y is int64 (n,) for classification, float32 otherwise."""
+
+    X: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+
+@dataclass
+class Data:
+    """A dataset ready to train on: train/val/test splits, scaled on train, plus what produced them."""
+
+    name: str
+    task: str
+    train: Split
+    val: Split
+    test: Split
+    n_features: int
+    n_classes: int | None
+    input_shape: tuple[int, ...] | None
+    feature_names: list[str]
+    class_names: list[str] | None
+    target_scale: tuple[list[float], list[float]] | None
+    preprocessing: dict
+    source: str
+
+    @property
+    def n_outputs(self) -> int:
+        """Width of the model's last layer: one logit for binary classification (BCE), K for K > 2 classes."""
+        if self.task == "regression":
+            return int(self.train.y.shape[1]) if self.train.y.dim() == 2 else 1
+        return 1 if self.n_classes == 2 else int(self.n_classes or 0)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "task": self.task,
+            "n_train": len(self.train),
+            "n_val": len(self.val),
+            "n_test": len(self.test),
+            "n_features": self.n_features,
+            "n_classes": self.n_classes,
+            "input_shape": list(self.input_shape) if self.input_shape is not None else None,
+            "source": self.source,
+        }
+
+
+@dataclass
+class RawData:
+    """What a reader hands to preparation: unsplit, unscaled numpy arrays plus what the source knows."""
+
+    X: np.ndarray
+    y: np.ndarray
+    source: str
+    feature_names: list[str] | None = None
+    input_shape: tuple[int, ...] | None = None
+    pixel_max: float | None = None  # set when X holds pixels: auto scaling divides by it
+    test: tuple[np.ndarray, np.ndarray] | None = None  # a test split the source ships with
+    class_names: list[str] | None = None  # names of labels 0..K-1 when the source has them
+    target: str | None = None  # the target column of a table
+    task: str | None = None  # the task the source is known to be

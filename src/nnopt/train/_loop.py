@@ -1,0 +1,234 @@
+"""fit(): the training loop, top to bottom.
+
+The hot loop does forward, backward, clip, step and schedule, and keeps each step's loss as a
+tensor — no host sync per batch. Losses are checked for NaN/inf every CHECK_EVERY steps and at
+the epoch end; metrics are computed once per epoch on the host.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nnopt.config import TrainSpec, spec_from_mapping
+from nnopt.data import Data, epoch_batches, load_data
+from nnopt.errors import DivergedError, UsageError
+from nnopt.fileio import atomic_write_json, atomic_write_jsonl
+from nnopt.models import ArchSpec, build_model, count_params, flops_per_sample, save_model
+from nnopt.optim import OPTIMIZERS, create_optimizer, create_schedule, set_optimizer_mode
+from nnopt.train._callbacks import Callback
+from nnopt.train._checkpoint import fingerprint, load_checkpoint, restore_rng, rng_state, save_checkpoint
+from nnopt.train._metrics import check_metric_names, compute_metrics
+from nnopt.train._setup import make_loss, resolve_batch_size, resolve_device, training_targets
+from nnopt.train._threads import choose_threads
+
+CHECK_EVERY = 256  # steps between NaN checks (one host sync each)
+EVAL_CHUNK = 8192  # rows per forward pass when evaluating
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    history: list[dict[str, Any]]
+    metrics: dict[str, dict[str, float | None]]  # {"train": {...}, "val": {...}, "test": {...}}
+    epochs: int
+    wall_s: float
+    run_dir: Path | None
+    data: Data
+    config: dict[str, Any] = field(default_factory=dict)
+    stopped_early: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        """The `--json` object: metrics, epochs, wall time and run directory."""
+        return {"metrics": {k: self.metrics[k] for k in ("test", "val")}, "epochs": self.epochs,
+                "wall_s": round(self.wall_s, 3), "run_dir": str(self.run_dir) if self.run_dir else None}
+
+
+def fit(model: Any, data: Any, *, optimizer: str = "adam", lr: float | None = None, epochs: int = 10,
+        batch_size: int | str | None = None, schedule: str | None = None, loss: Any = None,
+        metrics: list[str] | None = None, seed: int = 0, device: str = "auto", out: str | Path | None = None,
+        callbacks: list[Callback] | None = None, resume: bool = False, **options: Any) -> FitResult:
+    """Train `model` (spec string, ArchSpec or nn.Module) on `data` (name, path, (X, y), Data).
+
+    options: the other TrainSpec fields (target, task, optimizer_params, schedule_params,
+    early_stopping, clip_grad, val_fraction, test_fraction, scale, threads).
+    batch_size None is the optimizer's default: 64, or the full training set for `gd`.
+    """
+    module = model if isinstance(model, nn.Module) else None
+    values = dict(data=data, model=None if module is not None else model, optimizer=optimizer, lr=lr,
+                  epochs=epochs, batch_size=batch_size, schedule=schedule, seed=seed, device=device,
+                  out=str(out) if out is not None else None, **options)
+    spec = spec_from_mapping(TrainSpec, values, source="fit()")
+    return run(spec, module=module, loss=loss, metrics=metrics, callbacks=callbacks, resume=resume)
+
+
+def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, metrics: list[str] | None = None,
+        callbacks: list[Callback] | None = None, resume: bool = False) -> FitResult:
+    spec.validate()
+    entry = OPTIMIZERS.get(spec.optimizer)
+    data = load_data(spec.data, target=spec.target, task=spec.task, val_fraction=spec.val_fraction,
+                     test_fraction=spec.test_fraction, seed=spec.seed, scale=spec.scale)
+    metric_list = check_metric_names(data.task, metrics)
+    dev = resolve_device(spec.device)
+    batch = resolve_batch_size(spec.batch_size, entry.full_batch, spec.optimizer, len(data.train))
+    arch = None if module is not None else ArchSpec.parse(spec.model if spec.model is not None else "mlp:128,64")
+    torch.manual_seed(spec.seed)  # weight init
+    net = module if module is not None else build_model(
+        arch, in_features=data.n_features, n_outputs=data.n_outputs, input_shape=data.input_shape, task=data.task)
+    flops = flops_per_sample(net, data.n_features)
+    threads = spec.threads or (choose_threads(flops, batch) if dev.type == "cpu" else torch.get_num_threads())
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        net.to(dev)
+        loss_fn = make_loss(loss, data.task, data.n_outputs)
+        X = {s: getattr(data, s).X.to(dev) for s in ("train", "val", "test")}
+        Y = {s: training_targets(getattr(data, s).y, data.task, data.n_outputs, None).to(dev)
+             for s in ("train", "val", "test")}
+        opt = create_optimizer(spec.optimizer, net, lr=spec.lr, **spec.optimizer_params)
+        lr_used = opt.param_groups[0]["lr"]
+        steps = -(-len(data.train) // batch)
+        sched = create_schedule(spec.schedule or "constant", opt, epochs=spec.epochs, steps_per_epoch=steps,
+                                **spec.schedule_params)
+        config = {**spec.to_dict(), "data": _describe_source(spec.data), "model": arch.to_string() if arch else
+                  type(net).__name__, "lr": lr_used, "batch_size": batch, "threads": threads, "device": str(dev),
+                  "data_info": data.describe(), "n_params": count_params(net), "flops_per_sample": flops}
+        run_dir = Path(spec.out) if spec.out else None
+        generator = torch.Generator(device="cpu").manual_seed(spec.seed)
+        history: list[dict[str, Any]] = []
+        start_epoch, elapsed_before, best = 0, 0.0, {"loss": float("inf"), "epoch": 0, "bad": 0, "state": None}
+        ckpt_path = run_dir / "checkpoint.pt" if run_dir else None
+        if resume:
+            if ckpt_path is None:
+                raise UsageError("--resume needs --out DIR, the run directory to continue")
+            state = load_checkpoint(ckpt_path, fingerprint(_fingerprint_source(config)))
+            net.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["schedule"])
+            restore_rng(generator, state["rng"])
+            history, start_epoch, elapsed_before = state["history"], state["epoch"], state["wall_s"]
+            best = state["best"]
+        elif run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        if run_dir is not None:
+            atomic_write_json(run_dir / "config.json", config)
+        callbacks = list(callbacks or [])
+        info = {"epochs": spec.epochs, "start_epoch": start_epoch, "steps_per_epoch": steps, "batch_size": batch,
+                "lr": lr_used, "n_params": config["n_params"], "device": str(dev), "threads": threads}
+        for cb in callbacks:
+            cb.on_fit_start(info)
+        params = [p for p in net.parameters() if p.requires_grad]
+        stopped_early = False
+        epoch_start = time.perf_counter()
+        for epoch in range(start_epoch + 1, spec.epochs + 1):
+            net.train()
+            set_optimizer_mode(opt, True)
+            step_losses: list[torch.Tensor] = []
+            for xb, yb in epoch_batches(X["train"], Y["train"], batch, generator if batch < len(data.train) else None):
+                loss_value = loss_fn(net(xb), yb)
+                opt.zero_grad(set_to_none=True)
+                loss_value.backward()
+                if spec.clip_grad:
+                    nn.utils.clip_grad_norm_(params, spec.clip_grad, foreach=True)
+                opt.step()
+                sched.step_batch()
+                step_losses.append(loss_value.detach())
+                if len(step_losses) % CHECK_EVERY == 0:
+                    _check_finite(step_losses, epoch, len(step_losses) - CHECK_EVERY)
+            losses = _check_finite(step_losses, epoch, 0)
+            net.eval()
+            set_optimizer_mode(opt, False)
+            row: dict[str, Any] = {"epoch": epoch, "train_loss": float(losses.mean())}
+            for split, names in (("train", [m for m in metric_list if m != "roc_auc"]), ("val", metric_list)):
+                for key, value in _evaluate(net, loss_fn, data, X[split], Y[split], names).items():
+                    if not (split == "train" and key == "loss"):
+                        row[f"{split}_{key}"] = value
+            row["lr"] = float(opt.param_groups[0]["lr"])
+            sched.step_epoch(row.get("val_loss"))
+            row["time_s"] = round(elapsed_before + time.perf_counter() - epoch_start, 4)
+            history.append(row)
+            stop = _early_stop(spec.early_stopping, best, row, net)
+            if run_dir is not None:
+                save_checkpoint(ckpt_path, {
+                    "epoch": epoch, "model": net.state_dict(), "optimizer": opt.state_dict(),
+                    "schedule": sched.state_dict(), "rng": rng_state(generator), "history": history,
+                    "best": best, "wall_s": row["time_s"], "fingerprint": fingerprint(_fingerprint_source(config))})
+                atomic_write_jsonl(run_dir / "metrics.jsonl", history)
+            for cb in callbacks:
+                stop = bool(cb.on_epoch_end(epoch, row)) or stop
+            if stop:
+                stopped_early = epoch < spec.epochs
+                break
+        if spec.early_stopping and best["state"] is not None:
+            net.load_state_dict(best["state"])  # restore the best validation weights
+        net.eval()
+        set_optimizer_mode(opt, False)
+        final = {split: _evaluate(net, loss_fn, data, X[split], Y[split], metric_list)
+                 for split in ("train", "val", "test")}
+        wall = elapsed_before + time.perf_counter() - epoch_start
+        result = FitResult(model=net, history=history, metrics=final, epochs=len(history), wall_s=wall,
+                           run_dir=run_dir, data=data, config=config, stopped_early=stopped_early)
+        if run_dir is not None:
+            _write_outputs(run_dir, result, arch, data)
+        for cb in callbacks:
+            cb.on_fit_end(result)
+        return result
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _check_finite(step_losses: list[torch.Tensor], epoch: int, offset: int) -> torch.Tensor:
+    """Stack the epoch's step losses; raise DivergedError at the first non-finite one after `offset`."""
+    losses = torch.stack(step_losses) if step_losses else torch.zeros(1)
+    window = losses[offset:]
+    if not bool(torch.isfinite(window).all()):
+        bad = int((~torch.isfinite(window)).nonzero()[0, 0]) + offset
+        raise DivergedError(epoch, bad + 1, float(losses[bad]))
+    return losses
+
+
+@torch.inference_mode()
+def _evaluate(net: nn.Module, loss_fn: Any, data: Data, X: torch.Tensor, Y: torch.Tensor,
+              names: Any) -> dict[str, float | None]:
+    if len(X) == 0:
+        return {}
+    outputs = torch.cat([net(X[i:i + EVAL_CHUNK]) for i in range(0, len(X), EVAL_CHUNK)])
+    loss = float(loss_fn(outputs, Y))
+    return compute_metrics(data.task, outputs, Y, loss, names, data.target_scale)
+
+
+def _early_stop(patience: int | None, best: dict[str, Any], row: dict[str, Any], net: nn.Module) -> bool:
+    """Track the best val_loss; True once it has not improved for `patience` epochs."""
+    if not patience:
+        return False
+    val_loss = row.get("val_loss", row["train_loss"])
+    if val_loss is not None and val_loss < best["loss"]:
+        best.update(loss=val_loss, epoch=row["epoch"], bad=0,
+                    state={k: v.detach().clone() for k, v in net.state_dict().items()})
+        return False
+    best["bad"] += 1
+    return best["bad"] >= patience
+
+
+def _write_outputs(run_dir: Path, result: FitResult, arch: ArchSpec | None, data: Data) -> None:
+    save_model(run_dir / "model.pt", result.model, {
+        "model_spec": arch.to_string() if arch else None, "in_features": data.n_features,
+        "n_outputs": data.n_outputs, "input_shape": list(data.input_shape) if data.input_shape else None,
+        "task": data.task, "class_names": data.class_names, "preprocessing": data.preprocessing})
+    atomic_write_json(run_dir / "summary.json", {**result.summary(), "metrics": result.metrics,
+                                                 "stopped_early": result.stopped_early})
+
+
+def _describe_source(source: Any) -> Any:
+    return source if isinstance(source, (str, int, float)) or source is None else f"<{type(source).__name__}>"
+
+
+def _fingerprint_source(config: dict[str, Any]) -> dict[str, Any]:
+    keep = ("data", "target", "task", "model", "optimizer", "optimizer_params", "lr", "batch_size", "schedule",
+            "schedule_params", "clip_grad", "seed", "val_fraction", "test_fraction", "scale")
+    return {k: config[k] for k in keep}

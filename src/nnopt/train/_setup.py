@@ -1,0 +1,74 @@
+"""Everything fit() decides before the first step: device, loss, targets, batch size, threads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from nnopt.errors import UsageError, did_you_mean
+
+LOSSES: dict[str, Callable[[], nn.Module]] = {
+    "cross_entropy": nn.CrossEntropyLoss,
+    "bce": nn.BCEWithLogitsLoss,
+    "mse": nn.MSELoss,
+    "mae": nn.L1Loss,
+    "huber": nn.HuberLoss,
+}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {name} but no CUDA device is available; use --device auto or cpu")
+    return torch.device(name)
+
+
+def default_loss(task: str, n_outputs: int) -> str:
+    if task == "regression":
+        return "mse"
+    return "bce" if n_outputs == 1 else "cross_entropy"
+
+
+def make_loss(loss: str | Callable[..., torch.Tensor] | None, task: str, n_outputs: int) -> Callable[..., torch.Tensor]:
+    """A loss callable(outputs, targets); by default cross-entropy, BCE (binary) or MSE from the task."""
+    if callable(loss):
+        return loss
+    name = loss or default_loss(task, n_outputs)
+    if name not in LOSSES:
+        raise UsageError(f"unknown loss '{name}'{did_you_mean(name, LOSSES)} choices: {', '.join(LOSSES)}")
+    if task == "classification" and (name == "bce") != (n_outputs == 1):
+        want = "bce" if n_outputs == 1 else "cross_entropy"
+        raise UsageError(f"loss '{name}' does not fit {n_outputs}-output classification; use '{want}'")
+    return LOSSES[name]()
+
+
+def training_targets(y: torch.Tensor, task: str, n_outputs: int, loss_name: str | None) -> torch.Tensor:
+    """Targets in the shape and dtype the loss takes, converted once (never per batch)."""
+    if task == "classification" and n_outputs == 1:
+        return y.float().reshape(-1, 1)  # BCE on one logit
+    if task == "regression":
+        return y.float().reshape(len(y), -1)
+    return y.long()
+
+
+def resolve_batch_size(requested: int | str | None, full_batch_optimizer: bool, optimizer: str, n_train: int) -> int:
+    """`full` = batch gradient descent, 1 = pure SGD, N = mini-batch; None = the optimizer's default."""
+    if full_batch_optimizer:
+        if requested not in (None, "full") and int(requested) < n_train:
+            raise UsageError(
+                f"optimizer '{optimizer}' is full-batch gradient descent; drop --batch-size or use 'sgd' for mini-batches"
+            )
+        return n_train
+    if requested is None:
+        return min(64, n_train)
+    if requested == "full":
+        return n_train
+    return min(int(requested), n_train)
+
+
+def describe_model(model: nn.Module | Any) -> str:
+    return getattr(model, "to_string", lambda: type(model).__name__)()
