@@ -1,6 +1,6 @@
 """Optimizer step speed on a small CPU MLP: fused vs foreach vs for-loop (torch's CPU default).
 
-Usage: python benchmarks/optim_step.py [--repeats 5] [--steps 2000]
+Usage: python benchmarks/optim_step.py [--repeats 5] [--steps 2000] [--mode step|train|both]
 Prints steps/s (median of repeats) for optimizer.step() alone and for a full train step
 (forward + backward + step) on a 64-128-10 MLP, batch 64, one thread.
 """
@@ -13,6 +13,8 @@ import time
 
 import torch
 from torch import nn
+
+from nnopt.optim import create_optimizer, set_optimizer_mode
 
 CASES = {
     "sgd": (torch.optim.SGD, {"lr": 0.01}),
@@ -29,6 +31,11 @@ CASES = {
     "adafactor": (torch.optim.Adafactor, {"lr": 1e-2}),
 }
 FUSED = {"sgd", "momentum", "nesterov", "adagrad", "adam", "adamw"}
+SHIPPED = ["muon", "lion", "schedulefree"]  # no torch fused/foreach choice: measured as nnopt builds them
+
+
+def _shipped(model, name):
+    return create_optimizer(name, model)
 
 
 def _model() -> nn.Module:
@@ -38,7 +45,8 @@ def _model() -> nn.Module:
 
 def _rate(cls, kwargs, impl, steps, full):
     model = _model()
-    opt = cls(model.parameters(), **kwargs, **impl)
+    opt = cls(model, **kwargs) if cls is _shipped else cls(model.parameters(), **kwargs, **impl)
+    set_optimizer_mode(opt, True)
     x, y = torch.randn(64, 64), torch.randint(0, 10, (64,))
     loss_fn = nn.CrossEntropyLoss()
 
@@ -60,21 +68,31 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--mode", choices=["step", "train", "both"], default="both")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}; steps/s, median of {args.repeats}")
     print(f"{'optimizer':10} {'mode':7} {'for-loop':>9} {'foreach':>9} {'fused':>9}")
+    modes = {"step": (False,), "train": (True,), "both": (False, True)}[args.mode]
     for name, (cls, kwargs) in CASES.items():
-        for full in (False, True):
+        for full in modes:
             impls = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}}
             if name in FUSED:
                 impls["fused"] = {"fused": True}
-            rates = {
-                label: statistics.median(_rate(cls, kwargs, impl, args.steps, full) for _ in range(args.repeats))
-                for label, impl in impls.items()
-            }
-            cells = " ".join(f"{rates[k]:9.0f}" if k in rates else f"{'-':>9}" for k in ("for-loop", "foreach", "fused"))
+            samples: dict[str, list[float]] = {label: [] for label in impls}
+            for _ in range(args.repeats):  # round robin, so machine drift hits every variant alike
+                for label, impl in impls.items():
+                    samples[label].append(_rate(cls, kwargs, impl, args.steps, full))
+            rates = {label: statistics.median(values) for label, values in samples.items()}
+            labels = ("for-loop", "foreach", "fused")
+            cells = " ".join(f"{rates[k]:9.0f}" if k in rates else f"{'-':>9}" for k in labels)
             print(f"{name:10} {'train' if full else 'step':7} {cells}")
+
+    for name in SHIPPED:
+        for full in modes:
+            runs = [_rate(_shipped, {"name": name}, {}, args.steps, full) for _ in range(args.repeats)]
+            rate = statistics.median(runs)
+            print(f"{name:10} {'train' if full else 'step':7} {'as built by create_optimizer:':>29} {rate:.0f}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nnopt.data import DATASETS, Data, list_datasets, load_data
-from nnopt.data._builtin import _mnist1d_arrays
+from nnopt.data._builtin import _generate_mnist1d, _mnist1d_arrays
 
 EXPECTED = {  # name: (task, input_shape)
     "digits": ("classification", (1, 8, 8)),
@@ -65,21 +65,35 @@ def test_builtin_loads_with_listed_numbers(name, loaded):
 
 
 def test_listing_does_not_generate_mnist1d():
-    _mnist1d_arrays.cache_clear()
+    before = _mnist1d_arrays.cache_info()
     rows = list_datasets()
-    assert _mnist1d_arrays.cache_info().currsize == 0
+    assert _mnist1d_arrays.cache_info() == before
     assert {"name", "task", "n_samples", "n_features", "n_classes", "summary"} == set(rows[0])
     json.dumps(rows)
 
 
-def test_mnist1d_keeps_its_own_test_split_and_global_rng(loaded):
+def test_mnist1d_is_generated_locally_without_touching_global_rng(monkeypatch):
+    import mnist1d.data
+
+    def fake_make_dataset(args):  # the real one reseeds the global generators, like this
+        assert args.num_samples == 5000 and args.final_seq_length == 40
+        np.random.seed(args.seed)
+        random.seed(args.seed)
+        return {"x": np.zeros((2, 40))}
+
+    monkeypatch.setattr(mnist1d.data, "make_dataset", fake_make_dataset)
+    monkeypatch.setattr(mnist1d.data, "get_dataset", lambda *a, **k: pytest.fail("must not download"))
     np.random.seed(123)
     random.seed(123)
     before_np, before_py = np.random.get_state()[1].copy(), random.getstate()
-    _mnist1d_arrays.cache_clear()
-    data = load_data("mnist1d", seed=5)
+    assert _generate_mnist1d()["x"].shape == (2, 40)
     assert np.array_equal(np.random.get_state()[1], before_np) and random.getstate() == before_py
+
+
+def test_mnist1d_keeps_its_own_test_split(loaded):
+    data = load_data("mnist1d", seed=5)
     assert len(data.test) == 1000 and len(data.train) + len(data.val) == 4000
+    assert len(data.val) == 600  # val_fraction of the given train part
     assert torch.equal(data.test.y, loaded["mnist1d"].test.y)  # the given test split ignores the split seed
     assert not torch.equal(data.train.y, loaded["mnist1d"].train.y)
 
@@ -107,8 +121,8 @@ def test_linear_recovers_slope_3_and_intercept_2_by_gradient_descent():
     assert data.target_scale is None
     X, y = data.train.X, data.train.y
     w, b = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
-    opt = torch.optim.SGD([w, b], lr=0.5)
-    for _ in range(2000):
+    opt = torch.optim.SGD([w, b], lr=0.3)
+    for _ in range(300):
         opt.zero_grad()
         loss = ((X[:, 0] * w + b - y) ** 2).mean()
         loss.backward()

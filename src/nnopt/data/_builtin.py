@@ -49,18 +49,22 @@ def _diabetes() -> Raw:
     return _sklearn_bunch("load_diabetes", task="regression")
 
 
-@functools.lru_cache(maxsize=1)
-def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _generate_mnist1d() -> dict[str, np.ndarray]:
     # Generated locally (mnist1d.data.get_dataset would download a pickle). make_dataset reseeds the global
     # numpy / random generators; restore them so loading data never changes the caller's random streams.
     import mnist1d.data
 
     np_state, py_state = np.random.get_state(), random.getstate()
     try:
-        ds = mnist1d.data.make_dataset(mnist1d.data.get_dataset_args())
+        return mnist1d.data.make_dataset(mnist1d.data.get_dataset_args())
     finally:
         np.random.set_state(np_state)
         random.setstate(py_state)
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    ds = _generate_mnist1d()
     arrays = (ds["x"], ds["y"], ds["x_test"], ds["y_test"])
     for array in arrays:
         array.setflags(write=False)  # cached: nobody may change them in place

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from nnopt.errors import DataError, did_you_mean
+from nnopt.data._idx import read_idx_dir
 from nnopt.data._types import RawData
 
 MISSING = {"", "nan", "na", "n/a", "null", "none", "?"}
@@ -177,22 +178,21 @@ def read_parquet(path: Path, target: str | None) -> RawData:
 
 def read_file(path: Path, target: str | None) -> RawData:
     """Dispatch on the path: IDX directory, or a file by extension."""
-    if path.is_dir():
-        from nnopt.data._idx import read_idx_dir
+    try:
+        return _read_file(path, target)
+    except (PermissionError, IsADirectoryError) as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}; check the --data path and its permissions") from None
 
-        raw = read_idx_dir(path)
-    else:
-        suffix = path.suffix.lower()
-        if suffix == ".csv":
-            return read_csv(path, target)
-        if suffix in (".parquet", ".pq"):
-            return read_parquet(path, target)
-        if suffix == ".npz":
-            raw = read_npz(path)
-        else:
-            raise DataError(f"unsupported data file '{path.name}' (extension '{suffix or 'none'}'); "
-                            f"supported: {SUPPORTED}")
+
+def _read_file(path: Path, target: str | None) -> RawData:
+    suffix = "" if path.is_dir() else path.suffix.lower()
+    if suffix == ".csv":
+        return read_csv(path, target)
+    if suffix in (".parquet", ".pq"):
+        return read_parquet(path, target)
+    if suffix not in ("", ".npz") or (suffix == "" and not path.is_dir()):
+        raise DataError(f"unsupported data file '{path.name}' (extension '{suffix or 'none'}'); "
+                        f"supported: {SUPPORTED}")
     if target is not None:
         raise DataError(f"--target applies to .csv and .parquet files only; {path} has no named columns")
-    return raw
-
+    return read_npz(path) if suffix == ".npz" else read_idx_dir(path)

@@ -9,7 +9,7 @@ import numpy as np
 
 from nnopt.errors import DataError, did_you_mean
 from nnopt.data._builtin import DATASETS
-from nnopt.data._files import SUPPORTED, read_file
+from nnopt.data._files import read_file
 from nnopt.data._prepare import SCALES, check_fractions, choice, prepare
 from nnopt.data._types import TASKS, Data, RawData
 
@@ -38,7 +38,7 @@ def _resolve(source, target: str | None) -> tuple[str, RawData]:
             names = DATASETS.names()
             hint = did_you_mean(source, names) or ";"
             raise DataError(f"unknown dataset '{source}'{hint} choices: {', '.join(names)} "
-                            f"(or give a path to a {SUPPORTED.replace(', or a directory', ' file or a directory')})")
+                            "(or give a path to a .csv, .npz, .parquet file or an IDX directory)")
         raise DataError(f"file not found: {source}; check the --data path")
     raise DataError(f"cannot load data from a {type(source).__name__}; give a dataset name, a path, "
                     "an (X, y) tuple or a Data")

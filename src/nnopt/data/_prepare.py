@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from nnopt.errors import DataError, UsageError, did_you_mean
-from nnopt.data._types import TASKS, Data, RawData, Split
+from nnopt.data._scale import apply_features, apply_target, fit_features, fit_target, resolve_scale
+from nnopt.data._types import Data, RawData, Split
 
 SCALES = ("auto", "standard", "minmax", "none")
 
@@ -97,8 +98,10 @@ def _labels(y, n: int, what: str, target: str) -> np.ndarray:
     y = _as_array(y, what)
     if y.ndim == 0 or len(y) != n:
         raise DataError(f"X has {n} rows but {what} has {1 if y.ndim == 0 else len(y)}; they must match")
-    if y.ndim == 2 and y.shape[1] == 1 or y.ndim > 2:
-        y = y.reshape(n, -1) if y.ndim > 2 else y[:, 0]
+    if y.ndim > 2:
+        y = y.reshape(n, -1)
+    if y.ndim == 2 and y.shape[1] == 1:  # a column vector is one target
+        y = y[:, 0]
     if y.dtype.kind == "f":
         bad = ~np.isfinite(y.reshape(n, -1)).all(axis=1)
         if bad.any():
@@ -167,11 +170,36 @@ def _input_shape(X: np.ndarray, given: tuple[int, ...] | None) -> tuple[int, ...
     return None
 
 
+def _targets(task: str, ys: list[np.ndarray], known_names: list[str] | None):
+    """Labels -> int64 codes + class names (classification), or float64 targets (regression)."""
+    if task == "classification":
+        return encode_labels(ys, known_names)
+    for part in ys:
+        if _numeric_labels(part) is None:
+            raise DataError(f"labels are not numbers (found '{part.reshape(-1)[0]}'); use --task classification")
+    return [_numeric_labels(part).astype(np.float64) for part in ys], None
+
+
+def _split_rows(n: int, labels: np.ndarray | None, has_test: bool, val_fraction: float, test_fraction: float,
+                seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(train, val, test) row indices; test is None when the source ships its own test split.
+
+    Fractions count on the whole dataset; with a shipped test split, val_fraction counts on the train part.
+    """
+    if has_test:
+        rest, test_idx, val_share = np.arange(n), None, val_fraction
+    else:
+        rest, test_idx = split_indices(n, test_fraction, labels, seed, "test")
+        val_share = val_fraction / (1.0 - test_fraction)
+    if val_fraction == 0:
+        return rest, np.zeros(0, dtype=np.int64), test_idx
+    keep, val_pos = split_indices(len(rest), val_share, None if labels is None else labels[rest], seed, "val")
+    return rest[keep], rest[val_pos], test_idx
+
+
 def prepare(raw: RawData, *, name: str, task: str | None, val_fraction: float, test_fraction: float,
             seed: int, scale: str) -> Data:
     """Validate, encode, split and scale raw arrays into a Data (statistics fitted on the train split only)."""
-    from nnopt.data._scale import apply_features, apply_target, fit_features, fit_target, resolve_scale
-
     X_in = _as_array(raw.X, "X")
     X = _features(X_in, "X")
     if len(X) == 0:
@@ -179,6 +207,9 @@ def prepare(raw: RawData, *, name: str, task: str | None, val_fraction: float, t
     if X.shape[1] == 0:
         raise DataError(f"no feature columns in {name}; give at least one feature")
     input_shape = _input_shape(X_in, raw.input_shape)
+    pixel_max = raw.pixel_max
+    if pixel_max is None and X_in.ndim >= 3 and X_in.dtype == np.uint8:  # 8-bit images given as arrays / npz
+        pixel_max = 255.0
     n, n_features = X.shape
     names = list(raw.feature_names) if raw.feature_names and len(raw.feature_names) == n_features else \
         [f"x{i}" for i in range(n_features)]
@@ -196,36 +227,14 @@ def prepare(raw: RawData, *, name: str, task: str | None, val_fraction: float, t
 
     if task is None:
         task = raw.task or detect_task(y if test is None else np.concatenate([y, test[1]]))
-    ys = [y] if test is None else [y, test[1]]
-    class_names = None
-    if task == "classification":
-        ys, class_names = encode_labels(ys, raw.class_names)
-        labels = ys[0]
-    else:
-        for part in ys:
-            numeric = _numeric_labels(part)
-            if numeric is None:
-                raise DataError(f"labels are not numbers (found '{part.reshape(-1)[0]}'); use --task classification")
-        ys = [_numeric_labels(part).astype(np.float64) for part in ys]
-        labels = None
-    y = ys[0]
+    ys, class_names = _targets(task, [y] if test is None else [y, test[1]], raw.class_names)
+    labels = ys[0] if task == "classification" else None
+    train_idx, val_idx, test_idx = _split_rows(n, labels, test is not None, val_fraction, test_fraction, seed)
+    parts = {"train": (X[train_idx], ys[0][train_idx]), "val": (X[val_idx], ys[0][val_idx])}
+    parts["test"] = (X[test_idx], ys[0][test_idx]) if test is None else (test[0], ys[1])
 
-    if test is None:
-        rest, test_idx = split_indices(n, test_fraction, labels, seed, "test")
-        val_share = val_fraction / (1.0 - test_fraction)
-    else:
-        rest, test_idx = np.arange(n), None
-        val_share = val_fraction
-    if val_fraction > 0:
-        keep, val_pos = split_indices(len(rest), val_share, None if labels is None else labels[rest], seed, "val")
-        train_idx, val_idx = rest[keep], rest[val_pos]
-    else:
-        train_idx, val_idx = rest, np.zeros(0, dtype=np.int64)
-    parts = {"train": (X[train_idx], y[train_idx]), "val": (X[val_idx], y[val_idx])}
-    parts["test"] = (X[test_idx], y[test_idx]) if test is None else (test[0], ys[1])
-
-    kind = resolve_scale(scale, raw.pixel_max)
-    x_params = fit_features(parts["train"][0], kind, raw.pixel_max)
+    kind = resolve_scale(scale, pixel_max)
+    x_params = fit_features(parts["train"][0], kind, pixel_max)
     # Regression targets are standardized too (auto/standard), so optimizers work on e.g. diabetes out of the box.
     target_scale = fit_target(parts["train"][1]) if task == "regression" and scale in ("auto", "standard") else None
     splits = {}

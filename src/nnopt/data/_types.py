@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 TASKS = ("classification", "regression")
-SOURCES = ("builtin", "csv", "npz", "idx", "parquet", "arrays")
 
 
 @dataclass

@@ -24,7 +24,8 @@ from nnopt.optim import OPTIMIZERS, create_optimizer, create_schedule, set_optim
 from nnopt.train._callbacks import Callback
 from nnopt.train._checkpoint import fingerprint, load_checkpoint, restore_rng, rng_state, save_checkpoint
 from nnopt.train._metrics import check_metric_names, compute_metrics
-from nnopt.train._setup import make_loss, resolve_batch_size, resolve_device, training_targets
+from nnopt.train._setup import (clear_grads, make_loss, resolve_batch_size, resolve_device, step_function,
+                                training_targets)
 from nnopt.train._threads import choose_threads
 
 CHECK_EVERY = 256  # steps between NaN checks (one host sync each)
@@ -74,6 +75,8 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
     data = load_data(spec.data, target=spec.target, task=spec.task, val_fraction=spec.val_fraction,
                      test_fraction=spec.test_fraction, seed=spec.seed, scale=spec.scale)
     metric_list = check_metric_names(data.task, metrics)
+    # ROC-AUC ranks every row per class: worth it on held-out splits, skipped on the (large) train split
+    split_metrics = {"train": [m for m in metric_list if m != "roc_auc"], "val": metric_list, "test": metric_list}
     dev = resolve_device(spec.device)
     batch = resolve_batch_size(spec.batch_size, entry.full_batch, spec.optimizer, len(data.train))
     arch = None if module is not None else ArchSpec.parse(spec.model if spec.model is not None else "mlp:128,64")
@@ -124,6 +127,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
             cb.on_fit_start(info)
         params = [p for p in net.parameters() if p.requires_grad]
         stopped_early = False
+        step = step_function(opt)
         epoch_start = time.perf_counter()
         for epoch in range(start_epoch + 1, spec.epochs + 1):
             net.train()
@@ -131,11 +135,11 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
             step_losses: list[torch.Tensor] = []
             for xb, yb in epoch_batches(X["train"], Y["train"], batch, generator if batch < len(data.train) else None):
                 loss_value = loss_fn(net(xb), yb)
-                opt.zero_grad(set_to_none=True)
+                clear_grads(params)
                 loss_value.backward()
                 if spec.clip_grad:
                     nn.utils.clip_grad_norm_(params, spec.clip_grad, foreach=True)
-                opt.step()
+                step()
                 sched.step_batch()
                 step_losses.append(loss_value.detach())
                 if len(step_losses) % CHECK_EVERY == 0:
@@ -144,8 +148,8 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
             net.eval()
             set_optimizer_mode(opt, False)
             row: dict[str, Any] = {"epoch": epoch, "train_loss": float(losses.mean())}
-            for split, names in (("train", [m for m in metric_list if m != "roc_auc"]), ("val", metric_list)):
-                for key, value in _evaluate(net, loss_fn, data, X[split], Y[split], names).items():
+            for split in ("train", "val"):
+                for key, value in _evaluate(net, loss_fn, data, X[split], Y[split], split_metrics[split]).items():
                     if not (split == "train" and key == "loss"):
                         row[f"{split}_{key}"] = value
             row["lr"] = float(opt.param_groups[0]["lr"])
@@ -168,7 +172,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
             net.load_state_dict(best["state"])  # restore the best validation weights
         net.eval()
         set_optimizer_mode(opt, False)
-        final = {split: _evaluate(net, loss_fn, data, X[split], Y[split], metric_list)
+        final = {split: _evaluate(net, loss_fn, data, X[split], Y[split], split_metrics[split])
                  for split in ("train", "val", "test")}
         wall = elapsed_before + time.perf_counter() - epoch_start
         result = FitResult(model=net, history=history, metrics=final, epochs=len(history), wall_s=wall,
