@@ -6,11 +6,13 @@ import os
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import Dataset
 
 from nnopt.errors import DataError, did_you_mean
 from nnopt.data._builtin import DATASETS
 from nnopt.data._files import read_file
 from nnopt.data._prepare import SCALES, check_fractions, choice, prepare
+from nnopt.data._torch_dataset import from_torch_dataset
 from nnopt.data._types import TASKS, Data, RawData
 
 
@@ -49,7 +51,8 @@ def load_data(source, *, target: str | None = None, task: str | None = None, val
     """Load a dataset and return it split (seeded, stratified for classification) and scaled on train.
 
     ``source``: a built-in name (see ``list_datasets()``), a path to a .csv / .npz / .parquet file or an
-    MNIST-layout IDX directory, an ``(X, y)`` tuple of arrays/tensors/lists, or a ``Data`` (returned as is).
+    MNIST-layout IDX directory, an ``(X, y)`` tuple of arrays/tensors/lists, a torch ``Dataset`` (batched through a DataLoader), or a
+    ``Data`` (returned as is).
     ``task``: None or "auto" detects it from the labels (see ``detect_task``). ``scale``: "auto" (pixels are
     divided by their max, other features standardized), "standard", "minmax" or "none".
     """
@@ -59,6 +62,9 @@ def load_data(source, *, target: str | None = None, task: str | None = None, val
         task = None
     if task is not None:
         choice("task", task, TASKS)
+    if isinstance(source, Dataset):
+        return from_torch_dataset(source, task=task, val_fraction=val_fraction, test_fraction=test_fraction,
+                                  seed=int(seed))
     choice("scale", scale, SCALES)
     check_fractions(val_fraction, test_fraction)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):

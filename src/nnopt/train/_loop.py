@@ -16,20 +16,19 @@ import torch
 from torch import nn
 
 from nnopt.config import TrainSpec, spec_from_mapping
-from nnopt.data import Data, epoch_batches, load_data
+from nnopt.data import Data, load_data
 from nnopt.errors import DivergedError, UsageError
 from nnopt.fileio import atomic_write_json, atomic_write_jsonl
 from nnopt.models import ArchSpec, build_model, count_params, flops_per_sample, save_model
 from nnopt.optim import OPTIMIZERS, create_optimizer, create_schedule, set_optimizer_mode
+from nnopt.train._batches import make_source
 from nnopt.train._callbacks import Callback
 from nnopt.train._checkpoint import fingerprint, load_checkpoint, restore_rng, rng_state, save_checkpoint
 from nnopt.train._metrics import check_metric_names, compute_metrics
-from nnopt.train._setup import (clear_grads, make_loss, resolve_batch_size, resolve_device, step_function,
-                                training_targets)
+from nnopt.train._setup import clear_grads, make_loss, resolve_batch_size, resolve_device, step_function
 from nnopt.train._threads import choose_threads
 
 CHECK_EVERY = 256  # steps between NaN checks (one host sync each)
-EVAL_CHUNK = 8192  # rows per forward pass when evaluating
 
 
 @dataclass
@@ -90,9 +89,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
     try:
         net.to(dev)
         loss_fn = make_loss(loss, data.task, data.n_outputs)
-        X = {s: getattr(data, s).X.to(dev) for s in ("train", "val", "test")}
-        Y = {s: training_targets(getattr(data, s).y, data.task, data.n_outputs, None).to(dev)
-             for s in ("train", "val", "test")}
+        sources = {s: make_source(data, s, dev, flatten=module is None) for s in ("train", "val", "test")}
         opt = create_optimizer(spec.optimizer, net, lr=spec.lr, **spec.optimizer_params)
         lr_used = opt.param_groups[0]["lr"]
         steps = -(-len(data.train) // batch)
@@ -133,7 +130,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
             net.train()
             set_optimizer_mode(opt, True)
             step_losses: list[torch.Tensor] = []
-            for xb, yb in epoch_batches(X["train"], Y["train"], batch, generator if batch < len(data.train) else None):
+            for xb, yb in sources["train"].batches(batch, generator):
                 loss_value = loss_fn(net(xb), yb)
                 clear_grads(params)
                 loss_value.backward()
@@ -149,7 +146,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
             set_optimizer_mode(opt, False)
             row: dict[str, Any] = {"epoch": epoch, "train_loss": float(losses.mean())}
             for split in ("train", "val"):
-                for key, value in _evaluate(net, loss_fn, data, X[split], Y[split], split_metrics[split]).items():
+                for key, value in _evaluate(net, loss_fn, data, sources[split], split_metrics[split]).items():
                     if not (split == "train" and key == "loss"):
                         row[f"{split}_{key}"] = value
             row["lr"] = float(opt.param_groups[0]["lr"])
@@ -172,7 +169,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
             net.load_state_dict(best["state"])  # restore the best validation weights
         net.eval()
         set_optimizer_mode(opt, False)
-        final = {split: _evaluate(net, loss_fn, data, X[split], Y[split], split_metrics[split])
+        final = {split: _evaluate(net, loss_fn, data, sources[split], split_metrics[split])
                  for split in ("train", "val", "test")}
         wall = elapsed_before + time.perf_counter() - epoch_start
         result = FitResult(model=net, history=history, metrics=final, epochs=len(history), wall_s=wall,
@@ -197,11 +194,10 @@ def _check_finite(step_losses: list[torch.Tensor], epoch: int, offset: int) -> t
 
 
 @torch.inference_mode()
-def _evaluate(net: nn.Module, loss_fn: Any, data: Data, X: torch.Tensor, Y: torch.Tensor,
-              names: Any) -> dict[str, float | None]:
-    if len(X) == 0:
+def _evaluate(net: nn.Module, loss_fn: Any, data: Data, source: Any, names: Any) -> dict[str, float | None]:
+    if len(source) == 0:
         return {}
-    outputs = torch.cat([net(X[i:i + EVAL_CHUNK]) for i in range(0, len(X), EVAL_CHUNK)])
+    outputs, Y = source.outputs(net)
     loss = float(loss_fn(outputs, Y))
     return compute_metrics(data.task, outputs, Y, loss, names, data.target_scale)
 

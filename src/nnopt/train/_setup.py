@@ -46,7 +46,7 @@ def make_loss(loss: str | Callable[..., torch.Tensor] | None, task: str, n_outpu
     return LOSSES[name]()
 
 
-def training_targets(y: torch.Tensor, task: str, n_outputs: int, loss_name: str | None) -> torch.Tensor:
+def training_targets(y: torch.Tensor, task: str, n_outputs: int) -> torch.Tensor:
     """Targets in the shape and dtype the loss takes, converted once (never per batch)."""
     if task == "classification" and n_outputs == 1:
         return y.float().reshape(-1, 1)  # BCE on one logit

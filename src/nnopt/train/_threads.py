@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 # Forward+backward FLOPs per optimizer step above which a second thread pays off (measured).
-PARALLEL_FLOPS_PER_STEP = 50e6
+PARALLEL_FLOPS_PER_STEP = 30e6
 
 
 def available_cores() -> int:

@@ -1,0 +1,67 @@
+"""Where fit() gets its batches: in-memory tensors by index slicing (fast path), or a user's torch
+Dataset through a DataLoader."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from nnopt.data import Data, DatasetSplit, epoch_batches
+from nnopt.train._setup import training_targets
+
+EVAL_CHUNK = 8192  # rows per forward pass when evaluating
+
+
+class TensorSource:
+    """A split already in memory: moved to the device once, shuffled once per epoch, sliced."""
+
+    def __init__(self, X: torch.Tensor, Y: torch.Tensor):
+        self.X, self.Y = X, Y
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def batches(self, batch: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return epoch_batches(self.X, self.Y, batch, generator if batch < len(self.X) else None)
+
+    def outputs(self, net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        X = self.X
+        return torch.cat([net(X[i:i + EVAL_CHUNK]) for i in range(0, len(X), EVAL_CHUNK)]), self.Y
+
+
+class LoaderSource:
+    """A split of a torch Dataset, loaded batch by batch; rows are flattened for nnopt's own models."""
+
+    def __init__(self, split: DatasetSplit, data: Data, device: torch.device, flatten: bool):
+        self.split, self.data, self.device, self.flatten = split, data, device, flatten
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def _prepare(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        xb = xb.to(self.device, torch.float32)
+        if self.flatten:
+            xb = xb.reshape(len(xb), -1)
+        return xb, training_targets(yb, self.data.task, self.data.n_outputs).to(self.device)
+
+    def batches(self, batch: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        loader = DataLoader(self.split.dataset, batch_size=batch, shuffle=True, generator=generator)
+        return (self._prepare(xb, yb) for xb, yb in loader)
+
+    def outputs(self, net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        outs, targets = [], []
+        for xb, yb in DataLoader(self.split.dataset, batch_size=1024):
+            xb, yb = self._prepare(xb, yb)
+            outs.append(net(xb))
+            targets.append(yb)
+        return torch.cat(outs), torch.cat(targets)
+
+
+def make_source(data: Data, split: str, device: torch.device, flatten: bool) -> TensorSource | LoaderSource:
+    part = getattr(data, split)
+    if isinstance(part, DatasetSplit):
+        return LoaderSource(part, data, device, flatten)
+    return TensorSource(part.X.to(device), training_targets(part.y, data.task, data.n_outputs).to(device))
