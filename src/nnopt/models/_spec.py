@@ -106,8 +106,8 @@ class ArchSpec:
             raise ConfigError(f"a model spec must be a non-empty string like 'mlp:128,64'; got {spec!r}")
         text = spec.strip()
         head, _, rest = text.partition(":")
-        if "." in head:  # package.module:function
-            if not rest or not rest.replace("_", "a").isidentifier():
+        if "." in head or (head.lower() not in KINDS and rest.isidentifier()):  # package.module:function
+            if not rest.isidentifier():
                 raise ConfigError(f"malformed model factory '{text}'; expected 'package.module:function'")
             return cls(kind="factory", hidden=(), factory=text)
         kind = head.lower()

@@ -16,8 +16,9 @@ from nnopt.errors import CheckpointError
 from nnopt.models import atomic_torch_save
 
 FORMAT = "nnopt.checkpoint/1"
-# Spec keys that may differ between the killed run and its resume.
-RESUMABLE_CHANGES = ("epochs", "out", "device", "threads", "early_stopping")
+# Settings a resumed run must share with its checkpoint (out, device, threads, early stopping may change).
+SAME_ON_RESUME = ("data", "target", "task", "model", "optimizer", "optimizer_params", "lr", "batch_size", "schedule",
+                  "schedule_params", "clip_grad", "seed", "val_fraction", "test_fraction", "scale")
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -46,8 +47,12 @@ def load_checkpoint(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def fingerprint(spec: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in spec.items() if k not in RESUMABLE_CHANGES}
+def fingerprint(config: dict[str, Any]) -> dict[str, Any]:
+    """More epochs may be asked for on resume, unless the schedule's shape depends on the total step count."""
+    keys = list(SAME_ON_RESUME)
+    if config["schedule"] not in (None, "constant", "reduce-on-plateau"):
+        keys.append("epochs")
+    return {k: config[k] for k in keys}
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:

@@ -106,7 +106,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
         if resume:
             if ckpt_path is None:
                 raise UsageError("--resume needs --out DIR, the run directory to continue")
-            state = load_checkpoint(ckpt_path, fingerprint(_fingerprint_source(config)))
+            state = load_checkpoint(ckpt_path, fingerprint(config))
             net.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["schedule"])
@@ -158,7 +158,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
                 save_checkpoint(ckpt_path, {
                     "epoch": epoch, "model": net.state_dict(), "optimizer": opt.state_dict(),
                     "schedule": sched.state_dict(), "rng": rng_state(generator), "history": history,
-                    "best": best, "wall_s": row["time_s"], "fingerprint": fingerprint(_fingerprint_source(config))})
+                    "best": best, "wall_s": row["time_s"], "fingerprint": fingerprint(config)})
                 atomic_write_jsonl(run_dir / "metrics.jsonl", history)
             for cb in callbacks:
                 stop = bool(cb.on_epoch_end(epoch, row)) or stop
@@ -226,9 +226,3 @@ def _write_outputs(run_dir: Path, result: FitResult, arch: ArchSpec | None, data
 
 def _describe_source(source: Any) -> Any:
     return source if isinstance(source, (str, int, float)) or source is None else f"<{type(source).__name__}>"
-
-
-def _fingerprint_source(config: dict[str, Any]) -> dict[str, Any]:
-    keep = ("data", "target", "task", "model", "optimizer", "optimizer_params", "lr", "batch_size", "schedule",
-            "schedule_params", "clip_grad", "seed", "val_fraction", "test_fraction", "scale")
-    return {k: config[k] for k in keep}
