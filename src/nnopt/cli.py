@@ -172,7 +172,10 @@ COMMANDS = {"train": _cmd_train, "datasets": _cmd_datasets, "optimizers": _cmd_o
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a flag error already printed on one line
+        return int(exc.code or 0)
     if not args.command:
         parser.print_help()
         return 2
