@@ -123,6 +123,13 @@ def test_bad_input_exits_2_with_one_line(run_cli, bad_files, tmp_path, args, fra
     assert not out_dir.exists(), "nothing may be written for bad input"
 
 
+def test_unwritable_out_is_a_usage_error(run_cli, tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a directory")
+    code, _, err = run_cli("train", "--data", "iris", "--out", blocker / "run")
+    assert code == 2 and err.startswith("error: cannot write to run directory") and err.count("\n") == 1
+
+
 def test_argparse_errors_are_one_line_through_the_console_script(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "nnopt", "train", "--data", "iris", "--epochs", "x"],
                           capture_output=True, text=True, cwd=tmp_path)

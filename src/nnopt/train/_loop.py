@@ -7,6 +7,7 @@ the epoch end; metrics are computed once per epoch on the host.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,17 +17,16 @@ import torch
 from torch import nn
 
 from nnopt.config import TrainSpec, spec_from_mapping
-from nnopt.data import Data, load_data
+from nnopt.data import Data
 from nnopt.errors import DivergedError, UsageError
 from nnopt.fileio import atomic_write_json, atomic_write_jsonl
-from nnopt.models import ArchSpec, build_model, count_params, flops_per_sample, save_model
-from nnopt.optim import OPTIMIZERS, create_optimizer, create_schedule, set_optimizer_mode
-from nnopt.train._batches import make_source
+from nnopt.models import ArchSpec, count_params, save_model
+from nnopt.optim import create_optimizer, create_schedule, set_optimizer_mode
 from nnopt.train._callbacks import Callback
 from nnopt.train._checkpoint import fingerprint, load_checkpoint, restore_rng, rng_state, save_checkpoint
 from nnopt.train._metrics import check_metric_names, compute_metrics
-from nnopt.train._setup import clear_grads, make_loss, resolve_batch_size, resolve_device, step_function
-from nnopt.train._threads import choose_threads
+from nnopt.train._prepare import make_run_dir, prepare, thread_count
+from nnopt.train._setup import clear_grads, step_function
 
 CHECK_EVERY = 256  # steps between NaN checks (one host sync each)
 
@@ -70,34 +70,22 @@ def fit(model: Any, data: Any, *, optimizer: str = "adam", lr: float | None = No
 def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, metrics: list[str] | None = None,
         callbacks: list[Callback] | None = None, resume: bool = False) -> FitResult:
     spec.validate()
-    entry = OPTIMIZERS.get(spec.optimizer)
-    data = load_data(spec.data, target=spec.target, task=spec.task, val_fraction=spec.val_fraction,
-                     test_fraction=spec.test_fraction, seed=spec.seed, scale=spec.scale)
+    p = prepare(spec, module=module, loss=loss)
+    data, net, arch, dev, batch, threads, loss_fn, sources = (
+        p.data, p.net, p.arch, p.device, p.batch, p.threads, p.loss_fn, p.sources)
     metric_list = check_metric_names(data.task, metrics)
     # ROC-AUC ranks every row per class: worth it on held-out splits, skipped on the (large) train split
     split_metrics = {"train": [m for m in metric_list if m != "roc_auc"], "val": metric_list, "test": metric_list}
-    dev = resolve_device(spec.device)
-    batch = resolve_batch_size(spec.batch_size, entry.full_batch, spec.optimizer, len(data.train))
-    arch = None if module is not None else ArchSpec.parse(spec.model if spec.model is not None else "mlp:128,64")
-    torch.manual_seed(spec.seed)  # weight init
-    net = module if module is not None else build_model(
-        arch, in_features=data.n_features, n_outputs=data.n_outputs, input_shape=data.input_shape, task=data.task)
-    flops = flops_per_sample(net, data.n_features)
-    threads = spec.threads or (choose_threads(flops, batch) if dev.type == "cpu" else torch.get_num_threads())
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        net.to(dev)
-        loss_fn = make_loss(loss, data.task, data.n_outputs)
-        sources = {s: make_source(data, s, dev, flatten=module is None) for s in ("train", "val", "test")}
+    with thread_count(threads):
         opt = create_optimizer(spec.optimizer, net, lr=spec.lr, **spec.optimizer_params)
         lr_used = opt.param_groups[0]["lr"]
         steps = -(-len(data.train) // batch)
         sched = create_schedule(spec.schedule or "constant", opt, epochs=spec.epochs, steps_per_epoch=steps,
                                 **spec.schedule_params)
-        config = {**spec.to_dict(), "data": _describe_source(spec.data), "model": arch.to_string() if arch else
-                  type(net).__name__, "lr": lr_used, "batch_size": batch, "threads": threads, "device": str(dev),
-                  "data_info": data.describe(), "n_params": count_params(net), "flops_per_sample": flops}
+        config = {"command": "train", **spec.to_dict(), "data": _describe_source(spec.data),
+                  "model": arch.to_string() if arch else type(net).__name__, "lr": lr_used, "batch_size": batch,
+                  "threads": threads, "device": str(dev), "data_info": data.describe(), "n_params": count_params(net),
+                  "flops_per_sample": p.flops, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         run_dir = Path(spec.out) if spec.out else None
         generator = torch.Generator(device="cpu").manual_seed(spec.seed)
         history: list[dict[str, Any]] = []
@@ -113,9 +101,9 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
             restore_rng(generator, state["rng"])
             history, start_epoch, elapsed_before = state["history"], state["epoch"], state["wall_s"]
             best = state["best"]
-        elif run_dir is not None:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            config["created"] = _created(run_dir, config["created"])
         if run_dir is not None:
+            make_run_dir(run_dir)
             atomic_write_json(run_dir / "config.json", config)
         callbacks = list(callbacks or [])
         info = {"epochs": spec.epochs, "start_epoch": start_epoch, "steps_per_epoch": steps, "batch_size": batch,
@@ -179,8 +167,6 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
         for cb in callbacks:
             cb.on_fit_end(result)
         return result
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _check_finite(step_losses: list[torch.Tensor], epoch: int, offset: int) -> torch.Tensor:
@@ -222,6 +208,14 @@ def _write_outputs(run_dir: Path, result: FitResult, arch: ArchSpec | None, data
         "task": data.task, "class_names": data.class_names, "preprocessing": data.preprocessing})
     atomic_write_json(run_dir / "summary.json", {**result.summary(), "metrics": result.metrics,
                                                  "stopped_early": result.stopped_early})
+
+
+def _created(run_dir: Path, default: str) -> str:
+    """A resumed run keeps the creation time of the run it continues."""
+    try:
+        return json.loads((run_dir / "config.json").read_text())["created"]
+    except (OSError, ValueError, KeyError):
+        return default
 
 
 def _describe_source(source: Any) -> Any:
