@@ -12,15 +12,16 @@ from typing import Any
 __version__ = "0.1.0"
 
 __all__ = [
-    "__version__", "fit", "FitResult", "load_data", "build_model", "load_model", "ArchSpec",
-    "OPTIMIZERS", "create_optimizer", "NnoptError", "UsageError",
+    "__version__", "fit", "compare", "find_lr", "build_report", "FitResult", "CompareResult", "load_data",
+    "build_model", "load_model", "ArchSpec", "OPTIMIZERS", "create_optimizer", "NnoptError", "UsageError",
 ]
 
 from nnopt.errors import NnoptError, UsageError
 
 # Heavy subpackages (torch, sklearn) load on first use, so `nnopt --help` starts fast.
 _LAZY = {
-    "fit": "nnopt.train", "FitResult": "nnopt.train",
+    "fit": "nnopt.api", "compare": "nnopt.api", "find_lr": "nnopt.api", "build_report": "nnopt.report",
+    "FitResult": "nnopt.train", "CompareResult": "nnopt.comparison",
     "load_data": "nnopt.data",
     "build_model": "nnopt.models", "load_model": "nnopt.models", "ArchSpec": "nnopt.models",
     "OPTIMIZERS": "nnopt.optim", "create_optimizer": "nnopt.optim",

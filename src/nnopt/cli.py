@@ -74,6 +74,49 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     train.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
 
+    compare = sub.add_parser("compare", help="compare optimizers side by side on one network",
+                             description="Train one network with several optimizers, each at its own learning "
+                                         "rate, over K seeds; rank them and write a report.")
+    compare.add_argument("--data", required=True, help="dataset name or path (as for train)")
+    compare.add_argument("--target", help="target column of a CSV/parquet file")
+    compare.add_argument("--task", choices=["classification", "regression"], help="override task detection")
+    compare.add_argument("--model", default="mlp:128,64", help="model spec (default mlp:128,64)")
+    compare.add_argument("--optimizers", help="comma-separated names, each optionally NAME@LR "
+                                              "(default: gd,sgd,momentum,nesterov,adagrad,rmsprop,adam)")
+    lr_group = compare.add_mutually_exclusive_group()
+    lr_group.add_argument("--lr", help="'auto' (LR range test per optimizer) or a number for all; "
+                                       "default: each optimizer's own default")
+    lr_group.add_argument("--lr-grid", help="comma-separated lrs; each optimizer takes its best on validation")
+    compare.add_argument("--epochs", type=int, default=20, help="epochs per run (default 20)")
+    compare.add_argument("--seeds", type=int, default=3, help="seeds per optimizer (default 3)")
+    compare.add_argument("--batch-size", type=_batch_size, help="N, 1 or full (default: each optimizer's)")
+    compare.add_argument("--target-metric", metavar="NAME=VALUE", help="e.g. val_accuracy=0.95: epochs and "
+                                                                        "seconds until reached")
+    compare.add_argument("--workers", type=int, default=1, help="processes to spread the runs over (default 1)")
+    compare.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    compare.add_argument("--out", help="run directory (default runs/compare-TIMESTAMP)")
+    compare.add_argument("--json", action="store_true", help="print the results object only")
+
+    lr_find = sub.add_parser("lr-find", help="LR range test: suggest a learning rate for an optimizer",
+                             description="Train briefly while the lr grows exponentially; suggest the lr where "
+                                         "the loss falls fastest.")
+    lr_find.add_argument("--data", required=True, help="dataset name or path")
+    lr_find.add_argument("--target", help="target column of a CSV/parquet file")
+    lr_find.add_argument("--model", default="mlp:128,64", help="model spec (default mlp:128,64)")
+    lr_find.add_argument("--optimizer", default="adam", help="optimizer name (default adam)")
+    lr_find.add_argument("--batch-size", type=_batch_size, help="N, 1 or full")
+    lr_find.add_argument("--min-lr", type=float, default=1e-5, help="first lr (default 1e-5)")
+    lr_find.add_argument("--max-lr", type=float, default=10.0, help="last lr (default 10)")
+    lr_find.add_argument("--steps", type=int, default=150, help="steps (default 150)")
+    lr_find.add_argument("--seed", type=int, default=0, help="random seed")
+    lr_find.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    lr_find.add_argument("--out", help="run directory (default runs/lr-find-TIMESTAMP)")
+    lr_find.add_argument("--json", action="store_true", help="print JSON")
+
+    report = sub.add_parser("report", help="rebuild report.html and the plots of a run directory",
+                            description="Rebuild report.html and the plots from a run directory's files alone.")
+    report.add_argument("run_dir", help="the --out directory of a train, compare or lr-find run")
+
     datasets = sub.add_parser("datasets", help="list the built-in datasets")
     datasets.add_argument("--json", action="store_true", help="print JSON")
     optimizers = sub.add_parser("optimizers", help="list the optimizers and their update rules")
@@ -81,9 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _default_out(command: str) -> str:
+    return f"runs/{command}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    from nnopt.api import run_spec
     from nnopt.config import TrainSpec, load_yaml, parse_override, spec_from_mapping
-    from nnopt.train import ProgressBar, run
+    from nnopt.train import ProgressBar
 
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "debug", "config", "resume", "json")}
     for key in ("optimizer_params", "schedule_params"):
@@ -101,10 +149,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if getattr(args, "config", None):
         values.update(load_yaml(args.config))
     values.update(flags)
-    values.setdefault("out", f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
+    values.setdefault("out", _default_out("train"))
     spec = spec_from_mapping(TrainSpec, values, source=getattr(args, "config", None) or "flags")
     as_json = getattr(args, "json", False)
-    result = run(spec, callbacks=[ProgressBar(enabled=None if not as_json else False)], resume=resume)
+    result = run_spec(spec, callbacks=[ProgressBar(enabled=None if not as_json else False)], resume=resume)
     if as_json:
         print(json.dumps(result.summary()))
     else:
@@ -113,10 +161,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _print_train_summary(result: Any) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = _console()
     table = Table(title=f"{result.config['model']} · {result.config['optimizer']} "
                         f"(lr {result.config['lr']:g}, batch {result.config['batch_size']}) on {result.data.name}")
     names = list(result.metrics["test"] or result.metrics["val"])
@@ -129,6 +176,85 @@ def _print_train_summary(result: Any) -> None:
     console.print(table)
     early = " (stopped early)" if result.stopped_early else ""
     console.print(f"{result.epochs} epochs{early} in {result.wall_s:.1f} s · run directory: {result.run_dir}")
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from nnopt.api import compare
+
+    lr: Any = args.lr
+    if lr is not None and lr != "auto":
+        try:
+            lr = float(lr)
+        except ValueError:
+            raise UsageError(f"--lr must be 'auto' or a number > 0; got '{lr}'") from None
+    options = {k: getattr(args, k) for k in ("target", "task", "optimizers") if getattr(args, k) is not None}
+    result = compare(args.data, args.model, lr=lr, lr_grid=args.lr_grid,
+                     epochs=args.epochs, seeds=args.seeds, batch_size=args.batch_size,
+                     target_metric=args.target_metric, workers=args.workers, device=args.device,
+                     out=args.out or _default_out("compare"), **options)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    _print_compare(result)
+    return 0
+
+
+def _print_compare(result: Any) -> None:
+    from rich.table import Table
+
+    primary = result.primary_metric
+    short = primary.split("_", 1)[1]
+    table = Table(title=f"{result.config['model']} on {result.config['data_info']['name']}: "
+                        f"{len(result.config['seeds'])} seeds x {result.config['epochs']} epochs")
+    for column in ("#", "optimizer", "lr", f"test {short}", f"val {short}", "train loss", "to target", "steps/s",
+                   "diverged"):
+        table.add_column(column, justify="left" if column == "optimizer" else "right", no_wrap=True)
+    for row in result.optimizers:
+        mean, std = row.get(f"{primary}_mean"), row.get(f"{primary}_std")
+        target = row["epochs_to_target_mean"]
+        table.add_row(str(row["rank"]), row["optimizer"], f"{row['lr']:.3g} {row['lr_source']}",
+                      "-" if mean is None else f"{mean:.4f}±{std:.4f}",
+                      _num(row.get(f"val_{short}_mean")), _num(row.get("train_loss_mean")),
+                      "-" if target is None else f"{target:.1f} ep", _num(row["steps_per_s_mean"], ".0f"),
+                      f"{row['diverged']}/{row['seeds']}")
+    console = _console()
+    console.print(table)
+    console.print(f"report: {result.run_dir / 'report.html'}")
+
+
+def _console() -> Any:
+    """rich's Console; off a terminal (a pipe, a file) wide enough that tables are not cut."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def _num(value: Any, fmt: str = ".4f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _cmd_lr_find(args: argparse.Namespace) -> int:
+    from nnopt.api import find_lr
+
+    options = {"target": args.target} if args.target else {}
+    out = args.out or _default_out("lr-find")
+    result = find_lr(args.model, args.data, optimizer=args.optimizer, batch_size=args.batch_size,
+                     min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps, seed=args.seed, device=args.device,
+                     out=out, **options)
+    if args.json:
+        print(json.dumps({"optimizer": result.optimizer, "suggested_lr": result.suggested, "rule": result.rule,
+                          "run_dir": out}))
+        return 0
+    print(f"suggested lr for {result.optimizer}: {result.suggested:.3g}  ({result.rule})")
+    print(f"report: {Path(out) / 'report.html'}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from nnopt.report import build_report
+
+    print(build_report(args.run_dir))
+    return 0
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
@@ -156,7 +282,6 @@ def _cmd_optimizers(args: argparse.Namespace) -> int:
 
 
 def _print_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
@@ -164,10 +289,12 @@ def _print_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> 
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*("-" if row.get(c) is None else str(row.get(c)) for c in columns))
-    Console().print(table)
+    _console().print(table)
 
 
-COMMANDS = {"train": _cmd_train, "datasets": _cmd_datasets, "optimizers": _cmd_optimizers}
+COMMANDS = {"train": _cmd_train, "compare": _cmd_compare, "lr-find": _cmd_lr_find, "report": _cmd_report,
+            "datasets": _cmd_datasets, "optimizers": _cmd_optimizers}
+
 
 
 def main(argv: Sequence[str] | None = None) -> int:

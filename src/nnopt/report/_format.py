@@ -50,7 +50,7 @@ def fmt_metric(name: str, value: Any, std: Any = None, unit: bool = True) -> str
     if base_metric(name) in PERCENT_METRICS:
         text = f"{100 * v:.1f}" + (f" ± {100 * s:.1f}" if s is not None else "")
         return text + (" %" if unit else "")
-    return _sig(v) + (f" ± {_sig(s)}" if s is not None else "")
+    return _sig(v) + (f" ± {_sig(s, 2)}" if s is not None else "")
 
 
 def fmt_target(name: str, value: Any) -> str:
@@ -101,9 +101,9 @@ def fmt_batch(value: Any) -> str:
     return str(value)
 
 
-def _sig(v: float) -> str:
+def _sig(v: float, digits: int = 4) -> str:
     if v == 0:
         return "0"
     if 1e-3 <= abs(v) < 1e4:
-        return f"{v:.4g}"
-    return f"{v:.3e}"
+        return f"{v:.{digits}g}"
+    return f"{v:.{digits - 1}e}"

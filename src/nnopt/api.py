@@ -1,0 +1,43 @@
+"""The public entry points: each runs a command's engine, then draws its report when it has a run directory.
+
+This is the one place where the layers meet (train / comparison write the files, report reads them),
+so the CLI and Python users get the same run directory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nnopt import comparison as _comparison
+from nnopt import train as _train
+from nnopt.report import build_report
+from nnopt.config import TrainSpec
+
+
+def fit(model: Any, data: Any, **kwargs: Any) -> _train.FitResult:
+    """nnopt.train.fit, plus report.html and plots in the run directory when `out` is given."""
+    return _with_report(_train.fit(model, data, **kwargs))
+
+
+def run_spec(spec: TrainSpec, **kwargs: Any) -> _train.FitResult:
+    """Train from a resolved TrainSpec (what `nnopt train` does), then draw the report."""
+    return _with_report(_train.run(spec, **kwargs))
+
+
+def compare(data: Any, model: Any = "mlp:128,64", **kwargs: Any) -> _comparison.CompareResult:
+    """nnopt.comparison.compare, plus report.html, curves.png (and lr_find.png) when `out` is given."""
+    return _with_report(_comparison.compare(data, model, **kwargs))
+
+
+def find_lr(model: Any, data: Any, **kwargs: Any) -> _train.LRFindResult:
+    """The LR range test; with `out`, also lr_find.png and report.html."""
+    result = _train.find_lr(model, data, **kwargs)
+    if kwargs.get("out") is not None:
+        build_report(kwargs["out"])
+    return result
+
+
+def _with_report(result: Any) -> Any:
+    if result.run_dir is not None:
+        build_report(result.run_dir)
+    return result

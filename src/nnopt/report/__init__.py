@@ -1,0 +1,29 @@
+"""Reports: PNG plots and one self-contained report.html, built from a run directory's files alone.
+
+    build_report("runs/cmp")  # -> runs/cmp/report.html (+ curves.png, lr_find.png)
+
+The kind comes from config.json's "command" ("train", "compare", "lr-find"). Plot data is computed
+first (`_plots.py`, plain dataclasses) and drawn second (`_render.py`); the output is byte-for-byte
+deterministic for the same files. This package never imports torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nnopt.fileio import atomic_write, atomic_write_text
+from nnopt.report._load import FILES, RUN_KINDS, load_run
+from nnopt.report._verdict import verdict
+
+__all__ = ["FILES", "RUN_KINDS", "build_report", "verdict"]
+
+
+def build_report(run_dir: str | Path) -> Path:
+    """Read the run directory's files, write its PNG plots and report.html (atomically); return the report path."""
+    from nnopt.report._pages import build_pages  # matplotlib loads only when a report is built
+
+    run = load_run(run_dir)
+    images, page = build_pages(run)
+    for name, png in images.items():
+        atomic_write(run.path / name, lambda fh, png=png: fh.write(png))
+    return atomic_write_text(run.path / "report.html", page)
