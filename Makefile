@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# The main job: the seven classic optimizers on digits, each at the lr its LR range test suggests, 3 seeds.
 run: install
-	$(BIN)/nnopt train --data digits --model mlp:128,64 --optimizer adam --epochs 20 --out runs/digits-adam
+	$(BIN)/nnopt compare --data digits --model mlp:128,64 --lr auto --seeds 3 --epochs 20 \
+		--target-metric val_accuracy=0.95 --out runs/compare-digits
 
 test: install
 	$(BIN)/python -m pytest
