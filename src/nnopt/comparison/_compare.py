@@ -25,7 +25,7 @@ from nnopt.comparison._spec import (SEED_OPTIMIZERS, check_seeds, check_workers,
                                  parse_target)
 from nnopt.data import load_data
 from nnopt.errors import UsageError
-from nnopt.fileio import atomic_write_json, atomic_write_text
+from nnopt.fileio import atomic_write_json, atomic_write_text, make_run_dir
 from nnopt.train import find_lr, metric_names
 
 
@@ -70,7 +70,7 @@ def compare(data: Any, model: Any = "mlp:128,64", *, optimizers: Any = SEED_OPTI
     primary = "accuracy" if dataset.task == "classification" else "r2"
     run_dir = Path(out) if out is not None else None
     if run_dir is not None:
-        _check_writable(run_dir)
+        make_run_dir(run_dir)
 
     def job(name: str, rate: float | None, seed: int) -> Job:
         return Job(name, rate, seed, dataset, model, epochs, batch_size, dict(options))
@@ -119,15 +119,6 @@ def compare(data: Any, model: Any = "mlp:128,64", *, optimizers: Any = SEED_OPTI
     if run_dir is not None:
         _write(run_dir, result)
     return result
-
-
-def _check_writable(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        (path / ".write-test").write_bytes(b"")
-        (path / ".write-test").unlink()
-    except OSError as exc:
-        raise UsageError(f"cannot write to {path} ({exc.strerror}); choose another --out") from None
 
 
 def _environment() -> dict[str, Any]:

@@ -19,13 +19,13 @@ from torch import nn
 from nnopt.config import TrainSpec, spec_from_mapping
 from nnopt.data import Data
 from nnopt.errors import DivergedError, UsageError
-from nnopt.fileio import atomic_write_json, atomic_write_jsonl
+from nnopt.fileio import atomic_write_json, atomic_write_jsonl, make_run_dir
 from nnopt.models import ArchSpec, count_params, save_model
 from nnopt.optim import create_optimizer, create_schedule, set_optimizer_mode
 from nnopt.train._callbacks import Callback
 from nnopt.train._checkpoint import fingerprint, load_checkpoint, restore_rng, rng_state, save_checkpoint
 from nnopt.train._metrics import check_metric_names, compute_metrics
-from nnopt.train._prepare import make_run_dir, prepare, thread_count
+from nnopt.train._prepare import prepare, thread_count
 from nnopt.train._setup import clear_grads, step_function
 
 CHECK_EVERY = 256  # steps between NaN checks (one host sync each)

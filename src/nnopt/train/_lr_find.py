@@ -23,8 +23,8 @@ import torch
 from nnopt.config import TrainSpec, spec_from_mapping
 from nnopt.errors import UsageError
 from nnopt.optim import create_optimizer, set_optimizer_mode
-from nnopt.fileio import atomic_write_json
-from nnopt.train._prepare import make_run_dir, prepare, thread_count
+from nnopt.fileio import atomic_write_json, make_run_dir
+from nnopt.train._prepare import prepare, thread_count
 from nnopt.train._setup import clear_grads
 
 RULE = ("steepest descent of the smoothed loss (EMA 0.9) against log10(lr), "

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,7 +13,6 @@ from torch import nn
 
 from nnopt.config import TrainSpec
 from nnopt.data import Data, load_data
-from nnopt.errors import UsageError
 from nnopt.models import ArchSpec, build_model, flops_per_sample
 from nnopt.optim import OPTIMIZERS
 from nnopt.train._batches import LoaderSource, TensorSource, make_source
@@ -62,13 +60,3 @@ def thread_count(threads: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def make_run_dir(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(f"cannot write to run directory {path} ({exc.strerror}); choose another --out") from None
