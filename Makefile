@@ -1,6 +1,8 @@
 # Set-up on a fresh machine: `make run` or `make test`; both create .venv and install nnopt into it.
 PYTHON ?= python3
 VENV ?= .venv
+# torch==2.13.0 resolves to the CPU wheel on machines that carry it locally; elsewhere pass pip arguments,
+# e.g. make TORCH_SPEC="torch==2.13.0 --index-url URL-OF-A-CPU-WHEEL-INDEX" test
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -9,11 +11,11 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from nnopt import __version__
-from nnopt.errors import NnoptError, UsageError
+from nnopt.errors import CheckpointError, NnoptError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,9 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nnopt", description="Make neural networks better: train, compare, tune, compress.")
     parser.add_argument("--version", action="version", version=f"nnopt {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    train = sub.add_parser("train", help="train a model on a dataset", description="Train a model on a dataset.",
+    train = sub.add_parser("train", parents=[common], help="train a model on a dataset", description="Train a model on a dataset.",
                            argument_default=argparse.SUPPRESS)
     train.add_argument("--data", help="built-in dataset name (see `nnopt datasets`) or a .csv/.npz/.parquet/IDX path")
     train.add_argument("--target", help="target column of a CSV/parquet file (default: the last column)")
@@ -74,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     train.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
 
-    compare = sub.add_parser("compare", help="compare optimizers side by side on one network",
+    compare = sub.add_parser("compare", parents=[common], help="compare optimizers side by side on one network",
                              description="Train one network with several optimizers, each at its own learning "
                                          "rate, over K seeds; rank them and write a report.")
     compare.add_argument("--data", required=True, help="dataset name or path (as for train)")
@@ -97,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", help="run directory (default runs/compare-TIMESTAMP)")
     compare.add_argument("--json", action="store_true", help="print the results object only")
 
-    lr_find = sub.add_parser("lr-find", help="LR range test: suggest a learning rate for an optimizer",
+    lr_find = sub.add_parser("lr-find", parents=[common], help="LR range test: suggest a learning rate for an optimizer",
                              description="Train briefly while the lr grows exponentially; suggest the lr where "
                                          "the loss falls fastest.")
     lr_find.add_argument("--data", required=True, help="dataset name or path")
@@ -113,13 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     lr_find.add_argument("--out", help="run directory (default runs/lr-find-TIMESTAMP)")
     lr_find.add_argument("--json", action="store_true", help="print JSON")
 
-    report = sub.add_parser("report", help="rebuild report.html and the plots of a run directory",
+    report = sub.add_parser("report", parents=[common], help="rebuild report.html and the plots of a run directory",
                             description="Rebuild report.html and the plots from a run directory's files alone.")
     report.add_argument("run_dir", help="the --out directory of a train, compare or lr-find run")
 
-    datasets = sub.add_parser("datasets", help="list the built-in datasets")
+    datasets = sub.add_parser("datasets", parents=[common], help="list the built-in datasets")
     datasets.add_argument("--json", action="store_true", help="print JSON")
-    optimizers = sub.add_parser("optimizers", help="list the optimizers and their update rules")
+    optimizers = sub.add_parser("optimizers", parents=[common], help="list the optimizers and their update rules")
     optimizers.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
@@ -143,6 +145,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if "out" not in flags:
             raise UsageError("--resume needs --out DIR, the run directory to continue")
         saved = Path(flags["out"]) / "config.json"
+        if not (Path(flags["out"]) / "checkpoint.pt").is_file():
+            raise CheckpointError(f"no checkpoint to resume at {Path(flags['out']) / 'checkpoint.pt'}; "
+                                  "run without --resume to start fresh")
         if saved.is_file():  # the killed run's own settings, so `--out DIR --resume` is enough
             fields = TrainSpec.__dataclass_fields__
             values.update({k: v for k, v in json.loads(saved.read_text()).items() if k in fields})

@@ -45,9 +45,9 @@ class DivergedError(NnoptError):
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """Return ``"; did you mean 'x'?"`` for the closest choice, or an empty string."""
+    """``"; did you mean 'x'?"`` for the closest choice, or ``";"`` — followed by a list of the choices."""
     close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    return f"; did you mean '{close[0]}'?" if close else ";"
 
 
 def unknown_name(kind: str, name: object, choices: Iterable[str]) -> ConfigError:

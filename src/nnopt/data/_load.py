@@ -38,7 +38,7 @@ def _resolve(source, target: str | None) -> tuple[str, RawData]:
             return str(source), read_file(path, target)
         if isinstance(source, str) and not _looks_like_path(source):
             names = DATASETS.names()
-            hint = did_you_mean(source, names) or ";"
+            hint = did_you_mean(source, names)
             raise DataError(f"unknown dataset '{source}'{hint} choices: {', '.join(names)} "
                             "(or give a path to a .csv, .npz, .parquet file or an IDX directory)")
         raise DataError(f"file not found: {source}; check the --data path")

@@ -192,8 +192,11 @@ def create_optimizer(
             raise ConfigError(f"optimizer '{name}' has no option '{key}'; options: {options}")
     try:
         return entry.factory(model_or_params, lr=lr, **{**entry.hyperparams, **hyperparams})
-    except (ValueError, TypeError) as error:  # torch's own range checks (betas, eps, empty params)
+    except ValueError as error:  # torch's own range checks (betas, eps, empty params)
         raise ConfigError(f"optimizer '{name}': {error}") from error
+    except TypeError as error:  # a value of the wrong kind, e.g. betas=0.9 for a pair
+        defaults = ", ".join(f"{k}={v!r}" for k, v in entry.hyperparams.items())
+        raise ConfigError(f"optimizer '{name}': an option has the wrong type ({error}); defaults: {defaults}") from error
 
 
 def optimizer_table() -> list[dict[str, Any]]:

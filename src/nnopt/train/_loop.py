@@ -118,6 +118,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
             net.train()
             set_optimizer_mode(opt, True)
             step_losses: list[torch.Tensor] = []
+            epoch_lr = float(opt.param_groups[0]["lr"])  # the lr of the epoch's first step
             for xb, yb in sources["train"].batches(batch, generator):
                 loss_value = loss_fn(net(xb), yb)
                 clear_grads(params)
@@ -137,7 +138,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
                 for key, value in _evaluate(net, loss_fn, data, sources[split], split_metrics[split]).items():
                     if not (split == "train" and key == "loss"):
                         row[f"{split}_{key}"] = value
-            row["lr"] = float(opt.param_groups[0]["lr"])
+            row["lr"] = epoch_lr
             sched.step_epoch(row.get("val_loss"))
             row["time_s"] = round(elapsed_before + time.perf_counter() - epoch_start, 4)
             history.append(row)
