@@ -1,8 +1,8 @@
 """Training-loop speed: nnopt.fit vs a hand-written PyTorch loop vs a DataLoader loop.
 
 MLP 64-128-10 on digits repeated to ~57k rows, batch 64, Adam (lr 1e-3), 3 epochs, 1 thread.
-All three train on the same training split (nnopt's seeded split of the repeated data); each
-timing is the best of 5 repeats. nnopt's time is the whole fit() call: model build, the
+All three train on the same training split (nnopt's seeded split of the repeated data); the loops
+run round-robin (--repeats times each), and the best and median times are reported. nnopt's time is the whole fit() call: model build, the
 per-epoch train/val evaluation and the final test evaluation included.
 
     .venv/bin/python benchmarks/train_loop.py [--repeats 5] [--epochs 3]
@@ -76,13 +76,10 @@ def nnopt_fit(data, epochs: int, seed: int) -> int:
     return epochs * -(-len(result.data.train) // BATCH)
 
 
-def best_of(fn, repeats: int) -> tuple[float, int, list[float]]:
-    times, steps = [], 0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        steps = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), steps, times
+def timed(fn) -> tuple[float, int]:
+    start = time.perf_counter()
+    steps = fn()
+    return time.perf_counter() - start, steps
 
 
 def main() -> None:
@@ -102,24 +99,33 @@ def main() -> None:
         "DataLoader loop": lambda: dataloader_loop(Xt, yt, args.epochs, 0),
         "nnopt.fit": lambda: nnopt_fit(data, args.epochs, 0),
     }
-    results = {}
-    for name, fn in runs.items():
+    for fn in runs.values():
         fn()  # warm-up
-        best, steps, times = best_of(fn, args.repeats)
-        results[name] = {"best_s": best, "median_s": statistics.median(times), "steps": steps,
-                         "steps_per_s": steps / best}
-    base = results["hand-written loop"]["steps_per_s"]
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    steps: dict[str, int] = {}
+    for _ in range(args.repeats):  # round-robin, so a change in machine load hits every loop alike
+        for name, fn in runs.items():
+            seconds, steps[name] = timed(fn)
+            times[name].append(seconds)
+    results = {}
+    for name in runs:
+        best = min(times[name])
+        results[name] = {"best_s": best, "median_s": statistics.median(times[name]), "steps": steps[name],
+                         "steps_per_s": steps[name] / best,
+                         "median_steps_per_s": steps[name] / statistics.median(times[name])}
+    base = results["hand-written loop"]
     for row in results.values():
-        row["ratio_vs_hand"] = row["steps_per_s"] / base
+        row["ratio_vs_hand"] = row["steps_per_s"] / base["steps_per_s"]
+        row["median_ratio_vs_hand"] = row["median_steps_per_s"] / base["median_steps_per_s"]
     if args.json:
         print(json.dumps(results, indent=2))
         return
     print(f"train rows {len(Xt)}, batch {BATCH}, {args.epochs} epochs, 1 thread, torch {torch.__version__}, "
           f"{platform.processor() or platform.machine()}")
-    print(f"{'loop':<20}{'steps':>7}{'best s':>9}{'median s':>10}{'steps/s':>10}{'vs hand':>9}")
+    print(f"{'loop':<20}{'steps':>7}{'best s':>9}{'median s':>10}{'steps/s':>10}{'vs hand':>9}{'median':>8}")
     for name, row in results.items():
         print(f"{name:<20}{row['steps']:>7}{row['best_s']:>9.3f}{row['median_s']:>10.3f}"
-              f"{row['steps_per_s']:>10.0f}{row['ratio_vs_hand']:>8.2f}x")
+              f"{row['steps_per_s']:>10.0f}{row['ratio_vs_hand']:>8.2f}x{row['median_ratio_vs_hand']:>7.2f}x")
 
 
 if __name__ == "__main__":
