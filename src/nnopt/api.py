@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from nnopt import comparison as _comparison
+from nnopt import search as _search
 from nnopt import train as _train
 from nnopt.report import build_report
 from nnopt.config import TrainSpec
@@ -34,6 +35,16 @@ def find_lr(model: Any, data: Any, **kwargs: Any) -> _train.LRFindResult:
     result = _train.find_lr(model, data, **kwargs)
     if kwargs.get("out") is not None:
         build_report(kwargs["out"])
+    return result
+
+
+def tune(spec_or_function: Any, **kwargs: Any) -> _search.TuneResult:
+    """nnopt.search.tune, plus the study's report (and the retrained best model's) when `out` is given."""
+    result = _search.tune(spec_or_function, **kwargs)
+    if result.run_dir is not None:
+        build_report(result.run_dir)
+        if (result.run_dir / "best" / "config.json").is_file():
+            build_report(result.run_dir / "best")
     return result
 
 

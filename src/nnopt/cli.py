@@ -115,6 +115,27 @@ def build_parser() -> argparse.ArgumentParser:
     lr_find.add_argument("--out", help="run directory (default runs/lr-find-TIMESTAMP)")
     lr_find.add_argument("--json", action="store_true", help="print JSON")
 
+    tune = sub.add_parser("tune", parents=[common], help="tune hyperparameters with Optuna",
+                          description="Search hyperparameters from a YAML spec; re-running continues the study.")
+    tune.add_argument("spec", help="YAML spec: data, model template, train settings, objective, space")
+    tune.add_argument("--sampler", help="grid | random | tpe | gp | cmaes | qmc | nsga2 (default tpe; nsga2 for "
+                                        "several objectives)")
+    tune.add_argument("--pruner", help="none | median | asha | hyperband (default asha)")
+    tune.add_argument("--trials", type=int, help="trials in the study in all (default 20)")
+    tune.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    tune.add_argument("--workers", type=int, help="processes on this machine (default 1)")
+    tune.add_argument("--storage", help="database URL shared by many processes/machines "
+                                        "(default: a journal file in the run directory)")
+    tune.add_argument("--study", help="study name (default nnopt-tune)")
+    tune.add_argument("--seed", type=int, help="sampler seed: a sequential study is then reproducible")
+    tune.add_argument("--out", help="run directory (default runs/tune-SPECNAME, so a re-run continues)")
+    tune.add_argument("--json", action="store_true", help="print the summary object only")
+
+    dashboard = sub.add_parser("dashboard", parents=[common], help="open optuna-dashboard on a study",
+                               description="Serve optuna-dashboard (an optional extra) on a tune run's study.")
+    dashboard.add_argument("target", help="a tune run directory or a storage URL")
+    dashboard.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
+
     report = sub.add_parser("report", parents=[common], help="rebuild report.html and the plots of a run directory",
                             description="Rebuild report.html and the plots from a run directory's files alone.")
     report.add_argument("run_dir", help="the --out directory of a train, compare or lr-find run")
@@ -255,6 +276,47 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from nnopt.api import tune
+
+    overrides = {k: getattr(args, k) for k in ("sampler", "pruner", "trials", "timeout", "workers", "storage",
+                                               "study", "seed")}
+    out = args.out or f"runs/tune-{Path(args.spec).stem}"
+    result = tune(args.spec, out=out, **overrides)
+    if args.json:
+        print(json.dumps(result.summary()))
+        return 0
+    counts = result.counts()
+    console = _console()
+    console.print(f"study '{result.study_name}': {counts['complete']} complete, {counts['pruned']} pruned, "
+                  f"{counts['fail']} failed")
+    if result.best_params is not None:
+        values = ", ".join(f"{o['metric']}={v:.4g}" for o, v in zip(result.objectives, result.best_values))
+        console.print(f"best trial {result.best_trials[0]}: {values}")
+        for key, value in result.best_params.items():
+            console.print(f"  {key} = {value}")
+    console.print(f"report: {Path(out) / 'report.html'}")
+    if (Path(out) / "best.yaml").is_file():
+        console.print(f"reproduce: nnopt train --config {Path(out) / 'best.yaml'}")
+    return 0
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("optuna_dashboard") is None:
+        raise UsageError("optuna-dashboard is not installed; pip install optuna-dashboard")
+    target = Path(args.target)
+    url = f"journal:{target / 'study.journal'}" if target.is_dir() else args.target
+    from optuna_dashboard import run_server
+
+    from nnopt.search import open_storage
+
+    print(f"serving the study on 127.0.0.1:{args.port} (Ctrl-C to stop)")
+    run_server(open_storage(url, target), host="127.0.0.1", port=args.port)
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from nnopt.report import build_report
 
@@ -297,7 +359,8 @@ def _print_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> 
     _console().print(table)
 
 
-COMMANDS = {"train": _cmd_train, "compare": _cmd_compare, "lr-find": _cmd_lr_find, "report": _cmd_report,
+COMMANDS = {"train": _cmd_train, "compare": _cmd_compare, "lr-find": _cmd_lr_find, "tune": _cmd_tune,
+            "dashboard": _cmd_dashboard, "report": _cmd_report,
             "datasets": _cmd_datasets, "optimizers": _cmd_optimizers}
 
 

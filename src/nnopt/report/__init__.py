@@ -2,7 +2,8 @@
 
     build_report("runs/cmp")  # -> runs/cmp/report.html (+ curves.png, lr_find.png)
 
-The kind comes from config.json's "command" ("train", "compare", "lr-find"). Plot data is computed
+The kind comes from config.json's "command" ("train", "compare", "lr-find", "tune"; a tune report is drawn
+from config.json and trials.json with Optuna's matplotlib plots, never from the study storage). Plot data is computed
 first (`_plots.py`, plain dataclasses) and drawn second (`_render.py`); the output is byte-for-byte
 deterministic for the same files. This package never imports torch.
 """
@@ -20,9 +21,11 @@ __all__ = ["FILES", "RUN_KINDS", "build_report", "verdict"]
 
 def build_report(run_dir: str | Path) -> Path:
     """Read the run directory's files, write its PNG plots and report.html (atomically); return the report path."""
-    from nnopt.report._pages import build_pages  # matplotlib loads only when a report is built
-
     run = load_run(run_dir)
+    if run.kind == "tune":  # Optuna loads only for a tune report
+        from nnopt.report._tune_page import build_tune_pages as build_pages
+    else:
+        from nnopt.report._pages import build_pages  # matplotlib loads only when a report is built
     images, page = build_pages(run)
     for name, png in images.items():
         atomic_write(run.path / name, lambda fh, png=png: fh.write(png))

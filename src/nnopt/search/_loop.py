@@ -1,0 +1,116 @@
+"""The trial loop every worker runs: ask, train, tell — until the study holds its N trials.
+
+"N trials" counts finished trials (complete, pruned, failed by their own error) plus running ones, so
+any number of workers on any number of machines stop at exactly N. Trials cut by a crash are failed
+and re-run: on a database through Optuna's heartbeat and RetryFailedTrialCallback, on the journal file
+by noticing that the process that ran them on this machine is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
+
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def counted(study: optuna.Study, before: int | None = None) -> int:
+    """Trials that use up the budget: all but crashed / surplus failures (those are re-run or void)."""
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=COUNTED):
+        if before is not None and t.number >= before:
+            continue
+        if t.state == TrialState.FAIL and (t.user_attrs.get("crashed") or t.user_attrs.get("surplus")):
+            continue
+        n += 1
+    return n
+
+
+def recover_crashed(study: optuna.Study) -> int:
+    """Fail and re-queue RUNNING trials whose process on this host no longer exists (kill -9, OOM, crash)."""
+    host = socket.gethostname()
+    recovered = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = str(t.user_attrs.get("worker", ""))
+        owner_host, _, pid = owner.rpartition(":")
+        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        storage = study._storage
+        storage.set_trial_user_attr(t._trial_id, "crashed", True)
+        storage.set_trial_user_attr(t._trial_id, "fail_reason", "its worker process ended mid-trial; re-run")
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+        recovered += 1
+    return recovered
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], list[float]], n_trials: int,
+               deadline: float | None) -> None:
+    me = worker_id()
+    heartbeat = is_heartbeat_enabled(study._storage)
+    while deadline is None or time.time() < deadline:
+        if heartbeat:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+        if counted(study) >= n_trials:
+            return
+        trial = study.ask()
+        trial.set_user_attr("worker", me)
+        if counted(study, before=trial.number) >= n_trials:  # another worker took the last slot first
+            trial.set_user_attr("surplus", True)
+            trial.set_user_attr("fail_reason", "not run: the study already had its trials")
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        with get_heartbeat_thread(trial._trial_id, study._storage):  # a no-op where heartbeats are off
+            _run_one(study, trial, objective)
+
+
+def _run_one(study: optuna.Study, trial: optuna.Trial, objective: Callable[[optuna.Trial], list[float]]) -> None:
+    try:
+        values = objective(trial)
+    except optuna.TrialPruned:
+        study.tell(trial, state=TrialState.PRUNED)
+        return
+    except Exception as exc:  # noqa: BLE001 - any failure of one trial is recorded, and the study goes on
+        trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
+        study.tell(trial, state=TrialState.FAIL)
+        return
+    study.tell(trial, values if len(values) > 1 else values[0])
+
+
+def trial_row(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """A trial as plain data (trials.json): enough to rebuild it with optuna.trial.create_trial."""
+    return {
+        "number": t.number, "state": t.state.name, "values": t.values,
+        "params": t.params,
+        "distributions": {k: optuna.distributions.distribution_to_json(d) for k, d in t.distributions.items()},
+        "intermediate_values": {str(k): v for k, v in sorted(t.intermediate_values.items())},
+        "duration_s": t.duration.total_seconds() if t.duration else None,
+        "datetime_start": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
+        "datetime_complete": t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None,
+        "user_attrs": {k: v for k, v in t.user_attrs.items() if k != "worker"},
+    }

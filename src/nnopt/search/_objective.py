@@ -1,0 +1,79 @@
+"""The one adapter between search and training: a trial's params -> nnopt.train.fit -> objective values.
+
+Validation metrics are reported every epoch so pruners can stop bad trials early; a trial that
+diverges or raises a usage error is failed with its reason and the study goes on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from nnopt.train import Callback, fit
+
+
+class PruningCallback(Callback):
+    """Reports `metric` after every epoch; raises TrialPruned when the pruner says so."""
+
+    def __init__(self, trial: optuna.Trial, metric: str):
+        self.trial, self.metric = trial, metric
+        self.epochs = 0
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        self.epochs = epoch
+        value = logs.get(self.metric)
+        if value is None:
+            return
+        self.trial.report(float(value), epoch)
+        if self.trial.should_prune():
+            self.trial.set_user_attr("epochs_run", epoch)
+            raise optuna.TrialPruned(f"pruned after epoch {epoch} ({self.metric}={value:.4g})")
+
+
+def objective_value(result: Any, metric: str) -> float:
+    """val_accuracy -> metrics["val"]["accuracy"]; params / flops -> the model's size and cost."""
+    if metric == "params":
+        return float(result.config["n_params"])
+    if metric == "flops":
+        return float(result.config["flops_per_sample"])
+    split, _, name = metric.partition("_")
+    value = result.metrics[split].get(name)
+    if value is None:
+        raise ValueError(f"metric {metric} is undefined for this trial")
+    return float(value)
+
+
+class TrainObjective:
+    """Callable for study.ask/tell loops: trains one configuration, returns its objective values."""
+
+    def __init__(self, spec: Any, objectives: list[Any], data: Any, seed: int):
+        self.spec, self.objectives, self.data, self.seed = spec, objectives, data, seed
+
+    def __call__(self, trial: optuna.Trial) -> list[float]:
+        params = self.spec.space.suggest(trial)
+        settings = self.spec.trial_train_spec(params)
+        settings.pop("data", None)
+        for key in ("target", "task", "val_fraction", "test_fraction", "scale"):
+            settings.pop(key, None)  # the data are already loaded and split
+        model = settings.pop("model")
+        callbacks = []
+        if len(self.objectives) == 1 and self.objectives[0].metric.startswith(("val_", "train_")):
+            callbacks.append(PruningCallback(trial, self.objectives[0].metric))
+        settings.setdefault("threads", 1)
+        result = fit(model, self.data, seed=self.seed, callbacks=callbacks, **settings)
+        trial.set_user_attr("epochs_run", result.epochs)
+        trial.set_user_attr("n_params", result.config["n_params"])
+        return [objective_value(result, o.metric) for o in self.objectives]
+
+
+class FunctionObjective:
+    """A user's black-box function of the params dict (any objective, not only training)."""
+
+    def __init__(self, function: Any, space: Any):
+        self.function, self.space = function, space
+
+    def __call__(self, trial: optuna.Trial) -> list[float]:
+        value = self.function(self.space.suggest(trial))
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        return [float(v) for v in values]

@@ -1,0 +1,54 @@
+"""Sampler and pruner names -> Optuna objects (Optuna is the engine; nothing here re-implements it)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import optuna
+
+from nnopt.errors import UsageError
+
+
+def make_sampler(name: str, *, seed: int | None, grid: dict[str, list] | None, multi_objective: bool,
+                 params: dict[str, Any]) -> optuna.samplers.BaseSampler:
+    samplers = optuna.samplers
+    if name == "grid":
+        return samplers.GridSampler(grid or {}, seed=seed, **params)
+    if name == "random":
+        return samplers.RandomSampler(seed=seed, **params)
+    if name == "tpe":
+        # multivariate + group model conditional spaces jointly; constant_liar keeps parallel workers apart
+        options = {"multivariate": True, "group": True, "constant_liar": True, **params}
+        with warnings.catch_warnings():  # these options are marked experimental in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return samplers.TPESampler(seed=seed, **options)
+    if name == "gp":
+        return samplers.GPSampler(seed=seed, **params)
+    if name == "cmaes":
+        if multi_objective:
+            raise UsageError("sampler 'cmaes' optimizes one objective; use nsga2 or tpe for several")
+        return samplers.CmaEsSampler(seed=seed, **params)
+    if name == "qmc":
+        return samplers.QMCSampler(seed=seed, **params)
+    if name == "nsga2":
+        return samplers.NSGAIISampler(seed=seed, **params)
+    raise UsageError(f"unknown sampler '{name}'")
+
+
+def make_pruner(name: str, *, epochs: int | None, multi_objective: bool,
+                params: dict[str, Any]) -> optuna.pruners.BasePruner:
+    if name != "none" and multi_objective:
+        raise UsageError(f"pruner '{name}' needs a single objective (Optuna cannot prune multi-objective "
+                         "trials); use --pruner none")
+    pruners = optuna.pruners
+    if name == "none":
+        return pruners.NopPruner()
+    if name == "median":
+        return pruners.MedianPruner(**{"n_startup_trials": 5, "n_warmup_steps": 1, **params})
+    if name == "asha":
+        return pruners.SuccessiveHalvingPruner(**{"min_resource": 1, "reduction_factor": 3, **params})
+    if name == "hyperband":
+        return pruners.HyperbandPruner(**{"min_resource": 1, "max_resource": epochs or "auto",
+                                          "reduction_factor": 3, **params})
+    raise UsageError(f"unknown pruner '{name}'")

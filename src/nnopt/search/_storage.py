@@ -1,0 +1,59 @@
+"""Where a study lives: an Optuna journal file in the run directory by default (many local processes can
+append to it safely, where SQLite locks), or any Optuna storage URL (postgresql://, mysql://, sqlite:///)
+that several `nnopt tune` processes on several machines can share."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import optuna
+import warnings
+
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.storages.journal import JournalFileBackend
+
+from nnopt.errors import UsageError
+
+JOURNAL = "study.journal"
+HEARTBEAT_S = 10  # a database-backed trial that misses heartbeats for GRACE_S is failed and re-run
+GRACE_S = 30
+
+
+def mask_url(url: str) -> str:
+    """postgresql://user:secret@host/db -> postgresql://user:***@host/db (passwords never reach output or files)."""
+    return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def describe_storage(url: str | None) -> str:
+    return f"journal:{JOURNAL}" if url is None else mask_url(url)
+
+
+def open_storage(url: str | None, run_dir: Path) -> BaseStorage:
+    """The journal file in run_dir when url is None; a journal file for `journal:PATH`; else a database."""
+    if url is None or url.startswith("journal:"):
+        path = run_dir / JOURNAL if url is None else Path(url[len("journal:"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if "://" not in url:
+        raise UsageError(f"--storage must be a database URL (postgresql://user:pass@host/db, sqlite:///file.db) "
+                         f"or journal:PATH; got '{mask_url(url)}'")
+    try:
+        with warnings.catch_warnings():  # heartbeat_interval is marked experimental in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+                              engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)
+    except ImportError as exc:
+        raise UsageError(f"the storage '{mask_url(url)}' needs a database driver ({exc}); "
+                         "for PostgreSQL: pip install 'nnopt[postgres]'") from None
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many kinds for an unreachable server
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"cannot reach storage '{mask_url(url)}' ({mask_url(reason)[:200]}); "
+                         "check the URL and that the server is running") from None
+
+
+def supports_heartbeat(storage: Any) -> bool:
+    return is_heartbeat_enabled(storage)

@@ -1,0 +1,265 @@
+"""tune(): a spec (or any function) -> an Optuna study run by N worker processes -> the run directory.
+
+Re-running the same command continues the study to N trials in all (the default run directory and study
+name come from the spec file's name). Outputs: trials.json / trials.csv, best.yaml (runnable with
+`nnopt train --config best.yaml`), best/ (the best configuration retrained, with its model.pt), config.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import multiprocessing
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from nnopt.data import load_data
+from nnopt.errors import UsageError
+from nnopt.fileio import atomic_write_json, atomic_write_text, make_run_dir
+from nnopt.search._loop import recover_crashed, run_trials, trial_row
+from nnopt.search._objective import FunctionObjective, TrainObjective
+from nnopt.search._samplers import make_sampler, make_pruner
+from nnopt.search._space import Space
+from nnopt.search._spec import Objective, TuneSpec, load_tune_spec
+from nnopt.search._storage import describe_storage, open_storage
+from nnopt.train import fit
+
+DEFAULT_TRIALS = 20
+
+
+@dataclass
+class TuneResult:
+    best_params: dict[str, Any] | None
+    best_values: list[float] | None
+    best_trials: list[int]
+    trials: list[dict[str, Any]]
+    objectives: list[dict[str, str]]
+    study_name: str
+    run_dir: Path | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best_value(self) -> float | None:
+        return self.best_values[0] if self.best_values else None
+
+    def counts(self) -> dict[str, int]:
+        states = [t["state"] for t in self.trials if not t["user_attrs"].get("surplus")]
+        return {s.lower(): states.count(s) for s in ("COMPLETE", "PRUNED", "FAIL")}
+
+    def summary(self) -> dict[str, Any]:
+        return {"best_params": self.best_params, "best_value": self.best_value, "best_values": self.best_values,
+                "best_trials": self.best_trials, "objectives": self.objectives, "trials": self.counts(),
+                "study": self.study_name, "run_dir": str(self.run_dir) if self.run_dir else None}
+
+
+@dataclass
+class _Worker:
+    """Everything one worker process needs (picklable: storages are reopened in the process)."""
+
+    index: int
+    spec: TuneSpec | None
+    function: Any
+    space: Space
+    objectives: list[Objective]
+    storage_url: str | None
+    run_dir: Path | None
+    study_name: str
+    n_trials: int
+    deadline: float | None
+    seed: int | None
+    sampler: str
+    pruner: str
+    epochs: int | None
+
+
+def tune(spec_or_function: Any, *, space: Any = None, directions: Any = "maximize", out: str | Path | None = None,
+         **overrides: Any) -> TuneResult:
+    """Run (or continue) a study.
+
+    spec_or_function: a tune spec (YAML path or mapping), or a function params -> value(s) with `space`.
+    overrides: sampler, pruner, trials, timeout, workers, storage, study, seed (as on the command line).
+    """
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no log line per trial
+    try:
+        return _tune(spec_or_function, space=space, directions=directions, out=out, **overrides)
+    finally:
+        optuna.logging.set_verbosity(previous)
+
+
+def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path | None,
+          **overrides: Any) -> TuneResult:
+    if callable(spec_or_function):
+        spec = None
+        function = spec_or_function
+        parsed_space = Space.parse(space or {})
+        if not parsed_space.params:
+            raise UsageError("tune(function) needs space={...} with at least one parameter")
+        names = [directions] if isinstance(directions, str) else list(directions)
+        objectives = [Objective(f"value{i}" if len(names) > 1 else "value", d) for i, d in enumerate(names)]
+        settings = {k: v for k, v in overrides.items() if v is not None}
+        data = None
+    else:
+        spec = load_tune_spec(spec_or_function, overrides)
+        function, parsed_space = None, spec.space
+        data = load_data(spec.data, target=spec.target, task=spec.task, seed=spec.seed or 0,
+                         **{k: spec.train[k] for k in ("val_fraction", "test_fraction", "scale") if k in spec.train})
+        objectives = spec.resolve_objectives(data.task)
+        settings = {k: getattr(spec, k) for k in ("sampler", "pruner", "trials", "timeout", "workers", "storage",
+                                                  "study", "seed") if getattr(spec, k) is not None}
+    multi = len(objectives) > 1
+    sampler = settings.get("sampler", "nsga2" if multi else "tpe")
+    pruner = settings.get("pruner", "none" if multi or spec is None else "asha")
+    workers = int(settings.get("workers", 1))
+    n_trials = int(settings.get("trials", DEFAULT_TRIALS))
+    seed = settings.get("seed")
+    epochs = (spec.train.get("epochs") if spec else None) or (10 if spec else None)
+    grid = parsed_space.grid() if sampler == "grid" else None
+    if grid is not None:
+        n_trials = min(n_trials, math.prod(len(v) for v in grid.values()))
+    sampler_params = spec.sampler_params if spec else {}
+    pruner_params = spec.pruner_params if spec else {}
+    # Build both once here so bad names and settings fail before anything is written.
+    make_sampler(sampler, seed=seed, grid=grid, multi_objective=multi, params=sampler_params)
+    make_pruner(pruner, epochs=epochs, multi_objective=multi, params=pruner_params)
+    storage_url = settings.get("storage")
+    run_dir = Path(out) if out is not None else None
+    if run_dir is None and storage_url is None and workers > 1:
+        raise UsageError("several workers share a study through its storage: give out=DIR or storage=URL")
+    study_name = settings.get("study") or "nnopt-tune"
+    storage = open_storage(storage_url, run_dir) if (run_dir or storage_url) else optuna.storages.InMemoryStorage()
+    if run_dir is not None:
+        make_run_dir(run_dir)
+    directions_list = [o.direction for o in objectives]
+    try:
+        study = optuna.create_study(study_name=study_name, storage=storage, directions=directions_list,
+                                    load_if_exists=True)
+    except ValueError as exc:
+        raise UsageError(f"study '{study_name}' exists with other settings ({exc}); use another --study") from None
+    if study.directions != [optuna.study.StudyDirection[d.upper()] for d in directions_list]:
+        raise UsageError(f"study '{study_name}' in this storage optimizes other directions; use another --study")
+    recover_crashed(study)
+    config = {"command": "tune", **(spec.to_dict() if spec else {"space": parsed_space.to_dict()}),
+              "objectives": [{"metric": o.metric, "direction": o.direction} for o in objectives],
+              "sampler": sampler, "pruner": pruner, "trials": n_trials, "timeout": settings.get("timeout"),
+              "workers": workers, "storage": describe_storage(storage_url) if run_dir or storage_url else "memory",
+              "study_name": study_name, "seed": seed, "data_info": data.describe() if data else None,
+              "environment": {"python": platform.python_version(), "optuna": optuna.__version__,
+                              "cpu_count": os.cpu_count()},
+              "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if run_dir is not None:
+        atomic_write_json(run_dir / "config.json", config)
+    timeout = settings.get("timeout")
+    deadline = time.time() + float(timeout) if timeout else None
+    jobs = [_Worker(i, spec, function, parsed_space, objectives, storage_url, run_dir, study_name, n_trials,
+                    deadline, seed if seed is None or workers == 1 else seed + i, sampler, pruner, epochs)
+            for i in range(workers)]
+    if workers == 1:
+        _work(jobs[0], study=study, data=data)
+    else:
+        _run_processes(jobs)
+    return _finish(study, spec, objectives, config, run_dir, data)
+
+
+def _work(job: _Worker, study: optuna.Study | None = None, data: Any = None) -> None:
+    """One worker: open the study with this worker's sampler and pruner, then run trials."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    grid = job.space.grid() if job.sampler == "grid" else None
+    multi = len(job.objectives) > 1
+    sampler = make_sampler(job.sampler, seed=job.seed, grid=grid, multi_objective=multi,
+                           params=job.spec.sampler_params if job.spec else {})
+    pruner = make_pruner(job.pruner, epochs=job.epochs, multi_objective=multi,
+                         params=job.spec.pruner_params if job.spec else {})
+    if study is None:
+        storage = open_storage(job.storage_url, job.run_dir) if job.run_dir or job.storage_url else None
+        study = optuna.load_study(study_name=job.study_name, storage=storage, sampler=sampler, pruner=pruner)
+    else:
+        study.sampler, study.pruner = sampler, pruner
+    if job.spec is not None:
+        if data is None:
+            spec = job.spec
+            data = load_data(spec.data, target=spec.target, task=spec.task, seed=spec.seed or 0,
+                             **{k: spec.train[k] for k in ("val_fraction", "test_fraction", "scale")
+                                if k in spec.train})
+        objective = TrainObjective(job.spec, job.objectives, data, job.spec.seed or 0)
+    else:
+        objective = FunctionObjective(job.function, job.space)
+    run_trials(study, objective, job.n_trials, job.deadline)
+
+
+def _run_processes(jobs: list[_Worker]) -> None:
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_work_in_process, args=(job,), daemon=False) for job in jobs]
+    for p in processes:
+        p.start()
+    try:
+        for p in processes:
+            p.join()
+    except KeyboardInterrupt:
+        for p in processes:
+            p.terminate()
+        raise
+
+
+def _work_in_process(job: _Worker) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    _work(job)
+
+
+def _finish(study: optuna.Study, spec: TuneSpec | None, objectives: list[Objective], config: dict[str, Any],
+            run_dir: Path | None, data: Any) -> TuneResult:
+    trials = [trial_row(t) for t in study.get_trials(deepcopy=False)]
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    best = study.best_trials if complete else []
+    if len(objectives) == 1 and complete:
+        best = [study.best_trial]
+    result = TuneResult(
+        best_params=best[0].params if best else None, best_values=best[0].values if best else None,
+        best_trials=[t.number for t in best], trials=trials,
+        objectives=[{"metric": o.metric, "direction": o.direction} for o in objectives],
+        study_name=study.study_name, run_dir=run_dir, config=config)
+    if run_dir is None:
+        return result
+    atomic_write_json(run_dir / "trials.json", {
+        "study_name": study.study_name, "directions": [o.direction for o in objectives],
+        "objective_names": [o.metric for o in objectives], "best_trials": result.best_trials, "trials": trials})
+    atomic_write_text(run_dir / "trials.csv", trials_csv(trials, [o.metric for o in objectives]))
+    if spec is not None and best:
+        import yaml
+
+        settings = {**spec.trial_train_spec(best[0].params), "seed": spec.seed or 0}
+        if isinstance(settings.get("data"), str):
+            header = (f"# best of study '{study.study_name}': trial {best[0].number}, "
+                      f"{', '.join(f'{o.metric}={v:.6g}' for o, v in zip(objectives, best[0].values))}\n"
+                      "# reproduce: nnopt train --config best.yaml\n")
+            atomic_write_text(run_dir / "best.yaml", header + yaml.safe_dump(settings, sort_keys=False))
+        model = settings.pop("model")
+        settings.pop("data", None)
+        for key in ("target", "task", "val_fraction", "test_fraction", "scale"):
+            settings.pop(key, None)
+        fit(model, data, out=run_dir / "best", **settings)
+    return result
+
+
+def trials_csv(trials: list[dict[str, Any]], objective_names: list[str]) -> str:
+    params = sorted({k for t in trials for k in t["params"]})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["number", "state", *objective_names, *params, "duration_s", "epochs_run", "fail_reason"])
+    for t in trials:
+        values = t["values"] or [None] * len(objective_names)
+        writer.writerow([t["number"], t["state"], *("" if v is None else f"{v:.6g}" for v in values),
+                         *("" if t["params"].get(p) is None else t["params"][p] for p in params),
+                         "" if t["duration_s"] is None else f"{t['duration_s']:.3f}",
+                         t["user_attrs"].get("epochs_run", ""), t["user_attrs"].get("fail_reason", "")])
+    return buffer.getvalue()
