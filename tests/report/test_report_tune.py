@@ -67,12 +67,12 @@ def run_study(n_trials: int, multi: bool = False, running: int = 0):
             if opt == "sgd":
                 trial.suggest_float("momentum", 0.5, 0.99)
             hidden = trial.suggest_int("hidden", 16, 256, log=True)
-            if lr > 0.3:
+            if lr > 0.5:
                 trial.set_user_attr("epochs_run", 2)
                 trial.set_user_attr("fail_reason", REASON)
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 continue
-            peak = 0.97 - 0.02 * abs(math.log10(lr) - (-2.5 if opt == "adam" else -1.2)) ** 1.5 - 12 / hidden / 100
+            peak = 0.97 - 0.04 * abs(math.log10(lr) - (-3.0 if opt == "adam" else -2.0)) ** 1.5 - 12 / hidden / 100
             pruned = False
             for epoch in range(1, EPOCHS + 1):
                 acc = 0.1 + (peak - 0.1) * (1 - math.exp(-epoch * (0.5 + 0.05 * (number % 5))))
@@ -146,7 +146,8 @@ def test_tune_report(tune_run):
     assert f"<td class=l>optimizer</td><td>{best.params['optimizer']}</td>" in page
     assert f"(trial {best.number}) reached {100 * best.value:.1f} % val accuracy" in page
     assert "nnopt train --config best.yaml" in page and "Which hyperparameters make this network best" in page
-    assert "Top 10 complete trials" in page and f"<td>1</td><td>{best.number}</td>" in page
+    assert f"Top {min(10, states.count('COMPLETE'))} complete trials" in page
+    assert f"<tr><td>1</td><td>{best.number}</td>" in page
     n_failed = states.count("FAIL")
     assert f"Failed trials ({n_failed})" in page and page.count(REASON) == 2 * n_failed  # + the every-trial table
     assert f"{n_failed} trials failed — all diverged at lr" in page
@@ -173,16 +174,24 @@ def test_plot_data_marks_pruned_trials(tune_run):
     assert total == EPOCHS * (len(pruned) + len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))))
 
 
-def test_rebuild_is_byte_identical(tune_run, tmp_path):
+def test_rebuild_is_byte_identical_and_leaves_global_state_alone(tune_run, tmp_path):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
     path, _ = tune_run
     copy = tmp_path / "copy"
     copy.mkdir()
     for name in ("config.json", "trials.json"):
         shutil.copy(path / name, copy / name)
-    build_report(copy)
+    before = dict(matplotlib.rcParams)
+    verbosity, interactive, figures = optuna.logging.get_verbosity(), plt.isinteractive(), plt.get_fignums()
+    build_report(copy)  # the second build in this process
     for name in SINGLE_PLOTS + ("report.html",):
         assert (copy / name).read_bytes() == (path / name).read_bytes(), name
     assert b"matplotlib" not in (path / "slice.png").read_bytes()
+    assert dict(matplotlib.rcParams) == before  # Optuna's plt.style.use("ggplot") does not leak
+    assert optuna.logging.get_verbosity() == verbosity and plt.isinteractive() == interactive
+    assert plt.get_fignums() == figures  # every figure closed
 
 
 def test_multi_objective_report(tmp_path):
@@ -206,8 +215,9 @@ def test_one_complete_trial_has_no_importance_plot(tmp_path):
     page = build_report(path).read_text()
     assert not (path / "param_importances.png").exists()
     assert "importances need at least 2 complete trials" in page and "mattered most" not in page
-    for name in ("optimization_history.png", "intermediate_values.png", "parallel_coordinate.png", "slice.png"):
-        assert len((path / name).read_bytes()) > 5_000, name
+    assert "(trial 0) reached" in page and page.count(IMG) == 2
+    for name in ("optimization_history.png", "intermediate_values.png"):
+        assert len((path / name).read_bytes()) > 10_000, name
 
 
 def test_no_complete_trial(tmp_path):
@@ -261,21 +271,6 @@ def test_bad_tune_directories(tmp_path):
     with pytest.raises(UsageError, match="holds no 'trials' list"):
         build_report(tmp_path)
     assert not (tmp_path / "report.html").exists()
-
-
-def test_build_leaves_global_state_alone(tune_run, tmp_path):
-    import matplotlib
-    import matplotlib.pyplot as plt
-
-    path, _ = tune_run
-    copy = tmp_path / "copy"
-    shutil.copytree(path, copy)
-    before = dict(matplotlib.rcParams)
-    verbosity, interactive, figures = optuna.logging.get_verbosity(), plt.isinteractive(), plt.get_fignums()
-    build_report(copy)
-    assert dict(matplotlib.rcParams) == before  # Optuna's plt.style.use("ggplot") does not leak
-    assert optuna.logging.get_verbosity() == verbosity and plt.isinteractive() == interactive
-    assert plt.get_fignums() == figures  # every figure closed
 
 
 def test_tune_report_never_imports_torch(tune_run, tmp_path):

@@ -238,7 +238,8 @@ def intermediate_figure(study: TuneStudy) -> FigureData | None:
         if trial.state == "PRUNED":
             points.append(Point(x[-1], y[-1], COLORS["PRUNED"], "x"))
     n_pruned = sum(t.state == "PRUNED" for t in drawn)
-    title = f"{metric_label(name)[:1].upper()}{metric_label(name)[1:]} per epoch of each trial"
+    label = metric_label(name)
+    title = f"{label[:1].upper()}{label[1:]} per epoch of each trial".replace("Val ", "Validation ")
     if n_pruned:
         title += f" (× = pruned, {n_pruned} trial{'s' if n_pruned != 1 else ''})"
     panel = Panel(title, "epoch", f"{metric_label(name)}{unit}", tuple(lines), tuple(points), integer_x=True)

@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from matplotlib.ticker import LogFormatter
+
 from nnopt.errors import UsageError
-from nnopt.report._format import PERCENT_METRICS, base_metric, metric_label
+from nnopt.report._format import PERCENT_METRICS, base_metric, fmt_lr, metric_label
 from nnopt.report._render import DPI, STYLE, render_png
 from nnopt.report._tune import TuneStudy, intermediate_figure, scored
 
@@ -155,22 +157,37 @@ def _draw(plt, make: Callable[[], Any], size: tuple[float, float], percent: Call
     import matplotlib
     from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-    with matplotlib.rc_context({"figure.figsize": size, "figure.constrained_layout.use": True}):
-        axes = make()
-    fig = axes.ravel()[0].figure if hasattr(axes, "ravel") else axes.figure
-    try:
-        fig.set_size_inches(*size)
-        for axis in percent(fig) if percent else []:
-            axis.set_major_formatter(PercentFormatter(1.0, symbol=" %"))
-        if integer_x:  # trial numbers
-            fig.axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
-        buffer = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # a layout that cannot fit everything still draws
+    with warnings.catch_warnings():
+        # one trial gives a zero-width axis range, a crowded figure a layout that cannot fit: both still draw
+        warnings.simplefilter("ignore", UserWarning)
+        with matplotlib.rc_context({"figure.figsize": size, "figure.constrained_layout.use": True}):
+            axes = make()
+        fig = axes.ravel()[0].figure if hasattr(axes, "ravel") else axes.figure
+        try:
+            fig.set_size_inches(*size)
+            for axis in percent(fig) if percent else []:
+                axis.set_major_formatter(PercentFormatter(1.0, symbol=" %"))
+            if integer_x:  # trial numbers
+                fig.axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
+            for ax in fig.axes:  # log axes read 20, 300, 1e-3 (the other plots' style), not 2×10¹
+                for axis in (ax.xaxis, ax.yaxis):
+                    if axis.get_scale() == "log":
+                        axis.set_major_formatter(_LogTicks())
+                        axis.set_minor_formatter(_LogTicks(labelOnlyBase=False))
+            buffer = io.BytesIO()
             fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-        return buffer.getvalue()
-    finally:
-        plt.close(fig)
+            return buffer.getvalue()
+        finally:
+            plt.close(fig)
+
+
+class _LogTicks(LogFormatter):
+    """The log formatter's choice of ticks to label, written 1e-3, 0.01, 20, 300."""
+
+    def __call__(self, x, pos=None):
+        if not super().__call__(x, pos):
+            return ""
+        return f"{x:g}" if 1 <= x < 1e5 else fmt_lr(x)
 
 
 def _main_y(fig) -> list:
@@ -195,38 +212,51 @@ def tune_images(data: TuneStudy, study, evaluator, importances: dict[str, float]
     with quiet_optuna() as optuna, _pyplot_session() as plt:
         vis = optuna.visualization.matplotlib
         first = rebuild_study(data, objective=0) if data.multi else study
+
+        def add(png: str, make: Callable[[], Any], size: tuple[float, float], **kwargs: Any) -> None:
+            try:
+                images[png] = _draw(plt, make, size, **kwargs)
+            except (ValueError, RuntimeError) as exc:  # odd trials must not cost the whole report
+                notes.append(f"Optuna could not draw {png}: {exc}")
+
         if not done:
             notes.append("No trial completed, so there is no optimization history, slice or importance plot.")
         else:
-            images["optimization_history.png"] = _draw(
-                plt, lambda: vis.plot_optimization_history(first, target_name=label), (8.0, 4.8),
-                _main_y if percent else None, integer_x=True)
+            add("optimization_history.png", lambda: vis.plot_optimization_history(first, target_name=label),
+                (8.0, 4.8), percent=_main_y if percent else None, integer_x=True)
         figure = intermediate_figure(data)
         if figure is not None:
             images["intermediate_values.png"] = render_png(figure)
         else:
             notes.append("No trial reported per-epoch values, so there is no intermediate-values plot.")
-        if importances:
-            n_bars = len(importances) * len(data.directions)
-            images["param_importances.png"] = _draw(
-                plt, lambda: vis.plot_param_importances(study, evaluator=evaluator, target_name=label),
-                (8.0, max(3.2, 0.45 * n_bars + 2)))  # several objectives: one bar each, named by metric_names
+        if importances:  # several objectives: one bar each, named by the study's metric_names
+            add("param_importances.png",
+                lambda: vis.plot_param_importances(study, evaluator=evaluator, target_name=label),
+                (8.0, max(3.2, 0.45 * len(importances) * len(data.directions) + 2)))
         elif done:
             notes.append("Parameter importances need at least 2 complete trials and a parameter that varies.")
-        if done and params:
-            images["parallel_coordinate.png"] = _draw(
-                plt, lambda: vis.plot_parallel_coordinate(first, params=params, target_name=label),
-                (max(8.0, 1.5 * len(params) + 4.5), 5.4), _main_and_colorbar_y if percent else None)
-            images["slice.png"] = _draw(
-                plt, lambda: vis.plot_slice(first, params=params, target_name=label),
-                (min(20.0, 2.7 * len(params) + 2.0), 4.6), _main_y if percent else None)
+        if len(done) == 1:
+            notes.append("Slice and parallel-coordinate plots need at least 2 complete trials.")
+        elif done and params:
+            add("parallel_coordinate.png",
+                lambda: vis.plot_parallel_coordinate(first, params=params, target_name=label),
+                (max(8.0, 1.5 * len(params) + 4.5), 5.4), percent=_main_and_colorbar_y if percent else None)
+            add("slice.png", lambda: vis.plot_slice(first, params=params, target_name=label),
+                (min(20.0, 2.7 * len(params) + 2.0), 4.6), percent=_main_y if percent else None)
+            if len(data.params) > len(params):
+                notes.append(f"The slice and parallel-coordinate plots show the {len(params)} most important "
+                             f"of {len(data.params)} hyperparameters.")
         if data.multi and done:
             if len(data.directions) <= 3:
-                axes = lambda fig: [a for a, n in zip((fig.axes[0].xaxis, fig.axes[0].yaxis), data.objectives)
-                                    if _percent(n)]  # noqa: E731
-                images["pareto_front.png"] = _draw(
-                    plt, lambda: vis.plot_pareto_front(study, target_names=[metric_label(n) for n in data.objectives]),
-                    (7.5, 5.2), axes if len(data.directions) == 2 else None)
+                add("pareto_front.png",
+                    lambda: vis.plot_pareto_front(study, target_names=[metric_label(n) for n in data.objectives]),
+                    (7.5, 5.2), percent=_pareto_axes(data) if len(data.directions) == 2 else None)
             else:
                 notes.append("A Pareto-front plot needs 2 or 3 objectives.")
     return images, notes
+
+
+def _pareto_axes(data: TuneStudy) -> Callable[[Any], list]:
+    """x: the first objective, y: the second; the fractions among them shown as %."""
+    return lambda fig: [axis for axis, name in zip((fig.axes[0].xaxis, fig.axes[0].yaxis), data.objectives)
+                        if _percent(name)]

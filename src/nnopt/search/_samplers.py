@@ -10,11 +10,19 @@ import optuna
 from nnopt.errors import UsageError
 
 
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler for ask/tell loops: it calls study.stop() once the grid is covered, which
+    Optuna allows only inside study.optimize(); nnopt's trial loop stops at the grid's size instead."""
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        return None
+
+
 def make_sampler(name: str, *, seed: int | None, grid: dict[str, list] | None, multi_objective: bool,
                  params: dict[str, Any]) -> optuna.samplers.BaseSampler:
     samplers = optuna.samplers
     if name == "grid":
-        return samplers.GridSampler(grid or {}, seed=seed, **params)
+        return _GridSampler(grid or {}, seed=seed, **params)
     if name == "random":
         return samplers.RandomSampler(seed=seed, **params)
     if name == "tpe":
@@ -30,7 +38,9 @@ def make_sampler(name: str, *, seed: int | None, grid: dict[str, list] | None, m
             raise UsageError("sampler 'cmaes' optimizes one objective; use nsga2 or tpe for several")
         return samplers.CmaEsSampler(seed=seed, **params)
     if name == "qmc":
-        return samplers.QMCSampler(seed=seed, **params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return samplers.QMCSampler(seed=seed, **params)
     if name == "nsga2":
         return samplers.NSGAIISampler(seed=seed, **params)
     raise UsageError(f"unknown sampler '{name}'")

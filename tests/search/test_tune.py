@@ -1,0 +1,213 @@
+"""`nnopt tune`: samplers, pruners, conditional spaces, workers, resume after kill -9, PostgreSQL, outputs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import yaml
+
+import nnopt
+from nnopt.search import SAMPLERS, PRUNERS, tune
+from pg import postgres_url  # noqa: F401
+
+SPACE = {"x": {"type": "float", "low": -2.0, "high": 2.0, "step": 0.5}, "kind": {"choices": ["a", "b"]}}
+
+
+def bowl(params):
+    return (params["x"] - 1.0) ** 2 + (0.0 if params["kind"] == "a" else 0.5)
+
+
+@pytest.mark.parametrize("sampler", [s for s in SAMPLERS if s != "nsga2"])
+def test_every_sampler_runs(sampler):
+    result = tune(bowl, space=SPACE, directions="minimize", sampler=sampler, trials=6, seed=0)
+    assert result.counts()["complete"] == 6
+    assert result.best_value == min(t["values"][0] for t in result.trials if t["state"] == "COMPLETE")
+
+
+def test_nsga2_returns_a_pareto_front():
+    result = tune(lambda p: (bowl(p), abs(p["x"])), space=SPACE, directions=["minimize", "minimize"],
+                  sampler="nsga2", trials=12, seed=0)
+    front = [t for t in result.trials if t["number"] in result.best_trials]
+    assert front and all(t["state"] == "COMPLETE" for t in front)
+    values = [t["values"] for t in front]
+    for a in values:  # no point of the front dominates another
+        assert not any(b[0] <= a[0] and b[1] <= a[1] and b != a for b in values)
+
+
+def test_same_seed_same_trials_in_the_same_order():
+    runs = [tune(bowl, space=SPACE, directions="minimize", sampler="tpe", trials=8, seed=3) for _ in range(2)]
+    assert [t["params"] for t in runs[0].trials] == [t["params"] for t in runs[1].trials]
+
+
+def test_a_failing_trial_is_recorded_and_the_study_goes_on():
+    def fragile(params):
+        if params["x"] > 1.0:
+            raise FloatingPointError("loss became nan")
+        return params["x"]
+
+    result = tune(fragile, space=SPACE, sampler="grid", trials=20, seed=0)
+    failed = [t for t in result.trials if t["state"] == "FAIL"]
+    assert len(failed) == 4 and all("FloatingPointError: loss became nan" in t["user_attrs"]["fail_reason"]
+                                    for t in failed)
+    assert result.counts()["complete"] == 14  # the 9 x 2 grid, all of it
+
+
+def _spec(tmp_path, **extra):
+    spec = {
+        "data": "iris", "model": "mlp:{hidden}", "train": {"epochs": 8, "batch_size": 16},
+        "objective": {"metric": "val_accuracy", "direction": "maximize"},
+        "space": {"optimizer": {"choices": ["sgd", "momentum", "adam"]},
+                  "lr": {"type": "float", "low": 1e-4, "high": 0.3, "log": True},
+                  "momentum": {"type": "float", "low": 0.5, "high": 0.95, "when": {"optimizer": ["momentum"]}},
+                  "hidden": {"type": "int", "low": 4, "high": 64, "log": True}},
+        **extra,
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.mark.parametrize("pruner", PRUNERS)
+def test_every_pruner_runs(tmp_path, pruner):
+    result = tune(_spec(tmp_path), pruner=pruner, sampler="random", trials=8, seed=0, out=tmp_path / "run")
+    counts = result.counts()
+    assert counts["complete"] + counts["pruned"] == 8
+    if pruner == "none":
+        assert counts["pruned"] == 0
+
+
+def test_pruning_spends_fewer_epochs(tmp_path):
+    def epochs(pruner):
+        result = tune(_spec(tmp_path), pruner=pruner, sampler="random", trials=16, seed=1,
+                      out=tmp_path / pruner)
+        return sum(t["user_attrs"]["epochs_run"] for t in result.trials), result.counts()["pruned"]
+
+    full, _ = epochs("none")
+    pruned_epochs, n_pruned = epochs("median")
+    assert full == 16 * 8
+    assert n_pruned > 0 and pruned_epochs < full
+
+
+def test_outputs_conditional_params_and_best_yaml_reproduces(tmp_path, run_cli):
+    out = tmp_path / "run"
+    code, stdout, err = run_cli("tune", _spec(tmp_path), "--trials", "10", "--sampler", "random", "--seed", "0",
+                                "--pruner", "none", "--out", out, "--json")
+    assert code == 0, err
+    summary = json.loads(stdout)
+    trials = json.loads((out / "trials.json").read_text())["trials"]
+    assert len(trials) == 10 and summary["trials"]["complete"] == 10
+    for t in trials:  # momentum exists only where its condition holds
+        assert ("momentum" in t["params"]) == (t["params"]["optimizer"] == "momentum")
+    assert (out / "trials.csv").read_text().count("\n") == 11
+    assert (out / "best" / "model.pt").is_file() and "http" not in (out / "report.html").read_text()
+    code, stdout, err = run_cli("train", "--config", out / "best.yaml", "--out", tmp_path / "again", "--json")
+    assert code == 0, err
+    reproduced = json.loads(stdout)["metrics"]["val"]["accuracy"]
+    assert reproduced == pytest.approx(summary["best_value"], abs=1e-9)
+
+
+def test_rerun_continues_to_n_trials(tmp_path):
+    spec = _spec(tmp_path)
+    tune(spec, trials=4, pruner="none", sampler="random", seed=0, out=tmp_path / "run")
+    result = tune(spec, trials=7, pruner="none", sampler="random", seed=0, out=tmp_path / "run")
+    assert [t["number"] for t in result.trials] == list(range(7))
+
+
+def _tune_process(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "nnopt", "tune", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, **kwargs)
+
+
+def _complete(study):
+    return [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+def test_kill_9_of_two_workers_then_rerun_gives_exactly_n(tmp_path):
+    spec = _spec(tmp_path, data="digits", train={"epochs": 25, "batch_size": 16})
+    out, n = tmp_path / "run", 8
+    args = [spec, "--trials", n, "--workers", 2, "--pruner", "none", "--sampler", "random", "--seed", 0,
+            "--out", out]
+    proc = _tune_process(*args, start_new_session=True)
+    journal = out / "study.journal"
+    deadline = time.monotonic() + 120
+    while not journal.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            study = optuna.load_study(study_name="nnopt-tune", storage=storage)
+        except KeyError:
+            continue
+        running = [t for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"]
+        if len(_complete(study)) >= 2 and running:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    study = optuna.load_study(study_name="nnopt-tune", storage=storage)
+    assert len(_complete(study)) < n, "the study must be cut part-way"
+    rerun = _tune_process(*args, "--json")
+    stdout, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr
+    study = optuna.load_study(study_name="nnopt-tune", storage=storage)
+    complete = _complete(study)
+    assert len(complete) == n
+    assert len({t.number for t in study.get_trials(deepcopy=False)}) == len(study.get_trials(deepcopy=False))
+    crashed = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("crashed")]
+    assert crashed and all(t.state.name == "FAIL" for t in crashed)  # cut trials were failed, then re-run
+
+
+def test_two_processes_share_one_postgresql_study(tmp_path, postgres_url):  # noqa: F811
+    spec = _spec(tmp_path)
+    n = 8
+    procs = [_tune_process(spec, "--storage", postgres_url, "--study", "shared", "--trials", n, "--pruner", "none",
+                           "--sampler", "random", "--seed", i, "--out", tmp_path / f"w{i}") for i in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    study = optuna.load_study(study_name="shared", storage=postgres_url)
+    assert len(_complete(study)) == n
+    password = postgres_url.split(":")[2].split("@")[0]
+    for stdout, stderr in outputs:
+        assert password not in stdout + stderr
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".csv", ".yaml", ".html", ".jsonl"):
+            assert password not in path.read_text(errors="ignore"), path
+
+
+BAD = [
+    ("data: iris\nspace: {lr: {type: float, low: 1, high: [}\n", [], "malformed YAML"),
+    ("data: iris\nspaces: {}\n", [], "unknown key 'spaces'"),
+    ("data: iris\nspace: {lr: {type: flaot, low: 0.1, high: 1}}\n", [], "unknown param type 'flaot'"),
+    ("data: iris\nspace: {lr: {type: float, low: 1, high: 0.1}}\n", [], "low"),
+    ("data: iris\nspace: {lr: {type: float, low: 0, high: 1, log: true}}\n", [], "log scale needs low > 0"),
+    ("data: iris\nspace: {optimizer: {choices: []}}\n", [], "choices"),
+    ("data: iris\nspace: {momentum: {type: float, low: 0.1, high: 0.9, when: {optimiser: [sgd]}}}\n", [],
+     "optimiser"),
+    ("data: iris\nspace: {lr: {type: float, low: 0.001, high: 0.1}}\n", ["--sampler", "tpee"], "tpee"),
+    ("data: iris\nspace: {lr: {type: float, low: 0.001, high: 0.1}}\n", ["--pruner", "fast"], "fast"),
+    ("data: iris\nspace: {lr: {type: float, low: 0.001, high: 0.1}}\n", ["--sampler", "grid"],
+     "grid sampler needs a finite space"),
+    ("data: iris\nspace: {lr: {type: float, low: 0.001, high: 0.1}}\n",
+     ["--storage", "postgresql+psycopg2://me:hunter2@127.0.0.1:9/db"], "cannot reach storage"),
+]
+
+
+@pytest.mark.parametrize("text, flags, fragment", BAD, ids=[b[2] for b in BAD])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(run_cli, tmp_path, text, flags, fragment):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text)
+    out = tmp_path / "out"
+    code, _, err = run_cli("tune", spec, *flags, "--out", out)
+    assert code == 2 and fragment in err and err.startswith("error: ") and err.count("\n") == 1, err
+    assert "hunter2" not in err
+    assert not out.exists()
+
+
+def test_tune_api_on_a_black_box_function():
+    result = nnopt.tune(bowl, space=SPACE, directions="minimize", sampler="grid", trials=100)
+    assert result.best_params == {"x": 1.0, "kind": "a"} and result.best_value == 0.0
