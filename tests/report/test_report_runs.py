@@ -124,8 +124,8 @@ def test_not_a_run_directory(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"data": "digits"}))
     with pytest.raises(UsageError, match="not an nnopt run directory"):
         build_report(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps({"command": "tune"}))
-    with pytest.raises(UsageError, match="reports exist for: train, compare, lr-find"):
+    (tmp_path / "config.json").write_text(json.dumps({"command": "nas"}))
+    with pytest.raises(UsageError, match="reports exist for: train, compare, lr-find, tune"):
         build_report(tmp_path)
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(UsageError, match="config.json is not valid JSON"):

@@ -19,7 +19,7 @@ TOP = 10
 QUESTION = "Which hyperparameters make this network best on this data?"
 CAPTIONS = {
     "optimization_history.png": "Each complete trial's score in the order the trials ran; the line is the best so far.",
-    "intermediate_values.png": "The validation score after each epoch: the pruner stopped the orange trials early.",
+    "intermediate_values.png": "The validation score after each epoch; orange: trials the pruner stopped early.",
     "param_importances.png": "How much of the score's variation each hyperparameter explains (fANOVA, seed 0).",
     "parallel_coordinate.png": "One line per complete trial through its hyperparameters, coloured by its score.",
     "slice.png": "The score against each hyperparameter; darker points ran later.",

@@ -244,7 +244,7 @@ def tune_images(data: TuneStudy, study, evaluator, importances: dict[str, float]
             add("slice.png", lambda: vis.plot_slice(first, params=params, target_name=label),
                 (min(20.0, 2.7 * len(params) + 2.0), 4.6), percent=_main_y if percent else None)
             if len(data.params) > len(params):
-                notes.append(f"The slice and parallel-coordinate plots show the {len(params)} most important "
+                notes.append(f"The slice and parallel-coordinate plots show {len(params)} (the most important first) "
                              f"of {len(data.params)} hyperparameters.")
         if data.multi and done:
             if len(data.directions) <= 3:

@@ -23,7 +23,8 @@ def tune_verdict(data: TuneStudy, config: dict[str, Any], importances: dict[str,
     else:
         best = data.trial(data.best[0]) if data.best else done[0]
         best = best if best is not None and best.values is not None else done[0]
-        sentences = [f"The best of {_count(n, 'trial')} (trial {best.number}) reached "
+        lead = f"The best of {_count(n, 'trial')}" if n > 1 else "The only trial"
+        sentences = [f"{lead} (trial {best.number}) reached "
                      f"{objective_phrase(data.objectives[0], best.values[0])} with {param_text(best, data.params)}; "
                      "reproduce it with nnopt train --config best.yaml."]
         sentences += _edges(best)
@@ -106,7 +107,7 @@ def _unfinished(data: TuneStudy, config: dict[str, Any], n: int) -> list[str]:
     running = data.with_state("RUNNING", "WAITING")
     if running:
         sentences.append(f"{_count(len(running), 'trial')} had not finished when trials.json was written; "
-                         "the plots leave them out.")
+                         f"the plots leave {'it' if len(running) == 1 else 'them'} out.")
     asked, timeout = config.get("trials"), finite(config.get("timeout"))
     if isinstance(asked, int) and n < asked and timeout is not None and not running:
         sentences.append(f"The {fmt_seconds(timeout)} timeout stopped the search after {n} of {asked} trials.")

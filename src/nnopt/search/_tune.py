@@ -31,6 +31,7 @@ from nnopt.search._space import Space
 from nnopt.search._spec import Objective, TuneSpec, load_tune_spec
 from nnopt.search._storage import describe_storage, open_storage
 from nnopt.train import fit
+from nnopt.train._prepare import thread_count
 
 DEFAULT_TRIALS = 20
 
@@ -162,10 +163,7 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
     jobs = [_Worker(i, spec, function, parsed_space, objectives, storage_url, run_dir, study_name, n_trials,
                     deadline, seed if seed is None or workers == 1 else seed + i, sampler, pruner, epochs)
             for i in range(workers)]
-    if workers == 1:
-        _work(jobs[0], study=study, data=data)
-    else:
-        _run_processes(jobs)
+    _run_workers(jobs, study, data)
     return _finish(study, spec, objectives, config, run_dir, data)
 
 
@@ -195,15 +193,18 @@ def _work(job: _Worker, study: optuna.Study | None = None, data: Any = None) -> 
     run_trials(study, objective, job.n_trials, job.deadline)
 
 
-def _run_processes(jobs: list[_Worker]) -> None:
+def _run_workers(jobs: list[_Worker], study: optuna.Study, data: Any) -> None:
+    """Worker 0 is this process (already warm: data loaded, study open); the others are spawned."""
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_work_in_process, args=(job,), daemon=False) for job in jobs]
+    processes = [context.Process(target=_work_in_process, args=(job,)) for job in jobs[1:]]
     for p in processes:
         p.start()
     try:
+        with thread_count(1):
+            _work(jobs[0], study=study, data=data)
         for p in processes:
             p.join()
-    except KeyboardInterrupt:
+    except BaseException:
         for p in processes:
             p.terminate()
         raise
