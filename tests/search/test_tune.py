@@ -211,3 +211,12 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(run_cli, tmp_path, t
 def test_tune_api_on_a_black_box_function():
     result = nnopt.tune(bowl, space=SPACE, directions="minimize", sampler="grid", trials=100)
     assert result.best_params == {"x": 1.0, "kind": "a"} and result.best_value == 0.0
+
+
+def test_dashboard_without_the_extra_is_a_usage_error(run_cli, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("optuna_dashboard") is not None:
+        pytest.skip("optuna-dashboard is installed")
+    code, _, err = run_cli("dashboard", tmp_path)
+    assert code == 2 and "pip install optuna-dashboard" in err and err.count("\n") == 1

@@ -233,7 +233,8 @@ def _finish(study: optuna.Study, spec: TuneSpec | None, objectives: list[Objecti
         return result
     atomic_write_json(run_dir / "trials.json", {
         "study_name": study.study_name, "directions": [o.direction for o in objectives],
-        "objective_names": [o.metric for o in objectives], "best_trials": result.best_trials, "trials": trials})
+        "objective_names": [o.metric for o in objectives], "best_trials": result.best_trials,
+        "best_yaml_trial": result.best_trials[0] if result.best_trials else None, "trials": trials})
     atomic_write_text(run_dir / "trials.csv", trials_csv(trials, [o.metric for o in objectives]))
     if spec is not None and best:
         import yaml
