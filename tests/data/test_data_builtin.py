@@ -129,3 +129,23 @@ def test_linear_recovers_slope_3_and_intercept_2_by_gradient_descent():
         opt.step()
     assert abs(w.item() - 3.0) < 0.02 and abs(b.item() - 2.0) < 0.02
     assert 0.005 < loss.item() < 0.02  # noise variance 0.1^2
+
+
+def test_mnist1d_is_cached_on_disk_and_read_back_identically(tmp_path, monkeypatch):
+    from nnopt.data import _builtin
+
+    monkeypatch.setenv("NNOPT_CACHE_DIR", str(tmp_path))
+    _builtin._mnist1d_arrays.cache_clear()
+    try:
+        generated = _builtin._mnist1d_arrays()
+        files = list(tmp_path.glob("mnist1d-*.npz"))
+        assert len(files) == 1
+        _builtin._mnist1d_arrays.cache_clear()
+        cached = _builtin._mnist1d_arrays()
+        assert all(np.array_equal(a, b) for a, b in zip(generated, cached))
+        files[0].write_bytes(b"broken")  # a damaged cache is regenerated, not an error
+        _builtin._mnist1d_arrays.cache_clear()
+        again = _builtin._mnist1d_arrays()
+        assert all(np.array_equal(a, b) for a, b in zip(generated, again))
+    finally:
+        _builtin._mnist1d_arrays.cache_clear()

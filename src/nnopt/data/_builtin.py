@@ -6,11 +6,14 @@ The synthetic sets use a fixed data seed (0), so the data never change with the 
 from __future__ import annotations
 
 import functools
+import os
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from nnopt.fileio import atomic_write
 from nnopt.registry import Entry, Registry
 
 Raw = tuple[np.ndarray, np.ndarray, dict[str, Any]]
@@ -62,10 +65,30 @@ def _generate_mnist1d() -> dict[str, np.ndarray]:
         random.setstate(py_state)
 
 
+def cache_dir() -> Path:
+    """Where generated datasets are kept: $NNOPT_CACHE_DIR, else $XDG_CACHE_HOME/nnopt, else ~/.cache/nnopt."""
+    if os.environ.get("NNOPT_CACHE_DIR"):
+        return Path(os.environ["NNOPT_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nnopt"
+
+
 @functools.lru_cache(maxsize=1)
 def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    ds = _generate_mnist1d()
-    arrays = (ds["x"], ds["y"], ds["x_test"], ds["y_test"])
+    # Generating takes about 7 s; every later process (compare / tune workers) reads the cached copy instead.
+    import mnist1d
+
+    path = cache_dir() / f"mnist1d-{getattr(mnist1d, '__version__', 'default')}-default-args.npz"
+    arrays = None
+    try:
+        with np.load(path) as saved:
+            arrays = tuple(saved[k] for k in ("x", "y", "x_test", "y_test"))
+    except (OSError, KeyError, ValueError):  # absent, or a broken cache: make it again
+        ds = _generate_mnist1d()
+        arrays = (ds["x"], ds["y"], ds["x_test"], ds["y_test"])
+        try:
+            atomic_write(path, lambda fh: np.savez(fh, **dict(zip(("x", "y", "x_test", "y_test"), arrays))))
+        except OSError:
+            pass  # a read-only home: generate again next time
     for array in arrays:
         array.setflags(write=False)  # cached: nobody may change them in place
     return arrays

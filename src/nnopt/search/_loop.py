@@ -29,14 +29,12 @@ def worker_id() -> str:
 
 def counted(study: optuna.Study, before: int | None = None) -> int:
     """Trials that use up the budget: all but crashed / surplus failures (those are re-run or void)."""
-    n = 0
-    for t in study.get_trials(deepcopy=False, states=COUNTED):
-        if before is not None and t.number >= before:
-            continue
-        if t.state == TrialState.FAIL and (t.user_attrs.get("crashed") or t.user_attrs.get("surplus")):
-            continue
-        n += 1
-    return n
+    trials = study.get_trials(deepcopy=False, states=COUNTED)
+    if before is not None:
+        trials = [t for t in trials if t.number < before]
+    void = sum(1 for t in trials if t.state == TrialState.FAIL
+               and (t.user_attrs.get("crashed") or t.user_attrs.get("surplus")))
+    return len(trials) - void
 
 
 def recover_crashed(study: optuna.Study) -> int:
