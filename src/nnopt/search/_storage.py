@@ -5,14 +5,13 @@ that several `nnopt tune` processes on several machines can share."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
-from typing import Any
 
 import optuna
 import warnings
 
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.storages.journal import JournalFileBackend
 
 from nnopt.errors import UsageError
@@ -40,6 +39,23 @@ def open_storage(url: str | None, run_dir: Path) -> BaseStorage:
     if "://" not in url:
         raise UsageError(f"--storage must be a database URL (postgresql://user:pass@host/db, sqlite:///file.db) "
                          f"or journal:PATH; got '{mask_url(url)}'")
+    for attempt in range(6):
+        try:
+            return _database(url)
+        except UsageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many kinds
+            # Processes starting together race to create Optuna's tables; the loser sees a duplicate: retry.
+            if attempt < 5 and any(word in str(exc) for word in ("UniqueViolation", "already exists", "duplicate")):
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UsageError(f"cannot reach storage '{mask_url(url)}' ({mask_url(reason)[:200]}); "
+                             "check the URL and that the server is running") from None
+    raise AssertionError("unreachable")
+
+
+def _database(url: str) -> RDBStorage:
     try:
         with warnings.catch_warnings():  # heartbeat_interval is marked experimental in Optuna
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -49,11 +65,3 @@ def open_storage(url: str | None, run_dir: Path) -> BaseStorage:
     except ImportError as exc:
         raise UsageError(f"the storage '{mask_url(url)}' needs a database driver ({exc}); "
                          "for PostgreSQL: pip install 'nnopt[postgres]'") from None
-    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many kinds for an unreachable server
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UsageError(f"cannot reach storage '{mask_url(url)}' ({mask_url(reason)[:200]}); "
-                         "check the URL and that the server is running") from None
-
-
-def supports_heartbeat(storage: Any) -> bool:
-    return is_heartbeat_enabled(storage)

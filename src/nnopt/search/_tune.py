@@ -141,8 +141,11 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
         make_run_dir(run_dir)
     directions_list = [o.direction for o in objectives]
     try:
-        study = optuna.create_study(study_name=study_name, storage=storage, directions=directions_list,
-                                    load_if_exists=True)
+        try:
+            study = optuna.create_study(study_name=study_name, storage=storage, directions=directions_list,
+                                        load_if_exists=True)
+        except optuna.exceptions.DuplicatedStudyError:  # another process created it a moment ago
+            study = optuna.load_study(study_name=study_name, storage=storage)
     except ValueError as exc:
         raise UsageError(f"study '{study_name}' exists with other settings ({exc}); use another --study") from None
     if study.directions != [optuna.study.StudyDirection[d.upper()] for d in directions_list]:
