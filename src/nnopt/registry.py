@@ -47,16 +47,21 @@ class Registry:
         except (KeyError, TypeError):
             raise unknown_name(self.kind, name, self._entries) from None
 
+    def resolve(self, spec: str | Mapping[str, Any], params: Mapping[str, Any] | None = None
+                ) -> tuple[Entry, dict[str, Any]]:
+        """A name or a ``{"name": ..., **params}`` dict -> (entry, params); `params` win over the dict's."""
+        if isinstance(spec, Mapping):
+            merged = dict(spec)
+            if "name" not in merged:
+                raise ConfigError(f"a {self.kind} dict needs a 'name' key; got keys {sorted(merged)}")
+            return self.get(merged.pop("name")), {**merged, **(params or {})}
+        return self.get(spec), dict(params or {})
+
     def create(self, spec: Any, **kwargs: Any) -> Any:
         """Build from a name, a ``{"name": ..., **params}`` dict, or pass an instance through."""
-        if isinstance(spec, str):
-            return self.get(spec).factory(**kwargs)
-        if isinstance(spec, Mapping):
-            params = dict(spec)
-            if "name" not in params:
-                raise ConfigError(f"a {self.kind} dict needs a 'name' key; got keys {sorted(params)}")
-            entry = self.get(params.pop("name"))
-            return entry.factory(**{**params, **kwargs})
+        if isinstance(spec, (str, Mapping)):
+            entry, params = self.resolve(spec, kwargs)
+            return entry.factory(**params)
         return spec
 
     def names(self) -> list[str]:

@@ -196,15 +196,8 @@ def create_schedule(
     """
     if isinstance(name_or_dict, Schedule):
         return name_or_dict
-    if isinstance(name_or_dict, Mapping):
-        spec = dict(name_or_dict)
-        if "name" not in spec:
-            raise ConfigError(f"a schedule dict needs a 'name' key; got keys {sorted(spec)}")
-        name = spec.pop("name")
-        params = {**spec, **params}
-    else:
-        name = "constant" if name_or_dict is None else name_or_dict
-    entry = SCHEDULES.get(name)
+    entry, params = SCHEDULES.resolve("constant" if name_or_dict is None else name_or_dict, params)
+    name = entry.name
     epochs = _check_count("epochs", epochs)
     steps_per_epoch = _check_count("steps-per-epoch", steps_per_epoch)
     for key, value in params.items():

@@ -174,17 +174,10 @@ def create_optimizer(
     """
     if isinstance(name_or_dict, torch.optim.Optimizer):
         return name_or_dict
-    if isinstance(name_or_dict, Mapping):
-        spec = dict(name_or_dict)
-        if "name" not in spec:
-            raise ConfigError(f"an optimizer dict needs a 'name' key; got keys {sorted(spec)}")
-        name = spec.pop("name")
-        spec_lr = spec.pop("lr", None)
-        lr = spec_lr if lr is None else lr
-        hyperparams = {**spec, **hyperparams}
-    else:
-        name = name_or_dict
-    entry = OPTIMIZERS.get(name)
+    entry, hyperparams = OPTIMIZERS.resolve(name_or_dict, hyperparams)
+    name = entry.name
+    spec_lr = hyperparams.pop("lr", None)  # a dict may carry its lr; the keyword wins
+    lr = spec_lr if lr is None else lr
     lr = _check_lr(entry.default_lr if lr is None else lr)
     for key in hyperparams:
         if key not in entry.hyperparams:

@@ -10,6 +10,7 @@ from typing import Any
 
 import optuna
 
+from nnopt.data import load_data
 from nnopt.train import Callback, fit
 
 
@@ -44,6 +45,23 @@ def objective_value(result: Any, metric: str) -> float:
     return float(value)
 
 
+DATA_KEYS = ("data", "target", "task", "val_fraction", "test_fraction", "scale")
+
+
+def load_spec_data(spec: Any) -> Any:
+    """The data of a tune spec, loaded and split once (seeded like the trials, so best.yaml sees the same split)."""
+    return load_data(spec.data, target=spec.target, task=spec.task, seed=spec.seed or 0,
+                     **{k: spec.train[k] for k in ("val_fraction", "test_fraction", "scale") if k in spec.train})
+
+
+def fit_arguments(spec: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(model, fit keyword settings) of one configuration, for data that are already loaded and split."""
+    settings = spec.trial_train_spec(params)
+    for key in DATA_KEYS:
+        settings.pop(key, None)
+    return settings.pop("model"), settings
+
+
 class TrainObjective:
     """Callable for study.ask/tell loops: trains one configuration, returns its objective values."""
 
@@ -51,12 +69,7 @@ class TrainObjective:
         self.spec, self.objectives, self.data, self.seed = spec, objectives, data, seed
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
-        params = self.spec.space.suggest(trial)
-        settings = self.spec.trial_train_spec(params)
-        settings.pop("data", None)
-        for key in ("target", "task", "val_fraction", "test_fraction", "scale"):
-            settings.pop(key, None)  # the data are already loaded and split
-        model = settings.pop("model")
+        model, settings = fit_arguments(self.spec, self.spec.space.suggest(trial))
         callbacks = []
         if len(self.objectives) == 1 and self.objectives[0].metric.startswith(("val_", "train_")):
             callbacks.append(PruningCallback(trial, self.objectives[0].metric))

@@ -21,11 +21,10 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from nnopt.data import load_data
 from nnopt.errors import UsageError
 from nnopt.fileio import atomic_write_json, atomic_write_text, make_run_dir
 from nnopt.search._loop import recover_crashed, run_trials, trial_row
-from nnopt.search._objective import FunctionObjective, TrainObjective
+from nnopt.search._objective import FunctionObjective, TrainObjective, fit_arguments, load_spec_data
 from nnopt.search._samplers import make_sampler, make_pruner
 from nnopt.search._space import Space
 from nnopt.search._spec import Objective, TuneSpec, load_tune_spec
@@ -111,8 +110,7 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
     else:
         spec = load_tune_spec(spec_or_function, overrides)
         function, parsed_space = None, spec.space
-        data = load_data(spec.data, target=spec.target, task=spec.task, seed=spec.seed or 0,
-                         **{k: spec.train[k] for k in ("val_fraction", "test_fraction", "scale") if k in spec.train})
+        data = load_spec_data(spec)
         objectives = spec.resolve_objectives(data.task)
         settings = {k: getattr(spec, k) for k in ("sampler", "pruner", "trials", "timeout", "workers", "storage",
                                                   "study", "seed") if getattr(spec, k) is not None}
@@ -185,11 +183,7 @@ def _work(job: _Worker, study: optuna.Study | None = None, data: Any = None) -> 
     else:
         study.sampler, study.pruner = sampler, pruner
     if job.spec is not None:
-        if data is None:
-            spec = job.spec
-            data = load_data(spec.data, target=spec.target, task=spec.task, seed=spec.seed or 0,
-                             **{k: spec.train[k] for k in ("val_fraction", "test_fraction", "scale")
-                                if k in spec.train})
+        data = data if data is not None else load_spec_data(job.spec)
         objective = TrainObjective(job.spec, job.objectives, data, job.spec.seed or 0)
     else:
         objective = FunctionObjective(job.function, job.space)
@@ -248,11 +242,8 @@ def _finish(study: optuna.Study, spec: TuneSpec | None, objectives: list[Objecti
                       f"{', '.join(f'{o.metric}={v:.6g}' for o, v in zip(objectives, best[0].values))}\n"
                       "# reproduce: nnopt train --config best.yaml\n")
             atomic_write_text(run_dir / "best.yaml", header + yaml.safe_dump(settings, sort_keys=False))
-        model = settings.pop("model")
-        settings.pop("data", None)
-        for key in ("target", "task", "val_fraction", "test_fraction", "scale"):
-            settings.pop(key, None)
-        fit(model, data, out=run_dir / "best", **settings)
+        model, settings = fit_arguments(spec, best[0].params)
+        fit(model, data, seed=spec.seed or 0, out=run_dir / "best", **settings)
     return result
 
 
