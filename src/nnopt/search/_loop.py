@@ -2,8 +2,8 @@
 
 "N trials" counts finished trials (complete, pruned, failed by their own error) plus running ones, so
 any number of workers on any number of machines stop at exactly N. Trials cut by a crash are failed
-and re-run: on a database through Optuna's heartbeat and RetryFailedTrialCallback, on the journal file
-by noticing that the process that ran them on this machine is gone.
+and re-run: on a database through Optuna's heartbeat and retry callback, on the journal file by noticing
+that the process that claimed them on this machine is gone.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import socket
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -27,30 +28,61 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def counted(study: optuna.Study, before: int | None = None) -> int:
-    """Trials that use up the budget: all but crashed / surplus failures (those are re-run or void)."""
-    trials = study.get_trials(deepcopy=False, states=COUNTED)
-    if before is not None:
-        trials = [t for t in trials if t.number < before]
-    void = sum(1 for t in trials if t.state == TrialState.FAIL
-               and (t.user_attrs.get("crashed") or t.user_attrs.get("surplus")))
-    return len(trials) - void
+def counted(trials: list[optuna.trial.FrozenTrial], before: int | None = None) -> int:
+    """Trials that use up the budget: finished or running, but not crashed / surplus failures (re-run or void)."""
+    return sum(1 for t in trials if t.state in COUNTED and (before is None or t.number < before)
+               and not (t.state == TrialState.FAIL and (t.user_attrs.get("crashed") or t.user_attrs.get("surplus"))))
 
 
-def recover_crashed(study: optuna.Study) -> int:
-    """Fail and re-queue RUNNING trials whose process on this host no longer exists (kill -9, OOM, crash)."""
+class Claims:
+    """Who runs which trial. On the journal file: a small marker file per running trial in the run directory
+    (no journal write, no fsync); on a database: a user attribute, which every machine can read."""
+
+    def __init__(self, folder: Path | None):
+        self.folder = folder / ".running" if folder is not None else None
+        self.me = worker_id()
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    def claim(self, trial: optuna.Trial) -> None:
+        if self.folder is None:
+            trial.set_user_attr("worker", self.me)
+        else:
+            (self.folder / str(trial.number)).write_text(self.me)
+
+    def release(self, trial: optuna.Trial) -> None:
+        if self.folder is not None:
+            (self.folder / str(trial.number)).unlink(missing_ok=True)
+
+    def owner(self, trial: optuna.trial.FrozenTrial) -> str | None:
+        if self.folder is None:
+            return trial.user_attrs.get("worker")
+        try:
+            return (self.folder / str(trial.number)).read_text()
+        except OSError:
+            return None
+
+
+def recover_crashed(study: optuna.Study, claims: Claims) -> int:
+    """Fail and re-queue RUNNING trials whose process on this host no longer exists (kill -9, OOM, crash).
+    A running trial nobody claims was cut between its start and its claim (microseconds): it is recovered
+    once it is over a minute old."""
     host = socket.gethostname()
     recovered = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = str(t.user_attrs.get("worker", ""))
-        owner_host, _, pid = owner.rpartition(":")
-        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+        owner_host, _, pid = str(claims.owner(t) or "").rpartition(":")
+        if not pid:
+            started = t.datetime_start.timestamp() if t.datetime_start else time.time()
+            if time.time() - started < 60:
+                continue
+        elif owner_host != host or not pid.isdigit() or _alive(int(pid)):
             continue
         storage = study._storage
         storage.set_trial_user_attr(t._trial_id, "crashed", True)
         storage.set_trial_user_attr(t._trial_id, "fail_reason", "its worker process ended mid-trial; re-run")
         storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+        claims.release(t)
         recovered += 1
     return recovered
 
@@ -66,25 +98,31 @@ def _alive(pid: int) -> bool:
 
 
 def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], list[float]], n_trials: int,
-               deadline: float | None) -> None:
-    me = worker_id()
+               deadline: float | None, claims: Claims) -> None:
     heartbeat = is_heartbeat_enabled(study._storage)
     while deadline is None or time.time() < deadline:
         if heartbeat:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
-        if counted(study) >= n_trials:
+        trials = study.get_trials(deepcopy=False)
+        if counted(trials) >= n_trials:
             return
         trial = study.ask()
-        trial.set_user_attr("worker", me)
-        if counted(study, before=trial.number) >= n_trials:  # another worker took the last slot first
+        # Another worker may have started trials since the count (a race for the last slots): count again,
+        # unless this trial is the very next one, which proves nobody did.
+        raced = trial.number != len(trials)
+        if raced and counted(study.get_trials(deepcopy=False), before=trial.number) >= n_trials:
             trial.set_user_attr("surplus", True)
             trial.set_user_attr("fail_reason", "not run: the study already had its trials")
             study.tell(trial, state=TrialState.FAIL)
             return
-        with get_heartbeat_thread(trial._trial_id, study._storage):  # a no-op where heartbeats are off
-            _run_one(study, trial, objective)
+        claims.claim(trial)
+        try:
+            with get_heartbeat_thread(trial._trial_id, study._storage):  # a no-op where heartbeats are off
+                _run_one(study, trial, objective)
+        finally:
+            claims.release(trial)
 
 
 def _run_one(study: optuna.Study, trial: optuna.Trial, objective: Callable[[optuna.Trial], list[float]]) -> None:

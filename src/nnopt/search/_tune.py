@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from nnopt.errors import UsageError
 from nnopt.fileio import atomic_write_json, atomic_write_text, make_run_dir
-from nnopt.search._loop import recover_crashed, run_trials, trial_row
+from nnopt.search._loop import Claims, recover_crashed, run_trials, trial_row
 from nnopt.search._objective import FunctionObjective, TrainObjective, fit_arguments, load_spec_data
 from nnopt.search._samplers import make_sampler, make_pruner
 from nnopt.search._space import Space
@@ -148,7 +148,7 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
         raise UsageError(f"study '{study_name}' exists with other settings ({exc}); use another --study") from None
     if study.directions != [optuna.study.StudyDirection[d.upper()] for d in directions_list]:
         raise UsageError(f"study '{study_name}' in this storage optimizes other directions; use another --study")
-    recover_crashed(study)
+    recover_crashed(study, Claims(run_dir if storage_url is None else None))
     config = {"command": "tune", **(spec.to_dict() if spec else {"space": parsed_space.to_dict()}),
               "objectives": [{"metric": o.metric, "direction": o.direction} for o in objectives],
               "sampler": sampler, "pruner": pruner, "trials": n_trials, "timeout": settings.get("timeout"),
@@ -187,7 +187,8 @@ def _work(job: _Worker, study: optuna.Study | None = None, data: Any = None) -> 
         objective = TrainObjective(job.spec, job.objectives, data, job.spec.seed or 0)
     else:
         objective = FunctionObjective(job.function, job.space)
-    run_trials(study, objective, job.n_trials, job.deadline)
+    claims = Claims(job.run_dir if job.storage_url is None else None)
+    run_trials(study, objective, job.n_trials, job.deadline, claims)
 
 
 def _run_workers(jobs: list[_Worker], study: optuna.Study, data: Any) -> None:
