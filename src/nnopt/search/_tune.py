@@ -192,9 +192,12 @@ def _work(job: _Worker, study: optuna.Study | None = None, data: Any = None) -> 
 
 
 def _run_workers(jobs: list[_Worker], study: optuna.Study, data: Any) -> None:
-    """Worker 0 is this process (already warm: data loaded, study open); the others are spawned."""
-    context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_work_in_process, args=(job,)) for job in jobs[1:]]
+    """Worker 0 is this process (already warm: data loaded, study open). The others are forked where the
+    platform can and the study is a journal file (they start in milliseconds with the data in memory and reopen
+    the file themselves); spawned for a database, whose open connections a forked child must not share."""
+    fork = "fork" in multiprocessing.get_all_start_methods() and jobs[0].storage_url is None
+    context = multiprocessing.get_context("fork" if fork else "spawn")
+    processes = [context.Process(target=_work_in_process, args=(job, data if fork else None)) for job in jobs[1:]]
     for p in processes:
         p.start()
     try:
@@ -208,11 +211,11 @@ def _run_workers(jobs: list[_Worker], study: optuna.Study, data: Any) -> None:
         raise
 
 
-def _work_in_process(job: _Worker) -> None:
+def _work_in_process(job: _Worker, data: Any = None) -> None:
     import torch
 
     torch.set_num_threads(1)
-    _work(job)
+    _work(job, data=data)
 
 
 def _finish(study: optuna.Study, spec: TuneSpec | None, objectives: list[Objective], config: dict[str, Any],
