@@ -220,3 +220,11 @@ def test_dashboard_without_the_extra_is_a_usage_error(run_cli, tmp_path):
         pytest.skip("optuna-dashboard is installed")
     code, _, err = run_cli("dashboard", tmp_path)
     assert code == 2 and "pip install optuna-dashboard" in err and err.count("\n") == 1
+
+
+def test_the_shipped_example_spec_runs(tmp_path):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "tune.yaml"
+    result = tune(example, trials=3, pruner="none", sampler="random", seed=0, out=tmp_path / "run")
+    assert result.counts()["complete"] == 3
