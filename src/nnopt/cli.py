@@ -382,5 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return exc.exit_code
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted; the last finished epoch is checkpointed: re-run with --resume\n")
+        hint = {"train": "; the last finished epoch is checkpointed: re-run with --out DIR --resume",
+                "tune": "; finished trials are kept: re-run the same command to continue the study"}
+        sys.stderr.write(f"interrupted{hint.get(args.command, '')}\n")
         return 130
