@@ -77,14 +77,19 @@ def recover_crashed(study: optuna.Study, claims: Claims) -> int:
                 continue
         elif owner_host != host or not pid.isdigit() or _alive(int(pid)):
             continue
-        storage = study._storage
-        storage.set_trial_user_attr(t._trial_id, "crashed", True)
-        storage.set_trial_user_attr(t._trial_id, "fail_reason", "its worker process ended mid-trial; re-run")
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+        fail_and_retry(study, t, "its worker process ended mid-trial; re-run")
         claims.release(t)
         recovered += 1
     return recovered
+
+
+def fail_and_retry(study: optuna.Study, trial: Any, reason: str) -> None:
+    """Mark a trial that did not finish by its own doing as failed (not counted) and queue its params again."""
+    storage = study._storage
+    storage.set_trial_user_attr(trial._trial_id, "crashed", True)
+    storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+    storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
 
 
 def _alive(pid: int) -> bool:
@@ -121,6 +126,9 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], list[flo
         try:
             with get_heartbeat_thread(trial._trial_id, study._storage):  # a no-op where heartbeats are off
                 _run_one(study, trial, objective)
+        except BaseException:  # Ctrl-C or a kill signal turned exception: re-run this trial next time
+            fail_and_retry(study, trial, "interrupted mid-trial; re-run")
+            raise
         finally:
             claims.release(trial)
 
