@@ -228,3 +228,16 @@ def test_the_shipped_example_spec_runs(tmp_path):
     example = Path(__file__).resolve().parents[2] / "examples" / "tune.yaml"
     result = tune(example, trials=3, pruner="none", sampler="random", seed=0, out=tmp_path / "run")
     assert result.counts()["complete"] == 3
+
+
+@pytest.mark.parametrize("settings, fragment", [
+    ({"sampler": "tpee"}, "unknown sampler 'tpee'; did you mean 'tpe'?"),
+    ({"trials": 0}, "--trials must be an integer >= 1; got 0"),
+    ({"trails": 5}, "unknown setting 'trails'; did you mean 'trials'?"),
+])
+def test_function_study_settings_are_checked(settings, fragment):
+    from nnopt.errors import UsageError
+
+    with pytest.raises(UsageError, match=None) as info:
+        tune(bowl, space=SPACE, **settings)
+    assert fragment in str(info.value)

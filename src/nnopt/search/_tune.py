@@ -21,18 +21,19 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from nnopt.errors import UsageError
+from nnopt.errors import UsageError, did_you_mean
 from nnopt.fileio import atomic_write_json, atomic_write_text, make_run_dir
 from nnopt.search._loop import Claims, recover_crashed, run_trials, trial_row
 from nnopt.search._objective import FunctionObjective, TrainObjective, fit_arguments, load_spec_data
 from nnopt.search._samplers import make_sampler, make_pruner
 from nnopt.search._space import Space
-from nnopt.search._spec import Objective, TuneSpec, load_tune_spec
+from nnopt.search._spec import PRUNERS, SAMPLERS, Objective, TuneSpec, load_tune_spec
 from nnopt.search._storage import describe_storage, open_storage
 from nnopt.train import fit
 from nnopt.train._prepare import thread_count
 
 DEFAULT_TRIALS = 20
+SETTINGS = ("sampler", "pruner", "trials", "timeout", "workers", "storage", "study", "seed")
 
 
 @dataclass
@@ -106,14 +107,14 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
         names = [directions] if isinstance(directions, str) else list(directions)
         objectives = [Objective(f"value{i}" if len(names) > 1 else "value", d) for i, d in enumerate(names)]
         settings = {k: v for k, v in overrides.items() if v is not None}
+        _check_settings(settings)
         data = None
     else:
         spec = load_tune_spec(spec_or_function, overrides)
         function, parsed_space = None, spec.space
         data = load_spec_data(spec)
         objectives = spec.resolve_objectives(data.task)
-        settings = {k: getattr(spec, k) for k in ("sampler", "pruner", "trials", "timeout", "workers", "storage",
-                                                  "study", "seed") if getattr(spec, k) is not None}
+        settings = {k: getattr(spec, k) for k in SETTINGS if getattr(spec, k) is not None}
     multi = len(objectives) > 1
     sampler = settings.get("sampler", "nsga2" if multi else "tpe")
     pruner = settings.get("pruner", "none" if multi or spec is None else "asha")
@@ -166,6 +167,22 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
             for i in range(workers)]
     _run_workers(jobs, study, data)
     return _finish(study, spec, objectives, config, run_dir, data)
+
+
+def _check_settings(settings: dict[str, Any]) -> None:
+    """The flags of a function study, checked like a spec's (a spec file is checked by load_tune_spec)."""
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise UsageError(f"tune() got an unknown setting '{unknown[0]}'{did_you_mean(unknown[0], SETTINGS)} "
+                         f"choices: {', '.join(SETTINGS)}")
+    for key, choices in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
+        if key in settings and settings[key] not in choices:
+            raise UsageError(f"unknown {key} '{settings[key]}'{did_you_mean(str(settings[key]), choices)} "
+                             f"choices: {', '.join(choices)}")
+    for key in ("trials", "workers"):
+        value = settings.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UsageError(f"--{key} must be an integer >= 1; got {value!r}")
 
 
 def _work(job: _Worker, study: optuna.Study | None = None, data: Any = None) -> None:
