@@ -148,7 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _default_out(command: str) -> str:
-    return f"runs/{command}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """runs/COMMAND-TIMESTAMP, with -2, -3, ... when runs start within the same second."""
+    base = f"runs/{command}-{time.strftime('%Y%m%d-%H%M%S')}"
+    candidate, n = base, 1
+    while Path(candidate).exists():
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
