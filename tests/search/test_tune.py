@@ -241,3 +241,29 @@ def test_function_study_settings_are_checked(settings, fragment):
     with pytest.raises(UsageError, match=None) as info:
         tune(bowl, space=SPACE, **settings)
     assert fragment in str(info.value)
+
+
+def test_dashboard_serves_the_study_on_loopback(tmp_path):
+    import socket
+    import urllib.request
+
+    pytest.importorskip("optuna_dashboard")
+    tune(bowl, space=SPACE, directions="minimize", sampler="random", trials=3, seed=0, out=tmp_path / "run")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "nnopt", "dashboard", str(tmp_path / "run"), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline, body = time.monotonic() + 90, None
+        while time.monotonic() < deadline and body is None:
+            time.sleep(0.5)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as response:
+                    body = json.loads(response.read())
+            except OSError:
+                assert proc.poll() is None, proc.communicate()
+        assert body is not None and [s["study_name"] for s in body["study_summaries"]] == ["nnopt-tune"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
