@@ -65,7 +65,7 @@ def test_example_yaml_parses(tmp_path):
 
 
 def test_constants():
-    assert SAMPLERS == ("grid", "random", "tpe", "gp", "cmaes", "qmc", "nsga2")
+    assert SAMPLERS == ("grid", "random", "tpe", "gp", "cmaes", "qmc", "nsga2", "evolution")
     assert PRUNERS == ("none", "median", "asha", "hyperband")
 
 

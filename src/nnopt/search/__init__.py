@@ -1,6 +1,7 @@
 """Hyperparameter search on Optuna: a spec (or any function) over a search space, samplers, pruners,
 parallel workers on a journal file or a database, resume after a crash."""
 
+from nnopt.search._evolution import RegularizedEvolutionSampler
 from nnopt.search._objective import PruningCallback, objective_value
 from nnopt.search._samplers import make_pruner, make_sampler
 from nnopt.search._space import Param, Space
@@ -9,7 +10,7 @@ from nnopt.search._storage import mask_url, open_storage
 from nnopt.search._tune import TuneResult, trials_csv, tune
 
 __all__ = [
-    "PRUNERS", "SAMPLERS", "Objective", "Param", "PruningCallback", "Space", "TuneResult", "TuneSpec",
+    "PRUNERS", "SAMPLERS", "Objective", "Param", "PruningCallback", "RegularizedEvolutionSampler", "Space", "TuneResult", "TuneSpec",
     "load_tune_spec", "make_pruner", "make_sampler", "mask_url", "objective_value", "open_storage", "trials_csv",
     "tune",
 ]

@@ -8,6 +8,7 @@ from typing import Any
 import optuna
 
 from nnopt.errors import UsageError
+from nnopt.search._evolution import RegularizedEvolutionSampler
 
 
 class _GridSampler(optuna.samplers.GridSampler):
@@ -43,6 +44,10 @@ def make_sampler(name: str, *, seed: int | None, grid: dict[str, list] | None, m
             return samplers.QMCSampler(seed=seed, **params)
     if name == "nsga2":
         return samplers.NSGAIISampler(seed=seed, **params)
+    if name == "evolution":
+        if multi_objective:
+            raise UsageError("sampler 'evolution' optimizes one objective; use nsga2 for several")
+        return RegularizedEvolutionSampler(seed=seed, **params)
     raise UsageError(f"unknown sampler '{name}'")
 
 

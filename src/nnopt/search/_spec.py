@@ -22,7 +22,7 @@ from nnopt.train import metric_names
 
 from ._space import Param, Space
 
-SAMPLERS = ("grid", "random", "tpe", "gp", "cmaes", "qmc", "nsga2")
+SAMPLERS = ("grid", "random", "tpe", "gp", "cmaes", "qmc", "nsga2", "evolution")
 PRUNERS = ("none", "median", "asha", "hyperband")
 DIRECTIONS = ("maximize", "minimize")
 SPEC_KEYS = ("data", "target", "task", "model", "train", "objective", "space", "sampler", "pruner", "trials",

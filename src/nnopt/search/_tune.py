@@ -33,7 +33,7 @@ from nnopt.train import fit
 from nnopt.train._prepare import thread_count
 
 DEFAULT_TRIALS = 20
-SETTINGS = ("sampler", "pruner", "trials", "timeout", "workers", "storage", "study", "seed")
+SETTINGS = ("sampler", "pruner", "trials", "timeout", "workers", "storage", "study", "seed", "sampler_params")
 
 
 @dataclass
@@ -79,6 +79,7 @@ class _Worker:
     sampler: str
     pruner: str
     epochs: int | None
+    sampler_params: dict[str, Any] = field(default_factory=dict)
 
 
 def tune(spec_or_function: Any, *, space: Any = None, directions: Any = "maximize", out: str | Path | None = None,
@@ -125,7 +126,7 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
     grid = parsed_space.grid() if sampler == "grid" else None
     if grid is not None:
         n_trials = min(n_trials, math.prod(len(v) for v in grid.values()))
-    sampler_params = spec.sampler_params if spec else {}
+    sampler_params = spec.sampler_params if spec else dict(settings.get("sampler_params") or {})
     pruner_params = spec.pruner_params if spec else {}
     # Build both once here so bad names and settings fail before anything is written.
     make_sampler(sampler, seed=seed, grid=grid, multi_objective=multi, params=sampler_params)
@@ -163,7 +164,8 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
     timeout = settings.get("timeout")
     deadline = time.time() + float(timeout) if timeout else None
     jobs = [_Worker(i, spec, function, parsed_space, objectives, storage_url, run_dir, study_name, n_trials,
-                    deadline, seed if seed is None or workers == 1 else seed + i, sampler, pruner, epochs)
+                    deadline, seed if seed is None or workers == 1 else seed + i, sampler, pruner, epochs,
+                    sampler_params)
             for i in range(workers)]
     _run_workers(jobs, study, data)
     return _finish(study, spec, objectives, config, run_dir, data)
@@ -191,7 +193,7 @@ def _work(job: _Worker, study: optuna.Study | None = None, data: Any = None) -> 
     grid = job.space.grid() if job.sampler == "grid" else None
     multi = len(job.objectives) > 1
     sampler = make_sampler(job.sampler, seed=job.seed, grid=grid, multi_objective=multi,
-                           params=job.spec.sampler_params if job.spec else {})
+                           params=job.spec.sampler_params if job.spec else job.sampler_params)
     pruner = make_pruner(job.pruner, epochs=job.epochs, multi_objective=multi,
                          params=job.spec.pruner_params if job.spec else {})
     if study is None:
