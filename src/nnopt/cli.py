@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from nnopt import __version__
-from nnopt.errors import CheckpointError, NnoptError, UsageError
+from nnopt.errors import NnoptError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    network = argparse.ArgumentParser(add_help=False)  # data and model flags of compare and lr-find
+    network.add_argument("--data", required=True, help="dataset name or path (as for train)")
+    network.add_argument("--target", help="target column of a CSV/parquet file")
+    network.add_argument("--model", default="mlp:128,64", help="model spec (default mlp:128,64)")
+    network.add_argument("--batch-size", type=_batch_size, help="N, 1 or full (default: the optimizer's)")
+    network.add_argument("--device", default="auto", help="auto | cpu | cuda")
 
     train = sub.add_parser("train", parents=[common], help="train a model on a dataset", description="Train a model on a dataset.",
                            argument_default=argparse.SUPPRESS)
@@ -76,13 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     train.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
 
-    compare = sub.add_parser("compare", parents=[common], help="compare optimizers side by side on one network",
+    compare = sub.add_parser("compare", parents=[common, network], help="compare optimizers side by side on one network",
                              description="Train one network with several optimizers, each at its own learning "
                                          "rate, over K seeds; rank them and write a report.")
-    compare.add_argument("--data", required=True, help="dataset name or path (as for train)")
-    compare.add_argument("--target", help="target column of a CSV/parquet file")
     compare.add_argument("--task", choices=["classification", "regression"], help="override task detection")
-    compare.add_argument("--model", default="mlp:128,64", help="model spec (default mlp:128,64)")
     compare.add_argument("--optimizers", help="comma-separated names, each optionally NAME@LR "
                                               "(default: gd,sgd,momentum,nesterov,adagrad,rmsprop,adam)")
     lr_group = compare.add_mutually_exclusive_group()
@@ -91,27 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
     lr_group.add_argument("--lr-grid", help="comma-separated lrs; each optimizer takes its best on validation")
     compare.add_argument("--epochs", type=int, default=20, help="epochs per run (default 20)")
     compare.add_argument("--seeds", type=int, default=3, help="seeds per optimizer (default 3)")
-    compare.add_argument("--batch-size", type=_batch_size, help="N, 1 or full (default: each optimizer's)")
     compare.add_argument("--target-metric", metavar="NAME=VALUE", help="e.g. val_accuracy=0.95: epochs and "
                                                                         "seconds until reached")
     compare.add_argument("--workers", type=int, default=1, help="processes to spread the runs over (default 1)")
-    compare.add_argument("--device", default="auto", help="auto | cpu | cuda")
     compare.add_argument("--out", help="run directory (default runs/compare-TIMESTAMP)")
     compare.add_argument("--json", action="store_true", help="print the results object only")
 
-    lr_find = sub.add_parser("lr-find", parents=[common], help="LR range test: suggest a learning rate for an optimizer",
+    lr_find = sub.add_parser("lr-find", parents=[common, network], help="LR range test: suggest a learning rate for an optimizer",
                              description="Train briefly while the lr grows exponentially; suggest the lr where "
                                          "the loss falls fastest.")
-    lr_find.add_argument("--data", required=True, help="dataset name or path")
-    lr_find.add_argument("--target", help="target column of a CSV/parquet file")
-    lr_find.add_argument("--model", default="mlp:128,64", help="model spec (default mlp:128,64)")
     lr_find.add_argument("--optimizer", default="adam", help="optimizer name (default adam)")
-    lr_find.add_argument("--batch-size", type=_batch_size, help="N, 1 or full")
     lr_find.add_argument("--min-lr", type=float, default=1e-5, help="first lr (default 1e-5)")
     lr_find.add_argument("--max-lr", type=float, default=10.0, help="last lr (default 10)")
     lr_find.add_argument("--steps", type=int, default=150, help="steps (default 150)")
     lr_find.add_argument("--seed", type=int, default=0, help="random seed")
-    lr_find.add_argument("--device", default="auto", help="auto | cpu | cuda")
     lr_find.add_argument("--out", help="run directory (default runs/lr-find-TIMESTAMP)")
     lr_find.add_argument("--json", action="store_true", help="print JSON")
 
@@ -160,7 +156,7 @@ def _default_out(command: str) -> str:
 def _cmd_train(args: argparse.Namespace) -> int:
     from nnopt.api import run_spec
     from nnopt.config import TrainSpec, load_yaml, parse_override, spec_from_mapping
-    from nnopt.train import ProgressBar
+    from nnopt.train import ProgressBar, resume_settings
 
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "debug", "config", "resume", "json")}
     for key in ("optimizer_params", "schedule_params"):
@@ -171,13 +167,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if resume:
         if "out" not in flags:
             raise UsageError("--resume needs --out DIR, the run directory to continue")
-        saved = Path(flags["out"]) / "config.json"
-        if not (Path(flags["out"]) / "checkpoint.pt").is_file():
-            raise CheckpointError(f"no checkpoint to resume at {Path(flags['out']) / 'checkpoint.pt'}; "
-                                  "run without --resume to start fresh")
-        if saved.is_file():  # the killed run's own settings, so `--out DIR --resume` is enough
-            fields = TrainSpec.__dataclass_fields__
-            values.update({k: v for k, v in json.loads(saved.read_text()).items() if k in fields})
+        values.update(resume_settings(Path(flags["out"])))
     if getattr(args, "config", None):
         values.update(load_yaml(args.config))
     values.update(flags)
@@ -312,14 +302,13 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
     if importlib.util.find_spec("optuna_dashboard") is None:
         raise UsageError("optuna-dashboard is not installed; pip install optuna-dashboard")
-    target = Path(args.target)
-    url = f"journal:{target / 'study.journal'}" if target.is_dir() else args.target
     from optuna_dashboard import run_server
 
-    from nnopt.search import open_storage
+    from nnopt.search import storage_for
 
+    storage = storage_for(args.target)
     print(f"serving the study on 127.0.0.1:{args.port} (Ctrl-C to stop)")
-    run_server(open_storage(url, target), host="127.0.0.1", port=args.port)
+    run_server(storage, host="127.0.0.1", port=args.port)
     return 0
 
 

@@ -6,11 +6,11 @@ from nnopt.search._objective import PruningCallback, objective_value
 from nnopt.search._samplers import make_pruner, make_sampler
 from nnopt.search._space import Param, Space
 from nnopt.search._spec import PRUNERS, SAMPLERS, Objective, TuneSpec, load_tune_spec
-from nnopt.search._storage import mask_url, open_storage
+from nnopt.search._storage import mask_url, open_storage, storage_for
 from nnopt.search._tune import TuneResult, trials_csv, tune
 
 __all__ = [
     "PRUNERS", "SAMPLERS", "Objective", "Param", "PruningCallback", "RegularizedEvolutionSampler", "Space", "TuneResult", "TuneSpec",
-    "load_tune_spec", "make_pruner", "make_sampler", "mask_url", "objective_value", "open_storage", "trials_csv",
+    "load_tune_spec", "make_pruner", "make_sampler", "mask_url", "objective_value", "open_storage", "storage_for", "trials_csv",
     "tune",
 ]

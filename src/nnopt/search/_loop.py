@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ import optuna
 from optuna.trial import TrialState
 
 from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
+
+from nnopt.search._storage import experimental_ok
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
 
@@ -107,8 +108,7 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], list[flo
     heartbeat = is_heartbeat_enabled(study._storage)
     while deadline is None or time.time() < deadline:
         if heartbeat:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with experimental_ok():
                 optuna.storages.fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
         if counted(trials) >= n_trials:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import optuna
 
 from nnopt.errors import UsageError
 from nnopt.search._evolution import RegularizedEvolutionSampler
+from nnopt.search._storage import experimental_ok
 
 
 class _GridSampler(optuna.samplers.GridSampler):
@@ -29,8 +29,7 @@ def make_sampler(name: str, *, seed: int | None, grid: dict[str, list] | None, m
     if name == "tpe":
         # multivariate + group model conditional spaces jointly; constant_liar keeps parallel workers apart
         options = {"multivariate": True, "group": True, "constant_liar": True, **params}
-        with warnings.catch_warnings():  # these options are marked experimental in Optuna
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with experimental_ok():
             return samplers.TPESampler(seed=seed, **options)
     if name == "gp":
         return samplers.GPSampler(seed=seed, **params)
@@ -39,8 +38,7 @@ def make_sampler(name: str, *, seed: int | None, grid: dict[str, list] | None, m
             raise UsageError("sampler 'cmaes' optimizes one objective; use nsga2 or tpe for several")
         return samplers.CmaEsSampler(seed=seed, **params)
     if name == "qmc":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with experimental_ok():
             return samplers.QMCSampler(seed=seed, **params)
     if name == "nsga2":
         return samplers.NSGAIISampler(seed=seed, **params)

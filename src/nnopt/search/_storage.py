@@ -4,12 +4,14 @@ that several `nnopt tune` processes on several machines can share."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from pathlib import Path
 
 import optuna
 import warnings
+from collections.abc import Iterator
 
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
@@ -21,6 +23,14 @@ HEARTBEAT_S = 10  # a database-backed trial that misses heartbeats for GRACE_S i
 GRACE_S = 30
 
 
+@contextlib.contextmanager
+def experimental_ok() -> Iterator[None]:
+    """Use Optuna features it marks experimental (heartbeats, TPE's group option, QMC) without its warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
 def mask_url(url: str) -> str:
     """postgresql://user:secret@host/db -> postgresql://user:***@host/db (passwords never reach output or files)."""
     return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)
@@ -28,6 +38,18 @@ def mask_url(url: str) -> str:
 
 def describe_storage(url: str | None) -> str:
     return f"journal:{JOURNAL}" if url is None else mask_url(url)
+
+
+def storage_for(target: str | Path) -> BaseStorage:
+    """A tune run directory (its journal file) or a storage URL -> the storage (for the dashboard)."""
+    path = Path(target)
+    if path.is_dir():
+        if not (path / JOURNAL).is_file():
+            raise UsageError(f"{path} holds no {JOURNAL}; give a tune run directory or the study's storage URL")
+        return open_storage(None, path)
+    if "://" not in str(target) and not str(target).startswith("journal:"):
+        raise UsageError(f"{target} is neither a tune run directory nor a storage URL")
+    return open_storage(str(target), Path("."))
 
 
 def open_storage(url: str | None, run_dir: Path) -> BaseStorage:
@@ -57,8 +79,7 @@ def open_storage(url: str | None, run_dir: Path) -> BaseStorage:
 
 def _database(url: str) -> RDBStorage:
     try:
-        with warnings.catch_warnings():  # heartbeat_interval is marked experimental in Optuna
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with experimental_ok():
             return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
                               heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
                               engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)

@@ -1,12 +1,13 @@
 """Training: fit() and its loop, metrics, callbacks, checkpoints and the run directory."""
 
 from nnopt.train._callbacks import Callback, ProgressBar
+from nnopt.train._checkpoint import resume_settings
 from nnopt.train._loop import FitResult, fit, run
 from nnopt.train._lr_find import LRFindResult, find_lr, suggest_lr
 from nnopt.train._metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, compute_metrics, metric_names
 from nnopt.train._threads import choose_threads
 
 __all__ = [
-    "Callback", "ProgressBar", "FitResult", "fit", "run", "LRFindResult", "find_lr", "suggest_lr", "compute_metrics", "metric_names",
+    "Callback", "ProgressBar", "resume_settings", "FitResult", "fit", "run", "LRFindResult", "find_lr", "suggest_lr", "compute_metrics", "metric_names",
     "CLASSIFICATION_METRICS", "REGRESSION_METRICS", "choose_threads",
 ]

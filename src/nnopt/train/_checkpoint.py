@@ -7,11 +7,13 @@ loads with weights_only=True.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from nnopt.config import TrainSpec
 from nnopt.errors import CheckpointError
 from nnopt.models import atomic_torch_save
 
@@ -67,3 +69,15 @@ def restore_rng(generator: torch.Generator, state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def resume_settings(run_dir: Path) -> dict[str, Any]:
+    """The settings of the run to continue, from its config.json, so `--out DIR --resume` is enough."""
+    if not (run_dir / "checkpoint.pt").is_file():
+        raise CheckpointError(f"no checkpoint to resume at {run_dir / 'checkpoint.pt'}; "
+                              "run without --resume to start fresh")
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in saved.items() if k in TrainSpec.__dataclass_fields__}
