@@ -32,7 +32,12 @@ SPACE = {
     "hidden": {"type": "int", "low": 16, "high": 256, "log": True},
     "batch_size": {"choices": [32, 64, 128]},
 }
-METHODS = {"random": ("random", "none"), "tpe": ("tpe", "none"), "tpe+asha": ("tpe", "asha")}
+METHODS = {"random": ("random", "none", {}), "tpe": ("tpe", "none", {}), "tpe+asha": ("tpe", "asha", {})}
+VARIANTS = {  # other settings to measure with --methods
+    "tpe+asha-min3": ("tpe", "asha", {"min_resource": 3}),
+    "tpe+hyperband": ("tpe", "hyperband", {}),
+    "random+asha": ("random", "asha", {}),
+}
 
 
 def spec_file(folder: Path, data: str, epochs: int) -> Path:
@@ -58,27 +63,28 @@ def epochs_to_reach(points: list[tuple[int, float]], value: float) -> int | None
     return next((spent for spent, best in points if best >= value), None)
 
 
-def efficiency(seeds: int, trials: int, epochs: int) -> dict:
+def efficiency(seeds: int, trials: int, epochs: int, datasets: list[str], methods: dict) -> dict:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for data in ("digits", "mnist1d"):
+        for data in datasets:
             spec = spec_file(folder, data, epochs)
-            rows = {name: [] for name in METHODS}
+            rows = {name: [] for name in methods}
             for seed in range(seeds):
                 curves = {}
-                for name, (sampler, pruner) in METHODS.items():
+                for name, (sampler, pruner, pruner_params) in methods.items():
                     started = time.perf_counter()
                     # pruned trials cost less: give ASHA enough trials to spend the same epochs, then cut there
                     n = trials if pruner == "none" else 4 * trials
                     result = tune(spec, sampler=sampler, pruner=pruner, trials=n, seed=seed,
+                                  pruner_params=pruner_params or None,
                                   out=folder / f"{data}-{name}-{seed}")
                     budget = trials * epochs
                     curves[name] = [(spent, best) for spent, best in curve(result.trials) if spent <= budget]
                     rows[name].append({"seed": seed, "best": curves[name][-1][1], "epochs": curves[name][-1][0],
                                        "wall_s": time.perf_counter() - started})
                 target = curves["random"][-1][1]
-                for name in METHODS:
+                for name in methods:
                     rows[name][-1]["epochs_to_random_best"] = epochs_to_reach(curves[name], target)
                 print(data, seed, {n: (round(r[-1]["best"], 4), r[-1]["epochs"], r[-1]["epochs_to_random_best"])
                                    for n, r in rows.items()}, flush=True)
@@ -134,6 +140,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--part", choices=["efficiency", "overhead", "all"], default="all")
+    parser.add_argument("--data", default="digits,mnist1d", help="comma-separated datasets for the efficiency part")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"comma-separated, from {', '.join([*METHODS, *VARIANTS])} (random is always run)")
     parser.add_argument("--json", help="write the raw results here")
     args = parser.parse_args()
     report = {}
@@ -141,7 +150,9 @@ def main() -> None:
         report["overhead"] = overhead(1000)
         print(json.dumps(report["overhead"], indent=2), flush=True)
     if args.part in ("efficiency", "all"):
-        report["efficiency"] = efficiency(args.seeds, args.trials, args.epochs)
+        report["efficiency"] = efficiency(args.seeds, args.trials, args.epochs, args.data.split(","),
+                                            {name: {**METHODS, **VARIANTS}[name]
+                                             for name in dict.fromkeys(["random", *args.methods.split(",")])})
         summarize(report["efficiency"])
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))

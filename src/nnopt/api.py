@@ -40,7 +40,15 @@ def find_lr(model: Any, data: Any, **kwargs: Any) -> _train.LRFindResult:
 
 def tune(spec_or_function: Any, **kwargs: Any) -> _search.TuneResult:
     """nnopt.search.tune, plus the study's report (and the retrained best model's) when `out` is given."""
-    result = _search.tune(spec_or_function, **kwargs)
+    return tune_report(_search.tune(spec_or_function, **kwargs))
+
+
+def nas(data: Any, **kwargs: Any) -> _search.TuneResult:
+    """nnopt.search.nas.search (architecture search), plus the report and the retrained best model's."""
+    return tune_report(_search.nas.search(data, **kwargs))
+
+
+def tune_report(result: _search.TuneResult) -> _search.TuneResult:
     if result.run_dir is not None:
         build_report(result.run_dir)
         if (result.run_dir / "best" / "config.json").is_file():

@@ -127,6 +127,38 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--out", help="run directory (default runs/tune-SPECNAME, so a re-run continues)")
     tune.add_argument("--json", action="store_true", help="print the summary object only")
 
+    search = sub.add_parser("search", parents=[common], help="search network architectures (NAS)",
+                            description="Search architectures of a space on a dataset, under size and latency "
+                                        "constraints; re-running continues the search.")
+    search.add_argument("--data", required=True, help="dataset name or path (as for train)")
+    search.add_argument("--target", help="target column of a CSV/parquet file")
+    search.add_argument("--task", choices=["classification", "regression"], help="override task detection")
+    search.add_argument("--space", default="mlp", help="mlp | cnn | FILE.yaml (default mlp)")
+    search.add_argument("--strategy", help="random | evolution | tpe | nsga2 (default evolution; nsga2 for "
+                                           "several objectives)")
+    search.add_argument("--objectives", help="comma-separated, e.g. val_accuracy,params (also flops, size_kb, "
+                                             "latency_ms); default the task's validation score")
+    search.add_argument("--max-params", type=int, metavar="N", help="no candidate with more parameters")
+    search.add_argument("--max-flops", type=int, metavar="N", help="no candidate with more FLOPs per sample")
+    search.add_argument("--max-size-kb", type=float, metavar="F", help="no candidate whose fp32 file is larger")
+    search.add_argument("--max-latency-ms", type=float, metavar="F", help="no candidate slower at batch 1 "
+                                                                           "(1 thread, median)")
+    search.add_argument("--trials", type=int, help="candidates trained in all (default 20)")
+    search.add_argument("--timeout", type=float, help="stop starting candidates after this many seconds")
+    search.add_argument("--epochs", type=int, default=10, help="epochs per candidate (default 10)")
+    search.add_argument("--pruner", help="none | median | asha | hyperband: stop weak candidates early "
+                                         "(default none)")
+    search.add_argument("--optimizer", help="optimizer for every candidate (default adam)")
+    search.add_argument("--lr", type=float, help="learning rate for every candidate (default: the optimizer's)")
+    search.add_argument("--batch-size", type=_batch_size, help="N or full (default: the optimizer's)")
+    search.add_argument("--workers", type=int, help="processes on this machine (default 1)")
+    search.add_argument("--storage", help="database URL shared by many processes/machines "
+                                          "(default: a journal file in the run directory)")
+    search.add_argument("--study", help="study name (default nnopt-search)")
+    search.add_argument("--seed", type=int, help="sampler seed: a sequential search is then reproducible")
+    search.add_argument("--out", help="run directory (default runs/search-DATA-SPACE, so a re-run continues)")
+    search.add_argument("--json", action="store_true", help="print the summary object only")
+
     dashboard = sub.add_parser("dashboard", parents=[common], help="open optuna-dashboard on a study",
                                description="Serve optuna-dashboard (an optional extra) on a tune run's study.")
     dashboard.add_argument("target", help="a tune run directory or a storage URL")
@@ -297,6 +329,44 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_search(args: argparse.Namespace) -> int:
+    from nnopt.api import nas
+
+    train = {k: getattr(args, k) for k in ("optimizer", "lr", "batch_size") if getattr(args, k) is not None}
+    settings = {k: getattr(args, k) for k in ("strategy", "objectives", "target", "task", "epochs", "max_params",
+                                              "max_flops", "max_size_kb", "max_latency_ms", "pruner", "trials",
+                                              "timeout", "workers", "storage", "study", "seed")}
+    out = args.out or f"runs/search-{_slug(args.data)}-{_slug(args.space)}"
+    result = nas(args.data, space=args.space, train=train, out=out, **settings)
+    if args.json:
+        print(json.dumps(result.summary()))
+        return 0
+    counts = result.counts()
+    console = _console()
+    rejected = sum(1 for t in result.trials if "infeasible" in t["user_attrs"])
+    console.print(f"search '{result.study_name}': {counts['complete']} trained, {counts['pruned'] - rejected} "
+                  f"stopped early, {rejected} rejected by the constraints before training, {counts['fail']} failed")
+    run_dir = Path(out)
+    table = run_dir / ("pareto.csv" if len(result.objectives) > 1 else "top.csv")
+    if result.best_params is not None:
+        best = next(t for t in result.trials if t["number"] == result.best_trials[0])
+        values = ", ".join(f"{o['metric']}={v:.4g}" for o, v in zip(result.objectives, result.best_values))
+        attrs = best["user_attrs"]
+        console.print(f"best: {attrs.get('model')}  ({values}; {attrs.get('params', 0):,} params, "
+                      f"{attrs.get('latency_ms', float('nan')):.3f} ms)")
+        console.print(f"{'Pareto front' if len(result.objectives) > 1 else 'top architectures'}: {table}")
+    console.print(f"report: {run_dir / 'report.html'}")
+    if (run_dir / "best.yaml").is_file():
+        console.print(f"reproduce: nnopt train --config {run_dir / 'best.yaml'}")
+    return 0
+
+
+def _slug(text: str) -> str:
+    """A name for a default run directory: the stem of a path, or the name itself."""
+    stem = Path(str(text)).stem if ("/" in str(text) or "." in str(text)) else str(text)
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in stem) or "data"
+
+
 def _cmd_dashboard(args: argparse.Namespace) -> int:
     import importlib.util
 
@@ -355,6 +425,7 @@ def _print_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> 
 
 
 COMMANDS = {"train": _cmd_train, "compare": _cmd_compare, "lr-find": _cmd_lr_find, "tune": _cmd_tune,
+            "search": _cmd_search,
             "dashboard": _cmd_dashboard, "report": _cmd_report,
             "datasets": _cmd_datasets, "optimizers": _cmd_optimizers}
 
@@ -378,6 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         hint = {"train": "; the last finished epoch is checkpointed: re-run with --out DIR --resume",
-                "tune": "; finished trials are kept: re-run the same command to continue the study"}
+                "tune": "; finished trials are kept: re-run the same command to continue the study",
+                "search": "; finished candidates are kept: re-run the same command to continue the search"}
         sys.stderr.write(f"interrupted{hint.get(args.command, '')}\n")
         return 130

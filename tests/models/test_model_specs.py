@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -8,7 +10,7 @@ from nnopt.models import ArchSpec, build_model, count_params, flops_per_sample, 
 
 @pytest.mark.parametrize("text", [
     "linear", "mlp:128,64", "mlp:32:act=tanh:dropout=0.1", "mlp:16,16:bn:residual", "cnn",
-    "cnn:8,16:kernel=5:head=32", "mlp:64:act=gelu",
+    "cnn:8,16:kernel=5:head=32", "mlp:64:act=gelu", "cnn:8:pool=avg", "cnn:8,16:kernel=5:pool=none:head=0",
 ])
 def test_spec_round_trips(text):
     spec = ArchSpec.parse(text)
@@ -29,6 +31,10 @@ def test_spec_fields():
     ("mlp:64:colour=red", "unknown option 'colour'"),
     ("mlp:0", "layer sizes must be >= 1"),
     ("cnn:8:kernel=4", "kernel must be an odd integer"),
+    ("cnn:8:pool=mean", "unknown pool 'mean'; choices: max, avg, none"),
+    ("cnn:8:pool=agv", "did you mean 'avg'?"),
+    ("cnn:8:pool", "option 'pool' needs a value"),
+    ("linear:pool=avg", "takes no options"),
     ("", "non-empty string"),
 ])
 def test_malformed_specs(text, fragment):
@@ -83,3 +89,32 @@ def test_save_and_load_predict_identically(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     with pytest.raises(Exception, match="not a readable nnopt model"):
         load_model(tmp_path / "junk.pt")
+
+
+def test_pool_option_parses_and_is_left_out_when_max():
+    assert ArchSpec.parse("cnn:8").pool == "max"
+    assert ArchSpec.parse("cnn:8:pool=max").to_string() == "cnn:8"
+    assert ArchSpec.parse("cnn:8:pool=avg").to_string() == "cnn:8:pool=avg"
+    spec = ArchSpec.parse({"kind": "cnn", "hidden": [8], "pool": "none"})
+    assert spec.pool == "none" and ArchSpec.parse(spec.to_string()) == spec
+    with pytest.raises(ConfigError, match="unknown pool 'mx'; did you mean 'max'"):
+        ArchSpec.parse({"kind": "cnn", "pool": "mx"})
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 40)], ids=["2d", "1d"])
+def test_cnn_pool_choices(shape):
+    n_in = math.prod(shape)
+    x = torch.randn(3, n_in)
+    models = {}
+    for pool in ("max", "avg", "none"):
+        torch.manual_seed(0)  # the same weights for each: pooling has none
+        models[pool] = build_model(f"cnn:pool={pool}", in_features=n_in, n_outputs=10, input_shape=shape).eval()
+        assert models[pool](x).shape == (3, 10)
+    pools = {p: [type(m).__name__ for m in models[p].features if "Pool" in type(m).__name__] for p in models}
+    assert pools["max"] and all(name.startswith("MaxPool") for name in pools["max"])
+    assert pools["avg"] and all(name.startswith("AvgPool") for name in pools["avg"])
+    assert pools["none"] == []
+    with torch.no_grad():
+        assert not torch.allclose(models["max"](x), models["avg"](x))
+    flat = {p: models[p].head[0].in_features for p in models}
+    assert flat["max"] == flat["avg"] < flat["none"] == 32 * math.prod(shape[1:])

@@ -16,6 +16,7 @@ _ACT = {
     "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU,
     "sigmoid": nn.Sigmoid, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU,
 }
+_POOL = {"max": (nn.MaxPool1d, nn.MaxPool2d), "avg": (nn.AvgPool1d, nn.AvgPool2d)}  # by number of spatial dims
 
 
 class DenseBlock(nn.Module):
@@ -53,7 +54,9 @@ class MLP(nn.Module):
 
 
 class CNN(nn.Module):
-    """LeNet-style: conv blocks (conv, BN, act, 2x max-pool while the map is large enough), dense head.
+    """LeNet-style: conv blocks (conv, BN, act, 2x pool while the map is large enough), dense head.
+
+    `spec.pool` picks the pooling: "max" (default), "avg", or "none" (the map keeps its size).
 
     Input rows arrive flat (n, C*H*W) or (n, C*L) and are reshaped to `input_shape`;
     a 2-element shape (C, L) gives 1-D convolutions.
@@ -62,8 +65,8 @@ class CNN(nn.Module):
     def __init__(self, input_shape: tuple[int, ...], n_outputs: int, spec: ArchSpec):
         super().__init__()
         dims = len(input_shape) - 1
-        conv, pool, norm = (nn.Conv1d, nn.MaxPool1d, nn.BatchNorm1d) if dims == 1 else (
-            nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d)
+        conv, norm = (nn.Conv1d, nn.BatchNorm1d) if dims == 1 else (nn.Conv2d, nn.BatchNorm2d)
+        pool = _POOL[spec.pool][dims - 1] if spec.pool != "none" else None
         self.unflatten = nn.Unflatten(1, tuple(input_shape))
         layers: list[nn.Module] = []
         channels, size = input_shape[0], min(input_shape[1:])
@@ -72,7 +75,7 @@ class CNN(nn.Module):
             if spec.batchnorm:
                 layers.append(norm(width))
             layers.append(_ACT[spec.act]())
-            if size >= 4:  # pool while at least a 2x2 map remains
+            if pool is not None and size >= 4:  # pool while at least a 2x2 map remains
                 layers.append(pool(2))
                 size //= 2
             channels = width

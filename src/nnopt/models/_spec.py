@@ -15,9 +15,10 @@ from nnopt.errors import ConfigError, did_you_mean
 
 KINDS = ("linear", "mlp", "cnn")
 ACTIVATIONS = ("relu", "gelu", "tanh", "silu", "sigmoid", "leaky_relu", "elu")
+POOLS = ("max", "avg", "none")
 _DEFAULT_HIDDEN = {"linear": (), "mlp": (128, 64), "cnn": (16, 32)}
 _FLAGS = ("bn", "batchnorm", "residual")
-_OPTIONS = ("act", "dropout", "head", "kernel", *_FLAGS)
+_OPTIONS = ("act", "dropout", "head", "kernel", "pool", *_FLAGS)
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,8 @@ class ArchSpec:
     """A buildable network description.
 
     kind: linear | mlp | cnn | factory. hidden: layer widths (mlp) or conv channels (cnn).
-    head: width of the cnn's dense layer before the output (0 = none). factory: "pkg.module:function".
+    head: width of the cnn's dense layer before the output (0 = none).
+    pool: the cnn's 2x downsampling after a conv block, "max", "avg" or "none". factory: "pkg.module:function".
     """
 
     kind: str = "mlp"
@@ -36,6 +38,7 @@ class ArchSpec:
     residual: bool = False
     kernel: int = 3
     head: int = 64
+    pool: str = "max"
     factory: str | None = None
 
     def __post_init__(self) -> None:
@@ -68,6 +71,10 @@ class ArchSpec:
             raise ConfigError(f"{where}: kernel must be an odd integer >= 1; got {self.kernel}")
         if self.head < 0:
             raise ConfigError(f"{where}: head must be >= 0; got {self.head}")
+        if self.pool not in POOLS:
+            raise ConfigError(
+                f"{where}: unknown pool '{self.pool}'{did_you_mean(str(self.pool), POOLS)} choices: {', '.join(POOLS)}"
+            )
 
     # -- text form ------------------------------------------------------------------------------
     def to_string(self) -> str:
@@ -90,6 +97,8 @@ class ArchSpec:
                     parts.append(f"kernel={self.kernel}")
                 if self.head != 64:
                     parts.append(f"head={self.head}")
+                if self.pool != "max":
+                    parts.append(f"pool={self.pool}")
         return ":".join(parts)
 
     def __str__(self) -> str:
@@ -171,6 +180,6 @@ def _parse_option(part: str, text: str, fields: dict[str, Any]) -> None:
     if not eq or not value:
         raise ConfigError(f"malformed model spec '{text}': option '{key}' needs a value, e.g. {key}=...")
     try:
-        fields[key] = value if key == "act" else (float(value) if key == "dropout" else int(value))
+        fields[key] = value if key in ("act", "pool") else (float(value) if key == "dropout" else int(value))
     except ValueError:
         raise ConfigError(f"malformed model spec '{text}': {key}={value} is not a number") from None

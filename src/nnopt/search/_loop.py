@@ -30,9 +30,16 @@ def worker_id() -> str:
 
 
 def counted(trials: list[optuna.trial.FrozenTrial], before: int | None = None) -> int:
-    """Trials that use up the budget: finished or running, but not crashed / surplus failures (re-run or void)."""
+    """Trials that use up the budget: finished or running, but not crashed / surplus failures (re-run or void),
+    nor candidates rejected by a constraint before training (they cost milliseconds)."""
     return sum(1 for t in trials if t.state in COUNTED and (before is None or t.number < before)
-               and not (t.state == TrialState.FAIL and (t.user_attrs.get("crashed") or t.user_attrs.get("surplus"))))
+               and not (t.state == TrialState.FAIL and (t.user_attrs.get("crashed") or t.user_attrs.get("surplus")))
+               and not (t.state == TrialState.PRUNED and "infeasible" in t.user_attrs))
+
+
+def infeasible_limit(n_trials: int) -> int:
+    """Rejected candidates a study may draw before it gives up on finding feasible ones."""
+    return max(200, 20 * n_trials)
 
 
 class Claims:
@@ -112,6 +119,9 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], list[flo
                 optuna.storages.fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
         if counted(trials) >= n_trials:
+            return
+        if sum(1 for t in trials if t.state == TrialState.PRUNED and "infeasible" in t.user_attrs) >= \
+                infeasible_limit(n_trials):
             return
         trial = study.ask()
         # Another worker may have started trials since the count (a race for the last slots): count again,

@@ -11,7 +11,19 @@ from typing import Any
 import optuna
 
 from nnopt.data import load_data
+from nnopt.models import build_model, model_costs
+from nnopt.search._spec import CONSTRAINTS
 from nnopt.train import Callback, fit
+
+
+COST_METRICS = ("params", "flops", "size_kb", "latency_ms")
+
+
+def measure(model: Any, data: Any, latency: bool) -> dict[str, Any]:
+    """The costs of a model spec on this data, before any training: params, flops, size_kb, latency_ms."""
+    net = build_model(model, in_features=data.n_features, n_outputs=data.n_outputs, input_shape=data.input_shape,
+                      task=data.task)
+    return model_costs(net, data.n_features, latency=latency)
 
 
 class PruningCallback(Callback):
@@ -32,12 +44,16 @@ class PruningCallback(Callback):
             raise optuna.TrialPruned(f"pruned after epoch {epoch} ({self.metric}={value:.4g})")
 
 
-def objective_value(result: Any, metric: str) -> float:
-    """val_accuracy -> metrics["val"]["accuracy"]; params / flops -> the model's size and cost."""
+def objective_value(result: Any, metric: str, costs: dict[str, Any] | None = None) -> float:
+    """val_accuracy -> metrics["val"]["accuracy"]; params / flops / size_kb / latency_ms -> the model's costs."""
+    if costs and costs.get(metric) is not None:
+        return float(costs[metric])
     if metric == "params":
         return float(result.config["n_params"])
     if metric == "flops":
         return float(result.config["flops_per_sample"])
+    if metric in COST_METRICS:
+        raise ValueError(f"metric {metric} was not measured for this trial")
     split, _, name = metric.partition("_")
     value = result.metrics[split].get(name)
     if value is None:
@@ -67,9 +83,26 @@ class TrainObjective:
 
     def __init__(self, spec: Any, objectives: list[Any], data: Any, seed: int):
         self.spec, self.objectives, self.data, self.seed = spec, objectives, data, seed
+        wanted = {o.metric for o in objectives} | {CONSTRAINTS[key] for key in spec.constraints}
+        # an architecture search measures every cost (its report plots them); a tune only what it needs
+        self.costs = spec.architecture is not None or bool(spec.constraints) or bool(
+            wanted & {"size_kb", "latency_ms"})
+        self.latency = spec.architecture is not None or "latency_ms" in wanted
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         model, settings = fit_arguments(self.spec, self.spec.space.suggest(trial))
+        trial.set_user_attr("model", str(model))
+        costs = None
+        if self.costs:
+            costs = measure(model, self.data, self.latency)
+            for key, value in costs.items():
+                if value is not None:
+                    trial.set_user_attr(key, value)
+            broken = self.spec.violations(costs)
+            if broken:  # not trained at all: the constraint is a property of the architecture
+                trial.set_user_attr("infeasible", "; ".join(broken))
+                trial.set_user_attr("epochs_run", 0)
+                raise optuna.TrialPruned(f"infeasible: {'; '.join(broken)}")
         callbacks = []
         if len(self.objectives) == 1 and self.objectives[0].metric.startswith(("val_", "train_")):
             callbacks.append(PruningCallback(trial, self.objectives[0].metric))
@@ -77,7 +110,8 @@ class TrainObjective:
         result = fit(model, self.data, seed=self.seed, callbacks=callbacks, **settings)
         trial.set_user_attr("epochs_run", result.epochs)
         trial.set_user_attr("n_params", result.config["n_params"])
-        return [objective_value(result, o.metric) for o in self.objectives]
+        return [objective_value(result, o.metric, costs) for o in self.objectives]
+
 
 
 class FunctionObjective:

@@ -21,15 +21,20 @@ from nnopt.optim import OPTIMIZERS, SCHEDULES
 from nnopt.train import metric_names
 
 from ._space import Param, Space
+from .nas import ArchSpace
 
 SAMPLERS = ("grid", "random", "tpe", "gp", "cmaes", "qmc", "nsga2", "evolution")
 PRUNERS = ("none", "median", "asha", "hyperband")
 DIRECTIONS = ("maximize", "minimize")
-SPEC_KEYS = ("data", "target", "task", "model", "train", "objective", "space", "sampler", "pruner", "trials",
-             "timeout", "workers", "storage", "study", "seed", "sampler_params", "pruner_params")
-MODEL_OPTIONS = ("act", "dropout", "batchnorm", "residual", "kernel", "head")  # ArchSpec options a space may set
-MODEL_METRICS = ("params", "flops")  # measured on the built model, not by training
-_LOWER_IS_BETTER = ("loss", "mse", "mae", "params", "flops")
+SPEC_KEYS = ("data", "target", "task", "model", "architecture", "train", "objective", "space", "constraints",
+             "sampler", "pruner", "trials", "timeout", "workers", "storage", "study", "seed", "sampler_params",
+             "pruner_params")
+MODEL_OPTIONS = ("act", "dropout", "batchnorm", "residual", "kernel", "head", "pool")  # ArchSpec options a space may set
+MODEL_METRICS = ("params", "flops", "size_kb", "latency_ms")  # measured on the built model, not by training
+# constraint -> the model metric it bounds (never exceeded by a trained trial: infeasible ones are not trained)
+CONSTRAINTS = {"max_params": "params", "max_flops": "flops", "max_size_kb": "size_kb",
+               "max_latency_ms": "latency_ms"}
+_LOWER_IS_BETTER = ("loss", "mse", "mae", "params", "flops", "kb", "ms")
 _TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainSpec))
 _TOP_LEVEL_ONLY = ("data", "target", "task", "model", "seed")  # TrainSpec fields the tune spec sets itself
 # TrainSpec fields a space parameter may tune directly (the rest are fixed per run or set by nnopt tune).
@@ -54,9 +59,11 @@ class TuneSpec:
     target: str | None = None
     task: str | None = None
     model: Any = "mlp:128,64"  # a string (or dict) whose strings may hold {space param} placeholders
+    architecture: ArchSpace | None = None  # instead of a model template: an architecture space searched jointly
     train: dict[str, Any] = field(default_factory=dict)  # fixed TrainSpec fields for every trial
     objectives: list[Objective] | None = None  # None: val_accuracy (classification) or val_r2, maximized
-    space: Space = field(default_factory=lambda: Space(()))
+    space: Space = field(default_factory=lambda: Space(()))  # the architecture's parameters first, then the user's
+    constraints: dict[str, float] = field(default_factory=dict)  # max_params, max_latency_ms, ...
     sampler: str | None = None
     pruner: str | None = None
     trials: int | None = None
@@ -75,6 +82,9 @@ class TuneSpec:
             raise ConfigError("the tune spec needs data: (a dataset name or file, as for nnopt train)")
         if self.task is not None and self.task not in TASKS:
             _fail("task", f"must be one of {', '.join(TASKS)}; got '{self.task}'", flags)
+        if not self.space.params and self.architecture is not None:
+            raise ConfigError(f"architecture space {self.architecture.name} holds one network (every knob has one "
+                              "choice) and space: is empty; give some knob several choices")
         if not self.space.params:
             raise ConfigError("the tune spec needs a non-empty space:, e.g. "
                               "space: {lr: {type: float, low: 1.0e-5, high: 1.0, log: true}}")
@@ -99,8 +109,10 @@ class TuneSpec:
             if not isinstance(getattr(self, key), Mapping):
                 _fail(key, f"must be a mapping of option: value; got {getattr(self, key)!r}", flags)
         self._validate_objectives(flags)
+        self._validate_constraints(flags)
         self._validate_train()
-        self._validate_model()
+        if self.architecture is None:
+            self._validate_model()
         self._validate_space()
         if self.sampler == "grid":
             self.space.grid()
@@ -128,6 +140,31 @@ class TuneSpec:
         if len(self.objectives) > 1 and self.pruner not in (None, "none"):
             raise ConfigError(f"pruner '{self.pruner}' needs a single objective (Optuna cannot prune "
                               "multi-objective trials); set pruner: none or keep one objective")
+
+    def _validate_constraints(self, flags: frozenset[str] | set[str]) -> None:
+        if not isinstance(self.constraints, Mapping):
+            _fail("constraints", "must be a mapping like {max_params: 20000, max_latency_ms: 1.0}", flags)
+        self.constraints = dict(self.constraints)
+        for key, value in self.constraints.items():
+            flag = key in flags
+            if key not in CONSTRAINTS:
+                _raise(key if flag else "constraints", flags, f"unknown constraint '{key}'"
+                       f"{did_you_mean(str(key), CONSTRAINTS)} choices: {', '.join(CONSTRAINTS)}")
+            value = _number(value, integer=False)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    value > 0 and math.isfinite(value)):
+                where = f"--{key.replace('_', '-')}" if flag else f"constraints: {key}"
+                _raise(key if flag else "constraints", flags, f"{where} must be a number > 0; got {value!r}")
+            self.constraints[key] = value
+
+    def violations(self, costs: Mapping[str, Any]) -> list[str]:
+        """The constraints a model with these costs breaks, as text ("params 25,104 > 20,000")."""
+        broken = []
+        for key, limit in self.constraints.items():
+            value = costs.get(CONSTRAINTS[key])
+            if value is not None and value > limit:
+                broken.append(f"{CONSTRAINTS[key]} {_cost(value)} > {_cost(limit)}")
+        return broken
 
     def _validate_train(self) -> None:
         if not isinstance(self.train, Mapping):
@@ -182,11 +219,12 @@ class TuneSpec:
                 if model.kind in ("linear", "factory") or not (
                         kept == values[name] or math.isclose(kept, values[name], rel_tol=1e-5)):
                     raise ConfigError(f"space parameter '{name}' cannot set the model's {name}: model "
-                                      f"{_show(self.model)} has no such option (kernel and head are cnn options; "
+                                      f"{_show(self.model)} has no such option (kernel, head and pool are cnn options; "
                                       "linear and factory models take none)")
 
     def _validate_space(self) -> None:
-        placeholders = set(_placeholders(self.model))
+        placeholders = set(_placeholders(self.model)) if self.architecture is None else set()
+        architecture = set(self.architecture.names()) if self.architecture is not None else set()
         if "optimizer" in self.space:
             param = self.space["optimizer"]
             if param.kind != "categorical":
@@ -197,9 +235,12 @@ class TuneSpec:
         options = {key for name in optimizers for key in OPTIMIZERS.get(name).hyperparams}
         for param in self.space.params:
             name = param.name
+            if name in architecture:
+                continue
             if name in TUNABLE_TRAIN_FIELDS:
                 self._check_train_values(param)
-            elif name not in placeholders and name not in options and name not in MODEL_OPTIONS:
+            elif name not in placeholders and name not in options and (
+                    name not in MODEL_OPTIONS or self.architecture is not None):
                 valid = [*TUNABLE_TRAIN_FIELDS, *placeholders, *MODEL_OPTIONS, *options]
                 raise ConfigError(
                     f"space parameter '{name}' is used nowhere: not a train setting, not a {{placeholder}} or option "
@@ -227,7 +268,7 @@ class TuneSpec:
             if getattr(self, key) is not None:
                 spec[key] = getattr(self, key)
         spec.update({k: (dict(v) if isinstance(v, Mapping) else v) for k, v in self.train.items()})
-        spec["model"] = build_model(self.model, params)
+        spec["model"] = self.model_of(params)
         spec.update({k: v for k, v in params.items() if k in TUNABLE_TRAIN_FIELDS})
         optimizer = spec.get("optimizer", TrainSpec.optimizer)
         accepted = OPTIMIZERS.get(optimizer).hyperparams
@@ -236,6 +277,17 @@ class TuneSpec:
         if options or "optimizer_params" in spec:
             spec["optimizer_params"] = options
         return spec
+
+    def model_of(self, params: Mapping[str, Any]) -> Any:
+        """The model of one trial: the architecture the space's values describe, or the filled template."""
+        if self.architecture is not None:
+            return self.architecture.arch(params).to_string()
+        return build_model(self.model, params)
+
+    def user_space(self) -> dict[str, dict[str, Any]]:
+        """The space as the user wrote it (without the architecture's own parameters)."""
+        own = set(self.architecture.names()) if self.architecture is not None else set()
+        return {name: raw for name, raw in self.space.to_dict().items() if name not in own}
 
     def resolve_objectives(self, task: str) -> list[Objective]:
         """The objectives for the data's task, metric names checked; the default is the task's main score."""
@@ -252,10 +304,13 @@ class TuneSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able; `load_tune_spec(spec.to_dict())` gives the spec back."""
-        data = {key: getattr(self, key) for key in SPEC_KEYS if key not in ("objective", "space")}
+        data = {key: getattr(self, key) for key in SPEC_KEYS if key not in ("objective", "space", "architecture")}
         data = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
         data["objective"] = None if self.objectives is None else [o.to_dict() for o in self.objectives]
-        data["space"] = self.space.to_dict()
+        data["architecture"] = self.architecture.to_dict() if self.architecture is not None else None
+        if self.architecture is not None:
+            data["model"] = None
+        data["space"] = self.user_space() or None
         return {key: data[key] for key in SPEC_KEYS}
 
 
@@ -271,7 +326,13 @@ def load_tune_spec(source: str | Path | Mapping, overrides: Mapping | None = Non
     for key, value in (overrides or {}).items():
         if value is not None:
             key = str(key).replace("-", "_")
-            raw[key], flags = value, flags | {key}
+            if key in CONSTRAINTS:  # --max-params N and friends add to the spec's constraints
+                if not isinstance(raw.get("constraints") or {}, Mapping):
+                    raise ConfigError(f"constraints in {where} must be a mapping like {{max_params: 20000}}")
+                raw["constraints"] = {**(raw.get("constraints") or {}), key: value}
+            else:
+                raw[key] = value
+            flags = flags | {key}
     for key in raw:
         if key not in SPEC_KEYS:
             error = UsageError if key in flags else ConfigError
@@ -280,15 +341,31 @@ def load_tune_spec(source: str | Path | Mapping, overrides: Mapping | None = Non
         raw[key] = _number(raw.get(key), integer=key != "timeout")
     if raw.get("data") is None:
         raise ConfigError(f"{where} needs data: (a dataset name or file, as for nnopt train)")
-    if raw.get("space") is None:
+    architecture = None
+    if raw.get("architecture") is not None:
+        if raw.get("model") is not None:
+            raise ConfigError(f"{where} gives both model: (a template to tune) and architecture: (a space to "
+                              "search); keep one")
+        architecture = ArchSpace.parse(raw["architecture"])
+    elif raw.get("space") is None:
         raise ConfigError(f"{where} needs a space: of parameters to tune, e.g. "
                           "space: {lr: {type: float, low: 1.0e-5, high: 1.0, log: true}}")
+    user = Space.parse(raw["space"]).params if raw.get("space") is not None else ()
+    if architecture is not None:
+        own = set(architecture.names())
+        for param in user:
+            if param.name in own or param.name in (architecture.layers_key, *dict(architecture.options)):
+                raise ConfigError(f"space parameter '{param.name}' is a knob of the architecture space; set its "
+                                  f"choices under architecture: instead")
     train = raw.pop("train", None)
     spec = TuneSpec(
-        **{k: v for k, v in raw.items() if k not in ("objective", "space")},
+        **{k: v for k, v in raw.items() if k not in ("objective", "space", "architecture", "constraints", "model")},
+        model=raw.get("model") if raw.get("model") is not None else TuneSpec.model,
+        architecture=architecture,
         train={} if train is None else train,
         objectives=_parse_objectives(raw.get("objective")),
-        space=Space.parse(raw["space"]),
+        space=Space((*(architecture.params() if architecture else ()), *user)),
+        constraints=raw.get("constraints") if raw.get("constraints") is not None else {},
     )
     for key in ("sampler_params", "pruner_params"):
         if getattr(spec, key) is None:
@@ -390,6 +467,10 @@ def _parse_objectives(raw: Any) -> list[Objective] | None:
 def _metric_choices(task: str) -> list[str]:
     names = metric_names(task)
     return [f"val_{m}" for m in names] + [f"train_{m}" for m in names if m != "roc_auc"] + list(MODEL_METRICS)
+
+
+def _cost(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() and value >= 100 else f"{value:.4g}"
 
 
 def _checked(param: Param, table: Any, name: Any) -> str:

@@ -21,13 +21,13 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from nnopt.errors import UsageError, did_you_mean
+from nnopt.errors import ConfigError, UsageError, did_you_mean
 from nnopt.fileio import atomic_write_json, atomic_write_text, make_run_dir
-from nnopt.search._loop import Claims, recover_crashed, run_trials, trial_row
-from nnopt.search._objective import FunctionObjective, TrainObjective, fit_arguments, load_spec_data
+from nnopt.search._loop import Claims, infeasible_limit, recover_crashed, run_trials, trial_row
+from nnopt.search._objective import FunctionObjective, TrainObjective, fit_arguments, load_spec_data, measure
 from nnopt.search._samplers import make_sampler, make_pruner
 from nnopt.search._space import Space
-from nnopt.search._spec import PRUNERS, SAMPLERS, Objective, TuneSpec, load_tune_spec
+from nnopt.search._spec import CONSTRAINTS, PRUNERS, SAMPLERS, Objective, TuneSpec, load_tune_spec
 from nnopt.search._storage import describe_storage, open_storage
 from nnopt.train import fit
 from nnopt.train._prepare import thread_count
@@ -115,6 +115,8 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
         function, parsed_space = None, spec.space
         data = load_spec_data(spec)
         objectives = spec.resolve_objectives(data.task)
+        if spec.architecture is not None:
+            check_feasible(spec, data)
         settings = {k: getattr(spec, k) for k in SETTINGS if getattr(spec, k) is not None}
     multi = len(objectives) > 1
     sampler = settings.get("sampler", "nsga2" if multi else "tpe")
@@ -135,7 +137,7 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
     run_dir = Path(out) if out is not None else None
     if run_dir is None and storage_url is None and workers > 1:
         raise UsageError("several workers share a study through its storage: give out=DIR or storage=URL")
-    study_name = settings.get("study") or "nnopt-tune"
+    study_name = settings.get("study") or ("nnopt-search" if spec and spec.architecture else "nnopt-tune")
     storage = open_storage(storage_url, run_dir) if (run_dir or storage_url) else optuna.storages.InMemoryStorage()
     if run_dir is not None:
         make_run_dir(run_dir)
@@ -151,7 +153,7 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
     if study.directions != [optuna.study.StudyDirection[d.upper()] for d in directions_list]:
         raise UsageError(f"study '{study_name}' in this storage optimizes other directions; use another --study")
     recover_crashed(study, Claims(run_dir if storage_url is None else None))
-    config = {"command": "tune", **(spec.to_dict() if spec else {"space": parsed_space.to_dict()}),
+    config = {"command": "search" if spec and spec.architecture else "tune", **(spec.to_dict() if spec else {"space": parsed_space.to_dict()}),
               "objectives": [{"metric": o.metric, "direction": o.direction} for o in objectives],
               "sampler": sampler, "pruner": pruner, "trials": n_trials, "timeout": settings.get("timeout"),
               "workers": workers, "storage": describe_storage(storage_url) if run_dir or storage_url else "memory",
@@ -169,6 +171,31 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
             for i in range(workers)]
     _run_workers(jobs, study, data)
     return _finish(study, spec, objectives, config, run_dir, data)
+
+
+def check_feasible(spec: TuneSpec, data: Any) -> None:
+    """Before any training: can any network of the architecture space meet the constraints? Its cheapest
+    candidates are built and measured (milliseconds); if none meets them all, say so now, not after hours."""
+    if spec.architecture is None:
+        return
+    for candidate in spec.architecture.cheapest():
+        try:
+            costs = measure(candidate, data, latency="max_latency_ms" in spec.constraints)
+        except ConfigError as error:
+            raise UsageError(f"architecture space {spec.architecture.name} does not fit data "
+                             f"{data.name}: {error}") from None
+        if not spec.constraints:
+            return  # the space builds on this data; nothing more to check
+        if not spec.violations(costs):
+            return
+    smallest = spec.architecture.cheapest()
+    best = {metric: min(measure(a, data, latency=metric == "latency_ms")[metric] for a in smallest)
+            for metric in {CONSTRAINTS[key] for key in spec.constraints}}
+    broken = spec.violations(best)
+    detail = (f"the smallest has {'; '.join(broken).replace(' > ', ', over the limit of ')}" if broken else
+              "each limit alone can be met, but no network meets them all")
+    raise UsageError(f"no architecture in space {spec.architecture.name} meets the constraints on {data.name}: "
+                     f"{detail}; loosen the limits or widen the space")
 
 
 def _check_settings(settings: dict[str, Any]) -> None:
@@ -244,6 +271,14 @@ def _finish(study: optuna.Study, spec: TuneSpec | None, objectives: list[Objecti
     best = study.best_trials if complete else []
     if len(objectives) == 1 and complete:
         best = [study.best_trial]
+    elif best:  # the Pareto point kept and retrained: the best on the first objective (ties: the earliest)
+        sign = 1 if objectives[0].direction == "maximize" else -1
+        best = sorted(best, key=lambda t: (-sign * t.values[0], t.number))
+    infeasible = sum(1 for t in trials if t["state"] == "PRUNED" and "infeasible" in t["user_attrs"])
+    if not complete and infeasible >= infeasible_limit(config["trials"]):
+        raise UsageError(f"all {infeasible} sampled architectures broke the constraints "
+                         f"({', '.join(f'{k} {v:g}' for k, v in (spec.constraints if spec else {}).items())}); "
+                         "loosen them or narrow the space to smaller networks")
     result = TuneResult(
         best_params=best[0].params if best else None, best_values=best[0].values if best else None,
         best_trials=[t.number for t in best], trials=trials,
@@ -254,8 +289,18 @@ def _finish(study: optuna.Study, spec: TuneSpec | None, objectives: list[Objecti
     atomic_write_json(run_dir / "trials.json", {
         "study_name": study.study_name, "directions": [o.direction for o in objectives],
         "objective_names": [o.metric for o in objectives], "best_trials": result.best_trials,
-        "best_yaml_trial": result.best_trials[0] if result.best_trials else None, "trials": trials})
+        "best_yaml_trial": result.best_trials[0] if result.best_trials else None,
+        "kind": "search" if spec is not None and spec.architecture is not None else "tune",
+        "constraints": dict(spec.constraints) if spec is not None else {},
+        "architecture": spec.architecture.to_dict() if spec is not None and spec.architecture else None,
+        "trials": trials})
     atomic_write_text(run_dir / "trials.csv", trials_csv(trials, [o.metric for o in objectives]))
+    if spec is not None and spec.architecture is not None:
+        names = [o.metric for o in objectives]
+        if len(objectives) > 1:
+            atomic_write_text(run_dir / "pareto.csv", architectures_csv([_row(t) for t in best], names))
+        else:
+            atomic_write_text(run_dir / "top.csv", architectures_csv(top_trials(trials, objectives[0]), names))
     if spec is not None and best:
         import yaml
 
@@ -270,15 +315,56 @@ def _finish(study: optuna.Study, spec: TuneSpec | None, objectives: list[Objecti
     return result
 
 
-def trials_csv(trials: list[dict[str, Any]], objective_names: list[str]) -> str:
-    params = sorted({k for t in trials for k in t["params"]})
+TOP_K = 10
+ARCH_COLUMNS = ("params", "flops", "size_kb", "latency_ms", "epochs_run")
+
+
+def _row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    return {"number": trial.number, "values": trial.values, "user_attrs": trial.user_attrs}
+
+
+def top_trials(trials: list[dict[str, Any]], objective: Objective, k: int = TOP_K) -> list[dict[str, Any]]:
+    """The k best complete trials of a single-objective study, best first (ties: the earliest)."""
+    sign = 1 if objective.direction == "maximize" else -1
+    done = [t for t in trials if t["state"] == "COMPLETE" and t["values"]]
+    return sorted(done, key=lambda t: (-sign * t["values"][0], t["number"]))[:k]
+
+
+def architectures_csv(rows: list[dict[str, Any]], objective_names: list[str]) -> str:
+    """rank, trial, model spec string, objective values, costs: the table of pareto.csv / top.csv."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["number", "state", *objective_names, *params, "duration_s", "epochs_run", "fail_reason"])
+    extra = [c for c in ARCH_COLUMNS if c not in objective_names]
+    writer.writerow(["rank", "trial", "model", *objective_names, *extra])
+    for rank, t in enumerate(rows, 1):
+        attrs = t["user_attrs"]
+        writer.writerow([rank, t["number"], attrs.get("model", ""), *(f"{v:.6g}" for v in t["values"]),
+                         *("" if attrs.get(c) is None else f"{attrs[c]:.6g}" for c in extra)])
+    return buffer.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def trials_csv(trials: list[dict[str, Any]], objective_names: list[str]) -> str:
+    params = sorted({k for t in trials for k in t["params"]})
+    # the model and its measured costs, where the trials recorded them (architecture search, constraints)
+    measured = [c for c in ("model", *ARCH_COLUMNS[:-1]) if any(c in t["user_attrs"] for t in trials)]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["number", "state", *objective_names, *params, *measured, "duration_s", "epochs_run",
+                     "fail_reason"])
     for t in trials:
         values = t["values"] or [None] * len(objective_names)
+        attrs = t["user_attrs"]
         writer.writerow([t["number"], t["state"], *("" if v is None else f"{v:.6g}" for v in values),
                          *("" if t["params"].get(p) is None else t["params"][p] for p in params),
+                         *(_cell(attrs.get(c)) for c in measured),
                          "" if t["duration_s"] is None else f"{t['duration_s']:.3f}",
-                         t["user_attrs"].get("epochs_run", ""), t["user_attrs"].get("fail_reason", "")])
+                         attrs.get("epochs_run", ""),
+                         attrs.get("fail_reason", "") or (f"infeasible: {attrs['infeasible']}"
+                                                          if "infeasible" in attrs else "")])
     return buffer.getvalue()
