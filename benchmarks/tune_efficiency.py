@@ -40,9 +40,10 @@ VARIANTS = {  # other settings to measure with --methods
 }
 
 
-def spec_file(folder: Path, data: str, epochs: int) -> Path:
+def spec_file(folder: Path, data: str, epochs: int, val_fraction: float | None = None) -> Path:
     path = folder / f"{data}.yaml"
-    path.write_text(yaml.safe_dump({"data": data, "model": "mlp:{hidden}", "train": {"epochs": epochs},
+    train = {"epochs": epochs, **({"val_fraction": val_fraction} if val_fraction else {})}
+    path.write_text(yaml.safe_dump({"data": data, "model": "mlp:{hidden}", "train": train,
                                     "objective": {"metric": "val_accuracy", "direction": "maximize"},
                                     "space": SPACE}))
     return path
@@ -63,12 +64,13 @@ def epochs_to_reach(points: list[tuple[int, float]], value: float) -> int | None
     return next((spent for spent, best in points if best >= value), None)
 
 
-def efficiency(seeds: int, trials: int, epochs: int, datasets: list[str], methods: dict) -> dict:
+def efficiency(seeds: int, trials: int, epochs: int, datasets: list[str], methods: dict,
+               val_fraction: float | None = None) -> dict:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for data in datasets:
-            spec = spec_file(folder, data, epochs)
+            spec = spec_file(folder, data, epochs, val_fraction)
             rows = {name: [] for name in methods}
             for seed in range(seeds):
                 curves = {}
@@ -141,6 +143,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--part", choices=["efficiency", "overhead", "all"], default="all")
     parser.add_argument("--data", default="digits,mnist1d", help="comma-separated datasets for the efficiency part")
+    parser.add_argument("--val-fraction", type=float, help="validation split of every trial (default 0.15)")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"comma-separated, from {', '.join([*METHODS, *VARIANTS])} (random is always run)")
     parser.add_argument("--json", help="write the raw results here")
@@ -152,7 +155,8 @@ def main() -> None:
     if args.part in ("efficiency", "all"):
         report["efficiency"] = efficiency(args.seeds, args.trials, args.epochs, args.data.split(","),
                                             {name: {**METHODS, **VARIANTS}[name]
-                                             for name in dict.fromkeys(["random", *args.methods.split(",")])})
+                                             for name in dict.fromkeys(["random", *args.methods.split(",")])},
+                                            args.val_fraction)
         summarize(report["efficiency"])
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))

@@ -213,3 +213,34 @@ def test_evolve_searches_a_tabular_benchmark_without_training():
     result = evolve(space, score, trials=150, population=20, sample=5, seed=0)
     assert result.best_value == 1.0
     assert len([t for t in result.trials if t["state"] == "COMPLETE"]) == 150
+
+
+def test_tune_spec_searches_architecture_and_training_settings_jointly(tmp_path):
+    from nnopt.search import load_tune_spec, tune
+
+    raw = {"data": "iris", "architecture": {"preset": "mlp", "depth": [1, 2], "width": [8, 32]},
+           "train": {"epochs": 2}, "space": {"lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}},
+           "constraints": {"max_params": 2000}}
+    spec = load_tune_spec(raw)
+    assert spec.space.names()[:2] == ["depth", "width_1"] and "lr" in spec.space
+    assert load_tune_spec(spec.to_dict()).to_dict() == spec.to_dict()  # round trip
+    result = tune(raw, trials=4, seed=0, pruner="none", out=tmp_path / "run")
+    trained = [t for t in result.trials if t["state"] == "COMPLETE"]
+    assert len(trained) == 4 and all("lr" in t["params"] and t["user_attrs"]["params"] <= 2000 for t in trained)
+    with pytest.raises(ConfigError, match="knob of the architecture space"):
+        load_tune_spec({**raw, "space": {"act": {"choices": ["relu", "tanh"]}}})
+    with pytest.raises(ConfigError, match="gives both model"):
+        load_tune_spec({**raw, "model": "mlp:{hidden}"})
+    with pytest.raises(ConfigError, match="unknown constraint 'max_param'; did you mean 'max_params'"):
+        load_tune_spec({**raw, "constraints": {"max_param": 10}})
+
+
+def test_plain_tune_constraint_rejects_without_training(tmp_path):
+    from nnopt.search import tune
+
+    raw = {"data": "iris", "model": "mlp:{hidden}", "train": {"epochs": 1},
+           "space": {"hidden": {"choices": [4, 512]}}, "constraints": {"max_params": 1000}}
+    result = tune(raw, trials=3, sampler="random", pruner="none", seed=0, out=tmp_path / "run")
+    trained = [t for t in result.trials if t["state"] == "COMPLETE"]
+    assert len(trained) == 3 and all(t["params"]["hidden"] == 4 for t in trained)
+    assert all(t["user_attrs"]["epochs_run"] == 0 for t in result.trials if "infeasible" in t["user_attrs"])
