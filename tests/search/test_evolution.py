@@ -69,3 +69,16 @@ def test_bad_settings():
     with pytest.raises(UsageError, match="optimizes one objective"):
         tune(lambda p: (1.0, 2.0), space={"a": {"choices": [1, 2]}}, directions=["maximize", "minimize"],
              sampler="evolution")
+
+
+def test_population_and_sample_defaults_scale_with_the_budget():
+    from nnopt.search._evolution import default_sizes
+
+    assert default_sizes(30, {}) == {"population": 6, "sample": 2}
+    assert default_sizes(150, {}) == {"population": 20, "sample": 5}
+    assert default_sizes(10, {}) == {"population": 4, "sample": 2}
+    assert default_sizes(1000, {"population": 50}) == {"population": 50, "sample": 5}
+    assert default_sizes(30, {"population": 2}) == {"population": 2, "sample": 2}
+    result = tune(lambda p: float(p["x"] == "b"), space={"x": {"choices": ["a", "b", "c"]}}, sampler="evolution",
+                  trials=12, seed=0)
+    assert result.config["sampler_settings"] == {"population": 4, "sample": 2}

@@ -2,8 +2,9 @@
 
     build_report("runs/cmp")  # -> runs/cmp/report.html (+ curves.png, lr_find.png)
 
-The kind comes from config.json's "command" ("train", "compare", "lr-find", "tune"; a tune report is drawn
-from config.json and trials.json with Optuna's matplotlib plots, never from the study storage). Plot data is computed
+The kind comes from config.json's "command" ("train", "compare", "lr-find", "tune", "search"; a tune report is
+drawn from config.json and trials.json with Optuna's matplotlib plots, never from the study storage; a search
+report is the tune report plus the architectures by score, params and latency). Plot data is computed
 first (`_plots.py`, plain dataclasses) and drawn second (`_render.py`); the output is byte-for-byte
 deterministic for the same files. This package never imports torch.
 """
@@ -22,8 +23,10 @@ __all__ = ["FILES", "RUN_KINDS", "build_report", "verdict"]
 def build_report(run_dir: str | Path) -> Path:
     """Read the run directory's files, write its PNG plots and report.html (atomically); return the report path."""
     run = load_run(run_dir)
-    if run.kind == "tune":  # Optuna loads only for a tune report
+    if run.kind == "tune":  # Optuna loads only for a tune or search report
         from nnopt.report._tune_page import build_tune_pages as build_pages
+    elif run.kind == "search":
+        from nnopt.report._search_page import build_search_pages as build_pages
     else:
         from nnopt.report._pages import build_pages  # matplotlib loads only when a report is built
     images, page = build_pages(run)

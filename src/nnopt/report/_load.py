@@ -9,13 +9,14 @@ from typing import Any
 
 from nnopt.errors import UsageError
 
-RUN_KINDS = ("train", "compare", "lr-find", "tune")
+RUN_KINDS = ("train", "compare", "lr-find", "tune", "search")
 # kind -> (files it needs, files it uses when present); config.json is always needed
 FILES = {
     "train": (("metrics.jsonl",), ("summary.json",)),
     "compare": (("results.json",), ("lr_find.json",)),
     "lr-find": (("lr_find.json",), ()),
     "tune": (("trials.json",), ()),  # not the study storage: a database's password is not stored
+    "search": (("trials.json",), ("best/summary.json",)),  # an architecture search: a tune run + costs per trial
 }
 
 

@@ -25,10 +25,12 @@ class Line:
     color: str
     lo: tuple[float, ...] | None = None  # min-max band over seeds
     hi: tuple[float, ...] | None = None
-    style: str = "-"
+    style: str = "-"  # a matplotlib line style; "none": the points alone (a scatter)
     width: float = 1.8
     alpha: float = 1.0
     markers: bool = False
+    marker_size: float = 3.5
+    drawstyle: str = "default"  # "steps-post": a staircase (a Pareto front)
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,18 @@ class Point:
     x: float
     y: float
     color: str
-    marker: str = "o"  # "o" chosen lr, "x" divergence
+    marker: str = "o"  # "o" chosen lr, "x" divergence, "*" the kept trial of a search
     label: str | None = None
+
+
+@dataclass(frozen=True)
+class VLine:
+    """A vertical line across the panel: a limit (max_params) drawn dashed."""
+
+    x: float
+    label: str | None
+    color: str
+    style: str = "--"
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,8 @@ class Panel:
     ylim: tuple[float, float] | None = None
     note: str | None = None  # shown in the panel when it has no data
     integer_x: bool = False  # epochs: whole-number ticks
+    vlines: tuple[VLine, ...] = ()
+    log_counts: bool = False  # a log x axis of counts (params): ticks 2k, 50k, 1.5M
 
 
 @dataclass(frozen=True)
@@ -272,5 +286,5 @@ def _lr_ylim(smoothed: Sequence[float], raw: Sequence[float]) -> tuple[float, fl
     return (low - 0.1 * span, high + 0.25 * span)
 
 
-__all__ = ["FigureData", "Line", "Panel", "Point", "colors_for", "compare_figure", "epoch_band",
+__all__ = ["FigureData", "Line", "Panel", "Point", "VLine", "colors_for", "compare_figure", "epoch_band",
            "lr_find_figure", "ranked_rows", "time_band", "train_figure"]

@@ -49,17 +49,25 @@ def _draw(ax, panel: Panel, legend: bool) -> None:
         if line.lo is not None and line.hi is not None and len(x) > 1:
             ax.fill_between(x, np.asarray(line.lo, dtype=float), np.asarray(line.hi, dtype=float),
                             color=line.color, alpha=0.18, linewidth=0)
-        ax.plot(x, y, line.style, color=line.color, linewidth=line.width, alpha=line.alpha, label=line.label,
-                marker="o" if line.markers or len(x) == 1 else None, markersize=3.5)
+        fmt, extra = ((), {"linestyle": "none"}) if line.style == "none" else ((line.style,), {})  # no-line fmt
+        if line.drawstyle != "default":
+            extra["drawstyle"] = line.drawstyle
+        ax.plot(x, y, *fmt, color=line.color, linewidth=line.width, alpha=line.alpha, label=line.label,
+                marker="o" if line.markers or len(x) == 1 else None, markersize=line.marker_size, **extra)
     for point in panel.points:
         if math.isnan(point.y):
             continue
         if point.marker == "x":
             ax.plot([point.x], [point.y], "x", color=point.color, markersize=9, markeredgewidth=2.2)
+        elif point.marker == "*":
+            ax.plot([point.x], [point.y], "*", markerfacecolor=point.color, markeredgecolor="#222222",
+                    markersize=17, markeredgewidth=1, label=point.label, zorder=5)
         else:
             ax.plot([point.x], [point.y], "o", markerfacecolor="none", markeredgecolor=point.color,
                     markersize=11, markeredgewidth=2, label=point.label)
             ax.axvline(point.x, color=point.color, linestyle=":", linewidth=1)
+    for vline in panel.vlines:
+        ax.axvline(vline.x, color=vline.color, linestyle=vline.style, linewidth=1.3, label=vline.label)
     ax.set_title(panel.title)
     ax.set_xlabel(panel.xlabel)
     ax.set_ylabel(panel.ylabel)
@@ -69,8 +77,9 @@ def _draw(ax, panel: Panel, legend: bool) -> None:
         ax.set_yscale("log")
     for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
         if scale == "log":  # 0.6 and 2, not 6×10⁻¹ and 2×10⁰
-            axis.set_major_formatter(_PlainLog())
-            axis.set_minor_formatter(_PlainLog(labelOnlyBase=False))
+            counts = panel.log_counts and axis is ax.xaxis
+            axis.set_major_formatter(_PlainLog(counts=counts))
+            axis.set_minor_formatter(_PlainLog(labelOnlyBase=False, counts=counts))
     if panel.integer_x:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if panel.ylim is not None:
@@ -85,10 +94,19 @@ def _draw(ax, panel: Panel, legend: bool) -> None:
 
 
 class _PlainLog(LogFormatter):
-    """The log formatter's choice of which ticks to label, written as 1e-4, 0.01, 0.6, 2."""
+    """The log formatter's choice of which ticks to label, written as 1e-4, 0.01, 0.6, 2 (with `counts`, numbers
+    of things from 1,000 up as 2k, 50k, 1.5M)."""
+
+    def __init__(self, *args, counts: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.counts = counts
 
     def __call__(self, x, pos=None):
-        return fmt_lr(x) if super().__call__(x, pos) else ""
+        if not super().__call__(x, pos):
+            return ""
+        if self.counts and x >= 1e3:
+            return f"{x / 1e6:g}M" if x >= 1e6 else f"{x / 1e3:g}k"
+        return fmt_lr(x)
 
 
 def _legend_handles(panels: tuple[Panel, ...]) -> list[Line2D]:

@@ -17,6 +17,9 @@ from nnopt.report._load import Run
 from nnopt.report._plots import FigureData, Line, Panel, Point
 
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+# Not an Optuna state: a PRUNED trial with user_attrs "infeasible", which a constraint (max_params, ...) rejected
+# before training; it is counted as rejected, never as pruned by the pruner.
+REJECTED = "REJECTED"
 COLORS = {"COMPLETE": "#1f77b4", "PRUNED": "#ff7f0e", "best": "#d62728"}
 EDGE = 0.05  # a best value within 5 % of its range's end (log scale for log ranges) sits "at the edge"
 
@@ -24,14 +27,15 @@ EDGE = 0.05  # a best value within 5 % of its range's end (log scale for log ran
 @dataclass(frozen=True)
 class TuneTrial:
     number: int
-    state: str  # one of STATES
+    state: str  # one of STATES, or REJECTED
     values: tuple[float, ...] | None
     params: dict[str, Any]
     distributions: dict[str, str]  # name -> optuna.distributions.distribution_to_json(...) text
     intermediate: tuple[tuple[int, float], ...]  # (epoch, val objective), sorted by epoch
     duration_s: float | None
     epochs_run: int | None
-    fail_reason: str | None
+    fail_reason: str | None  # FAIL: user_attrs fail_reason; REJECTED: user_attrs infeasible ("params 25,104 > 20,000")
+    user_attrs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -96,11 +100,14 @@ def _trial(raw: Any, n_objectives: int, where) -> TuneTrial:
         if step is not None and v is not None:
             steps.append((step, v))
     attrs = raw.get("user_attrs") if isinstance(raw.get("user_attrs"), dict) else {}
+    reason = attrs.get("fail_reason")
+    if state == "PRUNED" and attrs.get("infeasible"):
+        state, reason = REJECTED, attrs["infeasible"]
     return TuneTrial(number=raw["number"], state=state, values=values,
                      params=dict(raw.get("params") or {}), distributions=dict(raw.get("distributions") or {}),
                      intermediate=tuple(sorted(steps)), duration_s=finite(raw.get("duration_s")),
                      epochs_run=_int(attrs.get("epochs_run")),
-                     fail_reason=str(attrs["fail_reason"]) if attrs.get("fail_reason") else None)
+                     fail_reason=str(reason) if reason else None, user_attrs=dict(attrs))
 
 
 def _int(value: Any) -> int | None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from nnopt.report import _html as h
 from nnopt.report._format import fmt_seconds, metric_label
 from nnopt.report._load import Run
 from nnopt.report._pages import Pages, _bullets, _data_name, _footer
-from nnopt.report._tune import TuneStudy, TuneTrial, distribution, epochs_of, fmt_objective, fmt_param, load_tune, \
-    objective_phrase, param_text, ranked
+from nnopt.report._tune import REJECTED, TuneStudy, TuneTrial, distribution, epochs_of, fmt_objective, fmt_param, \
+    load_tune, objective_phrase, param_text, ranked
 from nnopt.report._tune_render import importance_evaluator, param_importances, quiet_optuna, rebuild_study, \
     tune_images
 from nnopt.report._tune_verdict import tune_verdict
@@ -27,31 +29,63 @@ CAPTIONS = {
 }
 
 
+@dataclass(frozen=True)
+class TunePlots:
+    images: dict[str, bytes]  # png name -> bytes, in page order
+    notes: list[str]  # a line for each plot left out
+    importances: dict[str, float] | None
+
+
 def build_tune_pages(run: Run) -> Pages:
     data = load_tune(run)
     config = run.config
+    plots = tune_plots(data)
+    sections = [h.section("Verdict", _bullets(tune_verdict(data, config, plots.importances)))]
+    if ranked(data):
+        sections.append(h.section("Pareto trials" if data.multi else "Best trial", _best(data)))
+        sections.append(h.section(f"Top {min(TOP, len(ranked(data)))} complete trials", _top_table(data)))
+    sections += failed_sections(data)
+    sections.append(plots_section(plots))
+    sections.append(setup_section(data, config))
+    sections.append(every_trial_section(data))
+    title = f"Hyperparameter search: {config.get('model') or 'model'} on {_data_name(config)}"
+    return plots.images, h.page(title, "nnopt tune report", QUESTION, sections, _footer(run))
+
+
+def tune_plots(data: TuneStudy) -> TunePlots:
+    """Optuna's plots of the study rebuilt from trials.json, and the parameter importances they share."""
     with quiet_optuna():
         study = rebuild_study(data)
         evaluator = importance_evaluator()
         importances = param_importances(study, data, evaluator)
         images, notes = tune_images(data, study, evaluator, importances)
-    sections = [h.section("Verdict", _bullets(tune_verdict(data, config, importances)))]
-    if ranked(data):
-        sections.append(h.section("Pareto trials" if data.multi else "Best trial", _best(data)))
-        sections.append(h.section(f"Top {min(TOP, len(ranked(data)))} complete trials", _top_table(data)))
+    return TunePlots(images, notes, importances)
+
+
+def failed_sections(data: TuneStudy) -> list[str]:
     failed = data.with_state("FAIL")
-    if failed:
-        sections.append(h.section(f"Failed trials ({len(failed)})", _failed_table(data, failed)))
-    plots = [h.img(png, name.removesuffix(".png").replace("_", " ")) + f'<p class="note">{h.esc(CAPTIONS[name])}</p>'
-             for name, png in images.items()]
-    plots += [f'<p class="note">{h.esc(note)}</p>' for note in notes]
-    sections.append(h.section("Plots", "\n".join(plots)))
-    sections.append(h.section("Setup", h.definitions(_setup(data, config)) + "\n<h3>Search space</h3>\n"
-                              + _space_table(data, config)))
-    sections.append(f"<details><summary>Every trial ({len(data.trials)})</summary>\n"
-                    f"{_trial_table(data, data.trials, reason=True, state=True)}\n</details>")
-    title = f"Hyperparameter search: {config.get('model') or 'model'} on {_data_name(config)}"
-    return images, h.page(title, "nnopt tune report", QUESTION, sections, _footer(run))
+    return [h.section(f"Failed trials ({len(failed)})", _failed_table(data, failed))] if failed else []
+
+
+def plots_section(plots: TunePlots) -> str:
+    parts = [h.img(png, name.removesuffix(".png").replace("_", " "))
+             + f'<p class="note">{h.esc(CAPTIONS[name])}</p>' for name, png in plots.images.items()]
+    parts += [f'<p class="note">{h.esc(note)}</p>' for note in plots.notes]
+    return h.section("Plots", "\n".join(parts))
+
+
+def setup_section(data: TuneStudy, config: dict[str, Any], extra: Sequence[tuple[str, Any]] = (),
+                  space_title: str = "Search space") -> str:
+    """The settings (`extra` facts after the data line) and the search space table."""
+    facts = _setup(data, config)
+    facts[1:1] = extra
+    return h.section("Setup", h.definitions(facts) + f"\n<h3>{h.esc(space_title)}</h3>\n"
+                     + _space_table(data, config))
+
+
+def every_trial_section(data: TuneStudy) -> str:
+    return (f"<details><summary>Every trial ({len(data.trials)})</summary>\n"
+            f"{_trial_table(data, data.trials, reason=True, state=True)}\n</details>")
 
 
 # ---- trials ------------------------------------------------------------------------------------
@@ -122,7 +156,9 @@ def _setup(data: TuneStudy, config: dict[str, Any]) -> list[tuple[str, Any]]:
     counts = {s: len(data.with_state(s)) for s in ("COMPLETE", "PRUNED", "FAIL")}
     unfinished = len(data.with_state("RUNNING", "WAITING"))
     asked = config.get("trials")
+    rejected = len(data.with_state(REJECTED))
     ran = (f"{counts['COMPLETE']:,} complete, {counts['PRUNED']:,} pruned, {counts['FAIL']:,} failed"
+           + (f", {rejected:,} rejected by constraints before training" if rejected else "")
            + (f", {unfinished:,} unfinished" if unfinished else ""))
     trials = f"{asked} asked: {ran}" if asked is not None else ran
     objectives = ", ".join(f"{metric_label(m)} ({d})" for m, d in zip(data.objectives, data.directions))

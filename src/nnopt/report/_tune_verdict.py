@@ -28,12 +28,15 @@ def tune_verdict(data: TuneStudy, config: dict[str, Any], importances: dict[str,
                      f"{objective_phrase(data.objectives[0], best.values[0])} with {param_text(best, data.params)}; "
                      "reproduce it with nnopt train --config best.yaml."]
         sentences += _edges(best)
-    sentences += _pruned(data)
-    sentences += _failed(data)
+    return sentences + verdict_tail(data, config, importances)
+
+
+def verdict_tail(data: TuneStudy, config: dict[str, Any], importances: dict[str, float] | None) -> list[str]:
+    """What follows the answer: pruning, failures, the most important parameter, unfinished trials."""
+    sentences = _pruned(data) + _failed(data)
     if importances:
         sentences.append(_importance(data, importances))
-    sentences += _unfinished(data, config, n)
-    return sentences
+    return sentences + _unfinished(data, config, len(data.with_state(*FINISHED)))
 
 
 def _pareto(data: TuneStudy, n: int) -> list[str]:

@@ -7,8 +7,9 @@ parent's parameters and mutates exactly one of them to a different value. Until 
 are sampled at random (the initial population). Parameters the parent lacks (a conditional parameter whose
 condition the mutation switched on) are sampled at random.
 
-Defaults P = 20, S = 5 suit the budgets of tens to a few hundred trials this tool runs; the paper used
-P = 100, S = 25 over 20,000 models. Set them with sampler_params: {population: P, sample: S}.
+Defaults scale with the study's budget N: P = N/5 within [4, 20] and S = P/4 within [2, 5] (P = 20, S = 5 from
+100 trials on), so a short study still spends most of its trials evolving; the paper used P = 100, S = 25 over
+20,000 models. Set them with sampler_params: {population: P, sample: S}.
 """
 
 from __future__ import annotations
@@ -25,6 +26,17 @@ from optuna.trial import FrozenTrial, TrialState
 from nnopt.errors import UsageError
 
 PARENT, MUTATED, SAMPLE = "evolution:parent", "evolution:mutated", "evolution:sample"
+MAX_POPULATION, MAX_SAMPLE = 20, 5
+
+
+def default_sizes(n_trials: int, params: dict[str, Any]) -> dict[str, Any]:
+    """P and S for a study of n_trials unless given: P = N/5 within [4, 20], S = P/4 within [2, 5] — a
+    population of 20 would leave a 30-trial study random for two thirds of its budget."""
+    population = params.get("population", min(MAX_POPULATION, max(4, n_trials // 5)))
+    sample = params.get("sample", min(MAX_SAMPLE, max(2, population // 4)) if isinstance(population, int) else 2)
+    if isinstance(population, int) and isinstance(sample, int) and "sample" not in params:
+        sample = min(sample, population)
+    return {**params, "population": population, "sample": sample}
 
 
 class RegularizedEvolutionSampler(BaseSampler):

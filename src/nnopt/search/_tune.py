@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 
 from nnopt.errors import ConfigError, UsageError, did_you_mean
 from nnopt.fileio import atomic_write_json, atomic_write_text, make_run_dir
+from nnopt.search._evolution import default_sizes
 from nnopt.search._loop import Claims, infeasible_limit, recover_crashed, run_trials, trial_row
 from nnopt.search._objective import FunctionObjective, TrainObjective, fit_arguments, load_spec_data, measure
 from nnopt.search._samplers import make_sampler, make_pruner
@@ -128,7 +129,9 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
     grid = parsed_space.grid() if sampler == "grid" else None
     if grid is not None:
         n_trials = min(n_trials, math.prod(len(v) for v in grid.values()))
-    sampler_params = spec.sampler_params if spec else dict(settings.get("sampler_params") or {})
+    sampler_params = dict(spec.sampler_params if spec else settings.get("sampler_params") or {})
+    if sampler == "evolution":
+        sampler_params = default_sizes(n_trials, sampler_params)
     pruner_params = spec.pruner_params if spec else {}
     # Build both once here so bad names and settings fail before anything is written.
     make_sampler(sampler, seed=seed, grid=grid, multi_objective=multi, params=sampler_params)
@@ -157,7 +160,7 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
               "objectives": [{"metric": o.metric, "direction": o.direction} for o in objectives],
               "sampler": sampler, "pruner": pruner, "trials": n_trials, "timeout": settings.get("timeout"),
               "workers": workers, "storage": describe_storage(storage_url) if run_dir or storage_url else "memory",
-              "study_name": study_name, "seed": seed, "data_info": data.describe() if data else None,
+              "study_name": study_name, "seed": seed, "sampler_settings": sampler_params, "data_info": data.describe() if data else None,
               "environment": {"python": platform.python_version(), "optuna": optuna.__version__,
                               "cpu_count": os.cpu_count()},
               "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -220,7 +223,7 @@ def _work(job: _Worker, study: optuna.Study | None = None, data: Any = None) -> 
     grid = job.space.grid() if job.sampler == "grid" else None
     multi = len(job.objectives) > 1
     sampler = make_sampler(job.sampler, seed=job.seed, grid=grid, multi_objective=multi,
-                           params=job.spec.sampler_params if job.spec else job.sampler_params)
+                           params=job.sampler_params)
     pruner = make_pruner(job.pruner, epochs=job.epochs, multi_objective=multi,
                          params=job.spec.pruner_params if job.spec else {})
     if study is None:
