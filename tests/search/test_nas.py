@@ -244,3 +244,11 @@ def test_plain_tune_constraint_rejects_without_training(tmp_path):
     trained = [t for t in result.trials if t["state"] == "COMPLETE"]
     assert len(trained) == 3 and all(t["params"]["hidden"] == 4 for t in trained)
     assert all(t["user_attrs"]["epochs_run"] == 0 for t in result.trials if "infeasible" in t["user_attrs"])
+
+
+def test_multi_fidelity_search_stops_weak_candidates_early(tmp_path):
+    result = search("digits", space={"preset": "mlp", "depth": [1, 2], "width": [8, 64]}, strategy="random",
+                    pruner="asha", trials=12, epochs=6, seed=0, out=tmp_path / "run")
+    stopped = [t for t in result.trials if t["state"] == "PRUNED"]
+    assert stopped and all(0 < t["user_attrs"]["epochs_run"] < 6 for t in stopped)
+    assert sum(t["user_attrs"]["epochs_run"] for t in result.trials) < 12 * 6
