@@ -9,6 +9,7 @@ No Optuna and no matplotlib here.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,9 +127,8 @@ def front(candidates: list[Candidate], cost: str, maximize: bool) -> list[Candid
     """The candidates no other beats on both the score and `cost` (lower), by increasing cost."""
     sign = -1.0 if maximize else 1.0
     points = [(c.costs[cost], sign * c.score, c) for c in candidates if cost in c.costs and c.score is not None]
-    kept = [c for x, y, c in points
-            if not any(a <= x and b <= y and (a, b) != (x, y) for a, b, _ in points)]
-    return sorted(kept, key=lambda c: (c.costs[cost], sign * c.score, c.number))
+    best = [c for x, y, c in points if not any(a <= x and b <= y and (a, b) != (x, y) for a, b, _ in points)]
+    return sorted(best, key=lambda c: (c.costs[cost], sign * c.score, c.number))
 
 
 def front_figure(search: Search) -> FigureData:
@@ -209,7 +209,7 @@ def rejections(search: Search) -> dict[str, int]:
     return counts
 
 
-def constraint_text(search: Search, keys=None) -> str:
+def constraint_text(search: Search, keys: Iterable[str] | None = None) -> str:
     """'max_params 20,000 and max_latency_ms 0.05'."""
     keys = list(search.constraints if keys is None else keys)
     named = [f"{k} {fmt_limit(search.constraints[k])}" if k in search.constraints else k for k in keys]
@@ -246,7 +246,7 @@ def _rejected_text(search: Search, rejected: list[Candidate]) -> str:
     used = {k: n for k, n in rejections(search).items() if n}
     if len(used) <= 1:
         return f"{len(rejected):,} rejected by {constraint_text(search, used or None) or 'constraints'} before training"
-    detail = ", ".join(f"{n:,} by {constraint_text(search, [k])}" for k, n in used.items())
+    detail = ", ".join(f"{n:,} over {constraint_text(search, [k])}" for k, n in used.items())  # may overlap
     return f"{len(rejected):,} rejected before training ({detail})"
 
 
