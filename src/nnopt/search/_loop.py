@@ -32,9 +32,34 @@ def worker_id() -> str:
 def counted(trials: list[optuna.trial.FrozenTrial], before: int | None = None) -> int:
     """Trials that use up the budget: finished or running, but not crashed / surplus failures (re-run or void),
     nor candidates rejected by a constraint before training (they cost milliseconds)."""
-    return sum(1 for t in trials if t.state in COUNTED and (before is None or t.number < before)
-               and not (t.state == TrialState.FAIL and (t.user_attrs.get("crashed") or t.user_attrs.get("surplus")))
-               and not (t.state == TrialState.PRUNED and "infeasible" in t.user_attrs))
+    return sum(1 for t in trials if (before is None or t.number < before) and _uses_budget(t))
+
+
+def _uses_budget(t: optuna.trial.FrozenTrial) -> bool:
+    return t.state in COUNTED and not (
+        t.state == TrialState.FAIL and (t.user_attrs.get("crashed") or t.user_attrs.get("surplus"))) and not (
+        t.state == TrialState.PRUNED and "infeasible" in t.user_attrs)
+
+
+def _rejected(t: optuna.trial.FrozenTrial) -> bool:
+    return t.state == TrialState.PRUNED and "infeasible" in t.user_attrs
+
+
+class _Tally:
+    """counted() and the rejected count of a growing trial list without rescanning it every trial: a finished
+    trial never changes again, so the finished prefix (trials come in number order) is summed once."""
+
+    def __init__(self) -> None:
+        self.prefix, self.used, self.rejected = 0, 0, 0
+
+    def __call__(self, trials: list[optuna.trial.FrozenTrial]) -> tuple[int, int]:
+        while self.prefix < len(trials) and trials[self.prefix].state.is_finished():
+            t = trials[self.prefix]
+            self.used += _uses_budget(t)
+            self.rejected += _rejected(t)
+            self.prefix += 1
+        rest = trials[self.prefix:]
+        return self.used + sum(map(_uses_budget, rest)), self.rejected + sum(map(_rejected, rest))
 
 
 def infeasible_limit(n_trials: int) -> int:
@@ -113,15 +138,14 @@ def _alive(pid: int) -> bool:
 def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], list[float]], n_trials: int,
                deadline: float | None, claims: Claims) -> None:
     heartbeat = is_heartbeat_enabled(study._storage)
+    tally = _Tally()
     while deadline is None or time.time() < deadline:
         if heartbeat:
             with experimental_ok():
                 optuna.storages.fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
-        if counted(trials) >= n_trials:
-            return
-        if sum(1 for t in trials if t.state == TrialState.PRUNED and "infeasible" in t.user_attrs) >= \
-                infeasible_limit(n_trials):
+        used, rejected = tally(trials)
+        if used >= n_trials or rejected >= infeasible_limit(n_trials):
             return
         trial = study.ask()
         # Another worker may have started trials since the count (a race for the last slots): count again,
