@@ -252,3 +252,11 @@ def test_multi_fidelity_search_stops_weak_candidates_early(tmp_path):
     stopped = [t for t in result.trials if t["state"] == "PRUNED"]
     assert stopped and all(0 < t["user_attrs"]["epochs_run"] < 6 for t in stopped)
     assert sum(t["user_attrs"]["epochs_run"] for t in result.trials) < 12 * 6
+
+
+def test_two_workers_share_one_search(tmp_path):
+    result = search("iris", space={"preset": "mlp", "depth": [1, 2], "width": [8, 16, 32]}, trials=6, epochs=2,
+                    workers=2, seed=0, out=tmp_path / "run", max_params=600)
+    trained = [t for t in result.trials if t["state"] == "COMPLETE"]
+    assert len(trained) == 6 and len({t["number"] for t in trained}) == 6
+    assert all(t["user_attrs"]["params"] <= 600 for t in trained)
