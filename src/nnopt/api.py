@@ -48,6 +48,13 @@ def nas(data: Any, **kwargs: Any) -> _search.TuneResult:
     return tune_report(_search.nas.search(data, **kwargs))
 
 
+def compress_model(source: Any, data: Any = None, **kwargs: Any) -> Any:
+    """nnopt.compress.compress, plus report.html when `out` is given."""
+    from nnopt import compress as _compress
+
+    return _with_report(_compress.compress(source, data, **kwargs))
+
+
 def tune_report(result: _search.TuneResult) -> _search.TuneResult:
     if result.run_dir is not None:
         build_report(result.run_dir)

@@ -1,0 +1,36 @@
+"""Compression that is measured for real: pruning (magnitude, global, structured, 2:4; one-shot or gradual),
+8/4/2-bit weight quantization (round-to-nearest or quantization-aware training), a packed file format in which
+int4 codes take half a byte and sparse weights are stored sparse, ONNX export with int8 static quantization
+through ONNX Runtime, and CPU latency per runtime.
+
+    model = nnopt.load("runs/compress/compressed.nnz")      # a working nn.Module again
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from nnopt.compress._compress import QUANTIZE, SCHEDULES, CompressResult, compress
+from nnopt.compress._export import agreement, export_onnx, ort_latency_ms, ort_predict, quantize_onnx_int8, \
+    torch_latency_ms
+from nnopt.compress._format import is_compressed_file, load_compressed, nnopt_load, save_compressed
+from nnopt.compress._prune import PRUNE_METHODS, cubic_schedule, make_permanent, prune, prune_gradually, \
+    sparsity_table, structured_spec
+from nnopt.compress._quant import BITS, SCHEMES, apply_dequantized, dequantize, finish_qat, prepare_qat, \
+    quantize_model, quantize_tensor
+
+
+def load(path: Any) -> nn.Module:
+    """The model of a compressed file (.nnz), an nnopt model file or a run directory, ready to predict."""
+    return nnopt_load(path)[0]
+
+
+__all__ = [
+    "BITS", "PRUNE_METHODS", "QUANTIZE", "SCHEDULES", "SCHEMES", "CompressResult", "agreement", "apply_dequantized",
+    "compress", "cubic_schedule", "dequantize", "export_onnx", "finish_qat", "is_compressed_file", "load",
+    "load_compressed", "make_permanent", "nnopt_load", "ort_latency_ms", "ort_predict", "prepare_qat", "prune",
+    "prune_gradually", "quantize_model", "quantize_onnx_int8", "quantize_tensor", "save_compressed",
+    "sparsity_table", "structured_spec", "torch_latency_ms",
+]

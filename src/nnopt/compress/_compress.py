@@ -1,0 +1,313 @@
+"""compress(): a trained nnopt model -> pruned and / or quantized -> measured in bytes, latency and accuracy.
+
+Every variant is evaluated on the validation split (selection) and the test split (report), saved in the
+packed file format (`compressed.nnz`: int4 codes take half a byte, int2 a quarter, sparse weights bitmap or
+CSR), loaded back and checked to predict identically, and optionally exported to ONNX (fp32, and int8 QDQ
+through ONNX Runtime's static quantization) with CPU latency measured per runtime at batch 1 and 256.
+
+`max_accuracy_drop` tries a ladder of settings, smallest expected file first, and keeps the first whose
+validation score is within the drop of the original's (so the smallest that qualifies among those tried).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nnopt.data import load_data
+from nnopt.errors import UsageError, did_you_mean
+from nnopt.fileio import atomic_write_json, make_run_dir
+from nnopt.models import ArchSpec, count_params, serialized_bytes
+from nnopt.train import compute_metrics, fit, training_targets
+
+from nnopt.compress._export import agreement, export_onnx, ort_latency_ms, ort_predict, quantize_onnx_int8, \
+    torch_latency_ms
+from nnopt.compress._format import load_compressed, nnopt_load, save_compressed
+from nnopt.compress._prune import PRUNE_METHODS, make_permanent, prune as prune_model, prune_gradually, \
+    sparsity_table, structured_spec
+from nnopt.compress._quant import apply_dequantized, finish_qat, prepare_qat, quantize_model
+
+QUANTIZE = ("int8", "int4", "int2")
+SCHEDULES = ("oneshot", "gradual")
+EXPORTS = ("onnx",)
+BATCHES = (1, 256)
+# (prune amount, method, quantization): smallest expected file first
+LADDER = ((0.95, "global", "int4"), (0.9, "global", "int4"), (0.9, "global", "int8"), (0.8, "global", "int8"),
+          (0.5, "global", "int8"), (0.0, "global", "int8"))
+DATA_KEYS = ("target", "task", "val_fraction", "test_fraction", "scale", "seed")
+
+
+@dataclass
+class CompressResult:
+    rows: list[dict[str, Any]]  # one per variant: original, each tried setting
+    chosen: dict[str, Any]  # the row kept (written as compressed.nnz)
+    sparsity: list[dict[str, Any]]
+    latency: list[dict[str, Any]]
+    metric: str
+    run_dir: Path | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {"metric": self.metric, "chosen": self.chosen, "variants": self.rows, "latency": self.latency,
+                "run_dir": str(self.run_dir) if self.run_dir else None}
+
+
+def check_settings(prune: float | None, prune_method: str, schedule: str, quantize: str | None,
+                   qat_epochs: int, finetune_epochs: int | None, max_accuracy_drop: float | None,
+                   export: str | None) -> None:
+    """Every flag checked before anything is loaded or written (exit 2, one line)."""
+    if prune is not None and (isinstance(prune, bool) or not isinstance(prune, (int, float))
+                              or not 0.0 <= prune < 1.0):
+        raise UsageError(f"--prune must be a sparsity in [0, 1), e.g. 0.9; got {prune!r}")
+    for flag, value, choices in (("--prune-method", prune_method, PRUNE_METHODS), ("--schedule", schedule, SCHEDULES),
+                                 ("--export", export, EXPORTS)):
+        if value is not None and value not in choices:
+            raise UsageError(f"unknown {flag} '{value}'{did_you_mean(str(value), choices)} choices: "
+                             f"{', '.join(choices)}")
+    if quantize is not None and quantize not in QUANTIZE:
+        raise UsageError(f"unsupported bit width '{quantize}' for --quantize{did_you_mean(str(quantize), QUANTIZE)} "
+                         f"choices: {', '.join(QUANTIZE)}")
+    for flag, value in (("--qat-epochs", qat_epochs), ("--finetune-epochs", finetune_epochs)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise UsageError(f"{flag} must be an integer >= 0; got {value!r}")
+    if qat_epochs and quantize is None:
+        raise UsageError("--qat-epochs needs --quantize int8|int4|int2 (the bit width to train for)")
+    if schedule == "gradual" and prune_method == "structured":
+        raise UsageError("--schedule gradual works with magnitude, global and 2:4; structured pruning is one-shot "
+                         "(then fine-tuned with --finetune-epochs)")
+    if max_accuracy_drop is not None:
+        if isinstance(max_accuracy_drop, bool) or not isinstance(max_accuracy_drop, (int, float)) \
+                or not 0 <= max_accuracy_drop < 100:
+            raise UsageError(f"--max-accuracy-drop is in points, in [0, 100); got {max_accuracy_drop!r}")
+        if prune is not None or quantize is not None:
+            raise UsageError("--max-accuracy-drop chooses --prune and --quantize itself; give it alone")
+    elif prune is None and quantize is None:
+        raise UsageError("nothing to do: give --prune SPARSITY, --quantize int8|int4|int2, or --max-accuracy-drop PTS")
+
+
+def compress(source: str | Path, data: Any = None, *, prune: float | None = None, prune_method: str = "magnitude",
+             schedule: str = "oneshot", finetune_epochs: int | None = None, quantize: str | None = None,
+             scheme: str = "symmetric", qat_epochs: int = 0, max_accuracy_drop: float | None = None,
+             export: str | None = None, out: str | Path | None = None, optimizer: str = "adam",
+             lr: float | None = None, batch_size: int | str | None = None, target: str | None = None,
+             seed: int | None = None) -> CompressResult:
+    """Compress the model of a run directory or model file on `data` (default: the data it was trained on)."""
+    check_settings(prune, prune_method, schedule, quantize, qat_epochs, finetune_epochs, max_accuracy_drop, export)
+    model, meta, settings = _load_source(source)
+    if data is None:
+        data = settings.get("data")
+        if data is None:
+            raise UsageError(f"{source} does not say which data trained it; give --data")
+    if target is not None:
+        settings["target"] = target
+    if seed is not None:
+        settings["seed"] = seed
+    loaded = load_data(data, **{k: settings[k] for k in DATA_KEYS if settings.get(k) is not None})
+    if loaded.n_features != meta.get("in_features"):
+        raise UsageError(f"data {loaded.name} has {loaded.n_features} features but the model takes "
+                         f"{meta.get('in_features')}; give the data the model was trained on")
+    if loaded.n_outputs != meta.get("n_outputs"):
+        raise UsageError(f"data {loaded.name} needs {loaded.n_outputs} outputs but the model has "
+                         f"{meta.get('n_outputs')}; give the data the model was trained on")
+    if len(loaded.train) == 0 and (qat_epochs or finetune_epochs or schedule == "gradual"):
+        raise UsageError("QAT and fine-tuning need training rows; the data has none")
+    run_dir = Path(out) if out is not None else None
+    if run_dir is not None:
+        make_run_dir(run_dir)
+    train = {"optimizer": optimizer, "lr": lr, "batch_size": batch_size, "seed": int(settings.get("seed") or 0),
+             "threads": 1}
+    metric = "accuracy" if loaded.task == "classification" else "r2"
+    original = _row("original (fp32)", model, loaded, metric, serialized_bytes(model), meta)
+    rows = [original]
+    if max_accuracy_drop is None:
+        plan = [(prune or 0.0, prune_method, quantize)]
+    else:
+        plan = list(LADDER)
+    chosen = None
+    for amount, method, bits in plan:
+        variant, spec, qweights, history = _apply(model, meta, loaded, amount, method, schedule, finetune_epochs,
+                                                  bits, scheme, qat_epochs, train, ladder=max_accuracy_drop is not None)
+        name = _name(amount, method, bits, qat_epochs)
+        vmeta = {**meta, "model_spec": spec, "compression": {"prune": amount, "prune_method": method,
+                                                             "schedule": schedule, "quantize": bits, "scheme": scheme,
+                                                             "qat_epochs": qat_epochs}}
+        path = (run_dir if run_dir is not None else Path(".")) / ".variant.nnz"
+        report = save_compressed(path, variant, vmeta, qweights)
+        back, _ = load_compressed(path)
+        path.unlink(missing_ok=True)
+        row = _row(name, variant, loaded, metric, report["file_bytes"], vmeta)
+        row["identical_after_load"] = bool(torch.equal(_outputs(back, loaded.test.X), _outputs(variant, loaded.test.X)))
+        row["ratio"] = original["file_bytes"] / max(1, row["file_bytes"])
+        row["fp32_state_dict_bytes"] = report.get("fp32_state_dict_bytes")
+        row["history"] = history
+        rows.append(row)
+        drop = 100 * (original["val"] - row["val"])  # points of accuracy (or of R^2 x 100)
+        row["val_drop_pts"] = drop
+        if max_accuracy_drop is None or drop <= max_accuracy_drop:
+            chosen = (row, variant, vmeta, qweights)
+            break
+    if chosen is None:
+        raise UsageError(f"no setting of the ladder kept the validation {metric} within {max_accuracy_drop} points "
+                         f"(best tried: {max(rows[1:], key=lambda r: r['val'])['name']}); allow a larger drop")
+    row, variant, vmeta, qweights = chosen
+    row["chosen"] = True
+    result = CompressResult(rows=rows, chosen=row, sparsity=sparsity_table(variant), latency=[], metric=metric,
+                            run_dir=run_dir)
+    if run_dir is not None:
+        save_compressed(run_dir / "compressed.nnz", variant, vmeta, qweights)
+        if export == "onnx":
+            result.latency = _export_and_time(model, variant, loaded, meta, vmeta, run_dir, bits=row["quantize"])
+        else:
+            result.latency = _time_torch(model, variant, meta)
+        result.config = {"command": "compress", "source": str(source), "data": str(data) if not hasattr(data, "name")
+                         else data.name, "data_info": loaded.describe(), "metric": metric,
+                         "settings": {"prune": prune, "prune_method": prune_method, "schedule": schedule,
+                                      "finetune_epochs": finetune_epochs, "quantize": quantize, "scheme": scheme,
+                                      "qat_epochs": qat_epochs, "max_accuracy_drop": max_accuracy_drop,
+                                      "export": export, **{k: v for k, v in train.items() if v is not None}},
+                         "model_spec": meta.get("model_spec"), "compressed_spec": vmeta.get("model_spec"),
+                         "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        atomic_write_json(run_dir / "config.json", result.config)
+        atomic_write_json(run_dir / "results.json", {"metric": metric, "variants": rows, "chosen": row["name"],
+                                                     "sparsity": result.sparsity, "latency": result.latency})
+    else:
+        result.latency = []
+    return result
+
+
+def _load_source(source: str | Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    """The model and the data settings of the run that trained it (a run directory's config.json)."""
+    path = Path(source)
+    if not path.exists():
+        raise UsageError(f"model not found: {path}; give a run directory (with model.pt) or a model file")
+    model, meta = nnopt_load(path)
+    if not meta.get("model_spec"):
+        raise UsageError(f"{path} holds a custom nn.Module; nnopt compress needs a model nnopt can rebuild")
+    config_path = (path if path.is_dir() else path.parent) / "config.json"
+    settings: dict[str, Any] = {}
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text())
+        except (OSError, ValueError):
+            config = {}
+        if config.get("command", "train") == "train":
+            settings = {k: config.get(k) for k in ("data", *DATA_KEYS)}
+    return model.eval(), meta, settings
+
+
+def _apply(model: nn.Module, meta: dict[str, Any], data: Any, amount: float, method: str, schedule: str,
+           finetune_epochs: int | None, bits: str | None, scheme: str, qat_epochs: int, train: dict[str, Any],
+           ladder: bool) -> tuple[nn.Module, str, dict | None, list]:
+    variant = copy.deepcopy(model)
+    spec = meta["model_spec"]
+    history: list = []
+    options = {k: v for k, v in train.items() if v is not None}
+    epochs = finetune_epochs if finetune_epochs is not None else (
+        default_epochs(data, train.get("batch_size")) if ladder or schedule == "gradual" else 0)
+    if amount > 0:
+        if method == "structured":
+            variant = prune_model(variant, amount, "structured")
+            spec = structured_spec(ArchSpec.parse(spec), variant).to_string()
+            if epochs:
+                fit(variant, data, epochs=epochs, **options)
+        elif schedule == "gradual" or ladder:
+            variant, history = prune_gradually(variant, data, amount, method, max(1, epochs), **options)
+        else:
+            variant = prune_model(variant, amount, method)
+            if epochs:
+                fit(variant, data, epochs=epochs, **options)
+        make_permanent(variant)
+    qweights = None
+    if bits is not None:
+        n_bits = int(bits[3:])
+        if qat_epochs:
+            variant = prepare_qat(variant, n_bits, scheme)
+            fit(variant, data, epochs=qat_epochs, **options)
+            qweights = finish_qat(variant)
+        else:
+            qweights = quantize_model(variant, n_bits, scheme)
+            apply_dequantized(variant, qweights)
+    return variant.eval(), spec, qweights, history
+
+
+def default_epochs(data: Any, batch_size: Any) -> int:
+    """Fine-tuning epochs for gradual pruning: enough for about 300 optimizer steps, within [3, 20]."""
+    batch = batch_size if isinstance(batch_size, int) else 64
+    steps = max(1, -(-len(data.train) // batch))
+    return min(20, max(3, -(-300 // steps)))
+
+
+def _name(amount: float, method: str, bits: str | None, qat_epochs: int) -> str:
+    parts = []
+    if amount > 0:
+        parts.append(f"{method} {amount:.0%} sparse" if method != "2:4" else "2:4 sparse")
+    if bits:
+        parts.append(f"{bits}{' QAT' if qat_epochs else ''}")
+    return " + ".join(parts) or "fp32"
+
+
+def _outputs(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
+    model.eval()
+    with torch.inference_mode():
+        return model(X)
+
+
+def _row(name: str, model: nn.Module, data: Any, metric: str, file_bytes: int, meta: dict[str, Any]) -> dict[str, Any]:
+    scores = {}
+    for split in ("val", "test"):
+        part = getattr(data, split)
+        out = _outputs(model, part.X)
+        scores[split] = compute_metrics(data.task, out, training_targets(part.y, data.task, data.n_outputs), 0.0,
+                                        [metric], data.target_scale).get(metric)
+    nonzero = sum(int((p != 0).sum()) for p in model.parameters())
+    compression = meta.get("compression") or {}
+    return {"name": name, "val": scores["val"], "test": scores["test"], "file_bytes": int(file_bytes),
+            "params": count_params(model), "nonzero_params": nonzero, "model_spec": meta.get("model_spec"),
+            "prune": compression.get("prune"), "quantize": compression.get("quantize")}
+
+
+def _time_torch(original: nn.Module, variant: nn.Module, meta: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for batch in BATCHES:
+        for name, model in (("original (fp32)", original), ("compressed", variant)):
+            rows.append({"model": name, "runtime": "torch", "batch": batch,
+                         "latency_ms": torch_latency_ms(model, meta["in_features"], batch=batch)})
+    return _speedups(rows)
+
+
+def _export_and_time(original: nn.Module, variant: nn.Module, data: Any, meta: dict[str, Any],
+                     vmeta: dict[str, Any], run_dir: Path, bits: str | None) -> list[dict[str, Any]]:
+    """model.onnx (the compressed network in fp32) and, for int8, model.int8.onnx (static QDQ int8 through ONNX
+    Runtime, calibrated on training rows); predictions checked against torch; latency per runtime."""
+    n = meta["in_features"]
+    rows = _time_torch(original, variant, meta)
+    fp32_path = export_onnx(variant, n, run_dir / "model.onnx")
+    X = data.test.X.numpy().astype(np.float32)
+    reference = _outputs(variant, data.test.X).numpy()
+    entries = [("compressed", fp32_path)]
+    if bits == "int8":
+        calibration = data.train.X[:512].numpy().astype(np.float32)
+        entries.append(("compressed int8 (ORT QDQ)", quantize_onnx_int8(fp32_path, run_dir / "model.int8.onnx",
+                                                                       calibration)))
+    for name, path in entries:
+        agree = agreement(reference, ort_predict(path, X))
+        for batch in BATCHES:
+            rows.append({"model": name, "runtime": "onnxruntime", "batch": batch,
+                         "latency_ms": ort_latency_ms(path, n, batch=batch), "agreement": agree,
+                         "file": path.name, "file_bytes": path.stat().st_size})
+    return _speedups(rows)
+
+
+def _speedups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    base = {r["batch"]: r["latency_ms"] for r in rows if r["model"] == "original (fp32)" and r["runtime"] == "torch"}
+    for r in rows:
+        r["speedup"] = base[r["batch"]] / r["latency_ms"] if r["latency_ms"] else None
+    return rows

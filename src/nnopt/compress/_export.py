@@ -1,0 +1,357 @@
+"""ONNX export, static int8 quantization with onnxruntime, and CPU latency of torch and ONNX Runtime models.
+
+A network leaves nnopt as one `.onnx` file: input "input" (batch, in_features) with a dynamic batch axis, output
+"logits". `quantize_onnx_int8` turns that file into a QDQ int8 model calibrated on real rows; ONNX Runtime fuses
+the QuantizeLinear/DequantizeLinear pairs around MatMul/Gemm/Conv into integer kernels. Every file is written
+atomically. onnx, onnxruntime and torch.onnx are imported on first use: they are slow to import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nnopt.errors import ConfigError, UsageError, unknown_name
+from nnopt.fileio import atomic_write
+from nnopt.models import measure_latency_ms
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+RUNTIMES = ("torch", "onnxruntime")
+CALIBRATION_ROWS = 512  # MinMax ranges settle well before this on small tabular / image data
+CALIBRATION_BATCH = 64
+_INPUT_SEED = 0  # latency inputs and the calibration subset come from their own generators
+
+
+# --------------------------------------------------------------------------------------------------- export
+
+def export_onnx(model: nn.Module, in_features: int, path: str | Path, *, opset: int = 17) -> Path:
+    """Write `model` (flat rows (n, in_features) -> logits) to `path` as ONNX; return the path.
+
+    The model is exported in eval mode from a CPU copy when it lives elsewhere; its own mode is restored.
+    Weights are stored dense: a pruned model exports fine but its zeros take as many bytes as any weight.
+    """
+    _check_int("in_features", in_features, 1)
+    _check_int("opset", opset, 7)
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"cannot export model to ONNX: expected a torch.nn.Module; got {type(model).__name__}")
+    tensors = [*model.parameters(), *model.buffers()]
+    if any(t.device.type != "cpu" for t in tensors):
+        model = copy.deepcopy(model).cpu()
+    dummy = torch.zeros(2, in_features)  # float32 rows; batch 2: a batch-1 trace may specialise the batch axis
+    was_training = model.training
+    buffer = io.BytesIO()
+    try:
+        import torch.onnx as torch_onnx
+
+        model.eval()
+        with warnings.catch_warnings(), _onnx_log_to_stderr():
+            # torch 2.9+ deprecates the TorchScript exporter; the dynamo one needs onnxscript, which we do not ship
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            torch_onnx.export(
+                model, (dummy,), buffer, dynamo=False, opset_version=opset,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            )
+    except Exception as exc:  # the exporter raises many types (RuntimeError, SymbolicValueError, ...)
+        raise UsageError(f"cannot export model to ONNX: {_one_line(exc)}") from None
+    finally:
+        model.train(was_training)
+    blob = buffer.getvalue()
+    _check_onnx(blob, "cannot export model to ONNX")
+    return _write(path, blob, "export model to ONNX")
+
+
+@contextlib.contextmanager
+def _onnx_log_to_stderr() -> Iterator[None]:
+    """On a failed export torch's C++ exporter dumps its graph to stdout; keep stdout clean (the CLI's --json)."""
+    set_stream = getattr(torch._C, "_jit_set_onnx_log_output_stream", None)
+    if set_stream is None:
+        yield
+        return
+    set_stream("stderr")
+    try:
+        yield
+    finally:
+        set_stream("stdout")  # torch's default
+
+
+# ------------------------------------------------------------------------------------------------- quantize
+
+class _RowReader:
+    """onnxruntime CalibrationDataReader over calibration rows, CALIBRATION_BATCH rows at a time."""
+
+    def __init__(self, rows: np.ndarray, input_name: str):
+        self._batches: Iterator[np.ndarray] = iter(
+            [rows[i:i + CALIBRATION_BATCH] for i in range(0, len(rows), CALIBRATION_BATCH)])
+        self._input_name = input_name
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._batches, None)
+        return None if batch is None else {self._input_name: batch}
+
+
+def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration: np.ndarray | torch.Tensor, *,
+                       per_channel: bool = True, max_rows: int = CALIBRATION_ROWS) -> Path:
+    """Static post-training int8 quantization of an fp32 ONNX file, QDQ format; return `out_path`.
+
+    Weights are QInt8 (per output channel when `per_channel`), activations QUInt8, ranges from MinMax
+    calibration on up to `max_rows` rows of `calibration` (a seeded random subset when there are more) —
+    pass training rows, scaled like the model's inputs. The graph is shape-inferred and optimised
+    (quant_pre_process) before quantization.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    _check_int("max_rows", max_rows, 1)
+    fp32_path = _existing(fp32_path)
+    input_name, n_features = _model_input(fp32_path)
+    rows = _calibration_rows(calibration, n_features, max_rows)
+    with tempfile.TemporaryDirectory(prefix="nnopt-quant-") as tmp:
+        prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _pre_process(quant_pre_process, fp32_path, prepared)
+                quantize_static(
+                    str(prepared), str(quantized), _RowReader(rows, input_name),
+                    quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax,
+                )
+        except Exception as exc:
+            raise UsageError(f"cannot quantize {fp32_path} to int8: {_one_line(exc)}") from None
+        blob = quantized.read_bytes()
+    _check_onnx(blob, f"cannot quantize {fp32_path} to int8")
+    return _write(out_path, blob, "write the int8 ONNX model")
+
+
+def _pre_process(quant_pre_process: Any, source: Path, target: Path) -> None:
+    """Shape inference + graph optimisation before quantization, as onnxruntime recommends.
+
+    The symbolic shape inference asserts on the CNN's Unflatten (a Reshape to a shape computed from the
+    dynamic batch size), so on failure it is skipped and ONNX's own shape inference is used alone.
+    """
+    try:
+        quant_pre_process(str(source), str(target))
+    except Exception:
+        quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
+
+
+# ----------------------------------------------------------------------------------------------- inference
+
+def ort_session(path: str | Path, threads: int = 1) -> onnxruntime.InferenceSession:
+    """A CPU InferenceSession: `threads` intra-op threads, one inter-op thread, sequential, all graph optimisations."""
+    import onnxruntime as ort
+
+    _check_int("threads", threads, 1)
+    path = _existing(path)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: the library logs nothing by default
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise UsageError(f"cannot load ONNX model {path}: {_one_line(exc)}") from None
+
+
+def ort_predict(path_or_session: str | Path | onnxruntime.InferenceSession, X: np.ndarray | torch.Tensor,
+                batch: int = 4096) -> np.ndarray:
+    """Logits (float32) of every row of X, in input order, computed `batch` rows at a time."""
+    _check_int("batch", batch, 1)
+    session = _session(path_or_session)
+    name, n_features = _session_input(session)
+    x = _as_rows(X, n_features, "X")
+    chunks = [session.run(None, {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)]
+    if not chunks:
+        n_out = session.get_outputs()[0].shape[1:]
+        return np.zeros((0, *[d if isinstance(d, int) else 0 for d in n_out]), dtype=np.float32)
+    return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def agreement(a_logits: np.ndarray | torch.Tensor, b_logits: np.ndarray | torch.Tensor) -> float:
+    """Fraction of rows whose predicted class agrees: argmax for K logits, the logit's sign for one."""
+    a, b = _as_numpy(a_logits), _as_numpy(b_logits)
+    if a.shape != b.shape or a.ndim not in (1, 2) or len(a) == 0:
+        raise UsageError(f"agreement needs two non-empty logit arrays of the same shape; got {a.shape} and {b.shape}")
+    if a.ndim == 1 or a.shape[1] == 1:
+        same = (a.reshape(-1) > 0) == (b.reshape(-1) > 0)
+    else:
+        same = a.argmax(axis=1) == b.argmax(axis=1)
+    return float(same.mean())
+
+
+# ------------------------------------------------------------------------------------------------- latency
+
+def ort_latency_ms(path_or_session: str | Path | onnxruntime.InferenceSession, in_features: int, *,
+                   batch: int = 1, repeats: int = 30, warmup: int = 5) -> float:
+    """Median ms of `repeats` timed session.run calls on random float32 input, after `warmup` untimed ones.
+
+    A path is loaded with one intra-op thread; a session is timed as it was configured.
+    """
+    for name, value, least in (("in_features", in_features, 1), ("batch", batch, 1),
+                               ("repeats", repeats, 1), ("warmup", warmup, 0)):
+        _check_int(name, value, least)
+    session = _session(path_or_session)
+    name, n_features = _session_input(session)
+    if n_features is not None and n_features != in_features:
+        raise UsageError(f"the ONNX model takes {n_features} features; got in_features={in_features}")
+    x = np.random.default_rng(_INPUT_SEED).standard_normal((batch, in_features), dtype=np.float32)
+    feed = {name: x}
+    for _ in range(warmup):
+        session.run(None, feed)
+    times_ns = []
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        session.run(None, feed)
+        times_ns.append(time.perf_counter_ns() - start)
+    return statistics.median(times_ns) / 1e6
+
+
+def torch_latency_ms(model: nn.Module, in_features: int, *, batch: int = 1, repeats: int = 30,
+                     warmup: int = 5) -> float:
+    """Median ms of the torch eager forward on one CPU thread (nnopt.models.measure_latency_ms)."""
+    return measure_latency_ms(model, in_features, batch=batch, repeats=repeats, warmup=warmup, threads=1)
+
+
+def latency_table(entries: Mapping[str, tuple[str, Any]], in_features: int,
+                  batches: Sequence[int] = (1, 256), *, repeats: int = 30, warmup: int = 5) -> list[dict[str, Any]]:
+    """Latency of several variants at several batch sizes, one thread each.
+
+    entries: {name: ("torch", nn.Module) | ("onnxruntime", path or InferenceSession)}.
+    Returns rows {"model", "runtime", "batch", "latency_ms"}, entries in order, batches inner.
+    """
+    rows = []
+    for name, entry in entries.items():
+        if not isinstance(entry, tuple) or len(entry) != 2:
+            raise UsageError(f"latency_table entry '{name}' must be a (runtime, model) pair; got {entry!r}")
+        kind, obj = entry
+        if kind not in RUNTIMES:
+            raise unknown_name("runtime", kind, RUNTIMES)
+        if kind == "onnxruntime":
+            obj = _session(obj)  # load once, time every batch size on the same session
+        for b in batches:
+            if kind == "torch":
+                ms = torch_latency_ms(obj, in_features, batch=b, repeats=repeats, warmup=warmup)
+            else:
+                ms = ort_latency_ms(obj, in_features, batch=b, repeats=repeats, warmup=warmup)
+            rows.append({"model": name, "runtime": kind, "batch": b, "latency_ms": ms})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+def _check_int(name: str, value: Any, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigError(f"{name} must be an integer >= {least}; got {value!r}")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _write(path: str | Path, blob: bytes, what: str) -> Path:
+    try:
+        return atomic_write(path, lambda fh: fh.write(blob))
+    except OSError as exc:
+        raise UsageError(f"cannot {what} at {path} ({exc.strerror or exc}); choose a writable path") from None
+
+
+def _check_onnx(blob: bytes, failure: str) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(onnx.load_from_string(blob))
+    except Exception as exc:
+        raise UsageError(f"{failure}: the result fails onnx.checker: {_one_line(exc)}") from None
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"ONNX model file {path} does not exist; export one with export_onnx first")
+    return path
+
+
+def _model_input(path: Path) -> tuple[str, int | None]:
+    import onnx
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as exc:
+        raise UsageError(f"cannot read ONNX model {path}: {_one_line(exc)}") from None
+    initializers = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise UsageError(f"ONNX model {path} must have one input; it has {len(inputs)}")
+    dims = inputs[0].type.tensor_type.shape.dim
+    width = dims[1].dim_value if len(dims) == 2 and dims[1].HasField("dim_value") else None
+    return inputs[0].name, width
+
+
+def _session(path_or_session: Any) -> onnxruntime.InferenceSession:
+    if isinstance(path_or_session, (str, Path)):
+        return ort_session(path_or_session, threads=1)
+    if not (hasattr(path_or_session, "run") and hasattr(path_or_session, "get_inputs")):
+        raise UsageError(f"expected an ONNX file path or an onnxruntime.InferenceSession; "
+                         f"got {type(path_or_session).__name__}")
+    return path_or_session
+
+
+def _session_input(session: Any) -> tuple[str, int | None]:
+    info = session.get_inputs()[0]
+    width = info.shape[1] if len(info.shape) == 2 and isinstance(info.shape[1], int) else None
+    return info.name, width
+
+
+def _as_numpy(values: Any) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+def _as_rows(values: Any, n_features: int | None, what: str) -> np.ndarray:
+    x = _as_numpy(values)
+    if x.ndim != 2:
+        raise UsageError(f"{what} must be a 2-D array of rows (n, features); got shape {x.shape}")
+    if n_features is not None and x.shape[1] != n_features:
+        raise UsageError(f"{what} must have {n_features} columns, the model's input features; "
+                         f"got {x.shape[1]} (shape {x.shape})")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _calibration_rows(calibration: Any, n_features: int | None, max_rows: int) -> np.ndarray:
+    x = _as_rows(calibration, n_features, "calibration")
+    if len(x) == 0:
+        raise UsageError("calibration needs at least one row; pass training rows scaled like the model's input")
+    if not np.isfinite(x).all():
+        raise UsageError("calibration rows contain NaN or inf; pass finite, scaled training rows")
+    if len(x) > max_rows:
+        keep = np.sort(np.random.default_rng(_INPUT_SEED).choice(len(x), size=max_rows, replace=False))
+        x = x[keep]
+    return x
+
+
+__all__ = [
+    "INPUT_NAME", "OUTPUT_NAME", "RUNTIMES", "agreement", "export_onnx", "latency_table", "ort_latency_ms",
+    "ort_predict", "ort_session", "quantize_onnx_int8", "torch_latency_ms",
+]
