@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,8 +121,6 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
     if len(loaded.train) == 0 and (qat_epochs or finetune_epochs or schedule == "gradual"):
         raise UsageError("QAT and fine-tuning need training rows; the data has none")
     run_dir = Path(out) if out is not None else None
-    if run_dir is not None:
-        make_run_dir(run_dir)
     train = {"optimizer": optimizer, "lr": lr, "batch_size": batch_size, "seed": int(settings.get("seed") or 0),
              "threads": 1}
     metric = "accuracy" if loaded.task == "classification" else "r2"
@@ -139,10 +138,10 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
         vmeta = {**meta, "model_spec": spec, "compression": {"prune": amount, "prune_method": method,
                                                              "schedule": schedule, "quantize": bits, "scheme": scheme,
                                                              "qat_epochs": qat_epochs}}
-        path = (run_dir if run_dir is not None else Path(".")) / ".variant.nnz"
-        report = save_compressed(path, variant, vmeta, qweights)
-        back, _ = load_compressed(path)
-        path.unlink(missing_ok=True)
+        with tempfile.TemporaryDirectory() as scratch:  # the run directory is written only once all went well
+            path = Path(scratch) / "variant.nnz"
+            report = save_compressed(path, variant, vmeta, qweights)
+            back, _ = load_compressed(path)
         row = _row(name, variant, loaded, metric, report["file_bytes"], vmeta)
         row["identical_after_load"] = bool(torch.equal(_outputs(back, loaded.test.X), _outputs(variant, loaded.test.X)))
         row["ratio"] = original["file_bytes"] / max(1, row["file_bytes"])
@@ -162,6 +161,7 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
     result = CompressResult(rows=rows, chosen=row, sparsity=sparsity_table(variant), latency=[], metric=metric,
                             run_dir=run_dir)
     if run_dir is not None:
+        make_run_dir(run_dir)
         save_compressed(run_dir / "compressed.nnz", variant, vmeta, qweights)
         if export == "onnx":
             result.latency = _export_and_time(model, variant, loaded, meta, vmeta, run_dir, bits=row["quantize"])
@@ -239,10 +239,10 @@ def _apply(model: nn.Module, meta: dict[str, Any], data: Any, amount: float, met
 
 
 def default_epochs(data: Any, batch_size: Any) -> int:
-    """Fine-tuning epochs for gradual pruning: enough for about 300 optimizer steps, within [3, 20]."""
+    """Fine-tuning epochs for gradual pruning: enough for about 400 optimizer steps, within [3, 20]."""
     batch = batch_size if isinstance(batch_size, int) else 64
     steps = max(1, -(-len(data.train) // batch))
-    return min(20, max(3, -(-300 // steps)))
+    return min(20, max(3, -(-400 // steps)))
 
 
 def _name(amount: float, method: str, bits: str | None, qat_epochs: int) -> str:

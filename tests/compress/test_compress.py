@@ -1,0 +1,130 @@
+"""nnopt compress end to end: real training, real files, real ONNX Runtime; bad input exits 2 with one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import nnopt
+from nnopt.compress import compress, load
+from nnopt.errors import UsageError
+from nnopt.train import fit
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run = tmp_path_factory.mktemp("compress") / "lenet"
+    fit("mlp:300,100", "digits", epochs=15, seed=0, out=run)
+    return run
+
+
+def _row(result, name_part):
+    return next(r for r in result.rows if name_part in r["name"])
+
+
+def test_gradual_90_percent_pruning_on_digits_loses_at_most_one_point(trained, tmp_path):
+    result = compress(trained, prune=0.9, prune_method="global", schedule="gradual", out=tmp_path / "run")
+    original, pruned = result.rows
+    assert pruned["chosen"] and pruned["identical_after_load"]
+    assert pruned["nonzero_params"] <= 0.1 * 50_200 + 410  # weights 90 % zero; biases kept
+    assert result.sparsity[-1]["sparsity"] == pytest.approx(0.9, abs=1e-3)
+    assert 100 * (original["test"] - pruned["test"]) <= 1.0
+    assert 100 * (original["val"] - pruned["val"]) <= 1.0
+    assert pruned["file_bytes"] < 0.2 * original["file_bytes"]  # stored sparse, not as a dense fp32 copy
+    model = load(tmp_path / "run" / "compressed.nnz")
+    assert isinstance(model, torch.nn.Module)
+
+
+def test_packed_int4_and_int2_files_against_int8(trained, tmp_path):
+    sizes = {}
+    for bits in ("int8", "int4", "int2"):
+        result = compress(trained, quantize=bits, out=tmp_path / bits)
+        row = result.chosen
+        sizes[bits] = (tmp_path / bits / "compressed.nnz").stat().st_size
+        assert row["file_bytes"] == sizes[bits] and row["identical_after_load"]
+    assert sizes["int4"] <= 0.55 * sizes["int8"]
+    assert sizes["int2"] <= 0.30 * sizes["int8"]
+
+
+def test_int8_export_runs_in_onnx_runtime_and_agrees(trained, tmp_path):
+    result = compress(trained, quantize="int8", export="onnx", out=tmp_path / "run")
+    ort = [r for r in result.latency if r["runtime"] == "onnxruntime"]
+    assert {r["model"] for r in ort} == {"compressed", "compressed int8 (ORT QDQ)"}
+    assert all(r["agreement"] >= 0.99 for r in ort) and all(r["latency_ms"] > 0 for r in result.latency)
+    assert (tmp_path / "run" / "model.onnx").is_file() and (tmp_path / "run" / "model.int8.onnx").is_file()
+    assert {r["batch"] for r in result.latency} == {1, 256}
+
+
+def test_structured_pruning_gives_a_smaller_model_that_runs(trained, tmp_path):
+    result = compress(trained, prune=0.5, prune_method="structured", finetune_epochs=3, out=tmp_path / "run")
+    original, pruned = result.rows
+    assert pruned["model_spec"] == "mlp:150,50" and pruned["params"] < 0.5 * original["params"]
+    model = load(tmp_path / "run" / "compressed.nnz")
+    assert model(torch.zeros(3, 64)).shape == (3, 10)
+    assert 100 * (original["test"] - pruned["test"]) <= 3.0
+
+
+def test_max_accuracy_drop_keeps_the_first_rung_within_the_drop(trained, tmp_path):
+    result = compress(trained, max_accuracy_drop=1.0, finetune_epochs=4, out=tmp_path / "run")
+    chosen = result.chosen
+    assert chosen["val_drop_pts"] <= 1.0
+    tried = result.rows[1:]
+    assert tried[-1] is chosen and all(r["val_drop_pts"] > 1.0 for r in tried[:-1])
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["chosen"] == chosen["name"]
+
+
+def test_qat_recovers_two_bit_accuracy(trained, tmp_path):
+    rtn = compress(trained, quantize="int2", out=tmp_path / "rtn").chosen
+    qat = compress(trained, quantize="int2", qat_epochs=3, out=tmp_path / "qat").chosen
+    assert qat["val"] >= rtn["val"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"prune": 1.0}, r"--prune must be a sparsity in \[0, 1\)"),
+    ({"prune": -0.1}, r"--prune must be a sparsity in \[0, 1\)"),
+    ({"quantize": "int3"}, "unsupported bit width 'int3'"),
+    ({"prune": 0.5, "prune_method": "magnitud"}, "did you mean 'magnitude'"),
+    ({"prune": 0.999, "prune_method": "structured"}, "would remove every unit"),
+    ({"qat_epochs": 2}, "--qat-epochs needs --quantize"),
+    ({}, "nothing to do"),
+    ({"prune": 0.5, "prune_method": "structured", "schedule": "gradual"}, "structured pruning is one-shot"),
+])
+def test_bad_settings(trained, tmp_path, kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        compress(trained, out=tmp_path / "run", **kwargs)
+
+
+def test_not_an_nnopt_model_and_mismatched_data(trained, tmp_path):
+    bogus = tmp_path / "model.pt"
+    bogus.write_text("hello")
+    with pytest.raises(UsageError, match="is not a readable nnopt model"):
+        compress(bogus, "digits", quantize="int8")
+    with pytest.raises(UsageError, match="has 4 features but the model takes 64"):
+        compress(trained, "iris", quantize="int8")
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "model.pt").write_bytes((trained / "model.pt").read_bytes())
+    with pytest.raises(UsageError, match="give --data"):  # QAT without training data
+        compress(alone / "model.pt", quantize="int4", qat_epochs=2)
+
+
+def test_cli_compress_and_bad_input(trained, tmp_path):
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "nnopt", "compress", str(trained), "--quantize", "int4",
+                           "--out", str(out), "--json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["chosen"]["quantize"] == "int4" and (out / "report.html").is_file()
+    bad = subprocess.run([sys.executable, "-m", "nnopt", "compress", str(trained), "--prune", "1.5",
+                          "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_top_level_load(trained):
+    model = nnopt.load(trained)
+    assert model(torch.zeros(1, 64)).shape == (1, 10)
