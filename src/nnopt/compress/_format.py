@@ -3,7 +3,8 @@
 A zip archive, written atomically:
   header.json   (deflated) {"format": "nnopt.compressed/1", "meta": {model_spec, in_features, n_outputs,
                 input_shape, task, ...}, "tensors": [{name, encoding, layout, dtype, shape, quant, arrays}]}
-  <i>.bin       (stored) one entry per array: the bytes of a 1-D array (ndarray.tobytes order)
+  payload.bin   (deflated: LZ77 + Huffman, the entropy-coding stage of Deep Compression) every array's bytes
+                (ndarray.tobytes order), one after another; the header gives each array's offset and length
 No pickle anywhere: a reader needs zipfile, json and numpy.
 
 Each state-dict tensor takes the smallest honest encoding:
@@ -22,6 +23,7 @@ import io
 import json
 import math
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ from nnopt.models import build_model, load_model
 
 FORMAT = "nnopt.compressed/1"
 HEADER = "header.json"
+PAYLOAD = "payload.bin"  # every array, packed, one after another (offsets in the header)
 EXTENSION = ".nnz"
 LAYOUTS = ("dense", "bitmap", "csr")
 _DTYPES = {name: getattr(torch, name) for name in (
@@ -67,17 +70,19 @@ def save_compressed(path: str | Path, model: nn.Module, meta: dict[str, Any],
     unknown = sorted(set(qweights) - set(state))
     if unknown:
         raise UsageError(f"quantized weight '{unknown[0]}' is not in the model; quantize this model")
-    tensors, arrays = [], []
+    tensors, arrays, offset = [], [], 0
     for name, tensor in state.items():
         if name in qweights:
             entry, parts = _encode_quantized(name, tensor, qweights[name])
         else:
             entry, parts = _encode_float(name, tensor)
         entry["arrays"] = {}
-        for part, data in parts:
-            key = f"{len(arrays)}.bin"
-            arrays.append((key, data))
-            entry["arrays"][part] = {"entry": key, "dtype": _dtype_name(data), "count": int(data.numel())}
+        for part, data in parts:  # every array goes into one payload entry, at its offset
+            raw = _to_bytes(data)
+            arrays.append(raw)
+            entry["arrays"][part] = {"offset": offset, "bytes": len(raw), "dtype": _dtype_name(data),
+                                     "count": int(data.numel())}
+            offset += len(raw)
         tensors.append(entry)
     header = {"format": FORMAT, "meta": _jsonable({k: v for k, v in meta.items() if k not in _RESERVED_META}),
               "tensors": tensors}
@@ -86,8 +91,9 @@ def save_compressed(path: str | Path, model: nn.Module, meta: dict[str, Any],
     def write(fh: Any) -> None:
         with zipfile.ZipFile(fh, "w") as zf:
             zf.writestr(zipfile.ZipInfo(HEADER, _EPOCH), header_bytes, compress_type=zipfile.ZIP_DEFLATED)
-            for key, data in arrays:
-                zf.writestr(zipfile.ZipInfo(key, _EPOCH), _to_bytes(data), compress_type=zipfile.ZIP_STORED)
+            # DEFLATE (LZ77 + Huffman) over the packed arrays: the entropy-coding stage of Deep Compression
+            zf.writestr(zipfile.ZipInfo(PAYLOAD, _EPOCH), b"".join(arrays), compress_type=zipfile.ZIP_DEFLATED,
+                        compresslevel=9)
 
     path = atomic_write(path, write)
     with zipfile.ZipFile(path) as zf:
@@ -249,10 +255,12 @@ def read_compressed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     state: dict[str, torch.Tensor] = {}
     try:
         with zipfile.ZipFile(path) as zf:
+            payload = zf.read(PAYLOAD)
             for entry in header["tensors"]:
-                arrays = {part: _read_array(zf, spec) for part, spec in entry["arrays"].items()}
+                arrays = {part: _read_array(payload, spec) for part, spec in entry["arrays"].items()}
                 state[entry["name"]] = _decode(entry, arrays)
-    except (KeyError, ValueError, TypeError, AttributeError, RuntimeError, zipfile.BadZipFile) as exc:
+    except (KeyError, ValueError, TypeError, AttributeError, RuntimeError, zipfile.BadZipFile, zlib.error,
+            EOFError) as exc:
         raise UsageError(f"{path.name} is a corrupt nnopt compressed model ({type(exc).__name__}: {exc}); "
                          "write it again") from None
     return state, header
@@ -272,15 +280,18 @@ def _read_header(path: Path) -> dict[str, Any]:
     return header
 
 
-def _read_array(zf: zipfile.ZipFile, spec: dict[str, Any]) -> torch.Tensor:
+def _read_array(payload: bytes, spec: dict[str, Any]) -> torch.Tensor:
     dtype = _DTYPES[spec["dtype"]]
-    raw = bytearray(zf.read(spec["entry"]))
+    start, size = int(spec["offset"]), int(spec["bytes"])
+    if start < 0 or start + size > len(payload):
+        raise ValueError(f"an array at offset {start} runs past the payload's {len(payload)} bytes")
+    raw = bytearray(payload[start:start + size])
     count = int(spec["count"])
     if count == 0:
         return torch.empty(0, dtype=dtype)
     tensor = torch.frombuffer(raw, dtype=dtype)
     if tensor.numel() != count:
-        raise ValueError(f"entry {spec['entry']} holds {tensor.numel()} values, the header says {count}")
+        raise ValueError(f"the array at offset {start} holds {tensor.numel()} values, the header says {count}")
     return tensor
 
 
