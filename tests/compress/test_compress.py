@@ -128,3 +128,10 @@ def test_cli_compress_and_bad_input(trained, tmp_path):
 def test_top_level_load(trained):
     model = nnopt.load(trained)
     assert model(torch.zeros(1, 64)).shape == (1, 10)
+
+
+def test_qat_after_pruning_keeps_the_zeros(trained, tmp_path):
+    result = compress(trained, prune=0.9, prune_method="global", schedule="gradual", quantize="int4", qat_epochs=2,
+                      out=tmp_path / "run")
+    assert result.sparsity[-1]["sparsity"] == pytest.approx(0.9, abs=1e-3)
+    assert result.chosen["nonzero_params"] <= 0.1 * 50_200 + 410

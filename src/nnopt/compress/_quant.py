@@ -180,16 +180,26 @@ def _grad_scale(x: torch.Tensor, g: float) -> torch.Tensor:
     return (x - x * g).detach() + x * g
 
 
+SPARSE_FRACTION = 0.1
+
+
 class LSQWeight(nn.Module):
-    """Fake-quantizer of one weight: w_q = round_ste(clamp(w / s, -qmax, qmax)) * s, s learned per channel."""
+    """Fake-quantizer of one weight: w_q = round_ste(clamp(w / s, -qmax, qmax)) * s, s learned per channel.
+
+    A pruned weight (at least SPARSE_FRACTION exact zeros) keeps its zeros: a fixed mask multiplies w_q, so the
+    pruned positions get no gradient and stay code 0 — quantization-aware training does not undo pruning."""
 
     def __init__(self, weight: torch.Tensor, bits: int):
         super().__init__()
         self.bits = bits
         self.qmin, self.qmax = qrange(bits, "symmetric")
         w = weight.detach()
+        nonzero = w != 0
+        sparse = bool((~nonzero).float().mean() >= SPARSE_FRACTION)
+        self.register_buffer("mask", nonzero.to(w.dtype) if sparse else None)
         per_channel = w.reshape(w.shape[0], -1)
-        init = 2 * per_channel.abs().mean(dim=1) / math.sqrt(self.qmax)
+        counts = nonzero.reshape(w.shape[0], -1).sum(dim=1).clamp(min=1) if sparse else per_channel.shape[1]
+        init = 2 * (per_channel.abs().sum(dim=1) / counts) / math.sqrt(self.qmax)
         init = torch.where(init > 0, init, torch.ones_like(init))
         self.step = nn.Parameter(init.reshape([-1] + [1] * (w.dim() - 1)).to(w.dtype))
         self.grad_factor = 1.0 / math.sqrt(per_channel.shape[1] * self.qmax)
@@ -199,11 +209,13 @@ class LSQWeight(nn.Module):
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         s = _grad_scale(self.positive_step(), self.grad_factor)
-        return _round_ste(torch.clamp(w / s, self.qmin, self.qmax)) * s
+        quantized = _round_ste(torch.clamp(w / s, self.qmin, self.qmax)) * s
+        return quantized if self.mask is None else quantized * self.mask
 
     def codes(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.positive_step().detach()
-        return torch.clamp(torch.round(w.detach() / s), self.qmin, self.qmax), s.reshape(-1)
+        codes = torch.clamp(torch.round(w.detach() / s), self.qmin, self.qmax)
+        return (codes if self.mask is None else codes * self.mask), s.reshape(-1)
 
 
 class BinaryWeight(nn.Module):
