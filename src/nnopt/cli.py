@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", parents=[common], help="rebuild report.html and the plots of a run directory",
                             description="Rebuild report.html and the plots from a run directory's files alone.")
-    report.add_argument("run_dir", help="the --out directory of a train, compare or lr-find run")
+    report.add_argument("run_dir", help="the --out directory of a train, compare, lr-find, tune, search or "
+                                        "compress run")
 
     datasets = sub.add_parser("datasets", parents=[common], help="list the built-in datasets")
     datasets.add_argument("--json", action="store_true", help="print JSON")

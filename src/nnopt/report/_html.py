@@ -26,7 +26,7 @@ padding-bottom:4px}
 table{border-collapse:collapse;background:#fff;font-size:.92em;margin:6px 0}
 th,td{border:1px solid #dde1e6;padding:5px 10px;text-align:right;white-space:nowrap}
 th{background:#eef1f4;font-weight:600}td.l,th.l{text-align:left}
-tr.bad td{color:#a33}
+tr.bad td{color:#a33}tr.kept td{font-weight:600;background:#fff8e1}
 .sw{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:6px;vertical-align:-1px}
 img{max-width:100%;height:auto;background:#fff;border:1px solid #dde1e6;border-radius:4px}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 18px;background:#fff;border:1px solid #dde1e6;

@@ -9,7 +9,7 @@ from typing import Any
 
 from nnopt.errors import UsageError
 
-RUN_KINDS = ("train", "compare", "lr-find", "tune", "search")
+RUN_KINDS = ("train", "compare", "lr-find", "tune", "search", "compress")
 # kind -> (files it needs, files it uses when present); config.json is always needed
 FILES = {
     "train": (("metrics.jsonl",), ("summary.json",)),
@@ -17,6 +17,7 @@ FILES = {
     "lr-find": (("lr_find.json",), ()),
     "tune": (("trials.json",), ()),  # not the study storage: a database's password is not stored
     "search": (("trials.json",), ("best/summary.json",)),  # an architecture search: a tune run + costs per trial
+    "compress": (("results.json",), ()),  # variants, per-layer sparsity, latency; never the model files
 }
 
 

@@ -25,7 +25,7 @@ class Line:
     color: str
     lo: tuple[float, ...] | None = None  # min-max band over seeds
     hi: tuple[float, ...] | None = None
-    style: str = "-"  # a matplotlib line style; "none": the points alone (a scatter)
+    style: str = "-"  # a matplotlib line style; "none": the points alone (a scatter); "bar": bars at x
     width: float = 1.8
     alpha: float = 1.0
     markers: bool = False
@@ -38,7 +38,7 @@ class Point:
     x: float
     y: float
     color: str
-    marker: str = "o"  # "o" chosen lr, "x" divergence, "*" the kept trial of a search
+    marker: str = "o"  # "o" chosen lr, "x" divergence, "*" the kept trial of a search, "s" a reference (labelled)
     label: str | None = None
 
 
@@ -47,6 +47,16 @@ class VLine:
     """A vertical line across the panel: a limit (max_params) drawn dashed."""
 
     x: float
+    label: str | None
+    color: str
+    style: str = "--"
+
+
+@dataclass(frozen=True)
+class HLine:
+    """A horizontal line across the panel: a floor (original score - allowed drop) drawn dashed."""
+
+    y: float
     label: str | None
     color: str
     style: str = "--"
@@ -66,6 +76,8 @@ class Panel:
     integer_x: bool = False  # epochs: whole-number ticks
     vlines: tuple[VLine, ...] = ()
     log_counts: bool = False  # a log x axis of counts (params): ticks 2k, 50k, 1.5M
+    hlines: tuple[HLine, ...] = ()
+    categories: tuple[str, ...] = ()  # x tick labels at 0, 1, 2, ... (a bar chart of named things)
 
 
 @dataclass(frozen=True)
@@ -286,5 +298,5 @@ def _lr_ylim(smoothed: Sequence[float], raw: Sequence[float]) -> tuple[float, fl
     return (low - 0.1 * span, high + 0.25 * span)
 
 
-__all__ = ["FigureData", "Line", "Panel", "Point", "VLine", "colors_for", "compare_figure", "epoch_band",
+__all__ = ["FigureData", "HLine", "Line", "Panel", "Point", "VLine", "colors_for", "compare_figure", "epoch_band",
            "lr_find_figure", "ranked_rows", "time_band", "train_figure"]

@@ -46,6 +46,10 @@ def render_png(data: FigureData) -> bytes:
 def _draw(ax, panel: Panel, legend: bool) -> None:
     for line in panel.lines:
         x, y = np.asarray(line.x, dtype=float), np.asarray(line.y, dtype=float)
+        if line.style == "bar":
+            ax.bar(x, y, color=line.color, alpha=line.alpha, label=line.label, width=0.7)
+            ax.set_axisbelow(True)  # grid lines behind the bars
+            continue
         if line.lo is not None and line.hi is not None and len(x) > 1:
             ax.fill_between(x, np.asarray(line.lo, dtype=float), np.asarray(line.hi, dtype=float),
                             color=line.color, alpha=0.18, linewidth=0)
@@ -62,12 +66,20 @@ def _draw(ax, panel: Panel, legend: bool) -> None:
         elif point.marker == "*":
             ax.plot([point.x], [point.y], "*", markerfacecolor=point.color, markeredgecolor="#222222",
                     markersize=17, markeredgewidth=1, label=point.label, zorder=5)
+        elif point.marker == "s":
+            ax.plot([point.x], [point.y], "s", markerfacecolor=point.color, markeredgecolor="#222222",
+                    markersize=9, markeredgewidth=1, label=point.label, zorder=4)
         else:
             ax.plot([point.x], [point.y], "o", markerfacecolor="none", markeredgecolor=point.color,
                     markersize=11, markeredgewidth=2, label=point.label)
             ax.axvline(point.x, color=point.color, linestyle=":", linewidth=1)
     for vline in panel.vlines:
         ax.axvline(vline.x, color=vline.color, linestyle=vline.style, linewidth=1.3, label=vline.label)
+    for hline in panel.hlines:
+        ax.axhline(hline.y, color=hline.color, linestyle=hline.style, linewidth=1.3, label=hline.label)
+    if panel.categories:
+        ax.set_xticks(range(len(panel.categories)), panel.categories, rotation=30 if len(panel.categories) > 4
+                      else 0, ha="right" if len(panel.categories) > 4 else "center")
     ax.set_title(panel.title)
     ax.set_xlabel(panel.xlabel)
     ax.set_ylabel(panel.ylabel)
@@ -89,7 +101,8 @@ def _draw(ax, panel: Panel, legend: bool) -> None:
         ax.grid(True, which="minor", axis="y", alpha=0.12)
     if panel.note:
         ax.text(0.5, 0.5, panel.note, transform=ax.transAxes, ha="center", va="center", color="#777777")
-    if legend and any(line.label for line in panel.lines):
+    if legend and (any(line.label for line in panel.lines) or any(p.label for p in panel.points)
+                   or any(h.label for h in panel.hlines)):
         ax.legend(loc="best", frameon=True, framealpha=0.85)
 
 
