@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--target", help="target column of a CSV/parquet file")
     search.add_argument("--task", choices=["classification", "regression"], help="override task detection")
     search.add_argument("--space", default="mlp", help="mlp | cnn | FILE.yaml (default mlp)")
-    search.add_argument("--strategy", help="random | evolution | tpe | nsga2 (default evolution; nsga2 for "
+    search.add_argument("--strategy", help="random | evolution | tpe | nsga2 (default tpe; nsga2 for "
                                            "several objectives)")
     search.add_argument("--objectives", help="comma-separated, e.g. val_accuracy,params (also flops, size_kb, "
                                              "latency_ms); default the task's validation score")

@@ -255,7 +255,7 @@ def search(data: Any, *, space: Any = "mlp", strategy: str | None = None, object
            train: Mapping[str, Any] | None = None, out: str | Path | None = None, **settings: Any) -> Any:
     """Search architectures of `space` on `data`; returns the tune engine's TuneResult (best first).
 
-    strategy: random | evolution (default for one objective) | tpe | nsga2 (default for several).
+    strategy: random | evolution | tpe (default for one objective) | nsga2 (default for several).
     settings, as on the command line: max_params, max_flops, max_size_kb, max_latency_ms, pruner (default
     none: every candidate trained for `epochs`), trials, timeout, workers, storage, study, seed, sampler_params.
     """
@@ -271,7 +271,7 @@ def search(data: Any, *, space: Any = "mlp", strategy: str | None = None, object
         raise UsageError("strategy 'evolution' optimizes one objective; use nsga2 (or tpe) for several objectives")
     settings = {k: v for k, v in settings.items() if v is not None}
     settings.setdefault("pruner", "none")
-    return tune(spec, out=out, sampler=strategy or ("nsga2" if multi else "evolution"), **settings)
+    return tune(spec, out=out, sampler=strategy or ("nsga2" if multi else "tpe"), **settings)
 
 
 def evolve(space: Any, objective: Any, *, direction: str = "maximize", trials: int = 100, population: int = 20,
