@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import multiprocessing
 import os
@@ -237,7 +238,10 @@ def _work(job: _Worker, study: optuna.Study | None = None, data: Any = None) -> 
     else:
         objective = FunctionObjective(job.function, job.space)
     claims = Claims(job.run_dir if job.storage_url is None else None)
-    run_trials(study, objective, job.n_trials, job.deadline, claims)
+    try:
+        run_trials(study, objective, job.n_trials, job.deadline, claims)
+    finally:
+        claims.close()
 
 
 def _run_workers(jobs: list[_Worker], study: optuna.Study, data: Any) -> None:
@@ -271,12 +275,11 @@ def _finish(study: optuna.Study, spec: TuneSpec | None, objectives: list[Objecti
             run_dir: Path | None, data: Any) -> TuneResult:
     trials = [trial_row(t) for t in study.get_trials(deepcopy=False)]
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    best = study.best_trials if complete else []
-    if len(objectives) == 1 and complete:
-        best = [study.best_trial]
-    elif best:  # the Pareto point kept and retrained: the best on the first objective (ties: the earliest)
+    if len(objectives) == 1:
+        best = [study.best_trial] if complete else []
+    else:  # the Pareto point kept and retrained: the best on the first objective (ties: the earliest)
         sign = 1 if objectives[0].direction == "maximize" else -1
-        best = sorted(best, key=lambda t: (-sign * t.values[0], t.number))
+        best = sorted(study.best_trials if complete else [], key=lambda t: (-sign * t.values[0], t.number))
     infeasible = sum(1 for t in trials if t["state"] == "PRUNED" and "infeasible" in t["user_attrs"])
     if not complete and infeasible >= infeasible_limit(config["trials"]):
         raise UsageError(f"all {infeasible} sampled architectures broke the constraints "
@@ -289,7 +292,7 @@ def _finish(study: optuna.Study, spec: TuneSpec | None, objectives: list[Objecti
         study_name=study.study_name, run_dir=run_dir, config=config)
     if run_dir is None:
         return result
-    atomic_write_json(run_dir / "trials.json", {
+    write_trials_json(run_dir / "trials.json", {
         "study_name": study.study_name, "directions": [o.direction for o in objectives],
         "objective_names": [o.metric for o in objectives], "best_trials": result.best_trials,
         "best_yaml_trial": result.best_trials[0] if result.best_trials else None,
@@ -316,6 +319,14 @@ def _finish(study: optuna.Study, spec: TuneSpec | None, objectives: list[Objecti
         model, settings = fit_arguments(spec, best[0].params)
         fit(model, data, seed=spec.seed or 0, out=run_dir / "best", **settings)
     return result
+
+
+def write_trials_json(path: Path, content: dict[str, Any]) -> None:
+    """trials.json with one trial a line: readable, and written in a tenth of the time of indent=2."""
+    head = {k: v for k, v in content.items() if k != "trials"}
+    lines = [json.dumps(t, default=str) for t in content["trials"]]
+    text = json.dumps(head, indent=2)[:-2] + ',\n  "trials": [\n    ' + ",\n    ".join(lines) + "\n  ]\n}\n"
+    atomic_write_text(path, text if lines else json.dumps(content, indent=2) + "\n")
 
 
 TOP_K = 10
