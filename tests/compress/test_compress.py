@@ -53,7 +53,7 @@ def test_packed_int4_and_int2_files_against_int8(trained, tmp_path):
 def test_int8_export_runs_in_onnx_runtime_and_agrees(trained, tmp_path):
     result = compress(trained, quantize="int8", export="onnx", out=tmp_path / "run")
     ort = [r for r in result.latency if r["runtime"] == "onnxruntime"]
-    assert {r["model"] for r in ort} == {"compressed", "compressed int8 (ORT QDQ)"}
+    assert {r["model"] for r in ort} == {"original (fp32)", "compressed", "compressed int8 (ORT QDQ)"}
     assert all(r["agreement"] >= 0.99 for r in ort) and all(r["latency_ms"] > 0 for r in result.latency)
     assert (tmp_path / "run" / "model.onnx").is_file() and (tmp_path / "run" / "model.int8.onnx").is_file()
     assert {r["batch"] for r in result.latency} == {1, 256}

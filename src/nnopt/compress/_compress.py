@@ -292,17 +292,22 @@ def _export_and_time(original: nn.Module, variant: nn.Module, data: Any, meta: d
     fp32_path = export_onnx(variant, n, run_dir / "model.onnx")
     X = data.test.X.numpy().astype(np.float32)
     reference = _outputs(variant, data.test.X).numpy()
-    entries = [("compressed", fp32_path)]
+    scratch = tempfile.TemporaryDirectory()  # the original in ONNX Runtime too: the baseline of that runtime
+    entries = [("original (fp32)", export_onnx(original, n, Path(scratch.name) / "original.onnx")),
+               ("compressed", fp32_path)]
     if bits == "int8":
         calibration = data.train.X[:512].numpy().astype(np.float32)
         entries.append(("compressed int8 (ORT QDQ)", quantize_onnx_int8(fp32_path, run_dir / "model.int8.onnx",
                                                                        calibration)))
     for name, path in entries:
-        agree = agreement(reference, ort_predict(path, X))
+        expected = reference if name != "original (fp32)" else _outputs(original, data.test.X).numpy()
+        agree = agreement(expected, ort_predict(path, X))
         for batch in BATCHES:
             rows.append({"model": name, "runtime": "onnxruntime", "batch": batch,
                          "latency_ms": ort_latency_ms(path, n, batch=batch), "agreement": agree,
-                         "file": path.name, "file_bytes": path.stat().st_size})
+                         "file": path.name if path.parent == run_dir else None,
+                         "file_bytes": path.stat().st_size})
+    scratch.cleanup()
     return _speedups(rows)
 
 
