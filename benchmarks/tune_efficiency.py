@@ -123,17 +123,17 @@ def overhead(trials: int) -> dict:
 
 
 def summarize(results: dict) -> None:
+    """Medians over seeds; a seed that never reached random's best counts as never (infinitely many epochs)."""
     for data, rows in results.items():
         print(f"\n{data}: median over {len(rows['random'])} seeds")
         budget = statistics.median(r["epochs"] for r in rows["random"])
         for name, runs in rows.items():
             reach = [r["epochs_to_random_best"] for r in runs]
-            reached = [r for r in reach if r is not None]
-            print(f"  {name:<9} best {statistics.median(r['best'] for r in runs):.4f}  "
+            median = statistics.median(float("inf") if r is None else r for r in reach)
+            print(f"  {name:<14} best {statistics.median(r['best'] for r in runs):.4f}  "
                   f"epochs {statistics.median(r['epochs'] for r in runs):>5.0f}  "
-                  f"to random's best: {statistics.median(reached) if reached else float('nan'):>5.0f} "
-                  f"({len(reached)}/{len(reach)} reached; "
-                  f"{(statistics.median(reached) / budget) if reached else float('nan'):.2f} of random's epochs)")
+                  f"to random's best: {median:>5.0f} ({sum(r is not None for r in reach)}/{len(reach)} reached; "
+                  f"{median / budget:.2f} of random's epochs)")
 
 
 def main() -> None:
