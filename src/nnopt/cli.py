@@ -117,15 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--sampler", help="grid | random | tpe | gp | cmaes | qmc | nsga2 (default tpe; nsga2 for "
                                         "several objectives)")
     tune.add_argument("--pruner", help="none | median | asha | hyperband (default asha)")
-    tune.add_argument("--trials", type=int, help="trials in the study in all (default 20)")
-    tune.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    tune.add_argument("--workers", type=int, help="processes on this machine (default 1)")
-    tune.add_argument("--storage", help="database URL shared by many processes/machines "
-                                        "(default: a journal file in the run directory)")
-    tune.add_argument("--study", help="study name (default nnopt-tune)")
-    tune.add_argument("--seed", type=int, help="sampler seed: a sequential study is then reproducible")
-    tune.add_argument("--out", help="run directory (default runs/tune-SPECNAME, so a re-run continues)")
-    tune.add_argument("--json", action="store_true", help="print the summary object only")
+    _study_flags(tune, "trials in the study", "nnopt-tune", "runs/tune-SPECNAME")
 
     search = sub.add_parser("search", parents=[common], help="search network architectures (NAS)",
                             description="Search architectures of a space on a dataset, under size and latency "
@@ -143,21 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--max-size-kb", type=float, metavar="F", help="no candidate whose fp32 file is larger")
     search.add_argument("--max-latency-ms", type=float, metavar="F", help="no candidate slower at batch 1 "
                                                                            "(1 thread, median)")
-    search.add_argument("--trials", type=int, help="candidates trained in all (default 20)")
-    search.add_argument("--timeout", type=float, help="stop starting candidates after this many seconds")
     search.add_argument("--epochs", type=int, default=10, help="epochs per candidate (default 10)")
     search.add_argument("--pruner", help="none | median | asha | hyperband: stop weak candidates early "
                                          "(default none)")
     search.add_argument("--optimizer", help="optimizer for every candidate (default adam)")
     search.add_argument("--lr", type=float, help="learning rate for every candidate (default: the optimizer's)")
     search.add_argument("--batch-size", type=_batch_size, help="N or full (default: the optimizer's)")
-    search.add_argument("--workers", type=int, help="processes on this machine (default 1)")
-    search.add_argument("--storage", help="database URL shared by many processes/machines "
-                                          "(default: a journal file in the run directory)")
-    search.add_argument("--study", help="study name (default nnopt-search)")
-    search.add_argument("--seed", type=int, help="sampler seed: a sequential search is then reproducible")
-    search.add_argument("--out", help="run directory (default runs/search-DATA-SPACE, so a re-run continues)")
-    search.add_argument("--json", action="store_true", help="print the summary object only")
+    _study_flags(search, "candidates trained", "nnopt-search", "runs/search-DATA-SPACE")
 
     compress = sub.add_parser("compress", parents=[common], help="prune and quantize a trained model",
                               description="Prune and / or quantize a trained model; measure accuracy, bytes on "
@@ -199,6 +183,19 @@ def build_parser() -> argparse.ArgumentParser:
     optimizers = sub.add_parser("optimizers", parents=[common], help="list the optimizers and their update rules")
     optimizers.add_argument("--json", action="store_true", help="print JSON")
     return parser
+
+
+def _study_flags(parser: argparse.ArgumentParser, counted: str, study: str, out: str) -> None:
+    """The flags tune and search share: budget, workers, storage, study name, seed, run directory."""
+    parser.add_argument("--trials", type=int, help=f"{counted} in all (default 20)")
+    parser.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    parser.add_argument("--workers", type=int, help="processes on this machine (default 1)")
+    parser.add_argument("--storage", help="database URL shared by many processes/machines "
+                                          "(default: a journal file in the run directory)")
+    parser.add_argument("--study", help=f"study name (default {study})")
+    parser.add_argument("--seed", type=int, help="sampler seed: a sequential run is then reproducible")
+    parser.add_argument("--out", help=f"run directory (default {out}, so a re-run continues)")
+    parser.add_argument("--json", action="store_true", help="print the summary object only")
 
 
 def _default_out(command: str) -> str:

@@ -120,14 +120,6 @@ def fmt_count(value: Any) -> str:
 fmt_bytes = fmt_count
 
 
-def fmt_latency(value: Any) -> str:
-    """Milliseconds to three significant digits: 0.0197, 0.452, 12.3, 1,234."""
-    v = finite(value)
-    if v is None:
-        return "—"
-    return f"{v:.3g}" if v < 100 else f"{v:,.0f}"
-
-
 def fmt_ratio(value: Any) -> str:
     """12.93 -> '12.9×', 1 -> '1.0×'."""
     v = finite(value)

@@ -6,10 +6,10 @@ from typing import Any
 
 from nnopt.report import _html as h
 from nnopt.report._compress import TIMING, Compression, batches, change, fmt_bytes, fmt_change, fmt_count, \
-    fmt_drop, fmt_latency, fmt_ratio, history_figure, latency_rows, load_compression, ratio_of, size_figure, \
+    fmt_drop, fmt_ratio, history_figure, latency_rows, load_compression, ratio_of, size_figure, \
     sparsity_figure
 from nnopt.report._compress_verdict import compress_verdict
-from nnopt.report._format import finite, fmt_lr, fmt_metric, fmt_number, metric_label
+from nnopt.report._format import finite, fmt_lr, fmt_metric, fmt_ms, fmt_number, metric_label
 from nnopt.report._load import Run
 from nnopt.report._pages import Pages, _bullets, _data_name, _footer
 from nnopt.report._render import render_png
@@ -101,7 +101,7 @@ def _latency_table(c: Compression) -> str:
     headers = ["model", "runtime", "batch", "latency (ms)", "speedup vs torch fp32", "agreement", "file",
                "file bytes"]
     body = [[r.get("model") or "—", RUNTIMES.get(str(r.get("runtime")), r.get("runtime") or "—"),
-             fmt_number(r.get("batch")), fmt_latency(r.get("latency_ms")), fmt_ratio(r.get("speedup")),
+             fmt_number(r.get("batch")), fmt_ms(r.get("latency_ms")), fmt_ratio(r.get("speedup")),
              "—" if finite(r.get("agreement")) is None else f"{100 * r['agreement']:.1f} %",
              r.get("file") or "—", fmt_bytes(r.get("file_bytes"))] for r in rows]
     notes = [f"Median of {TIMING['repeats']} runs after {TIMING['warmup']} warm-up runs on random input, "

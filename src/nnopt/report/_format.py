@@ -107,3 +107,11 @@ def _sig(v: float, digits: int = 4) -> str:
     if 1e-3 <= abs(v) < 1e4:
         return f"{v:.{digits}g}"
     return f"{v:.{digits - 1}e}"
+
+
+def fmt_ms(value: Any) -> str:
+    """Milliseconds to three significant digits: 0.0197, 0.452, 12.3, 1,234 (a dash when missing)."""
+    v = finite(value)
+    if v is None:
+        return "—"
+    return f"{v:.3g}" if v < 100 else f"{v:,.0f}"

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from nnopt.report._format import PERCENT_METRICS, base_metric, finite, fmt_metric, fmt_number, metric_label
+from nnopt.report._format import PERCENT_METRICS, base_metric, finite, fmt_metric, fmt_ms, fmt_number, metric_label
 from nnopt.report._load import Run
 from nnopt.report._plots import FigureData, Line, Panel, Point, VLine
 from nnopt.report._tune import COLORS, REJECTED, TuneStudy, TuneTrial, load_tune, objective_phrase
@@ -173,14 +173,6 @@ def fmt_limit(value: Any) -> str:
     if v is None:
         return "—"
     return f"{v:,.0f}" if v == int(v) else f"{v:g}"
-
-
-def fmt_ms(value: Any) -> str:
-    """Latency in ms, two significant digits below 10: 0.027, 1.4, 12, 1,234."""
-    v = finite(value)
-    if v is None:
-        return "—"
-    return f"{v:.2g}" if v < 10 else f"{v:,.0f}"
 
 
 def fmt_kb(value: Any) -> str:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from nnopt.report import _html as h
-from nnopt.report._format import base_metric, finite, fmt_number, fmt_seconds, metric_label
+from nnopt.report._format import base_metric, finite, fmt_ms, fmt_number, fmt_seconds, metric_label
 from nnopt.report._load import Run
 from nnopt.report._pages import Pages, _bullets, _data_name, _footer
 from nnopt.report._render import render_png
-from nnopt.report._search import Candidate, Search, candidate_phrase, constraint_text, fmt_kb, fmt_ms, \
+from nnopt.report._search import Candidate, Search, candidate_phrase, constraint_text, fmt_kb, \
     front_figure, load_search, search_verdict
 from nnopt.report._tune import fmt_objective, param_text
 from nnopt.report._tune_page import _epochs, every_trial_section, failed_sections, plots_section, setup_section, \
