@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from nnopt import comparison as _comparison
+from nnopt import distributed as _distributed
 from nnopt import search as _search
 from nnopt import train as _train
 from nnopt.report import build_report
@@ -16,12 +17,21 @@ from nnopt.config import TrainSpec
 
 
 def fit(model: Any, data: Any, **kwargs: Any) -> _train.FitResult:
-    """nnopt.train.fit, plus report.html and plots in the run directory when `out` is given."""
-    return _with_report(_train.fit(model, data, **kwargs))
+    """nnopt.train.fit, plus report.html and plots in the run directory when `out` is given.
+
+    nproc=N trains on N processes of this machine (strategy "ddp" or "hogwild"); see nnopt.distributed."""
+    run_options = {k: kwargs.pop(k) for k in ("loss", "metrics", "callbacks", "resume") if k in kwargs}
+    spec, module = _train.fit_spec(model, data, **kwargs)
+    return run_spec(spec, module=module, **run_options)
 
 
 def run_spec(spec: TrainSpec, **kwargs: Any) -> _train.FitResult:
-    """Train from a resolved TrainSpec (what `nnopt train` does), then draw the report."""
+    """Train from a resolved TrainSpec (what `nnopt train` does), then draw the report.
+
+    Several processes (nproc, strategy, or a torchrun rank) go through nnopt.distributed; only rank 0 has a
+    run directory, so only rank 0 draws the report."""
+    if _distributed.wanted(spec):
+        return _with_report(_distributed.run(spec, **kwargs))
     return _with_report(_train.run(spec, **kwargs))
 
 

@@ -76,7 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--test-fraction", type=float, help="test fraction (default 0.15)")
     train.add_argument("--scale", help="auto | standard | minmax | none (feature scaling, fitted on train)")
     train.add_argument("--device", help="auto | cpu | cuda (default auto)")
-    train.add_argument("--threads", type=int, help="CPU threads (default: chosen for the model size)")
+    train.add_argument("--threads", type=int, help="CPU threads per process (default: chosen for the model size)")
+    train.add_argument("--nproc", type=int, help="train on N processes of this machine (default 1; under torchrun "
+                                                 "use its --nproc-per-node instead)")
+    train.add_argument("--strategy", help="ddp (synchronous, DistributedDataParallel; default) | hogwild "
+                                          "(asynchronous, shared memory)")
+    train.add_argument("--max-restarts", type=int, metavar="K", help="with --nproc: restart the processes from the "
+                                                                      "checkpoint up to K times after a crash")
     train.add_argument("--out", help="run directory (default runs/train-TIMESTAMP)")
     train.add_argument("--config", help="YAML file with the same fields; flags override it")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -226,10 +232,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if getattr(args, "config", None):
         values.update(load_yaml(args.config))
     values.update(flags)
+    if values.get("max_restarts") and not values.get("out"):
+        raise UsageError("--max-restarts needs --out DIR: a restart resumes from the checkpoint there")
     values.setdefault("out", _default_out("train"))
     spec = spec_from_mapping(TrainSpec, values, source=getattr(args, "config", None) or "flags")
     as_json = getattr(args, "json", False)
     result = run_spec(spec, callbacks=[ProgressBar(enabled=None if not as_json else False)], resume=resume)
+    if result.rank != 0:  # a torchrun rank other than 0: rank 0 reports
+        return 0
     if as_json:
         print(json.dumps(result.summary()))
     else:

@@ -17,6 +17,7 @@ from nnopt.errors import ConfigError, UsageError, did_you_mean
 
 TASKS = ("classification", "regression")
 DEVICES = ("auto", "cpu", "cuda")
+STRATEGIES = ("ddp", "hogwild")  # synchronous data parallel (DistributedDataParallel); asynchronous Hogwild SGD
 
 
 @dataclass
@@ -43,6 +44,9 @@ class TrainSpec:
     device: str = "auto"
     threads: int | None = None
     out: str | None = None
+    nproc: int = 1  # processes nnopt.distributed starts on this machine (1 under torchrun, which starts them)
+    strategy: str = "ddp"
+    max_restarts: int = 0  # restart the processes from the checkpoint this many times after a crash
 
     def validate(self) -> TrainSpec:
         if self.data is None or (isinstance(self.data, str) and not self.data.strip()):
@@ -63,6 +67,13 @@ class TrainSpec:
             raise UsageError(f"--task must be one of {', '.join(TASKS)}; got '{self.task}'")
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
             raise UsageError(f"--device must be one of {', '.join(DEVICES)}; got '{self.device}'")
+        _check_int("--nproc", self.nproc, 1)
+        if self.strategy not in STRATEGIES:
+            raise UsageError(f"unknown --strategy '{self.strategy}'{did_you_mean(str(self.strategy), STRATEGIES)} "
+                             f"choices: {', '.join(STRATEGIES)}")
+        _check_int("--max-restarts", self.max_restarts, 0)
+        if self.max_restarts and not self.out:
+            raise UsageError("--max-restarts needs --out DIR: a restart resumes from the checkpoint there")
         for name in ("optimizer_params", "schedule_params"):
             if not isinstance(getattr(self, name), Mapping):
                 raise ConfigError(f"{name} must be a mapping of option: value; got {getattr(self, name)!r}")

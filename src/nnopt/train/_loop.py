@@ -3,6 +3,10 @@
 The hot loop does forward, backward, clip, step and schedule, and keeps each step's loss as a
 tensor — no host sync per batch. Losses are checked for NaN/inf every CHECK_EVERY steps and at
 the epoch end; metrics are computed once per epoch on the host.
+
+With a `parallel` strategy (train/_parallel.py; nnopt.distributed provides DDP) each process trains
+on its slice of every global batch, rank 0 evaluates and writes the run directory, and every
+decision (NaN check, early stopping, schedules, callbacks' stop) is taken on values all ranks share.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from nnopt.optim import create_optimizer, create_schedule, set_optimizer_mode
 from nnopt.train._callbacks import Callback
 from nnopt.train._checkpoint import fingerprint, load_checkpoint, restore_rng, rng_state, save_checkpoint
 from nnopt.train._metrics import check_metric_names, compute_metrics
+from nnopt.train._parallel import Parallel
 from nnopt.train._prepare import prepare, thread_count
 from nnopt.train._setup import clear_grads, step_function
+from nnopt.train._threads import choose_threads
 
 CHECK_EVERY = 256  # steps between NaN checks (one host sync each)
 
@@ -42,6 +48,7 @@ class FitResult:
     data: Data
     config: dict[str, Any] = field(default_factory=dict)
     stopped_early: bool = False
+    rank: int = 0  # the process's rank in a distributed run; only rank 0 wrote run_dir
 
     def summary(self) -> dict[str, Any]:
         """The `--json` object: metrics, epochs, wall time and run directory."""
@@ -58,21 +65,37 @@ def fit(model: Any, data: Any, *, optimizer: str = "adam", lr: float | None = No
     options: the other TrainSpec fields (target, task, optimizer_params, schedule_params,
     early_stopping, clip_grad, val_fraction, test_fraction, scale, threads).
     batch_size None is the optimizer's default: 64, or the full training set for `gd`.
+    nproc > 1 starts processes: that is nnopt.fit (through nnopt.distributed), not this function.
     """
-    module = model if isinstance(model, nn.Module) else None
-    values = dict(data=data, model=None if module is not None else model, optimizer=optimizer, lr=lr,
-                  epochs=epochs, batch_size=batch_size, schedule=schedule, seed=seed, device=device,
-                  out=str(out) if out is not None else None, **options)
-    spec = spec_from_mapping(TrainSpec, values, source="fit()")
+    spec, module = fit_spec(model, data, optimizer=optimizer, lr=lr, epochs=epochs, batch_size=batch_size,
+                            schedule=schedule, seed=seed, device=device, out=out, **options)
     return run(spec, module=module, loss=loss, metrics=metrics, callbacks=callbacks, resume=resume)
 
 
+def fit_spec(model: Any, data: Any, **options: Any) -> tuple[TrainSpec, nn.Module | None]:
+    """The TrainSpec of a fit() call (options are TrainSpec fields), and the user's nn.Module if `model` is one."""
+    module = model if isinstance(model, nn.Module) else None
+    out = options.pop("out", None)
+    values = dict(data=data, model=None if module is not None else model,
+                  out=str(out) if out is not None else None, **options)
+    return spec_from_mapping(TrainSpec, values, source="fit()"), module
+
+
 def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, metrics: list[str] | None = None,
-        callbacks: list[Callback] | None = None, resume: bool = False) -> FitResult:
+        callbacks: list[Callback] | None = None, resume: bool = False, parallel: Parallel | None = None) -> FitResult:
+    """Train as `spec` says. `parallel`: this process's place in a data-parallel group (None: one process)."""
     spec.validate()
+    if parallel is None and (spec.nproc > 1 or spec.strategy != "ddp"):
+        raise UsageError(f"nproc={spec.nproc} strategy={spec.strategy} needs nnopt.fit or `nnopt train`, which "
+                         "start the processes; nnopt.train runs one")
     p = prepare(spec, module=module, loss=loss)
     data, net, arch, dev, batch, threads, loss_fn, sources = (
         p.data, p.net, p.arch, p.device, p.batch, p.threads, p.loss_fn, p.sources)
+    main = parallel is None or parallel.is_main
+    if parallel is not None:
+        _check_world(parallel.world, len(data.train), batch)
+        if not spec.threads and dev.type == "cpu":  # this process's share of the cores, and its share of the batch
+            threads = min(choose_threads(p.flops, -(-batch // parallel.world)), parallel.max_threads)
     metric_list = check_metric_names(data.task, metrics)
     # ROC-AUC ranks every row per class: worth it on held-out splits, skipped on the (large) train split
     split_metrics = {"train": [m for m in metric_list if m != "roc_auc"], "val": metric_list, "test": metric_list}
@@ -85,7 +108,8 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
         config = {"command": "train", **spec.to_dict(), "data": _describe_source(spec.data),
                   "model": arch.to_string() if arch else type(net).__name__, "lr": lr_used, "batch_size": batch,
                   "threads": threads, "device": str(dev), "data_info": data.describe(), "n_params": count_params(net),
-                  "flops_per_sample": p.flops, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                  "flops_per_sample": p.flops, "world_size": parallel.world if parallel else 1,
+                  "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         run_dir = Path(spec.out) if spec.out else None
         generator = torch.Generator(device="cpu").manual_seed(spec.seed)
         history: list[dict[str, Any]] = []
@@ -94,7 +118,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
         if resume:
             if ckpt_path is None:
                 raise UsageError("--resume needs --out DIR, the run directory to continue")
-            state = load_checkpoint(ckpt_path, fingerprint(config))
+            state = _on_main(parallel, load_checkpoint, ckpt_path, fingerprint(config))  # read on rank 0's disk
             net.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["schedule"])
@@ -102,7 +126,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
             history, start_epoch, elapsed_before = state["history"], state["epoch"], state["wall_s"]
             best = state["best"]
             config["created"] = _created(run_dir, config["created"])
-        if run_dir is not None:
+        if run_dir is not None and main:
             make_run_dir(run_dir)
             atomic_write_json(run_dir / "config.json", config)
         callbacks = list(callbacks or [])
@@ -111,6 +135,11 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
         for cb in callbacks:
             cb.on_fit_start(info)
         params = [p for p in net.parameters() if p.requires_grad]
+        model = net if parallel is None else parallel.wrap(net)  # net stays the plain module: eval, state dicts
+
+        def evaluate(splits: tuple[str, ...]) -> dict[str, dict[str, float | None]]:
+            return {split: _evaluate(net, loss_fn, data, sources[split], split_metrics[split]) for split in splits}
+
         stopped_early = False
         step = step_function(opt)
         epoch_start = time.perf_counter()
@@ -120,7 +149,11 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
             step_losses: list[torch.Tensor] = []
             epoch_lr = float(opt.param_groups[0]["lr"])  # the lr of the epoch's first step
             for xb, yb in sources["train"].batches(batch, generator):
-                loss_value = loss_fn(net(xb), yb)
+                if parallel is None:
+                    loss_value = loss_fn(model(xb), yb)
+                else:  # every rank draws the same global batch and trains on its slice of it
+                    xb, yb, weight = parallel.shard(xb, yb, len(xb))
+                    loss_value = loss_fn(model(xb), yb) * weight
                 clear_grads(params)
                 loss_value.backward()
                 if spec.clip_grad:
@@ -129,21 +162,20 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
                 sched.step_batch()
                 step_losses.append(loss_value.detach())
                 if len(step_losses) % CHECK_EVERY == 0:
-                    _check_finite(step_losses, epoch, len(step_losses) - CHECK_EVERY)
-            losses = _check_finite(step_losses, epoch, 0)
+                    _check_finite(step_losses, epoch, len(step_losses) - CHECK_EVERY, parallel)
+            losses = _check_finite(step_losses, epoch, 0, parallel)
             net.eval()
             set_optimizer_mode(opt, False)
             row: dict[str, Any] = {"epoch": epoch, "train_loss": float(losses.mean())}
-            for split in ("train", "val"):
-                for key, value in _evaluate(net, loss_fn, data, sources[split], split_metrics[split]).items():
-                    if not (split == "train" and key == "loss"):
-                        row[f"{split}_{key}"] = value
+            for split, values in _on_main(parallel, evaluate, ("train", "val")).items():
+                row.update({f"{split}_{key}": value for key, value in values.items()
+                            if not (split == "train" and key == "loss")})
             row["lr"] = epoch_lr
             sched.step_epoch(row.get("val_loss"))
             row["time_s"] = round(elapsed_before + time.perf_counter() - epoch_start, 4)
             history.append(row)
             stop = _early_stop(spec.early_stopping, best, row, net)
-            if run_dir is not None:
+            if run_dir is not None and main:
                 save_checkpoint(ckpt_path, {
                     "epoch": epoch, "model": net.state_dict(), "optimizer": opt.state_dict(),
                     "schedule": sched.state_dict(), "rng": rng_state(generator), "history": history,
@@ -151,6 +183,8 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
                 atomic_write_jsonl(run_dir / "metrics.jsonl", history)
             for cb in callbacks:
                 stop = bool(cb.on_epoch_end(epoch, row)) or stop
+            if parallel is not None:  # a callback on one rank stops them all
+                stop = bool(parallel.all_mean(torch.tensor([float(stop)], device=dev)) > 0)
             if stop:
                 stopped_early = epoch < spec.epochs
                 break
@@ -158,26 +192,45 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
             net.load_state_dict(best["state"])  # restore the best validation weights
         net.eval()
         set_optimizer_mode(opt, False)
-        final = {split: _evaluate(net, loss_fn, data, sources[split], split_metrics[split])
-                 for split in ("train", "val", "test")}
+        final = _on_main(parallel, evaluate, ("train", "val", "test"))
         wall = elapsed_before + time.perf_counter() - epoch_start
         result = FitResult(model=net, history=history, metrics=final, epochs=len(history), wall_s=wall,
-                           run_dir=run_dir, data=data, config=config, stopped_early=stopped_early)
-        if run_dir is not None:
+                           run_dir=run_dir if main else None, data=data, config=config, stopped_early=stopped_early,
+                           rank=parallel.rank if parallel else 0)
+        if run_dir is not None and main:
             _write_outputs(run_dir, result, arch, data)
         for cb in callbacks:
             cb.on_fit_end(result)
         return result
 
 
-def _check_finite(step_losses: list[torch.Tensor], epoch: int, offset: int) -> torch.Tensor:
-    """Stack the epoch's step losses; raise DivergedError at the first non-finite one after `offset`."""
+def _check_finite(step_losses: list[torch.Tensor], epoch: int, offset: int,
+                  parallel: Parallel | None = None) -> torch.Tensor:
+    """Stack the epoch's step losses; raise DivergedError at the first non-finite one after `offset`.
+
+    In a parallel run each rank kept its weighted share of every step's loss; their mean over ranks is the
+    global batch's loss, the same on every rank, so every rank raises at the same step."""
     losses = torch.stack(step_losses) if step_losses else torch.zeros(1)
+    if parallel is not None:
+        losses = parallel.all_mean(losses)
     window = losses[offset:]
     if not bool(torch.isfinite(window).all()):
         bad = int((~torch.isfinite(window)).nonzero()[0, 0]) + offset
         raise DivergedError(epoch, bad + 1, float(losses[bad]))
     return losses
+
+
+def _on_main(parallel: Parallel | None, fn: Any, *args: Any) -> Any:
+    """fn(*args); in a parallel run rank 0 computes it and every rank gets rank 0's answer (or its error)."""
+    return fn(*args) if parallel is None else parallel.from_main(lambda: fn(*args))
+
+
+def _check_world(world: int, n_train: int, batch: int) -> None:
+    if world > n_train:
+        raise UsageError(f"{world} processes but only {n_train} training samples; use at most {n_train} processes")
+    if world > batch:
+        raise UsageError(f"--batch-size {batch} cannot be split over {world} processes; use --batch-size >= {world} "
+                         "or fewer processes")
 
 
 @torch.inference_mode()

@@ -1,0 +1,150 @@
+"""Data-parallel training speed: 1 vs N processes, synchronous DDP (and Hogwild where available).
+
+For a small model (mlp:128,64: all-reduce latency dominates its step) and a compute-bound one (mlp:1024,1024),
+each configuration trains the same spec through nnopt.fit and reports:
+- steps/s: optimizer updates per second of training wall time (the run's own clock, per-epoch evaluation on
+  rank 0 included, process start excluded); DDP makes one update per global batch, Hogwild one per worker batch;
+- rows/s: training rows consumed per second (comparable across strategies);
+- to target: training wall seconds until val_accuracy first reaches --target (per-epoch resolution);
+- call s: the whole nnopt.fit call, process start and data loading included.
+--raw adds the floor of any DDP run on this machine: microseconds per step of a bare torch loop (mlp:128,64,
+batch 32 per process, Adam, 1 thread) without DDP, and with DistributedDataParallel over gloo on 127.0.0.1.
+
+    .venv/bin/python benchmarks/distributed.py [--data mnist1d] [--epochs 5] [--nproc 2] [--device auto]
+
+--device auto uses CUDA with nccl when present (one GPU per process: N processes need N GPUs); Hogwild is CPU only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import socket
+import time
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+import nnopt
+from nnopt.errors import NnoptError
+from nnopt.train._threads import available_cores
+
+MODELS = ("mlp:128,64", "mlp:1024,1024")
+TARGETS = {"digits": 0.9, "mnist1d": 0.4}  # val accuracy both models reach within a few epochs
+
+
+def _hogwild_available() -> bool:
+    try:
+        from nnopt.distributed import train_hogwild  # noqa: F401
+    except (ImportError, NnoptError):
+        return False
+    return True
+
+
+def measure(model: str, args: argparse.Namespace, nproc: int, strategy: str) -> dict:
+    began = time.perf_counter()
+    result = nnopt.fit(model, args.data, optimizer=args.optimizer, batch_size=args.batch_size, epochs=args.epochs,
+                       seed=0, device=args.device, nproc=nproc, strategy=strategy)
+    call_s = time.perf_counter() - began
+    history = result.history
+    n_train = result.config["data_info"]["n_train"]
+    if strategy == "hogwild":
+        steps = sum(row["steps"] for row in history)
+    else:
+        steps = len(history) * math.ceil(n_train / result.config["batch_size"])
+    wall = history[-1]["time_s"]
+    reached = next((row["time_s"] for row in history if (row.get("val_accuracy") or 0) >= args.target), None)
+    return {"model": model, "strategy": strategy, "procs": nproc, "threads": result.config["threads"],
+            "device": result.config["device"], "steps/s": steps / wall, "rows/s": len(history) * n_train / wall,
+            "s/epoch": wall / len(history), "to target": reached, "test acc": result.metrics["test"]["accuracy"],
+            "call s": call_s}
+
+
+def _raw_loop(rank: int, world: int, port: int, use_ddp: bool, steps: int, queue: object) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(40, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+    model = DistributedDataParallel(net) if use_ddp else net
+    opt = torch.optim.Adam(net.parameters(), fused=True)
+    X, y = torch.randn(32, 40), torch.randint(0, 10, (32,))
+    for i in range(steps + 100):
+        if i == 100:  # warm-up done
+            began = time.perf_counter()
+        loss = nn.functional.cross_entropy(model(X), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    if rank == 0:
+        queue.put((time.perf_counter() - began) / steps * 1e6)  # type: ignore[attr-defined]
+    dist.destroy_process_group()
+
+
+def raw_step_us(world: int, use_ddp: bool, steps: int = 1000) -> float:
+    """Microseconds per step of a bare loop on `world` processes (each its own model unless use_ddp)."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [ctx.Process(target=_raw_loop, args=(r, world, port, use_ddp, steps, queue)) for r in range(world)]
+    for proc in procs:
+        proc.start()
+    value = queue.get(timeout=300)
+    for proc in procs:
+        proc.join()
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="mnist1d", help="digits | mnist1d (default mnist1d)")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--optimizer", default="adam")
+    parser.add_argument("--nproc", type=int, default=2, help="processes to compare with 1 (default 2)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--target", type=float, help="val accuracy for 'to target' (default: 0.9 digits, 0.4 mnist1d)")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), help="model specs (default: %(default)s)")
+    parser.add_argument("--no-hogwild", action="store_true", help="skip Hogwild")
+    parser.add_argument("--raw", action="store_true", help="also time a bare torch / DDP step loop (1 vs 2 processes)")
+    args = parser.parse_args()
+    args.target = args.target if args.target is not None else TARGETS.get(args.data, 0.5)
+    configs = [(1, "ddp"), (args.nproc, "ddp")]
+    if not args.no_hogwild and _hogwild_available():
+        configs.append((args.nproc, "hogwild"))
+    print(f"{args.data}, batch {args.batch_size} (global), {args.optimizer}, {args.epochs} epochs, target val acc "
+          f"{args.target}; {available_cores()} cores, torch {torch.__version__}, {platform.machine()}, "
+          f"cuda {'yes' if torch.cuda.is_available() else 'no'}")
+    columns = ["model", "strategy", "procs", "threads", "device", "steps/s", "rows/s", "s/epoch", "to target",
+               "test acc", "call s"]
+    print(" | ".join(columns))
+    baseline: dict[str, float] = {}
+    for model in args.models:
+        for nproc, strategy in configs:
+            try:
+                row = measure(model, args, nproc, strategy)
+            except NnoptError as exc:
+                print(f"{model} | {strategy} | {nproc} | skipped: {exc}")
+                continue
+            if nproc == 1:
+                baseline[model] = row["rows/s"]
+            speed = f" ({row['rows/s'] / baseline[model]:.2f}x rows/s)" if model in baseline and nproc > 1 else ""
+            cells = [row["model"], row["strategy"], str(row["procs"]), str(row["threads"]), row["device"],
+                     f"{row['steps/s']:.0f}", f"{row['rows/s']:.0f}{speed}", f"{row['s/epoch']:.3f}",
+                     "-" if row["to target"] is None else f"{row['to target']:.2f} s", f"{row['test acc']:.4f}",
+                     f"{row['call s']:.1f}"]
+            print(" | ".join(cells), flush=True)
+    if args.raw:
+        print("bare loop, mlp:128,64, batch 32 per process, 1 thread: us/step (rank 0)")
+        for world, use_ddp, label in ((1, False, "1 process"), (2, False, "2 processes, no DDP (core sharing)"),
+                                      (1, True, "1 process, DDP"), (2, True, "2 processes, DDP (gloo, 127.0.0.1)")):
+            print(f"  {label}: {raw_step_us(world, use_ddp):.0f}", flush=True)
+
+
+if __name__ == "__main__":  # required: the processes are started with spawn, which re-imports this file
+    main()

@@ -1,0 +1,38 @@
+"""The contract between fit()'s loop and a data-parallel strategy.
+
+train/ knows nothing about processes (it is layer 2); nnopt.distributed (layer 3) implements this
+protocol with torch.distributed and DistributedDataParallel and hands an instance to run(). With no
+strategy (parallel=None) the loop is the plain single-process loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+import torch
+from torch import nn
+
+T = TypeVar("T")
+
+
+class Parallel(Protocol):
+    """One process of a synchronous data-parallel group, as run() uses it."""
+
+    rank: int  # 0 .. world - 1
+    world: int  # processes in the group
+    is_main: bool  # rank 0: writes the run directory
+    max_threads: int  # intra-op threads this process may use (the machine's cores shared by its processes)
+
+    def wrap(self, net: nn.Module) -> nn.Module:
+        """The module to train (DistributedDataParallel(net)): its backward averages gradients over ranks."""
+
+    def shard(self, xb: torch.Tensor, yb: torch.Tensor, n_global: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """This rank's rows of a global batch of n_global rows, and the weight of its mean loss
+        (n_local * world / n_global), so that the averaged gradient is the global batch's gradient."""
+
+    def all_mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The element-wise mean of `tensor` over ranks (every rank passes the same shape)."""
+
+    def from_main(self, fn: Callable[[], T]) -> T:
+        """Call fn on rank 0 and give its result to every rank; an error there is raised on every rank."""
