@@ -16,10 +16,12 @@ A group is joined in one of two ways:
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -83,9 +85,22 @@ class DDPParallel:
             raise rebuild_error(box[0][1], box[0][2], "rank 0")
         return box[0][1]
 
-    def close(self) -> None:
+    def close(self, error: BaseException | None = None) -> None:
+        """Leave the group and stop gloo's threads now, while Python still runs.
+
+        Left to interpreter shutdown, a gloo thread that frees a tensor of a pending (or failed) all-reduce
+        needs the GIL after it is gone, and the process dies of SIGABRT ("terminate called without an active
+        exception") instead of exiting: DDP, the group and that work live on in reference cycles and in the
+        frames of `error`'s traceback, so both are freed first."""
+        seen: set[int] = set()
+        while error is not None and id(error) not in seen:
+            seen.add(id(error))
+            traceback.clear_frames(error.__traceback__)
+            error = error.__cause__ or error.__context__
+        gc.collect()
         if dist.is_initialized():
             dist.destroy_process_group()
+        gc.collect()
 
 
 def rebuild_error(cls: Any, message: str, where: str) -> Exception:

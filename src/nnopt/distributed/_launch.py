@@ -195,6 +195,7 @@ def _process(rank: int, world: int, port: int, attempt: int, resume: bool, paylo
     _die_with_parent(parent)
     log = open(Path(folder) / f"rank{rank}.log", "ab")  # noqa: SIM115 - open for the process's lifetime
     os.dup2(log.fileno(), 2)
+    parallel = None
     try:
         job: Job = pickle.loads(payload)
         parallel = join_local(rank, world, port, job.spec.device)
@@ -210,6 +211,8 @@ def _process(rank: int, world: int, port: int, attempt: int, resume: bool, paylo
         record = {"nnopt": nnopt, "cls": type(exc) if nnopt else type(exc).__name__, "message": str(exc),
                   "traceback": traceback.format_exc()}
         atomic_write(Path(folder) / f"rank{rank}.error", lambda fh: pickle.dump(record, fh))
+        if parallel is not None:
+            parallel.close(exc)
         sys.exit(exc.exit_code if nnopt else 1)
 
 

@@ -66,11 +66,13 @@ def run_rank(spec: TrainSpec, *, callbacks: list[Callback] | None = None, resume
     mine = (list(callbacks or []) if parallel.is_main else []) + test_hooks(parallel.rank, int(restarted))
     try:
         result = run_single(spec, callbacks=mine, resume=resume, parallel=parallel, **options)
-    except RuntimeError as exc:  # on an error this process exits and torchrun stops the other ranks
-        if not (isinstance(exc, dist.DistError) or "gloo" in str(exc) or "NCCL" in str(exc)):
-            raise
-        raise NnoptError(f"rank {parallel.rank} lost contact with the group ({first_line(exc)}); another rank "
-                         "probably failed first: see its output") from exc
+    except BaseException as exc:  # this process exits; torchrun stops the other ranks (and may restart)
+        parallel.close(exc)
+        if isinstance(exc, RuntimeError) and (isinstance(exc, dist.DistError) or "gloo" in str(exc)
+                                              or "NCCL" in str(exc)):
+            raise NnoptError(f"rank {parallel.rank} lost contact with the group ({first_line(exc)}); another "
+                             "rank probably failed first: see its output") from exc
+        raise
     parallel.close()
     return result
 
