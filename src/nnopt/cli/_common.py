@@ -1,0 +1,81 @@
+"""What every command module shares: the parser class, flag types, tables, default run directories."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line and exit 2 like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: {message}; see `{self.prog} --help`\n")
+        raise SystemExit(2)
+
+
+def batch_size(text: str) -> int | str:
+    if text == "full":
+        return "full"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or 'full'; got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or 'full'; got {value}")
+    return value
+
+
+def study_flags(parser: argparse.ArgumentParser, counted: str, study: str, out: str) -> None:
+    """The flags tune and search share: budget, workers, storage, study name, seed, run directory."""
+    parser.add_argument("--trials", type=int, help=f"{counted} in all (default 20)")
+    parser.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    parser.add_argument("--workers", type=int, help="processes on this machine (default 1)")
+    parser.add_argument("--storage", help="database URL shared by many processes/machines "
+                                          "(default: a journal file in the run directory)")
+    parser.add_argument("--study", help=f"study name (default {study})")
+    parser.add_argument("--seed", type=int, help="sampler seed: a sequential run is then reproducible")
+    parser.add_argument("--out", help=f"run directory (default {out}, so a re-run continues)")
+    parser.add_argument("--json", action="store_true", help="print the summary object only")
+
+
+def default_out(command: str) -> str:
+    """runs/COMMAND-TIMESTAMP, with -2, -3, ... when runs start within the same second."""
+    base = f"runs/{command}-{time.strftime('%Y%m%d-%H%M%S')}"
+    candidate, n = base, 1
+    while Path(candidate).exists():
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+def make_console() -> Any:
+    """rich's Console; off a terminal (a pipe, a file) wide enough that tables are not cut."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def num(value: Any, fmt: str = ".4f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def slug(text: str) -> str:
+    """A name for a default run directory: the stem of a path, or the name itself."""
+    stem = Path(str(text)).stem if ("/" in str(text) or "." in str(text)) else str(text)
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in stem) or "data"
+
+
+def print_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("-" if row.get(c) is None else str(row.get(c)) for c in columns))
+    make_console().print(table)

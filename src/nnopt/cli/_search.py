@@ -1,0 +1,104 @@
+"""tune and search: Optuna studies over hyperparameters and architectures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from nnopt.cli._common import batch_size, make_console, slug, study_flags
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.ArgumentParser) -> None:
+    tune = sub.add_parser("tune", parents=[common], help="tune hyperparameters with Optuna",
+                          description="Search hyperparameters from a YAML spec; re-running continues the study.")
+    tune.add_argument("spec", help="YAML spec: data, model template, train settings, objective, space")
+    tune.add_argument("--sampler", help="grid | random | tpe | gp | cmaes | qmc | nsga2 (default tpe; nsga2 for "
+                                        "several objectives)")
+    tune.add_argument("--pruner", help="none | median | asha | hyperband (default asha)")
+    study_flags(tune, "trials in the study", "nnopt-tune", "runs/tune-SPECNAME")
+
+    search = sub.add_parser("search", parents=[common], help="search network architectures (NAS)",
+                            description="Search architectures of a space on a dataset, under size and latency "
+                                        "constraints; re-running continues the search.")
+    search.add_argument("--data", required=True, help="dataset name or path (as for train)")
+    search.add_argument("--target", help="target column of a CSV/parquet file")
+    search.add_argument("--task", choices=["classification", "regression"], help="override task detection")
+    search.add_argument("--space", default="mlp", help="mlp | cnn | FILE.yaml (default mlp)")
+    search.add_argument("--strategy", help="random | evolution | tpe | nsga2 (default tpe; nsga2 for "
+                                           "several objectives)")
+    search.add_argument("--objectives", help="comma-separated, e.g. val_accuracy,params (also flops, size_kb, "
+                                             "latency_ms); default the task's validation score")
+    search.add_argument("--max-params", type=int, metavar="N", help="no candidate with more parameters")
+    search.add_argument("--max-flops", type=int, metavar="N", help="no candidate with more FLOPs per sample")
+    search.add_argument("--max-size-kb", type=float, metavar="F", help="no candidate whose fp32 file is larger")
+    search.add_argument("--max-latency-ms", type=float, metavar="F", help="no candidate slower at batch 1 "
+                                                                           "(1 thread, median)")
+    search.add_argument("--epochs", type=int, default=10, help="epochs per candidate (default 10)")
+    search.add_argument("--pruner", help="none | median | asha | hyperband: stop weak candidates early "
+                                         "(default none)")
+    search.add_argument("--optimizer", help="optimizer for every candidate (default adam)")
+    search.add_argument("--lr", type=float, help="learning rate for every candidate (default: the optimizer's)")
+    search.add_argument("--batch-size", type=batch_size, help="N or full (default: the optimizer's)")
+    study_flags(search, "candidates trained", "nnopt-search", "runs/search-DATA-SPACE")
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from nnopt.api import tune
+
+    overrides = {k: getattr(args, k) for k in ("sampler", "pruner", "trials", "timeout", "workers", "storage",
+                                               "study", "seed")}
+    out = args.out or f"runs/tune-{Path(args.spec).stem}"
+    result = tune(args.spec, out=out, **overrides)
+    if args.json:
+        print(json.dumps(result.summary()))
+        return 0
+    counts = result.counts()
+    console = make_console()
+    console.print(f"study '{result.study_name}': {counts['complete']} complete, {counts['pruned']} pruned, "
+                  f"{counts['fail']} failed")
+    if result.best_params is not None:
+        values = ", ".join(f"{o['metric']}={v:.4g}" for o, v in zip(result.objectives, result.best_values))
+        console.print(f"best trial {result.best_trials[0]}: {values}")
+        for key, value in result.best_params.items():
+            console.print(f"  {key} = {value}")
+    console.print(f"report: {Path(out) / 'report.html'}")
+    if (Path(out) / "best.yaml").is_file():
+        console.print(f"reproduce: nnopt train --config {Path(out) / 'best.yaml'}")
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from nnopt.api import nas
+
+    train = {k: getattr(args, k) for k in ("optimizer", "lr", "batch_size") if getattr(args, k) is not None}
+    settings = {k: getattr(args, k) for k in ("strategy", "objectives", "target", "task", "epochs", "max_params",
+                                              "max_flops", "max_size_kb", "max_latency_ms", "pruner", "trials",
+                                              "timeout", "workers", "storage", "study", "seed")}
+    out = args.out or f"runs/search-{slug(args.data)}-{slug(args.space)}"
+    result = nas(args.data, space=args.space, train=train, out=out, **settings)
+    if args.json:
+        print(json.dumps(result.summary()))
+        return 0
+    counts = result.counts()
+    console = make_console()
+    rejected = sum(1 for t in result.trials if "infeasible" in t["user_attrs"])
+    console.print(f"search '{result.study_name}': {counts['complete']} trained, {counts['pruned'] - rejected} "
+                  f"stopped early, {rejected} rejected by the constraints before training, {counts['fail']} failed")
+    run_dir = Path(out)
+    table = run_dir / ("pareto.csv" if len(result.objectives) > 1 else "top.csv")
+    if result.best_params is not None:
+        best = next(t for t in result.trials if t["number"] == result.best_trials[0])
+        values = ", ".join(f"{o['metric']}={v:.4g}" for o, v in zip(result.objectives, result.best_values))
+        attrs = best["user_attrs"]
+        console.print(f"best: {attrs.get('model')}  ({values}; {attrs.get('params', 0):,} params, "
+                      f"{attrs.get('latency_ms', float('nan')):.3f} ms)")
+        console.print(f"{'Pareto front' if len(result.objectives) > 1 else 'top architectures'}: {table}")
+    console.print(f"report: {run_dir / 'report.html'}")
+    if (run_dir / "best.yaml").is_file():
+        console.print(f"reproduce: nnopt train --config {run_dir / 'best.yaml'}")
+    return 0
+
+
+COMMANDS = {"tune": _cmd_tune, "search": _cmd_search}
