@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nnopt.errors import ConfigError, UsageError, did_you_mean
+from nnopt.errors import ConfigError, UsageError, did_you_mean, unknown_name
 
 TASKS = ("classification", "regression")
 DEVICES = ("auto", "cpu", "cuda")
 STRATEGIES = ("ddp", "hogwild")  # synchronous data parallel (DistributedDataParallel); asynchronous Hogwild SGD
+# Loggers besides metrics.jsonl (train/_loggers.py) -> the optional package each needs, checked before any work.
+LOGGERS = {"csv": None, "tensorboard": "tensorboard", "mlflow": "mlflow"}
 
 
 @dataclass
@@ -47,6 +49,7 @@ class TrainSpec:
     nproc: int = 1  # processes nnopt.distributed starts on this machine (1 under torchrun, which starts them)
     strategy: str = "ddp"
     max_restarts: int = 0  # restart the processes from the checkpoint this many times after a crash
+    log: list[str] = field(default_factory=list)  # loggers besides metrics.jsonl: csv, tensorboard, mlflow
 
     def validate(self) -> TrainSpec:
         if self.data is None or (isinstance(self.data, str) and not self.data.strip()):
@@ -77,6 +80,10 @@ class TrainSpec:
         for name in ("optimizer_params", "schedule_params"):
             if not isinstance(getattr(self, name), Mapping):
                 raise ConfigError(f"{name} must be a mapping of option: value; got {getattr(self, name)!r}")
+        self.log = logger_names(self.log)
+        if self.log and self.strategy == "hogwild":  # the Hogwild loop has its own epoch loop without loggers
+            raise UsageError(f"--log {','.join(self.log)} is not available with --strategy hogwild; "
+                             "drop --log or use --strategy ddp")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,6 +98,33 @@ def _check_int(flag: str, value: Any, minimum: int, extra: str = "") -> None:
 def _check_number(flag: str, value: Any, ok: Any, rule: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(float(value)):
         raise UsageError(f"{flag} must be {rule}; got {value!r}")
+
+
+def logger_names(value: Any) -> list[str]:
+    """`log` as a list of known names, from a list or a comma-separated string ("csv,tensorboard");
+    a logger whose package is missing is refused here, before data is loaded or anything is written."""
+    items = [value] if isinstance(value, str) else [] if value is None else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+        raise ConfigError(f"log must be a list of logger names ({', '.join(LOGGERS)}); got {value!r}")
+    names: list[str] = []
+    for name in (part.strip().lower() for item in items for part in item.split(",")):
+        if name and name not in names:
+            if name not in LOGGERS:
+                raise unknown_name("logger", name, LOGGERS)
+            package = LOGGERS[name]
+            if package and not _installed(package):
+                raise UsageError(f"--log {name} needs the {package} package; pip install {package}")
+            names.append(name)
+    return names
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken or half-removed install counts as missing
+        return False
 
 
 def spec_from_mapping(cls: type, values: Mapping[str, Any], source: str = "config") -> Any:

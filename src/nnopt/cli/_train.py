@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nnopt.errors import UsageError
 from nnopt.cli._common import batch_size, default_out, make_console, num
+from nnopt.errors import UsageError
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.ArgumentParser) -> None:

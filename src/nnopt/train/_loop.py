@@ -27,7 +27,14 @@ from nnopt.fileio import atomic_write_json, atomic_write_jsonl, make_run_dir
 from nnopt.models import ArchSpec, count_params, save_model
 from nnopt.optim import create_optimizer, create_schedule, set_optimizer_mode
 from nnopt.train._callbacks import Callback
-from nnopt.train._checkpoint import fingerprint, load_checkpoint, restore_rng, rng_state, save_checkpoint
+from nnopt.train._checkpoint import (
+    fingerprint,
+    load_checkpoint,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+)
+from nnopt.train._loggers import create_loggers
 from nnopt.train._metrics import check_metric_names, compute_metrics
 from nnopt.train._parallel import Parallel
 from nnopt.train._prepare import prepare, thread_count
@@ -63,7 +70,7 @@ def fit(model: Any, data: Any, *, optimizer: str = "adam", lr: float | None = No
     """Train `model` (spec string, ArchSpec or nn.Module) on `data` (name, path, (X, y), Data).
 
     options: the other TrainSpec fields (target, task, optimizer_params, schedule_params,
-    early_stopping, clip_grad, val_fraction, test_fraction, scale, threads).
+    early_stopping, clip_grad, val_fraction, test_fraction, scale, threads, log).
     batch_size None is the optimizer's default: 64, or the full training set for `gd`.
     nproc > 1 starts processes: that is nnopt.fit (through nnopt.distributed), not this function.
     """
@@ -129,7 +136,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
         if run_dir is not None and main:
             make_run_dir(run_dir)
             atomic_write_json(run_dir / "config.json", config)
-        callbacks = list(callbacks or [])
+        callbacks = list(callbacks or []) + (create_loggers(spec.log, run_dir, config, history) if main else [])
         info = {"epochs": spec.epochs, "start_epoch": start_epoch, "steps_per_epoch": steps, "batch_size": batch,
                 "lr": lr_used, "n_params": config["n_params"], "device": str(dev), "threads": threads}
         for cb in callbacks:
