@@ -14,7 +14,7 @@ LAYERS = {
     "train": 2,
     "search": 3, "compress": 3, "distributed": 3, "comparison": 3,
     "report": 4,
-    "cli": 5, "automl": 4, "api": 5, "__main__": 5, "__init__": 5,
+    "cli": 5, "pipeline": 4, "api": 5, "__main__": 5, "__init__": 5,
 }
 
 

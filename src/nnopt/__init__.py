@@ -12,7 +12,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 __all__ = [
-    "__version__", "fit", "compare", "find_lr", "tune", "nas", "compress_model", "load", "build_report", "FitResult", "CompareResult", "load_data",
+    "__version__", "automl", "fit", "compare", "find_lr", "tune", "nas", "compress_model", "load", "build_report", "FitResult", "CompareResult", "load_data",
     "build_model", "load_model", "ArchSpec", "OPTIMIZERS", "create_optimizer", "NnoptError", "UsageError",
 ]
 
@@ -20,7 +20,7 @@ from nnopt.errors import NnoptError, UsageError
 
 # Heavy subpackages (torch, sklearn) load on first use, so `nnopt --help` starts fast.
 _LAZY = {
-    "fit": "nnopt.api", "compare": "nnopt.api", "find_lr": "nnopt.api", "tune": "nnopt.api", "nas": "nnopt.api", "compress_model": "nnopt.api", "load": "nnopt.compress", "build_report": "nnopt.report",
+    "automl": "nnopt.api", "fit": "nnopt.api", "compare": "nnopt.api", "find_lr": "nnopt.api", "tune": "nnopt.api", "nas": "nnopt.api", "compress_model": "nnopt.api", "load": "nnopt.compress", "build_report": "nnopt.report",
     "FitResult": "nnopt.train", "CompareResult": "nnopt.comparison",
     "load_data": "nnopt.data",
     "build_model": "nnopt.models", "load_model": "nnopt.models", "ArchSpec": "nnopt.models",

@@ -65,6 +65,16 @@ def compress_model(source: Any, data: Any = None, **kwargs: Any) -> Any:
     return _with_report(_compress.compress(source, data, **kwargs))
 
 
+def automl(data: Any, **kwargs: Any) -> Any:
+    """nnopt.pipeline.automl: screen, search, retrain, compress, export, test under one budget; every stage's
+    report is drawn as the stage finishes (its time counts against the budget), the story's report at the end."""
+    from nnopt import pipeline as _pipeline
+
+    result = _pipeline.automl(data, report=build_report, **kwargs)
+    build_report(result.run_dir)
+    return result
+
+
 def tune_report(result: _search.TuneResult) -> _search.TuneResult:
     if result.run_dir is not None:
         build_report(result.run_dir)

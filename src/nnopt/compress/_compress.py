@@ -118,6 +118,9 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
     if loaded.n_outputs != meta.get("n_outputs"):
         raise UsageError(f"data {loaded.name} needs {loaded.n_outputs} outputs but the model has "
                          f"{meta.get('n_outputs')}; give the data the model was trained on")
+    if max_accuracy_drop is not None and len(loaded.val) == 0:
+        raise UsageError("--max-accuracy-drop compares validation scores, but the model was trained without a "
+                         "validation split; give fixed settings (--prune, --quantize) instead")
     if len(loaded.train) == 0 and (qat_epochs or finetune_epochs or schedule == "gradual"):
         raise UsageError("QAT and fine-tuning need training rows; the data has none")
     run_dir = Path(out) if out is not None else None
@@ -148,7 +151,8 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
         row["fp32_state_dict_bytes"] = report.get("fp32_state_dict_bytes")
         row["history"] = history
         rows.append(row)
-        drop = 100 * (original["val"] - row["val"])  # points of accuracy (or of R^2 x 100)
+        # points of accuracy (or of R^2 x 100); none when the model was trained on every non-test row
+        drop = None if original["val"] is None else 100 * (original["val"] - row["val"])
         row["val_drop_pts"] = drop
         if max_accuracy_drop is None or drop <= max_accuracy_drop:
             chosen = (row, variant, vmeta, qweights)
@@ -271,7 +275,8 @@ def _row(name: str, model: nn.Module, data: Any, metric: str, file_bytes: int, m
     compression = meta.get("compression") or {}
     return {"name": name, "val": scores["val"], "test": scores["test"], "file_bytes": int(file_bytes),
             "params": count_params(model), "nonzero_params": nonzero, "model_spec": meta.get("model_spec"),
-            "prune": compression.get("prune"), "quantize": compression.get("quantize")}
+            "prune": compression.get("prune"), "prune_method": compression.get("prune_method"),
+            "quantize": compression.get("quantize")}
 
 
 def _time_torch(original: nn.Module, variant: nn.Module, meta: dict[str, Any]) -> list[dict[str, Any]]:

@@ -5,7 +5,8 @@
 The kind comes from config.json's "command" ("train", "compare", "lr-find", "tune", "search", "compress"; a tune
 report is drawn from config.json and trials.json with Optuna's matplotlib plots, never from the study storage; a
 search report is the tune report plus the architectures by score, params and latency; a compress report is drawn
-from results.json: size, accuracy and latency per variant, never from the model files). Plot data is computed
+from results.json: size, accuracy and latency per variant, never from the model files; an automl report is
+drawn from automl.json and its stages' directories). Plot data is computed
 first (`_plots.py`, plain dataclasses) and drawn second (`_render.py`); the output is byte-for-byte
 deterministic for the same files. This package never imports torch.
 """
@@ -30,6 +31,8 @@ def build_report(run_dir: str | Path) -> Path:
         from nnopt.report._search_page import build_search_pages as build_pages
     elif run.kind == "compress":
         from nnopt.report._compress_page import build_compress_pages as build_pages
+    elif run.kind == "automl":
+        from nnopt.report._automl_page import build_automl_pages as build_pages
     else:
         from nnopt.report._pages import build_pages  # matplotlib loads only when a report is built
     images, page = build_pages(run)

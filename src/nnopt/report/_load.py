@@ -9,7 +9,7 @@ from typing import Any
 
 from nnopt.errors import UsageError
 
-RUN_KINDS = ("train", "compare", "lr-find", "tune", "search", "compress")
+RUN_KINDS = ("train", "compare", "lr-find", "tune", "search", "compress", "automl")
 # kind -> (files it needs, files it uses when present); config.json is always needed
 FILES = {
     "train": (("metrics.jsonl",), ("summary.json",)),
@@ -18,6 +18,7 @@ FILES = {
     "tune": (("trials.json",), ()),  # not the study storage: a database's password is not stored
     "search": (("trials.json",), ("best/summary.json",)),  # an architecture search: a tune run + costs per trial
     "compress": (("results.json",), ()),  # variants, per-layer sparsity, latency; never the model files
+    "automl": (("automl.json",), ()),  # the stages; figures come from the stages' own run directories
 }
 
 

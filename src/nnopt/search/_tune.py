@@ -85,21 +85,22 @@ class _Worker:
 
 
 def tune(spec_or_function: Any, *, space: Any = None, directions: Any = "maximize", out: str | Path | None = None,
-         **overrides: Any) -> TuneResult:
+         retrain: bool = True, **overrides: Any) -> TuneResult:
     """Run (or continue) a study.
 
     spec_or_function: a tune spec (YAML path or mapping), or a function params -> value(s) with `space`.
+    retrain: train the best configuration again into out/best (a spec with a run directory only).
     overrides: sampler, pruner, trials, timeout, workers, storage, study, seed (as on the command line).
     """
     previous = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no log line per trial
     try:
-        return _tune(spec_or_function, space=space, directions=directions, out=out, **overrides)
+        return _tune(spec_or_function, space=space, directions=directions, out=out, retrain=retrain, **overrides)
     finally:
         optuna.logging.set_verbosity(previous)
 
 
-def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path | None,
+def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path | None, retrain: bool,
           **overrides: Any) -> TuneResult:
     if callable(spec_or_function):
         spec = None
@@ -174,7 +175,7 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
                     sampler_params)
             for i in range(workers)]
     _run_workers(jobs, study, data)
-    return _finish(study, spec, objectives, config, run_dir, data)
+    return _finish(study, spec, objectives, config, run_dir, data if retrain else None)
 
 
 def check_feasible(spec: TuneSpec, data: Any) -> None:
@@ -316,8 +317,9 @@ def _finish(study: optuna.Study, spec: TuneSpec | None, objectives: list[Objecti
                       f"{', '.join(f'{o.metric}={v:.6g}' for o, v in zip(objectives, best[0].values))}\n"
                       "# reproduce: nnopt train --config best.yaml\n")
             atomic_write_text(run_dir / "best.yaml", header + yaml.safe_dump(settings, sort_keys=False))
-        model, settings = fit_arguments(spec, best[0].params)
-        fit(model, data, seed=spec.seed or 0, out=run_dir / "best", **settings)
+        if data is not None:
+            model, settings = fit_arguments(spec, best[0].params)
+            fit(model, data, seed=spec.seed or 0, out=run_dir / "best", **settings)
     return result
 
 

@@ -1,0 +1,74 @@
+"""automl: the whole optimization under one wall-clock budget."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from nnopt.cli._common import make_console, slug
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.ArgumentParser) -> None:
+    automl = sub.add_parser("automl", parents=[common], help="optimize a network end to end under a time budget",
+                            description="Screen optimizers, search architecture and hyperparameters jointly, retrain "
+                                        "the best on train+val, compress it within an accuracy drop, export it to "
+                                        "ONNX and test it once, all within --budget. Re-running the same command "
+                                        "continues an interrupted run.")
+    automl.add_argument("--data", required=True, help="dataset name or path (as for train)")
+    automl.add_argument("--target", help="target column of a CSV/parquet file")
+    automl.add_argument("--task", choices=["classification", "regression"], help="override task detection")
+    automl.add_argument("--budget", default="10m", help="wall-clock budget: 90s, 5m, 1h, 2m30s (default 10m)")
+    automl.add_argument("--objective", help="validation metric to maximize (default val_accuracy; val_r2 for "
+                                            "regression)")
+    automl.add_argument("--space", default="auto", help="auto | mlp | cnn (default auto: cnn for images of 16x16 "
+                                                        "and more and signals of 32 steps and more)")
+    automl.add_argument("--max-params", type=int, metavar="N", help="no network with more parameters")
+    automl.add_argument("--max-flops", type=int, metavar="N", help="no network with more FLOPs per sample")
+    automl.add_argument("--max-size-kb", type=float, metavar="F", help="no network whose fp32 file is larger")
+    automl.add_argument("--max-latency-ms", type=float, metavar="F", help="no network slower at batch 1 (1 thread)")
+    automl.add_argument("--max-accuracy-drop", type=float, metavar="PTS", help="points of validation accuracy the "
+                                                                               "compression may cost (default 1)")
+    automl.add_argument("--workers", type=int, default=1, help="search processes on this machine (default 1)")
+    automl.add_argument("--storage", help="database URL for the search study (default: a journal file)")
+    automl.add_argument("--study", help="study name (default nnopt-automl)")
+    automl.add_argument("--seed", type=int, default=0, help="data split and sampler seed (default 0)")
+    automl.add_argument("--out", help="run directory (default runs/automl-DATA, so a re-run continues)")
+    automl.add_argument("--json", action="store_true", help="print the summary object only")
+
+
+def _cmd_automl(args: argparse.Namespace) -> int:
+    from nnopt.api import automl
+
+    console = make_console()
+    show = sys.stdout.isatty() and not args.json
+
+    def progress(stage: str, text: str) -> None:
+        if show:
+            console.print(text)
+
+    out = args.out or f"runs/automl-{slug(args.data)}"
+    result = automl(args.data, out=out, budget=args.budget, target=args.target, task=args.task,
+                    objective=args.objective, space=args.space, max_params=args.max_params,
+                    max_flops=args.max_flops, max_size_kb=args.max_size_kb, max_latency_ms=args.max_latency_ms,
+                    max_accuracy_drop=args.max_accuracy_drop, workers=args.workers, storage=args.storage,
+                    study=args.study, seed=args.seed, progress=progress)
+    summary = result.summary
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    metric = summary["metric"]
+    console.print(f"{summary['model']}: test {metric} {summary['test']:.4f} (fp32), "
+                  f"{summary['compressed_test']:.4f} ({summary['compression']}); "
+                  f"{summary['compressed_bytes']:,} bytes vs {summary['fp32_bytes']:,} fp32")
+    for name, check in summary["constraints"].items():
+        console.print(f"{name.replace('_', '-')} {check['limit']:g}: {check['value']:.4g} "
+                      f"{'ok' if check['ok'] else 'NOT MET'}")
+    console.print(f"{summary['spent_s']:.0f} s of a {summary['budget_s']:.0f} s budget · "
+                  f"model: {result.run_dir / 'model.onnx'}")
+    console.print(f"report: {result.run_dir / 'report.html'}")
+    return 0
+
+
+COMMANDS = {"automl": _cmd_automl}

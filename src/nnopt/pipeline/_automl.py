@@ -1,0 +1,424 @@
+"""automl(): the whole optimization of a network for a dataset, under one wall-clock budget.
+
+Stages, each through the public API of its package; each is recorded in automl.json when it finishes, so a
+re-run of the same command continues after the last finished stage (the search continues its study):
+
+  screen    the classic optimizers, each at the lr its LR range test suggests, short runs of a reference
+            network, ranked on validation -> the best two and their learning rates
+  search    architecture + optimizer + lr + batch size jointly (TPE, ASHA stops weak trials early), under the
+            size / latency constraints
+  retrain   the best configuration on train+val (the test rows stay out: same seed and test fraction) -> final/
+  compress  the compression ladder run on the search's best model, whose validation rows it never trained on,
+            keeps the smallest setting within the accuracy drop; that setting is applied to final/
+  export    model.onnx (and model.int8.onnx), CPU latency per runtime
+  test      the test split: no decision before this reads it; search trials and the screen do not compute it
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nnopt.pipeline._budget import EXPORT_S, LADDER_RUNGS, REPORTS_S, SCREEN_SHARE, Clock, Plan, parse_budget
+from nnopt.comparison import compare
+from nnopt.compress import compress, nnopt_load
+from nnopt.compress import default_epochs as compress_epochs
+from nnopt.config import TrainSpec, spec_from_mapping
+from nnopt.data import Split, load_data
+from nnopt.errors import UsageError
+from nnopt.fileio import atomic_write_json, atomic_write_text, make_run_dir
+from nnopt.models import model_costs
+from nnopt.search import check_feasible, load_tune_spec, tune
+from nnopt.train import fit, run as run_training
+
+SCREEN_OPTIMIZERS = ("adam", "adamw", "nesterov", "rmsprop", "momentum")
+PROBE_MODEL = "mlp:128,64"
+STAGES = ("screen", "search", "retrain", "compress", "export", "test")
+MAX_TRIALS = 100_000  # the search stops on time, not on a count
+MAX_ROUNDS = 6
+CONSTRAINT_KEYS = ("max_params", "max_flops", "max_size_kb", "max_latency_ms")
+SETTING_KEYS = ("data", "target", "task", "budget_s", "objective", "space", *CONSTRAINT_KEYS, "max_accuracy_drop",
+                "seed")
+DEFAULT_DROP = 1.0  # points of accuracy the compression may cost on validation
+
+
+@dataclass
+class AutomlResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    stages: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.summary
+
+
+Progress = Callable[[str, str], None]
+
+
+def automl(data: Any, *, out: str | Path, budget: Any = "10m", target: str | None = None, task: str | None = None,
+           objective: str | None = None, space: str = "auto", max_params: int | None = None,
+           max_flops: int | None = None, max_size_kb: float | None = None, max_latency_ms: float | None = None,
+           max_accuracy_drop: float | None = None, workers: int = 1, storage: str | None = None,
+           study: str | None = None, seed: int = 0, progress: Progress | None = None,
+           report: Callable[[Path], Any] | None = None) -> AutomlResult:
+    """Optimize a network for `data` within `budget` (wall clock); write everything under `out`.
+
+    report: called with each finished stage's run directory (api.automl passes build_report), so the time
+    the reports take counts against the budget too.
+    """
+    budget_s = parse_budget(budget)
+    drop = DEFAULT_DROP if max_accuracy_drop is None else _check_drop(max_accuracy_drop)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"--workers must be an integer >= 1; got {workers!r}")
+    if space not in ("auto", "mlp", "cnn"):
+        raise UsageError(f"--space must be auto, mlp or cnn; got '{space}'")
+    run_dir = Path(out)
+    constraints = {k: v for k, v in (("max_params", max_params), ("max_flops", max_flops),
+                                     ("max_size_kb", max_size_kb), ("max_latency_ms", max_latency_ms)) if v is not None}
+    source = _source(data)
+    loaded = load_data(source, target=target, task=task, seed=seed)
+    chosen_space = space if space != "auto" else _auto_space(loaded)
+    settings = {"data": source, "target": target, "task": loaded.task, "budget_s": budget_s,
+                "objective": objective, "space": chosen_space, **{k: constraints.get(k) for k in CONSTRAINT_KEYS},
+                "max_accuracy_drop": drop, "seed": seed}
+    state = _load_state(run_dir, settings)
+    clock = Clock(budget_s, state.get("spent_s", 0.0))
+    say = progress or (lambda stage, text: None)
+    draw = report or (lambda path: None)
+
+    # Checks that need no training come first, so a hopeless request writes nothing.
+    probe_spec = load_tune_spec(_search_spec(settings, ["adam"], {"adam": 1e-3}, 3), {})
+    probe_spec.resolve_objectives(loaded.task)
+    if constraints:
+        check_feasible(probe_spec, loaded)
+    plan = state.get("plan")
+    if plan is None:
+        plan = _probe(loaded, seed)
+        needed = Plan(**plan).minimum_s(len(SCREEN_OPTIMIZERS))
+        if budget_s < needed:
+            raise UsageError(f"a budget of {budget_s:g} s is too small for {loaded.name}: one epoch of {PROBE_MODEL} "
+                             f"takes {plan['epoch_s']:.2f} s here and the stages need about {needed:.0f} s; "
+                             f"give --budget {int(needed * 1.2) + 1}s or more")
+    make_run_dir(run_dir)
+    state["plan"], state["settings"] = plan, settings
+    _write_config(run_dir, settings, workers, storage)
+    _save(run_dir, state, clock)
+    timing = Plan(**plan)
+    stages = state.setdefault("stages", {})
+    hidden = dataclasses.replace(loaded, test=Split(loaded.test.X[:0], loaded.test.y[:0]))
+
+    if "screen" not in stages:
+        stages["screen"] = _stage(run_dir, state, clock, "screen", say, lambda: _screen(
+            hidden, run_dir / "screen", timing, budget_s * SCREEN_SHARE, seed, draw))
+    screen = stages["screen"]
+    if "search" not in stages:
+        stages["search"] = _stage(run_dir, state, clock, "search", say, lambda: _search(
+            settings, screen, run_dir / "search", timing, clock, workers, storage, study, seed, draw))
+    search = stages["search"]
+    if "retrain" not in stages:
+        stages["retrain"] = _stage(run_dir, state, clock, "retrain", say, lambda: _retrain(
+            search, run_dir, draw))
+    if "compress" not in stages:
+        stages["compress"] = _stage(run_dir, state, clock, "compress", say, lambda: _compress(
+            settings, search, run_dir, timing, clock, drop, draw))
+    if "export" not in stages:
+        stages["export"] = _stage(run_dir, state, clock, "export", say, lambda: _export(run_dir, stages["compress"]))
+    if "test" not in stages:
+        stages["test"] = _stage(run_dir, state, clock, "test", say, lambda: _test(
+            run_dir, loaded, settings, stages, constraints))
+    summary = _summary(run_dir, state, clock)
+    atomic_write_json(run_dir / "summary.json", summary)
+    return AutomlResult(run_dir=run_dir, summary=summary, stages=stages)
+
+
+# ---- the stages --------------------------------------------------------------------------------
+
+def _probe(data: Any, seed: int) -> dict[str, Any]:
+    """Seconds per epoch of the reference network on this data and machine (one thread, as search trials)."""
+    hidden = dataclasses.replace(data, test=Split(data.test.X[:0], data.test.y[:0]))
+    fit(PROBE_MODEL, hidden, epochs=1, seed=seed, threads=1)  # the first run pays for imports and warm-up
+    start = time.perf_counter()
+    result = fit(PROBE_MODEL, hidden, epochs=3, seed=seed, threads=1)
+    total = time.perf_counter() - start
+    epoch_s = max(1e-3, result.wall_s / 3)
+    return {"epoch_s": epoch_s, "run_s": max(0.0, total - result.wall_s), "finetune_epochs": compress_epochs(data, 64)}
+
+
+def _screen(data: Any, out: Path, timing: Plan, seconds: float, seed: int, draw: Callable) -> dict[str, Any]:
+    n = len(SCREEN_OPTIMIZERS)
+    epochs = max(2, min(15, int(seconds / (n * timing.epoch_s * 1.5)) - 3))
+    result = compare(data, PROBE_MODEL, optimizers=",".join(SCREEN_OPTIMIZERS), lr="auto", epochs=epochs, seeds=1,
+                     out=out)
+    draw(out)
+    key = "val_accuracy_mean" if data.task == "classification" else "val_r2_mean"
+    rows = [{"optimizer": r["optimizer"], "lr": r["lr"], "val": r.get(key), "diverged": r.get("diverged", 0)}
+            for r in result.optimizers]
+    ranked = sorted((r for r in rows if r["val"] is not None and not r["diverged"]), key=lambda r: -r["val"])
+    if not ranked:
+        ranked = rows
+    keep = [r["optimizer"] for r in ranked[:2]]
+    return {"epochs": epochs, "optimizers": rows, "kept": keep, "lrs": {r["optimizer"]: r["lr"] for r in rows},
+            "summary": f"{', '.join(keep)} kept of {n} optimizers ({epochs} epochs each)"}
+
+
+def _search_spec(settings: dict[str, Any], optimizers: list[str], lrs: dict[str, float], epochs: int) -> dict:
+    rates = [float(lrs[o]) for o in optimizers if lrs.get(o)]
+    low, high = (min(rates) / 4, min(1.0, max(rates) * 3)) if rates else (1e-4, 1e-1)
+    space: dict[str, Any] = {"lr": {"type": "float", "low": low, "high": max(high, low * 2), "log": True},
+                             "batch_size": {"choices": [32, 64, 128]}}
+    train: dict[str, Any] = {"epochs": epochs}
+    if len(optimizers) > 1:
+        space["optimizer"] = {"choices": list(optimizers)}
+    else:
+        train["optimizer"] = optimizers[0]
+    spec: dict[str, Any] = {"data": settings["data"], "architecture": settings["space"], "train": train,
+                            "space": space, "seed": settings["seed"]}
+    for key in ("target", "task"):
+        if settings.get(key) is not None:
+            spec[key] = settings[key]
+    if settings.get("objective"):
+        spec["objective"] = [settings["objective"]]
+    constraints = {k: settings[k] for k in CONSTRAINT_KEYS if settings.get(k) is not None}
+    if constraints:
+        spec["constraints"] = constraints
+    return spec
+
+
+def _search(settings: dict[str, Any], screen: dict[str, Any], out: Path, timing: Plan, clock: Clock, workers: int,
+            storage: str | None, study: str | None, seed: int, draw: Callable) -> dict[str, Any]:
+    """The study runs in rounds; after each, the stages still to come are re-estimated from the durations of
+    the best trials (a bigger winner needs longer to retrain and compress), and the next round gets the rest."""
+    epochs = timing.epochs_per_trial(max(0.0, clock.left() - timing.tail_s(10)))
+    spec = _search_spec(settings, screen["kept"], screen["lrs"], epochs)
+    result, rounds, started = None, 0, time.monotonic()
+    while rounds < MAX_ROUNDS:
+        trial_s = _trial_s(result, timing, epochs)
+        free = clock.left() - _tail_s(result, timing, epochs)
+        if result is not None and free < trial_s:
+            break
+        timeout = max(trial_s, free / 2 if free > 4 * trial_s and rounds < MAX_ROUNDS - 1 else free)
+        result = tune(spec, out=out, retrain=False, sampler="tpe", pruner="asha", trials=MAX_TRIALS, timeout=timeout,
+                      workers=workers, storage=storage, study=study or "nnopt-automl", seed=seed)
+        rounds += 1
+    draw(out)
+    if result is None or result.best_params is None:
+        raise UsageError(f"no search trial finished in {time.monotonic() - started:.0f} s; give a larger --budget")
+    parsed = load_tune_spec(spec, {})
+    train = {**parsed.trial_train_spec(result.best_params), "seed": seed}
+    counts = result.counts()
+    best = next(t for t in result.trials if t["number"] == result.best_trials[0])
+    return {"epochs_per_trial": epochs, "rounds": rounds, "counts": counts,
+            "best_trial": result.best_trials[0], "best_value": result.best_values[0],
+            "best_duration_s": best.get("duration_s"),
+            "objective": result.objectives[0]["metric"], "best_params": result.best_params,
+            "model": best["user_attrs"].get("model"), "train": train,
+            "summary": f"{counts['complete']} trained, {counts['pruned']} stopped or rejected; best "
+                       f"{best['user_attrs'].get('model')} {result.objectives[0]['metric']}="
+                       f"{result.best_values[0]:.4f}"}
+
+
+def _durations(result: Any) -> list[float]:
+    """Durations of the best complete trials (up to 5), slowest first."""
+    if result is None:
+        return []
+    sign = -1 if result.objectives[0]["direction"] == "maximize" else 1
+    done = [t for t in result.trials if t["state"] == "COMPLETE" and t["duration_s"] and t["values"]]
+    done.sort(key=lambda t: sign * t["values"][0])
+    return sorted((t["duration_s"] for t in done[:5]), reverse=True)
+
+
+def _trial_s(result: Any, timing: Plan, epochs: int) -> float:
+    durations = _durations(result)
+    return durations[len(durations) // 2] if durations else timing.trial_s(epochs)
+
+
+def _tail_s(result: Any, timing: Plan, epochs: int) -> float:
+    """Seconds the stages after the search need if one of the best trials so far wins: train it twice (train,
+    train+val), the compression ladder and the final compression (fine-tuning epochs each), export, reports."""
+    durations = _durations(result)
+    if not durations:
+        return timing.tail_s(epochs)
+    slowest = durations[0]
+    per_epoch = slowest / epochs
+    compress = (LADDER_RUNGS + 1) * (timing.run_s + timing.finetune_epochs * per_epoch)
+    return 2.2 * slowest + compress + EXPORT_S + REPORTS_S
+
+
+def _retrain(search: dict[str, Any], run_dir: Path, draw: Callable) -> dict[str, Any]:
+    """The best configuration twice: on the train split (search/best: the compression ladder is chosen on
+    its validation rows, which it never trained on) and on train + val (final/). The test rows are the same
+    in both (same seed and test fraction; the test split is drawn before the validation split)."""
+    runs = {}
+    for out, extra in ((run_dir / "search" / "best", {}), (run_dir / "final", {"val_fraction": 0.0})):
+        # one thread, as the search trials ran: their durations are what the budget was planned on
+        mapping = {**search["train"], "threads": 1, **extra, "out": str(out)}
+        if out.exists():  # an interrupted retrain starts over: it is one short run
+            shutil.rmtree(out)
+        runs[out.name] = run_training(spec_from_mapping(TrainSpec, mapping, source="automl"))
+        draw(out)
+    result = runs["final"]
+    best_yaml = {**search["train"], "threads": 1, "val_fraction": 0.0}
+    import yaml
+
+    header = ("# the final model of this automl run: the best configuration of the search, trained on train+val\n"
+              "# reproduce: nnopt train --config best.yaml\n")
+    atomic_write_text(run_dir / "best.yaml", header + yaml.safe_dump(best_yaml, sort_keys=False))
+    shutil.copyfile(run_dir / "final" / "model.pt", run_dir / ".model.pt.tmp")
+    (run_dir / ".model.pt.tmp").replace(run_dir / "model.pt")
+    model = str(search["train"]["model"])
+    return {"epochs": result.epochs, "wall_s": result.wall_s, "model": model,
+            "n_params": result.config.get("n_params"), "select_wall_s": runs["best"].wall_s,
+            "summary": f"{model} trained {result.epochs} epochs on train+val in {result.wall_s:.1f} s"}
+
+
+def _compress(settings: dict[str, Any], search: dict[str, Any], run_dir: Path, timing: Plan, clock: Clock,
+              drop: float, draw: Callable) -> dict[str, Any]:
+    source, target = settings["data"], settings.get("target")
+    ladder_s = 3 * (timing.run_s + timing.finetune_epochs * timing.epoch_s * 2) + 10
+    chosen: dict[str, Any] = {"prune": 0.0, "prune_method": None, "quantize": "int8"}
+    how = "int8 without a ladder: too little budget left for fine-tuning"
+    best = run_dir / "search" / "best"
+    if clock.left() > ladder_s and best.is_dir():
+        try:
+            selected = compress(best, source, max_accuracy_drop=drop, target=target, out=run_dir / "compress-select")
+        except UsageError as exc:  # no setting kept the accuracy: keep the full-precision weights
+            selected, how = None, f"fp32: {exc}"
+            chosen = {"prune": 0.0, "prune_method": None, "quantize": None}
+        if selected is not None:
+            draw(run_dir / "compress-select")
+            row = selected.chosen
+            chosen = {"prune": row.get("prune") or 0.0, "prune_method": row.get("prune_method"),
+                      "quantize": row.get("quantize")}
+            how = f"{row['name']}: the smallest of the ladder within {drop:g} points on validation"
+    amount = chosen["prune"] or 0.0
+    out = run_dir / "compressed"
+    result = compress(run_dir / "final", source, target=target, prune=amount or None,
+                      prune_method=chosen["prune_method"] or "magnitude",
+                      schedule="gradual" if amount else "oneshot", quantize=chosen["quantize"], export="onnx", out=out)
+    draw(out)
+    kept = result.chosen
+    original = result.rows[0]
+    return {"setting": chosen, "how": how, "file_bytes": kept["file_bytes"], "fp32_bytes": original["file_bytes"],
+            "ratio": kept.get("ratio", 1.0), "name": kept["name"], "latency": result.latency,
+            "summary": f"{kept['name']}: {kept['file_bytes']:,} bytes, {kept.get('ratio', 1.0):.1f}x smaller than fp32"}
+
+
+def _export(run_dir: Path, compressed: dict[str, Any]) -> dict[str, Any]:
+    files = []
+    for name in ("model.onnx", "model.int8.onnx", "compressed.nnz"):
+        source = run_dir / "compressed" / name
+        if source.is_file():
+            shutil.copyfile(source, run_dir / f".{name}.tmp")
+            (run_dir / f".{name}.tmp").replace(run_dir / name)
+            files.append(name)
+    latency = {}
+    for row in compressed.get("latency") or []:
+        latency[f"{row['model']} · {row['runtime']} · batch {row['batch']}"] = row["latency_ms"]
+    return {"files": files, "latency_ms": latency, "summary": f"wrote {', '.join(files)}"}
+
+
+def _test(run_dir: Path, data: Any, settings: dict[str, Any], stages: dict[str, Any],
+          constraints: dict[str, Any]) -> dict[str, Any]:
+    metric = "accuracy" if data.task == "classification" else "r2"
+    final = json.loads((run_dir / "final" / "summary.json").read_text())["metrics"]["test"]
+    results = json.loads((run_dir / "compressed" / "results.json").read_text())
+    kept = next(v for v in results["variants"] if v["name"] == results["chosen"])
+    model, meta = nnopt_load(run_dir / "final" / "model.pt")
+    costs = model_costs(model, meta["in_features"], latency="max_latency_ms" in constraints)
+    measured = {"max_params": costs["params"], "max_flops": costs["flops"], "max_size_kb": costs["size_kb"],
+                "max_latency_ms": costs.get("latency_ms")}
+    checks = {k: {"limit": v, "value": measured[k], "ok": measured[k] is not None and measured[k] <= v}
+              for k, v in constraints.items()}
+    return {"metric": metric, "final_test": final.get(metric), "compressed_test": kept.get("test"),
+            "final_metrics": final, "params": costs["params"], "size_kb": costs["size_kb"],
+            "compressed_bytes": kept["file_bytes"], "constraints": checks,
+            "summary": f"test {metric}: final {final.get(metric):.4f}, compressed {kept.get('test'):.4f}"}
+
+
+# ---- state, settings, summary ------------------------------------------------------------------
+
+def _stage(run_dir: Path, state: dict[str, Any], clock: Clock, name: str, say: Progress,
+           work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    number = STAGES.index(name) + 1
+    say(name, f"[{number}/{len(STAGES)}] {name} · {clock.left():.0f} s of the budget left")
+    start = time.monotonic()
+    outcome = work()
+    outcome["seconds"] = time.monotonic() - start
+    state["stages"][name] = outcome
+    _save(run_dir, state, clock)
+    say(name, f"[{number}/{len(STAGES)}] {name} done in {outcome['seconds']:.1f} s: {outcome['summary']}")
+    return outcome
+
+
+def _save(run_dir: Path, state: dict[str, Any], clock: Clock) -> None:
+    state["spent_s"] = clock.spent()
+    atomic_write_json(run_dir / "automl.json", state)
+
+
+def _load_state(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    path = run_dir / "automl.json"
+    if not path.is_file():
+        if run_dir.is_dir() and any(run_dir.iterdir()):
+            raise UsageError(f"{run_dir} exists and is not an automl run directory; give another --out")
+        return {"version": 1}
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise UsageError(f"{path} is unreadable; give another --out to start over") from None
+    old = state.get("settings") or {}
+    changed = [k for k in SETTING_KEYS if k != "budget_s" and old.get(k) != settings.get(k)]
+    if changed:
+        raise UsageError(f"{run_dir} holds an automl run with other settings ({', '.join(changed)}); re-run it "
+                         "with the same flags to continue, or give another --out")
+    return state
+
+
+def _write_config(run_dir: Path, settings: dict[str, Any], workers: int, storage: str | None) -> None:
+    from nnopt.search import mask_url
+
+    atomic_write_json(run_dir / "config.json", {
+        "command": "automl", **settings, "workers": workers, "storage": mask_url(storage) if storage else None,
+        "stages": list(STAGES), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+
+def _summary(run_dir: Path, state: dict[str, Any], clock: Clock) -> dict[str, Any]:
+    stages = state["stages"]
+    test = stages["test"]
+    return {"run_dir": str(run_dir), "budget_s": state["settings"]["budget_s"], "spent_s": round(clock.spent(), 1),
+            "metric": test["metric"], "test": test["final_test"], "compressed_test": test["compressed_test"],
+            "model": stages["retrain"]["model"], "params": test["params"],
+            "fp32_bytes": stages["compress"]["fp32_bytes"], "compressed_bytes": test["compressed_bytes"],
+            "compression": stages["compress"]["name"], "latency_ms": stages["export"]["latency_ms"],
+            "constraints": test["constraints"],
+            "stages": {k: round(v["seconds"], 1) for k, v in stages.items()},
+            "files": ["model.onnx", "model.pt", "compressed.nnz", "best.yaml", "report.html"]}
+
+
+def _auto_space(data: Any) -> str:
+    """cnn for images of at least 16 x 16 pixels and 1-D signals of at least 32 steps, else mlp."""
+    shape = tuple(data.input_shape or ())
+    spatial = shape[1:] if len(shape) >= 2 else ()
+    if len(spatial) == 2 and min(spatial) >= 16:
+        return "cnn"
+    if len(spatial) == 1 and spatial[0] >= 32:
+        return "cnn"
+    return "mlp"
+
+
+def _source(data: Any) -> Any:
+    if isinstance(data, (str, Path)):
+        return str(data)
+    raise UsageError("automl takes a dataset name or a file path (so best.yaml can reproduce the run); "
+                     f"got a {type(data).__name__}")
+
+
+def _check_drop(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise UsageError(f"--max-accuracy-drop must be a number of points >= 0; got {value!r}")
+    return float(value)

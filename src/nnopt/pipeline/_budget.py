@@ -1,0 +1,93 @@
+"""The wall-clock budget of an automl run: parsing '10m', and the share of it each stage may spend.
+
+The split is adaptive: one probe epoch of a reference network measures how fast this machine trains on this data;
+the screen gets a fixed share, the stages after the search get what the probe says they need, and the search gets
+the rest. See docs/automl.md for the figures.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass
+
+from nnopt.errors import UsageError
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smh])")
+
+SCREEN_SHARE = 0.12  # of the whole budget: the optimizer / learning-rate screen
+TRIALS_WANTED = 30  # the search's epochs per trial are set so that about this many trials fit
+MIN_TRIALS = 4  # a budget in which fewer trials fit is too small to search
+EPOCHS_RANGE = (3, 30)  # epochs per search trial
+SIZE_FACTOR = 2.0  # searched networks train this much slower than the probe network, on average
+TRIAL_COSTS_S = 0.2  # measuring a candidate's size and batch-1 latency before it trains
+EXPORT_S = 10.0  # ONNX export, int8 quantization and latency timing of two runtimes
+REPORTS_S = 15.0  # the reports of every stage
+LADDER_RUNGS = 2  # compression settings tried on average before one keeps the accuracy
+
+
+def parse_budget(value: object) -> float:
+    """'10m', '90s', '1h', '2m30s' or a number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise UsageError(f"--budget must be a duration like 10m, 90s or 1h; got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower().replace(" ", "")
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            seconds = float(text)
+        elif re.fullmatch(r"(?:\d+(?:\.\d+)?[smh])+", text):
+            seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+        else:
+            raise UsageError(f"--budget must be a duration like 10m, 90s or 1h; got '{value}'")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise UsageError(f"--budget must be > 0; got '{value}'")
+    return seconds
+
+
+@dataclass
+class Plan:
+    """What the probe predicts: seconds per epoch of the probe network, and the search's epochs per trial."""
+
+    epoch_s: float
+    run_s: float  # the fixed cost of one training run: building, evaluating, writing
+    finetune_epochs: int  # compress's fine-tuning epochs on this data
+
+    def trial_s(self, epochs: int) -> float:
+        return self.run_s + TRIAL_COSTS_S + epochs * self.epoch_s * SIZE_FACTOR
+
+    def tail_s(self, epochs: int) -> float:
+        """Seconds after the search: retrain the best (train, then train+val), the compression ladder and the
+        final compression (fine-tuning epochs each), export and latency, reports."""
+        retrain = self.trial_s(epochs) * (1.0 + 1.2)
+        compress = (LADDER_RUNGS + 1) * (self.run_s + self.finetune_epochs * self.epoch_s * SIZE_FACTOR)
+        return retrain + compress + EXPORT_S + REPORTS_S
+
+    def screen_s(self, n_optimizers: int, epochs: int) -> float:
+        # each optimizer: a run, and ~150 LR-finder steps (a few epochs' worth)
+        return n_optimizers * (2 * self.run_s + (epochs + 3) * self.epoch_s) + REPORTS_S / 4
+
+    def epochs_per_trial(self, search_s: float) -> int:
+        wanted = (search_s / TRIALS_WANTED - self.run_s - TRIAL_COSTS_S) / (self.epoch_s * SIZE_FACTOR)
+        return int(min(EPOCHS_RANGE[1], max(EPOCHS_RANGE[0], math.floor(wanted))))
+
+    def minimum_s(self, n_optimizers: int) -> float:
+        """The smallest budget in which every stage runs once with the fewest epochs."""
+        low = EPOCHS_RANGE[0]
+        return self.screen_s(n_optimizers, 2) + MIN_TRIALS * self.trial_s(low) + self.tail_s(low)
+
+
+class Clock:
+    """Seconds left of the budget; time spent in earlier runs of the same directory counts too."""
+
+    def __init__(self, budget_s: float, spent_before_s: float = 0.0):
+        self.budget_s, self.spent_before_s = budget_s, spent_before_s
+        self.start = time.monotonic()
+
+    def spent(self) -> float:
+        return self.spent_before_s + time.monotonic() - self.start
+
+    def left(self) -> float:
+        return self.budget_s - self.spent()

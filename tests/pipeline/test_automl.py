@@ -1,0 +1,164 @@
+"""nnopt automl: the budget is respected, constraints hold on the final model, a killed run continues, bad input
+exits 2 before anything is written."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_wine
+
+import nnopt
+from nnopt.pipeline import STAGES, parse_budget
+
+FILES = {"automl.json", "config.json", "summary.json", "report.html", "model.onnx", "model.pt", "compressed.nnz",
+         "best.yaml", "screen", "search", "final", "compressed"}
+
+
+def _automl(*args, timeout=400):
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "nnopt", "automl", *map(str, args)], capture_output=True, text=True,
+                         timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return out, time.monotonic() - start
+
+
+@pytest.mark.parametrize("text,seconds", [("90s", 90), ("5m", 300), ("1h", 3600), ("2m30s", 150), ("45", 45),
+                                          (12.5, 12.5)])
+def test_parse_budget(text, seconds):
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["ten", "5 minutes", "0", "-3m", "m", "", True])
+def test_bad_budget_is_a_usage_error(text):
+    with pytest.raises(nnopt.UsageError, match="--budget"):
+        parse_budget(text)
+
+
+def test_digits_within_budget_with_every_output(tmp_path):
+    run = tmp_path / "digits"
+    out, wall = _automl("--data", "digits", "--budget", "60s", "--out", run, "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert FILES <= {p.name for p in run.iterdir()}
+    state = json.loads((run / "automl.json").read_text())
+    assert list(state["stages"]) == list(STAGES)
+    # The budget covers every stage and report; the process adds its start-up (imports) on top.
+    assert summary["spent_s"] <= 60 * 1.1, summary["stages"]
+    assert wall <= 60 * 1.1 + 15
+    assert summary["test"] >= 0.9 and summary["compressed_test"] >= 0.9
+    assert summary["compressed_bytes"] < summary["fp32_bytes"]
+    # The screen never computed test metrics: it ranks on validation.
+    screen = json.loads((run / "screen" / "results.json").read_text())
+    assert all(r.get("test_accuracy_mean") is None for r in screen["optimizers"])
+    # best.yaml reproduces the final model exactly.
+    code = subprocess.run([sys.executable, "-m", "nnopt", "train", "--config", run / "best.yaml", "--out",
+                           tmp_path / "again", "--json"], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert code.returncode == 0, code.stderr
+    final = json.loads((run / "final" / "summary.json").read_text())["metrics"]["test"]
+    again = json.loads(code.stdout)["metrics"]["test"]
+    assert again["accuracy"] == pytest.approx(final["accuracy"], abs=1e-9)
+    # model.onnx predicts what the compressed nnopt model predicts.
+    import onnxruntime as ort
+
+    model = nnopt.load(run / "compressed.nnz")
+    X = torch.randn(64, 64)
+    session = ort.InferenceSession(str(run / "model.onnx"), providers=["CPUExecutionProvider"])
+    onnx_out = session.run(None, {session.get_inputs()[0].name: X.numpy()})[0]
+    with torch.inference_mode():
+        torch_out = model(X).numpy()
+    assert (onnx_out.argmax(1) == torch_out.argmax(1)).mean() >= 0.99
+    assert "Model card" in (run / "report.html").read_text()
+
+
+def _wine_csv(path):
+    wine = load_wine()
+    names = np.array(["barolo", "grignolino", "barbera"])[wine.target]
+    header = ",".join(wine.feature_names + ["cultivar"])
+    rows = [",".join(f"{v:g}" for v in x) + f",{n}" for x, n in zip(wine.data, names)]
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_csv_with_constraints_holds_them_on_the_final_model(tmp_path):
+    data = _wine_csv(tmp_path / "wine.csv")
+    run = tmp_path / "wine"
+    out, wall = _automl("--data", data, "--target", "cultivar", "--budget", "45s", "--max-params", "3000",
+                        "--max-size-kb", "16", "--out", run, "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["spent_s"] <= 45 * 1.1 and wall <= 45 * 1.1 + 15
+    assert set(summary["constraints"]) == {"max_params", "max_size_kb"}
+    assert all(check["ok"] for check in summary["constraints"].values()), summary["constraints"]
+    model, meta = nnopt.load_model(run / "final")
+    assert sum(p.numel() for p in model.parameters()) <= 3000
+    assert meta["class_names"] == ["barbera", "barolo", "grignolino"]
+    assert summary["test"] >= 0.85
+
+
+def test_a_killed_run_continues_where_it_stopped(tmp_path):
+    run = tmp_path / "iris"
+    args = [sys.executable, "-m", "nnopt", "automl", "--data", "iris", "--budget", "50s", "--out", str(run),
+            "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 120
+    journal = run / "search" / "study.journal"
+    while time.monotonic() < deadline:  # kill it in the middle of the search
+        if journal.is_file() and journal.stat().st_size > 20_000:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = json.loads((run / "automl.json").read_text())
+    assert "screen" in state["stages"] and "test" not in state["stages"]
+    screen_written = (run / "screen" / "results.json").stat().st_mtime_ns
+    trials_before = journal.read_text().count('"op_code": 4')  # trial state changes recorded so far
+    out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert (run / "screen" / "results.json").stat().st_mtime_ns == screen_written  # the screen was not redone
+    assert journal.read_text().count('"op_code": 4') >= trials_before  # the study continued, nothing lost
+    assert summary["spent_s"] >= state["spent_s"]  # the time of the first run counts against the budget
+    assert (run / "model.onnx").is_file()
+
+
+def test_a_budget_too_small_says_so_before_starting(tmp_path, run_cli):
+    code, out, err = run_cli("automl", "--data", "digits", "--budget", "5s", "--out", tmp_path / "r")
+    assert code == 2 and out == ""
+    assert err.startswith("error: a budget of 5 s is too small for digits") and "--budget" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_constraints_no_architecture_meets(tmp_path, run_cli):
+    code, _, err = run_cli("automl", "--data", "digits", "--budget", "2m", "--max-params", "10", "--out",
+                           tmp_path / "r")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "over the limit of 10" in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--budget", "ten"], "--budget"),
+    (["--max-accuracy-drop", "-1"], "--max-accuracy-drop"),
+    (["--workers", "0"], "--workers"),
+    (["--space", "rnn"], "--space"),
+    (["--objective", "val_acc"], "val_acc"),
+])
+def test_bad_flags_exit_2(tmp_path, run_cli, args, needle):
+    code, _, err = run_cli("automl", "--data", "iris", "--out", tmp_path / "r", *args)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_other_settings_in_the_same_directory_are_refused(tmp_path, run_cli):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "automl.json").write_text(json.dumps({"version": 1, "settings": {"data": "wine"}}))
+    code, _, err = run_cli("automl", "--data", "iris", "--budget", "1m", "--out", run)
+    assert code == 2 and "other settings" in err
