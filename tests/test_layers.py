@@ -13,7 +13,7 @@ LAYERS = {
     "data": 1, "models": 1, "optim": 1,
     "train": 2,
     "search": 3, "compress": 3, "distributed": 3, "comparison": 3,
-    "report": 4,
+    "report": 4, "inference": 4,
     "cli": 5, "pipeline": 4, "api": 5, "__main__": 5, "__init__": 5,
 }
 

@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__", "automl", "fit", "compare", "find_lr", "tune", "nas", "compress_model", "load", "build_report", "FitResult", "CompareResult", "load_data",
     "build_model", "load_model", "ArchSpec", "OPTIMIZERS", "create_optimizer", "NnoptError", "UsageError",
+    "evaluate", "predict", "export",
 ]
 
 from nnopt.errors import NnoptError, UsageError
@@ -25,6 +26,7 @@ _LAZY = {
     "load_data": "nnopt.data",
     "build_model": "nnopt.models", "load_model": "nnopt.models", "ArchSpec": "nnopt.models",
     "OPTIMIZERS": "nnopt.optim", "create_optimizer": "nnopt.optim",
+    "evaluate": "nnopt.inference", "predict": "nnopt.inference", "export": "nnopt.inference",
 }
 
 

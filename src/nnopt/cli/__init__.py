@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from nnopt import __version__
-from nnopt.cli import _automl, _compress, _misc, _search, _train
+from nnopt.cli import _automl, _compress, _misc, _search, _train, _use
 from nnopt.cli._common import Parser, batch_size
 from nnopt.errors import NnoptError
 
-_GROUPS = (_automl, _train, _search, _compress, _misc)
+_GROUPS = (_automl, _train, _search, _compress, _use, _misc)
 COMMANDS = {name: command for group in _GROUPS for name, command in group.COMMANDS.items()}
 _INTERRUPTED = {"train": "; the last finished epoch is checkpointed: re-run with --out DIR --resume",
                 "tune": "; finished trials are kept: re-run the same command to continue the study",

@@ -9,9 +9,10 @@ from nnopt.data._batches import epoch_batches
 from nnopt.data._builtin import DATASETS, list_datasets
 from nnopt.data._load import load_data
 from nnopt.data._prepare import detect_task
-from nnopt.data._scale import apply_preprocessing
+from nnopt.data._rows import load_rows, split_positions
+from nnopt.data._scale import apply_preprocessing, apply_target
 from nnopt.data._torch_dataset import DatasetSplit
 from nnopt.data._types import Data, Split
 
-__all__ = ["DATASETS", "Data", "DatasetSplit", "Split", "apply_preprocessing", "detect_task", "epoch_batches", "list_datasets",
-           "load_data"]
+__all__ = ["DATASETS", "Data", "DatasetSplit", "Split", "apply_preprocessing", "apply_target", "detect_task", "epoch_batches", "list_datasets",
+           "load_data", "load_rows", "split_positions"]

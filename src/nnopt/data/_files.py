@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,20 @@ def columns_to_raw(names: list[str], columns: list[np.ndarray], target: str | No
 
 
 def read_csv(path: Path, target: str | None) -> RawData:
+    header, table, columns = parse_csv(path, check=lambda names: pick_target(names, target, path))
+    if table is not None:
+        t = pick_target(header, target, path)
+        return RawData(X=np.delete(table, t, axis=1), y=table[:, t].copy(), source="csv",
+                       feature_names=[n for i, n in enumerate(header) if i != t], target=header[t])
+    return columns_to_raw(header, columns, target, path, "csv")
+
+
+def parse_csv(path: Path, check: Callable[[list[str]], object] | None = None
+              ) -> tuple[list[str], np.ndarray | None, list[np.ndarray] | None]:
+    """(header, table, None) when every cell is a number (one float64 array), else (header, None, string columns).
+
+    `check(header)` runs before the body is parsed, so a bad --target fails before a large file is read.
+    """
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
@@ -94,7 +109,8 @@ def read_csv(path: Path, target: str | None) -> RawData:
             if header is None:
                 raise DataError(f"no rows in {path}: the file is empty; give a CSV with a header row and data")
             header = [cell.strip() for cell in header]
-            t = pick_target(header, target, path)
+            if check is not None:
+                check(header)
             # Fast path: an all-numeric file goes through numpy's C parser in one call.
             try:
                 with warnings.catch_warnings():
@@ -102,9 +118,7 @@ def read_csv(path: Path, target: str | None) -> RawData:
                     table = np.loadtxt(fh, delimiter=",", dtype=np.float64, ndmin=2, comments=None,
                                        quotechar='"')
                 if table.shape[0] and table.shape[1] == len(header):
-                    y = table[:, t].copy()
-                    return RawData(X=np.delete(table, t, axis=1), y=y, source="csv",
-                                   feature_names=[n for i, n in enumerate(header) if i != t], target=header[t])
+                    return header, table, None
                 if table.shape[0] == 0:
                     raise DataError(f"no rows in {path}: only a header; add data rows")
             except ValueError:
@@ -122,8 +136,7 @@ def read_csv(path: Path, target: str | None) -> RawData:
         if len(row) != len(header):
             raise DataError(f"{path}: row {number} has {len(row)} fields but the header has {len(header)}; "
                             "fix the row or quote fields that contain commas")
-    columns = [np.array(col, dtype=str) for col in zip(*rows)]
-    return columns_to_raw(header, columns, target, path, "csv")
+    return header, None, [np.array(col, dtype=str) for col in zip(*rows)]
 
 
 NPZ_LAYOUTS = "'X' and 'y', or 'x_train', 'y_train' (+ 'x_test', 'y_test')"
@@ -161,6 +174,11 @@ def read_npz(path: Path) -> RawData:
 
 
 def read_parquet(path: Path, target: str | None) -> RawData:
+    names, columns = read_parquet_columns(path)
+    return columns_to_raw(names, columns, target, path, "parquet")
+
+
+def read_parquet_columns(path: Path) -> tuple[list[str], list[np.ndarray]]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -172,8 +190,7 @@ def read_parquet(path: Path, target: str | None) -> RawData:
     if table.num_rows == 0:
         raise DataError(f"no rows in {path}; give a table with data rows")
     names = [str(name) for name in table.column_names]
-    columns = [np.asarray(table.column(i).to_numpy(zero_copy_only=False)) for i in range(table.num_columns)]
-    return columns_to_raw(names, columns, target, path, "parquet")
+    return names, [np.asarray(table.column(i).to_numpy(zero_copy_only=False)) for i in range(table.num_columns)]
 
 
 def read_file(path: Path, target: str | None) -> RawData:

@@ -1,0 +1,96 @@
+"""evaluate, predict, export: use a model nnopt produced, without writing code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from nnopt.cli._common import default_out, make_console, num, print_table
+
+MODEL_HELP = ("a run directory (train; tune / search or their best/; compare; compress; automl) or a model file "
+              "(model.pt, compressed.nnz)")
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.ArgumentParser) -> None:
+    evaluate = sub.add_parser("evaluate", parents=[common], help="score a trained model on labelled data",
+                              description="Score a trained model on labelled data: the metrics `nnopt train` "
+                                          "reports, and a confusion matrix (classification) or residual plot "
+                                          "(regression).")
+    evaluate.add_argument("model", metavar="MODEL_OR_RUN_DIR", help=MODEL_HELP)
+    evaluate.add_argument("--data", help="dataset name or path (as for train; default: the data it was trained on)")
+    evaluate.add_argument("--target", help="label column of a CSV/parquet file (default: the training target)")
+    evaluate.add_argument("--split", default="all", help="all (every row given; default) | test | val | train: "
+                                                         "the training run's split (same seed and fractions)")
+    evaluate.add_argument("--out", help="directory for metrics.json and the plot (default runs/evaluate-TIMESTAMP)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
+
+    predict = sub.add_parser("predict", parents=[common], help="predict every row of a data file",
+                             description="Predict every row of a data file, in input order: class names as in "
+                                         "the training labels, or values in the target's units.")
+    predict.add_argument("model", metavar="MODEL_OR_RUN_DIR", help=MODEL_HELP)
+    predict.add_argument("--data", required=True, help="dataset name or path (.csv, .parquet, .npz, IDX directory)")
+    predict.add_argument("--target", help="a label column to ignore (default: the training target, if present)")
+    predict.add_argument("--out", default="predictions.csv", help="CSV to write (default predictions.csv)")
+    predict.add_argument("--proba", action="store_true", help="add a probability column per class")
+    predict.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
+
+    export = sub.add_parser("export", parents=[common], help="export a model to ONNX or TorchScript",
+                            description="Write the model, with its feature scaling built in, as one ONNX or "
+                                        "TorchScript file that takes raw feature rows; check it against nnopt.")
+    export.add_argument("model", metavar="MODEL_OR_RUN_DIR", help=MODEL_HELP)
+    export.add_argument("--format", required=True, help="onnx | torchscript")
+    export.add_argument("--out", help="file to write (default model.onnx / model.torchscript.pt)")
+    export.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from nnopt.errors import unknown_name
+    from nnopt.inference import SPLITS, evaluate
+
+    if args.split not in SPLITS:  # before a run directory is made
+        raise unknown_name("split", args.split, SPLITS)
+    result = evaluate(args.model, args.data, target=args.target, split=args.split,
+                      out=args.out or default_out("evaluate"))
+    if args.json:
+        print(json.dumps(result.summary()))
+        return 0
+    console = make_console()
+    console.print(f"{result.rows} {'' if result.split == 'all' else result.split + ' '}rows of {result.data}; "
+                  f"model: {result.model}")
+    print_table("", [{"metric": name, "value": num(value)} for name, value in result.metrics.items()],
+                ["metric", "value"])
+    for path in result.files:
+        console.print(f"wrote {path}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from nnopt.inference import predict
+
+    result = predict(args.model, args.data, proba=args.proba, out=args.out, target=args.target)
+    if args.json:
+        print(json.dumps(result.summary()))
+        return 0
+    console = make_console()
+    console.print(f"{len(result)} predictions ({', '.join(result.columns)}) -> {result.path}")
+    console.print(f"model: {result.model}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from nnopt.inference import export
+
+    result = export(args.model, args.format, args.out)
+    if args.json:
+        print(json.dumps(result.summary()))
+        return 0
+    check = (f"{100 * result.agreement:.2f} % same class" if result.agreement is not None
+             else f"max |difference| {result.max_abs_diff:.3g} in target units")
+    console = make_console()
+    console.print(f"wrote {result.path} ({result.format}); against nnopt on {result.rows_checked} sampled rows: "
+                  f"{check}")
+    return 0
+
+
+COMMANDS = {"evaluate": _cmd_evaluate, "predict": _cmd_predict, "export": _cmd_export}

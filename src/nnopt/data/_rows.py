@@ -1,0 +1,112 @@
+"""Rows as a source holds them — not split, not scaled — for using a trained model on new data.
+
+A table (.csv, .parquet) is matched to the model's feature columns by name, so its columns may come in any
+order; built-in names, .npz files, IDX directories and arrays are taken by position.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nnopt.data._files import (
+    _numeric_column,
+    _target_column,
+    parse_csv,
+    read_parquet_columns,
+)
+from nnopt.data._load import _resolve
+from nnopt.data._prepare import _split_rows
+from nnopt.data._types import Data, RawData
+from nnopt.errors import DataError
+
+TABLES = (".csv", ".parquet", ".pq")
+
+
+def load_rows(source, *, features: Sequence[str] | None = None, target: str | None = None,
+              ignore: Sequence[str] = ()) -> RawData:
+    """The rows of `source` in file order, with their labels when the source has them (else y is None).
+
+    For a table: `target` names the label column (it may be absent); `features` (the model's feature
+    names) picks the feature columns by name — a missing one, or a column that is neither a feature, the
+    target nor in `ignore`, is a DataError naming it. Without `features` every other column is a feature.
+    Any other source (a built-in name, .npz, IDX directory, (X, y) tuple, or an X array) keeps its order;
+    a shipped test split stays in `test`.
+    """
+    if isinstance(source, Data):
+        raise DataError("a prepared Data is already split and scaled; give the raw rows (a path, a dataset "
+                        "name, an (X, y) tuple or an X array)")
+    if isinstance(source, (np.ndarray, torch.Tensor, list)):
+        return RawData(X=_array(source), y=None, source="arrays")
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source).expanduser()
+        if path.is_file() and path.suffix.lower() in TABLES:
+            return _table(path, features, target, ignore)
+    _, raw = _resolve(source, None)
+    return raw
+
+
+def split_positions(n: int, labels: np.ndarray | None, has_test: bool, val_fraction: float,
+                    test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(train, val, test) row positions exactly as load_data splits n rows with these settings.
+
+    `labels`: class codes 0..K-1 (stratification) or None for regression; with `has_test` the source
+    ships its own test split and test is None.
+    """
+    return _split_rows(n, labels, has_test, val_fraction, test_fraction, seed)
+
+
+def _array(values) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu().numpy()
+    try:
+        return np.asarray(values)
+    except ValueError as exc:
+        raise DataError(f"rows cannot be made into an array ({exc}); give rows of equal length") from None
+
+
+def _table(path: Path, features: Sequence[str] | None, target: str | None, ignore: Sequence[str]) -> RawData:
+    if path.suffix.lower() == ".csv":
+        names, table, columns = parse_csv(path)
+        if table is not None:
+            columns = [table[:, i] for i in range(table.shape[1])]
+    else:
+        names, columns = read_parquet_columns(path)
+    by_name = dict(zip(names, columns))
+    y = _target_column(target, by_name[target]) if target is not None and target in by_name else None
+    if features is None:
+        wanted = [n for n in names if n != target and n not in ignore]
+    else:
+        wanted = list(features)
+        _check_columns(path, names, wanted, target, ignore)
+    if not wanted:
+        raise DataError(f"{path} has no feature columns; give at least one")
+    X = np.stack([_numeric_column(name, by_name[name]) for name in wanted], axis=1)
+    return RawData(X=X, y=y, source=path.suffix.lower().lstrip("."), feature_names=wanted,
+                   target=target if y is not None else None)
+
+
+def _check_columns(path: Path, names: list[str], features: list[str], target: str | None,
+                   ignore: Sequence[str]) -> None:
+    listing = f"the model's features: {_listing(features)}"
+    missing = [f for f in features if f not in names]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DataError(f"{path.name} has no column '{missing[0]}'{more}, a feature the model was trained on; "
+                        f"add it ({listing})")
+    known = set(features) | set(ignore) | ({target} if target else set())
+    extra = [n for n in names if n not in known]
+    if extra:
+        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+        label = "; if it holds the labels, name it with --target" if target is not None else ""
+        raise DataError(f"{path.name} has a column '{extra[0]}'{more} the model was not trained on; drop it"
+                        f"{label} ({listing})")
+
+
+def _listing(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")

@@ -1,0 +1,143 @@
+"""evaluate(): a trained model's metrics on labelled rows — the names and formulas `nnopt train` reports.
+
+split="all" scores every row given. split="test" / "val" / "train" re-creates the training run's split from
+its config.json (seed, fractions) and scores that part, so on the training data it reproduces the metrics
+training reported: the same rows, scaled by the same recorded transform, with the same loss and metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nnopt.data import apply_target, split_positions
+from nnopt.errors import DataError, UsageError, unknown_name
+from nnopt.fileio import atomic_write_json, make_run_dir
+from nnopt.inference._plots import (
+    confusion_matrix,
+    draw_confusion,
+    draw_residuals,
+    residual_points,
+)
+from nnopt.inference._predictor import Predictor, Rows, load_predictor
+from nnopt.train import compute_metrics, metric_names, training_targets
+
+SPLITS = ("all", "test", "val", "train")
+DEFAULT_FRACTIONS = {"val_fraction": 0.15, "test_fraction": 0.15, "seed": 0}  # load_data's defaults
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float | None]
+    task: str
+    split: str
+    rows: int
+    model: str  # which model file, and from what kind of run
+    data: str
+    confusion: list[list[int]] | None = None  # classification: counts[true][predicted]
+    class_names: list[str] | None = None
+    run_dir: Path | None = None
+    files: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """The `--json` object."""
+        return {"metrics": self.metrics, "task": self.task, "split": self.split, "rows": self.rows,
+                "model": self.model, "data": self.data, "class_names": self.class_names,
+                "confusion": self.confusion, "run_dir": str(self.run_dir) if self.run_dir else None,
+                "files": self.files}
+
+
+def evaluate(model: Any, data: Any = None, *, target: str | None = None, split: str = "all",
+             out: str | Path | None = None) -> Evaluation:
+    """Score `model` (a run directory, model file or Predictor) on labelled `data` (default: its training data).
+
+    target: the label column of a table (default: the training target). out: a directory for config.json,
+    metrics.json and the plot (confusion_matrix.png, or residuals.png for regression).
+    """
+    if split not in SPLITS:
+        raise unknown_name("split", split, SPLITS)
+    predictor = load_predictor(model)
+    if data is None:
+        data = (predictor.settings or {}).get("data")
+        if data is None:
+            raise UsageError(f"{predictor.path} does not say which data trained it; give --data")
+    rows = predictor.rows(data, target=target, labels=True)
+    label = target or predictor.target
+    if rows.y is None:
+        column = f" (no column '{label}')" if label else ""
+        raise DataError(f"'{data}' has no labels{column}; evaluate needs them: name the label column with --target, "
+                        "or use nnopt predict")
+    task = predictor.task
+    labels = predictor.label_codes(rows.y, rows.class_names) if task == "classification" else predictor.targets(rows.y)
+    keep = _positions(predictor, split, rows, labels)
+    if len(keep) == 0:
+        raise DataError(f"the {split} split of '{data}' has no rows; use --split all")
+    outputs = predictor.outputs(predictor.inputs(rows.X[keep]))
+    y = torch.from_numpy(labels[keep]) if task == "classification" else \
+        torch.from_numpy(apply_target(labels[keep], predictor.target_scale))
+    Y = training_targets(y, task, predictor.n_outputs)
+    loss = _loss(task, outputs, Y)
+    metrics = compute_metrics(task, outputs, Y, loss, metric_names(task), predictor.target_scale)
+    result = Evaluation(metrics=metrics, task=task, split=split, rows=len(keep), model=predictor.description,
+                        data=str(data) if isinstance(data, (str, Path)) else f"<{type(data).__name__}>")
+    predicted, _ = predictor.decode(outputs)
+    if task == "classification":
+        result.class_names = predictor.class_names
+        counts = confusion_matrix(labels[keep], predicted, len(predictor.class_names))
+        result.confusion = counts.tolist()
+    if out is not None:
+        _write(Path(out), result, predictor, labels[keep], predicted)
+    return result
+
+
+def _positions(predictor: Predictor, split: str, rows: Rows, labels: np.ndarray) -> np.ndarray:
+    """Row positions of the split, chosen exactly as load_data chose them when the model was trained."""
+    n_all = len(rows.X)
+    if split == "all":
+        return np.arange(n_all)
+    if predictor.settings is None:
+        raise UsageError(f"--split {split} re-creates the training split from the run's config.json, and none was "
+                         f"found for {predictor.path}; give the run directory, or use --split all")
+    settings = {**DEFAULT_FRACTIONS, **{k: v for k, v in predictor.settings.items() if v is not None}}
+    n = n_all - rows.shipped_test
+    codes = labels[:n] if predictor.task == "classification" else None
+    train, val, test = split_positions(n, codes, rows.shipped_test > 0, float(settings["val_fraction"]),
+                                       float(settings["test_fraction"]), int(settings["seed"]))
+    if test is None:  # the source's own test split, after its training rows
+        test = np.arange(n, n_all)
+    return {"train": train, "val": val, "test": test}[split]
+
+
+def _loss(task: str, outputs: torch.Tensor, Y: torch.Tensor) -> float:
+    """The loss nnopt trains with by default: cross-entropy, BCE on one logit, or MSE on scaled targets."""
+    with torch.inference_mode():
+        if task == "regression":
+            return float(F.mse_loss(outputs, Y))
+        if outputs.dim() == 2 and outputs.shape[1] == 1:
+            return float(F.binary_cross_entropy_with_logits(outputs, Y))
+        return float(F.cross_entropy(outputs, Y))
+
+
+def _write(run_dir: Path, result: Evaluation, predictor: Predictor, labels: np.ndarray,
+           predicted: np.ndarray) -> None:
+    make_run_dir(run_dir)
+    result.run_dir = run_dir
+    title = f"{result.split} rows of {Path(result.data).name} ({result.rows})"
+    if result.task == "classification":
+        counts = np.asarray(result.confusion)
+        plot = draw_confusion(run_dir / "confusion_matrix.png", counts, predictor.class_names, title)
+    else:
+        pred, residual = residual_points(labels, predicted)
+        plot = draw_residuals(run_dir / "residuals.png", pred, residual, title)
+    result.files = [str(run_dir / "metrics.json"), str(plot)]
+    atomic_write_json(run_dir / "config.json", {
+        "command": "evaluate", "model": result.model, "model_file": str(predictor.path), "data": result.data,
+        "split": result.split, "training_split": predictor.settings, "rows": result.rows, "task": result.task,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    atomic_write_json(run_dir / "metrics.json", result.summary())

@@ -1,0 +1,165 @@
+"""export(): the model as one ONNX or TorchScript file that takes raw feature rows.
+
+The feature scaling fitted at training time is put in front of the network and, for regression, the target
+scaling is undone behind it, so the file needs nothing from nnopt: input (batch, n_features) float32 in the
+training feature order, output "logits" (class scores, in class_names order) or values in target units.
+ONNX goes through nnopt.compress.export_onnx. Feature names, class names and the task travel inside the
+file (ONNX metadata_props, a TorchScript extra file "nnopt.json"). After writing, the file is run on rows
+drawn around the training statistics and compared with nnopt's own predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nnopt.compress import agreement, export_onnx, ort_predict
+from nnopt.errors import UsageError, unknown_name
+from nnopt.fileio import atomic_write
+from nnopt.inference._predictor import Predictor, load_predictor
+
+FORMATS = ("onnx", "torchscript")
+DEFAULT_OUT = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
+CHECK_ROWS = 1000
+
+
+@dataclass
+class Exported:
+    path: Path
+    format: str
+    task: str
+    rows_checked: int
+    agreement: float | None  # classification: fraction of rows with the same predicted class as nnopt
+    max_abs_diff: float | None  # regression: largest |exported - nnopt| in target units
+
+    def summary(self) -> dict[str, Any]:
+        return {"path": str(self.path), "format": self.format, "task": self.task, "rows_checked": self.rows_checked,
+                "agreement": self.agreement, "max_abs_diff": self.max_abs_diff}
+
+
+class Deployed(nn.Module):
+    """scale raw rows -> network -> (regression) back to target units."""
+
+    def __init__(self, network: nn.Module, shift: np.ndarray, scale: np.ndarray,
+                 y_mean: np.ndarray | None = None, y_std: np.ndarray | None = None):
+        super().__init__()
+        self.network = network
+        self.register_buffer("shift", torch.as_tensor(shift, dtype=torch.float32))
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
+        self.unscale = y_mean is not None
+        self.register_buffer("y_mean", torch.as_tensor(y_mean if self.unscale else 0.0, dtype=torch.float32))
+        self.register_buffer("y_std", torch.as_tensor(y_std if self.unscale else 1.0, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.network((x - self.shift) / self.scale)
+        return out * self.y_std + self.y_mean if self.unscale else out
+
+
+def deployable(predictor: Predictor) -> Deployed:
+    """The predictor's network with its recorded input (and target) scaling built in, in eval mode."""
+    p, n = predictor.preprocessing, predictor.n_features
+    shift, scale = np.zeros(n), np.ones(n)
+    kind = p.get("x_scale", "none")
+    if kind == "standard":
+        shift, scale = np.asarray(p["x_mean"], dtype=np.float64), np.asarray(p["x_std"], dtype=np.float64)
+    elif kind == "minmax":
+        low = np.asarray(p["x_min"], dtype=np.float64)
+        shift, scale = low, np.asarray(p["x_max"], dtype=np.float64) - low
+    elif kind == "pixel":
+        scale = np.full(n, float(p["x_divisor"]))
+    y_scale = predictor.target_scale if predictor.task == "regression" else None
+    y_mean, y_std = (np.asarray(y_scale[0]), np.asarray(y_scale[1])) if y_scale else (None, None)
+    return Deployed(predictor.model, shift, scale, y_mean, y_std).eval()
+
+
+def export(model: Any, format: str = "onnx", out: str | Path | None = None, *, check_rows: int = CHECK_ROWS) -> Exported:
+    """Write `model` (a run directory, model file or Predictor) as `format` ("onnx" or "torchscript") to `out`
+    (default model.onnx / model.torchscript.pt) and check it against nnopt on `check_rows` sampled rows."""
+    if format not in FORMATS:
+        raise unknown_name("export format", format, FORMATS)
+    predictor = load_predictor(model)
+    path = Path(out if out is not None else DEFAULT_OUT[format])
+    deployed = deployable(predictor)
+    info = {"task": predictor.task, "feature_names": predictor.feature_names, "target": predictor.target,
+            "class_names": predictor.class_names if predictor.task == "classification" else None,
+            "output": "logits" if predictor.task == "classification" else "values in target units",
+            "source": predictor.description}
+    if format == "onnx":
+        export_onnx(deployed, predictor.n_features, path)
+        _add_onnx_metadata(path, info)
+    else:
+        _save_torchscript(deployed, predictor.n_features, path, info)
+    rows = probe_rows(predictor, check_rows)
+    theirs = run_exported(path, format, rows)
+    ours = predictor.outputs(predictor.inputs(rows)).numpy()
+    result = Exported(path=path, format=format, task=predictor.task, rows_checked=len(rows), agreement=None,
+                      max_abs_diff=None)
+    if predictor.task == "classification":
+        result.agreement = agreement(ours, theirs)
+    else:
+        values, _ = predictor.decode(torch.from_numpy(ours))
+        result.max_abs_diff = float(np.max(np.abs(theirs.reshape(values.shape) - values)))
+    return result
+
+
+def run_exported(path: str | Path, format: str, rows: np.ndarray) -> np.ndarray:
+    """Outputs of an exported file on raw rows: ONNX Runtime for .onnx, torch.jit for TorchScript."""
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    if format == "onnx":
+        return ort_predict(path, rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.9+ steers to torch.export; TorchScript still loads
+        module = torch.jit.load(str(path), map_location="cpu")
+    with torch.inference_mode():
+        return module(torch.from_numpy(rows)).numpy()
+
+
+def probe_rows(predictor: Predictor, n: int) -> np.ndarray:
+    """Rows spread like the training features (their mean and spread, or range), from a fixed seed."""
+    p, width = predictor.preprocessing, predictor.n_features
+    rng = np.random.default_rng(0)
+    kind = p.get("x_scale", "none")
+    if kind == "standard":
+        rows = np.asarray(p["x_mean"]) + np.asarray(p["x_std"]) * rng.standard_normal((n, width))
+    elif kind == "minmax":
+        low, high = np.asarray(p["x_min"]), np.asarray(p["x_max"])
+        rows = low + (high - low) * rng.random((n, width))
+    elif kind == "pixel":
+        rows = float(p["x_divisor"]) * rng.random((n, width))
+    else:
+        rows = rng.standard_normal((n, width))
+    return rows.astype(np.float32)
+
+
+def _add_onnx_metadata(path: Path, info: dict[str, Any]) -> None:
+    import onnx
+
+    graph = onnx.load(str(path))
+    for key, value in info.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = f"nnopt.{key}", value if isinstance(value, str) else json.dumps(value)
+    blob = graph.SerializeToString()
+    atomic_write(path, lambda fh: fh.write(blob))
+
+
+def _save_torchscript(deployed: nn.Module, n_features: int, path: Path, info: dict[str, Any]) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings about constants: the network has no data-dependent flow
+            traced = torch.jit.trace(deployed, torch.zeros(2, n_features), check_trace=False)
+    except Exception as exc:  # noqa: BLE001 - tracing raises many types (RuntimeError, TracingCheckError, ...)
+        raise UsageError(f"cannot export the model to TorchScript: {' '.join(str(exc).split())[:300]}") from None
+    extra = {"nnopt.json": json.dumps(info)}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            atomic_write(path, lambda fh: torch.jit.save(traced, fh, _extra_files=extra))
+    except OSError as exc:
+        raise UsageError(f"cannot write {path} ({exc.strerror or exc}); choose another --out") from None

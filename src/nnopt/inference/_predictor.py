@@ -1,0 +1,193 @@
+"""Predictor: a trained model plus what training recorded about its inputs (feature names, scaling) and its
+outputs (task, class names, target scaling), so raw rows go in and labels or values in target units come out.
+
+Rows are scaled with the transform fitted at training time (data.apply_preprocessing) and run through the
+network in the chunks training evaluates with, so the same rows give bit-identical outputs to training's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nnopt.data import apply_preprocessing, load_rows
+from nnopt.errors import DataError
+from nnopt.inference._source import locate, training_settings
+
+EVAL_CHUNK = 8192  # rows per forward pass, as nnopt.train evaluates
+
+
+@dataclass
+class Rows:
+    """Raw rows of a source, in its order; a source's own test split comes last (`shipped_test` rows)."""
+
+    X: np.ndarray  # (n, n_features), unscaled
+    y: np.ndarray | None  # raw labels or targets; None when the source has none
+    class_names: list[str] | None  # the source's names for integer labels (built-in datasets)
+    shipped_test: int = 0
+
+
+@dataclass
+class Predictor:
+    model: nn.Module
+    meta: dict[str, Any]
+    path: Path  # the model file
+    description: str
+    settings: dict[str, Any] | None = None  # the training split (data, target, fractions, seed); None if unknown
+
+    # -- what training recorded -------------------------------------------------------------------------
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        return self.meta.get("preprocessing") or {}
+
+    @property
+    def task(self) -> str:
+        return self.meta.get("task") or self.preprocessing.get("task") or "classification"
+
+    @property
+    def n_features(self) -> int:
+        return int(self.meta["in_features"])
+
+    @property
+    def n_outputs(self) -> int:
+        return int(self.meta["n_outputs"])
+
+    @property
+    def feature_names(self) -> list[str] | None:
+        names = self.preprocessing.get("feature_names")
+        return list(names) if names and len(names) == self.n_features else None
+
+    @property
+    def class_names(self) -> list[str]:
+        names = self.meta.get("class_names") or self.preprocessing.get("class_names")
+        return [str(n) for n in names] if names else [str(k) for k in range(max(2, self.n_outputs))]
+
+    @property
+    def target(self) -> str | None:
+        return self.preprocessing.get("target")
+
+    @property
+    def target_scale(self) -> tuple[list[float], list[float]] | None:
+        mean, std = self.preprocessing.get("y_mean"), self.preprocessing.get("y_std")
+        return (mean, std) if mean is not None and std is not None else None
+
+    # -- rows in, outputs out ---------------------------------------------------------------------------
+    def rows(self, data: Any, *, target: str | None = None, labels: bool = True) -> Rows:
+        """Raw rows of `data`; a table's columns are matched to the training features by name.
+
+        labels=True reads the label column (`target`, default the training target); labels=False skips it."""
+        label = target or self.target
+        skipped = () if labels else tuple(name for name in (target, self.target) if name)
+        raw = load_rows(data, features=self.feature_names, target=label if labels else None, ignore=skipped)
+        parts = [(raw.X, raw.y)] + ([raw.test] if raw.test is not None else [])
+        X = np.concatenate([self._width(np.asarray(x), data) for x, _ in parts])
+        names = raw.feature_names if raw.feature_names and len(raw.feature_names) == X.shape[1] else \
+            (self.feature_names or [f"x{i}" for i in range(X.shape[1])])
+        _check_finite(X, names)
+        y = None
+        if labels and all(part_y is not None for _, part_y in parts):
+            y = np.concatenate([np.asarray(part_y).reshape(len(part_y), -1) if self.n_outputs > 1 and
+                                self.task == "regression" else np.asarray(part_y).reshape(-1)
+                                for _, part_y in parts])
+        return Rows(X=X, y=y, class_names=raw.class_names, shipped_test=0 if raw.test is None else len(raw.test[0]))
+
+    def inputs(self, X: np.ndarray) -> torch.Tensor:
+        """Rows scaled as at training time: float32 (n, n_features)."""
+        if "x_scale" not in self.preprocessing:  # a torch Dataset: nnopt scaled nothing
+            return torch.from_numpy(np.ascontiguousarray(X.reshape(len(X), -1), dtype=np.float32))
+        return apply_preprocessing(X, self.preprocessing)
+
+    @torch.inference_mode()
+    def outputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Raw network outputs (logits, or standardized values for regression)."""
+        self.model.eval()
+        if len(inputs) == 0:
+            return torch.zeros(0, self.n_outputs)
+        return torch.cat([self.model(inputs[i:i + EVAL_CHUNK]) for i in range(0, len(inputs), EVAL_CHUNK)])
+
+    def decode(self, outputs: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """(predictions, class probabilities or None): class codes for classification, values in the
+        target's own units for regression."""
+        out = outputs.detach().float().cpu().numpy()
+        if self.task == "regression":
+            values = out.reshape(len(out), -1)
+            if self.target_scale is not None:
+                values = values * np.asarray(self.target_scale[1]) + np.asarray(self.target_scale[0])
+            return (values[:, 0] if values.shape[1] == 1 else values), None
+        if out.ndim == 1 or out.shape[1] == 1:  # one logit (BCE): the positive class when the logit is >= 0
+            logit = out.reshape(-1).astype(np.float64)
+            positive = 1.0 / (1.0 + np.exp(-logit))
+            return (logit >= 0).astype(np.int64), np.stack([1.0 - positive, positive], axis=1)
+        shifted = np.exp(out - out.max(axis=1, keepdims=True)).astype(np.float64)
+        return out.argmax(axis=1), shifted / shifted.sum(axis=1, keepdims=True)
+
+    def label_names(self, codes: np.ndarray) -> np.ndarray:
+        return np.asarray(self.class_names, dtype=object)[codes]
+
+    def label_codes(self, y: np.ndarray, source_names: list[str] | None) -> np.ndarray:
+        """Labels as the model's class codes; a label the model never saw is a DataError."""
+        names = _label_strings(np.asarray(y).reshape(-1), source_names)
+        index = {name: k for k, name in enumerate(self.class_names)}
+        unique, inverse = np.unique(names, return_inverse=True)
+        unseen = [str(u) for u in unique if u not in index]
+        if unseen:
+            rows = int(np.isin(names, unseen).sum())
+            more = f" and {len(unseen) - 1} more" if len(unseen) > 1 else ""
+            raise DataError(f"the data have labels the model never saw: '{unseen[0]}'{more} ({rows} rows); the model "
+                            f"knows {', '.join(self.class_names)} — give data with those classes")
+        return np.asarray([index[u] for u in unique], dtype=np.int64)[inverse]
+
+    def targets(self, y: np.ndarray) -> np.ndarray:
+        """Regression targets as float64; text is a DataError."""
+        try:
+            return np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DataError(f"the model predicts numbers but the labels are text (e.g. '{np.asarray(y).flat[0]}'); "
+                            "give the numeric target column with --target") from None
+
+    def _width(self, X: np.ndarray, data: Any) -> np.ndarray:
+        X = X.reshape(len(X), -1) if X.ndim != 2 else X
+        if X.shape[1] != self.n_features:
+            what = f"'{data}'" if isinstance(data, (str, Path)) else "the data"
+            raise DataError(f"{what} has {X.shape[1]} features per row but the model takes {self.n_features}; "
+                            "give data with the features the model was trained on")
+        return X
+
+
+def load_predictor(source: Any) -> Predictor:
+    """A Predictor for a run directory (train, tune / search, compare, compress, automl) or a model file."""
+    if isinstance(source, Predictor):
+        return source
+    model, meta, path, description = locate(source)
+    return Predictor(model=model, meta=meta, path=path, description=description, settings=training_settings(path))
+
+
+def _label_strings(y: np.ndarray, source_names: list[str] | None) -> np.ndarray:
+    """Labels as the class names training gave them: integers by their value (or the source's name for it),
+    text as is."""
+    if y.dtype.kind == "b":
+        return y.astype(str)
+    if y.dtype.kind in "iuf":
+        if y.dtype.kind == "f" and np.any(y != np.round(y)):
+            raise DataError(f"labels are not class labels (found {y[np.argmax(y != np.round(y))]:g}); the model is "
+                            "a classifier")
+        ints = y.astype(np.int64)
+        if source_names and len(ints) and ints.min() >= 0 and ints.max() < len(source_names):
+            return np.asarray(source_names, dtype=str)[ints]
+        return ints.astype(str)
+    return np.char.strip(y.astype(str))
+
+
+def _check_finite(X: np.ndarray, names: list[str]) -> None:
+    if X.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(X)
+    if bad.any():
+        col = int(np.flatnonzero(bad.any(axis=0))[0])
+        raise DataError(f"column '{names[col]}' has {int(bad[:, col].sum())} missing or non-finite values (first at "
+                        f"row {int(np.argmax(bad[:, col])) + 1}); fill them or drop those rows")

@@ -1,0 +1,80 @@
+"""Bad input to evaluate / predict / export: exit 2, one line on stderr naming the problem, nothing written."""
+
+import numpy as np
+import pytest
+from use_helpers import COLUMNS, read_csv, write_iris
+
+
+def _one_line(run_cli, *args):
+    code, stdout, err = run_cli(*args)
+    assert code == 2 and stdout == ""
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture
+def inputs(iris_csv, tmp_path):
+    rows = read_csv(iris_csv)
+    unseen = [dict(row) for row in rows]
+    unseen[3]["species"] = "daisy"
+    junk = tmp_path / "model.pt"
+    junk.write_bytes(b"not a model")
+    (tmp_path / "empty").mkdir()
+    np.savez(tmp_path / "three.npz", X=np.zeros((5, 3)), y=np.zeros(5))
+    return {
+        "missing": write_iris(tmp_path / "missing.csv", columns=[c for c in COLUMNS if c != "petal_width"], rows=rows),
+        "extra": write_iris(tmp_path / "extra.csv", columns=COLUMNS + ["colour"],
+                            rows=[{**row, "colour": 1} for row in rows]),
+        "unseen": write_iris(tmp_path / "unseen.csv", rows=unseen),
+        "unlabelled": write_iris(tmp_path / "unlabelled.csv", columns=COLUMNS[:4], rows=rows),
+        "junk": junk, "three": tmp_path / "three.npz", "empty_dir": tmp_path / "empty",
+    }
+
+
+def test_column_mismatches_name_the_column(run_cli, iris_run, inputs, tmp_path):
+    out = tmp_path / "p.csv"
+    err = _one_line(run_cli, "predict", iris_run, "--data", inputs["missing"], "--out", out)
+    assert "no column 'petal_width'" in err
+    err = _one_line(run_cli, "evaluate", iris_run, "--data", inputs["extra"], "--out", tmp_path / "ev")
+    assert "column 'colour'" in err and "drop it" in err
+    assert not out.exists() and not (tmp_path / "ev").exists()
+
+
+def test_wrong_feature_count(run_cli, iris_run, inputs, tmp_path):
+    err = _one_line(run_cli, "predict", iris_run, "--data", inputs["three"], "--out", tmp_path / "p.csv")
+    assert "3 features per row but the model takes 4" in err
+    err = _one_line(run_cli, "evaluate", iris_run, "--data", "wine", "--out", tmp_path / "ev")
+    assert "13 features per row but the model takes 4" in err
+
+
+def test_unseen_labels_and_missing_labels(run_cli, iris_run, inputs, tmp_path):
+    err = _one_line(run_cli, "evaluate", iris_run, "--data", inputs["unseen"], "--out", tmp_path / "ev")
+    assert "never saw: 'daisy' (1 rows)" in err and "setosa" in err
+    err = _one_line(run_cli, "evaluate", iris_run, "--data", inputs["unlabelled"], "--out", tmp_path / "ev")
+    assert "no labels" in err and "'species'" in err
+    assert not (tmp_path / "ev").exists()
+
+
+def test_not_a_model(run_cli, iris_csv, inputs, tmp_path):
+    err = _one_line(run_cli, "predict", inputs["junk"], "--data", iris_csv, "--out", tmp_path / "p.csv")
+    assert "not a readable nnopt model" in err
+    err = _one_line(run_cli, "export", inputs["empty_dir"], "--format", "onnx", "--out", tmp_path / "m.onnx")
+    assert "holds no nnopt model" in err
+    err = _one_line(run_cli, "evaluate", tmp_path / "nowhere", "--data", iris_csv)
+    assert "model not found" in err
+
+
+def test_unknown_format_and_split(run_cli, iris_run, iris_csv, tmp_path):
+    err = _one_line(run_cli, "export", iris_run, "--format", "onnxx", "--out", tmp_path / "m")
+    assert "unknown export format 'onnxx'; did you mean 'onnx'?" in err and "torchscript" in err
+    err = _one_line(run_cli, "evaluate", iris_run, "--data", iris_csv, "--split", "tests")
+    assert "unknown split 'tests'; did you mean 'test'?" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_proba_on_a_regressor(run_cli, tmp_path):
+    import nnopt
+
+    nnopt.fit("linear", "linear", epochs=1, out=tmp_path / "run")
+    err = _one_line(run_cli, "predict", tmp_path / "run", "--data", "linear", "--proba", "--out", tmp_path / "p.csv")
+    assert "--proba applies to classifiers" in err
