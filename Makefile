@@ -19,10 +19,10 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-# The main job: the seven classic optimizers on digits, each at the lr its LR range test suggests, 3 seeds.
+# The main job: the whole optimization of a network for digits in a 3-minute budget (optimizer screen, architecture
+# and hyperparameter search, retraining, compression, ONNX export, test). Re-running continues or shows the result.
 run: install
-	$(BIN)/nnopt compare --data digits --model mlp:128,64 --lr auto --seeds 3 --epochs 20 \
-		--target-metric val_accuracy=0.95 --out runs/compare-digits
+	$(BIN)/nnopt automl --data digits --budget 3m --out runs/automl-digits
 
 test: install
 	$(BIN)/python -m pytest

@@ -89,3 +89,16 @@ def test_model_file_and_automl_layout(iris_csv, iris_run, tmp_path):
     nnopt.compress.save_compressed(automl / "compressed.nnz", predictor.model, predictor.meta)
     assert nnopt.inference.load_predictor(automl).path == automl / "compressed.nnz"  # preferred when present
     assert _same_predictions(iris_run, automl, iris_csv)
+
+
+def test_compare_run_on_a_csv_whose_target_is_not_the_last_column(run_cli, iris_csv, tmp_path):
+    lines = iris_csv.read_text().splitlines()
+    moved = tmp_path / "first.csv"
+    moved.write_text("\n".join(",".join([row.split(",")[-1], *row.split(",")[:-1]]) for row in lines) + "\n")
+    out = tmp_path / "compare"
+    code, _, err = run_cli("compare", "--data", moved, "--target", "species", "--model", "mlp:8", "--optimizers",
+                           "adam", "--seeds", "1", "--epochs", "2", "--out", out, "--json")
+    assert code == 0, err
+    best = json.loads((out / "results.json").read_text())["runs"][0]
+    result = _evaluate_test(run_cli, out, moved, tmp_path / "ev")
+    assert result["metrics"]["accuracy"] == best["final"]["test_accuracy"]

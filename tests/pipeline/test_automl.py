@@ -74,6 +74,11 @@ def test_digits_within_budget_with_every_output(tmp_path):
         torch_out = model(X).numpy()
     assert (onnx_out.argmax(1) == torch_out.argmax(1)).mean() >= 0.99
     assert "Model card" in (run / "report.html").read_text()
+    # nnopt evaluate uses the compressed model and re-creates the same test rows.
+    code = subprocess.run([sys.executable, "-m", "nnopt", "evaluate", run, "--split", "test", "--out",
+                           tmp_path / "ev", "--json"], capture_output=True, text=True)
+    assert code.returncode == 0, code.stderr
+    assert json.loads(code.stdout)["metrics"]["accuracy"] == pytest.approx(summary["compressed_test"], abs=1e-9)
 
 
 def _wine_csv(path):

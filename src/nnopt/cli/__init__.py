@@ -58,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         sys.stderr.write(f"error: {exc}\n")
         return exc.exit_code
+    except BrokenPipeError:  # `nnopt ... --json | head`: the reader left; nothing to report
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         sys.stderr.write(f"interrupted{_INTERRUPTED.get(args.command, '')}\n")
         return 130

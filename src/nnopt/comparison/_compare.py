@@ -65,7 +65,8 @@ def compare(data: Any, model: Any = "mlp:128,64", *, optimizers: Any = SEED_OPTI
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise UsageError(f"--epochs must be an integer >= 1; got {epochs!r}")
     split_keys = ("target", "task", "val_fraction", "test_fraction", "scale")
-    dataset = load_data(data, **{k: options.pop(k) for k in split_keys if k in options}, seed=0)
+    split = {k: options.pop(k) for k in split_keys if k in options}
+    dataset = load_data(data, **split, seed=0)
     target = parse_target(target_metric, dataset.task)
     primary = "accuracy" if dataset.task == "classification" else "r2"
     run_dir = Path(out) if out is not None else None
@@ -107,6 +108,8 @@ def compare(data: Any, model: Any = "mlp:128,64", *, optimizers: Any = SEED_OPTI
     rows = summarize(runs, [c.name for c in choices], sources, f"test_{primary}", True, target)
     config = {
         "command": "compare", "data": data if isinstance(data, (str, os.PathLike)) else f"<{type(data).__name__}>",
+        # the split settings, so the best run can be trained again on the same rows (nnopt predict / evaluate)
+        **{k: split[k] for k in ("target", "val_fraction", "test_fraction", "scale") if k in split},
         "model": str(model), "optimizers": [c.name for c in choices],
         "lr_mode": "auto" if lr == "auto" else "grid" if grid else "given" if lr is not None else "default",
         "lr_grid": grid, "epochs": epochs, "seeds": seed_list, "batch_size": batch_size,
