@@ -81,9 +81,6 @@ class TrainSpec:
             if not isinstance(getattr(self, name), Mapping):
                 raise ConfigError(f"{name} must be a mapping of option: value; got {getattr(self, name)!r}")
         self.log = logger_names(self.log)
-        if self.log and self.strategy == "hogwild":  # the Hogwild loop has its own epoch loop without loggers
-            raise UsageError(f"--log {','.join(self.log)} is not available with --strategy hogwild; "
-                             "drop --log or use --strategy ddp")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@ shared weights, disjoint shards, the run directory, and the errors (including a 
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 
@@ -101,6 +102,19 @@ def test_run_directory_is_a_train_run(tmp_path):
     assert summary["epochs"] == 3 and summary["metrics"]["test"]["accuracy"] == result.metrics["test"]["accuracy"]
     assert not (out / "checkpoint.pt").exists()  # a hogwild run does not resume
     assert build_report(out).is_file()
+
+
+def test_log_csv_writes_one_row_per_epoch(run_cli, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = run_cli("train", "--data", "iris", "--model", "mlp:8", "--optimizer", "sgd", "--epochs", "3",
+                           "--strategy", "hogwild", "--nproc", "2", "--log", "csv", "--json", "--out", out)
+    assert code == 0, err
+    with open(out / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [int(r["epoch"]) for r in rows] == [r["epoch"] for r in history] == [1, 2, 3]
+    assert list(rows[0]) == list(history[0])  # the metric names of metrics.jsonl, rows / steps / train_s included
+    assert json.loads((out / "config.json").read_text())["log"] == ["csv"]
 
 
 def test_spawn_start_method_shares_parameters_too():

@@ -149,9 +149,9 @@ def test_size_figure_data(ladder, pruned):
     assert [line.y[0] for line in panel.lines] == pytest.approx([100 * v["val"] for v in c.compressed])
     markers = {p.marker: p for p in panel.points}
     assert markers["s"].x == c.original["file_bytes"] and markers["*"].x == c.kept["file_bytes"]
-    (limit,) = panel.hlines
-    assert limit.y == pytest.approx(100 * c.original["val"] - 1.0) == pytest.approx(100 * floor(c))
-    assert size_figure(load_compression(load_run(pruned))).panels[0].hlines == ()
+    (limit,) = panel.reflines
+    assert limit.axis == "y" and limit.at == pytest.approx(100 * c.original["val"] - 1.0) == pytest.approx(100 * floor(c))
+    assert size_figure(load_compression(load_run(pruned))).panels[0].reflines == ()
 
 
 def test_sparsity_table_and_chart(pruned):
@@ -163,7 +163,8 @@ def test_sparsity_table_and_chart(pruned):
     assert 'alt="per-layer sparsity"' in table
     panel = sparsity_figure(load_compression(load_run(pruned))).panels[0]
     assert panel.categories == tuple(r["layer"] for r in results["sparsity"] if r["layer"] != "total")
-    assert panel.hlines[0].y == pytest.approx(100 * results["sparsity"][-1]["sparsity"])
+    assert panel.reflines[0].axis == "y"
+    assert panel.reflines[0].at == pytest.approx(100 * results["sparsity"][-1]["sparsity"])
 
 
 def test_gradual_history_plot(pruned, int4):

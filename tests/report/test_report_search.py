@@ -121,8 +121,8 @@ def test_front_figure_data(single):
         (star,) = panel.points
         kept = search.candidate(_trials(single)["best_trials"][0])
         assert star.marker == "*" and star.x == kept.costs[cost] and star.y == pytest.approx(100 * kept.score)
-    assert [(v.x, v.label) for v in by_params.vlines] == [(MAX_PARAMS, "max_params 5,000")]
-    assert by_latency.vlines == ()
+    assert [(v.axis, v.at, v.label) for v in by_params.reflines] == [("x", MAX_PARAMS, "max_params 5,000")]
+    assert by_latency.reflines == ()
     assert all(c.costs["params"] <= MAX_PARAMS for c in trained)
 
 

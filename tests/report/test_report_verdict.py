@@ -66,6 +66,19 @@ def test_no_target_reports_wall_clock():
     ]
 
 
+def test_equal_scores_at_the_shown_precision_are_a_tie():
+    rows = [row(1, "sgd", 0.1, 0.31804, 0.002), row(2, "adam", 1e-3, 0.31782, 0.003)]  # both 31.8 %
+    text = verdict({**RESULTS, "optimizers": rows}, config(None, None))
+    assert text[0] == "sgd and adam tied with 31.8 % test accuracy (equal at the precision shown)."
+    assert not any("within one standard deviation" in sentence for sentence in text)  # said once, above
+
+    rows = [row(1, "sgd", 0.1, 0.318, 0.002), row(2, "adam", 1e-3, 0.318, 0.002), row(3, "gd", 0.5, 0.21, 0.01),
+            row(4, "adagrad", 0.01, 0.2104, 0.01)]
+    text = verdict({**RESULTS, "optimizers": rows}, config(None, None))
+    assert text[0] == ("sgd and adam tied for first with 31.8 % test accuracy; "
+                       "gd and adagrad tied for last with 21.0 %.")
+
+
 def test_no_optimizer_reached_target_and_regression_metric():
     rows = [{"rank": 1, "optimizer": "adam", "lr": 0.003, "lr_source": "grid", "seeds": 1, "diverged": 0,
              "test_r2_mean": 0.8123, "test_r2_std": 0.0, "target_reached": 0}]

@@ -152,6 +152,19 @@ def test_bad_spec(raw, message):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("name, choices", [("log", ["csv", "tensorboard"]), ("nproc", [1, 2]),
+                                           ("strategy", ["ddp", "hogwild"]), ("max_restarts", [0, 1])])
+def test_run_settings_are_not_tunable(name, choices):
+    """Loggers and process settings say how a run is carried out; a space naming one is an unused parameter."""
+    with pytest.raises(ConfigError, match=f"space parameter '{name}' is used nowhere: not a train setting"):
+        load_tune_spec(spec_with(space=space_with(**{name: {"choices": choices}})))
+    # a model placeholder of that name fills the model and never reaches the trial's train settings
+    spec = load_tune_spec(spec_with(model="mlp:{hidden}:dropout={" + name + "}",
+                                    space=space_with(**{name: {"choices": [0.1]}})))
+    trial = spec.trial_train_spec({"lr": 0.01, "hidden": 8, "optimizer": "sgd", name: 0.1})
+    assert name not in trial and trial["model"] == "mlp:8:dropout=0.1"
+
+
 def test_flag_values_are_usage_errors_named_as_flags():
     with pytest.raises(UsageError, match=r"^--trials must be an integer >= 1; got 0$") as info:
         load_tune_spec(BASE, {"trials": 0})

@@ -9,7 +9,7 @@ import pytest
 
 import nnopt
 from nnopt.config import LOGGERS, TrainSpec
-from nnopt.errors import ConfigError, UsageError
+from nnopt.errors import ConfigError
 from nnopt.train import fit
 from nnopt.train._loggers import LOGGERS as LOGGER_CLASSES
 
@@ -128,8 +128,7 @@ def test_names_are_normalised_and_checked():
         TrainSpec(data="iris", log="csv,tensorbord").validate()
     with pytest.raises(ConfigError, match="log must be a list"):
         TrainSpec(data="iris", log=3).validate()
-    with pytest.raises(UsageError, match="not available with --strategy hogwild"):
-        TrainSpec(data="iris", log=["csv"], strategy="hogwild", nproc=2).validate()
+    assert TrainSpec(data="iris", log=["csv"], strategy="hogwild", nproc=2).validate().log == ["csv"]
     assert fit("mlp:8", "iris", epochs=1, log=["csv"]).run_dir is None  # no directory: nothing written
 
 

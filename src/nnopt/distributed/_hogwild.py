@@ -30,7 +30,7 @@ Design:
   terminated and NnoptError names the worker and its exit code. Workers ignore SIGINT; Ctrl-C stops the
   main process, which terminates them.
 - Outputs as for `nnopt train` (config.json with "strategy": "hogwild" and "nproc", metrics.jsonl, model.pt,
-  summary.json), without checkpoint.pt: a hogwild run does not resume.
+  summary.json, and the --log loggers' files), without checkpoint.pt: a hogwild run does not resume.
 
 Test hooks (environment variables read by the workers): NNOPT_TEST_HOGWILD_KILL=1 makes worker 1 exit with
 code 3 at the start of epoch 1; NNOPT_TEST_HOGWILD_TRACE=DIR makes every worker save the training-row
@@ -60,12 +60,12 @@ from nnopt.fileio import atomic_write_json, atomic_write_jsonl, make_run_dir
 from nnopt.models import count_params
 from nnopt.optim import create_optimizer, create_schedule
 from nnopt.optim._table import is_schedule_free
-from nnopt.train import Callback, FitResult
+from nnopt.train import Callback, FitResult, update_function
 from nnopt.train._batches import TensorSource
+from nnopt.train._loggers import create_loggers
 from nnopt.train._loop import CHECK_EVERY, _check_finite, _describe_source, _early_stop, _evaluate, _write_outputs
 from nnopt.train._metrics import check_metric_names
 from nnopt.train._prepare import prepare, thread_count
-from nnopt.train._setup import clear_grads, step_function
 
 KILL_ENV, TRACE_ENV = "NNOPT_TEST_HOGWILD_KILL", "NNOPT_TEST_HOGWILD_TRACE"
 GPU_MESSAGE = "hogwild needs CPU shared memory; use --strategy ddp on GPUs"
@@ -161,6 +161,9 @@ def train_hogwild(spec: TrainSpec, nproc: int, *, callbacks: list[Callback] | No
                 theirs.close()
                 procs.append(proc)
                 conns.append(mine)
+            # The main process alone evaluates, so it alone logs (like rank 0 of `nnopt train`); created after
+            # the fork, since a logger may start a thread (TensorBoard's writer) that a forked worker would lack.
+            callbacks += create_loggers(spec.log, run_dir, config, history)
             for cb in callbacks:  # after the fork: a callback may start threads (a progress bar)
                 cb.on_fit_start(info)
             for epoch in range(1, spec.epochs + 1):
@@ -314,7 +317,7 @@ def _worker(rank: int, job: _Job, conn: Connection) -> None:
         sched = create_schedule(job.schedule or "constant", opt, epochs=job.epochs,
                                 steps_per_epoch=-(-_shard_size(n, job.nproc, rank) // batch), **job.schedule_params)
         params = [p for p in net.parameters() if p.requires_grad]
-        step = step_function(opt)
+        update = update_function(opt, sched, params, job.clip_grad)
         shard_gen = torch.Generator().manual_seed(job.seed)  # the same stream in every worker: disjoint shards
         if rank == 0:
             torch.set_rng_state(job.rng_state)  # dropout masks as in `nnopt train`
@@ -334,12 +337,7 @@ def _worker(rank: int, job: _Job, conn: Connection) -> None:
             # the shard is already in random order: slice it (one gather, then views)
             for xb, yb in epoch_batches(X.index_select(0, rows), Y.index_select(0, rows), batch):
                 loss_value = job.loss_fn(net(xb), yb)
-                clear_grads(params)
-                loss_value.backward()
-                if job.clip_grad:
-                    nn.utils.clip_grad_norm_(params, job.clip_grad, foreach=True)
-                step()
-                sched.step_batch()
+                update(loss_value)
                 step_losses.append(loss_value.detach())
                 if len(step_losses) % CHECK_EVERY == 0:
                     _check_finite(step_losses, epoch, len(step_losses) - CHECK_EVERY)

@@ -12,7 +12,7 @@ from typing import Any
 from nnopt.errors import UsageError
 from nnopt.report._format import PALETTE, PERCENT_METRICS, finite, fmt_metric, fmt_number, metric_label
 from nnopt.report._load import Run
-from nnopt.report._plots import FigureData, HLine, Line, Panel, Point, colors_for, metric_axis
+from nnopt.report._plots import FigureData, Line, Panel, Point, RefLine, colors_for, metric_axis
 
 ORIGINAL = "original (fp32)"
 KEPT_COLOR = "#ffbf00"
@@ -215,11 +215,11 @@ def size_figure(c: Compression) -> FigureData:
     hlines = ()
     low = floor(c)
     if low is not None:
-        hlines = (HLine(low * scale, f"max drop: {fmt_drop(c, c.max_drop)} ({fmt_metric(c.metric, low)})",
-                        LIMIT_COLOR),)
+        hlines = (RefLine("y", low * scale, f"max drop: {fmt_drop(c, c.max_drop)} ({fmt_metric(c.metric, low)})",
+                          LIMIT_COLOR),)
     note = None if drawn or points else "no variant with a size and a score"
     panel = Panel(f"{title} against file size", "file size in bytes (log scale)", ylabel, lines, tuple(points),
-                  xscale="log", note=note, log_counts=True, hlines=hlines)
+                  xscale="log", note=note, log_counts=True, reflines=hlines)
     return FigureData((panel,), ncols=1, size_in=(8.0, 4.8), legend="panels",
                       title="Each variant's score and size on disk: star = kept, square = original")
 
@@ -234,9 +234,10 @@ def sparsity_figure(c: Compression) -> FigureData:
     total = c.total()
     hlines = ()
     if total is not None and finite(total.get("sparsity")) is not None:
-        hlines = (HLine(100.0 * total["sparsity"], f"all layers: {100.0 * total['sparsity']:.1f} %", LIMIT_COLOR),)
+        hlines = (RefLine("y", 100.0 * total["sparsity"], f"all layers: {100.0 * total['sparsity']:.1f} %",
+                          LIMIT_COLOR),)
     panel = Panel("Zero weights per layer of the kept model", "layer", "sparsity (%)", lines, ylim=(0.0, 100.0),
-                  hlines=hlines, categories=names, note=None if layers else "no layer recorded")
+                  reflines=hlines, categories=names, note=None if layers else "no layer recorded")
     return FigureData((panel,), ncols=1, size_in=(max(6.0, min(12.0, 1.1 * len(layers) + 3.0)), 4.2),
                       legend="panels")
 
@@ -256,11 +257,11 @@ def history_figure(c: Compression) -> FigureData:
     hlines = ()
     base = finite(c.original.get("val")) if c.original else None
     if base is not None:
-        hlines = (HLine(base * scale, f"original: {fmt_metric(c.metric, base)}", ORIGINAL_COLOR, ":"),)
+        hlines = (RefLine("y", base * scale, f"original: {fmt_metric(c.metric, base)}", ORIGINAL_COLOR, ":"),)
     panels = (Panel("Sparsity during gradual pruning", "epoch", "sparsity (%)", tuple(sparsity), integer_x=True,
                     ylim=(0.0, 100.0)),
               Panel(f"{title} during gradual pruning", "epoch", ylabel, tuple(score), integer_x=True,
-                    hlines=hlines))
+                    reflines=hlines))
     return FigureData(panels, ncols=2, size_in=(11.0, 4.2), legend="panels")
 
 

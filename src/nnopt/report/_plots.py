@@ -43,20 +43,12 @@ class Point:
 
 
 @dataclass(frozen=True)
-class VLine:
-    """A vertical line across the panel: a limit (max_params) drawn dashed."""
+class RefLine:
+    """A reference line across the panel, dashed by default: at x = `at` (axis "x": a limit such as max_params)
+    or at y = `at` (axis "y": a floor such as the original score minus the allowed drop)."""
 
-    x: float
-    label: str | None
-    color: str
-    style: str = "--"
-
-
-@dataclass(frozen=True)
-class HLine:
-    """A horizontal line across the panel: a floor (original score - allowed drop) drawn dashed."""
-
-    y: float
+    axis: str  # "x": a vertical line; "y": a horizontal one
+    at: float
     label: str | None
     color: str
     style: str = "--"
@@ -74,9 +66,8 @@ class Panel:
     ylim: tuple[float, float] | None = None
     note: str | None = None  # shown in the panel when it has no data
     integer_x: bool = False  # epochs: whole-number ticks
-    vlines: tuple[VLine, ...] = ()
+    reflines: tuple[RefLine, ...] = ()
     log_counts: bool = False  # a log x axis of counts (params): ticks 2k, 50k, 1.5M
-    hlines: tuple[HLine, ...] = ()
     categories: tuple[str, ...] = ()  # x tick labels at 0, 1, 2, ... (a bar chart of named things)
 
 
@@ -298,5 +289,5 @@ def _lr_ylim(smoothed: Sequence[float], raw: Sequence[float]) -> tuple[float, fl
     return (low - 0.1 * span, high + 0.25 * span)
 
 
-__all__ = ["FigureData", "HLine", "Line", "Panel", "Point", "VLine", "colors_for", "compare_figure", "epoch_band",
+__all__ = ["FigureData", "Line", "Panel", "Point", "RefLine", "colors_for", "compare_figure", "epoch_band",
            "lr_find_figure", "ranked_rows", "time_band", "train_figure"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import math
 
 import numpy as np
@@ -16,10 +17,22 @@ from nnopt.report._plots import FigureData, Panel
 
 DPI = 100  # pixels = size_in x DPI, exactly (no tight bbox)
 STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9}
+PLAIN_DIGITS, MAX_DIGITS = 3, 8  # significant digits of a log axis's labels: fmt_lr's, and the most on a tight range
 
 
 def render_png(data: FigureData) -> bytes:
     """The same FigureData always gives the same bytes: fixed size and dpi, no Software/date metadata."""
+    import matplotlib
+
+    with matplotlib.rc_context(STYLE):
+        fig = build_figure(data)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def build_figure(data: FigureData) -> Figure:
+    """The matplotlib Figure of `data`, not yet drawn (render_png saves it; tests read its axes back)."""
     import matplotlib
 
     with matplotlib.rc_context(STYLE):
@@ -38,9 +51,7 @@ def render_png(data: FigureData) -> bytes:
             if handles:
                 fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5),
                            frameon=False)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    return buffer.getvalue()
+    return fig
 
 
 def _draw(ax, panel: Panel, legend: bool) -> None:
@@ -73,10 +84,9 @@ def _draw(ax, panel: Panel, legend: bool) -> None:
             ax.plot([point.x], [point.y], "o", markerfacecolor="none", markeredgecolor=point.color,
                     markersize=11, markeredgewidth=2, label=point.label)
             ax.axvline(point.x, color=point.color, linestyle=":", linewidth=1)
-    for vline in panel.vlines:
-        ax.axvline(vline.x, color=vline.color, linestyle=vline.style, linewidth=1.3, label=vline.label)
-    for hline in panel.hlines:
-        ax.axhline(hline.y, color=hline.color, linestyle=hline.style, linewidth=1.3, label=hline.label)
+    for ref in panel.reflines:
+        draw_line = ax.axvline if ref.axis == "x" else ax.axhline
+        draw_line(ref.at, color=ref.color, linestyle=ref.style, linewidth=1.3, label=ref.label)
     if panel.categories:
         ax.set_xticks(range(len(panel.categories)), panel.categories, rotation=30 if len(panel.categories) > 4
                       else 0, ha="right" if len(panel.categories) > 4 else "center")
@@ -101,25 +111,59 @@ def _draw(ax, panel: Panel, legend: bool) -> None:
         ax.grid(True, which="minor", axis="y", alpha=0.12)
     if panel.note:
         ax.text(0.5, 0.5, panel.note, transform=ax.transAxes, ha="center", va="center", color="#777777")
+    # A labelled floor (axis "y") opens the legend on its own; a limit (axis "x") is listed only beside labelled
+    # data: alone, in a search panel with no candidate, it is explained by the panel's note.
     if legend and (any(line.label for line in panel.lines) or any(p.label for p in panel.points)
-                   or any(h.label for h in panel.hlines)):
+                   or any(ref.label for ref in panel.reflines if ref.axis == "y")):
         ax.legend(loc="best", frameon=True, framealpha=0.85)
 
 
 class _PlainLog(LogFormatter):
     """The log formatter's choice of which ticks to label, written as 1e-4, 0.01, 0.6, 2 (with `counts`, numbers
-    of things from 1,000 up as 2k, 50k, 1.5M)."""
+    of things from 1,000 up as 2k, 50k, 1.5M), with as many digits as the shown labels need to differ."""
 
     def __init__(self, *args, counts: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.counts = counts
+        self.digits = PLAIN_DIGITS
+
+    def set_locs(self, locs=None):
+        super().set_locs(locs)
+        # On a narrow range (a loss between 1.08 and 1.12) matplotlib labels linear ticks 0.005 apart, which
+        # three significant digits print as 1.08, 1.08, 1.09, 1.09: add digits until every label shown reads
+        # back as its tick to within 1 % of the tick spacing (so labels differ, and 2.125 is not shown as 2.12
+        # between 2.1 and 2.15), the decades of the major ticks included.
+        self.digits = PLAIN_DIGITS
+        if locs is None or self.axis is None:
+            return
+        low, high = sorted(self.axis.get_view_interval())
+        shown = {x for x in locs if low <= x <= high and LogFormatter.__call__(self, x)}
+        shown |= {x for x in self.axis.get_majorticklocs() if low <= x <= high}
+        ticks = sorted(shown)
+        tolerance = 0.01 * min((b - a for a, b in itertools.pairwise(ticks)), default=math.inf)
+        while self.digits < MAX_DIGITS and not all(abs(_read_back(self._plain(x)) - x) < tolerance for x in ticks):
+            self.digits += 1
 
     def __call__(self, x, pos=None):
         if not super().__call__(x, pos):
             return ""
+        return self._plain(x)
+
+    def _plain(self, x: float) -> str:
         if self.counts and x >= 1e3:
             return f"{x / 1e6:g}M" if x >= 1e6 else f"{x / 1e3:g}k"
-        return fmt_lr(x)
+        if self.digits == PLAIN_DIGITS:
+            return fmt_lr(x)  # the style of every other number on the page
+        if 0.01 <= abs(x) < 100:
+            return f"{x:.{self.digits}g}"
+        mantissa, exponent = f"{x:.{self.digits - 1}e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def _read_back(label: str) -> float:
+    """The number a tick label shows: '1.08', '2.5e-3', '50k', '1.5M'."""
+    scale = {"k": 1e3, "M": 1e6}.get(label[-1:], 1.0)
+    return float(label[:-1] if scale != 1.0 else label) * scale
 
 
 def _legend_handles(panels: tuple[Panel, ...]) -> list[Line2D]:

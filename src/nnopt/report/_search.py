@@ -15,7 +15,7 @@ from typing import Any
 
 from nnopt.report._format import PERCENT_METRICS, base_metric, finite, fmt_metric, fmt_ms, fmt_number, metric_label
 from nnopt.report._load import Run
-from nnopt.report._plots import FigureData, Line, Panel, Point, VLine
+from nnopt.report._plots import FigureData, Line, Panel, Point, RefLine
 from nnopt.report._tune import COLORS, REJECTED, TuneStudy, TuneTrial, load_tune, objective_phrase
 
 TOP = 10
@@ -157,10 +157,10 @@ def front_figure(search: Search) -> FigureData:
                                     f"kept (trial {kept.number})"))
         limit = search.constraints.get(f"max_{cost}")
         if limit is not None and limit > 0:
-            vlines.append(VLine(limit, f"max_{cost} {fmt_limit(limit)}", LIMIT_COLOR))
+            vlines.append(RefLine("x", limit, f"max_{cost} {fmt_limit(limit)}", LIMIT_COLOR))
         note = None if drawn else f"no trained candidate with a measured {noun}"
         panels.append(Panel(f"{title} against {noun}", xlabel, f"{label}{unit}", tuple(lines), tuple(points),
-                            xscale="log", note=note, vlines=tuple(vlines), log_counts=cost in ("params", "flops")))
+                            xscale="log", note=note, reflines=tuple(vlines), log_counts=cost in ("params", "flops")))
     return FigureData(tuple(panels), ncols=2, size_in=(12.0, 4.8), legend="panels",
                       title=f"Trained architectures by {label} and cost: red = Pareto front, star = kept")
 

@@ -42,14 +42,22 @@ def _ranking(scored: list[dict[str, Any]], key: str, config: dict[str, Any]) -> 
     best = scored[0]
     label = metric_label(key)
     score = fmt_metric(key, best.get(f"{key}_mean"), _std(best, key))
+    # Scores equal at the precision shown (31.8 % and 31.8 %) are a tie: ranking one of them first or last
+    # would claim a difference the reader cannot see.
+    shown = [fmt_metric(key, r.get(f"{key}_mean")) for r in scored]
+    tied_first = [r["optimizer"] for r, text in zip(scored, shown) if text == shown[0]]
+    tied_last = [r["optimizer"] for r, text in zip(scored, shown) if text == shown[-1]]
     if len(scored) == 1:
         first = f"{best['optimizer']} reached {score} {label}"
+    elif len(tied_first) == len(scored):
+        first = f"{_join(tied_first)} tied with {shown[0]} {label} (equal at the precision shown)"
     else:
-        last = scored[-1]
-        first = (f"{best['optimizer']} ranked first with {score} {label}; "
-                 f"{last['optimizer']} was last with {fmt_metric(key, last.get(f'{key}_mean'))}")
+        first = (f"{best['optimizer']} ranked first with {score} {label}" if len(tied_first) == 1
+                 else f"{_join(tied_first)} tied for first with {shown[0]} {label}")
+        first += (f"; {tied_last[0]} was last with {shown[-1]}" if len(tied_last) == 1
+                  else f"; {_join(tied_last)} tied for last with {shown[-1]}")
     sentences = [first + "."]
-    if len(scored) > 1:
+    if len(scored) > 1 and scored[1]["optimizer"] not in tied_first:  # a tie at the shown precision is said above
         runner = scored[1]
         gap = abs(best[f"{key}_mean"] - runner[f"{key}_mean"])
         noise = max(_std(best, key) or 0.0, _std(runner, key) or 0.0)

@@ -37,9 +37,11 @@ CONSTRAINTS = {"max_params": "params", "max_flops": "flops", "max_size_kb": "siz
 _LOWER_IS_BETTER = ("loss", "mse", "mae", "params", "flops", "kb", "ms")
 _TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainSpec))
 _TOP_LEVEL_ONLY = ("data", "target", "task", "model", "seed")  # TrainSpec fields the tune spec sets itself
-# TrainSpec fields a space parameter may tune directly (the rest are fixed per run or set by nnopt tune).
+# TrainSpec fields a space parameter may tune directly (the rest are fixed per run or set by nnopt tune; the
+# loggers and the process settings are how a run is carried out, not hyperparameters).
 TUNABLE_TRAIN_FIELDS = tuple(f for f in _TRAIN_FIELDS
-                             if f not in (*_TOP_LEVEL_ONLY, "out", "optimizer_params", "schedule_params"))
+                             if f not in (*_TOP_LEVEL_ONLY, "out", "optimizer_params", "schedule_params", "log",
+                                          "nproc", "strategy", "max_restarts"))
 
 
 @dataclass

@@ -38,7 +38,7 @@ from nnopt.train._loggers import create_loggers
 from nnopt.train._metrics import check_metric_names, compute_metrics
 from nnopt.train._parallel import Parallel
 from nnopt.train._prepare import prepare, thread_count
-from nnopt.train._setup import clear_grads, step_function
+from nnopt.train._setup import update_function
 from nnopt.train._threads import choose_threads
 
 CHECK_EVERY = 256  # steps between NaN checks (one host sync each)
@@ -148,7 +148,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
             return {split: _evaluate(net, loss_fn, data, sources[split], split_metrics[split]) for split in splits}
 
         stopped_early = False
-        step = step_function(opt)
+        update = update_function(opt, sched, params, spec.clip_grad)  # after on_fit_start: it may add step hooks
         epoch_start = time.perf_counter()
         for epoch in range(start_epoch + 1, spec.epochs + 1):
             net.train()
@@ -161,12 +161,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
                 else:  # every rank draws the same global batch and trains on its slice of it
                     xb, yb, weight = parallel.shard(xb, yb, len(xb))
                     loss_value = loss_fn(model(xb), yb) * weight
-                clear_grads(params)
-                loss_value.backward()
-                if spec.clip_grad:
-                    nn.utils.clip_grad_norm_(params, spec.clip_grad, foreach=True)
-                step()
-                sched.step_batch()
+                update(loss_value)
                 step_losses.append(loss_value.detach())
                 if len(step_losses) % CHECK_EVERY == 0:
                     _check_finite(step_losses, epoch, len(step_losses) - CHECK_EVERY, parallel)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from nnopt.errors import UsageError, did_you_mean
+
+if TYPE_CHECKING:
+    from nnopt.optim import Schedule
 
 LOSSES: dict[str, Callable[[], nn.Module]] = {
     "cross_entropy": nn.CrossEntropyLoss,
@@ -97,3 +100,25 @@ def clear_grads(params: list[torch.Tensor]) -> None:
     """zero_grad(set_to_none=True) without its profiler scope."""
     for p in params:
         p.grad = None
+
+
+def update_function(optimizer: torch.optim.Optimizer, schedule: Schedule, params: list[torch.Tensor],
+                    clip_grad: float | None) -> Callable[[torch.Tensor], None]:
+    """update(loss): everything a training step does after the forward pass — clear the gradients, backward,
+    clip, optimizer step, per-batch schedule step. fit()'s loop and every Hogwild worker step through this one
+    function, so the two cannot drift apart. Built once per run: the returned closure holds the unwrapped step
+    and the settings, so a step costs one Python call more and no host sync (the loss is never read)."""
+    step = step_function(optimizer)
+    step_batch = schedule.step_batch
+    clip = nn.utils.clip_grad_norm_
+
+    def update(loss: torch.Tensor) -> None:
+        for p in params:
+            p.grad = None  # what clear_grads does, without a second call per step
+        loss.backward()
+        if clip_grad:
+            clip(params, clip_grad, foreach=True)
+        step()
+        step_batch()
+
+    return update
