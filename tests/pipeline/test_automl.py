@@ -167,3 +167,24 @@ def test_other_settings_in_the_same_directory_are_refused(tmp_path, run_cli):
     (run / "automl.json").write_text(json.dumps({"version": 1, "settings": {"data": "wine"}}))
     code, _, err = run_cli("automl", "--data", "iris", "--budget", "1m", "--out", run)
     assert code == 2 and "other settings" in err
+
+
+class _Study:
+    def __init__(self, rows):
+        self.trials = [{"number": i, "state": "COMPLETE", "values": [v], "user_attrs": {"params": p},
+                        "duration_s": 1.0} for i, (v, p) in enumerate(rows)]
+        self.best_trials = [max(range(len(rows)), key=lambda i: rows[i][0])]
+        self.objectives = [{"metric": "val_accuracy", "direction": "maximize"}]
+
+
+def test_the_smallest_network_within_one_standard_error_is_kept():
+    from nnopt.pipeline._automl import smallest_within_noise
+
+    study = _Study([(0.98, 300_000), (0.975, 20_000), (0.96, 5_000), (0.978, 90_000)])
+    kept, tolerance = smallest_within_noise(study, 270)
+    assert tolerance == pytest.approx((0.98 * 0.02 / 270) ** 0.5)  # 0.85 points
+    assert kept["number"] == 1  # 0.975 is within 0.85 points of 0.98; 0.96 is not
+    kept, _ = smallest_within_noise(study, 100_000)  # a huge validation split: no slack, the best is kept
+    assert kept["number"] == 0
+    study.objectives = [{"metric": "val_loss", "direction": "minimize"}]
+    assert smallest_within_noise(study, 270)[0]["number"] == 0

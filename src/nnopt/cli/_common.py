@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 
-
 class Parser(argparse.ArgumentParser):
     """argparse, but errors are one line and exit 2 like every other bad input."""
 

@@ -6,8 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from nnopt.errors import UsageError
 from nnopt.cli._common import print_table
+from nnopt.errors import UsageError
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.ArgumentParser) -> None:

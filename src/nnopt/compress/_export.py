@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import logging
 import statistics
 import tempfile
 import time
@@ -125,7 +126,7 @@ def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration:
     with tempfile.TemporaryDirectory(prefix="nnopt-quant-") as tmp:
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _quiet_root_logger():
                 warnings.simplefilter("ignore")
                 _pre_process(quant_pre_process, fp32_path, prepared)
                 quantize_static(
@@ -139,6 +140,19 @@ def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration:
         blob = quantized.read_bytes()
     _check_onnx(blob, f"cannot quantize {fp32_path} to int8")
     return _write(out_path, blob, "write the int8 ONNX model")
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Any:
+    """onnxruntime.quantization logs through the root logger ("Axis 1 is out-of-range for weight ..." for a
+    batch norm's 1-D weight, which it then quantizes per tensor, as wanted); the library logs nothing."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def _pre_process(quant_pre_process: Any, source: Path, target: Path) -> None:

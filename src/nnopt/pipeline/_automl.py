@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -25,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nnopt.pipeline._budget import EXPORT_S, LADDER_RUNGS, REPORTS_S, SCREEN_SHARE, Clock, Plan, parse_budget
 from nnopt.comparison import compare
 from nnopt.compress import compress, nnopt_load
 from nnopt.compress import default_epochs as compress_epochs
@@ -34,8 +34,18 @@ from nnopt.data import Split, load_data
 from nnopt.errors import UsageError
 from nnopt.fileio import atomic_write_json, atomic_write_text, make_run_dir
 from nnopt.models import model_costs
+from nnopt.pipeline._budget import (
+    EXPORT_S,
+    LADDER_RUNGS,
+    REPORTS_S,
+    SCREEN_SHARE,
+    Clock,
+    Plan,
+    parse_budget,
+)
 from nnopt.search import check_feasible, load_tune_spec, tune
-from nnopt.train import fit, run as run_training
+from nnopt.train import fit
+from nnopt.train import run as run_training
 
 SCREEN_OPTIMIZERS = ("adam", "adamw", "nesterov", "rmsprop", "momentum")
 PROBE_MODEL = "mlp:128,64"
@@ -119,7 +129,7 @@ def automl(data: Any, *, out: str | Path, budget: Any = "10m", target: str | Non
     screen = stages["screen"]
     if "search" not in stages:
         stages["search"] = _stage(run_dir, state, clock, "search", say, lambda: _search(
-            settings, screen, run_dir / "search", timing, clock, workers, storage, study, seed, draw))
+            settings, screen, run_dir / "search", timing, clock, workers, storage, study, seed, len(loaded.val), draw))
     search = stages["search"]
     if "retrain" not in stages:
         stages["retrain"] = _stage(run_dir, state, clock, "retrain", say, lambda: _retrain(
@@ -191,7 +201,7 @@ def _search_spec(settings: dict[str, Any], optimizers: list[str], lrs: dict[str,
 
 
 def _search(settings: dict[str, Any], screen: dict[str, Any], out: Path, timing: Plan, clock: Clock, workers: int,
-            storage: str | None, study: str | None, seed: int, draw: Callable) -> dict[str, Any]:
+            storage: str | None, study: str | None, seed: int, n_val: int, draw: Callable) -> dict[str, Any]:
     """The study runs in rounds; after each, the stages still to come are re-estimated from the durations of
     the best trials (a bigger winner needs longer to retrain and compress), and the next round gets the rest."""
     epochs = timing.epochs_per_trial(max(0.0, clock.left() - timing.tail_s(10)))
@@ -210,17 +220,39 @@ def _search(settings: dict[str, Any], screen: dict[str, Any], out: Path, timing:
     if result is None or result.best_params is None:
         raise UsageError(f"no search trial finished in {time.monotonic() - started:.0f} s; give a larger --budget")
     parsed = load_tune_spec(spec, {})
-    train = {**parsed.trial_train_spec(result.best_params), "seed": seed}
     counts = result.counts()
-    best = next(t for t in result.trials if t["number"] == result.best_trials[0])
+    top = next(t for t in result.trials if t["number"] == result.best_trials[0])
+    kept, tolerance = smallest_within_noise(result, n_val)
+    train = {**parsed.trial_train_spec(kept["params"]), "seed": seed}
+    metric = result.objectives[0]["metric"]
+    why = (f"the smallest network within one standard error ({100 * tolerance:.2f} points) of the best validation "
+           f"score (trial {top['number']}, {top['user_attrs'].get('model')}, {top['values'][0]:.4f})"
+           if kept is not top else "the best validation score")
     return {"epochs_per_trial": epochs, "rounds": rounds, "counts": counts,
-            "best_trial": result.best_trials[0], "best_value": result.best_values[0],
-            "best_duration_s": best.get("duration_s"),
-            "objective": result.objectives[0]["metric"], "best_params": result.best_params,
-            "model": best["user_attrs"].get("model"), "train": train,
-            "summary": f"{counts['complete']} trained, {counts['pruned']} stopped or rejected; best "
-                       f"{best['user_attrs'].get('model')} {result.objectives[0]['metric']}="
-                       f"{result.best_values[0]:.4f}"}
+            "best_trial": kept["number"], "best_value": kept["values"][0], "top_trial": top["number"],
+            "top_value": top["values"][0], "tolerance": tolerance, "why": why,
+            "best_duration_s": kept.get("duration_s"), "objective": metric, "best_params": kept["params"],
+            "model": kept["user_attrs"].get("model"), "params": kept["user_attrs"].get("params"), "train": train,
+            "summary": f"{counts['complete']} trained, {counts['pruned']} stopped or rejected; kept "
+                       f"{kept['user_attrs'].get('model')} {metric}={kept['values'][0]:.4f}: {why}"}
+
+
+def smallest_within_noise(result: Any, n_val: int) -> tuple[dict[str, Any], float]:
+    """The trial to keep: for an accuracy, the one with the fewest parameters among those whose validation
+    accuracy is within one binomial standard error of the best (sqrt(p(1-p)/n) on n validation rows: closer
+    than that, the ranking is noise, and the smaller network is cheaper to store and run and overfits less);
+    for any other objective, the best."""
+    top = next(t for t in result.trials if t["number"] == result.best_trials[0])
+    metric, direction = result.objectives[0]["metric"], result.objectives[0]["direction"]
+    if metric != "val_accuracy" or direction != "maximize" or n_val < 1:
+        return top, 0.0
+    best = top["values"][0]
+    tolerance = math.sqrt(max(best * (1 - best), 1.0 / n_val) / n_val)
+    close = [t for t in result.trials if t["state"] == "COMPLETE" and t["values"]
+             and t["values"][0] >= best - tolerance and t["user_attrs"].get("params") is not None]
+    if not close:
+        return top, tolerance
+    return min(close, key=lambda t: (t["user_attrs"]["params"], -t["values"][0], t["number"])), tolerance
 
 
 def _durations(result: Any) -> list[float]:

@@ -13,7 +13,15 @@ from typing import Any
 from nnopt.errors import UsageError
 from nnopt.report import _html as h
 from nnopt.report._compress import fmt_bytes, load_compression, size_figure
-from nnopt.report._format import finite, fmt_lr, fmt_metric, fmt_ms, fmt_number, fmt_seconds, metric_label
+from nnopt.report._format import (
+    finite,
+    fmt_lr,
+    fmt_metric,
+    fmt_ms,
+    fmt_number,
+    fmt_seconds,
+    metric_label,
+)
 from nnopt.report._load import FILES, Run, load_run
 from nnopt.report._pages import Pages, _bullets, _data_name, _footer
 from nnopt.report._render import render_png
@@ -91,7 +99,7 @@ def _verdict(config: dict[str, Any], stages: dict[str, Any]) -> list[str]:
         lines.append(f"It won a search of {counts.get('complete', 0) + counts.get('pruned', 0)} candidates "
                      f"({counts.get('complete', 0)} trained to the end, {counts.get('pruned', 0)} stopped early or "
                      f"rejected by a constraint) with validation {search.get('objective')} "
-                     f"{fmt_number(search.get('best_value'), 4)}.")
+                     f"{fmt_number(search.get('best_value'), 4)}: {search.get('why') or 'the best score'}.")
     if compress.get("how"):
         lines.append(f"Compression: {compress['how']}.")
     for name, check in (test.get("constraints") or {}).items():
@@ -161,7 +169,9 @@ def _search(search: dict[str, Any]) -> str:
                        f"or rejected, {counts.get('fail', 0)} failed"),
         ("epochs per trial", search.get("epochs_per_trial")),
         ("rounds", search.get("rounds")),
-        ("kept", f"trial {search.get('best_trial')}: {search.get('model')}"),
+        ("kept", f"trial {search.get('best_trial')}: {search.get('model')}"
+                 + (f" ({fmt_number(search['params'], 0)} parameters)" if search.get("params") is not None else "")),
+        ("why", search.get("why")),
         ("its settings", f"{train.get('optimizer')}, lr {fmt_lr(train.get('lr'))}, batch {train.get('batch_size')}"),
         (f"validation {search.get('objective')}", fmt_number(search.get("best_value"), 4)),
     ])
