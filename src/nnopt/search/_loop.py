@@ -1,9 +1,10 @@
 """The trial loop every worker runs: ask, train, tell — until the study holds its N trials.
 
-"N trials" counts finished trials (complete, pruned, failed by their own error) plus running ones, so
-any number of workers on any number of machines stop at exactly N. Trials cut by a crash are failed
+"N trials" counts finished trials (complete, pruned, failed by their own error) plus running and queued ones,
+so any number of workers on any number of machines stop at exactly N. Trials cut by a crash are failed
 and re-run: on a database through Optuna's heartbeat and retry callback, on the journal file by noticing
-that the process that claimed them on this machine is gone.
+that the process that claimed them on this machine is gone. A crashed trial holds its place in the count
+until its re-run is queued, which then holds it: the count never dips, so no worker starts a trial too many.
 """
 
 from __future__ import annotations
@@ -11,18 +12,19 @@ from __future__ import annotations
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 from optuna.trial import TrialState
 
-from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
+from nnopt.search._storage import ASK_WITH_HEARTBEAT, GRACE_S, experimental_ok
 
-from nnopt.search._storage import experimental_ok
-
-COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)
 
 
 def worker_id() -> str:
@@ -30,14 +32,16 @@ def worker_id() -> str:
 
 
 def counted(trials: list[optuna.trial.FrozenTrial], before: int | None = None) -> int:
-    """Trials that use up the budget: finished or running, but not crashed / surplus failures (re-run or void),
-    nor candidates rejected by a constraint before training (they cost milliseconds)."""
-    return sum(1 for t in trials if (before is None or t.number < before) and _uses_budget(t))
+    """Trials that use up the budget: finished, running or queued, but not surplus failures, crashed trials
+    whose re-run is queued (the re-run takes their place), nor candidates rejected by a constraint before
+    training (they cost milliseconds)."""
+    mine = [t for t in trials if before is None or t.number < before]
+    return sum(map(_uses_budget, mine)) - len({t.user_attrs["retry_of"] for t in mine if "retry_of" in t.user_attrs})
 
 
 def _uses_budget(t: optuna.trial.FrozenTrial) -> bool:
-    return t.state in COUNTED and not (
-        t.state == TrialState.FAIL and (t.user_attrs.get("crashed") or t.user_attrs.get("surplus"))) and not (
+    """Before the re-runs are subtracted: every trial a re-run points to is a failed one counted here."""
+    return t.state in COUNTED and not (t.state == TrialState.FAIL and t.user_attrs.get("surplus")) and not (
         t.state == TrialState.PRUNED and "infeasible" in t.user_attrs)
 
 
@@ -46,20 +50,30 @@ def _rejected(t: optuna.trial.FrozenTrial) -> bool:
 
 
 class _Tally:
-    """counted() and the rejected count of a growing trial list without rescanning it every trial: a finished
-    trial never changes again, so the finished prefix (trials come in number order) is summed once."""
+    """counted(), the rejected count and the unfinished trials of a growing trial list without rescanning it
+    every trial: a finished trial never changes again, so the finished prefix (trials come in number order)
+    is summed once."""
 
     def __init__(self) -> None:
         self.prefix, self.used, self.rejected = 0, 0, 0
+        self.retried: set[int] = set()  # trials whose re-run exists; a trial never loses its retry_of
 
-    def __call__(self, trials: list[optuna.trial.FrozenTrial]) -> tuple[int, int]:
+    def __call__(self, trials: list[optuna.trial.FrozenTrial]) -> tuple[int, int, list[optuna.trial.FrozenTrial]]:
         while self.prefix < len(trials) and trials[self.prefix].state.is_finished():
             t = trials[self.prefix]
             self.used += _uses_budget(t)
             self.rejected += _rejected(t)
+            self._note_retry(t)
             self.prefix += 1
         rest = trials[self.prefix:]
-        return self.used + sum(map(_uses_budget, rest)), self.rejected + sum(map(_rejected, rest))
+        for t in rest:
+            self._note_retry(t)
+        return (self.used + sum(map(_uses_budget, rest)) - len(self.retried),
+                self.rejected + sum(map(_rejected, rest)), [t for t in rest if not t.state.is_finished()])
+
+    def _note_retry(self, t: optuna.trial.FrozenTrial) -> None:
+        if "retry_of" in t.user_attrs:
+            self.retried.add(t.user_attrs["retry_of"])
 
 
 def infeasible_limit(n_trials: int) -> int:
@@ -143,11 +157,17 @@ def recover_crashed(study: optuna.Study, claims: Claims) -> int:
 
 
 def fail_and_retry(study: optuna.Study, trial: Any, reason: str) -> None:
-    """Mark a trial that did not finish by its own doing as failed (not counted) and queue its params again."""
+    """Mark a trial that did not finish by its own doing as failed and queue its params again (the queued copy
+    takes its place in the count). Only the process whose FAIL lands queues the copy: two processes recovering
+    the same trial queue it once."""
     storage = study._storage
-    storage.set_trial_user_attr(trial._trial_id, "crashed", True)
-    storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-    storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    try:
+        storage.set_trial_user_attr(trial._trial_id, "crashed", True)
+        storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+        if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+            return
+    except UpdateFinishedTrialError:
+        return
     study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
 
 
@@ -164,24 +184,43 @@ def _alive(pid: int) -> bool:
 def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], list[float]], n_trials: int,
                deadline: float | None, claims: Claims) -> None:
     heartbeat = is_heartbeat_enabled(study._storage)
+    with warnings.catch_warnings():  # once for the whole loop: a filter change per trial costs more than the ask
+        if heartbeat:
+            warnings.filterwarnings("ignore", message=ASK_WITH_HEARTBEAT, category=UserWarning)
+        _run_trials(study, objective, n_trials, deadline, claims, heartbeat)
+
+
+def _run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], list[float]], n_trials: int,
+                deadline: float | None, claims: Claims, heartbeat: bool) -> None:
     tally = _Tally()
     while deadline is None or time.time() < deadline:
         if heartbeat:
             with experimental_ok():
                 optuna.storages.fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
-        used, rejected = tally(trials)
-        if used >= n_trials or rejected >= infeasible_limit(n_trials):
+        used, rejected, unfinished = tally(trials)
+        if rejected >= infeasible_limit(n_trials):
             return
+        queued = any(t.state == TrialState.WAITING for t in unfinished)
+        if used >= n_trials and not queued:
+            if not (heartbeat and unfinished):
+                return
+            # The budget is spent, but a running trial on another machine may yet lose its heartbeat and be
+            # queued again: stay until it is over, to run that copy (this process's trial, if any, is done).
+            recover_crashed(study, claims)  # a dead process on this host needs no grace period
+            time.sleep(max(study._storage.get_heartbeat_interval() / 5, 0.1))
+            continue
         trial = study.ask()
-        # Another worker may have started trials since the count (a race for the last slots): count again,
-        # unless this trial is the very next one, which proves nobody did.
-        raced = trial.number != len(trials)
-        if raced and counted(study.get_trials(deepcopy=False), before=trial.number) >= n_trials:
+        # A popped queued trial (a re-run) was counted while it waited. A new trial that is not the very next
+        # number, or that may have taken a queued trial's place, races others for the last slots: count the
+        # trials before it again.
+        raced = trial.number > len(trials) or (trial.number == len(trials) and queued)
+        if raced and "retry_of" not in trial.user_attrs and \
+                counted(study.get_trials(deepcopy=False), before=trial.number) >= n_trials:
             trial.set_user_attr("surplus", True)
             trial.set_user_attr("fail_reason", "not run: the study already had its trials")
             study.tell(trial, state=TrialState.FAIL)
-            return
+            continue
         claims.claim(trial)
         try:
             with get_heartbeat_thread(trial._trial_id, study._storage):  # a no-op where heartbeats are off
@@ -216,5 +255,13 @@ def trial_row(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "duration_s": t.duration.total_seconds() if t.duration else None,
         "datetime_start": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
         "datetime_complete": t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None,
-        "user_attrs": {k: v for k, v in t.user_attrs.items() if k != "worker"},
+        "user_attrs": _shown_attrs(t),
     }
+
+
+def _shown_attrs(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    attrs = {k: v for k, v in t.user_attrs.items() if k != "worker"}
+    if t.state == TrialState.FAIL and "fail_reason" not in attrs:
+        # Every failure nnopt records carries its reason; one without was failed by Optuna's heartbeat check.
+        attrs["fail_reason"] = f"no heartbeat for {GRACE_S} s: its process or machine stopped mid-trial"
+    return attrs

@@ -5,22 +5,31 @@ that several `nnopt tune` processes on several machines can share."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import re
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
-import warnings
-from collections.abc import Iterator
-
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import (
+    BaseStorage,
+    JournalStorage,
+    RDBStorage,
+    RetryHeartbeatStaleTrialCallback,
+)
 from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial
 
 from nnopt.errors import UsageError
 
 JOURNAL = "study.journal"
 HEARTBEAT_S = 10  # a database-backed trial that misses heartbeats for GRACE_S is failed and re-run
 GRACE_S = 30
+MAX_RETRY = 3  # a configuration that takes its machine down every time is given up after this many re-runs
+# Optuna expects heartbeats under Study.optimize; nnopt runs its own ask/tell loop with Optuna's heartbeat thread.
+ASK_WITH_HEARTBEAT = "Heartbeat of storage is supposed to be used with Study.optimize"
 
 
 @contextlib.contextmanager
@@ -80,9 +89,43 @@ def open_storage(url: str | None, run_dir: Path) -> BaseStorage:
 def _database(url: str) -> RDBStorage:
     try:
         with experimental_ok():
-            return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+            return RDBStorage(with_driver(url), heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                              heartbeat_stale_trial_callback=RequeueStale(max_retry=MAX_RETRY),
                               engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)
     except ImportError as exc:
         raise UsageError(f"the storage '{mask_url(url)}' needs a database driver ({exc}); "
                          "for PostgreSQL: pip install 'nnopt[postgres]'") from None
+
+
+def with_driver(url: str) -> str:
+    """A bare postgresql:// (or postgres://) URL names the PostgreSQL driver that is installed. SQLAlchemy picks
+    psycopg 3 for a bare URL from 2.1 on and psycopg2 before, while nnopt's `postgres` extra installs psycopg2:
+    left to SQLAlchemy, a bare URL fails wherever the one it picks is missing and the other is present."""
+    scheme, _, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres"):
+        return url
+    psycopg3, psycopg2 = _importable("psycopg"), _importable("psycopg2")
+    if psycopg2 and not psycopg3:
+        return f"postgresql+psycopg2://{rest}"
+    if psycopg3 and not psycopg2:
+        return f"postgresql+psycopg://{rest}"
+    return f"postgresql://{rest}"  # both (SQLAlchemy's choice works) or neither (reported as a missing driver)
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:  # absent, or psycopg 3 without its libpq
+        return False
+    return True
+
+
+class RequeueStale(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a trial whose heartbeat stopped (its process or machine died), marked the way a re-run
+    after a local crash is: `retry_of` on the queued copy takes the failed trial out of the budget count, so
+    the study still reaches its N complete trials. Nothing else of the dead trial is copied: the re-run records
+    its own attributes."""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        trial.user_attrs = {"retry_of": trial.number}
+        super().__call__(study, trial)
