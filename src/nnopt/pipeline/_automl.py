@@ -327,7 +327,8 @@ def _compress(settings: dict[str, Any], search: dict[str, Any], run_dir: Path, t
             row = selected.chosen
             chosen = {"prune": row.get("prune") or 0.0, "prune_method": row.get("prune_method"),
                       "quantize": row.get("quantize")}
-            how = f"{row['name']}: the smallest of the ladder within {drop:g} points on validation"
+            how = (f"{row['name']}: the smallest of the ladder within {drop:g} point{'' if drop == 1 else 's'} "
+                   "on validation")
     amount = chosen["prune"] or 0.0
     out = run_dir / "compressed"
     result = compress(run_dir / "final", source, target=target, prune=amount or None,

@@ -31,7 +31,7 @@ QUESTION = "What is the best small, fast network for this data that the budget a
 STAGE_TEXT = {
     "screen": "optimizers, each at the lr its LR range test suggests, short runs of mlp:128,64",
     "search": "architecture, optimizer, lr and batch size jointly (TPE; ASHA stops weak trials)",
-    "retrain": "the best configuration on train (for the compression choice) and on train+val (final)",
+    "retrain": "the kept configuration on train (for the compression choice) and on train+val (final)",
     "compress": "the smallest pruning / quantization setting within the accuracy drop",
     "export": "ONNX files and latency per runtime",
     "test": "test metrics of the final models (no earlier decision reads the test split)",
@@ -137,18 +137,21 @@ def _card(config: dict[str, Any], stages: dict[str, Any]) -> list[tuple[str, Any
 
 
 def _timeline(config: dict[str, Any], state: dict[str, Any], stages: dict[str, Any]) -> str:
+    """Time per stage in a narrow table; what each stage does and what came of it below, as wrapping text."""
     budget = finite(config.get("budget_s"))
-    rows = []
+    rows, notes = [], []
     for name, text in STAGE_TEXT.items():
         stage = stages.get(name)
         seconds = finite(stage.get("seconds")) if isinstance(stage, dict) else None
         share = f"{100 * seconds / budget:.0f} %" if seconds is not None and budget else "—"
-        rows.append([name, text, fmt_seconds(seconds) if seconds is not None else "not run", share,
-                     stage.get("summary", "") if isinstance(stage, dict) else ""])
+        rows.append([name, fmt_seconds(seconds) if seconds is not None else "not run", share])
+        outcome = stage.get("summary") if isinstance(stage, dict) else None
+        notes.append(f"<li><strong>{h.esc(name)}</strong>: {h.esc(text)}"
+                     + (f" — {h.esc(outcome)}" if outcome else "") + "</li>")
     spent = finite(state.get("spent_s")) if isinstance(state, dict) else None
     note = (f'<p class="note">{fmt_seconds(spent)} spent of a {fmt_seconds(budget)} budget, the probe and the '
             "reports included.</p>") if spent is not None and budget else ""
-    return h.table(["stage", "what", "time", "of budget", "outcome"], rows, left=2) + note
+    return h.table(["stage", "time", "of budget"], rows) + note + f"<ul>{''.join(notes)}</ul>"
 
 
 def _screen(screen: dict[str, Any], config: dict[str, Any]) -> str:
