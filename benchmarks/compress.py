@@ -1,61 +1,136 @@
 """Compression of LeNet-300-100 (mlp:300,100): accuracy against bytes on disk for each method, and CPU latency
 per runtime (1 thread, median of 30 runs after 5 warm-up runs, batch 1 and 256).
 
-For each dataset the model is trained once (Adam, 20 epochs, seed 0); every method starts from it and runs
+Datasets: sklearn's 8x8 `digits` (64 inputs); `digits28`, the same images in MNIST's layout (each pixel a 3x3
+block, 2 pixels of zero padding: 28x28 = 784 uint8 inputs, written as an .npz), so the first layer has MNIST's
+784x300 shape, where Deep Compression's pruning pays most (real MNIST cannot be downloaded here); and `mnist1d`.
+For each dataset and seed the model is trained once (Adam, 20 epochs); every method starts from it and runs
 through `nnopt.compress.compress` (the same code as `nnopt compress`), so bytes are real files and accuracies
-are measured on the test split. Latencies are best-of-3 medians to damp the noise of a shared machine.
+are measured on the test split. Latencies (first seed only) are best-of-3 medians to damp a shared machine's noise.
 
-    .venv/bin/python benchmarks/compress.py [--data digits,mnist1d] [--json out.json]
+    .venv/bin/python benchmarks/compress.py [--data digits,digits28,mnist1d] [--seeds 0,1,2] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
 import tempfile
+import zipfile
 from pathlib import Path
 
-from nnopt.compress import compress, export_onnx, ort_latency_ms, quantize_onnx_int8, torch_latency_ms
+import numpy as np
+import torch
+
+from nnopt.compress import (
+    compress,
+    default_epochs,
+    export_onnx,
+    ort_latency_ms,
+    quantize_onnx_int8,
+    save_compressed,
+    torch_latency_ms,
+)
+from nnopt.compress._format import read_compressed
+from nnopt.compress._quant import QTensor
 from nnopt.data import load_data
 from nnopt.train import fit
 
+GRADUAL = {"prune_method": "global", "schedule": "gradual"}
 METHODS = {
     "int8": {"quantize": "int8"},
     "int4": {"quantize": "int4"},
     "int2": {"quantize": "int2"},
     "int2 QAT (3 epochs)": {"quantize": "int2", "qat_epochs": 3},
     "magnitude 90% gradual": {"prune": 0.9, "prune_method": "magnitude", "schedule": "gradual"},
-    "global 90% gradual": {"prune": 0.9, "prune_method": "global", "schedule": "gradual"},
+    "global 90% gradual": {"prune": 0.9, **GRADUAL},
     "2:4 + 3 epochs": {"prune": 0.5, "prune_method": "2:4", "finetune_epochs": 3},
     "structured 50% + 3 epochs": {"prune": 0.5, "prune_method": "structured", "finetune_epochs": 3},
-    "global 90% gradual + int8": {"prune": 0.9, "prune_method": "global", "schedule": "gradual", "quantize": "int8"},
-    "global 90% gradual + int4 QAT": {"prune": 0.9, "prune_method": "global", "schedule": "gradual",
-                                      "quantize": "int4", "qat_epochs": 3},
-    "global 95% gradual + int4 QAT": {"prune": 0.95, "prune_method": "global", "schedule": "gradual",
-                                      "quantize": "int4", "qat_epochs": 3},
+    "global 90% gradual + int8": {"prune": 0.9, **GRADUAL, "quantize": "int8"},
+    "global 90% gradual + int4 QAT": {"prune": 0.9, **GRADUAL, "quantize": "int4", "qat_epochs": 3},
+    "global 95% gradual + int4 QAT": {"prune": 0.95, **GRADUAL, "quantize": "int4", "qat_epochs": 3},
+    # the ladder's long rungs: 5x the default fine-tuning steps, QAT for half the default epochs
+    "global 95% gradual 5x + int4 QAT": {"prune": 0.95, **GRADUAL, "quantize": "int4", "long": True},
+    "global 96% gradual 5x + int4 QAT": {"prune": 0.96, **GRADUAL, "quantize": "int4", "long": True},
+    "global 97% gradual 5x + int4 QAT": {"prune": 0.97, **GRADUAL, "quantize": "int4", "long": True},
+    "global 98% gradual 5x + int4 QAT": {"prune": 0.98, **GRADUAL, "quantize": "int4", "long": True},
+    "ladder, --max-accuracy-drop 0.5": {"max_accuracy_drop": 0.5},
 }
+V1_LAYOUTS = ("dense", "bitmap", "csr")  # what format /1 could choose from: no relative indices
 
 
-def best_of(fn, rounds: int = 3) -> float:
-    return min(fn() for _ in range(rounds))
+def write_digits28(path: Path) -> Path:
+    """sklearn digits in MNIST's layout: np.kron of each 8x8 image (0..16) with a 3x3 block of ones, 2 pixels of
+    zero padding, scaled to 0..255 uint8 (28x28, so nnopt divides by 255 as for MNIST)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.pad(np.kron(digits.images, np.ones((1, 3, 3))), ((0, 0), (2, 2), (2, 2)))
+    X = np.clip(np.round(images * 255 / 16), 0, 255).astype(np.uint8)
+    np.savez(path, X=X, y=digits.target.astype(np.int64))
+    return path
 
 
-def run(data_name: str, folder: Path) -> dict:
-    run_dir = folder / f"{data_name}-lenet"
-    trained = fit("mlp:300,100", data_name, epochs=20, seed=0, out=run_dir)
-    data = load_data(data_name, seed=0)
+def settings_for(settings: dict, data) -> dict:
+    settings = dict(settings)
+    if settings.pop("long", False):
+        base = default_epochs(data, None)
+        settings.update(finetune_epochs=5 * base, qat_epochs=math.ceil(base / 2))
+    return settings
+
+
+def v1_layout_bytes(path: Path, meta: dict) -> int:
+    """The same model and codes written with only the layouts format /1 had (dense, bitmap, CSR)."""
+    model_state, header = read_compressed(path)
+    with zipfile.ZipFile(path) as zf:
+        payload = zf.read("payload.bin")
+    qweights = {}
+    for entry in header["tensors"]:
+        if entry["quant"]:
+            spec = entry["arrays"]["scale"]
+            scale = torch.from_numpy(np.frombuffer(payload, dtype=spec["dtype"], count=spec["count"],
+                                                   offset=spec["offset"]).astype(np.float32))
+            weight = model_state[entry["name"]]
+            codes = torch.round(weight / scale.reshape(-1, *[1] * (weight.dim() - 1))).to(torch.int8)
+            zero_point = torch.zeros_like(scale, dtype=torch.int32)
+            qweights[entry["name"]] = QTensor(q=codes, scale=scale, zero_point=zero_point, bits=entry["quant"]["bits"],
+                                              scheme="symmetric", shape=tuple(weight.shape))
+    from nnopt.compress import load
+
+    model = load(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = save_compressed(Path(tmp) / "v1.nnz", model, meta, qweights, layouts=V1_LAYOUTS)
+        back = load(Path(tmp) / "v1.nnz")
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), model.state_dict().values()))
+    return report["file_bytes"]
+
+
+def run(data_name: str, source, seed: int, folder: Path, latency: bool) -> dict:
+    run_dir = folder / f"{data_name}-lenet-{seed}"
+    trained = fit("mlp:300,100", source, epochs=20, seed=seed, out=run_dir)
+    data = load_data(source, seed=seed)
     rows = []
     for name, settings in METHODS.items():
-        result = compress(run_dir, **settings)
-        original, variant = result.rows
-        rows.append({"method": name, "test": variant["test"], "val": variant["val"], "bytes": variant["file_bytes"],
-                     "ratio": variant["ratio"], "test_drop_pts": 100 * (original["test"] - variant["test"]),
-                     "params": variant["params"], "nonzero": variant["nonzero_params"]})
-        print(data_name, json.dumps(rows[-1]), flush=True)
+        out = folder / f"{data_name}-{seed}-{len(rows)}"
+        result = compress(run_dir, out=out, **settings_for(settings, data))
+        original, variant = result.rows[0], result.chosen
+        row = {"method": name, "chosen": variant["name"], "test": variant["test"], "val": variant["val"],
+               "bytes": variant["file_bytes"], "ratio": variant["ratio"],
+               "test_drop_pts": 100 * (original["test"] - variant["test"]),
+               "val_drop_pts": 100 * (original["val"] - variant["val"]), "params": variant["params"],
+               "nonzero": variant["nonzero_params"], "tried": len(result.rows) - 1}
+        if variant.get("prune") and variant["prune"] >= 0.9 and variant.get("quantize"):
+            with zipfile.ZipFile(out / "compressed.nnz") as zf:
+                meta = json.loads(zf.read("header.json"))["meta"]
+            row["bytes_v1_layouts"] = v1_layout_bytes(out / "compressed.nnz", meta)
+        rows.append(row)
+        print(data_name, seed, json.dumps(row), flush=True)
     original = {"method": "fp32 (torch.save state dict)", "test": trained.metrics["test"]["accuracy"],
                 "bytes": result.rows[0]["file_bytes"], "ratio": 1.0}
-    latency = timing(run_dir, data, folder / f"{data_name}-onnx")
-    return {"original": original, "methods": rows, "latency": latency}
+    timings = timing(run_dir, data, folder / f"{data_name}-onnx") if latency else []
+    return {"original": original, "methods": rows, "latency": timings}
 
 
 def timing(run_dir: Path, data, folder: Path) -> list[dict]:
@@ -72,34 +147,56 @@ def timing(run_dir: Path, data, folder: Path) -> list[dict]:
     int8 = quantize_onnx_int8(fp32, folder / "model.int8.onnx", data.train.X[:512].numpy())
     rows = []
     for batch in (1, 256):
-        base = best_of(lambda: torch_latency_ms(model, n, batch=batch))
-        for name, value in (("torch fp32", base),
-                            ("torch structured 50%", best_of(lambda: torch_latency_ms(small, n, batch=batch))),
-                            ("ORT fp32", best_of(lambda: ort_latency_ms(fp32, n, batch=batch))),
-                            ("ORT int8 (QDQ)", best_of(lambda: ort_latency_ms(int8, n, batch=batch)))):
+        timers = (("torch fp32", lambda b: torch_latency_ms(model, n, batch=b)),
+                  ("torch structured 50%", lambda b: torch_latency_ms(small, n, batch=b)),
+                  ("ORT fp32", lambda b: ort_latency_ms(fp32, n, batch=b)),
+                  ("ORT int8 (QDQ)", lambda b: ort_latency_ms(int8, n, batch=b)))
+        base = None
+        for name, timer in timers:
+            value = min(timer(batch) for _ in range(3))
+            base = base or value
             rows.append({"runtime": name, "batch": batch, "latency_ms": value, "speedup": base / value})
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
+def summarize(name: str, runs: list[dict]) -> None:
+    """One markdown row per method: mean over seeds, and each seed's change."""
+    tests = [r["original"]["test"] for r in runs]
+    fp32_bytes = statistics.mean(r["original"]["bytes"] for r in runs)
+    print(f"\n{name}: fp32 test accuracy {', '.join(f'{100 * t:.2f} %' for t in tests)}; {fp32_bytes:,.0f} bytes")
+    print("| method | test acc | change, pts (per seed) | bytes | smaller | /1 layouts only |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for i, method in enumerate(METHODS):
+        rows = [r["methods"][i] for r in runs]
+        test = statistics.mean(r["test"] for r in rows)
+        change = [-r["test_drop_pts"] for r in rows]
+        v1 = [r.get("bytes_v1_layouts") for r in rows]
+        label = method if "ladder" not in method else f"{method} (kept: {', '.join(r['chosen'] for r in rows)})"
+        v1_text = f"{statistics.mean(v1):,.0f}" if all(v1) else ""
+        print(f"| {label} | {100 * test:.2f} % | {statistics.mean(change):+.2f} "
+              f"({', '.join(f'{c:+.2f}' for c in change)}) | {statistics.mean(r['bytes'] for r in rows):,.0f} | "
+              f"{statistics.mean(r['ratio'] for r in rows):.1f}x | {v1_text} |")
+    for row in runs[0]["latency"]:
+        print(f"  batch {row['batch']:>3}  {row['runtime']:<22} {row['latency_ms']:.4f} ms  {row['speedup']:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default="digits,mnist1d")
+    parser.add_argument("--data", default="digits,digits28,mnist1d")
+    parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--json")
     args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
     report = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.data.split(","):
-            report[name] = run(name, Path(tmp))
-    for name, r in report.items():
-        print(f"\n{name}: fp32 {r['original']['test']:.4f} test accuracy, {r['original']['bytes']:,} bytes")
-        for row in r["methods"]:
-            print(f"  {row['method']:<32} {row['test']:.4f} ({-row['test_drop_pts']:+.2f} pts)  "
-                  f"{row['bytes']:>8,} B  {row['ratio']:5.1f}x smaller")
-        for row in r["latency"]:
-            print(f"  batch {row['batch']:>3}  {row['runtime']:<22} {row['latency_ms']:.4f} ms  {row['speedup']:.2f}x")
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
+            source = str(write_digits28(Path(tmp) / "digits28.npz")) if name == "digits28" else name
+            report[name] = [run(name, source, seed, Path(tmp), latency=seed == seeds[0]) for seed in seeds]
+            if args.json:
+                Path(args.json).write_text(json.dumps(report, indent=2))
+    for name, runs in report.items():
+        summarize(name, runs)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,27 @@
-"""The compressed model file, "nnopt.compressed/1" (conventionally `compressed.nnz`).
+"""The compressed model file, "nnopt.compressed/2" (conventionally `compressed.nnz`); "/1" files are still read.
 
 A zip archive, written atomically:
-  header.json   (deflated) {"format": "nnopt.compressed/1", "meta": {model_spec, in_features, n_outputs,
-                input_shape, task, ...}, "tensors": [{name, encoding, layout, dtype, shape, quant, arrays}]}
-  payload.bin   (deflated: LZ77 + Huffman, the entropy-coding stage of Deep Compression) every array's bytes
-                (ndarray.tobytes order), one after another; the header gives each array's offset and length
-No pickle anywhere: a reader needs zipfile, json and numpy.
+  header.json   {"format": "nnopt.compressed/2", "meta": {model_spec, in_features, n_outputs, input_shape, task,
+                ...}, "tensors": [{name, encoding, layout, dtype, shape, quant, arrays}]}
+  payload.bin   every array's bytes (ndarray.tobytes order), one after another; the header gives each array's
+                offset, byte length, dtype and count
+Each member is DEFLATE- (LZ77 + Huffman, the entropy-coding stage of Deep Compression) or LZMA-compressed
+(LZ77 + a range coder), whichever is smaller; Python's zipfile reads both. No pickle anywhere: a reader needs
+zipfile, json and numpy.
 
-Each state-dict tensor takes the smallest honest encoding:
-  quantized weight  integer codes offset to unsigned and bit-packed (8 bits: 1 byte each, 4 bits: two per
-                    byte, 2 bits: four per byte, 1 bit: eight per byte) + float32 scales (+ uint8 zero points
-                    for asymmetric); when many codes stand for 0, a bitmap of the non-zero positions or CSR
-                    (row pointers + column indices) + packed non-zero codes, if smaller than dense;
-  float weight      (2-D and up) dense, or, if smaller, bitmap (np.packbits of the non-zero mask + the non-zero
-                    values) or CSR (row pointers + column indices in the smallest unsigned dtype + values);
-  everything else   (biases, BatchNorm statistics, counters) as-is.
+Each state-dict tensor takes the layout whose arrays compress smallest (real DEFLATE sizes, compared per tensor):
+  dense    every value, or every integer code offset to unsigned and bit-packed (8 bits: 1 byte each, 4 bits:
+           two per byte, 2 bits: four per byte, 1 bit: eight per byte);
+  bitmap   np.packbits of the non-zero mask + the non-zero values (codes);
+  csr      row pointers + column indices, each in the smallest unsigned dtype, + the non-zero values (codes);
+  delta    (/2) Deep Compression's relative indices: for each non-zero, in row-major order, the number of zeros
+           skipped since the previous one, as uint8; a run longer than 255 takes a filler entry (gap 255 landing
+           on a zero, stored with value 0 / the zero code). Small gaps repeat, so they entropy-code far better
+           than absolute column indices;
+sparse layouts only for weights of 2+ dims (quantized: positions of the codes that are not the zero value).
+Quantized weights add float scales (+ uint8 zero points for asymmetric). Biases, BatchNorm statistics and
+counters are stored as they are. (/2) A float32 array whose every value is exactly a float16 (rounded scales and
+biases, see _quant.py) is stored as float16, losslessly: its array dtype says so, the tensor's dtype stays float32.
 """
 
 from __future__ import annotations
@@ -37,11 +44,14 @@ from nnopt.errors import UsageError
 from nnopt.fileio import atomic_write
 from nnopt.models import build_model, load_model
 
-FORMAT = "nnopt.compressed/1"
+FORMAT = "nnopt.compressed/2"
+FORMATS = ("nnopt.compressed/1", FORMAT)  # read; /1 has no delta layout and no float16-stored float32 arrays
 HEADER = "header.json"
 PAYLOAD = "payload.bin"  # every array, packed, one after another (offsets in the header)
 EXTENSION = ".nnz"
-LAYOUTS = ("dense", "bitmap", "csr")
+LAYOUTS = ("dense", "bitmap", "csr", "delta")
+GAP_MAX = 255  # delta gaps are uint8; a longer run of zeros takes a filler entry
+LZMA_MAX_BYTES = 16 << 20  # LZMA is tried up to this member size (beyond it, seconds per save for a few %)
 _DTYPES = {name: getattr(torch, name) for name in (
     "float32", "float64", "float16", "bfloat16", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32",
     "int64", "bool")}
@@ -52,12 +62,17 @@ _RESERVED_META = ("format", "state_dict", "quantization", "encodings")
 # ---- writing ---------------------------------------------------------------------------------------------
 
 def save_compressed(path: str | Path, model: nn.Module, meta: dict[str, Any],
-                    qweights: dict[str, QTensor] | None = None) -> dict[str, Any]:
+                    qweights: dict[str, QTensor] | None = None, *,
+                    layouts: tuple[str, ...] = LAYOUTS) -> dict[str, Any]:
     """Write `model` (its quantized weights from `qweights`, the rest from its state dict) to `path`.
 
     meta: model_spec, in_features, n_outputs, input_shape, task (as in the nnopt.model/1 file), plus any
-    JSON-able extras. Returns the size report: file_bytes, fp32_state_dict_bytes (torch.save of the model's
-    state dict), ratio, payload_bytes, header_bytes and per tensor {name, encoding, bytes, arrays, candidates}.
+    JSON-able extras. layouts: the sparse layouts a weight may take (dense always; fewer only to measure what
+    one layout saves). Returns the size report: file_bytes, fp32_state_dict_bytes (torch.save of the model's
+    state dict), ratio, payload_bytes (packed, before the zip's compression), header_bytes and payload_stored
+    (compressed, as in the zip), and per tensor {name, encoding, bytes (packed), arrays (packed bytes of
+    each), deflated (its arrays alone, DEFLATE-compressed), candidates (the same for every layout tried)};
+    a tensor with one possible layout (dense) has deflated None and no candidates.
     """
     if any(parametrize.is_parametrized(m) for m in model.modules()):
         raise UsageError("the model is still prepared for QAT; call finish_qat(model) before saving")
@@ -65,74 +80,75 @@ def save_compressed(path: str | Path, model: nn.Module, meta: dict[str, Any],
     if missing:
         raise UsageError(f"save_compressed needs meta['{missing[0]}'] to rebuild the network; pass the meta of "
                          "the model file (nnopt.models.load_model) or of the run")
+    unknown_layouts = [k for k in layouts if k not in LAYOUTS]
+    if unknown_layouts:
+        raise UsageError(f"unknown layout '{unknown_layouts[0]}'; choose from {', '.join(LAYOUTS)}")
     qweights = dict(qweights or {})
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     unknown = sorted(set(qweights) - set(state))
     if unknown:
         raise UsageError(f"quantized weight '{unknown[0]}' is not in the model; quantize this model")
-    tensors, arrays, offset = [], [], 0
+    tensors, report, arrays, offset = [], [], [], 0
     for name, tensor in state.items():
         if name in qweights:
-            entry, parts = _encode_quantized(name, tensor, qweights[name])
+            entry, options = _encode_quantized(name, tensor, qweights[name], layouts)
         else:
-            entry, parts = _encode_float(name, tensor)
-        entry["arrays"] = {}
-        for part, data in parts:  # every array goes into one payload entry, at its offset
+            entry, options = _encode_float(name, tensor, layouts)
+        layout, candidates = _smallest(options)
+        entry.update(encoding=f"{entry.pop('kind')}-{layout}", layout=layout, arrays={})
+        for part, data in options[layout]:  # every array goes into one payload entry, at its offset
             raw = _to_bytes(data)
             arrays.append(raw)
             entry["arrays"][part] = {"offset": offset, "bytes": len(raw), "dtype": _dtype_name(data),
                                      "count": int(data.numel())}
             offset += len(raw)
         tensors.append(entry)
+        report.append({"name": name, "encoding": entry["encoding"],
+                       "bytes": sum(spec["bytes"] for spec in entry["arrays"].values()),
+                       "arrays": {part: spec["bytes"] for part, spec in entry["arrays"].items()},
+                       "deflated": candidates.get(layout), "candidates": candidates})
     header = {"format": FORMAT, "meta": _jsonable({k: v for k, v in meta.items() if k not in _RESERVED_META}),
               "tensors": tensors}
-    header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    members = [(HEADER, json.dumps(header, separators=(",", ":")).encode("utf-8")), (PAYLOAD, b"".join(arrays))]
+    methods = {name: _smaller_method(name, data) for name, data in members}
 
     def write(fh: Any) -> None:
         with zipfile.ZipFile(fh, "w") as zf:
-            zf.writestr(zipfile.ZipInfo(HEADER, _EPOCH), header_bytes, compress_type=zipfile.ZIP_DEFLATED)
-            # DEFLATE (LZ77 + Huffman) over the packed arrays: the entropy-coding stage of Deep Compression
-            zf.writestr(zipfile.ZipInfo(PAYLOAD, _EPOCH), b"".join(arrays), compress_type=zipfile.ZIP_DEFLATED,
-                        compresslevel=9)
+            for name, data in members:
+                zf.writestr(zipfile.ZipInfo(name, _EPOCH), data, compress_type=methods[name], compresslevel=9)
 
     path = atomic_write(path, write)
     with zipfile.ZipFile(path) as zf:
-        header_stored = zf.getinfo(HEADER).compress_size
+        stored = {name: zf.getinfo(name).compress_size for name, _ in members}
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     file_bytes, fp32_bytes = path.stat().st_size, len(buffer.getvalue())
-    report_tensors = [{"name": t["name"], "encoding": t["encoding"], "bytes": t["bytes"],
-                       "arrays": {part: _nbytes(a) for part, a in t["arrays"].items()},
-                       "candidates": t["candidates"]} for t in tensors]
     return {"path": str(path), "file_bytes": file_bytes, "fp32_state_dict_bytes": fp32_bytes,
-            "ratio": file_bytes / fp32_bytes, "payload_bytes": sum(t["bytes"] for t in tensors),
-            "header_bytes": header_stored, "tensors": report_tensors}
+            "ratio": file_bytes / fp32_bytes, "payload_bytes": len(members[1][1]), "header_bytes": stored[HEADER],
+            "payload_stored": stored[PAYLOAD], "tensors": report}
 
 
-def _encode_float(name: str, t: torch.Tensor) -> tuple[dict[str, Any], list[tuple[str, torch.Tensor]]]:
-    """Dense, bitmap or CSR, whichever is smallest (sparse layouts only for floating weights of 2+ dims)."""
+Parts = list[tuple[str, torch.Tensor]]
+
+
+def _encode_float(name: str, t: torch.Tensor, layouts: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Parts]]:
+    """Dense, or a sparse layout of the non-zeros (floating weights of 2+ dims with at least one zero)."""
     t = t.contiguous()
-    kind = _kind(t.dtype)
-    entry = {"name": name, "dtype": _dtype_name(t), "shape": list(t.shape), "quant": None}
-    dense = t.numel() * t.element_size()
-    if not (t.is_floating_point() and t.dim() >= 2 and t.numel() > 0):
-        return _finish(entry, kind, "dense", {"dense": dense}), [("values", t.reshape(-1))]
-    flat = t.reshape(-1)
-    mask = flat != 0
-    nnz = int(mask.sum())
-    rows, cols = t.shape[0], t.numel() // t.shape[0]
-    values = nnz * t.element_size()
-    sizes = {"dense": dense, "bitmap": math.ceil(t.numel() / 8) + values,
-             "csr": (rows + 1) * _uint_for(nnz).itemsize + nnz * _uint_for(cols - 1).itemsize + values}
-    layout = min(LAYOUTS, key=lambda k: sizes[k])
-    if layout == "dense":
-        return _finish(entry, kind, layout, sizes), [("values", flat)]
-    return _finish(entry, kind, layout, sizes), [*_positions(layout, mask.numpy(), rows, cols),
-                                                 ("values", flat[mask])]
+    flat = _half_if_exact(t.reshape(-1))
+    entry = {"name": name, "dtype": _dtype_name(t), "shape": list(t.shape), "quant": None, "kind": _kind(flat.dtype)}
+    options = {"dense": [("values", flat)]}
+    if t.is_floating_point() and t.dim() >= 2 and t.numel() > 0:
+        mask = (t.reshape(-1) != 0).numpy()
+        if not mask.all():
+            for layout in (k for k in layouts if k != "dense"):
+                parts, positions = _positions(layout, mask, t.shape[0], t.numel() // t.shape[0])
+                options[layout] = [*parts, ("values", flat[torch.from_numpy(positions)])]
+    return entry, options
 
 
-def _encode_quantized(name: str, t: torch.Tensor, qt: QTensor) -> tuple[dict[str, Any], list]:
-    """Bit-packed unsigned codes (dense, bitmap or CSR of the codes that are not the zero value) + scales."""
+def _encode_quantized(name: str, t: torch.Tensor, qt: QTensor,
+                      layouts: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Parts]]:
+    """Bit-packed unsigned codes, dense or at the positions of the codes that are not the zero value, + scales."""
     if tuple(qt.shape) != tuple(t.shape):
         raise UsageError(f"quantized weight {name} has shape {list(qt.shape)}, the model's {list(t.shape)}; "
                          "quantize this model")
@@ -144,47 +160,83 @@ def _encode_quantized(name: str, t: torch.Tensor, qt: QTensor) -> tuple[dict[str
                          "quantize it with quantize_model or finish_qat")
     zero = qt.broadcast(qt.zero_point.to(torch.int32))  # the code of 0.0: the zero point (0 when symmetric)
     if qt.scheme == "binary":  # -1 -> 0, +1 -> 1; no code stands for 0
-        unsigned, mask = (codes > 0).to(torch.int32), torch.ones(codes.numel(), dtype=torch.bool)
+        unsigned, mask = (codes > 0).to(torch.int32), np.ones(codes.numel(), dtype=bool)
     else:
-        unsigned, mask = codes - qmin, (codes != zero).reshape(-1)
+        unsigned, mask = codes - qmin, (codes != zero).reshape(-1).numpy()
     flat = unsigned.reshape(-1).numpy().astype(np.uint8)
-    n, nnz = flat.size, int(mask.sum())
-    rows, cols = (t.shape[0], n // t.shape[0]) if t.dim() >= 1 and t.shape[0] else (1, n)
-    sizes = {"dense": math.ceil(n * bits / 8)}
-    if t.dim() >= 2 and qt.scheme != "binary":
-        packed_nnz = math.ceil(nnz * bits / 8)
-        sizes["bitmap"] = math.ceil(n / 8) + packed_nnz
-        sizes["csr"] = (rows + 1) * _uint_for(nnz).itemsize + nnz * _uint_for(cols - 1).itemsize + packed_nnz
-    layout = min(sizes, key=lambda k: sizes[k])
-    if layout == "dense":
-        parts = [("codes", torch.from_numpy(pack_codes(flat, bits)))]
-    else:
-        mask_np = mask.numpy()
-        parts = [*_positions(layout, mask_np, rows, cols), ("codes", torch.from_numpy(pack_codes(flat[mask_np], bits)))]
-    parts.append(("scale", qt.scale.detach().cpu().to(torch.float32).reshape(-1)))
+    tail = [("scale", _half_if_exact(qt.scale.detach().cpu().to(torch.float32).reshape(-1)))]
     if qt.scheme == "asymmetric":
-        parts.append(("zero_point", qt.zero_point.cpu().to(torch.uint8).reshape(-1)))
-    extra = sum(p.numel() * p.element_size() for key, p in parts if key in ("scale", "zero_point"))
-    sizes = {k: v + extra for k, v in sizes.items()}
+        tail.append(("zero_point", qt.zero_point.cpu().to(torch.uint8).reshape(-1)))
+    options = {"dense": [("codes", torch.from_numpy(pack_codes(flat, bits))), *tail]}
+    if t.dim() >= 2 and qt.scheme != "binary" and not mask.all():
+        for layout in (k for k in layouts if k != "dense"):
+            parts, positions = _positions(layout, mask, t.shape[0], flat.size // t.shape[0])
+            options[layout] = [*parts, ("codes", torch.from_numpy(pack_codes(flat[positions], bits))), *tail]
     entry = {"name": name, "dtype": _dtype_name(t), "shape": list(t.shape),
-             "quant": {"bits": bits, "scheme": qt.scheme, "axis": qt.axis}}
-    return _finish(entry, f"int{bits}", layout, sizes), parts
+             "quant": {"bits": bits, "scheme": qt.scheme, "axis": qt.axis}, "kind": f"int{bits}"}
+    return entry, options
 
 
-def _positions(layout: str, mask: np.ndarray, rows: int, cols: int) -> list[tuple[str, torch.Tensor]]:
-    """Where the non-zeros are: a packed bitmap, or CSR row pointers + column indices."""
+def _positions(layout: str, mask: np.ndarray, rows: int, cols: int) -> tuple[Parts, np.ndarray]:
+    """The arrays that say where the stored entries are, and those entries' flat positions (ascending)."""
+    nonzero = np.flatnonzero(mask)
     if layout == "bitmap":
-        return [("mask", torch.from_numpy(np.packbits(mask)))]
-    grid = mask.reshape(rows, cols)
-    nnz = int(mask.sum())
-    indptr = np.concatenate([[0], np.cumsum(grid.sum(axis=1))]).astype(_uint_for(nnz))
-    indices = np.nonzero(grid)[1].astype(_uint_for(cols - 1))
-    return [("indptr", torch.from_numpy(indptr)), ("indices", torch.from_numpy(indices))]
+        return [("mask", torch.from_numpy(np.packbits(mask)))], nonzero
+    if layout == "csr":
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(nonzero // cols, minlength=rows))])
+        indices = nonzero % cols
+        indptr, indices = indptr.astype(_uint_for(nonzero.size)), indices.astype(_uint_for(cols - 1))
+        return [("indptr", torch.from_numpy(indptr)), ("indices", torch.from_numpy(indices))], nonzero
+    skips = np.diff(nonzero, prepend=-1) - 1  # zeros since the previous non-zero
+    fillers = skips // (GAP_MAX + 1)  # each filler covers GAP_MAX zeros and lands on one more
+    counts = fillers + 1
+    gaps = np.full(int(counts.sum()), GAP_MAX, dtype=np.uint8)
+    gaps[np.cumsum(counts) - 1] = skips - fillers * (GAP_MAX + 1)
+    return [("gaps", torch.from_numpy(gaps))], _delta_positions(gaps)
 
 
-def _finish(entry: dict[str, Any], kind: str, layout: str, sizes: dict[str, int]) -> dict[str, Any]:
-    entry.update(encoding=f"{kind}-{layout}", layout=layout, bytes=sizes[layout], candidates=sizes)
-    return entry
+def _delta_positions(gaps: np.ndarray) -> np.ndarray:
+    return np.cumsum(gaps.astype(np.int64) + 1) - 1
+
+
+def _smallest(options: dict[str, Parts]) -> tuple[str, dict[str, int]]:
+    """The layout whose arrays DEFLATE smallest (ties: the first in LAYOUTS), and every layout's size; with one
+    layout to choose from, nothing is compressed twice (sizes is empty)."""
+    if len(options) == 1:
+        return next(iter(options)), {}
+    sizes = {layout: len(zlib.compress(b"".join(_to_bytes(a) for _, a in parts), 9))
+             for layout, parts in options.items()}
+    return min(sizes, key=lambda k: (sizes[k], LAYOUTS.index(k))), sizes
+
+
+def _smaller_method(name: str, data: bytes) -> int:
+    """ZIP_DEFLATED or, where the lzma module exists and it compresses smaller, ZIP_LZMA."""
+    methods = [zipfile.ZIP_DEFLATED]
+    if len(data) <= LZMA_MAX_BYTES and _has_lzma():
+        methods.append(zipfile.ZIP_LZMA)
+    sizes = {}
+    for method in methods:
+        trial = io.BytesIO()
+        with zipfile.ZipFile(trial, "w") as zf:
+            zf.writestr(zipfile.ZipInfo(name, _EPOCH), data, compress_type=method, compresslevel=9)
+            sizes[method] = zf.getinfo(name).compress_size
+    return min(methods, key=lambda m: sizes[m])
+
+
+def _has_lzma() -> bool:
+    try:
+        import lzma  # noqa: F401  (optional in Python builds; DEFLATE alone then)
+        return True
+    except ImportError:
+        return False
+
+
+def _half_if_exact(t: torch.Tensor) -> torch.Tensor:
+    """float32 values that are all exactly float16 numbers as float16 (half the bytes, nothing lost)."""
+    if t.dtype != torch.float32 or t.numel() == 0:
+        return t
+    half = t.to(torch.float16)
+    return half if torch.equal(half.to(torch.float32), t) else t
 
 
 def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
@@ -215,7 +267,7 @@ def unpack_codes(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
 # ---- reading ---------------------------------------------------------------------------------------------
 
 def is_compressed_file(path: str | Path) -> bool:
-    """True when `path` is a zip holding an nnopt.compressed/1 header."""
+    """True when `path` is a zip holding an nnopt.compressed/1 or /2 header."""
     try:
         _read_header(Path(path))
         return True
@@ -226,7 +278,8 @@ def is_compressed_file(path: str | Path) -> bool:
 def load_compressed(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the network of a compressed.nnz file with fp32 weights (codes dequantized), in eval mode.
 
-    Returns (model, meta); meta adds "quantization" {name: {bits, scheme}} and "encodings" {name: encoding}.
+    Returns (model, meta); meta adds "format" (the file's), "quantization" {name: {bits, scheme}} and
+    "encodings" {name: encoding}.
     """
     path = Path(path)
     state, header = read_compressed(path)
@@ -241,7 +294,7 @@ def load_compressed(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise UsageError(f"{path.name} does not match its model spec ({reason}); "
                          "re-save it with save_compressed") from None
     model.eval()
-    meta["format"] = FORMAT
+    meta["format"] = header["format"]
     meta["quantization"] = {t["name"]: {"bits": t["quant"]["bits"], "scheme": t["quant"]["scheme"]}
                             for t in header["tensors"] if t.get("quant")}
     meta["encodings"] = {t["name"]: t["encoding"] for t in header["tensors"]}
@@ -249,7 +302,7 @@ def load_compressed(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def read_compressed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(state dict with every tensor decoded to its stored dtype, header) of a compressed file."""
+    """(state dict with every tensor decoded to its dtype, header) of a compressed file."""
     path = Path(path)
     header = _read_header(path)
     state: dict[str, torch.Tensor] = {}
@@ -259,8 +312,8 @@ def read_compressed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             for entry in header["tensors"]:
                 arrays = {part: _read_array(payload, spec) for part, spec in entry["arrays"].items()}
                 state[entry["name"]] = _decode(entry, arrays)
-    except (KeyError, ValueError, TypeError, AttributeError, RuntimeError, zipfile.BadZipFile, zlib.error,
-            EOFError) as exc:
+    except (KeyError, ValueError, TypeError, AttributeError, RuntimeError, IndexError, zipfile.BadZipFile,
+            zlib.error, EOFError, NotImplementedError, OSError) as exc:
         raise UsageError(f"{path.name} is a corrupt nnopt compressed model ({type(exc).__name__}: {exc}); "
                          "write it again") from None
     return state, header
@@ -273,9 +326,15 @@ def _read_header(path: Path) -> dict[str, Any]:
     try:
         with zipfile.ZipFile(path) as zf:
             header = json.loads(zf.read(HEADER).decode("utf-8"))
-    except (zipfile.BadZipFile, KeyError, ValueError, EOFError, NotImplementedError, RuntimeError):
+    except (zipfile.BadZipFile, KeyError, ValueError, EOFError, NotImplementedError, RuntimeError, OSError):
         raise not_ours from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT or not isinstance(header.get("tensors"), list):
+    if not isinstance(header, dict) or not isinstance(header.get("tensors"), list):
+        raise not_ours
+    found = header.get("format")
+    if isinstance(found, str) and found.startswith("nnopt.compressed/") and found not in FORMATS:
+        raise UsageError(f"{path.name} is in format {found}, newer than this nnopt reads ({', '.join(FORMATS)}); "
+                         "upgrade nnopt")
+    if found not in FORMATS:
         raise not_ours
     return header
 
@@ -302,16 +361,18 @@ def _decode(entry: dict[str, Any], arrays: dict[str, torch.Tensor]) -> torch.Ten
     quant = entry.get("quant")
     rows = shape[0] if shape and shape[0] else 1
     cols = numel // rows if rows else 0
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout '{layout}' of {entry['name']}")
     if quant is None:
-        values = arrays["values"]
+        values = arrays["values"].to(dtype)
         if layout == "dense":
             return values.reshape(shape).clone()
         flat = torch.zeros(numel, dtype=dtype)
-        flat[torch.from_numpy(_mask(layout, arrays, numel, rows, cols))] = values
+        flat[torch.from_numpy(_stored_positions(layout, arrays, numel, rows, cols))] = values
         return flat.reshape(shape)
     bits, scheme = int(quant["bits"]), quant["scheme"]
     qmin, _ = qrange(bits, scheme)
-    scale = arrays["scale"].clone()
+    scale = arrays["scale"].to(torch.float32).clone()
     zero_point = arrays["zero_point"].to(torch.int32) if "zero_point" in arrays else torch.zeros_like(
         scale, dtype=torch.int32)
     qt = QTensor(q=torch.empty(0), scale=scale, zero_point=zero_point, bits=bits, scheme=scheme, shape=shape,
@@ -319,10 +380,10 @@ def _decode(entry: dict[str, Any], arrays: dict[str, torch.Tensor]) -> torch.Ten
     if layout == "dense":
         unsigned = torch.from_numpy(unpack_codes(arrays["codes"].numpy(), bits, numel)).to(torch.int32)
     else:
-        mask = torch.from_numpy(_mask(layout, arrays, numel, rows, cols))
-        nonzero = torch.from_numpy(unpack_codes(arrays["codes"].numpy(), bits, int(mask.sum()))).to(torch.int32)
+        positions = torch.from_numpy(_stored_positions(layout, arrays, numel, rows, cols))
+        stored = torch.from_numpy(unpack_codes(arrays["codes"].numpy(), bits, len(positions))).to(torch.int32)
         unsigned = (qt.broadcast(zero_point).expand(shape).reshape(-1) - qmin).clone()  # every code: 0.0
-        unsigned[mask] = nonzero
+        unsigned[positions] = stored
     unsigned = unsigned.reshape(shape)
     if scheme == "binary":
         qt.q = (unsigned * 2 - 1).to(torch.int8)
@@ -331,14 +392,21 @@ def _decode(entry: dict[str, Any], arrays: dict[str, torch.Tensor]) -> torch.Ten
     return dequantize(qt).to(dtype)
 
 
-def _mask(layout: str, arrays: dict[str, torch.Tensor], numel: int, rows: int, cols: int) -> np.ndarray:
+def _stored_positions(layout: str, arrays: dict[str, torch.Tensor], numel: int, rows: int, cols: int) -> np.ndarray:
+    """The flat positions of the stored values (codes), whichever sparse layout says where they are."""
     if layout == "bitmap":
-        return np.unpackbits(arrays["mask"].numpy(), count=numel).astype(bool)
-    indptr, indices = arrays["indptr"].numpy().astype(np.int64), arrays["indices"].numpy().astype(np.int64)
-    row_of = np.repeat(np.arange(rows), np.diff(indptr))
-    grid = np.zeros((rows, cols), dtype=bool)
-    grid[row_of, indices] = True
-    return grid.reshape(-1)
+        positions = np.flatnonzero(np.unpackbits(arrays["mask"].numpy(), count=numel))
+    elif layout == "csr":
+        indptr, indices = arrays["indptr"].numpy().astype(np.int64), arrays["indices"].numpy().astype(np.int64)
+        if indptr.size != rows + 1 or np.any(np.diff(indptr) < 0) or indptr[-1] != indices.size \
+                or np.any(indices >= max(cols, 1)):
+            raise ValueError("CSR row pointers and column indices do not fit the tensor's shape")
+        positions = np.repeat(np.arange(rows), np.diff(indptr)) * cols + indices
+    else:
+        positions = _delta_positions(arrays["gaps"].numpy())
+    if positions.size and int(positions.max()) >= numel:
+        raise ValueError(f"a stored position {int(positions.max())} is past the tensor's {numel} entries")
+    return positions
 
 
 # ---- one loader for every model file ---------------------------------------------------------------------
@@ -386,10 +454,6 @@ def _to_bytes(t: torch.Tensor) -> bytes:
     if flat.numel() == 0:
         return b""
     return flat.view(torch.uint8).numpy().tobytes()
-
-
-def _nbytes(spec: dict[str, Any]) -> int:
-    return int(spec["count"]) * _DTYPES[spec["dtype"]].itemsize
 
 
 def _jsonable(obj: Any) -> Any:

@@ -2,10 +2,14 @@
 
 Every quantized weight is a `QTensor` of real integer codes plus per-channel scales; the file format
 (`_format.py`) bit-packs those codes (4 bits: two per byte, 2 bits: four per byte), so an int4 weight takes
-half the bytes of an int8 one on disk. In memory, a quantized model is evaluated the simple way:
-`apply_dequantized` writes `code * scale` back into the fp32 weights, so torch computes in fp32 on weights
-that take exactly the quantized values (no integer kernels; the accuracy is the quantized model's, the
-speed is fp32's).
+half the bytes of an int8 one on disk. Scales are float16 numbers (kept in float32 tensors) and a quantized
+layer's bias is rounded to float16 too, so the file stores both in 2 bytes each without loss: next to 4- or
+8-bit codes, 11 significant bits of a step or a bias are far below the rounding the codes already make (the
+accuracy tables in benchmarks/RESULTS.md are measured with them).
+
+In memory, a quantized model is evaluated the simple way: `apply_dequantized` writes `code * scale` back
+into the fp32 weights, so torch computes in fp32 on weights that take exactly the quantized values (no
+integer kernels; the accuracy is the quantized model's, the speed is fp32's).
 
 QAT follows LSQ (Esser et al. 2020, "Learned Step Size Quantization"): each Linear / Conv weight is
 parametrized (torch.nn.utils.parametrize) by a fake-quantizer with a learnable per-output-channel step, so
@@ -110,13 +114,35 @@ def quantize_tensor(w: torch.Tensor, bits: int, scheme: str = "symmetric", per_c
         scale = (hi - lo) / (qmax - qmin)
         safe = torch.where(scale > 0, scale, torch.ones_like(scale))
         zero_point = torch.round(-lo / safe).clamp(qmin, qmax).to(torch.int32)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale)).to(torch.float32)
+    scale = half_step(torch.where(scale > 0, scale, torch.ones_like(scale)).to(torch.float32), up=True)
     qt = QTensor(q=torch.empty(0), scale=scale, zero_point=zero_point, bits=bits, scheme=scheme, shape=shape,
                  axis=axis if per_channel else 0)
     s, zp = qt.broadcast(scale), qt.broadcast(zero_point)
     codes = torch.clamp(torch.round(w / s) + zp, qmin, qmax)
     qt.q = codes.to(torch.uint8 if scheme == "asymmetric" else torch.int8)
     return qt
+
+
+FP16_NORMAL = (2.0 ** -14, 65504.0)  # the float16 normal range: a relative error of at most 2**-11 inside it
+
+
+def half_step(scale: torch.Tensor, up: bool = False) -> torch.Tensor:
+    """float32 steps rounded to float16 numbers (to the nearest, or up: never below the step, so no code has to
+    clamp); a tensor with any step outside float16's normal range is returned unchanged (stored as float32)."""
+    low, high = FP16_NORMAL
+    if scale.numel() == 0 or not bool(((scale >= low) & (scale <= high)).all()):
+        return scale
+    half = scale.to(torch.float16)
+    if up:
+        below = half.to(torch.float32) < scale
+        half = torch.where(below, torch.nextafter(half, torch.full_like(half, math.inf)), half)
+    return half.to(torch.float32)
+
+
+def half_bias(bias: torch.Tensor) -> torch.Tensor:
+    """A bias rounded to the nearest float16 numbers (unchanged if any value would overflow float16)."""
+    half = bias.detach().to(torch.float16).to(torch.float32)
+    return half if bool(torch.isfinite(half).eq(torch.isfinite(bias)).all()) else bias.detach()
 
 
 def dequantize(qt: QTensor) -> torch.Tensor:
@@ -152,10 +178,10 @@ def quantize_model(model: nn.Module, bits: int, scheme: str = "symmetric",
 
 
 def apply_dequantized(model: nn.Module, qweights: dict[str, QTensor]) -> nn.Module:
-    """Copy each dequantized weight into `model`, in place, and return it.
+    """Copy each dequantized weight into `model` and round the bias of its layer to float16, in place; return it.
 
     This is how a quantized model is evaluated in torch: compute stays fp32, on weights that take exactly
-    the quantized values, so its predictions are those of the integer model.
+    the quantized values (and biases that are float16 numbers), so its predictions are those of the file.
     """
     _require_plain(model)
     with torch.no_grad():
@@ -165,6 +191,9 @@ def apply_dequantized(model: nn.Module, qweights: dict[str, QTensor]) -> nn.Modu
                 raise UsageError(f"quantized weight {name} has shape {list(qt.shape)}, the model's "
                                  f"{list(param.shape)}; quantize this model")
             param.copy_(dequantize(qt).to(param.device, param.dtype))
+            bias = getattr(model.get_submodule(name.rpartition(".")[0]), "bias", None)
+            if isinstance(bias, torch.Tensor) and bias.is_floating_point():
+                bias.copy_(half_bias(bias))
     return model
 
 
@@ -209,11 +238,15 @@ class LSQWeight(nn.Module):
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         s = _grad_scale(self.positive_step(), self.grad_factor)
+        s = s + (self._half(s.detach()) - s.detach())  # trains on the float16 step the file stores
         quantized = _round_ste(torch.clamp(w / s, self.qmin, self.qmax)) * s
         return quantized if self.mask is None else quantized * self.mask
 
+    def _half(self, s: torch.Tensor) -> torch.Tensor:
+        return half_step(s.reshape(-1)).reshape(s.shape)
+
     def codes(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        s = self.positive_step().detach()
+        s = self._half(self.positive_step().detach())
         codes = torch.clamp(torch.round(w.detach() / s), self.qmin, self.qmax)
         return (codes if self.mask is None else codes * self.mask), s.reshape(-1)
 
@@ -231,7 +264,7 @@ class BinaryWeight(nn.Module):
 
     def codes(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         w = w.detach()
-        return torch.where(w >= 0, 1.0, -1.0), w.abs().reshape(w.shape[0], -1).mean(dim=1)
+        return torch.where(w >= 0, 1.0, -1.0), half_step(w.abs().reshape(w.shape[0], -1).mean(dim=1))
 
 
 def prepare_qat(model: nn.Module, bits: int, scheme: str = "symmetric") -> nn.Module:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from nnopt.comparison import compare
+from nnopt.compress import LADDER as COMPRESSION_LADDER
 from nnopt.compress import compress, nnopt_load
 from nnopt.compress import default_epochs as compress_epochs
 from nnopt.config import TrainSpec, spec_from_mapping
@@ -311,35 +312,55 @@ def _retrain(search: dict[str, Any], run_dir: Path, draw: Callable) -> dict[str,
 
 def _compress(settings: dict[str, Any], search: dict[str, Any], run_dir: Path, timing: Plan, clock: Clock,
               drop: float, draw: Callable) -> dict[str, Any]:
+    """The ladder of nnopt compress, rung by rung on search/best (validation rows it never trained on), smallest
+    expected file first; the first rung within the drop is applied to final/. A rung starts only if its
+    fine-tuning fits in what is left of the budget (priced from the kept trial's seconds per epoch); otherwise
+    the ladder jumps to its last rung, int8 round-to-nearest, which needs no training."""
     source, target = settings["data"], settings.get("target")
-    ladder_s = 3 * (timing.run_s + timing.finetune_epochs * timing.epoch_s * 2) + 10
-    chosen: dict[str, Any] = {"prune": 0.0, "prune_method": None, "quantize": "int8"}
-    how = "int8 without a ladder: too little budget left for fine-tuning"
+    per_epoch = (search.get("best_duration_s") or timing.trial_s(search["epochs_per_trial"])) / max(
+        1, search["epochs_per_trial"])
     best = run_dir / "search" / "best"
-    if clock.left() > ladder_s and best.is_dir():
-        try:
-            selected = compress(best, source, max_accuracy_drop=drop, target=target, out=run_dir / "compress-select")
-        except UsageError as exc:  # no setting kept the accuracy: keep the full-precision weights
-            selected, how = None, f"fp32: {exc}"
-            chosen = {"prune": 0.0, "prune_method": None, "quantize": None}
-        if selected is not None:
-            draw(run_dir / "compress-select")
-            row = selected.chosen
-            chosen = {"prune": row.get("prune") or 0.0, "prune_method": row.get("prune_method"),
-                      "quantize": row.get("quantize")}
-            how = (f"{row['name']}: the smallest of the ladder within {drop:g} point{'' if drop == 1 else 's'} "
-                   "on validation")
-    amount = chosen["prune"] or 0.0
+    ladder, chosen, how = [], None, ""
+    final_s = EXPORT_S + REPORTS_S / 2
+    for rung in COMPRESSION_LADDER:
+        setting = _rung_setting(rung, timing.finetune_epochs)
+        epochs = setting["finetune_epochs"] + setting["qat_epochs"]
+        rung_s = timing.run_s + epochs * per_epoch + 1.0
+        if epochs and clock.left() - rung_s - (final_s + rung_s / 0.85) < 0:
+            how = "the ladder skipped settings whose fine-tuning no longer fit in the budget; "
+            continue
+        result = compress(best, source, target=target, **setting)
+        original, row = result.rows[0], result.rows[-1]
+        change = 100 * (original["val"] - row["val"])
+        ladder.append({"name": row["name"], "val": row["val"], "original_val": original["val"],
+                       "drop_pts": change, "file_bytes": row["file_bytes"], "fp32_bytes": original["file_bytes"]})
+        if change <= drop:
+            chosen = setting
+            ladder[-1]["kept"] = True
+            how += (f"{row['name']}: the smallest of the ladder within {drop:g} point{'' if drop == 1 else 's'} "
+                    "on validation")
+            break
+    if chosen is None:  # no rung kept the accuracy: keep the full-precision weights
+        chosen = {}
+        how += f"fp32: no setting of the ladder stayed within {drop:g} points on validation"
     out = run_dir / "compressed"
-    result = compress(run_dir / "final", source, target=target, prune=amount or None,
-                      prune_method=chosen["prune_method"] or "magnitude",
-                      schedule="gradual" if amount else "oneshot", quantize=chosen["quantize"], export="onnx", out=out)
+    result = compress(run_dir / "final", source, target=target, export="onnx", out=out, **chosen)
     draw(out)
     kept = result.chosen
     original = result.rows[0]
-    return {"setting": chosen, "how": how, "file_bytes": kept["file_bytes"], "fp32_bytes": original["file_bytes"],
-            "ratio": kept.get("ratio", 1.0), "name": kept["name"], "latency": result.latency,
+    return {"setting": chosen or None, "how": how, "ladder": ladder, "file_bytes": kept["file_bytes"],
+            "fp32_bytes": original["file_bytes"], "ratio": kept.get("ratio", 1.0), "name": kept["name"],
+            "latency": result.latency,
             "summary": f"{kept['name']}: {kept['file_bytes']:,} bytes, {kept.get('ratio', 1.0):.1f}x smaller than fp32"}
+
+
+def _rung_setting(rung: Any, finetune_epochs: int) -> dict[str, Any]:
+    """compress() keywords of one ladder rung: gradual pruning over its fine-tuning epochs, then its bit width,
+    with quantization-aware training when the rung asks for it."""
+    epochs = round(rung.finetune * finetune_epochs) if rung.amount > 0 else 0
+    return {"prune": rung.amount or None, "prune_method": rung.method, "quantize": rung.bits,
+            "schedule": "gradual" if rung.amount > 0 else "oneshot", "finetune_epochs": epochs,
+            "qat_epochs": round(rung.qat * finetune_epochs) if rung.bits else 0}
 
 
 def _export(run_dir: Path, compressed: dict[str, Any]) -> dict[str, Any]:

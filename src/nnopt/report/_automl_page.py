@@ -56,15 +56,16 @@ def build_automl_pages(run: Run) -> Pages:
                                   + h.img(front, "architectures") + '<p class="note">Each trained candidate\'s '
                                   "validation score against its parameter count and its batch-1 latency; red: the "
                                   "Pareto front; star: the configuration kept. Full study: search/report.html.</p>"))
-    for name, title in (("compress-select", "3 · Compression ladder (chosen on validation rows the model never "
-                                             "trained on)"),
-                        ("compressed", "4 · The final model compressed")):
-        if _has(run.path / name, "compress"):
-            compression = load_compression(load_run(run.path / name))
-            png = render_png(size_figure(compression))
-            images[f"{name}.png"] = png
-            sections.append(h.section(title, _variants(compression, test=name == "compressed")
-                                      + h.img(png, "accuracy against size")))
+    ladder = (stages.get("compress") or {}).get("ladder")
+    if ladder:
+        sections.append(h.section("3 · Compression ladder (chosen on validation rows the model never trained on)",
+                                  _ladder(ladder, _metric(stages))))
+    if _has(run.path / "compressed", "compress"):
+        compression = load_compression(load_run(run.path / "compressed"))
+        png = render_png(size_figure(compression))
+        images["compressed.png"] = png
+        sections.append(h.section("4 · The final model compressed", _variants(compression)
+                                  + h.img(png, "accuracy against size")))
     sections.append(h.section("Files", h.definitions(_files(run.path))))
     title = f"AutoML on {_data_name(config)}"
     return images, h.page(title, "nnopt automl report", QUESTION, sections, _footer(run))
@@ -180,14 +181,23 @@ def _search(search: dict[str, Any]) -> str:
     ])
 
 
-def _variants(c: Any, test: bool) -> str:
-    """The ladder is shown with validation scores only: it was chosen on them; the final model has no
-    validation rows of its own (it trained on them), so it is shown with test scores."""
+def _ladder(rows: list[dict[str, Any]], metric: str) -> str:
+    label = metric_label(metric)
+    body = [[r.get("name"), fmt_metric(metric, r.get("original_val")), fmt_metric(metric, r.get("val")),
+             fmt_number(r.get("drop_pts"), 2), fmt_bytes(r.get("file_bytes")), "kept" if r.get("kept") else ""]
+            for r in rows]
+    return (h.table(["setting", f"val {label} before", f"val {label} after", "drop (points)", "file bytes", ""],
+                    body)
+            + '<p class="note">Each setting was applied to the model trained on the train split alone (search/best), '
+              "smallest expected file first; the first within the allowed drop was applied to the final model.</p>")
+
+
+def _variants(c: Any) -> str:
+    """The final model trained on the validation rows too, so it is shown with test scores."""
     label = metric_label(c.metric)
-    column = "test" if test else "val"
-    rows = [[v["name"], fmt_metric(c.metric, v.get(column)), fmt_bytes(v.get("file_bytes")),
+    rows = [[v["name"], fmt_metric(c.metric, v.get("test")), fmt_bytes(v.get("file_bytes")),
              "kept" if v is c.kept else ""] for v in c.variants]
-    return h.table(["variant", f"{column} {label}", "file bytes", ""], rows)
+    return h.table(["variant", f"test {label}", "file bytes", ""], rows)
 
 
 def _files(path: Path) -> list[tuple[str, Any]]:
