@@ -37,7 +37,8 @@ from nnopt.fileio import atomic_write_json, atomic_write_text, make_run_dir
 from nnopt.models import model_costs
 from nnopt.pipeline._budget import (
     EXPORT_S,
-    LADDER_RUNGS,
+    LADDER_EPOCHS,
+    LADDER_RUNS,
     REPORTS_S,
     SCREEN_SHARE,
     Clock,
@@ -279,7 +280,7 @@ def _tail_s(result: Any, timing: Plan, epochs: int) -> float:
         return timing.tail_s(epochs)
     slowest = durations[0]
     per_epoch = slowest / epochs
-    compress = (LADDER_RUNGS + 1) * (timing.run_s + timing.finetune_epochs * per_epoch)
+    compress = LADDER_RUNS * (timing.run_s + LADDER_EPOCHS * timing.finetune_epochs * per_epoch)
     return 2.2 * slowest + compress + EXPORT_S + REPORTS_S
 
 

@@ -25,7 +25,10 @@ SIZE_FACTOR = 2.0  # searched networks train this much slower than the probe net
 TRIAL_COSTS_S = 0.2  # measuring a candidate's size and batch-1 latency before it trains
 EXPORT_S = 10.0  # ONNX export, int8 quantization and latency timing of two runtimes
 REPORTS_S = 15.0  # the reports of every stage
-LADDER_RUNGS = 2  # compression settings tried on average before one keeps the accuracy
+# The first rung of the compression ladder trains (fine-tuning + QAT) this many times compress's default epochs;
+# it is tried on search/best and, when kept, run again on final/ (about 1/0.85 the rows).
+LADDER_EPOCHS = 5.5
+LADDER_RUNS = 1 + 1 / 0.85
 
 
 def parse_budget(value: object) -> float:
@@ -62,7 +65,7 @@ class Plan:
         """Seconds after the search: retrain the best (train, then train+val), the compression ladder and the
         final compression (fine-tuning epochs each), export and latency, reports."""
         retrain = self.trial_s(epochs) * (1.0 + 1.2)
-        compress = (LADDER_RUNGS + 1) * (self.run_s + self.finetune_epochs * self.epoch_s * SIZE_FACTOR)
+        compress = LADDER_RUNS * (self.run_s + LADDER_EPOCHS * self.finetune_epochs * self.epoch_s * SIZE_FACTOR)
         return retrain + compress + EXPORT_S + REPORTS_S
 
     def screen_s(self, n_optimizers: int, epochs: int) -> float:
