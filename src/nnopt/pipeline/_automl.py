@@ -58,6 +58,12 @@ CONSTRAINT_KEYS = ("max_params", "max_flops", "max_size_kb", "max_latency_ms")
 SETTING_KEYS = ("data", "target", "task", "budget_s", "objective", "space", *CONSTRAINT_KEYS, "max_accuracy_drop",
                 "seed")
 DEFAULT_DROP = 1.0  # points of accuracy the compression may cost on validation
+# The architecture spaces automl searches: nnopt search's presets, the MLP narrowed to 1-3 layers of 16-256 units.
+# In a budget of minutes the full preset (up to 6 layers of 512) spent its trials on networks of 100k-430k
+# parameters that scored within noise of small ones and came out larger than the defaults even compressed
+# (benchmarks/RESULTS.md, automl).
+AUTOML_SPACES = {"mlp": {"preset": "mlp", "depth": [1, 3], "width": [16, 32, 64, 128, 256]},
+                 "cnn": {"preset": "cnn"}}
 
 
 @dataclass
@@ -189,7 +195,8 @@ def _search_spec(settings: dict[str, Any], optimizers: list[str], lrs: dict[str,
         space["optimizer"] = {"choices": list(optimizers)}
     else:
         train["optimizer"] = optimizers[0]
-    spec: dict[str, Any] = {"data": settings["data"], "architecture": settings["space"], "train": train,
+    spec: dict[str, Any] = {"data": settings["data"], "architecture": AUTOML_SPACES[settings["space"]],
+                            "train": train,
                             "space": space, "seed": settings["seed"]}
     for key in ("target", "task"):
         if settings.get(key) is not None:
