@@ -9,9 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from nnopt.compress._format import (
-    FORMAT, is_compressed_file, load_compressed, nnopt_load, pack_codes, save_compressed, unpack_codes,
-)
+from nnopt.compress._format import FORMAT, is_compressed_file, load_compressed, nnopt_load, save_compressed
+from nnopt.compress._layouts import pack_codes, unpack_codes
 from nnopt.compress._quant import apply_dequantized, finish_qat, prepare_qat, quantize_model
 from nnopt.errors import UsageError
 from nnopt.train import fit

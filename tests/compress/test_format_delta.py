@@ -10,14 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from nnopt.compress._format import (
-    FORMAT,
-    GAP_MAX,
-    _positions,
-    load_compressed,
-    read_compressed,
-    save_compressed,
-)
+from nnopt.compress._format import FORMAT, load_compressed, read_compressed, save_compressed
+from nnopt.compress._layouts import GAP_MAX, _positions
 from nnopt.compress._quant import QTensor, apply_dequantized, quantize_model
 from nnopt.errors import UsageError
 from nnopt.models import build_model
