@@ -42,6 +42,7 @@ def _cmd_automl(args: argparse.Namespace) -> int:
     from nnopt.api import automl
 
     console = make_console()
+    console.highlighter = None  # model specs like "mlp:128,64:act=relu" are not numbers and addresses to colour
     show = sys.stdout.isatty() and not args.json
 
     def progress(stage: str, text: str) -> None:
