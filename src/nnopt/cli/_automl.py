@@ -7,27 +7,22 @@ import json
 import sys
 from typing import Any
 
-from nnopt.cli._common import make_console, slug
+from nnopt.cli._common import constraint_flags, data_flags, make_console, slug
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.ArgumentParser) -> None:
     automl = sub.add_parser("automl", parents=[common], help="optimize a network end to end under a time budget",
                             description="Screen optimizers, search architecture and hyperparameters jointly, retrain "
-                                        "the best on train+val, compress it within an accuracy drop, export it to "
+                                        "the kept configuration on train+val, compress it within an accuracy drop, export it to "
                                         "ONNX and test it once, all within --budget. Re-running the same command "
                                         "continues an interrupted run.")
-    automl.add_argument("--data", required=True, help="dataset name or path (as for train)")
-    automl.add_argument("--target", help="target column of a CSV/parquet file")
-    automl.add_argument("--task", choices=["classification", "regression"], help="override task detection")
+    data_flags(automl)
     automl.add_argument("--budget", default="10m", help="wall-clock budget: 90s, 5m, 1h, 2m30s (default 10m)")
     automl.add_argument("--objective", help="validation metric to maximize (default val_accuracy; val_r2 for "
                                             "regression)")
     automl.add_argument("--space", default="auto", help="auto | mlp | cnn (default auto: cnn for images of 16x16 "
                                                         "and more and signals of 32 steps and more)")
-    automl.add_argument("--max-params", type=int, metavar="N", help="no network with more parameters")
-    automl.add_argument("--max-flops", type=int, metavar="N", help="no network with more FLOPs per sample")
-    automl.add_argument("--max-size-kb", type=float, metavar="F", help="no network whose fp32 file is larger")
-    automl.add_argument("--max-latency-ms", type=float, metavar="F", help="no network slower at batch 1 (1 thread)")
+    constraint_flags(automl, "network")
     automl.add_argument("--max-accuracy-drop", type=float, metavar="PTS", help="points of validation accuracy the "
                                                                                "compression may cost (default 1)")
     automl.add_argument("--workers", type=int, default=1, help="search processes on this machine (default 1)")

@@ -78,3 +78,19 @@ def print_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> N
     for row in rows:
         table.add_row(*("-" if row.get(c) is None else str(row.get(c)) for c in columns))
     make_console().print(table)
+
+
+def data_flags(parser: argparse.ArgumentParser) -> None:
+    """--data, --target, --task, as the commands that load a dataset by name or path share them."""
+    parser.add_argument("--data", required=True, help="dataset name or path (as for train)")
+    parser.add_argument("--target", help="target column of a CSV/parquet file")
+    parser.add_argument("--task", choices=["classification", "regression"], help="override task detection")
+
+
+def constraint_flags(parser: argparse.ArgumentParser, noun: str) -> None:
+    """The limits on a network that search and automl share; checked before any training."""
+    parser.add_argument("--max-params", type=int, metavar="N", help=f"no {noun} with more parameters")
+    parser.add_argument("--max-flops", type=int, metavar="N", help=f"no {noun} with more FLOPs per sample")
+    parser.add_argument("--max-size-kb", type=float, metavar="F", help=f"no {noun} whose fp32 file is larger")
+    parser.add_argument("--max-latency-ms", type=float, metavar="F", help=f"no {noun} slower at batch 1 "
+                                                                          "(1 thread, median)")

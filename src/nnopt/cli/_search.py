@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nnopt.cli._common import batch_size, make_console, slug, study_flags
+from nnopt.cli._common import (
+    batch_size,
+    constraint_flags,
+    data_flags,
+    make_console,
+    slug,
+    study_flags,
+)
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.ArgumentParser) -> None:
@@ -22,19 +29,13 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
     search = sub.add_parser("search", parents=[common], help="search network architectures (NAS)",
                             description="Search architectures of a space on a dataset, under size and latency "
                                         "constraints; re-running continues the search.")
-    search.add_argument("--data", required=True, help="dataset name or path (as for train)")
-    search.add_argument("--target", help="target column of a CSV/parquet file")
-    search.add_argument("--task", choices=["classification", "regression"], help="override task detection")
+    data_flags(search)
     search.add_argument("--space", default="mlp", help="mlp | cnn | FILE.yaml (default mlp)")
     search.add_argument("--strategy", help="random | evolution | tpe | nsga2 (default tpe; nsga2 for "
                                            "several objectives)")
     search.add_argument("--objectives", help="comma-separated, e.g. val_accuracy,params (also flops, size_kb, "
                                              "latency_ms); default the task's validation score")
-    search.add_argument("--max-params", type=int, metavar="N", help="no candidate with more parameters")
-    search.add_argument("--max-flops", type=int, metavar="N", help="no candidate with more FLOPs per sample")
-    search.add_argument("--max-size-kb", type=float, metavar="F", help="no candidate whose fp32 file is larger")
-    search.add_argument("--max-latency-ms", type=float, metavar="F", help="no candidate slower at batch 1 "
-                                                                           "(1 thread, median)")
+    constraint_flags(search, "candidate")
     search.add_argument("--epochs", type=int, default=10, help="epochs per candidate (default 10)")
     search.add_argument("--pruner", help="none | median | asha | hyperband: stop weak candidates early "
                                          "(default none)")
