@@ -178,7 +178,7 @@ class _Study:
 
 
 def test_the_smallest_network_within_one_standard_error_is_kept():
-    from nnopt.pipeline._automl import smallest_within_noise
+    from nnopt.pipeline._stages import smallest_within_noise
 
     study = _Study([(0.98, 300_000), (0.975, 20_000), (0.96, 5_000), (0.978, 90_000)])
     kept, tolerance = smallest_within_noise(study, 270)

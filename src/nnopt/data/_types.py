@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +59,10 @@ class Data:
             "input_shape": list(self.input_shape) if self.input_shape is not None else None,
             "source": self.source,
         }
+
+    def without_test(self) -> Data:
+        """The same data with an empty test split: for work that must not read it (a search, a screen)."""
+        return dataclasses.replace(self, test=Split(self.test.X[:0], self.test.y[:0]))
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nnopt.errors import UsageError
 from nnopt.report import _html as h
 from nnopt.report._compress import fmt_bytes, load_compression, size_figure
 from nnopt.report._format import (
@@ -72,10 +71,7 @@ def build_automl_pages(run: Run) -> Pages:
 
 
 def _has(path: Path, kind: str) -> bool:
-    try:
-        return all((path / name).is_file() for name in ("config.json", *FILES[kind][0]))
-    except UsageError:
-        return False
+    return all((path / name).is_file() for name in ("config.json", *FILES[kind][0]))
 
 
 def _metric(stages: dict[str, Any]) -> str:

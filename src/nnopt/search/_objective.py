@@ -6,16 +6,14 @@ diverges or raises a usage error is failed with its reason and the study goes on
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import optuna
 
-from nnopt.data import Split, load_data
+from nnopt.data import load_data
 from nnopt.models import build_model, model_costs
 from nnopt.search._spec import CONSTRAINTS
 from nnopt.train import Callback, fit
-
 
 COST_METRICS = ("params", "flops", "size_kb", "latency_ms")
 
@@ -85,7 +83,7 @@ class TrainObjective:
     def __init__(self, spec: Any, objectives: list[Any], data: Any, seed: int):
         self.spec, self.objectives, self.data, self.seed = spec, objectives, data, seed
         if not any(o.metric.startswith("test_") for o in objectives):  # no trial reads the test split: skip it
-            self.data = dataclasses.replace(data, test=Split(data.test.X[:0], data.test.y[:0]))
+            self.data = data.without_test()
         wanted = {o.metric for o in objectives} | {CONSTRAINTS[key] for key in spec.constraints}
         # an architecture search measures every cost (its report plots them); a tune only what it needs
         self.costs = spec.architecture is not None or bool(spec.constraints) or bool(
