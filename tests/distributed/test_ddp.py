@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,18 +21,7 @@ from nnopt.train import fit as fit_one_process
 RUN_FILES = {"config.json", "metrics.jsonl", "model.pt", "checkpoint.pt", "summary.json", "report.html", "curves.png"}
 
 
-@pytest.fixture(autouse=True)
-def no_hang():
-    """Fail instead of hanging if a process never finishes (the suite has no pytest-timeout)."""
-
-    def expire(signum, frame):
-        raise TimeoutError("distributed test took longer than 180 s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(180)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+HANG_LIMIT_S = 180  # the no_hang fixture in conftest.py
 
 
 def _max_diff(a: torch.nn.Module, b: torch.nn.Module) -> float:

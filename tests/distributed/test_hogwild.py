@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import signal
 
 import pytest
 import torch
@@ -20,18 +19,7 @@ from nnopt.train import Callback
 from nnopt.train._prepare import prepare
 
 
-@pytest.fixture(autouse=True)
-def no_hang():
-    """Fail instead of hanging if a worker never reports (the suite has no pytest-timeout)."""
-
-    def expire(signum, frame):
-        raise TimeoutError("hogwild test took longer than 120 s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(120)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+HANG_LIMIT_S = 120  # the no_hang fixture in conftest.py
 
 
 def digits(**overrides) -> TrainSpec:
