@@ -10,7 +10,7 @@ each configuration trains the same spec through nnopt.fit and reports:
 --raw adds the floor of any DDP run on this machine: microseconds per step of a bare torch loop (mlp:128,64,
 batch 32 per process, Adam, 1 thread) without DDP, and with DistributedDataParallel over gloo on 127.0.0.1.
 
-    .venv/bin/python benchmarks/distributed.py [--data mnist1d] [--epochs 5] [--nproc 2] [--device auto]
+    .venv/bin/python benchmarks/distributed.py [--data mnist1d] [--epochs 5] [--nproc 2] [--device auto] [--threads N]
 
 --device auto uses CUDA with nccl when present (one GPU per process: N processes need N GPUs); Hogwild is CPU only.
 """
@@ -48,7 +48,7 @@ def _hogwild_available() -> bool:
 def measure(model: str, args: argparse.Namespace, nproc: int, strategy: str) -> dict:
     began = time.perf_counter()
     result = nnopt.fit(model, args.data, optimizer=args.optimizer, batch_size=args.batch_size, epochs=args.epochs,
-                       seed=0, device=args.device, nproc=nproc, strategy=strategy)
+                       seed=0, device=args.device, nproc=nproc, strategy=strategy, threads=args.threads)
     call_s = time.perf_counter() - began
     history = result.history
     n_train = result.config["data_info"]["n_train"]
@@ -108,6 +108,7 @@ def main() -> None:
     parser.add_argument("--optimizer", default="adam")
     parser.add_argument("--nproc", type=int, default=2, help="processes to compare with 1 (default 2)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--threads", type=int, help="intra-op threads per process (default: nnopt's choice)")
     parser.add_argument("--target", type=float, help="val accuracy for 'to target' (default: 0.9 digits, 0.4 mnist1d)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), help="model specs (default: %(default)s)")
     parser.add_argument("--no-hogwild", action="store_true", help="skip Hogwild")

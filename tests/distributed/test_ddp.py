@@ -101,7 +101,7 @@ def test_torchrun_two_nodes_on_loopback_and_a_restart(tmp_path):
                "--rdzv-id", f"nnopt-test-{os.getpid()}", "--local-addr", "127.0.0.1",  # MASTER_ADDR=127.0.0.1
                "--max-restarts", "1",
                "-m", "nnopt", "train", "--data", "digits", "--model", "mlp:32", "--epochs", "3", "--out", str(run),
-               "--json"]
+               "--device", "cpu", "--json"]  # both "nodes" are this machine: they could not each have its GPU 0
     # rank 1 SIGKILLs itself after epoch 1 of the first attempt: torchrun restarts both nodes' workers, which
     # rejoin (a fresh key prefix per restart) and resume from rank 0's checkpoint
     env = {**os.environ, "OMP_NUM_THREADS": "1", KILL_RANK_ENV: "1", KILL_EPOCH_ENV: "1", **_loopback_env()}

@@ -55,7 +55,7 @@ def test_parameters_are_shared_and_workers_train_disjoint_shards(tmp_path, monke
     trace.mkdir()
     monkeypatch.setenv(TRACE_ENV, str(trace))
     spec = digits(out=str(tmp_path / "run"))
-    initial = {k: v.clone() for k, v in prepare(spec).net.state_dict().items()}  # the weights hogwild starts from
+    initial = {k: v.to("cpu", copy=True) for k, v in prepare(spec).net.state_dict().items()}  # hogwild's start
     result = train_hogwild(spec, 2)
     final = result.model.state_dict()
     assert all(not torch.equal(initial[k], final[k]) for k in final)  # the workers' steps reached the main process
@@ -107,7 +107,7 @@ def test_log_csv_writes_one_row_per_epoch(run_cli, tmp_path):
 
 def test_spawn_start_method_shares_parameters_too():
     spec = digits(optimizer="sgd", lr=0.3, epochs=2)
-    initial = prepare(spec).net.state_dict()
+    initial = {k: v.to("cpu", copy=True) for k, v in prepare(spec).net.state_dict().items()}
     result = train_hogwild(spec, 2, start_method="spawn")
     assert result.config["start_method"] == "spawn"
     assert [r["rows"] for r in result.history] == [len(result.data.train)] * 2

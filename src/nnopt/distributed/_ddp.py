@@ -127,8 +127,10 @@ def rendezvous_timeout() -> float:
 
 
 def device_and_backend(name: str, local_rank: int, local_world: int) -> tuple[torch.device, str]:
-    """CPU: gloo. CUDA (--device cuda, or auto with a GPU): nccl, GPU number local_rank."""
-    wants_cuda = str(name).startswith("cuda") or (name == "auto" and torch.cuda.is_available())
+    """CPU: gloo. CUDA (--device cuda, or auto with a GPU for every process of this machine): nccl, GPU number
+    local_rank. auto with fewer GPUs than processes trains on CPU, as it does without a GPU."""
+    enough_gpus = torch.cuda.is_available() and torch.cuda.device_count() >= local_world
+    wants_cuda = str(name).startswith("cuda") or (name == "auto" and enough_gpus)
     if not wants_cuda:
         return torch.device("cpu"), "gloo"
     if not torch.cuda.is_available():

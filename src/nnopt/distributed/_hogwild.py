@@ -7,8 +7,8 @@ without locks.
 Design:
 - The main process loads the data once and builds the network exactly as `nnopt train` does for the spec
   (train.prepare: same seeding, same weights), then `net.share_memory()`. Workers start with the fork start
-  method where the platform has it (the data is shared copy-on-write, nothing is pickled), else spawn (the
-  tensors travel through torch.multiprocessing's shared memory).
+  method where the platform has it and CUDA is absent (the data is shared copy-on-write, nothing is pickled),
+  else spawn (the tensors travel through torch.multiprocessing's shared memory).
 - Each worker: one intra-op thread (spec.threads sets only the main process's, for evaluation), its own
   optimizer and schedule over the SHARED parameters, its own disjoint shard of the training rows (every worker draws the same seeded permutation per epoch and takes
   rows rank::nproc of it) and trains on it in that (random) order, so one worker sees exactly the batches
@@ -66,6 +66,7 @@ from nnopt.train._loggers import create_loggers
 from nnopt.train._loop import CHECK_EVERY, _check_finite, _describe_source, _early_stop, _evaluate, _write_outputs
 from nnopt.train._metrics import check_metric_names
 from nnopt.train._prepare import prepare, thread_count
+from nnopt.train._threads import can_fork
 
 KILL_ENV, TRACE_ENV = "NNOPT_TEST_HOGWILD_KILL", "NNOPT_TEST_HOGWILD_TRACE"
 GPU_MESSAGE = "hogwild needs CPU shared memory; use --strategy ddp on GPUs"
@@ -96,7 +97,8 @@ def train_hogwild(spec: TrainSpec, nproc: int, *, callbacks: list[Callback] | No
                   start_method: str | None = None) -> FitResult:
     """Train spec's model with `nproc` Hogwild workers; return the FitResult of the shared model.
 
-    start_method: None picks fork where available, else spawn (tests pass "spawn" to cover that path).
+    start_method: None picks fork where safe (train._threads.can_fork), else spawn (tests pass "spawn" to cover
+    that path).
     """
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise UsageError(f"--nproc must be an integer >= 1; got {nproc!r}")
@@ -124,7 +126,7 @@ def train_hogwild(spec: TrainSpec, nproc: int, *, callbacks: list[Callback] | No
     create_schedule(spec.schedule or "constant", opt, epochs=spec.epochs, steps_per_epoch=steps,
                     **spec.schedule_params)
     del opt
-    method = start_method or ("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    method = start_method or ("fork" if can_fork() else "spawn")
     metric_list = check_metric_names(data.task, None)
     split_metrics = {"train": [m for m in metric_list if m != "roc_auc"], "val": metric_list, "test": metric_list}
     config = {"command": "train", **spec.to_dict(), "data": _describe_source(spec.data),

@@ -33,6 +33,7 @@ from nnopt.search._spec import CONSTRAINTS, PRUNERS, SAMPLERS, Objective, TuneSp
 from nnopt.search._storage import describe_storage, open_storage
 from nnopt.train import fit
 from nnopt.train._prepare import thread_count
+from nnopt.train._threads import can_fork
 
 DEFAULT_TRIALS = 20
 SETTINGS = ("sampler", "pruner", "trials", "timeout", "workers", "storage", "study", "seed", "sampler_params")
@@ -247,9 +248,10 @@ def _work(job: _Worker, study: optuna.Study | None = None, data: Any = None) -> 
 
 def _run_workers(jobs: list[_Worker], study: optuna.Study, data: Any) -> None:
     """Worker 0 is this process (already warm: data loaded, study open). The others are forked where the
-    platform can and the study is a journal file (they start in milliseconds with the data in memory and reopen
-    the file themselves); spawned for a database, whose open connections a forked child must not share."""
-    fork = "fork" in multiprocessing.get_all_start_methods() and jobs[0].storage_url is None
+    platform can (train._threads.can_fork) and the study is a journal file (they start in milliseconds with the
+    data in memory and reopen the file themselves); spawned for a database, whose open connections a forked
+    child must not share."""
+    fork = can_fork() and jobs[0].storage_url is None
     context = multiprocessing.get_context("fork" if fork else "spawn")
     processes = [context.Process(target=_work_in_process, args=(job, data if fork else None)) for job in jobs[1:]]
     for p in processes:

@@ -46,7 +46,7 @@ CHECK_EVERY = 256  # steps between NaN checks (one host sync each)
 
 @dataclass
 class FitResult:
-    model: nn.Module
+    model: nn.Module  # on the CPU whatever device trained it (config["device"] says which)
     history: list[dict[str, Any]]
     metrics: dict[str, dict[str, float | None]]  # {"train": {...}, "val": {...}, "test": {...}}
     epochs: int
@@ -196,6 +196,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
         set_optimizer_mode(opt, False)
         final = _on_main(parallel, evaluate, ("train", "val", "test"))
         wall = elapsed_before + time.perf_counter() - epoch_start
+        net.to("cpu")  # the trained model comes back on the CPU, where saving, compressing and exporting work
         result = FitResult(model=net, history=history, metrics=final, epochs=len(history), wall_s=wall,
                            run_dir=run_dir if main else None, data=data, config=config, stopped_early=stopped_early,
                            rank=parallel.rank if parallel else 0)

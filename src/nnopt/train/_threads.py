@@ -26,3 +26,16 @@ def choose_threads(flops_per_sample: int, batch_size: int) -> int:
     if step_flops < PARALLEL_FLOPS_PER_STEP:
         return 1
     return min(8, available_cores())
+
+
+def can_fork() -> bool:
+    """Whether worker processes may start with fork (fast: nothing pickled, data shared copy-on-write).
+
+    Not where CUDA exists: there autograd runs device threads once any backward pass has run, and CUDA cannot
+    be initialized again in a forked child, so a forked worker fails ("Unable to handle autograd's threading in
+    combination with fork-based multiprocessing"); spawn is used instead."""
+    import multiprocessing
+
+    import torch
+
+    return "fork" in multiprocessing.get_all_start_methods() and not torch.cuda.is_available()
