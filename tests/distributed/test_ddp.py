@@ -17,6 +17,8 @@ import nnopt
 from nnopt.distributed import DDPParallel
 from nnopt.distributed._launch import KILL_EPOCH_ENV, KILL_RANK_ENV
 from nnopt.train import fit as fit_one_process
+from nnopt.train._batches import make_source
+from nnopt.train._loop import _evaluate
 
 RUN_FILES = {"config.json", "metrics.jsonl", "model.pt", "checkpoint.pt", "summary.json", "report.html", "curves.png"}
 
@@ -59,6 +61,44 @@ def test_two_processes_train_the_weights_of_one(model, data, optimizer, batch):
     assert [r["train_loss"] for r in two.history] == pytest.approx([r["train_loss"] for r in one.history], rel=1e-6)
     assert two.config["batch_size"] == one.config["batch_size"]  # the global batch is --batch-size
     assert two.config["world_size"] == 2 and two.config["nproc"] == 2
+
+
+def test_every_rank_scores_a_share_of_the_rows_and_the_metrics_are_those_of_one_process():
+    # 3 processes on 1,257 training rows (419 each), 270 val, 270 test; BatchNorm: every rank must score with
+    # rank 0's running statistics, which evaluating the returned model in this process also uses
+    three = nnopt.fit("mlp:32:bn", "digits", optimizer="adam", epochs=2, seed=0, nproc=3)
+    for split in ("train", "val", "test"):
+        again = _evaluate(three.model, torch.nn.CrossEntropyLoss(), three.data,
+                          make_source(three.data, split, torch.device("cpu"), True), three.metrics[split].keys())
+        assert again["accuracy"] == three.metrics[split]["accuracy"]
+        assert again["loss"] == pytest.approx(three.metrics[split]["loss"], rel=1e-6)
+    one = fit_one_process("mlp:32", "digits", optimizer="sgd", epochs=2, seed=0)
+    two = nnopt.fit("mlp:32", "digits", optimizer="sgd", epochs=2, seed=0, nproc=2)
+    for a, b in zip(one.history, two.history, strict=True):
+        assert a["val_accuracy"] == b["val_accuracy"] and a["train_accuracy"] == b["train_accuracy"]
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-6)
+
+
+def test_gather_rows_puts_every_block_in_rank_order():
+    blocks = {r: torch.arange(10 * r // 3, 10 * (r + 1) // 3, dtype=torch.float32)[:, None] for r in range(3)}
+    assert [len(b) for b in blocks.values()] == [3, 3, 4]
+    parallel = DDPParallel(0, 3, 3, torch.device("cpu"))
+    gathered = []
+
+    def fake_all_gather(out, block):  # what gloo does: out[r] = rank r's (padded) block
+        for r, target in enumerate(out):
+            target.zero_()
+            target[:len(blocks[r])] = blocks[r]
+        gathered.append(block.shape)
+
+    original = torch.distributed.all_gather
+    torch.distributed.all_gather = fake_all_gather
+    try:
+        rows = parallel.gather_rows(blocks[0], 10)
+    finally:
+        torch.distributed.all_gather = original
+    assert gathered == [(4, 1)]  # padded to the largest block
+    assert torch.equal(rows[:, 0], torch.arange(10, dtype=torch.float32))
 
 
 def test_shards_cover_every_row_once_and_weights_restore_the_global_mean():

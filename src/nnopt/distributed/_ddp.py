@@ -68,6 +68,18 @@ class DDPParallel:
         dist.all_reduce(total, op=dist.ReduceOp.SUM)  # gloo has no AVG
         return total / self.world
 
+    def gather_rows(self, rows: torch.Tensor, n_total: int) -> torch.Tensor:
+        sizes = [n_total * (r + 1) // self.world - n_total * r // self.world for r in range(self.world)]
+        block = torch.zeros((max(sizes), *rows.shape[1:]), dtype=rows.dtype, device=self.device)
+        block[:len(rows)] = rows  # all_gather needs equal shapes: pad to the largest block
+        blocks = [torch.empty_like(block) for _ in range(self.world)]
+        dist.all_gather(blocks, block)
+        return torch.cat([b[:size] for b, size in zip(blocks, sizes, strict=True)])
+
+    def sync_buffers(self, net: nn.Module) -> None:
+        for buffer in net.buffers():
+            dist.broadcast(buffer, src=0)
+
     def from_main(self, fn: Callable[[], T]) -> T:
         box: list[Any] = [None]
         if self.is_main:

@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from nnopt.data import Data, DatasetSplit, epoch_batches
+from nnopt.train._parallel import Parallel
 from nnopt.train._setup import training_targets
 
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating
@@ -27,9 +28,16 @@ class TensorSource:
     def batches(self, batch: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return epoch_batches(self.X, self.Y, batch, generator if batch < len(self.X) else None)
 
-    def outputs(self, net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    def outputs(self, net: nn.Module, parallel: Parallel | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The net's outputs for every row. In a parallel group each rank computes a contiguous 1/world of the
+        rows and every rank gets all of them (the per-epoch evaluation no longer waits on rank 0 alone)."""
         X = self.X
-        return torch.cat([net(X[i:i + EVAL_CHUNK]) for i in range(0, len(X), EVAL_CHUNK)]), self.Y
+        if parallel is not None:
+            n = len(X)
+            X = X[n * parallel.rank // parallel.world:n * (parallel.rank + 1) // parallel.world]
+        outputs = torch.cat([net(X[i:i + EVAL_CHUNK]) for i in range(0, len(X), EVAL_CHUNK)]) if len(X) else \
+            net(self.X[:1])[:0]  # no rows here: an empty block of the right width
+        return (outputs if parallel is None else parallel.gather_rows(outputs, len(self.X))), self.Y
 
 
 class LoaderSource:

@@ -26,6 +26,7 @@ from nnopt.errors import DivergedError, UsageError
 from nnopt.fileio import atomic_write_json, atomic_write_jsonl, make_run_dir
 from nnopt.models import ArchSpec, count_params, save_model
 from nnopt.optim import create_optimizer, create_schedule, set_optimizer_mode
+from nnopt.train._batches import TensorSource
 from nnopt.train._callbacks import Callback
 from nnopt.train._checkpoint import (
     fingerprint,
@@ -145,7 +146,14 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
         model = net if parallel is None else parallel.wrap(net)  # net stays the plain module: eval, state dicts
 
         def evaluate(splits: tuple[str, ...]) -> dict[str, dict[str, float | None]]:
-            return {split: _evaluate(net, loss_fn, data, sources[split], split_metrics[split]) for split in splits}
+            """The splits' metrics. In a group with the data in memory every rank scores a share of the rows;
+            otherwise rank 0 scores them all and hands the result to the others."""
+            if parallel is not None and all(isinstance(sources[split], TensorSource) for split in splits):
+                parallel.sync_buffers(net)
+                return {split: _evaluate(net, loss_fn, data, sources[split], split_metrics[split], parallel)
+                        for split in splits}
+            return _on_main(parallel, lambda: {split: _evaluate(net, loss_fn, data, sources[split],
+                                                                split_metrics[split]) for split in splits})
 
         stopped_early = False
         update = update_function(opt, sched, params, spec.clip_grad)  # after on_fit_start: it may add step hooks
@@ -169,7 +177,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
             net.eval()
             set_optimizer_mode(opt, False)
             row: dict[str, Any] = {"epoch": epoch, "train_loss": float(losses.mean())}
-            for split, values in _on_main(parallel, evaluate, ("train", "val")).items():
+            for split, values in evaluate(("train", "val")).items():
                 row.update({f"{split}_{key}": value for key, value in values.items()
                             if not (split == "train" and key == "loss")})
             row["lr"] = epoch_lr
@@ -194,7 +202,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
             net.load_state_dict(best["state"])  # restore the best validation weights
         net.eval()
         set_optimizer_mode(opt, False)
-        final = _on_main(parallel, evaluate, ("train", "val", "test"))
+        final = evaluate(("train", "val", "test"))
         wall = elapsed_before + time.perf_counter() - epoch_start
         net.to("cpu")  # the trained model comes back on the CPU, where saving, compressing and exporting work
         result = FitResult(model=net, history=history, metrics=final, epochs=len(history), wall_s=wall,
@@ -237,10 +245,11 @@ def _check_world(world: int, n_train: int, batch: int) -> None:
 
 
 @torch.inference_mode()
-def _evaluate(net: nn.Module, loss_fn: Any, data: Data, source: Any, names: Any) -> dict[str, float | None]:
+def _evaluate(net: nn.Module, loss_fn: Any, data: Data, source: Any, names: Any,
+              parallel: Parallel | None = None) -> dict[str, float | None]:
     if len(source) == 0:
         return {}
-    outputs, Y = source.outputs(net)
+    outputs, Y = source.outputs(net) if parallel is None else source.outputs(net, parallel)
     loss = float(loss_fn(outputs, Y))
     return compute_metrics(data.task, outputs, Y, loss, names, data.target_scale)
 

@@ -34,5 +34,12 @@ class Parallel(Protocol):
     def all_mean(self, tensor: torch.Tensor) -> torch.Tensor:
         """The element-wise mean of `tensor` over ranks (every rank passes the same shape)."""
 
+    def gather_rows(self, rows: torch.Tensor, n_total: int) -> torch.Tensor:
+        """Every rank's block of rows, in rank order, on every rank: rank r holds rows n_total * r // world up
+        to n_total * (r + 1) // world."""
+
+    def sync_buffers(self, net: nn.Module) -> None:
+        """Give every rank rank 0's buffers (BatchNorm's running statistics), as evaluation on rank 0 sees them."""
+
     def from_main(self, fn: Callable[[], T]) -> T:
         """Call fn on rank 0 and give its result to every rank; an error there is raised on every rank."""
