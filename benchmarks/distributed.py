@@ -10,7 +10,8 @@ each configuration trains the same spec through nnopt.fit and reports:
 --raw adds the floor of any DDP run on this machine: microseconds per step of a bare torch loop (mlp:128,64,
 batch 32 per process, Adam, 1 thread) without DDP, and with DistributedDataParallel over gloo on 127.0.0.1.
 
-    .venv/bin/python benchmarks/distributed.py [--data mnist1d] [--epochs 5] [--nproc 2] [--device auto] [--threads N]
+    .venv/bin/python benchmarks/distributed.py [--data mnist1d|digits|digits28] [--epochs 5] [--nproc 2]
+        [--device auto] [--threads N] [--models SPEC ...] [--batch-size 64] [--raw]
 
 --device auto uses CUDA with nccl when present (one GPU per process: N processes need N GPUs); Hogwild is CPU only.
 """
@@ -21,7 +22,9 @@ import argparse
 import math
 import platform
 import socket
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -34,7 +37,7 @@ from nnopt.errors import NnoptError
 from nnopt.train._threads import available_cores
 
 MODELS = ("mlp:128,64", "mlp:1024,1024")
-TARGETS = {"digits": 0.9, "mnist1d": 0.4}  # val accuracy both models reach within a few epochs
+TARGETS = {"digits": 0.9, "digits28": 0.9, "mnist1d": 0.4}  # val accuracy the models reach within a few epochs
 
 
 def _hogwild_available() -> bool:
@@ -102,7 +105,8 @@ def raw_step_us(world: int, use_ddp: bool, steps: int = 1000) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="mnist1d", help="digits | mnist1d (default mnist1d)")
+    parser.add_argument("--data", default="mnist1d",
+                        help="digits | digits28 (digits as 28x28 images, for a cnn) | mnist1d (default mnist1d)")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--optimizer", default="adam")
@@ -115,10 +119,15 @@ def main() -> None:
     parser.add_argument("--raw", action="store_true", help="also time a bare torch / DDP step loop (1 vs 2 processes)")
     args = parser.parse_args()
     args.target = args.target if args.target is not None else TARGETS.get(args.data, 0.5)
+    name = args.data
+    if args.data == "digits28":
+        from compress import write_digits28  # benchmarks/compress.py
+
+        args.data = str(write_digits28(Path(tempfile.mkdtemp()) / "digits28.npz"))
     configs = [(1, "ddp"), (args.nproc, "ddp")]
     if not args.no_hogwild and _hogwild_available():
         configs.append((args.nproc, "hogwild"))
-    print(f"{args.data}, batch {args.batch_size} (global), {args.optimizer}, {args.epochs} epochs, target val acc "
+    print(f"{name}, batch {args.batch_size} (global), {args.optimizer}, {args.epochs} epochs, target val acc "
           f"{args.target}; {available_cores()} cores, torch {torch.__version__}, {platform.machine()}, "
           f"cuda {'yes' if torch.cuda.is_available() else 'no'}")
     columns = ["model", "strategy", "procs", "threads", "device", "steps/s", "rows/s", "s/epoch", "to target",

@@ -29,7 +29,7 @@ def digits(**overrides) -> TrainSpec:
 
 def test_one_worker_reproduces_nnopt_train_exactly():
     spec = digits(model="mlp:32:dropout=0.2")  # dropout: worker 0 continues the main process's RNG stream
-    single = nnopt.fit(spec.model, "digits", optimizer="momentum", lr=0.05, epochs=3, seed=0)
+    single = nnopt.fit(spec.model, "digits", optimizer="momentum", lr=0.05, epochs=3, seed=0, device="cpu")
     hog = train_hogwild(spec, 1)
     for a, b in zip(single.model.state_dict().values(), hog.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)

@@ -199,7 +199,7 @@ def _process(rank: int, world: int, port: int, attempt: int, resume: bool, paylo
     try:
         job: Job = pickle.loads(payload)
         parallel = join_local(rank, world, port, job.spec.device)
-        spec = job.spec if parallel.device.type == "cpu" else replace(job.spec, device=str(parallel.device))
+        spec = replace(job.spec, device=str(parallel.device))  # "auto" resolved: data, net and targets agree
         callbacks = (job.callbacks if parallel.is_main else []) + test_hooks(rank, attempt)
         result = run(spec, module=job.module, loss=job.loss, metrics=job.metrics, callbacks=callbacks,
                      resume=resume, parallel=parallel)

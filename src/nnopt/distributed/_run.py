@@ -58,8 +58,7 @@ def run_rank(spec: TrainSpec, *, callbacks: list[Callback] | None = None, resume
 
     After a torchrun restart the run resumes from rank 0's checkpoint."""
     parallel = join_env(spec.device)
-    if parallel.device.type == "cuda":
-        spec = replace(spec, device=str(parallel.device))
+    spec = replace(spec, device=str(parallel.device))  # "auto" resolved: data, net and targets agree
     restarted = parallel.from_main(lambda: parallel.restarted)  # rank 0 knows (see _ddp._fresh_store)
     if restarted and not resume and spec.out:
         resume = parallel.from_main(lambda: (Path(spec.out) / "checkpoint.pt").is_file())
