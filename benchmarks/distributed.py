@@ -1,9 +1,11 @@
-"""Data-parallel training speed: 1 vs N processes, synchronous DDP (and Hogwild where available).
+"""Data-parallel training speed: 1 vs N processes, synchronous DDP, local SGD, and Hogwild where available.
 
-For a small model (mlp:128,64: all-reduce latency dominates its step) and a compute-bound one (mlp:1024,1024),
-each configuration trains the same spec through nnopt.fit and reports:
-- steps/s: optimizer updates per second of training wall time (the run's own clock, per-epoch evaluation on
-  rank 0 included, process start excluded); DDP makes one update per global batch, Hogwild one per worker batch;
+For a small model (mlp:128,64: all-reduce latency dominates its step), compute-bound ones (mlp:1024,1024; a cnn
+on --data digits28), each configuration trains the same spec through nnopt.fit and reports:
+- steps/s: global steps (one global batch each) per second of training wall time (the run's own clock, per-epoch
+  evaluation included, process start excluded); DDP and local SGD take one per global batch (local SGD
+  averages the processes' parameters every --sync-every of them instead of all-reducing every gradient);
+  Hogwild counts one per worker batch;
 - rows/s: training rows consumed per second (comparable across strategies);
 - to target: training wall seconds until val_accuracy first reaches --target (per-epoch resolution);
 - call s: the whole nnopt.fit call, process start and data loading included.
@@ -50,8 +52,9 @@ def _hogwild_available() -> bool:
 
 def measure(model: str, args: argparse.Namespace, nproc: int, strategy: str) -> dict:
     began = time.perf_counter()
+    extra = {"sync_every": args.sync_every} if strategy == "local-sgd" else {}
     result = nnopt.fit(model, args.data, optimizer=args.optimizer, batch_size=args.batch_size, epochs=args.epochs,
-                       seed=0, device=args.device, nproc=nproc, strategy=strategy, threads=args.threads)
+                       seed=0, device=args.device, nproc=nproc, strategy=strategy, threads=args.threads, **extra)
     call_s = time.perf_counter() - began
     history = result.history
     n_train = result.config["data_info"]["n_train"]
@@ -116,6 +119,8 @@ def main() -> None:
     parser.add_argument("--target", type=float, help="val accuracy for 'to target' (default: 0.9 digits, 0.4 mnist1d)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), help="model specs (default: %(default)s)")
     parser.add_argument("--no-hogwild", action="store_true", help="skip Hogwild")
+    parser.add_argument("--no-local-sgd", action="store_true", help="skip local SGD")
+    parser.add_argument("--sync-every", type=int, default=8, help="local SGD's averaging period (default 8)")
     parser.add_argument("--raw", action="store_true", help="also time a bare torch / DDP step loop (1 vs 2 processes)")
     args = parser.parse_args()
     args.target = args.target if args.target is not None else TARGETS.get(args.data, 0.5)
@@ -127,6 +132,8 @@ def main() -> None:
     configs = [(1, "ddp"), (args.nproc, "ddp")]
     if not args.no_hogwild and _hogwild_available():
         configs.append((args.nproc, "hogwild"))
+    if not args.no_local_sgd:
+        configs.append((args.nproc, "local-sgd"))
     print(f"{name}, batch {args.batch_size} (global), {args.optimizer}, {args.epochs} epochs, target val acc "
           f"{args.target}; {available_cores()} cores, torch {torch.__version__}, {platform.machine()}, "
           f"cuda {'yes' if torch.cuda.is_available() else 'no'}")

@@ -17,7 +17,9 @@ from nnopt.errors import ConfigError, UsageError, did_you_mean, unknown_name
 
 TASKS = ("classification", "regression")
 DEVICES = ("auto", "cpu", "cuda")
-STRATEGIES = ("ddp", "hogwild")  # synchronous data parallel (DistributedDataParallel); asynchronous Hogwild SGD
+# synchronous data parallel (DistributedDataParallel); asynchronous Hogwild SGD; local SGD (periodic averaging)
+STRATEGIES = ("ddp", "hogwild", "local-sgd")
+DEFAULT_SYNC_EVERY = 8  # local SGD: optimizer steps between parameter averages
 # Loggers besides metrics.jsonl (train/_loggers.py) -> the optional package each needs, checked before any work.
 LOGGERS = {"csv": None, "tensorboard": "tensorboard", "mlflow": "mlflow"}
 
@@ -48,6 +50,7 @@ class TrainSpec:
     out: str | None = None
     nproc: int = 1  # processes nnopt.distributed starts on this machine (1 under torchrun, which starts them)
     strategy: str = "ddp"
+    sync_every: int | None = None  # local-sgd: steps between averages of the processes' parameters [8]
     max_restarts: int = 0  # restart the processes from the checkpoint this many times after a crash
     log: list[str] = field(default_factory=list)  # loggers besides metrics.jsonl: csv, tensorboard, mlflow
 
@@ -74,6 +77,10 @@ class TrainSpec:
         if self.strategy not in STRATEGIES:
             raise UsageError(f"unknown --strategy '{self.strategy}'{did_you_mean(str(self.strategy), STRATEGIES)} "
                              f"choices: {', '.join(STRATEGIES)}")
+        if self.sync_every is not None:
+            _check_int("--sync-every", self.sync_every, 1)
+            if self.strategy != "local-sgd":
+                raise UsageError("--sync-every is for --strategy local-sgd; drop it or add --strategy local-sgd")
         _check_int("--max-restarts", self.max_restarts, 0)
         if self.max_restarts and not self.out:
             raise UsageError("--max-restarts needs --out DIR: a restart resumes from the checkpoint there")

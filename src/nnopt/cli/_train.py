@@ -40,7 +40,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
     train.add_argument("--nproc", type=int, help="train on N processes of this machine (default 1; under torchrun "
                                                  "use its --nproc-per-node instead)")
     train.add_argument("--strategy", help="ddp (synchronous, DistributedDataParallel; default) | hogwild "
-                                          "(asynchronous, shared memory)")
+                                          "(asynchronous, shared memory) | local-sgd (average every K steps)")
+    train.add_argument("--sync-every", type=int, metavar="K", help="with --strategy local-sgd: optimizer steps "
+                                                                   "between parameter averages (default 8)")
     train.add_argument("--max-restarts", type=int, metavar="K", help="with --nproc: restart the processes from the "
                                                                       "checkpoint up to K times after a crash")
     train.add_argument("--out", help="run directory (default runs/train-TIMESTAMP)")

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnopt.config import TrainSpec, spec_from_mapping
+from nnopt.config import DEFAULT_SYNC_EVERY, TrainSpec, spec_from_mapping
 from nnopt.data import Data
 from nnopt.errors import DivergedError, UsageError
 from nnopt.fileio import atomic_write_json, atomic_write_jsonl, make_run_dir
@@ -93,7 +93,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
         callbacks: list[Callback] | None = None, resume: bool = False, parallel: Parallel | None = None) -> FitResult:
     """Train as `spec` says. `parallel`: this process's place in a data-parallel group (None: one process)."""
     spec.validate()
-    if parallel is None and (spec.nproc > 1 or spec.strategy != "ddp"):
+    if parallel is None and (spec.nproc > 1 or spec.strategy == "hogwild"):
         raise UsageError(f"nproc={spec.nproc} strategy={spec.strategy} needs nnopt.fit or `nnopt train`, which "
                          "start the processes; nnopt.train runs one")
     p = prepare(spec, module=module, loss=loss)
@@ -143,13 +143,15 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
         for cb in callbacks:
             cb.on_fit_start(info)
         params = [p for p in net.parameters() if p.requires_grad]
-        model = net if parallel is None else parallel.wrap(net)  # net stays the plain module: eval, state dicts
+        local_sgd = (spec.sync_every or DEFAULT_SYNC_EVERY) if spec.strategy == "local-sgd" else None
+        model = net if parallel is None else parallel.wrap(net, local_sgd)  # net stays the plain module
 
         def evaluate(splits: tuple[str, ...]) -> dict[str, dict[str, float | None]]:
             """The splits' metrics. In a group with the data in memory every rank scores a share of the rows;
             otherwise rank 0 scores them all and hands the result to the others."""
+            if parallel is not None:
+                parallel.sync_model()  # every rank holds the same model: what is scored, saved and trained on
             if parallel is not None and all(isinstance(sources[split], TensorSource) for split in splits):
-                parallel.sync_buffers(net)
                 return {split: _evaluate(net, loss_fn, data, sources[split], split_metrics[split], parallel)
                         for split in splits}
             return _on_main(parallel, lambda: {split: _evaluate(net, loss_fn, data, sources[split],
@@ -166,10 +168,12 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
             for xb, yb in sources["train"].batches(batch, generator):
                 if parallel is None:
                     loss_value = loss_fn(model(xb), yb)
+                    update(loss_value)
                 else:  # every rank draws the same global batch and trains on its slice of it
                     xb, yb, weight = parallel.shard(xb, yb, len(xb))
                     loss_value = loss_fn(model(xb), yb) * weight
-                update(loss_value)
+                    update(loss_value)
+                    parallel.after_step()
                 step_losses.append(loss_value.detach())
                 if len(step_losses) % CHECK_EVERY == 0:
                     _check_finite(step_losses, epoch, len(step_losses) - CHECK_EVERY, parallel)

@@ -24,8 +24,12 @@ class Parallel(Protocol):
     is_main: bool  # rank 0: writes the run directory
     max_threads: int  # intra-op threads this process may use (the machine's cores shared by its processes)
 
-    def wrap(self, net: nn.Module) -> nn.Module:
-        """The module to train (DistributedDataParallel(net)): its backward averages gradients over ranks."""
+    def wrap(self, net: nn.Module, local_sgd: int | None = None) -> nn.Module:
+        """The module to train: DistributedDataParallel(net), whose backward averages gradients over ranks; with
+        local_sgd=K, net itself, whose parameters after_step() averages every K steps."""
+
+    def after_step(self) -> None:
+        """Called after every optimizer step (local SGD averages the parameters here every K steps)."""
 
     def shard(self, xb: torch.Tensor, yb: torch.Tensor, n_global: int) -> tuple[torch.Tensor, torch.Tensor, float]:
         """This rank's rows of a global batch of n_global rows, and the weight of its mean loss
@@ -38,8 +42,9 @@ class Parallel(Protocol):
         """Every rank's block of rows, in rank order, on every rank: rank r holds rows n_total * r // world up
         to n_total * (r + 1) // world."""
 
-    def sync_buffers(self, net: nn.Module) -> None:
-        """Give every rank rank 0's buffers (BatchNorm's running statistics), as evaluation on rank 0 sees them."""
+    def sync_model(self) -> None:
+        """Make every rank hold the same model before it is evaluated or saved: parameters averaged (local SGD;
+        DDP keeps them equal), then rank 0's buffers (BatchNorm's running statistics) everywhere."""
 
     def from_main(self, fn: Callable[[], T]) -> T:
         """Call fn on rank 0 and give its result to every rank; an error there is raised on every rank."""
