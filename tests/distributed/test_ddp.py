@@ -176,11 +176,12 @@ def test_a_killed_rank_ends_the_run_with_one_line(run_cli, tmp_path, monkeypatch
     assert not (tmp_path / "run" / "model.pt").exists()
 
 
-def test_a_killed_rank_is_restarted_from_the_checkpoint(run_cli, tmp_path, monkeypatch):
+@pytest.mark.parametrize("strategy", ["ddp", "local-sgd"])
+def test_a_killed_rank_is_restarted_from_the_checkpoint(run_cli, tmp_path, monkeypatch, strategy):
     monkeypatch.setenv(KILL_RANK_ENV, "1")  # rank 1 SIGKILLs itself after epoch 2, in the first attempt only
     monkeypatch.setenv(KILL_EPOCH_ENV, "2")
     code, out, err = run_cli("train", "--data", "digits", "--model", "mlp:32", "--epochs", "6", "--nproc", "2",
-                             "--max-restarts", "1", "--out", tmp_path / "run", "--json")
+                             "--strategy", strategy, "--max-restarts", "1", "--out", tmp_path / "run", "--json")
     assert code == 0 and err == "", err
     run = tmp_path / "run"
     assert [row["epoch"] for row in _history(run)] == list(range(1, 7))  # every epoch once
