@@ -92,7 +92,7 @@ class DDPParallel:
                 self._average()
 
     def _average(self) -> None:
-        average_parameters(iter(list(self.net.parameters())), dist.group.WORLD)  # one flat all-reduce
+        average_parameters(self.net.parameters(), dist.group.WORLD)  # one all-reduce of the flattened parameters
         self.steps = 0
 
     def sync_model(self) -> None:
