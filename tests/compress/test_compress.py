@@ -31,7 +31,9 @@ def test_gradual_90_percent_pruning_on_digits_loses_at_most_one_point(trained, t
     original, pruned = result.rows
     assert pruned["chosen"] and pruned["identical_after_load"]
     assert pruned["nonzero_params"] <= 0.1 * 50_200 + 410  # weights 90 % zero; biases kept
-    assert result.sparsity[-1]["sparsity"] == pytest.approx(0.9, abs=1e-3)
+    total = result.sparsity[-1]  # of the saved network, whose dead hidden units are gone
+    assert total["params"] - total["zeros"] <= round(0.1 * 50_200)  # at least 90 % of the weights gone
+    assert pruned["model_spec"] != "mlp:300,100" and pruned["params"] < original["params"]
     assert 100 * (original["test"] - pruned["test"]) <= 1.0
     assert 100 * (original["val"] - pruned["val"]) <= 1.0
     assert pruned["file_bytes"] < 0.2 * original["file_bytes"]  # stored sparse, not as a dense fp32 copy
@@ -133,5 +135,6 @@ def test_top_level_load(trained):
 def test_qat_after_pruning_keeps_the_zeros(trained, tmp_path):
     result = compress(trained, prune=0.9, prune_method="global", schedule="gradual", quantize="int4", qat_epochs=2,
                       out=tmp_path / "run")
-    assert result.sparsity[-1]["sparsity"] == pytest.approx(0.9, abs=1e-3)
+    total = result.sparsity[-1]  # QAT revived none of the zeros: still at most 10 % of the 50,200 weights
+    assert total["params"] - total["zeros"] <= round(0.1 * 50_200)
     assert result.chosen["nonzero_params"] <= 0.1 * 50_200 + 410

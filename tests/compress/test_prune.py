@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from nnopt.compress._prune import (
-    PRUNE_METHODS, cubic_schedule, finetune, make_permanent, prunable_layers, prune, prune_gradually,
-    sparsity_table, structured_spec,
+    PRUNE_METHODS, cubic_schedule, drop_dead_units, finetune, make_permanent, prunable_layers, prune,
+    prune_gradually, sparsity_table, structured_spec,
 )
 from nnopt.errors import UsageError
 from nnopt.models import ArchSpec, build_model, count_params
@@ -196,6 +196,39 @@ def test_one_shot_magnitude_then_finetune_keeps_accuracy_and_zeros(mlp, trained)
         assert torch.equal(module.weight_mask, mask)
         assert (module.weight[mask == 0] == 0).all()
     assert _accuracy(model, trained.data.val) == pytest.approx(history[-1]["val_accuracy"])
+
+
+@pytest.mark.parametrize("spec", ["mlp:128,64", "mlp:64,32,16:bn:act=gelu:dropout=0.1"])
+def test_dead_units_go_and_the_outputs_stay(trained, spec):
+    torch.manual_seed(0)
+    model = fit(spec, "digits", epochs=5, seed=0).model if spec != "mlp:128,64" else copy.deepcopy(trained.model)
+    pruned = make_permanent(prune(model, 0.95, "global")).eval()
+    # a unit with no incoming weight is a constant: its BatchNorm / activation output moves into the next bias
+    zero_in = [(layer.weight == 0).all(dim=1).sum() for layer in pruned.modules() if isinstance(layer, nn.Linear)]
+    assert sum(zero_in[:-1]) > 0
+    smaller, removed = drop_dead_units(pruned)
+    X = trained.data.test.X
+    assert removed > 0 and count_params(smaller) < count_params(pruned)
+    assert torch.allclose(smaller(X), pruned(X), atol=2e-6)  # measured <= 7.2e-7 on mlp:300,100
+    assert torch.equal(smaller(X).argmax(1), pruned(X).argmax(1))
+    rebuilt = build_model(structured_spec(spec, smaller), in_features=64, n_outputs=10)
+    rebuilt.load_state_dict(smaller.state_dict())  # strict: the spec string describes the smaller network
+    assert (pruned.training, smaller.training) == (False, False)
+
+
+def test_drop_dead_units_leaves_what_it_cannot_shrink_alone(mlp):
+    assert drop_dead_units(prune(copy.deepcopy(mlp), 0.9, "global"))[1] == 0  # masks not made permanent yet
+    assert drop_dead_units(mlp)[1] == 0  # dense: nothing dead
+    cnn = _build("cnn:4,8")
+    assert drop_dead_units(cnn) == (cnn, 0)
+    everything = _build("mlp:16,16")
+    with torch.no_grad():
+        for layer in everything.modules():
+            if isinstance(layer, nn.Linear):
+                layer.weight.zero_()
+    smaller, _ = drop_dead_units(everything)
+    assert structured_spec("mlp:16,16", smaller).hidden == (1, 1)  # every layer keeps a unit
+    assert torch.allclose(smaller(torch.randn(5, 64)), everything(torch.randn(5, 64)))
 
 
 def test_cubic_schedule():

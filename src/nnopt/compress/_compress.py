@@ -34,8 +34,8 @@ from nnopt.train import compute_metrics, fit, training_targets
 from nnopt.compress._export import agreement, export_onnx, ort_latency_ms, ort_predict, quantize_onnx_int8, \
     torch_latency_ms
 from nnopt.compress._format import load_compressed, nnopt_load, save_compressed
-from nnopt.compress._prune import PRUNE_METHODS, make_permanent, prune as prune_model, prune_gradually, \
-    sparsity_table, structured_spec
+from nnopt.compress._prune import PRUNE_METHODS, drop_dead_units, make_permanent, prune as prune_model, \
+    prune_gradually, sparsity_table, structured_spec
 from nnopt.compress._quant import apply_dequantized, finish_qat, prepare_qat, quantize_model
 
 QUANTIZE = ("int8", "int4", "int2")
@@ -249,6 +249,11 @@ def _apply(model: nn.Module, meta: dict[str, Any], data: Any, amount: float, met
             if epochs:
                 fit(variant, data, epochs=epochs, **options)
         make_permanent(variant)
+        arch = ArchSpec.parse(spec) if spec else None
+        if arch is not None and arch.kind == "mlp" and not arch.residual:
+            variant, dropped = drop_dead_units(variant)  # exact: the same outputs from a smaller dense network
+            if dropped:
+                spec = structured_spec(arch, variant).to_string()
     qweights = None
     if bits is not None:
         n_bits = int(bits[3:])

@@ -214,6 +214,48 @@ def prune_structured(model: nn.Module, amount: float) -> nn.Module:
     return new.train(model.training)
 
 
+@torch.no_grad()
+def drop_dead_units(model: nn.Module) -> tuple[nn.Module, int]:
+    """(an exactly equivalent MLP without the hidden units that unstructured pruning left dead, units removed).
+
+    A unit whose outgoing weights are all zero feeds nothing: it goes. A unit whose incoming weights are all zero
+    outputs a constant (its block on any input, bias through BatchNorm and activation): that constant times its
+    outgoing weights moves into the next layer's bias, and it goes. Repeated until nothing changes (a removal
+    can leave another unit dead); every layer keeps at least one unit. Unmasked weights only (after
+    make_permanent); CNNs and residual MLPs (shortcuts tie widths) come back unchanged, with 0."""
+    if not isinstance(model, MLP):
+        return model, 0
+    layers = _mlp_layers(model)
+    if any(layer.residual for layer in layers) or any(torch_prune.is_pruned(layer.module) for layer in layers):
+        return model, 0
+    new, removed = copy.deepcopy(model).eval(), 0
+    layers = _mlp_layers(new)
+    changed = True
+    while changed:
+        changed = False
+        for k, layer in enumerate(layers[:-1]):
+            module, after = layer.module, layers[k + 1].module
+            zero_in, zero_out = (module.weight == 0).all(dim=1), (after.weight == 0).all(dim=0)
+            drop = zero_in | zero_out
+            if drop.all():  # keep one unit, one that still feeds the next layer if any does
+                drop[int(torch.nonzero(~zero_out)[0, 0]) if (~zero_out).any() else 0] = False
+            if not drop.any():
+                continue
+            fold = drop & zero_in & ~zero_out
+            if fold.any():
+                constant = layer.parent(torch.zeros(1, module.in_features, dtype=module.weight.dtype,
+                                                    device=module.weight.device))[0]
+                after.bias += after.weight[:, fold] @ constant[fold]
+            keep = torch.nonzero(~drop).flatten()
+            setattr(layer.parent, layer.key, _slice(module, keep, None))
+            if layer.norm_key is not None:
+                setattr(layer.parent, layer.norm_key, _slice_norm(getattr(layer.parent, layer.norm_key), keep))
+            setattr(layers[k + 1].parent, layers[k + 1].key, _slice(after, None, keep))
+            removed += int(drop.sum())
+            changed = True
+    return new.train(model.training), removed
+
+
 def structured_spec(spec: str | dict | ArchSpec, model: nn.Module) -> ArchSpec:
     """The ArchSpec of a structurally pruned `model` built from `spec` (mlp:128,64 at 0.5 -> mlp:64,32), so that
     `build_model(structured_spec(spec, model), ...)` loads `model.state_dict()` with strict=True."""
