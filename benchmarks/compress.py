@@ -8,7 +8,8 @@ For each dataset and seed the model is trained once (Adam, 20 epochs); every met
 through `nnopt.compress.compress` (the same code as `nnopt compress`), so bytes are real files and accuracies
 are measured on the test split. Latencies (first seed only) are best-of-3 medians to damp a shared machine's noise.
 
-    .venv/bin/python benchmarks/compress.py [--data digits,digits28,mnist1d] [--seeds 0,1,2] [--json out.json]
+    .venv/bin/python benchmarks/compress.py [--data digits,digits28,mnist1d] [--seeds 0,1,2] [--methods global,ladder]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -107,12 +108,12 @@ def v1_layout_bytes(path: Path, meta: dict) -> int:
     return report["file_bytes"]
 
 
-def run(data_name: str, source, seed: int, folder: Path, latency: bool) -> dict:
+def run(data_name: str, source, seed: int, folder: Path, latency: bool, methods: dict) -> dict:
     run_dir = folder / f"{data_name}-lenet-{seed}"
     trained = fit("mlp:300,100", source, epochs=20, seed=seed, out=run_dir)
     data = load_data(source, seed=seed)
     rows = []
-    for name, settings in METHODS.items():
+    for name, settings in methods.items():
         out = folder / f"{data_name}-{seed}-{len(rows)}"
         result = compress(run_dir, out=out, **settings_for(settings, data))
         original, variant = result.rows[0], result.chosen
@@ -185,14 +186,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default="digits,digits28,mnist1d")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--methods", help="only the methods whose name contains one of these comma-separated words")
     parser.add_argument("--json")
     args = parser.parse_args()
+    words = args.methods.split(",") if args.methods else None
+    methods = {name: s for name, s in METHODS.items() if words is None or any(w in name for w in words)}
     seeds = [int(s) for s in args.seeds.split(",")]
     report = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.data.split(","):
             source = str(write_digits28(Path(tmp) / "digits28.npz")) if name == "digits28" else name
-            report[name] = [run(name, source, seed, Path(tmp), latency=seed == seeds[0]) for seed in seeds]
+            report[name] = [run(name, source, seed, Path(tmp), latency=seed == seeds[0], methods=methods)
+                            for seed in seeds]
             if args.json:
                 Path(args.json).write_text(json.dumps(report, indent=2))
     for name, runs in report.items():
