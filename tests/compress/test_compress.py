@@ -138,3 +138,5 @@ def test_qat_after_pruning_keeps_the_zeros(trained, tmp_path):
     total = result.sparsity[-1]  # QAT revived none of the zeros: still at most 10 % of the 50,200 weights
     assert total["params"] - total["zeros"] <= round(0.1 * 50_200)
     assert result.chosen["nonzero_params"] <= 0.1 * 50_200 + 410
+    # dead units went after QAT: the codes were sliced with the weights, and the file predicts as the model did
+    assert result.chosen["model_spec"] != "mlp:300,100" and result.chosen["identical_after_load"]

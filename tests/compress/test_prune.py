@@ -206,11 +206,17 @@ def test_dead_units_go_and_the_outputs_stay(trained, spec):
     # a unit with no incoming weight is a constant: its BatchNorm / activation output moves into the next bias
     zero_in = [(layer.weight == 0).all(dim=1).sum() for layer in pruned.modules() if isinstance(layer, nn.Linear)]
     assert sum(zero_in[:-1]) > 0
-    smaller, removed = drop_dead_units(pruned)
+    smaller, removed, kept = drop_dead_units(pruned)
     X = trained.data.test.X
     assert removed > 0 and count_params(smaller) < count_params(pruned)
     assert torch.allclose(smaller(X), pruned(X), atol=2e-6)  # measured <= 7.2e-7 on mlp:300,100
     assert torch.equal(smaller(X).argmax(1), pruned(X).argmax(1))
+    for name, weight in smaller.state_dict().items():  # the index maps select exactly the weights kept
+        if name in kept:
+            rows, cols = kept[name]
+            original = pruned.state_dict()[name]
+            original = original[rows] if rows is not None else original
+            assert torch.equal(weight, original[:, cols] if cols is not None else original)
     rebuilt = build_model(structured_spec(spec, smaller), in_features=64, n_outputs=10)
     rebuilt.load_state_dict(smaller.state_dict())  # strict: the spec string describes the smaller network
     assert (pruned.training, smaller.training) == (False, False)
@@ -220,13 +226,13 @@ def test_drop_dead_units_leaves_what_it_cannot_shrink_alone(mlp):
     assert drop_dead_units(prune(copy.deepcopy(mlp), 0.9, "global"))[1] == 0  # masks not made permanent yet
     assert drop_dead_units(mlp)[1] == 0  # dense: nothing dead
     cnn = _build("cnn:4,8")
-    assert drop_dead_units(cnn) == (cnn, 0)
+    assert drop_dead_units(cnn) == (cnn, 0, {})
     everything = _build("mlp:16,16")
     with torch.no_grad():
         for layer in everything.modules():
             if isinstance(layer, nn.Linear):
                 layer.weight.zero_()
-    smaller, _ = drop_dead_units(everything)
+    smaller, _, _ = drop_dead_units(everything)
     assert structured_spec("mlp:16,16", smaller).hidden == (1, 1)  # every layer keeps a unit
     assert torch.allclose(smaller(torch.randn(5, 64)), everything(torch.randn(5, 64)))
 

@@ -249,11 +249,6 @@ def _apply(model: nn.Module, meta: dict[str, Any], data: Any, amount: float, met
             if epochs:
                 fit(variant, data, epochs=epochs, **options)
         make_permanent(variant)
-        arch = ArchSpec.parse(spec) if spec else None
-        if arch is not None and arch.kind == "mlp" and not arch.residual:
-            variant, dropped = drop_dead_units(variant)  # exact: the same outputs from a smaller dense network
-            if dropped:
-                spec = structured_spec(arch, variant).to_string()
     qweights = None
     if bits is not None:
         n_bits = int(bits[3:])
@@ -264,6 +259,14 @@ def _apply(model: nn.Module, meta: dict[str, Any], data: Any, amount: float, met
         else:
             qweights = quantize_model(variant, n_bits, scheme)
             apply_dequantized(variant, qweights)
+    arch = ArchSpec.parse(spec) if spec else None
+    if amount > 0 and arch is not None and arch.kind == "mlp" and not arch.residual:
+        # last, so that fine-tuning and QAT train the network they always did: the same outputs, fewer units
+        variant, dropped, kept = drop_dead_units(variant)
+        if dropped:
+            spec = structured_spec(arch, variant).to_string()
+            if qweights is not None:
+                qweights = {k: q.select(*kept[k]) if k in kept else q for k, q in qweights.items()}
     return variant.eval(), spec, qweights, history
 
 

@@ -215,8 +215,9 @@ def prune_structured(model: nn.Module, amount: float) -> nn.Module:
 
 
 @torch.no_grad()
-def drop_dead_units(model: nn.Module) -> tuple[nn.Module, int]:
-    """(an exactly equivalent MLP without the hidden units that unstructured pruning left dead, units removed).
+def drop_dead_units(model: nn.Module) -> tuple[nn.Module, int, dict[str, tuple[torch.Tensor | None, ...]]]:
+    """(an exactly equivalent MLP without the hidden units that unstructured pruning left dead, units removed,
+    {weight name: (rows kept, columns kept)} of the original weights, None = all, for slicing quantized codes).
 
     A unit whose outgoing weights are all zero feeds nothing: it goes. A unit whose incoming weights are all zero
     outputs a constant (its block on any input, bias through BatchNorm and activation): that constant times its
@@ -224,12 +225,13 @@ def drop_dead_units(model: nn.Module) -> tuple[nn.Module, int]:
     can leave another unit dead); every layer keeps at least one unit. Unmasked weights only (after
     make_permanent); CNNs and residual MLPs (shortcuts tie widths) come back unchanged, with 0."""
     if not isinstance(model, MLP):
-        return model, 0
+        return model, 0, {}
     layers = _mlp_layers(model)
     if any(layer.residual for layer in layers) or any(torch_prune.is_pruned(layer.module) for layer in layers):
-        return model, 0
+        return model, 0, {}
     new, removed = copy.deepcopy(model).eval(), 0
     layers = _mlp_layers(new)
+    units = [torch.arange(layer.module.weight.shape[0]) for layer in layers[:-1]]  # original index of each unit
     changed = True
     while changed:
         changed = False
@@ -251,9 +253,16 @@ def drop_dead_units(model: nn.Module) -> tuple[nn.Module, int]:
             if layer.norm_key is not None:
                 setattr(layer.parent, layer.norm_key, _slice_norm(getattr(layer.parent, layer.norm_key), keep))
             setattr(layers[k + 1].parent, layers[k + 1].key, _slice(after, None, keep))
+            units[k] = units[k][keep]
             removed += int(drop.sum())
             changed = True
-    return new.train(model.training), removed
+    kept = {}
+    if removed:
+        for k, layer in enumerate(layers):
+            rows = units[k] if k < len(units) else None
+            cols = units[k - 1] if k > 0 else None
+            kept[f"{layer.name}.weight"] = (rows, cols)
+    return new.train(model.training), removed, kept
 
 
 def structured_spec(spec: str | dict | ArchSpec, model: nn.Module) -> ArchSpec:

@@ -19,7 +19,7 @@ the modules stay Linear / Conv and `nnopt.fit` trains weights and steps together
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -52,6 +52,17 @@ class QTensor:
     scheme: str
     shape: tuple[int, ...]
     axis: int = 0
+
+    def select(self, rows: torch.Tensor | None, cols: torch.Tensor | None) -> QTensor:
+        """The codes of output channels `rows` and input columns `cols` only (None = all; axis 0 per channel)."""
+        q, scale, zero_point = self.q, self.scale, self.zero_point
+        if rows is not None:
+            q = q[rows]
+            if scale.numel() > 1:
+                scale, zero_point = scale[rows], zero_point[rows]
+        if cols is not None:
+            q = q[:, cols]
+        return replace(self, q=q, scale=scale, zero_point=zero_point, shape=tuple(q.shape))
 
     def broadcast(self, t: torch.Tensor) -> torch.Tensor:
         """A per-channel vector reshaped to broadcast against the codes."""
