@@ -168,7 +168,7 @@ def summarize(name: str, runs: list[dict]) -> None:
     print(f"\n{name}: fp32 test accuracy {', '.join(f'{100 * t:.2f} %' for t in tests)}; {fp32_bytes:,.0f} bytes")
     print("| method | test acc | change, pts (per seed) | bytes | smaller | /1 layouts only |")
     print("|---|---:|---:|---:|---:|---:|")
-    for i, method in enumerate(METHODS):
+    for i, method in enumerate(row["method"] for row in runs[0]["methods"]):
         rows = [r["methods"][i] for r in runs]
         test = statistics.mean(r["test"] for r in rows)
         change = [-r["test_drop_pts"] for r in rows]
