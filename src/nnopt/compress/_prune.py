@@ -223,7 +223,7 @@ def drop_dead_units(model: nn.Module) -> tuple[nn.Module, int, dict[str, tuple[t
     outputs a constant (its block on any input, bias through BatchNorm and activation): that constant times its
     outgoing weights moves into the next layer's bias, and it goes. Repeated until nothing changes (a removal
     can leave another unit dead); every layer keeps at least one unit. Unmasked weights only (after
-    make_permanent); CNNs and residual MLPs (shortcuts tie widths) come back unchanged, with 0."""
+    make_permanent); CNNs and residual MLPs (shortcuts tie widths) come back unchanged, with 0 and {}."""
     if not isinstance(model, MLP):
         return model, 0, {}
     layers = _mlp_layers(model)
