@@ -81,6 +81,8 @@ class TrainSpec:
             _check_int("--sync-every", self.sync_every, 1)
             if self.strategy != "local-sgd":
                 raise UsageError("--sync-every is for --strategy local-sgd; drop it or add --strategy local-sgd")
+        elif self.strategy == "local-sgd":
+            self.sync_every = DEFAULT_SYNC_EVERY  # resolved here, so config.json records the period used
         _check_int("--max-restarts", self.max_restarts, 0)
         if self.max_restarts and not self.out:
             raise UsageError("--max-restarts needs --out DIR: a restart resumes from the checkpoint there")

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnopt.config import DEFAULT_SYNC_EVERY, TrainSpec, spec_from_mapping
+from nnopt.config import TrainSpec, spec_from_mapping
 from nnopt.data import Data
 from nnopt.errors import DivergedError, UsageError
 from nnopt.fileio import atomic_write_json, atomic_write_jsonl, make_run_dir
@@ -143,7 +143,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
         for cb in callbacks:
             cb.on_fit_start(info)
         params = [p for p in net.parameters() if p.requires_grad]
-        local_sgd = (spec.sync_every or DEFAULT_SYNC_EVERY) if spec.strategy == "local-sgd" else None
+        local_sgd = spec.sync_every if spec.strategy == "local-sgd" else None  # validate() filled in the default
         model = net if parallel is None else parallel.wrap(net, local_sgd)  # net stays the plain module
 
         def evaluate(splits: tuple[str, ...]) -> dict[str, dict[str, float | None]]:
