@@ -57,6 +57,11 @@ METHODS = {
     "global 96% gradual 5x + int4 QAT": {"prune": 0.96, **GRADUAL, "quantize": "int4", "long": True},
     "global 97% gradual 5x + int4 QAT": {"prune": 0.97, **GRADUAL, "quantize": "int4", "long": True},
     "global 98% gradual 5x + int4 QAT": {"prune": 0.98, **GRADUAL, "quantize": "int4", "long": True},
+    # the ladder's structured rungs: the units out at once, then fine-tuning (5x or the default steps) and QAT
+    # (for the default epochs on the 80 % rung, half of them on the 50 % one)
+    "structured 80%, 5x steps + int4 QAT": {"prune": 0.8, "prune_method": "structured", "quantize": "int4",
+                                            "steps": (5, 1)},
+    "structured 50% + int4 QAT": {"prune": 0.5, "prune_method": "structured", "quantize": "int4", "rung": True},
     "ladder, --max-accuracy-drop 0.5": {"max_accuracy_drop": 0.5},
 }
 V1_LAYOUTS = ("dense", "bitmap", "csr")  # what format /1 could choose from: no relative indices
@@ -76,9 +81,14 @@ def write_digits28(path: Path) -> Path:
 
 def settings_for(settings: dict, data) -> dict:
     settings = dict(settings)
+    base = default_epochs(data, None)
     if settings.pop("long", False):
-        base = default_epochs(data, None)
         settings.update(finetune_epochs=5 * base, qat_epochs=math.ceil(base / 2))
+    if settings.pop("rung", False):
+        settings.update(finetune_epochs=base, qat_epochs=math.ceil(base / 2))
+    if "steps" in settings:  # (fine-tuning, QAT) epochs in multiples of the default
+        finetune, qat = settings.pop("steps")
+        settings.update(finetune_epochs=round(finetune * base), qat_epochs=math.ceil(qat * base))
     return settings
 
 
@@ -123,8 +133,7 @@ def run(data_name: str, source, seed: int, folder: Path, latency: bool, methods:
                "val_drop_pts": 100 * (original["val"] - variant["val"]), "params": variant["params"],
                "nonzero": variant["nonzero_params"], "tried": len(result.rows) - 1}
         if variant.get("prune") and variant["prune"] >= 0.9 and variant.get("quantize"):
-            with zipfile.ZipFile(out / "compressed.nnz") as zf:
-                meta = json.loads(zf.read("header.json"))["meta"]
+            meta = read_compressed(out / "compressed.nnz")[1]["meta"]
             row["bytes_v1_layouts"] = v1_layout_bytes(out / "compressed.nnz", meta)
         rows.append(row)
         print(data_name, seed, json.dumps(row), flush=True)

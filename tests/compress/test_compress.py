@@ -10,8 +10,10 @@ import pytest
 import torch
 
 import nnopt
-from nnopt.compress import compress, load
+from nnopt.compress import LADDER, compress, expected_bytes, ladder_for, load
+from nnopt.compress._compress import Rung
 from nnopt.errors import UsageError
+from nnopt.models import build_model
 from nnopt.train import fit
 
 
@@ -77,6 +79,32 @@ def test_max_accuracy_drop_keeps_the_first_rung_within_the_drop(trained, tmp_pat
     tried = result.rows[1:]
     assert tried[-1] is chosen and all(r["val_drop_pts"] > 1.0 for r in tried[:-1])
     assert json.loads((tmp_path / "run" / "results.json").read_text())["chosen"] == chosen["name"]
+    model = load(trained)  # the rungs were tried smallest expected file first
+    order = ladder_for(model)
+    sizes = [expected_bytes(model, r) for r in order]
+    assert sizes == sorted(sizes) and len(order) == len(LADDER)
+    assert [(r["prune"] or 0.0, r["prune_method"], r["quantize"]) for r in tried] == \
+        [(r.amount, r.method, r.bits) for r in order[:len(tried)]]
+
+
+@pytest.mark.parametrize("in_features, hidden, first", [
+    (40, "300,100", (0.8, "structured")),  # few inputs: a small dense network beats sparse positions
+    (784, "300,100", (0.97, "global")),  # MNIST's first layer: sparsity pays most
+])
+def test_ladder_order_follows_the_model(in_features, hidden, first):
+    model = build_model(f"mlp:{hidden}", in_features=in_features, n_outputs=10)
+    rung = ladder_for(model)[0]
+    assert (rung.amount, rung.method) == first
+    sparse = expected_bytes(model, Rung(0.95, "global", "int4"))
+    assert sparse == pytest.approx(0.05 * (in_features * 300 + 300 * 100 + 100 * 10) * (4 + 6) / 8 + 4 * 410)
+
+
+def test_ladder_leaves_out_structured_rungs_that_would_empty_a_layer():
+    model = build_model("mlp:2", in_features=40, n_outputs=10)
+    rungs = ladder_for(model)
+    assert (0.8, "structured") not in [(r.amount, r.method) for r in rungs]  # 2 units - round(1.6) = 0
+    assert (0.5, "structured") in [(r.amount, r.method) for r in rungs]
+    assert len(rungs) == len(LADDER) - 1
 
 
 def test_qat_recovers_two_bit_accuracy(trained, tmp_path):

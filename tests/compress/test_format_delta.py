@@ -1,5 +1,5 @@
-"""Format /2: relative-index (delta) positions, float16-exact arrays, layouts chosen by compressed size, and
-the /1 files written before it still load."""
+"""Formats /2 and /3: relative-index (delta) positions, float16-exact arrays, layouts chosen by compressed
+size, the feature statistics as float32 arrays (/3), and the /1 and /2 files written before still load."""
 
 import copy
 import json
@@ -16,7 +16,7 @@ from nnopt.compress._quant import QTensor, apply_dequantized, quantize_model
 from nnopt.errors import UsageError
 from nnopt.models import build_model
 
-DATA = Path(__file__).parent / "data"  # v1-*.nnz: written by the nnopt.compressed/1 writer, kept as it wrote them
+DATA = Path(__file__).parent / "data"  # v1-*.nnz, v2-*.nnz: written by the /1 and /2 writers, kept as they wrote them
 META = {"model_spec": "mlp:300,100", "in_features": 784, "n_outputs": 10, "input_shape": [1, 28, 28],
         "task": "classification"}
 
@@ -72,7 +72,7 @@ def test_delta_layout_round_trips_exactly(bits, scheme, tmp_path):
     kind = f"int{bits}" if bits else "fp32"
     assert [t["encoding"] for t in report["tensors"] if t["name"].endswith("weight")] == [f"{kind}-delta"] * 3
     loaded, meta = load_compressed(tmp_path / "m.nnz")
-    assert meta["format"] == FORMAT == "nnopt.compressed/2"
+    assert meta["format"] == FORMAT == "nnopt.compressed/3"
     for name, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], value), name
     assert torch.equal(outputs(loaded), outputs(model))
@@ -159,6 +159,37 @@ def test_format_1_files_still_load(name, expected):
     with torch.no_grad():
         got = model(torch.from_numpy(reference["X"])).numpy()
     np.testing.assert_allclose(got, reference[expected], rtol=1e-5, atol=1e-6)
+
+
+def test_format_2_files_still_load():
+    reference = np.load(DATA / "v2-expected.npz")
+    model, meta = load_compressed(DATA / "v2-int4-sparse.nnz")
+    assert meta["format"] == "nnopt.compressed/2"
+    assert meta["preprocessing"]["x_mean"] == reference["x_mean"].tolist()  # /2 kept them as JSON text: exact
+    with torch.no_grad():
+        got = model(torch.from_numpy(reference["X"])).numpy()
+    np.testing.assert_array_equal(got, reference["int4_sparse"])
+
+
+def test_feature_statistics_are_float32_arrays_in_the_payload(tmp_path):
+    rng = np.random.default_rng(1)
+    stats = {"x_mean": rng.normal(size=784).tolist(), "x_std": rng.uniform(0.5, 2, size=784).tolist()}
+    short = {"x_min": [0.0, -1.5, 2.25], "x_max": [1.0, 1.5, 3.25]}  # fewer than 8: they stay in the JSON
+    prep = {"version": 1, "x_scale": "standard", **stats, **short}
+    save_compressed(tmp_path / "m.nnz", lenet(0.9), {**META, "preprocessing": prep})
+    with zipfile.ZipFile(tmp_path / "m.nnz") as zf:
+        header = json.loads(zf.read("header.json"))
+    assert set(header["meta_arrays"]) == {"preprocessing.x_mean", "preprocessing.x_std"}
+    assert "x_mean" not in header["meta"]["preprocessing"] and header["meta"]["preprocessing"]["x_min"] == short["x_min"]
+    _, meta = load_compressed(tmp_path / "m.nnz")
+    for key, values in stats.items():
+        assert meta["preprocessing"][key] == np.asarray(values, dtype=np.float32).tolist()
+    assert {k: v for k, v in meta["preprocessing"].items() if k not in stats} == \
+        {k: v for k, v in prep.items() if k not in stats}
+    # 4 bytes a value against ~19 characters of JSON text: the header shrinks by more than the payload grows
+    save_compressed(tmp_path / "bare.nnz", lenet(0.9), META)
+    grown = (tmp_path / "m.nnz").stat().st_size - (tmp_path / "bare.nnz").stat().st_size
+    assert grown < 2 * 784 * 4 + 200
 
 
 def test_a_newer_format_asks_for_a_newer_nnopt(tmp_path):

@@ -12,7 +12,8 @@ from typing import Any
 
 from torch import nn
 
-from nnopt.compress._compress import LADDER, QUANTIZE, SCHEDULES, CompressResult, compress, default_epochs
+from nnopt.compress._compress import LADDER, QUANTIZE, SCHEDULES, CompressResult, compress, default_epochs, \
+    expected_bytes, ladder_for
 from nnopt.compress._export import agreement, export_onnx, ort_latency_ms, ort_predict, quantize_onnx_int8, \
     torch_latency_ms
 from nnopt.compress._format import is_compressed_file, load_compressed, nnopt_load, save_compressed
@@ -28,9 +29,10 @@ def load(path: Any) -> nn.Module:
 
 
 __all__ = [
-    "BITS", "LADDER", "PRUNE_METHODS", "QUANTIZE", "SCHEDULES", "SCHEMES", "CompressResult", "agreement", "apply_dequantized",
-    "compress", "cubic_schedule", "default_epochs", "dequantize", "export_onnx", "finish_qat", "is_compressed_file", "load",
-    "load_compressed", "make_permanent", "nnopt_load", "ort_latency_ms", "ort_predict", "prepare_qat", "prune",
-    "prune_gradually", "quantize_model", "quantize_onnx_int8", "quantize_tensor", "save_compressed",
-    "sparsity_table", "structured_spec", "torch_latency_ms",
+    "BITS", "LADDER", "PRUNE_METHODS", "QUANTIZE", "SCHEDULES", "SCHEMES", "CompressResult", "agreement",
+    "apply_dequantized", "compress", "cubic_schedule", "default_epochs", "dequantize", "expected_bytes",
+    "export_onnx", "finish_qat", "is_compressed_file", "ladder_for", "load", "load_compressed", "make_permanent",
+    "nnopt_load", "ort_latency_ms", "ort_predict", "prepare_qat", "prune", "prune_gradually", "quantize_model",
+    "quantize_onnx_int8", "quantize_tensor", "save_compressed", "sparsity_table", "structured_spec",
+    "torch_latency_ms",
 ]

@@ -46,7 +46,8 @@ BATCHES = (1, 256)
 
 @dataclass(frozen=True)
 class Rung:
-    """A setting `max_accuracy_drop` tries: gradual `method` pruning to `amount`, fine-tuned for `finetune` x
+    """A setting `max_accuracy_drop` tries: `method` pruning to `amount` (gradual for global, during the
+    fine-tuning; structured: the units out at once, then fine-tuned), fine-tuned for `finetune` x
     default_epochs, then `bits` weights, trained for them (QAT) for `qat` x default_epochs (0: round-to-nearest).
     Explicit finetune_epochs / qat_epochs replace the defaults on every rung."""
 
@@ -57,12 +58,18 @@ class Rung:
     qat: float = 0.0
 
 
-# smallest expected file first. At 95 % sparsity and more, about 400 fine-tuning steps are too few and 4-bit
-# rounding without QAT costs points; five times the steps and QAT recover them (benchmarks/RESULTS.md: LeNet-300-100
-# on digits at 96 %, 44x smaller, within 0.5 pt of the original's test accuracy in 3 seeds of 3)
+# tried smallest expected file first (`ladder_for` orders them for each model). At 95 % sparsity and more, about
+# 400 fine-tuning steps are too few and 4-bit rounding without QAT costs points; five times the steps and QAT
+# recover them (benchmarks/RESULTS.md: LeNet-300-100 on digits at 96 %, 44x smaller, within 0.5 pt of the
+# original's test accuracy in 3 seeds of 3). Structured rungs give a smaller dense network with no positions to
+# store: on mnist1d, whose 40 inputs leave little to prune in the first layer, 80 % of the units out (5x the
+# steps, QAT for the default epochs) + int4 is 47-53x smaller at the original's test accuracy (10 seeds), where
+# 95 % unstructured sparsity loses 0.8 pt
 LADDER = (Rung(0.97, "global", "int4", finetune=5, qat=0.5), Rung(0.95, "global", "int4", finetune=5, qat=0.5),
+          Rung(0.8, "structured", "int4", finetune=5, qat=1), Rung(0.5, "structured", "int4", qat=0.5),
           Rung(0.9, "global", "int4", qat=0.5), Rung(0.9, "global", "int8"), Rung(0.8, "global", "int8"),
           Rung(0.5, "global", "int8"), Rung(0.0, "global", "int8"))
+POSITION_BITS = 6.0  # what the file spends on the position of each kept weight of a sparse matrix (RESULTS.md)
 DATA_KEYS = ("target", "task", "val_fraction", "test_fraction", "scale", "seed")
 
 
@@ -152,7 +159,7 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
     if max_accuracy_drop is None:
         plan = [(prune or 0.0, prune_method, quantize, finetune_epochs, qat_epochs)]
     else:
-        plan = [_rung_plan(rung, loaded, finetune_epochs, qat_epochs, scheme, train) for rung in LADDER]
+        plan = [_rung_plan(rung, loaded, finetune_epochs, qat_epochs, scheme, train) for rung in ladder_for(model)]
     chosen = None
     for amount, method, bits, epochs, qat in plan:
         variant, spec, qweights, history = _apply(model, meta, loaded, amount, method, schedule, epochs,
@@ -268,6 +275,30 @@ def _apply(model: nn.Module, meta: dict[str, Any], data: Any, amount: float, met
             if qweights is not None:
                 qweights = {k: q.select(*kept[k]) if k in kept else q for k, q in qweights.items()}
     return variant.eval(), spec, qweights, history
+
+
+def ladder_for(model: nn.Module) -> list[Rung]:
+    """The LADDER rungs that apply to `model`, smallest `expected_bytes` first (ties: LADDER's order)."""
+    sized = [(expected_bytes(model, rung), i) for i, rung in enumerate(LADDER)]
+    return [LADDER[i] for size, i in sorted(x for x in sized if x[0] is not None)]
+
+
+def expected_bytes(model: nn.Module, rung: Rung) -> float | None:
+    """The file a rung should give, for ordering the ladder: every weight matrix's kept values at the rung's bits
+    (+ POSITION_BITS each when sparse), a float16 step and bias per output unit. None: the rung does not apply
+    (structured pruning of a model without hidden units, or one that would empty a layer)."""
+    if rung.method == "structured" and rung.amount > 0:
+        try:
+            model = prune_model(model, rung.amount, "structured")
+        except UsageError:
+            return None
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+    weights = sum(m.weight.numel() for m in layers)
+    outputs = sum(m.weight.shape[0] for m in layers)
+    bits = int(rung.bits[3:]) if rung.bits else 32
+    if rung.method == "structured" or rung.amount == 0:
+        return weights * bits / 8 + 4 * outputs
+    return (1 - rung.amount) * weights * (bits + POSITION_BITS) / 8 + 4 * outputs
 
 
 def _rung_plan(rung: Rung, data: Any, finetune_epochs: int | None, qat_epochs: int, scheme: str,

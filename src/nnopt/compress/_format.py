@@ -1,10 +1,15 @@
-"""The compressed model file, "nnopt.compressed/2" (conventionally `compressed.nnz`); "/1" files are still read.
+"""The compressed model file, "nnopt.compressed/3" (conventionally `compressed.nnz`); "/1" and "/2" files are
+still read.
 
 A zip archive, written atomically:
-  header.json   {"format": "nnopt.compressed/2", "meta": {model_spec, in_features, n_outputs, input_shape, task,
-                ...}, "tensors": [{name, encoding, layout, dtype, shape, quant, arrays}]}
+  header.json   {"format": "nnopt.compressed/3", "meta": {model_spec, in_features, n_outputs, input_shape, task,
+                ...}, "meta_arrays": {"preprocessing.x_mean": array, ...}, "tensors": [{name, encoding, layout,
+                dtype, shape, quant, arrays}]}
   payload.bin   every array's bytes (ndarray.tobytes order), one after another; the header gives each array's
                 offset, byte length, dtype and count
+(/3) The data's per-feature statistics (preprocessing x_mean / x_std / x_min / x_max, when 8 or more) are
+float32 arrays in the payload instead of JSON text (4 bytes a value instead of about 19 characters): float32 is
+the precision the network computes in, and float32 inputs are scaled with float32 statistics anyway.
 Each member is DEFLATE- (LZ77 + Huffman, the entropy-coding stage of Deep Compression) or LZMA-compressed
 (LZ77 + a range coder), whichever is smaller; Python's zipfile reads both. No pickle anywhere: a reader needs
 zipfile, json and numpy.
@@ -52,8 +57,9 @@ from nnopt.errors import UsageError
 from nnopt.fileio import atomic_write
 from nnopt.models import build_model, load_model
 
-FORMAT = "nnopt.compressed/2"
-FORMATS = ("nnopt.compressed/1", FORMAT)  # read; /1 has no delta layout and no float16-stored float32 arrays
+FORMAT = "nnopt.compressed/3"
+# read; /1 has no delta layout and no float16-stored float32 arrays, /2 keeps the feature statistics in the JSON
+FORMATS = ("nnopt.compressed/1", "nnopt.compressed/2", FORMAT)
 HEADER = "header.json"
 PAYLOAD = "payload.bin"  # every array, packed, one after another (offsets in the header)
 EXTENSION = ".nnz"
@@ -63,6 +69,8 @@ _DTYPES = {name: getattr(torch, name) for name in (
     "int64", "bool")}
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed entry times: the same model gives the same bytes
 _RESERVED_META = ("format", "state_dict", "quantization", "encodings")
+STAT_KEYS = ("x_mean", "x_std", "x_min", "x_max")  # per-feature statistics of meta["preprocessing"]
+STAT_MIN_COUNT = 8  # shorter lists stay in the JSON
 
 
 # ---- writing ---------------------------------------------------------------------------------------------
@@ -113,7 +121,15 @@ def save_compressed(path: str | Path, model: nn.Module, meta: dict[str, Any],
                        "bytes": sum(spec["bytes"] for spec in entry["arrays"].values()),
                        "arrays": {part: spec["bytes"] for part, spec in entry["arrays"].items()},
                        "deflated": candidates.get(layout), "candidates": candidates})
-    header = {"format": FORMAT, "meta": _jsonable({k: v for k, v in meta.items() if k not in _RESERVED_META}),
+    header_meta = _jsonable({k: v for k, v in meta.items() if k not in _RESERVED_META})
+    meta_arrays: dict[str, dict[str, Any]] = {}
+    for key, values in _stat_arrays(header_meta).items():
+        raw = values.tobytes()
+        arrays.append(raw)
+        meta_arrays[f"preprocessing.{key}"] = {"offset": offset, "bytes": len(raw), "dtype": "float32",
+                                               "count": int(values.size)}
+        offset += len(raw)
+    header = {"format": FORMAT, "meta": header_meta, **({"meta_arrays": meta_arrays} if meta_arrays else {}),
               "tensors": tensors}
     members = [(HEADER, json.dumps(header, separators=(",", ":")).encode("utf-8")), (PAYLOAD, b"".join(arrays))]
     methods = {name: _smaller_method(name, data) for name, data in members}
@@ -134,6 +150,22 @@ def save_compressed(path: str | Path, model: nn.Module, meta: dict[str, Any],
             "payload_stored": stored[PAYLOAD], "tensors": report}
 
 
+
+
+def _stat_arrays(meta: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Take the long per-feature statistics out of meta["preprocessing"] (in place) as float32 arrays."""
+    prep = meta.get("preprocessing")
+    if not isinstance(prep, dict):
+        return {}
+    out = {}
+    for key in STAT_KEYS:
+        values = prep.get(key)
+        if isinstance(values, list) and len(values) >= STAT_MIN_COUNT and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            out[key] = np.asarray(values, dtype=np.float32)
+    if out:
+        meta["preprocessing"] = {k: v for k, v in prep.items() if k not in out}
+    return out
 
 
 def _encode_float(name: str, t: torch.Tensor, layouts: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Parts]]:
@@ -225,7 +257,7 @@ def _half_if_exact(t: torch.Tensor) -> torch.Tensor:
 # ---- reading ---------------------------------------------------------------------------------------------
 
 def is_compressed_file(path: str | Path) -> bool:
-    """True when `path` is a zip holding an nnopt.compressed/1 or /2 header."""
+    """True when `path` is a zip holding an nnopt.compressed/1, /2 or /3 header."""
     try:
         _read_header(Path(path))
         return True
@@ -270,6 +302,9 @@ def read_compressed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             for entry in header["tensors"]:
                 arrays = {part: _read_array(payload, spec) for part, spec in entry["arrays"].items()}
                 state[entry["name"]] = _decode(entry, arrays)
+            for dotted, spec in (header.get("meta_arrays") or {}).items():  # /3: back into the meta, as lists
+                section, key = dotted.split(".")
+                header["meta"][section] = {**header["meta"][section], key: _read_array(payload, spec).tolist()}
     except (KeyError, ValueError, TypeError, AttributeError, RuntimeError, IndexError, zipfile.BadZipFile,
             zlib.error, EOFError, NotImplementedError, OSError) as exc:
         raise UsageError(f"{path.name} is a corrupt nnopt compressed model ({type(exc).__name__}: {exc}); "

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nnopt.comparison import compare
-from nnopt.compress import LADDER as COMPRESSION_LADDER
-from nnopt.compress import compress, nnopt_load
+from nnopt.compress import compress, ladder_for, nnopt_load
 from nnopt.compress import default_epochs as compress_epochs
 from nnopt.config import TrainSpec, spec_from_mapping
 from nnopt.errors import UsageError
@@ -217,7 +216,7 @@ def compress_final(settings: dict[str, Any], search: dict[str, Any], run_dir: Pa
     best = run_dir / "search" / "best"
     ladder, chosen, how = [], None, ""
     final_s = EXPORT_S + REPORTS_S / 2
-    for rung in COMPRESSION_LADDER:
+    for rung in ladder_for(nnopt_load(best)[0]):
         setting = _rung_setting(rung, timing.finetune_epochs)
         epochs = setting["finetune_epochs"] + setting["qat_epochs"]
         rung_s = timing.run_s + epochs * per_epoch + 1.0
@@ -250,11 +249,12 @@ def compress_final(settings: dict[str, Any], search: dict[str, Any], run_dir: Pa
 
 
 def _rung_setting(rung: Any, finetune_epochs: int) -> dict[str, Any]:
-    """compress() keywords of one ladder rung: gradual pruning over its fine-tuning epochs, then its bit width,
-    with quantization-aware training when the rung asks for it."""
+    """compress() keywords of one ladder rung: gradual pruning over its fine-tuning epochs (structured: the units
+    out at once, then fine-tuning), then its bit width, with quantization-aware training when the rung asks."""
     epochs = round(rung.finetune * finetune_epochs) if rung.amount > 0 else 0
     return {"prune": rung.amount or None, "prune_method": rung.method, "quantize": rung.bits,
-            "schedule": "gradual" if rung.amount > 0 else "oneshot", "finetune_epochs": epochs,
+            "schedule": "gradual" if rung.amount > 0 and rung.method != "structured" else "oneshot",
+            "finetune_epochs": epochs,
             "qat_epochs": round(rung.qat * finetune_epochs) if rung.bits else 0}
 
 
