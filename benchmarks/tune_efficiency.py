@@ -10,15 +10,18 @@ Overhead: 1000 trials of a trivial objective on the journal-file storage, ms per
 then trials/s of 2 workers vs 1 on trials that train a small model on one thread.
 
     .venv/bin/python benchmarks/tune_efficiency.py [--seeds 5] [--trials 64] [--part efficiency|overhead|all]
+        [--methods random,tpe,tpe+asha] [--data digits,mnist1d] [--val-fraction 0.15] [--jobs 1] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import optuna
@@ -37,6 +40,9 @@ VARIANTS = {  # other settings to measure with --methods
     "tpe+asha-min3": ("tpe", "asha", {"min_resource": 3}),
     "tpe+hyperband": ("tpe", "hyperband", {}),
     "random+asha": ("random", "asha", {}),
+    "tpe+asha-min2": ("tpe", "asha", {"min_resource": 2}),
+    "tpe+asha-rf2": ("tpe", "asha", {"reduction_factor": 2}),
+    "tpe+asha-rf4": ("tpe", "asha", {"reduction_factor": 4}),
 }
 
 
@@ -64,33 +70,54 @@ def epochs_to_reach(points: list[tuple[int, float]], value: float) -> int | None
     return next((spent for spent, best in points if best >= value), None)
 
 
-def efficiency(seeds: int, trials: int, epochs: int, datasets: list[str], methods: dict,
-               val_fraction: float | None = None) -> dict:
-    results = {}
+def one_seed(data: str, seed: int, trials: int, epochs: int, methods: dict,
+             val_fraction: float | None = None) -> dict[str, dict]:
+    """Every method on one dataset and seed: {method: {seed, best, epochs, wall_s, epochs_to_random_best}}."""
+    rows, curves = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for data in datasets:
-            spec = spec_file(folder, data, epochs, val_fraction)
-            rows = {name: [] for name in methods}
-            for seed in range(seeds):
-                curves = {}
-                for name, (sampler, pruner, pruner_params) in methods.items():
-                    started = time.perf_counter()
-                    # pruned trials cost less: give ASHA enough trials to spend the same epochs, then cut there
-                    n = trials if pruner == "none" else 4 * trials
-                    result = tune(spec, sampler=sampler, pruner=pruner, trials=n, seed=seed,
-                                  pruner_params=pruner_params or None,
-                                  out=folder / f"{data}-{name}-{seed}")
-                    budget = trials * epochs
-                    curves[name] = [(spent, best) for spent, best in curve(result.trials) if spent <= budget]
-                    rows[name].append({"seed": seed, "best": curves[name][-1][1], "epochs": curves[name][-1][0],
-                                       "wall_s": time.perf_counter() - started})
-                target = curves["random"][-1][1]
-                for name in methods:
-                    rows[name][-1]["epochs_to_random_best"] = epochs_to_reach(curves[name], target)
-                print(data, seed, {n: (round(r[-1]["best"], 4), r[-1]["epochs"], r[-1]["epochs_to_random_best"])
-                                   for n, r in rows.items()}, flush=True)
-            results[data] = rows
+        spec = spec_file(folder, data, epochs, val_fraction)
+        for name, (sampler, pruner, pruner_params) in methods.items():
+            started = time.perf_counter()
+            # pruned trials cost less: give ASHA enough trials to spend the same epochs, then cut there
+            n = trials if pruner == "none" else 4 * trials
+            result = tune(spec, sampler=sampler, pruner=pruner, trials=n, seed=seed,
+                          pruner_params=pruner_params or None, out=folder / f"{data}-{name}-{seed}")
+            budget = trials * epochs
+            curves[name] = [(spent, best) for spent, best in curve(result.trials) if spent <= budget]
+            rows[name] = {"seed": seed, "best": curves[name][-1][1], "epochs": curves[name][-1][0],
+                          "wall_s": time.perf_counter() - started}
+    target = curves["random"][-1][1]
+    for name in methods:
+        rows[name]["epochs_to_random_best"] = epochs_to_reach(curves[name], target)
+    return rows
+
+
+def efficiency(seeds: int, trials: int, epochs: int, datasets: list[str], methods: dict,
+               val_fraction: float | None = None, jobs: int = 1) -> dict:
+    """one_seed for every dataset and seed; `jobs` > 1 runs that many (dataset, seed) pairs at once, each in a
+    process of its own (the trials run on one thread, so a pair is one core's work; results are the same)."""
+    units = [(data, seed) for data in datasets for seed in range(seeds)]
+    results = {data: {name: [] for name in methods} for data in datasets}
+
+    def record(data: str, seed: int, rows: dict) -> None:
+        for name, row in rows.items():
+            results[data][name].append(row)
+        print(data, seed, {n: (round(r["best"], 4), r["epochs"], r["epochs_to_random_best"]) for n, r in rows.items()},
+              flush=True)
+
+    if jobs <= 1:
+        for data, seed in units:
+            record(data, seed, one_seed(data, seed, trials, epochs, methods, val_fraction))
+    else:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(one_seed, data, seed, trials, epochs, methods, val_fraction): (data, seed)
+                       for data, seed in units}
+            for future in as_completed(futures):
+                record(*futures[future], future.result())
+    for rows in results.values():
+        for runs in rows.values():
+            runs.sort(key=lambda r: r["seed"])
     return results
 
 
@@ -146,6 +173,8 @@ def main() -> None:
     parser.add_argument("--val-fraction", type=float, help="validation split of every trial (default 0.15)")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"comma-separated, from {', '.join([*METHODS, *VARIANTS])} (random is always run)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="(dataset, seed) pairs run at once, a process each (epoch counts do not depend on it)")
     parser.add_argument("--json", help="write the raw results here")
     args = parser.parse_args()
     report = {}
@@ -156,7 +185,7 @@ def main() -> None:
         report["efficiency"] = efficiency(args.seeds, args.trials, args.epochs, args.data.split(","),
                                             {name: {**METHODS, **VARIANTS}[name]
                                              for name in dict.fromkeys(["random", *args.methods.split(",")])},
-                                            args.val_fraction)
+                                            args.val_fraction, args.jobs)
         summarize(report["efficiency"])
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
