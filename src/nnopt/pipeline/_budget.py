@@ -12,6 +12,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from nnopt.compress import LADDER as COMPRESSION_LADDER
 from nnopt.errors import UsageError
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -25,9 +26,10 @@ SIZE_FACTOR = 2.0  # searched networks train this much slower than the probe net
 TRIAL_COSTS_S = 0.2  # measuring a candidate's size and batch-1 latency before it trains
 EXPORT_S = 10.0  # ONNX export, int8 quantization and latency timing of two runtimes
 REPORTS_S = 15.0  # the reports of every stage
-# The first rung of the compression ladder trains (fine-tuning + QAT) this many times compress's default epochs;
-# it is tried on search/best and, when kept, run again on final/ (about 1/0.85 the rows).
-LADDER_EPOCHS = 5.5
+# The first rung of the compression ladder trains (fine-tuning + QAT) at most this many times compress's default
+# epochs (which rung comes first depends on the model); it is tried on search/best and, when kept, run again on
+# final/ (about 1/0.85 the rows).
+LADDER_EPOCHS = max(rung.finetune + rung.qat for rung in COMPRESSION_LADDER)
 LADDER_RUNS = 1 + 1 / 0.85
 
 
