@@ -168,7 +168,7 @@ def test_format_2_files_still_load():
     assert meta["preprocessing"]["x_mean"] == reference["x_mean"].tolist()  # /2 kept them as JSON text: exact
     with torch.no_grad():
         got = model(torch.from_numpy(reference["X"])).numpy()
-    np.testing.assert_array_equal(got, reference["int4_sparse"])
+    np.testing.assert_allclose(got, reference["int4_sparse"], rtol=1e-5, atol=1e-6)  # another BLAS may round apart
 
 
 def test_feature_statistics_are_float32_arrays_in_the_payload(tmp_path):
