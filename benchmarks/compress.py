@@ -40,6 +40,7 @@ from nnopt.data import load_data
 from nnopt.train import fit
 
 GRADUAL = {"prune_method": "global", "schedule": "gradual"}
+LONG = (5, 0.5)  # the ladder's long rungs: 5x the default fine-tuning steps, QAT for half the default epochs
 METHODS = {
     "int8": {"quantize": "int8"},
     "int4": {"quantize": "int4"},
@@ -52,16 +53,16 @@ METHODS = {
     "global 90% gradual + int8": {"prune": 0.9, **GRADUAL, "quantize": "int8"},
     "global 90% gradual + int4 QAT": {"prune": 0.9, **GRADUAL, "quantize": "int4", "qat_epochs": 3},
     "global 95% gradual + int4 QAT": {"prune": 0.95, **GRADUAL, "quantize": "int4", "qat_epochs": 3},
-    # the ladder's long rungs: 5x the default fine-tuning steps, QAT for half the default epochs
-    "global 95% gradual 5x + int4 QAT": {"prune": 0.95, **GRADUAL, "quantize": "int4", "long": True},
-    "global 96% gradual 5x + int4 QAT": {"prune": 0.96, **GRADUAL, "quantize": "int4", "long": True},
-    "global 97% gradual 5x + int4 QAT": {"prune": 0.97, **GRADUAL, "quantize": "int4", "long": True},
-    "global 98% gradual 5x + int4 QAT": {"prune": 0.98, **GRADUAL, "quantize": "int4", "long": True},
+    "global 95% gradual 5x + int4 QAT": {"prune": 0.95, **GRADUAL, "quantize": "int4", "steps": LONG},
+    "global 96% gradual 5x + int4 QAT": {"prune": 0.96, **GRADUAL, "quantize": "int4", "steps": LONG},
+    "global 97% gradual 5x + int4 QAT": {"prune": 0.97, **GRADUAL, "quantize": "int4", "steps": LONG},
+    "global 98% gradual 5x + int4 QAT": {"prune": 0.98, **GRADUAL, "quantize": "int4", "steps": LONG},
     # the ladder's structured rungs: the units out at once, then fine-tuning (5x or the default steps) and QAT
     # (for the default epochs on the 80 % rung, half of them on the 50 % one)
     "structured 80%, 5x steps + int4 QAT": {"prune": 0.8, "prune_method": "structured", "quantize": "int4",
                                             "steps": (5, 1)},
-    "structured 50% + int4 QAT": {"prune": 0.5, "prune_method": "structured", "quantize": "int4", "rung": True},
+    "structured 50% + int4 QAT": {"prune": 0.5, "prune_method": "structured", "quantize": "int4",
+                                  "steps": (1, 0.5)},
     "ladder, --max-accuracy-drop 0.5": {"max_accuracy_drop": 0.5},
 }
 V1_LAYOUTS = ("dense", "bitmap", "csr")  # what format /1 could choose from: no relative indices
@@ -81,13 +82,9 @@ def write_digits28(path: Path) -> Path:
 
 def settings_for(settings: dict, data) -> dict:
     settings = dict(settings)
-    base = default_epochs(data, None)
-    if settings.pop("long", False):
-        settings.update(finetune_epochs=5 * base, qat_epochs=math.ceil(base / 2))
-    if settings.pop("rung", False):
-        settings.update(finetune_epochs=base, qat_epochs=math.ceil(base / 2))
     if "steps" in settings:  # (fine-tuning, QAT) epochs in multiples of the default
         finetune, qat = settings.pop("steps")
+        base = default_epochs(data, None)
         settings.update(finetune_epochs=round(finetune * base), qat_epochs=math.ceil(qat * base))
     return settings
 
