@@ -101,10 +101,18 @@ def test_val_fraction_zero_gives_empty_val_split():
     assert reg.val.y.shape == (0, 2) and reg.val.y.dtype == torch.float32
 
 
+def test_test_fraction_zero_gives_empty_test_split():
+    X, y = blobs(200)
+    data = load_data((X, y), test_fraction=0.0, val_fraction=0.2)
+    assert len(data.test) == 0 and data.test.X.shape == (0, 4) and len(data.val) == 40 and len(data.train) == 160
+    both = load_data((X, X[:, :1]), test_fraction=0, val_fraction=0)
+    assert len(both.train) == 200 and len(both.test) == len(both.val) == 0 and both.test.y.dtype == torch.float32
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"val_fraction": 1.5}, r"--val-fraction must be in \[0, 1\); got 1.5"),
     ({"val_fraction": -0.1}, r"--val-fraction must be in \[0, 1\)"),
-    ({"test_fraction": 0}, r"--test-fraction must be in \(0, 1\); got 0"),
+    ({"test_fraction": 1}, r"--test-fraction must be in \[0, 1\); got 1"),
     ({"val_fraction": 0.5, "test_fraction": 0.5}, r"must be < 1"),
 ])
 def test_bad_fractions(kwargs, message):

@@ -25,8 +25,8 @@ def choice(kind: str, value: str, choices: tuple[str, ...]) -> str:
 def check_fractions(val_fraction: float, test_fraction: float) -> None:
     if not 0 <= val_fraction < 1:
         raise UsageError(f"--val-fraction must be in [0, 1); got {val_fraction}")
-    if not 0 < test_fraction < 1:
-        raise UsageError(f"--test-fraction must be in (0, 1); got {test_fraction}")
+    if not 0 <= test_fraction < 1:
+        raise UsageError(f"--test-fraction must be in [0, 1); got {test_fraction}")
     if val_fraction + test_fraction >= 1:
         raise UsageError(f"--val-fraction + --test-fraction must be < 1; got {val_fraction} + {test_fraction}")
 
@@ -188,6 +188,8 @@ def _split_rows(n: int, labels: np.ndarray | None, has_test: bool, val_fraction:
     """
     if has_test:
         rest, test_idx, val_share = np.arange(n), None, val_fraction
+    elif test_fraction == 0:  # no test split: every row trains or validates
+        rest, test_idx, val_share = np.arange(n), np.zeros(0, dtype=np.int64), val_fraction
     else:
         rest, test_idx = split_indices(n, test_fraction, labels, seed, "test")
         val_share = val_fraction / (1.0 - test_fraction)

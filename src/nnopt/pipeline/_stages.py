@@ -25,6 +25,7 @@ from nnopt.pipeline._budget import (
     REPORTS_S,
     Clock,
     Plan,
+    min_trial_epochs,
 )
 from nnopt.search import load_tune_spec, tune
 from nnopt.train import fit
@@ -51,7 +52,8 @@ def probe(data: Any, seed: int) -> dict[str, Any]:
     result = fit(PROBE_MODEL, hidden, epochs=3, seed=seed, threads=1)
     total = time.perf_counter() - start
     epoch_s = max(1e-3, result.wall_s / 3)
-    return {"epoch_s": epoch_s, "run_s": max(0.0, total - result.wall_s), "finetune_epochs": compress_epochs(data, 64)}
+    return {"epoch_s": epoch_s, "run_s": max(0.0, total - result.wall_s), "finetune_epochs": compress_epochs(data, 64),
+            "min_epochs": min_trial_epochs(len(hidden.train))}
 
 
 def screen(data: Any, out: Path, timing: Plan, seconds: float, seed: int, draw: Callable) -> dict[str, Any]:
@@ -99,7 +101,7 @@ def search(settings: dict[str, Any], screen: dict[str, Any], out: Path, timing: 
             storage: str | None, study: str | None, seed: int, n_val: int, draw: Callable) -> dict[str, Any]:
     """The study runs in rounds; after each, the stages still to come are re-estimated from the durations of
     the best trials (a bigger winner needs longer to retrain and compress), and the next round gets the rest."""
-    epochs = timing.epochs_per_trial(max(0.0, clock.left() - timing.tail_s(10)))
+    epochs = timing.epochs_per_trial(max(0.0, clock.left() - timing.tail_s(max(10, timing.min_epochs))))
     spec = search_spec(settings, screen["kept"], screen["lrs"], epochs)
     result, rounds, started = None, 0, time.monotonic()
     while rounds < MAX_ROUNDS:

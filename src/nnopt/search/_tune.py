@@ -119,6 +119,9 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
         function, parsed_space = None, spec.space
         data = load_spec_data(spec)
         objectives = spec.resolve_objectives(data.task)
+        if len(data.val) == 0 and any(o.metric.startswith("val_") for o in objectives):
+            raise UsageError(f"the objective {objectives[0].metric} is scored on the validation split, which is "
+                             "empty (val_fraction 0); give train: {val_fraction: 0.15} or a train_ objective")
         if spec.architecture is not None:
             check_feasible(spec, data)
         settings = {k: getattr(spec, k) for k in SETTINGS if getattr(spec, k) is not None}

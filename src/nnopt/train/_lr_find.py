@@ -1,12 +1,16 @@
 """The LR range test (Smith 2017, "Cyclical Learning Rates"): train briefly while the learning rate grows
 exponentially from min_lr to max_lr, record the loss, and suggest the lr where the smoothed loss falls fastest.
 
-Suggestion rule: the steepest descent point — the lr where d(smoothed loss)/d(log10 lr) is most negative,
-looking only at lrs below the one with the lowest smoothed loss. The loss is an exponential moving average
-(beta 0.9, bias-corrected: about 10 steps of memory, so it follows 150 steps over 6 decades without lag);
-the test stops once it exceeds 4x its minimum or turns non-finite. Defaults chosen on digits (mlp:128,64):
-the suggestion fell within 0.8-2.7x of the best of a 9-point grid for adam, sgd, momentum, nesterov,
-rmsprop, adagrad and gd (tests/train/test_train_lr_find.py checks adam and sgd within 10x).
+Suggestion rule: the steepest descent — the lr where the smoothed loss falls fastest against log10(lr), measured
+as the slope of a least-squares line over half a decade of lr (at least three points), looking only at lrs below
+the one with the lowest smoothed loss. A pointwise derivative was tried first: on small tables (diabetes, 4 batches
+an epoch) the first steps' noise made it pick the smallest lr tried (1.6e-5 for every optimizer, where the loss
+falls fastest around 1e-3); the half-decade fit picks the same lr as the derivative on digits, iris, wine and
+breast_cancer to within 1.5x. The loss is an exponential moving average (beta 0.9, bias-corrected: about 10 steps
+of memory, so it follows 150 steps over 6 decades without lag); the test stops once it exceeds 4x its minimum or
+turns non-finite. Defaults chosen on digits (mlp:128,64): the suggestion fell within 0.8-2.7x of the best of a
+9-point grid for adam, sgd, momentum, nesterov, rmsprop, adagrad and gd (tests/train/test_train_lr_find.py checks
+adam and sgd on digits and adam on diabetes within 10x).
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from nnopt.fileio import atomic_write_json, make_run_dir
 from nnopt.train._prepare import prepare, thread_count
 from nnopt.train._setup import clear_grads
 
-RULE = ("steepest descent of the smoothed loss (EMA 0.9) against log10(lr), "
+RULE = ("steepest descent of the smoothed loss (EMA 0.9) against log10(lr), fitted over half a decade, "
         "among lrs below the smoothed-loss minimum")
+SLOPE_DECADES = 0.5  # the width of the window each slope is fitted on
 
 
 @dataclass
@@ -118,11 +123,19 @@ def find_lr(model: Any, data: Any, *, optimizer: str = "adam", min_lr: float = 1
 
 
 def suggest_lr(lrs: list[float], smoothed: list[float]) -> float:
-    """The steepest-descent lr of the smoothed loss curve, before its minimum (see RULE)."""
+    """The steepest-descent lr of the smoothed loss curve, before its minimum (see RULE): the centre of the
+    half-decade window whose least-squares slope is the most negative."""
     log_lr = np.log10(np.asarray(lrs))
     loss = np.asarray(smoothed)
     end = int(np.argmin(loss)) + 1
     if end < 3:
         return float(lrs[0])
-    slope = np.gradient(loss[:end], log_lr[:end])
-    return float(lrs[int(np.argmin(slope))])
+    best_slope, best_at = 0.0, 0
+    for start in range(end - 2):
+        stop = max(start + 3, int(np.searchsorted(log_lr, log_lr[start] + SLOPE_DECADES, side="right")))
+        if stop > end:
+            break
+        slope = np.polyfit(log_lr[start:stop], loss[start:stop], 1)[0]
+        if slope < best_slope:
+            best_slope, best_at = slope, (start + stop - 1) // 2
+    return float(lrs[best_at])

@@ -54,7 +54,7 @@ def training_targets(y: torch.Tensor, task: str, n_outputs: int) -> torch.Tensor
     if task == "classification" and n_outputs == 1:
         return y.float().reshape(-1, 1)  # BCE on one logit
     if task == "regression":
-        return y.float().reshape(len(y), -1)
+        return y.float().reshape(len(y), n_outputs)  # n_outputs, not -1: a split may be empty
     return y.long()
 
 
