@@ -22,8 +22,8 @@ SCREEN_SHARE = 0.12  # of the whole budget: the optimizer / learning-rate screen
 TRIALS_WANTED = 30  # the search's epochs per trial are set so that about this many trials fit
 MIN_TRIALS = 4  # a budget in which fewer trials fit is too small to search
 EPOCHS_RANGE = (3, 30)  # epochs per search trial
-# ...but at least this many optimizer steps (at batch 64) where the range allows: on a small table an epoch is a
-# few steps, and 3 epochs of diabetes (5 steps each) left every trial untrained (test r2 0.12 where 30 epochs
+# ...but at least this many optimizer steps (at batch 64) where the range and the budget allow (MIN_TRIALS such
+# trials fit): on a small table an epoch is a few steps, and 3 epochs of diabetes (5 steps each) left every trial untrained (test r2 0.12 where 30 epochs
 # reach 0.45), while those epochs cost milliseconds.
 MIN_STEPS = 300
 SIZE_FACTOR = 2.0  # searched networks train this much slower than the probe network, on average
@@ -63,7 +63,7 @@ class Plan:
     epoch_s: float
     run_s: float  # the fixed cost of one training run: building, evaluating, writing
     finetune_epochs: int  # compress's fine-tuning epochs on this data
-    min_epochs: int = EPOCHS_RANGE[0]  # the fewest epochs a trial gets (min_trial_epochs); older plans lack it
+    min_epochs: int = EPOCHS_RANGE[0]  # epochs a trial gets when budget allows (min_trial_epochs); older plans lack it
 
     def trial_s(self, epochs: int) -> float:
         return self.run_s + TRIAL_COSTS_S + epochs * self.epoch_s * SIZE_FACTOR
@@ -80,12 +80,17 @@ class Plan:
         return n_optimizers * (2 * self.run_s + (epochs + 3) * self.epoch_s) + REPORTS_S / 4
 
     def epochs_per_trial(self, search_s: float) -> int:
-        wanted = (search_s / TRIALS_WANTED - self.run_s - TRIAL_COSTS_S) / (self.epoch_s * SIZE_FACTOR)
-        return int(min(EPOCHS_RANGE[1], max(self.min_epochs, math.floor(wanted))))
+        wanted = self._epochs_fitting(search_s / TRIALS_WANTED)
+        # the floor of min_epochs holds as long as MIN_TRIALS such trials fit
+        floor = max(EPOCHS_RANGE[0], min(self.min_epochs, self._epochs_fitting(search_s / MIN_TRIALS)))
+        return int(min(EPOCHS_RANGE[1], max(floor, wanted)))
+
+    def _epochs_fitting(self, trial_s: float) -> int:
+        return math.floor((trial_s - self.run_s - TRIAL_COSTS_S) / (self.epoch_s * SIZE_FACTOR))
 
     def minimum_s(self, n_optimizers: int) -> float:
         """The smallest budget in which every stage runs once with the fewest epochs."""
-        low = self.min_epochs
+        low = EPOCHS_RANGE[0]
         return self.screen_s(n_optimizers, 2) + MIN_TRIALS * self.trial_s(low) + self.tail_s(low)
 
 
