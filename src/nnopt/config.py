@@ -64,6 +64,11 @@ class TrainSpec:
             _check_int("--batch-size", self.batch_size, 1, extra=" or 'full'")
         if self.early_stopping is not None:
             _check_int("--early-stopping", self.early_stopping, 1)
+        for flag, on in (("--early-stopping", self.early_stopping is not None),
+                         ("--schedule reduce-on-plateau", self.schedule == "reduce-on-plateau")):
+            if on and self.val_fraction == 0:  # both watch the validation loss, which an empty split never has
+                raise UsageError(f"{flag} watches the validation loss, and --val-fraction 0 leaves no validation "
+                                 "rows; give --val-fraction > 0 or drop it")
         if self.clip_grad is not None:
             _check_number("--clip-grad", self.clip_grad, lambda v: v > 0 and math.isfinite(v), "> 0")
         _check_int("--seed", self.seed, 0)
