@@ -165,6 +165,7 @@ def _draw(plt, make: Callable[[], Any], size: tuple[float, float], percent: Call
         fig = axes.ravel()[0].figure if hasattr(axes, "ravel") else axes.figure
         try:
             fig.set_size_inches(*size)
+            _visible_lines(fig)  # before the formatters: a new colour map resets the colorbar's ticks
             for axis in percent(fig) if percent else []:
                 axis.set_major_formatter(PercentFormatter(1.0, symbol=" %"))
             if integer_x:  # trial numbers
@@ -177,6 +178,21 @@ def _draw(plt, make: Callable[[], Any], size: tuple[float, float], percent: Call
             return png_bytes(fig)
         finally:
             plt.close(fig)
+
+
+def _visible_lines(fig) -> None:
+    """Optuna colours parallel-coordinate lines from the near-white end of Blues for the worst scores, which
+    vanish on the white plot: the lightest quarter of the map is left out (the colorbar follows)."""
+    import numpy as np
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import ListedColormap
+
+    for ax in fig.axes:
+        for lines in ax.collections:
+            cmap = lines.get_cmap()
+            if isinstance(lines, LineCollection) and cmap.name in ("Blues", "Blues_r"):
+                shades = np.linspace(0.25, 1.0, cmap.N) if cmap.name == "Blues" else np.linspace(0.0, 0.75, cmap.N)
+                lines.set_cmap(ListedColormap(cmap(shades), name=f"{cmap.name} (visible)"))
 
 
 class _LogTicks(LogFormatter):
