@@ -12,13 +12,11 @@ import sys
 
 import pytest
 
-pytest.importorskip("optuna")
-
-from nnopt.report import RUN_KINDS, build_report  # noqa: E402
-from nnopt.report._load import load_run  # noqa: E402
-from nnopt.report._search import front, front_figure, load_search, search_verdict  # noqa: E402
-from nnopt.report._tune import REJECTED, pruning_savings  # noqa: E402
-from nnopt.report._tune_page import _setup  # noqa: E402
+from nnopt.report import RUN_KINDS, build_report
+from nnopt.report._load import load_run
+from nnopt.report._search import front, front_figure, load_search, search_verdict
+from nnopt.report._tune import REJECTED, pruning_savings
+from nnopt.report._tune_page import _setup
 
 IMG = '<img src="data:image/png;base64,'
 MAX_PARAMS = 5000  # small enough that the mlp space's first candidates break it

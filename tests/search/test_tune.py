@@ -249,7 +249,6 @@ def test_dashboard_serves_the_study_on_loopback(tmp_path):
     import socket
     import urllib.request
 
-    pytest.importorskip("optuna_dashboard")
     tune(bowl, space=SPACE, directions="minimize", sampler="random", trials=3, seed=0, out=tmp_path / "run")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
