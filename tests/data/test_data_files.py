@@ -120,8 +120,8 @@ def test_parquet_without_pyarrow_says_how_to_install(tmp_path, monkeypatch):
 
 
 def test_parquet_read_path(tmp_path):
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     n = 60
     pq.write_table(pa.table({"a": np.arange(n) * 0.5, "b": np.arange(n) % 7,
                              "kind": [["x", "y"][i % 2] for i in range(n)]}), tmp_path / "t.parquet")

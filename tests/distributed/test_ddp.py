@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -223,19 +222,17 @@ def test_more_processes_than_training_rows(run_cli, tmp_path):
 def test_unreachable_rendezvous_times_out_with_one_line(tmp_path):
     env = {**os.environ, "WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
            "MASTER_PORT": str(_free_port()), "NNOPT_DIST_TIMEOUT": "3"}  # nobody listens there
-    began = time.monotonic()
+    # the subprocess timeout turns a hang into a failure (it equals the default rendezvous timeout, so ignoring
+    # NNOPT_DIST_TIMEOUT fails too); how long giving up takes is measured in benchmarks/failures.py
     done = subprocess.run([sys.executable, "-m", "nnopt", "train", "--data", "digits", "--out", str(tmp_path / "r")],
                           capture_output=True, text=True, env=env, timeout=60)
-    elapsed = time.monotonic() - began
     assert done.returncode == 2 and done.stdout == "", done.stderr
     assert done.stderr.count("\n") == 1 and "cannot reach the rendezvous at 127.0.0.1:" in done.stderr
-    assert "NNOPT_DIST_TIMEOUT" in done.stderr
-    assert elapsed < 20
+    assert " within 3 s " in done.stderr and "NNOPT_DIST_TIMEOUT" in done.stderr
     assert not (tmp_path / "r").exists()
 
 
 def test_strategy_hogwild_is_wired_to_train_hogwild(run_cli, tmp_path):
-    pytest.importorskip("nnopt.distributed._hogwild")
     code, out, err = run_cli("train", "--data", "digits", "--model", "mlp:16", "--optimizer", "sgd", "--epochs", "1",
                              "--strategy", "hogwild", "--nproc", "2", "--json", "--out", tmp_path / "r")
     assert code == 0, err

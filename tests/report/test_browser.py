@@ -1,10 +1,19 @@
-"""report.html in a real browser: headless Chromium opens the report of a train, a compare and a tune run, and
-the page must render (a screenshot that is not one colour), decode every embedded image, log no error, and
-request nothing — the report is one self-contained file.
+"""report.html in a real browser: headless Chromium opens the report of every kind of run (train, compare,
+lr-find, tune, search, compress, automl and the reports of its stages) and the plots of evaluate; each page must
+render (a screenshot that is not one colour), log no error, request nothing (the report is one self-contained
+file), and show no empty chart.
+
+An empty chart is told this way. Every chart is an <img> of a PNG. In the page, each image is decoded and drawn
+onto a canvas; it must show colour (a chart of grey axes, grid and text alone has none). nnopt's report PNGs also
+carry a tEXt chunk (nnopt:plot-areas, written by nnopt.report._render.png_bytes from the drawn matplotlib figure)
+giving each plot area's box, its background colour, how many data marks matplotlib drew inside it and the pixel
+positions of the first few: every plot area must hold at least one mark, and at most of those positions the
+decoded pixels must differ from the area's background (the marks are visible, not only counted). A report image
+without that chunk fails: every chart of a report is drawn through that function.
 
 Chromium is driven over the DevTools protocol on a pipe (--remote-debugging-pipe: commands on fd 3, replies on
-fd 4, NUL-separated JSON) with the standard library only. Skipped when no Chromium binary is installed
-(Debian: apt-get install chromium; .ci/run installs it).
+fd 4, NUL-separated JSON) with the standard library only. Without a Chromium binary the tests skip, except when
+the CI environment variable is set: then they fail (.ci/run installs the Debian package chromium).
 """
 
 from __future__ import annotations
@@ -38,14 +47,69 @@ FLAGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND",  # nothing may leave the machine, whatever the page asks for
     "--remote-debugging-pipe",
 ]
-# Every image decoded (or not): decode() settles once the data: URI is decoded or has failed.
-IMAGES_JS = """Promise.all(Array.from(document.images, img => img.decode().then(() => true, () => false)))
-  .then(ok => Array.from(document.images, (img, i) => ({src: img.src.slice(0, 30), decoded: ok[i],
-                                                         width: img.naturalWidth, height: img.naturalHeight})))"""
+PLOT_AREAS = "nnopt:plot-areas"
+# Each image decoded (decode() settles once the data: URI is decoded or has failed), drawn on a canvas and read
+# back: its chromatic pixels (max - min channel > 60: not white, grey or black), its PLOT_AREAS text chunk, and
+# for each plot area how many of the recorded mark positions show a pixel, within 2 px, that differs from the
+# area's background (sum of channel differences > 48).
+IMAGES_JS = r"""
+(async () => {
+  function text(bytes, key) {  // a PNG tEXt chunk's value: 8-byte signature, then length, type, data, crc
+    const view = new DataView(bytes.buffer);
+    for (let at = 8; at + 8 <= bytes.length; ) {
+      const length = view.getUint32(at), type = String.fromCharCode(...bytes.slice(at + 4, at + 8));
+      const data = bytes.slice(at + 8, at + 8 + length);
+      if (type === "tEXt") {
+        const nul = data.indexOf(0);
+        if (String.fromCharCode(...data.slice(0, nul)) === key)
+          return new TextDecoder("latin1").decode(data.slice(nul + 1));
+      }
+      at += 12 + length;
+    }
+    return null;
+  }
+  const out = [];
+  for (const img of Array.from(document.images)) {
+    const entry = {alt: img.alt, decoded: await img.decode().then(() => true, () => false),
+                   width: img.naturalWidth, height: img.naturalHeight, chromatic: 0, areas: null};
+    out.push(entry);
+    if (!entry.decoded || !entry.width) continue;
+    const canvas = document.createElement("canvas");
+    canvas.width = entry.width; canvas.height = entry.height;
+    const context = canvas.getContext("2d");
+    context.drawImage(img, 0, 0);
+    const px = context.getImageData(0, 0, entry.width, entry.height).data;
+    for (let i = 0; i < px.length; i += 4)
+      if (Math.max(px[i], px[i + 1], px[i + 2]) - Math.min(px[i], px[i + 1], px[i + 2]) > 60) entry.chromatic++;
+    const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
+    const chunk = text(bytes, "PLOT_AREAS");
+    if (chunk === null) continue;
+    entry.areas = JSON.parse(chunk);
+    for (const area of entry.areas) {
+      const face = [1, 3, 5].map(i => parseInt(area.face.slice(i, i + 2), 16));
+      area.inked = area.at.filter(([x, y]) => {
+        for (let dy = -2; dy <= 2; dy++) for (let dx = -2; dx <= 2; dx++) {
+          const u = x + dx, v = y + dy;
+          if (u < 0 || v < 0 || u >= entry.width || v >= entry.height) continue;
+          const i = 4 * (v * entry.width + u);
+          if (Math.abs(px[i] - face[0]) + Math.abs(px[i + 1] - face[1]) + Math.abs(px[i + 2] - face[2]) > 48)
+            return true;
+        }
+        return false;
+      }).length;
+    }
+  }
+  return out;
+})()
+""".replace("PLOT_AREAS", PLOT_AREAS)
 
 
 def _chromium() -> str | None:
     return next((path for path in map(shutil.which, BINARIES) if path), None)
+
+
+def _in_ci() -> bool:  # as tests/pg.py reads it
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 class Browser:
@@ -177,17 +241,22 @@ def _nnopt(*args: object) -> None:
 def chromium() -> str:
     binary = _chromium()
     if binary is None:
-        pytest.skip(f"no Chromium binary on PATH ({', '.join(BINARIES)}); apt-get install chromium")
+        reason = f"no Chromium binary on PATH ({', '.join(BINARIES)}); apt-get install chromium"
+        if _in_ci():
+            pytest.fail(f"{reason} (CI is set, so this fails instead of skipping)")
+        pytest.skip(reason)
     return binary
 
 
 @pytest.fixture(scope="module")
-def runs(chromium, tmp_path_factory) -> dict[str, Path]:
-    """Tiny real runs, made by the CLI: a few epochs, two optimizers on one seed, three trials."""
+def runs(chromium, tmp_path_factory) -> Path:
+    """Tiny real runs of every kind, made by the CLI: a few epochs, a few trials, an automl run of 50 s."""
     root = tmp_path_factory.mktemp("browser")
-    _nnopt("train", "--data", "iris", "--model", "mlp:8", "--epochs", "3", "--json", "--out", root / "train")
-    _nnopt("compare", "--data", "iris", "--model", "mlp:8", "--optimizers", "sgd,adam", "--epochs", "3",
-           "--seeds", "1", "--json", "--out", root / "compare")
+    tiny = ("--data", "iris", "--model", "mlp:8")
+    _nnopt("train", *tiny, "--epochs", "3", "--json", "--out", root / "train")
+    _nnopt("compare", *tiny, "--optimizers", "sgd,adam", "--lr", "auto", "--epochs", "3", "--seeds", "1",
+           "--json", "--out", root / "compare")
+    _nnopt("lr-find", *tiny, "--steps", "60", "--json", "--out", root / "lr-find")
     spec = root / "tune.yaml"
     spec.write_text(yaml.safe_dump({
         "data": "iris", "model": "mlp:{hidden}", "train": {"epochs": 3, "batch_size": 16},
@@ -195,29 +264,123 @@ def runs(chromium, tmp_path_factory) -> dict[str, Path]:
         "space": {"lr": {"type": "float", "low": 1e-4, "high": 0.3, "log": True},
                   "hidden": {"type": "int", "low": 4, "high": 16}}}))
     _nnopt("tune", spec, "--trials", "3", "--seed", "0", "--json", "--out", root / "tune")
-    return {kind: root / kind for kind in ("train", "compare", "tune")}
+    _nnopt("search", "--data", "iris", "--objectives", "val_accuracy,params", "--trials", "4", "--epochs", "2",
+           "--seed", "0", "--json", "--out", root / "search")
+    _nnopt("compress", root / "train", "--prune", "0.5", "--schedule", "gradual", "--finetune-epochs", "2",
+           "--quantize", "int8", "--export", "onnx", "--json", "--out", root / "compress")
+    _nnopt("automl", "--data", "iris", "--budget", "50s", "--json", "--out", root / "automl")
+    _nnopt("evaluate", root / "train", "--json", "--out", root / "evaluate")
+    _nnopt("train", "--data", "diabetes", "--model", "linear", "--epochs", "2", "--json", "--out",
+           root / "regression")
+    _nnopt("evaluate", root / "regression", "--json", "--out", root / "evaluate-regression")
+    return root
 
 
-@pytest.mark.parametrize("kind", ["train", "compare", "tune"])
+def _pages(kind: str, root: Path) -> list[Path]:
+    """The pages of one kind: its report.html; automl's stages' reports too; evaluate writes plots only, so each
+    goes into a page as report.html embeds them (a data: URI)."""
+    if kind == "automl":
+        return sorted((root / "automl").rglob("report.html"), key=lambda p: len(p.parts))
+    if kind != "evaluate":
+        return [root / kind / "report.html"]
+    pages = []
+    for png in [root / "evaluate" / "confusion_matrix.png", root / "evaluate-regression" / "residuals.png"]:
+        page = png.with_suffix(".html")
+        page.write_text(f'<!doctype html><title>{png.name}</title><img alt="{png.stem}" '
+                        f'src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}">')
+        pages.append(page)
+    return pages
+
+
+def empty_charts(images: list[dict], report: bool) -> list[str]:
+    """What is wrong with each chart seen in the page: not decoded, no colour, or (a report's) a plot area
+    without data."""
+    problems = []
+    for image in images:
+        name = image["alt"] or "an image"
+        if not (image["decoded"] and image["width"] > 0 and image["height"] > 0):
+            problems.append(f"{name}: not decoded")
+            continue
+        if image["chromatic"] < 20:
+            problems.append(f"{name}: no coloured pixel; only axes, grid and text")
+        if not report:
+            continue
+        if not image["areas"]:
+            problems.append(f"{name}: no {PLOT_AREAS} chunk, so not drawn by nnopt.report._render.png_bytes")
+            continue
+        for area in image["areas"]:
+            if area["marks"] == 0:
+                problems.append(f"{name}: the plot area at {area['box']} has no data mark")
+            elif 2 * area["inked"] < len(area["at"]):
+                problems.append(f"{name}: the plot area at {area['box']} shows only {area['inked']} of "
+                                f"{len(area['at'])} sampled marks")
+    return problems
+
+
+KINDS = ["train", "compare", "lr-find", "tune", "search", "compress", "automl", "evaluate"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_report_renders_in_chromium(kind, runs, chromium, tmp_path):
-    page = runs[kind] / "report.html"
+    pages = _pages(kind, runs)
+    assert pages and all(page.is_file() for page in pages), pages
+    if kind == "automl":  # the stages' reports: a compare, a search (+ its best/ train run), a train, a compress
+        assert {p.parent.name for p in pages} == {"automl", "screen", "search", "best", "final", "compressed"}
+    browser = Browser(chromium, tmp_path)
+    try:
+        seen = {page: open_page(browser, page) for page in pages}
+    finally:
+        browser.close()
+    for page, view in seen.items():
+        name = str(page.relative_to(runs))
+        (tmp_path / (name.replace("/", "_") + ".png")).write_bytes(view["png"])  # kept, to look at on failure
+        assert view["errors"] == [], (name, view["errors"])
+        assert view["requests"] == [], f"{name} must be self-contained; it asked for {view['requests']}"
+        n_img = len(re.findall(r"<img\b", page.read_text(encoding="utf-8")))
+        assert n_img >= 1 and len(view["images"]) == n_img, name
+        assert empty_charts(view["images"], report=kind != "evaluate") == [], name
+
+        shot = Image.open(io.BytesIO(view["png"])).convert("RGB")
+        assert shot.width == WIDTH and shot.height >= 300
+        colours = shot.getcolors(maxcolors=1 << 16)  # None: more colours than that, certainly not blank
+        if colours is not None:
+            assert len(colours) > 50, f"{name} rendered as {len(colours)} colour(s)"
+            assert max(count for count, _ in colours) < 0.97 * shot.width * shot.height, f"{name} is nearly blank"
+
+
+def test_an_empty_chart_is_caught(chromium, tmp_path):
+    """The criterion can fail: empty axes with a note in grey (what the automl report showed), a line drawn
+    entirely outside its axes' limits, and a PNG without the plot-areas chunk are caught; a real chart is not."""
+    from matplotlib.figure import Figure
+
+    from nnopt.report._html import img
+    from nnopt.report._plots import FigureData, Line, Panel
+    from nnopt.report._render import build_figure, png_bytes, render_png
+
+    def figure(*lines):
+        return FigureData((Panel("score against size", "bytes", "score", lines, ylim=(0.0, 1.0)),), ncols=1,
+                          size_in=(6.0, 4.0))
+
+    empty = build_figure(figure())
+    empty.axes[0].text(0.5, 0.5, "no variant with a size and a score", color="#777777",
+                       transform=empty.axes[0].transAxes, ha="center")
+    inside = Line("a", (1.0, 2.0, 3.0), (0.2, 0.5, 0.4), "#1f77b4", markers=True)
+    outside = Line("b", (1.0, 2.0), (5.0, 6.0), "#ff7f0e")
+    plain = Figure(figsize=(4, 3))
+    plain.add_subplot().plot([1, 2], [3, 4], color="#2ca02c")
+    buffer = io.BytesIO()
+    plain.savefig(buffer, format="png")
+    charts = {"empty": png_bytes(empty), "outside": render_png(figure(outside)), "no chunk": buffer.getvalue(),
+              "good": render_png(figure(inside, outside))}
+    page = tmp_path / "charts.html"
+    page.write_text("<!doctype html><title>charts</title>" + "".join(img(png, alt) for alt, png in charts.items()))
     browser = Browser(chromium, tmp_path)
     try:
         seen = open_page(browser, page)
     finally:
         browser.close()
-    (tmp_path / f"{kind}.png").write_bytes(seen["png"])  # kept with the test's files, to look at on failure
-
-    assert seen["errors"] == [], seen["errors"]
-    assert seen["requests"] == [], f"report.html must be self-contained; it asked for {seen['requests']}"
-    n_img = len(re.findall(r"<img\b", page.read_text(encoding="utf-8")))
-    assert n_img >= 1 and len(seen["images"]) == n_img
-    for image in seen["images"]:
-        assert image["decoded"] and image["width"] > 0 and image["height"] > 0, image
-
-    shot = Image.open(io.BytesIO(seen["png"])).convert("RGB")
-    assert shot.width == WIDTH and shot.height >= 300
-    colours = shot.getcolors(maxcolors=1 << 16)  # None: more colours than that, certainly not blank
-    if colours is not None:
-        assert len(colours) > 50, f"{kind} report rendered as {len(colours)} colour(s)"
-        assert max(count for count, _ in colours) < 0.97 * shot.width * shot.height, "the page is nearly blank"
+    problems = [re.sub(r"\[[\d, ]+\]", "[box]", p) for p in empty_charts(seen["images"], report=True)]
+    assert problems == ["empty: no coloured pixel; only axes, grid and text",
+                        "empty: the plot area at [box] has no data mark",
+                        "outside: the plot area at [box] has no data mark",
+                        f"no chunk: no {PLOT_AREAS} chunk, so not drawn by nnopt.report._render.png_bytes"]

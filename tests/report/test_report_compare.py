@@ -230,4 +230,18 @@ def test_sparse_regression_results_render(tmp_path):
     page = build_report(tmp_path).read_text()
     assert "adam reached 0.55 test R²." in page and "sgd diverged at lr 0.1; try a lower lr." in page
     assert "grid: the best of a short run each (0.1, 0.01)" in page and "full batch" in page
-    assert png_size((tmp_path / "curves.png").read_bytes()) == (1200, 860)
+    # no wall-clock times: the two time panels are left out rather than drawn empty, so one row of two panels
+    figure = compare_figure(config, results, "r2")
+    assert [p.xlabel for p in figure.panels] == ["epoch", "epoch"]
+    assert png_size((tmp_path / "curves.png").read_bytes()) == (1200, 455)
+
+
+def test_no_finished_epoch_draws_no_curves(tmp_path):
+    config = {"command": "compare", "data": "iris", "model": "mlp:8", "optimizers": ["sgd"], "seeds": [0]}
+    results = {"optimizers": [{"rank": 1, "optimizer": "sgd", "lr": 10.0, "seeds": 1, "diverged": 1}],
+               "runs": [{"optimizer": "sgd", "seed": 0, "status": "diverged", "history": []}]}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert compare_figure(config, results, "accuracy") is None
+    page = build_report(tmp_path).read_text()
+    assert "<img" not in page and "so there are no curves" in page and not (tmp_path / "curves.png").exists()

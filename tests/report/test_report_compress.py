@@ -13,7 +13,7 @@ import pytest
 
 from nnopt.errors import UsageError
 from nnopt.report import RUN_KINDS, build_report
-from nnopt.report._compress import ORIGINAL, floor, load_compression, size_figure, sparsity_figure
+from nnopt.report._compress import ORIGINAL, floor, load_compression, score_split, size_figure, sparsity_figure
 from nnopt.report._compress_verdict import compress_verdict
 from nnopt.report._load import load_run
 
@@ -152,6 +152,24 @@ def test_size_figure_data(ladder, pruned):
     (limit,) = panel.reflines
     assert limit.axis == "y" and limit.at == pytest.approx(100 * c.original["val"] - 1.0) == pytest.approx(100 * floor(c))
     assert size_figure(load_compression(load_run(pruned))).panels[0].reflines == ()
+
+
+def test_without_validation_rows_the_size_figure_shows_test_scores(tmp_path):
+    """automl's final model trains on train+val: its variants have no val score. The chart then plots the test
+    score (and no max-drop floor, which is a validation score) instead of drawing empty axes."""
+    from nnopt.train import fit
+
+    source = tmp_path / "train"
+    fit("mlp:16", "iris", epochs=5, val_fraction=0.0, out=source)
+    path = _compress(source, tmp_path / "c", quantize="int8")
+    c = load_compression(load_run(path))
+    assert all(v.get("val") is None and v.get("test") is not None for v in c.variants)
+    assert score_split(c) == "test" and size_figure(c, "val") is None
+    (panel,) = size_figure(c).panels
+    assert panel.ylabel == "test accuracy (%)" and panel.reflines == ()
+    assert [line.y[0] for line in panel.lines] == pytest.approx([100 * v["test"] for v in c.compressed])
+    section = _section(_page(path), "Accuracy against size")
+    assert 'alt="accuracy against size"' in section and "the test split is shown" in section
 
 
 def test_sparsity_table_and_chart(pruned):

@@ -11,8 +11,12 @@ import sys
 import numpy as np
 import pytest
 
+from PIL import Image
+
 from nnopt.errors import UsageError
 from nnopt.report import RUN_KINDS, build_report
+from nnopt.report._plots import lr_find_figure, train_figure
+from nnopt.report._render import PLOT_AREAS, SAMPLE_MARKS
 
 CONFIG = {
     "data": "digits", "target": None, "task": None, "model": "mlp:128,64", "optimizer": "adam",
@@ -105,6 +109,36 @@ def test_lr_find_report(tmp_path):
     assert png_size(png) == (800, 500) and len(png) > 10_000
     assert "Suggested lr for adam: 1e-3." in page and "steepest descent" in page
     assert page.count('<img src="data:image/png;base64,') == 1 and "http" not in page.lower()
+
+
+def test_a_panel_without_data_is_left_out_and_a_figure_without_any_is_not_drawn(tmp_path):
+    path = make_train_dir(tmp_path / "run", "train", summary=False)
+    rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:  # no validation split and no train metric: only the loss and the lr are left
+        for key in [k for k in row if k.startswith("val_") or k == "train_accuracy"]:
+            del row[key]
+    figure = train_figure(CONFIG, rows, "accuracy")
+    assert [panel.title for panel in figure.panels] == ["Loss", "Learning rate"]
+    assert train_figure(CONFIG, [{"epoch": 1, "train_loss": None}], "accuracy") is None
+    (path / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "train_loss": None}) + "\n")
+    page = build_report(path).read_text()
+    assert "<img" not in page and "so there are no curves" in page and not (path / "curves.png").exists()
+    assert lr_find_figure({"adam": {"lrs": [1e-3, 1e-2], "losses": [None, None]}}) is None
+
+
+def test_each_png_records_its_plot_areas_and_the_marks_drawn_in_them(tmp_path):
+    path = make_train_dir(tmp_path / "run", "train")
+    build_report(path)
+    image = Image.open(path / "curves.png")
+    areas = json.loads(image.text[PLOT_AREAS])
+    assert [a["box"][1] for a in areas] == [areas[0]["box"][1]] * 3  # loss, accuracy, lr side by side
+    assert [a["box"][0] < b["box"][0] for a, b in zip(areas, areas[1:])] == [True, True]
+    # every finite point of the lines: 2 x 12 losses; 2 x 12 accuracies less the null; 12 learning rates
+    assert [a["marks"] for a in areas] == [24, 23, 12]
+    for area in areas:
+        x0, y0, x1, y1 = area["box"]
+        assert 0 <= x0 < x1 <= image.width and 0 <= y0 < y1 <= image.height and area["face"] == "#ffffff"
+        assert len(area["at"]) == SAMPLE_MARKS and all(x0 <= x <= x1 and y0 <= y <= y1 for x, y in area["at"])
 
 
 def test_png_bytes_are_deterministic(tmp_path):

@@ -10,16 +10,15 @@ import struct
 import subprocess
 import sys
 
+import optuna
 import pytest
 
-optuna = pytest.importorskip("optuna")
-
-from nnopt.errors import UsageError  # noqa: E402
-from nnopt.report import RUN_KINDS, build_report  # noqa: E402
-from nnopt.report._format import fmt_lr  # noqa: E402
-from nnopt.report._load import load_run  # noqa: E402
-from nnopt.report._tune import intermediate_figure, load_tune, pruning_savings  # noqa: E402
-from nnopt.report._tune_verdict import tune_verdict  # noqa: E402
+from nnopt.errors import UsageError
+from nnopt.report import RUN_KINDS, build_report
+from nnopt.report._format import fmt_lr
+from nnopt.report._load import load_run
+from nnopt.report._tune import intermediate_figure, load_tune, pruning_savings
+from nnopt.report._tune_verdict import tune_verdict
 
 EPOCHS = 10
 REASON = "diverged at epoch 2 step 3 (loss=nan); try a lower --lr"

@@ -102,12 +102,11 @@ def test_a_worker_at_the_budget_waits_for_a_stale_trial_and_runs_its_copy(tmp_pa
         lost.set_user_attr("worker", "elsewhere:1")
         lost_x = lost.suggest_float("x", -1, 1)
     storage.record_heartbeat(lost._trial_id)
-    started = time.monotonic()
+    # past the deadline the worker would stop without the copy; how long the wait takes: benchmarks/failures.py
     run_trials(study, lambda t: [square({"x": t.suggest_float("x", -1, 1)})], 3, time.time() + 30, Claims(None))
     trials = study.get_trials()
     assert [t.state for t in trials] == [COMPLETE, COMPLETE, FAIL, COMPLETE]
     assert trials[3].user_attrs["retry_of"] == lost.number and trials[3].params["x"] == lost_x
-    assert time.monotonic() - started < 15
 
 
 # Runs one nnopt process of a shared study. Test hooks (this file only): FAKE_HOST makes the process claim its

@@ -49,22 +49,28 @@ def build_automl_pages(run: Run) -> Pages:
         sections.append(h.section("1 · Optimizer screen", _screen(stages["screen"], config)))
     search_dir = run.path / "search"
     if "search" in stages and _has(search_dir, "search"):
-        front = render_png(front_figure(load_search(load_run(search_dir))))
-        images["architectures.png"] = front
-        sections.append(h.section("2 · Architecture and hyperparameter search", _search(stages["search"])
-                                  + h.img(front, "architectures") + '<p class="note">Each trained candidate\'s '
-                                  "validation score against its parameter count and its batch-1 latency; red: the "
-                                  "Pareto front; star: the configuration kept. Full study: search/report.html.</p>"))
+        figure = front_figure(load_search(load_run(search_dir)))
+        shown = ""
+        if figure is not None:
+            images["architectures.png"] = render_png(figure)
+            shown = h.img(images["architectures.png"], "architectures") + (
+                '<p class="note">Each trained candidate\'s validation score against its parameter count and its '
+                "batch-1 latency; red: the Pareto front; star: the configuration kept. Full study: "
+                "search/report.html.</p>")
+        sections.append(h.section("2 · Architecture and hyperparameter search", _search(stages["search"]) + shown))
     ladder = (stages.get("compress") or {}).get("ladder")
     if ladder:
         sections.append(h.section("3 · Compression ladder (chosen on validation rows the model never trained on)",
                                   _ladder(ladder, _metric(stages))))
     if _has(run.path / "compressed", "compress"):
         compression = load_compression(load_run(run.path / "compressed"))
-        png = render_png(size_figure(compression))
-        images["compressed.png"] = png
-        sections.append(h.section("4 · The final model compressed", _variants(compression)
-                                  + h.img(png, "accuracy against size")))
+        # the final model trained on the validation rows too: its variants have test scores only
+        figure = size_figure(compression, "test")
+        shown = ""
+        if figure is not None:
+            images["compressed.png"] = render_png(figure)
+            shown = h.img(images["compressed.png"], "test score against size")
+        sections.append(h.section("4 · The final model compressed", _variants(compression) + shown))
     sections.append(h.section("Files", h.definitions(_files(run.path))))
     title = f"AutoML on {_data_name(config)}"
     return images, h.page(title, "nnopt automl report", QUESTION, sections, _footer(run))

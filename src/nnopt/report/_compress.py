@@ -5,6 +5,7 @@ report and the number formats its page and verdict share. No matplotlib and no t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -190,60 +191,78 @@ def headline_latency(c: Compression, batch: int | None = None) -> dict[str, Any]
 
 # ---- figures -----------------------------------------------------------------------------------
 
-def _score_axis(c: Compression) -> tuple[float, str, str]:
+def _score_axis(c: Compression, split: str = "val") -> tuple[float, str, str]:
     """(scale, y label, title word): 100, 'val accuracy (%)', 'Validation accuracy'."""
     scale, _ = metric_axis(c.metric)
-    label = metric_label(f"val_{c.metric}")
-    return scale, label + (" (%)" if c.percent else ""), label.replace("val ", "Validation ", 1)
+    label = metric_label(f"{split}_{c.metric}")
+    return scale, label + (" (%)" if c.percent else ""), label.replace("val ", "Validation ", 1).replace(
+        "test ", "Test ", 1)
 
 
-def size_figure(c: Compression) -> FigureData:
-    """Val score against file bytes (log x): one point per variant, the original a grey square, the kept one
-    starred, the floor of --max-accuracy-drop dashed."""
-    scale, ylabel, title = _score_axis(c)
-    drawn = [v for v in c.compressed if finite(v.get("file_bytes")) and finite(v.get("val")) is not None]
+def score_split(c: Compression) -> str | None:
+    """The split the size figure plots: "val" (what the ladder chose on), else "test" when the source model had
+    no validation rows (automl's final model trains on train+val), else None."""
+    for split in ("val", "test"):
+        if any(finite(v.get(split)) is not None and finite(v.get("file_bytes")) for v in c.variants):
+            return split
+    return None
+
+
+def size_figure(c: Compression, split: str | None = None) -> FigureData | None:
+    """The `split` score (default: score_split) against file bytes (log x): one point per variant, the original
+    a grey square, the kept one starred, the floor of --max-accuracy-drop dashed (on the validation split, the
+    one the floor applies to). None when no variant has both a size and that score."""
+    split = split or score_split(c)
+    if split is None:
+        return None
+    scale, ylabel, title = _score_axis(c, split)
+    drawn = [v for v in c.compressed if finite(v.get("file_bytes")) and finite(v.get(split)) is not None]
     colors = colors_for([v["name"] for v in drawn])
-    lines = tuple(Line(v["name"], (float(v["file_bytes"]),), (v["val"] * scale,), colors[v["name"]], style="none",
-                       markers=True, marker_size=8) for v in drawn)
+    lines = tuple(Line(v["name"], (float(v["file_bytes"]),), (v[split] * scale,), colors[v["name"]],
+                       style="none", markers=True, marker_size=8) for v in drawn)
     points = []
-    if c.original is not None and finite(c.original.get("file_bytes")) and finite(c.original.get("val")) is not None:
-        points.append(Point(float(c.original["file_bytes"]), c.original["val"] * scale, ORIGINAL_COLOR, "s",
+    if c.original is not None and finite(c.original.get("file_bytes")) and finite(c.original.get(split)) is not None:
+        points.append(Point(float(c.original["file_bytes"]), c.original[split] * scale, ORIGINAL_COLOR, "s",
                             c.original["name"]))
+    if not drawn and not points:
+        return None
     if c.kept in drawn:
-        points.append(Point(float(c.kept["file_bytes"]), c.kept["val"] * scale, KEPT_COLOR, "*",
+        points.append(Point(float(c.kept["file_bytes"]), c.kept[split] * scale, KEPT_COLOR, "*",
                             f"kept: {c.kept['name']}"))
     hlines = ()
-    low = floor(c)
+    low = floor(c) if split == "val" else None
     if low is not None:
         hlines = (RefLine("y", low * scale, f"max drop: {fmt_drop(c, c.max_drop)} ({fmt_metric(c.metric, low)})",
                           LIMIT_COLOR),)
-    note = None if drawn or points else "no variant with a size and a score"
     panel = Panel(f"{title} against file size", "file size in bytes (log scale)", ylabel, lines, tuple(points),
-                  xscale="log", note=note, log_counts=True, reflines=hlines)
+                  xscale="log", log_counts=True, reflines=hlines)
     return FigureData((panel,), ncols=1, size_in=(8.0, 4.8), legend="panels",
                       title="Each variant's score and size on disk: star = kept, square = original")
 
 
-def sparsity_figure(c: Compression) -> FigureData:
-    """Per-layer sparsity of the kept model as bars; the overall sparsity dashed."""
+def sparsity_figure(c: Compression) -> FigureData | None:
+    """Per-layer sparsity of the kept model as bars; the overall sparsity dashed. None when no layer has a zero
+    weight (bars of height 0 would draw empty axes; the table says it)."""
     layers = c.layers()
+    if not any(finite(r.get("sparsity")) for r in layers):
+        return None
     names = tuple(str(r.get("layer")) for r in layers)
     values = tuple(100.0 * (finite(r.get("sparsity")) or 0.0) for r in layers)
-    lines = (Line(None, tuple(float(i) for i in range(len(layers))), values, PALETTE[0], style="bar"),) \
-        if layers else ()
+    lines = (Line(None, tuple(float(i) for i in range(len(layers))), values, PALETTE[0], style="bar"),)
     total = c.total()
     hlines = ()
     if total is not None and finite(total.get("sparsity")) is not None:
         hlines = (RefLine("y", 100.0 * total["sparsity"], f"all layers: {100.0 * total['sparsity']:.1f} %",
                           LIMIT_COLOR),)
     panel = Panel("Zero weights per layer of the kept model", "layer", "sparsity (%)", lines, ylim=(0.0, 100.0),
-                  reflines=hlines, categories=names, note=None if layers else "no layer recorded")
+                  reflines=hlines, categories=names)
     return FigureData((panel,), ncols=1, size_in=(max(6.0, min(12.0, 1.1 * len(layers) + 3.0)), 4.2),
                       legend="panels")
 
 
-def history_figure(c: Compression) -> FigureData:
-    """Gradual pruning: sparsity and the val score after each fine-tuning epoch, one line per variant."""
+def history_figure(c: Compression) -> FigureData | None:
+    """Gradual pruning: sparsity and the val score after each fine-tuning epoch, one line per variant; a panel
+    with no finite value is left out, and None when both are."""
     scale, ylabel, title = _score_axis(c)
     variants = c.with_history()
     colors = colors_for([v["name"] for v in c.compressed])
@@ -258,11 +277,14 @@ def history_figure(c: Compression) -> FigureData:
     base = finite(c.original.get("val")) if c.original else None
     if base is not None:
         hlines = (RefLine("y", base * scale, f"original: {fmt_metric(c.metric, base)}", ORIGINAL_COLOR, ":"),)
-    panels = (Panel("Sparsity during gradual pruning", "epoch", "sparsity (%)", tuple(sparsity), integer_x=True,
-                    ylim=(0.0, 100.0)),
-              Panel(f"{title} during gradual pruning", "epoch", ylabel, tuple(score), integer_x=True,
-                    reflines=hlines))
-    return FigureData(panels, ncols=2, size_in=(11.0, 4.2), legend="panels")
+    panels = [panel for panel in (
+        Panel("Sparsity during gradual pruning", "epoch", "sparsity (%)", tuple(sparsity), integer_x=True,
+              ylim=(0.0, 100.0)),
+        Panel(f"{title} during gradual pruning", "epoch", ylabel, tuple(score), integer_x=True, reflines=hlines))
+        if any(not math.isnan(y) for line in panel.lines for y in line.y)]
+    if not panels:
+        return None
+    return FigureData(tuple(panels), ncols=len(panels), size_in=(5.5 * len(panels), 4.2), legend="panels")
 
 
 def _values(rows: Sequence[dict[str, Any]], key: str, scale: float) -> tuple[float, ...]:

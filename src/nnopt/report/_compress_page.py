@@ -6,7 +6,7 @@ from typing import Any
 
 from nnopt.report import _html as h
 from nnopt.report._compress import TIMING, Compression, batches, change, fmt_bytes, fmt_change, fmt_count, \
-    fmt_drop, fmt_ratio, history_figure, latency_rows, load_compression, ratio_of, size_figure, \
+    fmt_drop, fmt_ratio, history_figure, latency_rows, load_compression, ratio_of, score_split, size_figure, \
     sparsity_figure
 from nnopt.report._compress_verdict import compress_verdict
 from nnopt.report._format import finite, fmt_lr, fmt_metric, fmt_ms, fmt_number, metric_label
@@ -24,17 +24,15 @@ PRUNE_METHODS = {"magnitude": "magnitude, per layer", "global": "magnitude, one 
 def build_compress_pages(run: Run) -> Pages:
     c = load_compression(run)
     config = run.config
-    images = {SIZE_PNG: render_png(size_figure(c))}
-    if c.layers():
-        images[SPARSITY_PNG] = render_png(sparsity_figure(c))
-    if c.with_history():
-        images[HISTORY_PNG] = render_png(history_figure(c))
+    figures = {SIZE_PNG: size_figure(c), SPARSITY_PNG: sparsity_figure(c), HISTORY_PNG: history_figure(c)}
+    images = {name: render_png(figure) for name, figure in figures.items() if figure is not None}
     sections = [h.section("Verdict", _bullets(compress_verdict(c, config))),
                 h.section("Compression", _variant_table(c)),
-                h.section("Latency", _latency_table(c)),
-                h.section("Accuracy against size", h.img(images[SIZE_PNG], "accuracy against size")
-                          + f'<p class="note">{h.esc(_size_caption(c))}</p>'),
-                h.section("Per-layer sparsity of the kept model", _sparsity(c, images))]
+                h.section("Latency", _latency_table(c))]
+    if SIZE_PNG in images:
+        sections.append(h.section("Accuracy against size", h.img(images[SIZE_PNG], "accuracy against size")
+                                  + f'<p class="note">{h.esc(_size_caption(c))}</p>'))
+    sections.append(h.section("Per-layer sparsity of the kept model", _sparsity(c, images)))
     if HISTORY_PNG in images:
         sections.append(h.section("Gradual pruning", h.img(images[HISTORY_PNG], "gradual pruning")
                                   + '<p class="note">Sparsity rises along a cubic schedule while the network '
@@ -141,9 +139,12 @@ def _sparsity(c: Compression, images: dict[str, bytes]) -> str:
 
 
 def _size_caption(c: Compression) -> str:
-    text = ("Each variant's validation score against its file size on disk (log scale); grey square: the fp32 "
-            "original; star: the kept variant.")
-    if c.max_drop is not None:
+    split = score_split(c)
+    text = (f"Each variant's {'validation' if split == 'val' else 'test'} score against its file size on disk (log "
+            "scale); grey square: the fp32 original; star: the kept variant.")
+    if split == "test":
+        text += " The source model has no validation split, so the test split is shown."
+    elif c.max_drop is not None:
         text += f" Dashed: the original's score minus the allowed drop ({fmt_drop(c, c.max_drop)})."
     return text
 

@@ -48,7 +48,8 @@ def _train(run: Run) -> Pages:
     config, history = run.config, run.files["metrics.jsonl"]
     summary = run.files.get("summary.json") or {}
     metric = train_metric(config, history)
-    images = {"curves.png": render_png(train_figure(config, history, metric))}
+    figure = train_figure(config, history, metric)
+    images = {"curves.png": render_png(figure)} if figure else {}
     splits = summary.get("metrics") if isinstance(summary.get("metrics"), dict) else {}
     if not splits and history:  # unfinished run: the last epoch's numbers, no test split yet
         last = history[-1]
@@ -73,7 +74,8 @@ def _train(run: Run) -> Pages:
     sections = [
         h.section("Answer", _bullets(answer)),
         h.section("Metrics", h.table(["metric", "train", "validation", "test"], rows)),
-        h.section("Curves", h.img(images["curves.png"], "training curves")),
+        h.section("Curves", h.img(images["curves.png"], "training curves") if images else
+                  '<p class="note">No epoch finished with a finite loss or score, so there are no curves.</p>'),
         h.section("Setup", h.definitions([
             ("data", h.data_description(config)), ("model", h.model_description(config)),
             ("optimizer", _optimizer_text(config)), ("learning rate", fmt_lr(config.get("lr"))),
@@ -127,19 +129,25 @@ def _compare(run: Run) -> Pages:
     rows = ranked_rows(results)
     order = [r["optimizer"] for r in rows]
     colors = colors_for(order)
-    images = {"curves.png": render_png(compare_figure(config, results, metric))}
+    images = {}
+    curves = compare_figure(config, results, metric)
+    if curves:
+        images["curves.png"] = render_png(curves)
     lr_find = run.files.get("lr_find.json")
-    if isinstance(lr_find, dict) and lr_find:
-        images["lr_find.png"] = render_png(lr_find_figure(lr_find, order))
+    lr_figure = lr_find_figure(lr_find, order) if isinstance(lr_find, dict) and lr_find else None
+    if lr_figure:
+        images["lr_find.png"] = render_png(lr_figure)
     target = config.get("target_metric") if isinstance(config.get("target_metric"), dict) else None
     sections = [h.section("Verdict", _bullets(verdict(results, config))),
                 h.section("Ranking", _ranking_table(rows, metric, colors, target) +
                           f'<p class="note">Ranked by mean test {h.esc(metric_label(metric))} over seeds '
                           f'(± one standard deviation).</p>'),
-                h.section("Curves", h.img(images["curves.png"], "training curves per optimizer"))]
-    if "lr_find.png" in images:
-        sections.append(h.section("Learning-rate finder", h.img(images["lr_find.png"], "learning-rate finder")
-                                  + _lr_find_table(lr_find, rows)))
+                h.section("Curves", h.img(images["curves.png"], "training curves per optimizer") if curves else
+                          '<p class="note">No run finished an epoch with a finite loss or score, so there are no '
+                          "curves.</p>")]
+    if isinstance(lr_find, dict) and lr_find:
+        sections.append(h.section("Learning-rate finder", (h.img(images["lr_find.png"], "learning-rate finder")
+                                                           if lr_figure else "") + _lr_find_table(lr_find, rows)))
     sections.append(h.section("Setup", h.definitions(_compare_setup(config, results, target))))
     sections.append(_runs_details(results, metric))
     title = f"Optimizer comparison: {config.get('model') or 'model'} on {_data_name(config)}"
@@ -233,7 +241,8 @@ def _lr_find(run: Run) -> Pages:
         raise UsageError(f"{run.path / 'lr_find.json'} holds no optimizer; re-run nnopt lr-find")
     optimizer = config.get("optimizer") or next(iter(lr_find))
     order = [optimizer] if optimizer in lr_find else []
-    images = {"lr_find.png": render_png(lr_find_figure(lr_find, order))}
+    figure = lr_find_figure(lr_find, order)
+    images = {"lr_find.png": render_png(figure)} if figure else {}
     answer = []
     for name in order + sorted(set(lr_find) - set(order)):
         entry = lr_find[name] if isinstance(lr_find[name], dict) else {}
@@ -245,7 +254,8 @@ def _lr_find(run: Run) -> Pages:
             text += f" Rule: {rule}" + ("" if rule.endswith((".", "!", "?")) else ".")
         answer.append(text)
     sections = [h.section("Answer", _bullets(answer)),
-                h.section("Loss against learning rate", h.img(images["lr_find.png"], "learning-rate finder")),
+                h.section("Loss against learning rate", h.img(images["lr_find.png"], "learning-rate finder")
+                          if figure else '<p class="note">No finite loss was recorded, so there is no curve.</p>'),
                 h.section("Setup", h.definitions([
                     ("data", h.data_description(config)), ("model", h.model_description(config)),
                     ("optimizer", _optimizer_text(config)), ("batch size", _batch(config)),

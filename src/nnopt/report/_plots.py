@@ -1,6 +1,7 @@
 """Plain plot data (no matplotlib here): figures -> panels -> lines, built from the run files.
 
-_render.py draws these; tests read them directly.
+_render.py draws these; tests read them directly. A figure holds only panels with data: a builder leaves an
+empty panel out, and returns None when no panel is left (the page then says so in words, not with empty axes).
 """
 
 from __future__ import annotations
@@ -64,7 +65,6 @@ class Panel:
     xscale: str = "linear"
     yscale: str = "linear"
     ylim: tuple[float, float] | None = None
-    note: str | None = None  # shown in the panel when it has no data
     integer_x: bool = False  # epochs: whole-number ticks
     reflines: tuple[RefLine, ...] = ()
     log_counts: bool = False  # a log x axis of counts (params): ticks 2k, 50k, 1.5M
@@ -115,7 +115,7 @@ def _has_data(lines: Sequence[Line]) -> bool:
 
 # ---- train -------------------------------------------------------------------------------------
 
-def train_figure(config: dict[str, Any], history: Sequence[dict[str, Any]], metric: str) -> FigureData:
+def train_figure(config: dict[str, Any], history: Sequence[dict[str, Any]], metric: str) -> FigureData | None:
     """Loss (log) and the val metric against epoch; the learning rate too when it changes."""
     few = len(history) <= 30
     loss_lines = []
@@ -123,8 +123,7 @@ def train_figure(config: dict[str, Any], history: Sequence[dict[str, Any]], metr
         x, y = _series(history, key)
         if any(not math.isnan(v) for v in y):
             loss_lines.append(Line(label, tuple(x), tuple(y), color, markers=few))
-    panels = [Panel("Loss", "epoch", "loss (log scale)", tuple(loss_lines), yscale="log", integer_x=True,
-                    note=None if loss_lines else "no loss recorded")]
+    panels = [Panel("Loss", "epoch", "loss (log scale)", tuple(loss_lines), yscale="log", integer_x=True)]
     metric_lines = []
     scale, ylabel = metric_axis(metric)
     for split, color, style in (("train", PALETTE[0], "--"), ("val", PALETTE[1], "-")):
@@ -132,14 +131,16 @@ def train_figure(config: dict[str, Any], history: Sequence[dict[str, Any]], metr
         if any(not math.isnan(v) for v in y):
             metric_lines.append(Line("train" if split == "train" else "validation", tuple(x), tuple(y), color,
                                      style=style, markers=few))
-    panels.append(Panel(_title(metric), "epoch", ylabel, tuple(metric_lines), integer_x=True,
-                        note=None if metric_lines else f"no {metric_label(metric)} recorded"))
+    panels.append(Panel(_title(metric), "epoch", ylabel, tuple(metric_lines), integer_x=True))
     x, lrs = _series(history, "lr")
     finite_lrs = {v for v in lrs if not math.isnan(v)}
     if len(finite_lrs) > 1:
         panels.append(Panel("Learning rate", "epoch", "lr (log scale)",
                             (Line(None, tuple(x), tuple(lrs), PALETTE[2], markers=few),), yscale="log",
                             integer_x=True))
+    panels = [p for p in panels if _has_data(p.lines)]
+    if not panels:
+        return None
     title = f"{config.get('model') or 'model'} · {config.get('optimizer', '?')} (lr {fmt_lr(config.get('lr'))}) " \
             f"on {(config.get('data_info') or {}).get('name') or config.get('data', '?')}"
     return FigureData(tuple(panels), ncols=len(panels), size_in=(5.0 * len(panels), 4.2), title=title,
@@ -193,8 +194,9 @@ def ranked_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (finite(r.get("rank")) is None, finite(r.get("rank")) or 0))
 
 
-def compare_figure(config: dict[str, Any], results: dict[str, Any], metric: str) -> FigureData:
-    """2x2: training loss and val `metric` against epoch (top) and wall-clock seconds (bottom)."""
+def compare_figure(config: dict[str, Any], results: dict[str, Any], metric: str) -> FigureData | None:
+    """2x2: training loss and val `metric` against epoch (top) and wall-clock seconds (bottom); a panel with
+    nothing recorded (no validation split, no timings) is left out."""
     rows = ranked_rows(results)
     colors = colors_for([r["optimizer"] for r in rows])
     runs = [r for r in results.get("runs") or [] if isinstance(r, dict)]
@@ -224,19 +226,25 @@ def compare_figure(config: dict[str, Any], results: dict[str, Any], metric: str)
                     if last:
                         points.append(Point(last[-1][0], last[-1][1], colors[name], "x"))
         xlabel = "epoch" if axis == "epoch" else "wall-clock time (s)"
-        panels.append(Panel(title, xlabel, ylabel, tuple(lines), tuple(points), yscale=yscale,
-                            integer_x=axis == "epoch", note=None if _has_data(lines) else "no data recorded"))
+        if _has_data(lines):
+            panels.append(Panel(title, xlabel, ylabel, tuple(lines), tuple(points), yscale=yscale,
+                                integer_x=axis == "epoch"))
+    if not panels:
+        return None
     data = (config.get("data_info") or {}).get("name") or config.get("data", "?")
     title = f"{config.get('model') or 'model'} on {data}: mean over seeds, band = min–max"
     if any(p.marker == "x" for panel in panels for p in panel.points):
         title += ", × = diverged"
-    return FigureData(tuple(panels), ncols=2, size_in=(12.0, 8.6), title=title)
+    ncols = min(2, len(panels))
+    return FigureData(tuple(panels), ncols=ncols, size_in=(6.0 * ncols, 0.5 + 4.05 * -(-len(panels) // ncols)),
+                      title=title)
 
 
 # ---- lr finder ---------------------------------------------------------------------------------
 
-def lr_find_figure(lr_find: dict[str, Any], order: Sequence[str] | None = None) -> FigureData:
-    """Loss against lr (log x) per optimizer: raw loss faint, smoothed loss solid, the suggestion marked."""
+def lr_find_figure(lr_find: dict[str, Any], order: Sequence[str] | None = None) -> FigureData | None:
+    """Loss against lr (log x) per optimizer: raw loss faint, smoothed loss solid, the suggestion marked; an
+    optimizer with no finite loss at a positive lr has no panel."""
     names = [n for n in (order or []) if n in lr_find] + sorted(n for n in lr_find if n not in (order or []))
     colors = colors_for(names)
     panels = []
@@ -256,9 +264,12 @@ def lr_find_figure(lr_find: dict[str, Any], order: Sequence[str] | None = None) 
         if suggested is not None and x:
             points.append(Point(suggested, _loss_at(x, smooth, suggested), "#000000", "o",
                                 f"suggested lr {fmt_lr(suggested)}"))
-        panels.append(Panel(f"{name}: suggested lr {fmt_lr(suggested)}", "learning rate (log scale)",
-                            "training loss", tuple(lines), tuple(points), xscale="log", ylim=_lr_ylim(smooth, raw),
-                            note=None if _has_data(lines) else "no losses recorded"))
+        if _has_data(lines):
+            panels.append(Panel(f"{name}: suggested lr {fmt_lr(suggested)}", "learning rate (log scale)",
+                                "training loss", tuple(lines), tuple(points), xscale="log",
+                                ylim=_lr_ylim(smooth, raw)))
+    if not panels:
+        return None
     ncols = min(3, max(1, len(panels)))
     nrows = max(1, -(-len(panels) // ncols))
     size = (8.0, 5.0) if len(panels) == 1 else (4.6 * ncols + 0.8, 3.8 * nrows + 0.5)

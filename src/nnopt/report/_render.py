@@ -1,9 +1,15 @@
-"""Draw FigureData with matplotlib's object API (no pyplot, no global state) into deterministic PNG bytes."""
+"""Draw FigureData with matplotlib's object API (no pyplot, no global state) into deterministic PNG bytes.
+
+Every PNG carries a tEXt chunk, PLOT_AREAS, that says where its plot areas are and how many data marks
+matplotlib drew inside each (so a chart with empty axes can be told from one with data without guessing from
+pixels; the report's browser test reads it).
+"""
 
 from __future__ import annotations
 
 import io
 import itertools
+import json
 import math
 
 import numpy as np
@@ -16,6 +22,8 @@ from nnopt.report._format import fmt_lr
 from nnopt.report._plots import FigureData, Panel
 
 DPI = 100  # pixels = size_in x DPI, exactly (no tight bbox)
+PLOT_AREAS = "nnopt:plot-areas"  # the PNG text key; its value: JSON, one object per plot area (see plot_areas)
+SAMPLE_MARKS = 12  # pixel positions of drawn marks kept per plot area
 STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9}
 PLAIN_DIGITS, MAX_DIGITS = 3, 8  # significant digits of a log axis's labels: fmt_lr's, and the most on a tight range
 
@@ -24,11 +32,90 @@ def render_png(data: FigureData) -> bytes:
     """The same FigureData always gives the same bytes: fixed size and dpi, no Software/date metadata."""
     import matplotlib
 
+    if not data.panels:
+        raise ValueError("a figure needs at least one panel with data; leave the figure out instead")
     with matplotlib.rc_context(STYLE):
-        fig = build_figure(data)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+        return png_bytes(build_figure(data))
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """`fig` drawn at DPI and encoded as PNG (what savefig writes), plus the PLOT_AREAS text chunk."""
+    from matplotlib.image import imsave
+
+    # a pyplot figure may sit on another backend's canvas; Agg draws it, as savefig would
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    fig.set_dpi(DPI)
+    canvas.draw()  # the layout is final only once drawn: the areas are read from this very drawing
+    areas = plot_areas(fig)
+    buffer = io.BytesIO()
+    imsave(buffer, np.asarray(canvas.buffer_rgba()), format="png", dpi=DPI,
+           metadata={"Software": None, PLOT_AREAS: json.dumps(areas, separators=(",", ":"))})
     return buffer.getvalue()
+
+
+def plot_areas(fig: Figure) -> list[dict]:
+    """One entry per plot area of a drawn figure, top to bottom, left to right: its box in pixels from the top
+    left ([x0, y0, x1, y1]), its background colour, the number of data marks matplotlib drew inside it (points
+    of data lines and scatters, bars of non-zero size, a heat map; reference lines, bands, text and legends
+    are not data), and the pixel positions of the first SAMPLE_MARKS of them. Axes sharing a box (twinx) form
+    one area; colorbars are not plot areas."""
+    height = fig.bbox.height
+    areas: dict[tuple, dict] = {}
+    for ax in fig.axes:
+        if not ax.get_visible() or ax.get_label() == "<colorbar>":
+            continue
+        x0, y0, x1, y1 = ax.bbox.extents
+        box = (round(x0), round(height - y1), round(x1), round(height - y0))
+        area = areas.setdefault(box, {"box": list(box), "face": _hex(ax.get_facecolor()), "marks": 0, "at": []})
+        for x, y in _marks(ax):
+            area["marks"] += 1
+            if len(area["at"]) < SAMPLE_MARKS:
+                area["at"].append([round(x), round(height - y)])
+    return sorted(areas.values(), key=lambda a: (a["box"][1], a["box"][0]))
+
+
+def _marks(ax) -> list[tuple[float, float]]:
+    """Display positions of the data marks drawn in `ax` that fall inside it."""
+    from matplotlib.collections import LineCollection, PathCollection
+    from matplotlib.container import BarContainer
+
+    inside = ax.bbox.padded(1.0)
+    found: list[np.ndarray] = []
+    for line in ax.get_lines():
+        # reference lines (axhline, axvline) span the axes in axes coordinates: only data-transformed lines count
+        if line.get_visible() and line.get_transform() is ax.transData and \
+                (line.get_linestyle() not in ("None", "none", "") or line.get_marker() not in ("None", "none", "")):
+            found.append(line.get_transform().transform(_finite(line.get_xydata())))
+    for coll in ax.collections:
+        if not coll.get_visible():
+            continue
+        if isinstance(coll, PathCollection):  # scatter: one mark per offset
+            found.append(coll.get_offset_transform().transform(_finite(np.asarray(coll.get_offsets()))))
+        elif isinstance(coll, LineCollection):  # one mark per polyline (parallel coordinates): a point on it
+            for segment in coll.get_segments():
+                points = coll.get_transform().transform(_finite(np.asarray(segment)))
+                middles = (points[:-1] + points[1:]) / 2 if len(points) > 1 else points  # off the axis lines
+                found.append(middles[[inside.contains(x, y) for x, y in middles]][:1])
+    for container in ax.containers:
+        if isinstance(container, BarContainer):
+            for bar in container.patches:
+                w, h = bar.get_width(), bar.get_height()
+                if bar.get_visible() and np.isfinite([w, h]).all() and w != 0 and h != 0:
+                    found.append(np.asarray([bar.get_window_extent().get_points().mean(axis=0)]))
+    for image in ax.get_images():  # a heat map: one mark, at its centre
+        if image.get_visible() and image.get_array() is not None and np.ma.count(image.get_array()):
+            found.append(np.asarray([image.get_window_extent().get_points().mean(axis=0)]))
+    points = np.concatenate(found) if found else np.empty((0, 2))
+    return [(float(x), float(y)) for x, y in points if np.isfinite([x, y]).all() and inside.contains(x, y)]
+
+
+def _finite(xy: np.ndarray) -> np.ndarray:
+    xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+    return xy[np.isfinite(xy).all(axis=1)]
+
+
+def _hex(rgba) -> str:
+    return "#" + "".join(f"{round(255 * c):02x}" for c in rgba[:3])
 
 
 def build_figure(data: FigureData) -> Figure:
@@ -109,10 +196,8 @@ def _draw(ax, panel: Panel, legend: bool) -> None:
     ax.grid(True, which="major", alpha=0.35)
     if panel.yscale == "log":
         ax.grid(True, which="minor", axis="y", alpha=0.12)
-    if panel.note:
-        ax.text(0.5, 0.5, panel.note, transform=ax.transAxes, ha="center", va="center", color="#777777")
     # A labelled floor (axis "y") opens the legend on its own; a limit (axis "x") is listed only beside labelled
-    # data: alone, in a search panel with no candidate, it is explained by the panel's note.
+    # data.
     if legend and (any(line.label for line in panel.lines) or any(p.label for p in panel.points)
                    or any(ref.label for ref in panel.reflines if ref.axis == "y")):
         ax.legend(loc="best", frameon=True, framealpha=0.85)

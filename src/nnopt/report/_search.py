@@ -131,9 +131,10 @@ def front(candidates: list[Candidate], cost: str, maximize: bool) -> list[Candid
     return sorted(best, key=lambda c: (c.costs[cost], sign * c.score, c.number))
 
 
-def front_figure(search: Search) -> FigureData:
+def front_figure(search: Search) -> FigureData | None:
     """Score against params and against latency (log x): trained candidates, each panel's front as a staircase,
-    the kept trial starred, a constraint's limit dashed."""
+    the kept trial starred, a constraint's limit dashed. A cost no trained candidate has is left out; None when
+    no candidate was trained."""
     name = search.score_name
     scale, unit = (100.0, " (%)") if base_metric(name) in PERCENT_METRICS else (1.0, "")
     label = metric_label(name)
@@ -143,25 +144,26 @@ def front_figure(search: Search) -> FigureData:
     panels = []
     for cost, xlabel, noun in AXES:
         drawn = [c for c in trained if cost in c.costs and c.costs[cost] > 0]
-        lines, points, vlines = [], [], []
-        if drawn:
-            lines.append(Line(f"trained ({len(drawn)})", tuple(c.costs[cost] for c in drawn),
-                              tuple(c.score * scale for c in drawn), COLORS["COMPLETE"], style="none",
-                              alpha=0.6, markers=True, marker_size=6))
-            best = front(drawn, cost, search.maximize)
-            lines.append(Line(f"Pareto front ({len(best)})", tuple(c.costs[cost] for c in best),
-                              tuple(c.score * scale for c in best), COLORS["best"], width=1.6, markers=True,
-                              marker_size=6, drawstyle="steps-post"))
-            if kept is not None and kept in drawn:
-                points.append(Point(kept.costs[cost], kept.score * scale, KEPT_COLOR, "*",
-                                    f"kept (trial {kept.number})"))
+        if not drawn:
+            continue
+        best = front(drawn, cost, search.maximize)
+        lines = [Line(f"trained ({len(drawn)})", tuple(c.costs[cost] for c in drawn),
+                      tuple(c.score * scale for c in drawn), COLORS["COMPLETE"], style="none", alpha=0.6,
+                      markers=True, marker_size=6),
+                 Line(f"Pareto front ({len(best)})", tuple(c.costs[cost] for c in best),
+                      tuple(c.score * scale for c in best), COLORS["best"], width=1.6, markers=True, marker_size=6,
+                      drawstyle="steps-post")]
+        points, vlines = [], []
+        if kept is not None and kept in drawn:
+            points.append(Point(kept.costs[cost], kept.score * scale, KEPT_COLOR, "*", f"kept (trial {kept.number})"))
         limit = search.constraints.get(f"max_{cost}")
         if limit is not None and limit > 0:
             vlines.append(RefLine("x", limit, f"max_{cost} {fmt_limit(limit)}", LIMIT_COLOR))
-        note = None if drawn else f"no trained candidate with a measured {noun}"
         panels.append(Panel(f"{title} against {noun}", xlabel, f"{label}{unit}", tuple(lines), tuple(points),
-                            xscale="log", note=note, reflines=tuple(vlines), log_counts=cost in ("params", "flops")))
-    return FigureData(tuple(panels), ncols=2, size_in=(12.0, 4.8), legend="panels",
+                            xscale="log", reflines=tuple(vlines), log_counts=cost in ("params", "flops")))
+    if not panels:
+        return None
+    return FigureData(tuple(panels), ncols=len(panels), size_in=(6.0 * len(panels), 4.8), legend="panels",
                       title=f"Trained architectures by {label} and cost: red = Pareto front, star = kept")
 
 

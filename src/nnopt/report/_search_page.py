@@ -30,11 +30,13 @@ def build_search_pages(run: Run) -> Pages:
     search = load_search(run)
     data, config = search.study, run.config
     plots = tune_plots(data)
-    images = {FIGURE: render_png(front_figure(search)), **plots.images}
+    figure = front_figure(search)
+    images = {**({FIGURE: render_png(figure)} if figure else {}), **plots.images}
     verdict = search_verdict(search) + verdict_tail(data, config, plots.importances)
-    sections = [h.section("Verdict", _bullets(verdict)),
-                h.section("Score against size and latency",
-                          h.img(images[FIGURE], "architectures") + f'<p class="note">{h.esc(CAPTION)}</p>')]
+    sections = [h.section("Verdict", _bullets(verdict))]
+    if figure:
+        sections.append(h.section("Score against size and latency",
+                                  h.img(images[FIGURE], "architectures") + f'<p class="note">{h.esc(CAPTION)}</p>'))
     rows = search.table_rows()
     if rows:
         heading = f"Pareto architectures ({len(rows)})" if data.multi else f"Top {len(rows)} architectures"

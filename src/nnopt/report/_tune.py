@@ -244,6 +244,8 @@ def intermediate_figure(study: TuneStudy) -> FigureData | None:
         labelled.add(label)
         if trial.state == "PRUNED":
             points.append(Point(x[-1], y[-1], COLORS["PRUNED"], "x"))
+    if not any(math.isfinite(v) for line in lines for v in line.y):
+        return None
     n_pruned = sum(t.state == "PRUNED" for t in drawn)
     label = metric_label(name)
     title = f"{label[:1].upper()}{label[1:]} per epoch of each trial".replace("Val ", "Validation ")

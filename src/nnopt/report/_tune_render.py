@@ -4,12 +4,12 @@ Optuna's plot functions draw with pyplot and `plt.style.use("ggplot")`; every ca
 `_pyplot_session()`, which restores rcParams and the interactive state afterwards, closes each figure, keeps
 Optuna's logs and ExperimentalWarnings quiet, and picks the Agg backend only when no backend has been chosen
 in this process yet (an already chosen one is kept: switching would close the caller's figures). The PNGs
-are deterministic: fixed size and dpi, a seeded importance evaluator, no Software metadata.
+are deterministic: fixed size and dpi, a seeded importance evaluator, no Software metadata; like every
+report PNG they carry the plot-areas chunk of _render.png_bytes.
 """
 
 from __future__ import annotations
 
-import io
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +19,7 @@ from matplotlib.ticker import LogFormatter
 
 from nnopt.errors import UsageError
 from nnopt.report._format import PERCENT_METRICS, base_metric, fmt_lr, metric_label
-from nnopt.report._render import DPI, STYLE, render_png
+from nnopt.report._render import STYLE, png_bytes, render_png
 from nnopt.report._tune import TuneStudy, intermediate_figure, scored
 
 SEED = 0  # the importance evaluator's forest
@@ -165,6 +165,7 @@ def _draw(plt, make: Callable[[], Any], size: tuple[float, float], percent: Call
         fig = axes.ravel()[0].figure if hasattr(axes, "ravel") else axes.figure
         try:
             fig.set_size_inches(*size)
+            _visible_lines(fig)  # before the formatters: a new colour map resets the colorbar's ticks
             for axis in percent(fig) if percent else []:
                 axis.set_major_formatter(PercentFormatter(1.0, symbol=" %"))
             if integer_x:  # trial numbers
@@ -174,11 +175,24 @@ def _draw(plt, make: Callable[[], Any], size: tuple[float, float], percent: Call
                     if axis.get_scale() == "log":
                         axis.set_major_formatter(_LogTicks())
                         axis.set_minor_formatter(_LogTicks(labelOnlyBase=False))
-            buffer = io.BytesIO()
-            fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-            return buffer.getvalue()
+            return png_bytes(fig)
         finally:
             plt.close(fig)
+
+
+def _visible_lines(fig) -> None:
+    """Optuna colours parallel-coordinate lines from the near-white end of Blues for the worst scores, which
+    vanish on the white plot: the lightest quarter of the map is left out (the colorbar follows)."""
+    import numpy as np
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import ListedColormap
+
+    for ax in fig.axes:
+        for lines in ax.collections:
+            cmap = lines.get_cmap()
+            if isinstance(lines, LineCollection) and cmap.name in ("Blues", "Blues_r"):
+                shades = np.linspace(0.25, 1.0, cmap.N) if cmap.name == "Blues" else np.linspace(0.0, 0.75, cmap.N)
+                lines.set_cmap(ListedColormap(cmap(shades), name=f"{cmap.name} (visible)"))
 
 
 class _LogTicks(LogFormatter):
