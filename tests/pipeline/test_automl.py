@@ -1,5 +1,6 @@
-"""nnopt automl: every stage and output within a small budget, constraints hold on the final model, a killed run
-continues, bad input exits 2 before anything is written. (How much of the budget a run uses: benchmarks/automl.py.)"""
+"""nnopt automl: every stage and output within a small budget (the run's own clock, which the budget is a contract
+on), constraints hold on the final model, a killed run continues, bad input exits 2 before anything is written.
+(How much of the budget a run uses: benchmarks/automl.py.)"""
 
 import json
 import os
@@ -47,7 +48,9 @@ def test_digits_within_budget_with_every_output(tmp_path):
     assert FILES <= {p.name for p in run.iterdir()}
     state = json.loads((run / "automl.json").read_text())
     assert list(state["stages"]) == list(STAGES)
-    # How much of the budget a run uses is timing, measured in benchmarks/automl.py (RESULTS.md), not here.
+    # The budget is what automl promises: its own clock (every stage and report) stays within it. How much of it a
+    # run uses is measured in benchmarks/automl.py (RESULTS.md), not here.
+    assert summary["spent_s"] <= 60 * 1.1, summary["stages"]
     assert summary["test"] >= 0.9 and summary["compressed_test"] >= 0.9
     assert summary["compressed_bytes"] < summary["fp32_bytes"]
     # The screen never computed test metrics: it ranks on validation.
@@ -95,6 +98,7 @@ def test_csv_with_constraints_holds_them_on_the_final_model(tmp_path):
                         "--max-size-kb", "16", "--out", run, "--json")
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
+    assert summary["spent_s"] <= 45 * 1.1
     assert set(summary["constraints"]) == {"max_params", "max_size_kb"}
     assert all(check["ok"] for check in summary["constraints"].values()), summary["constraints"]
     model, meta = nnopt.load_model(run / "final")
