@@ -47,7 +47,7 @@ CASES = {
         ("loss type", lambda: nnopt.fit("mlp:8", "iris", loss=3, epochs=1), UsageError,
          ["loss= must be a loss name", "got 3"]),
         ("device value", lambda: nnopt.fit("mlp:8", "iris", device="gpu"), UsageError,
-         ["device= must be one of auto, cpu, cuda, cuda:N or a torch.device; got 'gpu'"]),
+         ["device= must be one of auto, cpu, cuda or cuda:N; got 'gpu'"]),
         ("device index", lambda: nnopt.fit("mlp:8", "iris", device="cuda:99", epochs=1), UsageError,
          ["device='cuda:99' but "]),
         ("callbacks type", lambda: nnopt.fit("mlp:8", "iris", epochs=1, callbacks=3), UsageError,
@@ -103,18 +103,21 @@ CASES = {
         ("data type", lambda: nnopt.automl(("X", "y")), UsageError, ["data= must be a dataset name or a file path"]),
     ],
     "evaluate": [
-        ("nn.Module", lambda: nnopt.evaluate(MyNet(), "iris"), UsageError, ["model= must be a run directory", MODULE_FIX]),
+        ("nn.Module", lambda: nnopt.evaluate(MyNet(), "iris"), UsageError,
+         ["model= must be a run directory", MODULE_FIX]),
         ("split value", lambda: nnopt.evaluate("runs/none", split="tests"), ConfigError,
          ["unknown split 'tests'; did you mean 'test'?"]),
     ],
     "predict": [
-        ("nn.Module", lambda: nnopt.predict(MyNet(), "iris"), UsageError, ["model= must be a run directory", MODULE_FIX]),
+        ("nn.Module", lambda: nnopt.predict(MyNet(), "iris"), UsageError,
+         ["model= must be a run directory", MODULE_FIX]),
         ("out type", lambda: nnopt.predict("runs/none", "iris", out=3), UsageError,
          ["out= must be a file path for the CSV; got 3"]),
     ],
     "export": [
         ("nn.Module", lambda: nnopt.export(MyNet()), UsageError, ["model= must be a run directory", MODULE_FIX]),
-        ("model type", lambda: nnopt.export(3), UsageError, ["model= must be a run directory or a model file (model.pt, compressed.nnz); got 3"]),
+        ("model type", lambda: nnopt.export(3), UsageError,
+         ["model= must be a run directory or a model file (model.pt, compressed.nnz); got 3"]),
     ],
     "load": [
         ("path type", lambda: nnopt.load(3), UsageError, ["path= must be a run directory or a model file", "got 3"]),

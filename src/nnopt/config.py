@@ -77,7 +77,8 @@ class TrainSpec:
         self.device = device_name(self.device)
         require_int("nproc", self.nproc, 1)
         if self.strategy not in STRATEGIES:
-            raise UsageError(f"unknown {param('strategy')} '{self.strategy}'{did_you_mean(str(self.strategy), STRATEGIES)} "
+            raise UsageError(f"unknown {param('strategy')} '{self.strategy}'"
+                             f"{did_you_mean(str(self.strategy), STRATEGIES)} "
                              f"choices: {', '.join(STRATEGIES)}")
         if self.sync_every is not None:
             require_int("sync_every", self.sync_every, 1)
@@ -107,8 +108,7 @@ def device_name(device: Any) -> str:
     if type(device).__name__ == "device" and type(device).__module__.startswith("torch"):
         device = str(device)
     if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
-        raise UsageError(f"{param('device')} must be one of {', '.join(DEVICES)}, cuda:N or a torch.device; "
-                         f"got {describe(device)}")
+        raise UsageError(f"{param('device')} must be one of {', '.join(DEVICES)} or cuda:N; got {describe(device)}")
     return device
 
 

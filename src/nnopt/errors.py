@@ -32,6 +32,9 @@ class NnoptError(Exception):
     def __str__(self) -> str:
         return spell(super().__str__())
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
 
 class UsageError(NnoptError):
     """Bad input from the user: a flag, a name, a file, a value. Exit code 2."""

@@ -75,7 +75,8 @@ def parse_lr_grid(grid: str | list[float] | None) -> list[float] | None:
     try:
         values = [float(v) for v in (grid.split(",") if isinstance(grid, str) else grid)]
     except (TypeError, ValueError):
-        raise UsageError(f"{param('lr_grid')} must be comma-separated numbers like 1e-4,1e-3,1e-2; got '{grid}'") from None
+        raise UsageError(f"{param('lr_grid')} must be comma-separated numbers like 1e-4,1e-3,1e-2; "
+                         f"got '{grid}'") from None
     if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
         raise UsageError(f"{param('lr_grid')} values must be > 0; got '{grid}'")
     return sorted(set(values))

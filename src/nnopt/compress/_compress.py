@@ -101,7 +101,8 @@ def check_settings(prune: float | None, prune_method: str, schedule: str, quanti
             raise UsageError(f"unknown {param(name)} '{value}'{did_you_mean(str(value), choices)} choices: "
                              f"{', '.join(choices)}")
     if quantize is not None and quantize not in QUANTIZE:
-        raise UsageError(f"unsupported bit width '{quantize}' for {param('quantize')}{did_you_mean(str(quantize), QUANTIZE)} "
+        raise UsageError(f"unsupported bit width '{quantize}' for {param('quantize')}"
+                         f"{did_you_mean(str(quantize), QUANTIZE)} "
                          f"choices: {', '.join(QUANTIZE)}")
     for name, value in (("qat_epochs", qat_epochs), ("finetune_epochs", finetune_epochs)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
@@ -121,7 +122,8 @@ def check_settings(prune: float | None, prune_method: str, schedule: str, quanti
                              "give it alone")
     elif prune is None and quantize is None:
         raise UsageError(f"nothing to do: give {param('prune', metavar='SPARSITY')}, "
-                         f"{param('quantize', metavar='int8|int4|int2')}, or {param('max_accuracy_drop', metavar='PTS')}")
+                         f"{param('quantize', metavar='int8|int4|int2')}, or "
+                         f"{param('max_accuracy_drop', metavar='PTS')}")
 
 
 def compress(source: str | Path, data: Any = None, *, prune: float | None = None, prune_method: str = "magnitude",

@@ -193,7 +193,8 @@ def prune_structured(model: nn.Module, amount: float) -> nn.Module:
         width = layers[g - 1].module.weight.shape[0]
         keep[g] = width - round(amount * width)
         if keep[g] == 0:
-            raise UsageError(f"{param('prune', float(f'{amount:g}'))} would remove every unit of layer {layers[g - 1].name}; "
+            raise UsageError(f"{param('prune', float(f'{amount:g}'))} would remove every unit of layer "
+                             f"{layers[g - 1].name}; "
                              "use a smaller amount")
     if any(layer.residual for layer in layers):
         _avoid_new_shortcuts(layers, group, keep)

@@ -68,7 +68,8 @@ def pick_target(columns: list[str], target: str | None, path: Path) -> int:
             raise DataError(f"{path} has {len(columns)} column(s); need at least one feature and a target column")
         return len(columns) - 1
     if target not in columns:
-        raise DataError(f"{param('target', metavar=repr(target))} is not a column of {path}{did_you_mean(target, columns)} "
+        raise DataError(f"{param('target', metavar=repr(target))} is not a column of {path}"
+                        f"{did_you_mean(target, columns)} "
                         f"columns: {', '.join(columns)}")
     if len(columns) < 2:
         raise DataError(f"{path} has only the target column '{target}'; add feature columns")
@@ -198,7 +199,8 @@ def read_file(path: Path, target: str | None) -> RawData:
     try:
         return _read_file(path, target)
     except (PermissionError, IsADirectoryError) as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}; check the {param('data')} path and its permissions") from None
+        raise DataError(f"cannot read {path}: {exc.strerror}; check the {param('data')} path and its "
+                        "permissions") from None
 
 
 def _read_file(path: Path, target: str | None) -> RawData:

@@ -181,7 +181,8 @@ def _targets(task: str, ys: list[np.ndarray], known_names: list[str] | None):
         return encode_labels(ys, known_names)
     for part in ys:
         if _numeric_labels(part) is None:
-            raise DataError(f"labels are not numbers (found '{part.reshape(-1)[0]}'); use {param('task', 'classification')}")
+            raise DataError(f"labels are not numbers (found '{part.reshape(-1)[0]}'); use "
+                            f"{param('task', 'classification')}")
     return [_numeric_labels(part).astype(np.float64) for part in ys], None
 
 

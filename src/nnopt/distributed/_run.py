@@ -45,7 +45,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
     options = dict(module=module, loss=loss, metrics=metrics, callbacks=callbacks, resume=resume)
     if under_torchrun:
         if spec.nproc > 1:
-            raise UsageError(f"{param('nproc')} is for launching on this machine; under torchrun use its "
+            raise UsageError(f"{param('nproc')} is for launching on this machine; under torchrun use "
                              "--nproc-per-node")
         return run_rank(spec, **options)
     if spec.nproc == 1:

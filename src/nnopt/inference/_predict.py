@@ -76,7 +76,8 @@ def predict(model: Any, data: Any, *, proba: bool = False, out: str | Path | Non
         try:
             result.path = atomic_write_text(out, buffer.getvalue())
         except OSError as exc:
-            raise UsageError(f"cannot write predictions to {out} ({exc.strerror or exc}); choose another {param('out')}") from None
+            raise UsageError(f"cannot write predictions to {out} ({exc.strerror or exc}); choose another "
+                             f"{param('out')}") from None
     return result
 
 

@@ -64,8 +64,8 @@ def default_out(data: Any) -> Path:
     return Path("runs") / f"automl-{slug(_source(data))}"
 
 
-def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", target: str | None = None, task: str | None = None,
-           objective: str | None = None, space: str = "auto", max_params: int | None = None,
+def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", target: str | None = None,
+           task: str | None = None, objective: str | None = None, space: str = "auto", max_params: int | None = None,
            max_flops: int | None = None, max_size_kb: float | None = None, max_latency_ms: float | None = None,
            max_accuracy_drop: float | None = None, workers: int = 1, storage: str | None = None,
            study: str | None = None, seed: int = 0, progress: Progress | None = None,

@@ -113,7 +113,8 @@ def search(settings: dict[str, Any], screen: dict[str, Any], out: Path, timing: 
         rounds += 1
     draw(out)
     if result is None or result.best_params is None:
-        raise UsageError(f"no search trial finished in {time.monotonic() - started:.0f} s; give a larger {param('budget')}")
+        raise UsageError(f"no search trial finished in {time.monotonic() - started:.0f} s; give a larger "
+                         f"{param('budget')}")
     parsed = load_tune_spec(spec, {})
     counts = result.counts()
     top = next(t for t in result.trials if t["number"] == result.best_trials[0])

@@ -155,9 +155,11 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
         except optuna.exceptions.DuplicatedStudyError:  # another process created it a moment ago
             study = optuna.load_study(study_name=study_name, storage=storage)
     except ValueError as exc:
-        raise UsageError(f"study '{study_name}' exists with other settings ({exc}); use another {param('study')}") from None
+        raise UsageError(f"study '{study_name}' exists with other settings ({exc}); use another "
+                         f"{param('study')}") from None
     if study.directions != [optuna.study.StudyDirection[d.upper()] for d in directions_list]:
-        raise UsageError(f"study '{study_name}' in this storage optimizes other directions; use another {param('study')}")
+        raise UsageError(f"study '{study_name}' in this storage optimizes other directions; use another "
+                         f"{param('study')}")
     recover_crashed(study, Claims(run_dir if storage_url is None else None))
     config = {"command": "search" if spec and spec.architecture else "tune", **(spec.to_dict() if spec else {"space": parsed_space.to_dict()}),
               "objectives": [{"metric": o.metric, "direction": o.direction} for o in objectives],

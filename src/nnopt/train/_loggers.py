@@ -83,7 +83,8 @@ class TensorBoardLogger(Callback):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise UsageError(f"{param('log', 'tensorboard')} needs the tensorboard package; pip install tensorboard") from None
+            raise UsageError(f"{param('log', 'tensorboard')} needs the tensorboard package; pip install "
+                             "tensorboard") from None
         self.history, self.config = list(history), config
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=1 if history else None)
 
