@@ -22,6 +22,7 @@ from nnopt.errors import UsageError, describe, param, require_model_path, requir
 from nnopt.fileio import lock_run_dir
 from nnopt.report import build_report
 
+
 def fit(model: Any, data: Any, **kwargs: Any) -> _train.FitResult:
     """nnopt.train.fit, plus report.html and plots in the run directory when `out` is given.
 

@@ -122,12 +122,17 @@ def _acquire(lock: Path, run_dir: Path) -> int | None:
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             holder = _read_pid(fd)
             os.close(fd)
             who = f"pid {holder}" if holder else "pid unknown"
             raise UsageError(f"{run_dir} is in use by another nnopt process ({who}); wait for it to finish or use "
                              f"another {param('out')}") from None
+        except OSError:  # a file system without locks (some network mounts): write unlocked, as before
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                lock.unlink()
+            return None
         # The holder before us may have removed the file between our open and our lock: then the lock is on a
         # file nobody else will open; start again on the file at the path.
         try:

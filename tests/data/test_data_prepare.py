@@ -224,7 +224,7 @@ def test_unknown_names_and_missing_paths(tmp_path):
         load_data("data/train.csv")
     with pytest.raises(DataError, match=r"file not found: .*nothing.npz"):
         load_data(tmp_path / "nothing.npz")
-    with pytest.raises(DataError, match="cannot load data from a int"):
+    with pytest.raises(DataError, match=r"^data= must be a dataset name, a path, .*; got 3$"):
         load_data(3)
     with pytest.raises(DataError, match="target= applies to .csv"):
         load_data("iris", target="species")
