@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             lr = nnopt.find_lr(args.model, DATA, **settings).suggested
         result = nnopt.fit(args.model, DATA, lr=lr, epochs=args.epochs, out=args.out, **settings)
     except nnopt.NnoptError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        with nnopt.errors.cli_spelling():  # this program's flags are nnopt's: the message says --lr, not lr=
+            print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
 
     import torch

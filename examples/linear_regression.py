@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         result = nnopt.fit("linear", (x, y), optimizer="gd", lr=args.lr, epochs=args.epochs, seed=args.seed,
                            scale="none", task="regression", out=args.out)
     except nnopt.NnoptError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        with nnopt.errors.cli_spelling():  # this program's flags are nnopt's: the message says --lr, not lr=
+            print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     fitted = (float(result.model.weight.item()), float(result.model.bias.item()))
     # The closed form on the rows gradient descent saw (the training split), not on all generated points.

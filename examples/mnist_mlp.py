@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         result = nnopt.fit(args.model, args.idx, optimizer="adam", lr=args.lr, epochs=args.epochs,
                            batch_size=args.batch_size, seed=args.seed, threads=args.threads, out=args.out)
     except nnopt.NnoptError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        with nnopt.errors.cli_spelling():  # this program's flags are nnopt's: the message says --lr, not lr=
+            print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     info = result.data.describe()
     test = result.metrics["test"]

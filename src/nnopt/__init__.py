@@ -14,10 +14,10 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__", "automl", "fit", "compare", "find_lr", "tune", "nas", "compress_model", "load", "build_report", "FitResult", "CompareResult", "load_data",
     "build_model", "load_model", "ArchSpec", "OPTIMIZERS", "create_optimizer", "NnoptError", "UsageError",
-    "evaluate", "predict", "export",
+    "evaluate", "predict", "export", "DataError", "ConfigError",
 ]
 
-from nnopt.errors import NnoptError, UsageError
+from nnopt.errors import ConfigError, DataError, NnoptError, UsageError
 
 # Heavy subpackages (torch, sklearn) load on first use, so `nnopt --help` starts fast.
 _LAZY = {
@@ -30,13 +30,21 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+# Subpackages and modules reachable as attributes after `import nnopt` alone (nnopt.train.Callback,
+# nnopt.search.nas, ...), each imported on first use like the names above.
+_SUBMODULES = ("api", "cli", "comparison", "compress", "config", "data", "distributed", "errors", "fileio",
+               "inference", "models", "optim", "pipeline", "registry", "report", "search", "train")
 
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"nnopt.{name}")  # the import sets the attribute on this package
     raise AttributeError(f"module 'nnopt' has no attribute '{name}'")
 
 

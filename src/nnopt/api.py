@@ -1,19 +1,26 @@
 """The public entry points: each runs a command's engine, then draws its report when it has a run directory.
 
 This is the one place where the layers meet (train / comparison write the files, report reads them),
-so the CLI and Python users get the same run directory.
+so the CLI and Python users get the same run directory. Each entry point holds its run directory's lock
+(fileio.lock_run_dir) while it writes, so a second command on the same directory stops with a UsageError.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from nnopt import comparison as _comparison
 from nnopt import distributed as _distributed
 from nnopt import search as _search
 from nnopt import train as _train
-from nnopt.report import build_report
 from nnopt.config import TrainSpec
+from nnopt.errors import UsageError, describe, param, require_model_path, require_path
+from nnopt.fileio import lock_run_dir
+from nnopt.report import build_report
 
 
 def fit(model: Any, data: Any, **kwargs: Any) -> _train.FitResult:
@@ -29,50 +36,70 @@ def run_spec(spec: TrainSpec, **kwargs: Any) -> _train.FitResult:
     """Train from a resolved TrainSpec (what `nnopt train` does), then draw the report.
 
     Several processes (nproc, strategy, or a torchrun rank) go through nnopt.distributed; only rank 0 has a
-    run directory, so only rank 0 draws the report."""
-    if _distributed.wanted(spec):
-        return _with_report(_distributed.run(spec, **kwargs))
-    return _with_report(_train.run(spec, **kwargs))
+    run directory, so only rank 0 locks it and draws the report."""
+    spec.validate()
+    rank = _torchrun_rank() if _distributed.env_world_size() > 1 else 0
+    with _locked(spec.out if rank == 0 else None):
+        if _distributed.wanted(spec):
+            return _with_report(_distributed.run(spec, **kwargs))
+        return _with_report(_train.run(spec, **kwargs))
 
 
 def compare(data: Any, model: Any = "mlp:128,64", **kwargs: Any) -> _comparison.CompareResult:
     """nnopt.comparison.compare, plus report.html, curves.png (and lr_find.png) when `out` is given."""
-    return _with_report(_comparison.compare(data, model, **kwargs))
+    with _locked(kwargs.get("out")):
+        return _with_report(_comparison.compare(data, model, **kwargs))
 
 
 def find_lr(model: Any, data: Any, **kwargs: Any) -> _train.LRFindResult:
     """The LR range test; with `out`, also lr_find.png and report.html."""
-    result = _train.find_lr(model, data, **kwargs)
-    if kwargs.get("out") is not None:
-        build_report(kwargs["out"])
-    return result
+    with _locked(kwargs.get("out")):
+        result = _train.find_lr(model, data, **kwargs)
+        if kwargs.get("out") is not None:
+            build_report(kwargs["out"])
+        return result
 
 
 def tune(spec_or_function: Any, **kwargs: Any) -> _search.TuneResult:
-    """nnopt.search.tune, plus the study's report (and the retrained best model's) when `out` is given."""
-    return tune_report(_search.tune(spec_or_function, **kwargs))
+    """nnopt.search.tune, plus the study's report (and the retrained best model's) when `out` is given.
+
+    The lock is on `out`: the study itself may be shared through storage= by processes with other run
+    directories."""
+    if not (callable(spec_or_function) or isinstance(spec_or_function, (str, os.PathLike, Mapping))):
+        raise UsageError(f"{param('spec_or_function')} must be a tune spec (a YAML file or a mapping) or a function "
+                         f"of the params; got {describe(spec_or_function)}")
+    with _locked(kwargs.get("out")):
+        return tune_report(_search.tune(spec_or_function, **kwargs))
 
 
 def nas(data: Any, **kwargs: Any) -> _search.TuneResult:
     """nnopt.search.nas.search (architecture search), plus the report and the retrained best model's."""
-    return tune_report(_search.nas.search(data, **kwargs))
+    with _locked(kwargs.get("out")):
+        return tune_report(_search.nas.search(data, **kwargs))
 
 
-def compress_model(source: Any, data: Any = None, **kwargs: Any) -> Any:
-    """nnopt.compress.compress, plus report.html when `out` is given."""
+def compress_model(model: Any, data: Any = None, **kwargs: Any) -> Any:
+    """nnopt.compress.compress of `model` (a run directory or model file), plus report.html when `out` is given."""
     from nnopt import compress as _compress
 
-    return _with_report(_compress.compress(source, data, **kwargs))
+    require_model_path("model", model)
+    with _locked(kwargs.get("out")):
+        return _with_report(_compress.compress(model, data, **kwargs))
 
 
 def automl(data: Any, **kwargs: Any) -> Any:
     """nnopt.pipeline.automl: screen, search, retrain, compress, export, test under one budget; every stage's
-    report is drawn as the stage finishes (its time counts against the budget), the story's report at the end."""
+    report is drawn as the stage finishes (its time counts against the budget), the story's report at the end.
+
+    out: the run directory, by default runs/automl-DATA (as `nnopt automl`), so a re-run continues."""
     from nnopt import pipeline as _pipeline
 
-    result = _pipeline.automl(data, report=build_report, **kwargs)
-    build_report(result.run_dir)
-    return result
+    out = kwargs.pop("out", None)
+    out = _pipeline.default_out(data) if out is None else out
+    with _locked(out):
+        result = _pipeline.automl(data, out=out, report=build_report, **kwargs)
+        build_report(result.run_dir)
+        return result
 
 
 def tune_report(result: _search.TuneResult) -> _search.TuneResult:
@@ -87,3 +114,21 @@ def _with_report(result: Any) -> Any:
     if result.run_dir is not None:
         build_report(result.run_dir)
     return result
+
+
+@contextlib.contextmanager
+def _locked(out: Any) -> Iterator[None]:
+    """The run directory `out` locked for this process (nothing when there is none)."""
+    if out is None:
+        yield
+        return
+    require_path("out", out, "a directory path")
+    with lock_run_dir(Path(out)):
+        yield
+
+
+def _torchrun_rank() -> int:
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0

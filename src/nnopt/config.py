@@ -1,22 +1,25 @@
 """Typed run specs: one dataclass per command, filled from YAML and `key=value` overrides.
 
 Parameters are data, validated once here at the boundary with one message format
-(`--lr must be > 0; got -0.1`). Unknown keys are errors with a did-you-mean.
+(`lr= must be > 0; got -0.1`, spelled `--lr` on the command line). Unknown keys are errors with a did-you-mean.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nnopt.errors import ConfigError, UsageError, did_you_mean, unknown_name
+from nnopt.errors import ConfigError, UsageError, describe, did_you_mean, param, require_int, unknown_name
 
 TASKS = ("classification", "regression")
 DEVICES = ("auto", "cpu", "cuda")
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 # synchronous data parallel (DistributedDataParallel); asynchronous Hogwild SGD; local SGD (periodic averaging)
 STRATEGIES = ("ddp", "hogwild", "local-sgd")
 DEFAULT_SYNC_EVERY = 8  # local SGD: optimizer steps between parameter averages
@@ -56,44 +59,49 @@ class TrainSpec:
 
     def validate(self) -> TrainSpec:
         if self.data is None or (isinstance(self.data, str) and not self.data.strip()):
-            raise UsageError("no data given; pass --data NAME_OR_PATH (see `nnopt datasets`)")
+            raise UsageError(f"no data given; pass {param('data', metavar='NAME_OR_PATH')} (see `nnopt datasets`)")
         if self.lr is not None:
-            _check_number("--lr", self.lr, lambda v: v > 0 and math.isfinite(v), "> 0")
-        _check_int("--epochs", self.epochs, 1)
+            _check_number("lr", self.lr, lambda v: v > 0 and math.isfinite(v), "> 0")
+        require_int("epochs", self.epochs, 1)
         if self.batch_size is not None and self.batch_size != "full":
-            _check_int("--batch-size", self.batch_size, 1, extra=" or 'full'")
+            require_int("batch_size", self.batch_size, 1, extra=" or 'full'")
         if self.early_stopping is not None:
-            _check_int("--early-stopping", self.early_stopping, 1)
-        for flag, on in (("--early-stopping", self.early_stopping is not None),
-                         ("--schedule reduce-on-plateau", self.schedule == "reduce-on-plateau")):
+            require_int("early_stopping", self.early_stopping, 1)
+        for name, on in (("early_stopping", self.early_stopping is not None),
+                         ("schedule", self.schedule == "reduce-on-plateau")):
             if on and self.val_fraction == 0:  # both watch the validation loss, which an empty split never has
-                raise UsageError(f"{flag} watches the validation loss, and --val-fraction 0 leaves no validation "
-                                 "rows; give --val-fraction > 0 or drop it")
+                shown = param(name) if name == "early_stopping" else param(name, "reduce-on-plateau")
+                raise UsageError(f"{shown} watches the validation loss, and {param('val_fraction', 0)} leaves no "
+                                 f"validation rows; give {param('val_fraction')} > 0 or drop it")
         if self.clip_grad is not None:
-            _check_number("--clip-grad", self.clip_grad, lambda v: v > 0 and math.isfinite(v), "> 0")
-        _check_int("--seed", self.seed, 0)
+            _check_number("clip_grad", self.clip_grad, lambda v: v > 0 and math.isfinite(v), "> 0")
+        require_int("seed", self.seed, 0)
         if self.threads is not None:
-            _check_int("--threads", self.threads, 1)
+            require_int("threads", self.threads, 1)
         if self.task is not None and self.task not in TASKS:
-            raise UsageError(f"--task must be one of {', '.join(TASKS)}; got '{self.task}'")
-        if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
-            raise UsageError(f"--device must be one of {', '.join(DEVICES)}; got '{self.device}'")
-        _check_int("--nproc", self.nproc, 1)
+            raise UsageError(f"{param('task')} must be one of {', '.join(TASKS)}; got {self.task!r}")
+        self.device = device_name(self.device)
+        require_int("nproc", self.nproc, 1)
         if self.strategy not in STRATEGIES:
-            raise UsageError(f"unknown --strategy '{self.strategy}'{did_you_mean(str(self.strategy), STRATEGIES)} "
+            raise UsageError(f"unknown {param('strategy')} '{self.strategy}'"
+                             f"{did_you_mean(str(self.strategy), STRATEGIES)} "
                              f"choices: {', '.join(STRATEGIES)}")
         if self.sync_every is not None:
-            _check_int("--sync-every", self.sync_every, 1)
+            require_int("sync_every", self.sync_every, 1)
             if self.strategy != "local-sgd":
-                raise UsageError("--sync-every is for --strategy local-sgd; drop it or add --strategy local-sgd")
+                raise UsageError(f"{param('sync_every')} is for {param('strategy', 'local-sgd')}; drop it or add "
+                                 f"{param('strategy', 'local-sgd')}")
         elif self.strategy == "local-sgd":
             self.sync_every = DEFAULT_SYNC_EVERY  # resolved here, so config.json records the period used
-        _check_int("--max-restarts", self.max_restarts, 0)
+        require_int("max_restarts", self.max_restarts, 0)
         if self.max_restarts and not self.out:
-            raise UsageError("--max-restarts needs --out DIR: a restart resumes from the checkpoint there")
+            raise UsageError(f"{param('max_restarts')} needs {param('out', metavar='DIR')}: a restart resumes from "
+                             "the checkpoint there")
+        if self.out is not None and not isinstance(self.out, (str, os.PathLike)):
+            raise UsageError(f"{param('out')} must be a directory path; got {describe(self.out)}")
         for name in ("optimizer_params", "schedule_params"):
             if not isinstance(getattr(self, name), Mapping):
-                raise ConfigError(f"{name} must be a mapping of option: value; got {getattr(self, name)!r}")
+                raise ConfigError(f"{param(name)} must be a mapping of option: value; got {getattr(self, name)!r}")
         self.log = logger_names(self.log)
         return self
 
@@ -101,14 +109,18 @@ class TrainSpec:
         return dataclasses.asdict(self)
 
 
-def _check_int(flag: str, value: Any, minimum: int, extra: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UsageError(f"{flag} must be an integer >= {minimum}{extra}; got {value!r}")
+def device_name(device: Any) -> str:
+    """auto, cpu, cuda or cuda:N, from a string or a torch.device (read by its text, so no torch import here)."""
+    if type(device).__name__ == "device" and type(device).__module__.startswith("torch"):
+        device = str(device)
+    if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
+        raise UsageError(f"{param('device')} must be one of {', '.join(DEVICES)} or cuda:N; got {describe(device)}")
+    return device
 
 
-def _check_number(flag: str, value: Any, ok: Any, rule: str) -> None:
+def _check_number(name: str, value: Any, ok: Any, rule: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(float(value)):
-        raise UsageError(f"{flag} must be {rule}; got {value!r}")
+        raise UsageError(f"{param(name)} must be {rule}; got {value!r}")
 
 
 def logger_names(value: Any) -> list[str]:
@@ -116,7 +128,7 @@ def logger_names(value: Any) -> list[str]:
     a logger whose package is missing is refused here, before data is loaded or anything is written."""
     items = [value] if isinstance(value, str) else [] if value is None else value
     if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
-        raise ConfigError(f"log must be a list of logger names ({', '.join(LOGGERS)}); got {value!r}")
+        raise ConfigError(f"{param('log')} must be a list of logger names ({', '.join(LOGGERS)}); got {value!r}")
     names: list[str] = []
     for name in (part.strip().lower() for item in items for part in item.split(",")):
         if name and name not in names:
@@ -124,7 +136,7 @@ def logger_names(value: Any) -> list[str]:
                 raise unknown_name("logger", name, LOGGERS)
             package = LOGGERS[name]
             if package and not _installed(package):
-                raise UsageError(f"--log {name} needs the {package} package; pip install {package}")
+                raise UsageError(f"{param('log', name)} needs the {package} package; pip install {package}")
             names.append(name)
     return names
 

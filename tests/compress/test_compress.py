@@ -114,12 +114,12 @@ def test_qat_recovers_two_bit_accuracy(trained, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"prune": 1.0}, r"--prune must be a sparsity in \[0, 1\)"),
-    ({"prune": -0.1}, r"--prune must be a sparsity in \[0, 1\)"),
+    ({"prune": 1.0}, r"prune= must be a sparsity in \[0, 1\)"),
+    ({"prune": -0.1}, r"prune= must be a sparsity in \[0, 1\)"),
     ({"quantize": "int3"}, "unsupported bit width 'int3'"),
     ({"prune": 0.5, "prune_method": "magnitud"}, "did you mean 'magnitude'"),
     ({"prune": 0.999, "prune_method": "structured"}, "would remove every unit"),
-    ({"qat_epochs": 2}, "--qat-epochs needs --quantize"),
+    ({"qat_epochs": 2}, "qat_epochs= needs quantize=int8"),
     ({}, "nothing to do"),
     ({"prune": 0.5, "prune_method": "structured", "schedule": "gradual"}, "structured pruning is one-shot"),
 ])
@@ -138,7 +138,7 @@ def test_not_an_nnopt_model_and_mismatched_data(trained, tmp_path):
     alone = tmp_path / "alone"
     alone.mkdir()
     (alone / "model.pt").write_bytes((trained / "model.pt").read_bytes())
-    with pytest.raises(UsageError, match="give --data"):  # QAT without training data
+    with pytest.raises(UsageError, match="give data="):  # QAT without training data
         compress(alone / "model.pt", quantize="int4", qat_epochs=2)
 
 

@@ -270,11 +270,11 @@ def test_make_permanent_removes_masks_and_keeps_the_zeros(mlp):
 
 def test_bad_input_is_one_usage_error(mlp, trained):
     for amount in (1.0, -0.1, 1.2, float("nan"), "half"):
-        with pytest.raises(UsageError, match=r"--prune must be in \[0, 1\); got"):
+        with pytest.raises(UsageError, match=r"prune= must be in \[0, 1\); got"):
             prune(mlp, amount)
     with pytest.raises(UsageError, match="did you mean 'magnitude'.*choices: 2:4, global, magnitude, structured"):
         prune(mlp, 0.5, "magnitud")
-    with pytest.raises(UsageError, match="--prune 0.995 would remove every unit of layer blocks.1.0; use a smaller"):
+    with pytest.raises(UsageError, match="prune=0.995 would remove every unit of layer blocks.1.0; use a smaller"):
         prune(mlp, 0.995, "structured")
     with pytest.raises(UsageError, match="structured pruning is one-shot"):
         prune_gradually(mlp, trained.data, 0.5, "structured", epochs=2)

@@ -52,7 +52,7 @@ def test_batches_are_contiguous_views_of_one_gathered_copy():
 @pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
 def test_bad_batch_size(batch_size):
     X, y = rows()
-    with pytest.raises(UsageError, match="--batch-size must be an integer >= 1"):
+    with pytest.raises(UsageError, match="batch_size= must be an integer >= 1"):
         epoch_batches(X, y, batch_size, None)
 
 

@@ -60,7 +60,7 @@ def test_csv_quoted_fields_bom_and_blank_lines(tmp_path):
     ("a,b,label\n1,nan,0\n2,inf,1\n", {}, r"column 'b' has 2 missing or non-finite"),
     ("a,b,label\n1,2,0\n2,3\n", {}, r"row 2 has 2 fields but the header has 3"),
     ("a,b,label\n1,2,\n2,3,1\n", {}, r"target column 'label' has 1 empty values"),
-    ("a,b,label\n1,2,0\n", {"target": "labl"}, r"--target 'labl' is not a column.*did you mean 'label'\? "
+    ("a,b,label\n1,2,0\n", {"target": "labl"}, r"target='labl' is not a column.*did you mean 'label'\? "
                                                  r"columns: a, b, label"),
     ("label\n1\n2\n", {}, r"need at least one feature and a target"),
 ])
@@ -104,7 +104,7 @@ def test_npz_errors(tmp_path):
     write(tmp_path / "fake.npz", "not a zip")
     with pytest.raises(DataError, match="is not a .npz archive"):
         load_data(tmp_path / "fake.npz")
-    with pytest.raises(DataError, match="--target applies to .csv and .parquet"):
+    with pytest.raises(DataError, match="target= applies to .csv and .parquet"):
         np.savez(tmp_path / "ok.npz", X=np.zeros((30, 2)), y=np.arange(30) % 2)
         load_data(tmp_path / "ok.npz", target="y")
 

@@ -45,9 +45,9 @@ def test_detect_task_on_sklearn_sets():
 
 def test_forced_task_errors():
     X = np.random.default_rng(0).normal(size=(40, 2))
-    with pytest.raises(DataError, match=r"labels are not class labels \(found 3.7\); use --task regression"):
+    with pytest.raises(DataError, match=r"labels are not class labels \(found 3.7\); use task='regression'"):
         load_data((X, np.r_[np.zeros(39), 3.7]), task="classification")
-    with pytest.raises(DataError, match="labels are not numbers.*use --task classification"):
+    with pytest.raises(DataError, match="labels are not numbers.*use task='classification'"):
         load_data((X, np.array(["a", "b"] * 20)), task="regression")
     with pytest.raises(DataError, match="only one class"):
         load_data((X, np.zeros(40)), task="classification")
@@ -110,9 +110,9 @@ def test_test_fraction_zero_gives_empty_test_split():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"val_fraction": 1.5}, r"--val-fraction must be in \[0, 1\); got 1.5"),
-    ({"val_fraction": -0.1}, r"--val-fraction must be in \[0, 1\)"),
-    ({"test_fraction": 1}, r"--test-fraction must be in \[0, 1\); got 1"),
+    ({"val_fraction": 1.5}, r"val_fraction= must be in \[0, 1\); got 1.5"),
+    ({"val_fraction": -0.1}, r"val_fraction= must be in \[0, 1\)"),
+    ({"test_fraction": 1}, r"test_fraction= must be in \[0, 1\); got 1"),
     ({"val_fraction": 0.5, "test_fraction": 0.5}, r"must be < 1"),
 ])
 def test_bad_fractions(kwargs, message):
@@ -228,18 +228,18 @@ def test_unknown_names_and_missing_paths(tmp_path):
         load_data("digts")
     with pytest.raises(DataError, match=r"unknown dataset 'zzz'; choices"):
         load_data("zzz")
-    with pytest.raises(DataError, match=r"file not found: data/train.csv; check the --data path"):
+    with pytest.raises(DataError, match=r"file not found: data/train.csv; check the data= path"):
         load_data("data/train.csv")
     with pytest.raises(DataError, match=r"file not found: .*nothing.npz"):
         load_data(tmp_path / "nothing.npz")
-    with pytest.raises(DataError, match="cannot load data from a int"):
+    with pytest.raises(DataError, match=r"^data= must be a dataset name, a path, .*; got 3$"):
         load_data(3)
-    with pytest.raises(DataError, match="--target applies to .csv"):
+    with pytest.raises(DataError, match="target= applies to .csv"):
         load_data("iris", target="species")
 
 
 def test_too_few_rows_to_split():
-    with pytest.raises(DataError, match=r"too few rows \(1\) to hold out a val split.*--val-fraction"):
+    with pytest.raises(DataError, match=r"too few rows \(1\) to hold out a val split.*val_fraction="):
         load_data((np.arange(4.0).reshape(2, 2), np.array([0.5, 1.5])))
     tiny = load_data((np.arange(4.0).reshape(2, 2), np.array([0.5, 1.5])), val_fraction=0)
     assert (len(tiny.train), len(tiny.val), len(tiny.test)) == (1, 0, 1)

@@ -127,17 +127,17 @@ def test_callback_stops_the_workers():
 
 @pytest.mark.parametrize("nproc", [0, -1, True, "2"])
 def test_nproc_must_be_a_positive_integer(nproc):
-    with pytest.raises(UsageError, match="--nproc must be an integer >= 1"):
+    with pytest.raises(UsageError, match="nproc= must be an integer >= 1"):
         train_hogwild(digits(), nproc)
 
 
 def test_more_workers_than_training_rows():
-    with pytest.raises(UsageError, match=r"--nproc 500 is more than the \d+ training rows"):
+    with pytest.raises(UsageError, match=r"nproc=500 is more than the \d+ training rows"):
         train_hogwild(TrainSpec(data="iris", model="mlp:8", optimizer="sgd"), 500)
 
 
 def test_gpu_device_is_refused():
-    with pytest.raises(UsageError, match="hogwild needs CPU shared memory; use --strategy ddp on GPUs"):
+    with pytest.raises(UsageError, match="hogwild needs CPU shared memory; use strategy='ddp' on GPUs"):
         train_hogwild(digits(device="cuda"), 2)
 
 

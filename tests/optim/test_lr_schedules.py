@@ -139,7 +139,7 @@ def test_loading_another_schedules_state_is_a_checkpoint_error():
 
 def test_schedulefree_refuses_a_schedule():
     optimizer = _optimizer("schedulefree")
-    with pytest.raises(UsageError, match="^optimizer 'schedulefree' needs no schedule; drop --schedule$"):
+    with pytest.raises(UsageError, match="^optimizer 'schedulefree' needs no schedule; drop schedule=$"):
         create_schedule("cosine", optimizer, epochs=EPOCHS, steps_per_epoch=SPE)
     assert create_schedule("constant", optimizer, epochs=EPOCHS, steps_per_epoch=SPE).name == "constant"
     assert create_schedule(None, optimizer, epochs=EPOCHS, steps_per_epoch=SPE).name == "constant"
@@ -153,7 +153,7 @@ def test_bad_schedule_input_is_reported():
         create_schedule("cosin", optimizer, epochs=EPOCHS, steps_per_epoch=SPE)
     with pytest.raises(ConfigError, match="schedule 'step': gamma must be in \\(0, 1\\]; got 2"):
         create_schedule({"name": "step", "gamma": 2}, optimizer, epochs=EPOCHS, steps_per_epoch=SPE)
-    with pytest.raises(UsageError, match="^--epochs must be an integer >= 1; got 0$"):
+    with pytest.raises(UsageError, match="^epochs= must be an integer >= 1; got 0$"):
         create_schedule("cosine", optimizer, epochs=0, steps_per_epoch=SPE)
 
 

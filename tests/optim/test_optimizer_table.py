@@ -142,13 +142,13 @@ def test_muon_split_for_a_plain_parameter_list():
 
 @pytest.mark.parametrize("lr", [-0.1, 0.0])
 def test_non_positive_lr_is_a_usage_error(lr):
-    with pytest.raises(UsageError, match=rf"^--lr must be > 0; got {lr}$"):
+    with pytest.raises(UsageError, match=rf"^lr= must be > 0; got {lr}$"):
         create_optimizer("adam", make_mlp(), lr=lr)
 
 
 @pytest.mark.parametrize("lr", [math.nan, math.inf, "fast"])
 def test_non_finite_or_non_numeric_lr_is_a_usage_error(lr):
-    with pytest.raises(UsageError, match="^--lr must be"):
+    with pytest.raises(UsageError, match="^lr= must be"):
         create_optimizer("sgd", make_mlp(), lr=lr)
 
 

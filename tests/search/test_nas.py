@@ -177,8 +177,8 @@ def test_cnn_space_on_tabular_data_is_refused(tmp_path):
     ({"strategy": "annealing"}, "unknown strategy 'annealing'"),
     ({"strategy": "evolution", "objectives": "val_accuracy,params"}, "evolution' optimizes one objective"),
     ({"objectives": "val_acuracy"}, "did you mean 'val_accuracy'"),
-    ({"max_params": -5}, "--max-params must be a number > 0"),
-    ({"epochs": 0}, "--epochs must be an integer >= 1"),
+    ({"max_params": -5}, "max_params= must be a number > 0"),
+    ({"epochs": 0}, "epochs= must be an integer >= 1"),
 ])
 def test_bad_search_settings(kwargs, message, tmp_path):
     with pytest.raises((UsageError, ConfigError), match=message):

@@ -123,7 +123,7 @@ BAD = [
     (spec_with(space={"hidden": {"choices": [8]}, "optimizer": {"type": "int", "low": 1, "high": 2}}),
      "'optimizer' must be categorical"),
     (spec_with(space=space_with(lr={"type": "float", "low": 0, "high": 1})),
-     "space parameter 'lr' can take 0.0, which training rejects: --lr must be > 0; got 0.0"),
+     "space parameter 'lr' can take 0.0, which training rejects: lr= must be > 0; got 0.0"),
     (spec_with(space=space_with(batch_size={"choices": [0, "full"]})),
      "space parameter 'batch_size' can take 0, which training rejects"),
     (spec_with(space=space_with(batch_size={"choices": [32, "half"]})),
@@ -137,7 +137,7 @@ BAD = [
     (spec_with(train={"epoch": 3}), "unknown key 'epoch' in train; did you mean 'epochs'?"),
     (spec_with(train={"seed": 3}), "'seed' is not allowed under train:; set it at the top level"),
     (spec_with(train={"out": "x"}), "'out' is not allowed under train:"),
-    (spec_with(train={"epochs": 0}), "train: --epochs must be an integer >= 1; got 0"),
+    (spec_with(train={"epochs": 0}), "train: epochs= must be an integer >= 1; got 0"),
     (spec_with(train=[1]), "train: must be a mapping"),
     (spec_with(train={"optimizer": "adam", "optimizer_params": {"momentum": 0.9}}, space={"hidden": {"choices": [8]}}),
      "optimizer 'adam' has no option 'momentum' (train: optimizer_params)"),
@@ -165,13 +165,13 @@ def test_run_settings_are_not_tunable(name, choices):
     assert name not in trial and trial["model"] == "mlp:8:dropout=0.1"
 
 
-def test_flag_values_are_usage_errors_named_as_flags():
-    with pytest.raises(UsageError, match=r"^--trials must be an integer >= 1; got 0$") as info:
+def test_flag_values_are_usage_errors_named_as_arguments():
+    with pytest.raises(UsageError, match=r"^trials= must be an integer >= 1; got 0$") as info:
         load_tune_spec(BASE, {"trials": 0})
     assert not isinstance(info.value, ConfigError)
-    with pytest.raises(UsageError, match=r"^--timeout must be a number of seconds > 0; got -1"):
+    with pytest.raises(UsageError, match=r"^timeout= must be a number of seconds > 0; got -1"):
         load_tune_spec(BASE, {"timeout": -1})
-    with pytest.raises(UsageError, match=r"^unknown sampler 'tpee' \(--sampler\); did you mean 'tpe'\?"):
+    with pytest.raises(UsageError, match=r"^unknown sampler 'tpee' \(sampler=\); did you mean 'tpe'\?"):
         load_tune_spec(BASE, {"sampler": "tpee"})
     with pytest.raises(UsageError, match="^unknown key 'bogus'"):
         load_tune_spec(BASE, {"bogus": 1})

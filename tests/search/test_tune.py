@@ -234,7 +234,7 @@ def test_the_shipped_example_spec_runs(tmp_path):
 
 @pytest.mark.parametrize("settings, fragment", [
     ({"sampler": "tpee"}, "unknown sampler 'tpee'; did you mean 'tpe'?"),
-    ({"trials": 0}, "--trials must be an integer >= 1; got 0"),
+    ({"trials": 0}, "trials= must be an integer >= 1; got 0"),
     ({"trails": 5}, "unknown setting 'trails'; did you mean 'trials'?"),
 ])
 def test_function_study_settings_are_checked(settings, fragment):

@@ -42,7 +42,7 @@ def test_compress_and_evaluate_a_run_without_val_or_test(run_cli, tmp_path):
 
 @pytest.mark.parametrize("setting", [{"early_stopping": 3}, {"schedule": "reduce-on-plateau"}])
 def test_what_watches_the_validation_loss_needs_a_validation_split(setting):
-    with pytest.raises(UsageError, match="watches the validation loss.*--val-fraction > 0"):
+    with pytest.raises(UsageError, match=r"watches the validation loss.*val_fraction= > 0"):
         nnopt.fit("mlp:16", "iris", epochs=3, val_fraction=0, **setting)
 
 

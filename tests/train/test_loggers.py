@@ -124,7 +124,7 @@ def test_names_are_normalised_and_checked():
     assert TrainSpec(data="iris", log=None).validate().log == []
     with pytest.raises(ConfigError, match="unknown logger 'tensorbord'; did you mean 'tensorboard'"):
         TrainSpec(data="iris", log="csv,tensorbord").validate()
-    with pytest.raises(ConfigError, match="log must be a list"):
+    with pytest.raises(ConfigError, match="log= must be a list"):
         TrainSpec(data="iris", log=3).validate()
     assert TrainSpec(data="iris", log=["csv"], strategy="hogwild", nproc=2).validate().log == ["csv"]
     assert fit("mlp:8", "iris", epochs=1, log=["csv"]).run_dir is None  # no directory: nothing written

@@ -38,7 +38,7 @@ def test_suggest_lr_picks_the_steepest_drop():
 
 
 def test_bad_arguments():
-    with pytest.raises(UsageError, match="0 < min-lr < max-lr"):
+    with pytest.raises(UsageError, match="0 < min_lr < max_lr"):
         find_lr("linear", "iris", min_lr=1.0, max_lr=0.1)
-    with pytest.raises(UsageError, match="--steps must be an integer >= 10"):
+    with pytest.raises(UsageError, match="steps= must be an integer >= 10"):
         find_lr("linear", "iris", steps=3)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from nnopt import __version__
 from nnopt.cli import _automl, _compress, _misc, _search, _train, _use
 from nnopt.cli._common import Parser, batch_size
-from nnopt.errors import NnoptError
+from nnopt.errors import NnoptError, cli_spelling
 
 _GROUPS = (_automl, _train, _search, _compress, _use, _misc)
 COMMANDS = {name: command for group in _GROUPS for name, command in group.COMMANDS.items()}
@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with cli_spelling():  # messages name parameters as flags (--lr), here and in the processes a command starts
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
+from nnopt.fileio import slug  # noqa: F401 - the default run directories of search and automl are named by it
+
 
 class Parser(argparse.ArgumentParser):
     """argparse, but errors are one line and exit 2 like every other bad input."""
@@ -61,12 +63,6 @@ def make_console() -> Any:
 
 def num(value: Any, fmt: str = ".4f") -> str:
     return "-" if value is None else format(value, fmt)
-
-
-def slug(text: str) -> str:
-    """A name for a default run directory: the stem of a path, or the name itself."""
-    stem = Path(str(text)).stem if ("/" in str(text) or "." in str(text)) else str(text)
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in stem) or "data"
 
 
 def print_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:

@@ -24,7 +24,7 @@ from nnopt.comparison._runs import Job, run_jobs
 from nnopt.comparison._spec import (SEED_OPTIMIZERS, check_seeds, check_workers, parse_lr_grid, parse_optimizers,
                                  parse_target)
 from nnopt.data import load_data
-from nnopt.errors import UsageError
+from nnopt.errors import UsageError, param, require_int
 from nnopt.fileio import atomic_write_json, atomic_write_text, make_run_dir
 from nnopt.train import find_lr, metric_names
 
@@ -59,11 +59,10 @@ def compare(data: Any, model: Any = "mlp:128,64", *, optimizers: Any = SEED_OPTI
     workers = check_workers(workers)
     grid = parse_lr_grid(lr_grid)
     if lr == "auto" and grid is not None:
-        raise UsageError("use --lr auto or --lr-grid, not both")
+        raise UsageError(f"use {param('lr', 'auto')} or {param('lr_grid')}, not both")
     if lr not in (None, "auto") and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0):
-        raise UsageError(f"--lr must be 'auto' or a number > 0; got {lr!r}")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise UsageError(f"--epochs must be an integer >= 1; got {epochs!r}")
+        raise UsageError(f"{param('lr')} must be 'auto' or a number > 0; got {lr!r}")
+    require_int("epochs", epochs, 1)
     split_keys = ("target", "task", "val_fraction", "test_fraction", "scale")
     split = {k: options.pop(k) for k in split_keys if k in options}
     dataset = load_data(data, **split, seed=0)

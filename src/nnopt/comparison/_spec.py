@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from nnopt.errors import UsageError, did_you_mean
+from nnopt.errors import UsageError, did_you_mean, param, require_int
 from nnopt.optim import OPTIMIZERS
 from nnopt.train import metric_names
 
@@ -40,9 +40,15 @@ class Target:
 
 def parse_optimizers(items: str | list[str] | tuple[str, ...]) -> list[OptimizerChoice]:
     """`gd,sgd,adam@3e-4` (or a list) -> choices; unknown names, duplicates and bad lrs are usage errors."""
-    parts = [p.strip() for p in (items.split(",") if isinstance(items, str) else items)]
+    if isinstance(items, str):
+        parts = [p.strip() for p in items.split(",")]
+    elif isinstance(items, (list, tuple)) and all(isinstance(p, str) for p in items):
+        parts = [p.strip() for p in items]
+    else:
+        parts = []
     if not parts or any(not p for p in parts):
-        raise UsageError(f"--optimizers must be a comma-separated list of names like adam,sgd; got '{items}'")
+        raise UsageError(f"{param('optimizers')} must be a comma-separated list of names like adam,sgd (or a list "
+                         f"of them); got {items!r}")
     choices, seen = [], set()
     for part in parts:
         name, at, lr_text = part.partition("@")
@@ -57,7 +63,7 @@ def parse_optimizers(items: str | list[str] | tuple[str, ...]) -> list[Optimizer
             if not (lr > 0 and math.isfinite(lr)):
                 raise UsageError(f"malformed '{part}': the lr must be > 0; got {lr_text}")
         if name in seen:
-            raise UsageError(f"optimizer '{name}' is listed twice in --optimizers; list each once")
+            raise UsageError(f"optimizer '{name}' is listed twice in {param('optimizers')}; list each once")
         seen.add(name)
         choices.append(OptimizerChoice(name, lr))
     return choices
@@ -68,10 +74,11 @@ def parse_lr_grid(grid: str | list[float] | None) -> list[float] | None:
         return None
     try:
         values = [float(v) for v in (grid.split(",") if isinstance(grid, str) else grid)]
-    except ValueError:
-        raise UsageError(f"--lr-grid must be comma-separated numbers like 1e-4,1e-3,1e-2; got '{grid}'") from None
+    except (TypeError, ValueError):
+        raise UsageError(f"{param('lr_grid')} must be comma-separated numbers like 1e-4,1e-3,1e-2; "
+                         f"got '{grid}'") from None
     if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
-        raise UsageError(f"--lr-grid values must be > 0; got '{grid}'")
+        raise UsageError(f"{param('lr_grid')} values must be > 0; got '{grid}'")
     return sorted(set(values))
 
 
@@ -79,28 +86,28 @@ def parse_target(text: str | None, task: str) -> Target | None:
     """`val_accuracy=0.95` -> Target; the metric must exist for the task."""
     if text is None:
         return None
+    if not isinstance(text, str):
+        raise UsageError(f"{param('target_metric')} must be a text NAME=VALUE, e.g. 'val_accuracy=0.95'; got {text!r}")
     name, eq, value = text.partition("=")
     try:
         number = float(value)
     except ValueError:
         number = None
     if not eq or number is None:
-        raise UsageError(f"--target-metric must look like NAME=VALUE, e.g. val_accuracy=0.95; got '{text}'")
+        raise UsageError(f"{param('target_metric')} must look like NAME=VALUE, e.g. val_accuracy=0.95; got '{text}'")
     valid = [f"{split}_{m}" for split in ("train", "val") for m in metric_names(task) if m != "roc_auc" or
              split == "val"]
     if name not in valid:
-        raise UsageError(f"--target-metric '{name}' does not exist for {task}{did_you_mean(name, valid)} "
+        raise UsageError(f"{param('target_metric')} '{name}' does not exist for {task}{did_you_mean(name, valid)} "
                          f"choices: {', '.join(valid)}")
     return Target(name, number)
 
 
 def check_seeds(seeds: int) -> list[int]:
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise UsageError(f"--seeds must be an integer >= 1; got {seeds!r}")
+    require_int("seeds", seeds, 1)
     return list(range(seeds))
 
 
 def check_workers(workers: int) -> int:
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise UsageError(f"--workers must be an integer >= 1; got {workers!r}")
+    require_int("workers", workers, 1)
     return workers

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from nnopt.data import load_data
-from nnopt.errors import UsageError, did_you_mean
+from nnopt.errors import UsageError, did_you_mean, param, require_model_path
 from nnopt.fileio import atomic_write_json, make_run_dir
 from nnopt.models import ArchSpec, count_params, serialized_bytes
 from nnopt.train import compute_metrics, fit, training_targets
@@ -94,31 +94,36 @@ def check_settings(prune: float | None, prune_method: str, schedule: str, quanti
     """Every flag checked before anything is loaded or written (exit 2, one line)."""
     if prune is not None and (isinstance(prune, bool) or not isinstance(prune, (int, float))
                               or not 0.0 <= prune < 1.0):
-        raise UsageError(f"--prune must be a sparsity in [0, 1), e.g. 0.9; got {prune!r}")
-    for flag, value, choices in (("--prune-method", prune_method, PRUNE_METHODS), ("--schedule", schedule, SCHEDULES),
-                                 ("--export", export, EXPORTS)):
+        raise UsageError(f"{param('prune')} must be a sparsity in [0, 1), e.g. 0.9; got {prune!r}")
+    for name, value, choices in (("prune_method", prune_method, PRUNE_METHODS), ("schedule", schedule, SCHEDULES),
+                                 ("export", export, EXPORTS)):
         if value is not None and value not in choices:
-            raise UsageError(f"unknown {flag} '{value}'{did_you_mean(str(value), choices)} choices: "
+            raise UsageError(f"unknown {param(name)} '{value}'{did_you_mean(str(value), choices)} choices: "
                              f"{', '.join(choices)}")
     if quantize is not None and quantize not in QUANTIZE:
-        raise UsageError(f"unsupported bit width '{quantize}' for --quantize{did_you_mean(str(quantize), QUANTIZE)} "
+        raise UsageError(f"unsupported bit width '{quantize}' for {param('quantize')}"
+                         f"{did_you_mean(str(quantize), QUANTIZE)} "
                          f"choices: {', '.join(QUANTIZE)}")
-    for flag, value in (("--qat-epochs", qat_epochs), ("--finetune-epochs", finetune_epochs)):
+    for name, value in (("qat_epochs", qat_epochs), ("finetune_epochs", finetune_epochs)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise UsageError(f"{flag} must be an integer >= 0; got {value!r}")
+            raise UsageError(f"{param(name)} must be an integer >= 0; got {value!r}")
     if qat_epochs and quantize is None:
-        raise UsageError("--qat-epochs needs --quantize int8|int4|int2 (the bit width to train for)")
+        raise UsageError(f"{param('qat_epochs')} needs {param('quantize', metavar='int8|int4|int2')} (the bit width to "
+                         "train for)")
     if schedule == "gradual" and prune_method == "structured":
-        raise UsageError("--schedule gradual works with magnitude, global and 2:4; structured pruning is one-shot "
-                         "(then fine-tuned with --finetune-epochs)")
+        raise UsageError(f"{param('schedule', 'gradual')} works with magnitude, global and 2:4; structured pruning "
+                         f"is one-shot (then fine-tuned with {param('finetune_epochs')})")
     if max_accuracy_drop is not None:
         if isinstance(max_accuracy_drop, bool) or not isinstance(max_accuracy_drop, (int, float)) \
                 or not 0 <= max_accuracy_drop < 100:
-            raise UsageError(f"--max-accuracy-drop is in points, in [0, 100); got {max_accuracy_drop!r}")
+            raise UsageError(f"{param('max_accuracy_drop')} is in points, in [0, 100); got {max_accuracy_drop!r}")
         if prune is not None or quantize is not None:
-            raise UsageError("--max-accuracy-drop chooses --prune and --quantize itself; give it alone")
+            raise UsageError(f"{param('max_accuracy_drop')} chooses {param('prune')} and {param('quantize')} itself; "
+                             "give it alone")
     elif prune is None and quantize is None:
-        raise UsageError("nothing to do: give --prune SPARSITY, --quantize int8|int4|int2, or --max-accuracy-drop PTS")
+        raise UsageError(f"nothing to do: give {param('prune', metavar='SPARSITY')}, "
+                         f"{param('quantize', metavar='int8|int4|int2')}, or "
+                         f"{param('max_accuracy_drop', metavar='PTS')}")
 
 
 def compress(source: str | Path, data: Any = None, *, prune: float | None = None, prune_method: str = "magnitude",
@@ -133,7 +138,7 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
     if data is None:
         data = settings.get("data")
         if data is None:
-            raise UsageError(f"{source} does not say which data trained it; give --data")
+            raise UsageError(f"{source} does not say which data trained it; give {param('data')}")
     if target is not None:
         settings["target"] = target
     if seed is not None:
@@ -146,8 +151,9 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
         raise UsageError(f"data {loaded.name} needs {loaded.n_outputs} outputs but the model has "
                          f"{meta.get('n_outputs')}; give the data the model was trained on")
     if max_accuracy_drop is not None and len(loaded.val) == 0:
-        raise UsageError("--max-accuracy-drop compares validation scores, but the model was trained without a "
-                         "validation split; give fixed settings (--prune, --quantize) instead")
+        raise UsageError(f"{param('max_accuracy_drop')} compares validation scores, but the model was trained "
+                         f"without a validation split; give fixed settings ({param('prune')}, {param('quantize')}) "
+                         "instead")
     if len(loaded.train) == 0 and (qat_epochs or finetune_epochs or schedule == "gradual"):
         raise UsageError("QAT and fine-tuning need training rows; the data has none")
     run_dir = Path(out) if out is not None else None
@@ -216,6 +222,7 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
 
 def _load_source(source: str | Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     """The model and the data settings of the run that trained it (a run directory's config.json)."""
+    require_model_path("source", source)
     path = Path(source)
     if not path.exists():
         raise UsageError(f"model not found: {path}; give a run directory (with model.pt) or a model file")

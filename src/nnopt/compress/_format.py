@@ -53,7 +53,7 @@ from nnopt.compress._layouts import (
     unpack_codes,
 )
 from nnopt.compress._quant import QAT_BITS, QTensor, check_bits, dequantize, qrange
-from nnopt.errors import UsageError
+from nnopt.errors import UsageError, require_model_path
 from nnopt.fileio import atomic_write
 from nnopt.models import build_model, load_model
 
@@ -390,6 +390,7 @@ def _decode(entry: dict[str, Any], arrays: dict[str, torch.Tensor]) -> torch.Ten
 def nnopt_load(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Load a compressed.nnz file, a model.pt (nnopt.model/1) or a run directory (its compressed.nnz, else
     its model.pt); return (model in eval mode, meta)."""
+    require_model_path("path", path)
     path = Path(path)
     if path.is_dir():
         for name in (f"compressed{EXTENSION}", "model.pt"):

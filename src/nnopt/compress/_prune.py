@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from nnopt.errors import UsageError, unknown_name
+from nnopt.errors import UsageError, param, unknown_name
 from nnopt.models import CNN, MLP, ArchSpec, DenseBlock
 from nnopt.train import Callback, fit
 
@@ -75,7 +75,7 @@ def prune(model: nn.Module, amount: float, method: str = "magnitude") -> nn.Modu
         return prune_structured(model, amount)
     layers = prunable_layers(model)
     if not layers:
-        raise UsageError(f"--prune found no Linear or Conv layer in {type(model).__name__}; nothing to prune")
+        raise UsageError(f"{param('prune')} found no Linear or Conv layer in {type(model).__name__}; nothing to prune")
     if method == "magnitude":
         for _, module in layers:
             extra = round(amount * module.weight.numel()) - _masked(module)
@@ -128,7 +128,7 @@ def _check(amount: Any, method: Any) -> None:
     if method not in PRUNE_METHODS:
         raise unknown_name("prune method", method, PRUNE_METHODS)
     if isinstance(amount, bool) or not isinstance(amount, numbers.Real) or not 0 <= amount < 1:
-        raise UsageError(f"--prune must be in [0, 1); got {amount}")
+        raise UsageError(f"{param('prune')} must be in [0, 1); got {amount!r}")
 
 
 def _effective(module: nn.Module) -> torch.Tensor:
@@ -193,7 +193,8 @@ def prune_structured(model: nn.Module, amount: float) -> nn.Module:
         width = layers[g - 1].module.weight.shape[0]
         keep[g] = width - round(amount * width)
         if keep[g] == 0:
-            raise UsageError(f"--prune {amount:g} would remove every unit of layer {layers[g - 1].name}; "
+            raise UsageError(f"{param('prune', float(f'{amount:g}'))} would remove every unit of layer "
+                             f"{layers[g - 1].name}; "
                              "use a smaller amount")
     if any(layer.residual for layer in layers):
         _avoid_new_shortcuts(layers, group, keep)
@@ -375,7 +376,7 @@ def cubic_schedule(final: float, steps: int, initial: float = 0.0) -> list[float
     """Zhu & Gupta (2017): s_t = s_f + (s_i - s_f) * (1 - t/n)^3 for t = 1..n; fast early, gentle late."""
     _check(final, "magnitude")
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise UsageError(f"--epochs must be an integer >= 1; got {steps}")
+        raise UsageError(f"{param('epochs')} must be an integer >= 1; got {steps}")
     if not 0 <= initial <= final:
         raise UsageError(f"the initial sparsity must be in [0, {final}]; got {initial}")
     return [final + (initial - final) * (1 - t / steps) ** 3 for t in range(1, steps + 1)]
@@ -410,7 +411,7 @@ def prune_gradually(model: nn.Module, data: Any, amount: float, method: str = "m
     """
     _check(amount, method)
     if method == "structured":
-        raise UsageError("--schedule gradual works with magnitude, global and 2:4; "
+        raise UsageError(f"{param('schedule', 'gradual')} works with magnitude, global and 2:4; "
                          "structured pruning is one-shot (then fine-tune)")
     # Zhu & Gupta stop raising the sparsity before training ends: the last third of the epochs recovers at it
     ramp = max(1, -(-2 * epochs // 3)) if epochs > 2 else epochs

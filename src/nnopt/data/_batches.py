@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import torch
 
-from nnopt.errors import UsageError
+from nnopt.errors import UsageError, require_int
 
 
 def epoch_batches(X: torch.Tensor, y: torch.Tensor, batch_size: int,
@@ -17,8 +17,7 @@ def epoch_batches(X: torch.Tensor, y: torch.Tensor, batch_size: int,
     then contiguous slices (views). Without one, rows come in order. The last batch may be smaller. The
     permutation is drawn when this function is called, so the generator's stream does not depend on iteration.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UsageError(f"--batch-size must be an integer >= 1; got {batch_size!r}")
+    require_int("batch_size", batch_size, 1)
     n = X.shape[0]
     if y.shape[0] != n:
         raise UsageError(f"X has {n} rows but y has {y.shape[0]}; they must match")

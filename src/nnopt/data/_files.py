@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnopt.errors import DataError, did_you_mean
+from nnopt.errors import DataError, did_you_mean, param
 from nnopt.data._idx import read_idx_dir
 from nnopt.data._types import RawData
 
@@ -68,7 +68,8 @@ def pick_target(columns: list[str], target: str | None, path: Path) -> int:
             raise DataError(f"{path} has {len(columns)} column(s); need at least one feature and a target column")
         return len(columns) - 1
     if target not in columns:
-        raise DataError(f"--target '{target}' is not a column of {path}{did_you_mean(target, columns)} "
+        raise DataError(f"{param('target', metavar=repr(target))} is not a column of {path}"
+                        f"{did_you_mean(target, columns)} "
                         f"columns: {', '.join(columns)}")
     if len(columns) < 2:
         raise DataError(f"{path} has only the target column '{target}'; add feature columns")
@@ -198,7 +199,8 @@ def read_file(path: Path, target: str | None) -> RawData:
     try:
         return _read_file(path, target)
     except (PermissionError, IsADirectoryError) as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}; check the --data path and its permissions") from None
+        raise DataError(f"cannot read {path}: {exc.strerror}; check the {param('data')} path and its "
+                        "permissions") from None
 
 
 def _read_file(path: Path, target: str | None) -> RawData:
@@ -211,5 +213,5 @@ def _read_file(path: Path, target: str | None) -> RawData:
         raise DataError(f"unsupported data file '{path.name}' (extension '{suffix or 'none'}'); "
                         f"supported: {SUPPORTED}")
     if target is not None:
-        raise DataError(f"--target applies to .csv and .parquet files only; {path} has no named columns")
+        raise DataError(f"{param('target')} applies to .csv and .parquet files only; {path} has no named columns")
     return read_npz(path) if suffix == ".npz" else read_idx_dir(path)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nnopt.errors import DataError, UsageError, did_you_mean
+from nnopt.errors import DataError, UsageError, did_you_mean, param
 from nnopt.data._scale import apply_features, apply_target, fit_features, fit_target, resolve_scale
 from nnopt.data._types import Data, RawData, Split
 
@@ -23,12 +23,16 @@ def choice(kind: str, value: str, choices: tuple[str, ...]) -> str:
 
 
 def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"{param(name)} must be a number in [0, 1); got {value!r}")
     if not 0 <= val_fraction < 1:
-        raise UsageError(f"--val-fraction must be in [0, 1); got {val_fraction}")
+        raise UsageError(f"{param('val_fraction')} must be in [0, 1); got {val_fraction}")
     if not 0 <= test_fraction < 1:
-        raise UsageError(f"--test-fraction must be in [0, 1); got {test_fraction}")
+        raise UsageError(f"{param('test_fraction')} must be in [0, 1); got {test_fraction}")
     if val_fraction + test_fraction >= 1:
-        raise UsageError(f"--val-fraction + --test-fraction must be < 1; got {val_fraction} + {test_fraction}")
+        raise UsageError(f"{param('val_fraction')} + {param('test_fraction')} must be < 1; got {val_fraction} + "
+                         f"{test_fraction}")
 
 
 def _numeric_labels(y: np.ndarray) -> np.ndarray | None:
@@ -119,21 +123,21 @@ def _class_name(value) -> str:
 def encode_labels(ys: list[np.ndarray], known_names: list[str] | None) -> tuple[list[np.ndarray], list[str]]:
     """Map labels to 0..K-1 (sorted unique values); the class names keep the original values as strings."""
     if any(y.ndim != 1 for y in ys):
-        raise DataError("multi-column targets are only supported for regression; use --task regression")
+        raise DataError(f"multi-column targets are only supported for regression; use {param('task', 'regression')}")
     numeric = [_numeric_labels(y) for y in ys]
     if all(y is not None for y in numeric) and numeric[0].dtype.kind != "b":
         values = np.concatenate(numeric)
         fractional = values != np.round(values)
         if fractional.any():
             raise DataError(f"labels are not class labels (found {values[np.argmax(fractional)]:g}); "
-                            "use --task regression")
+                            f"use {param('task', 'regression')}")
         ys = numeric
     else:
         ys = [y.astype(str) if y.dtype.kind != "b" else y for y in ys]
     classes, codes = np.unique(np.concatenate(ys), return_inverse=True)
     if len(classes) < 2:
         raise DataError(f"only one class ('{_class_name(classes[0])}') in the labels; classification needs at "
-                        "least 2 (or use --task regression)")
+                        f"least 2 (or use {param('task', 'regression')})")
     names = [_class_name(c) for c in classes]
     if known_names is not None and len(known_names) == len(classes) and names == [str(k) for k in range(len(names))]:
         names = list(known_names)
@@ -149,7 +153,8 @@ def split_indices(n: int, fraction: float, labels: np.ndarray | None, seed: int,
     indices = np.arange(n)
     n_out = max(1, int(round(fraction * n)))
     if n - n_out < 1:
-        raise DataError(f"too few rows ({n}) to hold out a {what} split; add rows or lower --{what}-fraction")
+        raise DataError(f"too few rows ({n}) to hold out a {what} split; add rows or lower "
+                        f"{param(what + '_fraction')}")
     stratify = None
     if labels is not None:
         counts = np.bincount(labels)
@@ -176,7 +181,8 @@ def _targets(task: str, ys: list[np.ndarray], known_names: list[str] | None):
         return encode_labels(ys, known_names)
     for part in ys:
         if _numeric_labels(part) is None:
-            raise DataError(f"labels are not numbers (found '{part.reshape(-1)[0]}'); use --task classification")
+            raise DataError(f"labels are not numbers (found '{part.reshape(-1)[0]}'); use "
+                            f"{param('task', 'classification')}")
     return [_numeric_labels(part).astype(np.float64) for part in ys], None
 
 

@@ -22,7 +22,7 @@ from nnopt.data._files import (
 from nnopt.data._load import _resolve
 from nnopt.data._prepare import _split_rows
 from nnopt.data._types import Data, RawData
-from nnopt.errors import DataError
+from nnopt.errors import DataError, param
 
 TABLES = (".csv", ".parquet", ".pq")
 
@@ -102,7 +102,7 @@ def _check_columns(path: Path, names: list[str], features: list[str], target: st
     extra = [n for n in names if n not in known]
     if extra:
         more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
-        label = "; if it holds the labels, name it with --target" if target is not None else ""
+        label = f"; if it holds the labels, name it with {param('target')}" if target is not None else ""
         raise DataError(f"{path.name} has a column '{extra[0]}'{more} the model was not trained on; drop it"
                         f"{label} ({listing})")
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, random_split
 
-from nnopt.errors import DataError
+from nnopt.errors import DataError, param
 from nnopt.data._prepare import check_fractions, detect_task
 from nnopt.data._types import Data
 
@@ -51,7 +51,7 @@ def from_torch_dataset(dataset: Dataset, *, task: str | None, val_fraction: floa
     n_classes = None
     if task == "classification":
         if y.dtype.is_floating_point and not torch.equal(y, y.round()):
-            raise DataError("labels are not class labels; use --task regression")
+            raise DataError(f"labels are not class labels; use {param('task', 'regression')}")
         y = y.long()
         n_classes = int(y.max()) + 1
         if int(y.min()) < 0 or len(torch.unique(y)) < 2:

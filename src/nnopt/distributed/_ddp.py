@@ -32,7 +32,7 @@ from torch import nn
 from torch.distributed.algorithms.model_averaging.utils import average_parameters
 from torch.nn.parallel import DistributedDataParallel
 
-from nnopt.errors import NnoptError, UsageError
+from nnopt.errors import NnoptError, UsageError, param
 from nnopt.train._threads import available_cores
 
 T = TypeVar("T")
@@ -169,11 +169,12 @@ def device_and_backend(name: str, local_rank: int, local_world: int) -> tuple[to
     if not wants_cuda:
         return torch.device("cpu"), "gloo"
     if not torch.cuda.is_available():
-        raise UsageError(f"--device {name} but no CUDA device is available; use --device auto or cpu")
+        raise UsageError(f"{param('device', name)} but no CUDA device is available; use "
+                         f"{param('device', 'auto')} or {param('device', 'cpu')}")
     count = torch.cuda.device_count()
     if local_world > count:
         raise UsageError(f"{local_world} processes on this machine but {count} GPU(s), one GPU per process; "
-                         f"use at most {count} processes per machine or --device cpu")
+                         f"use at most {count} processes per machine or {param('device', 'cpu')}")
     torch.cuda.set_device(local_rank)
     return torch.device("cuda", local_rank), ("nccl" if dist.is_nccl_available() else "gloo")
 

@@ -55,7 +55,7 @@ from torch import nn
 from nnopt import errors
 from nnopt.config import TrainSpec
 from nnopt.data import epoch_batches
-from nnopt.errors import DivergedError, NnoptError, UsageError
+from nnopt.errors import DivergedError, NnoptError, UsageError, param, require_int
 from nnopt.fileio import atomic_write_json, atomic_write_jsonl, make_run_dir
 from nnopt.models import count_params
 from nnopt.optim import create_optimizer, create_schedule
@@ -69,7 +69,7 @@ from nnopt.train._prepare import prepare, thread_count
 from nnopt.train._threads import can_fork
 
 KILL_ENV, TRACE_ENV = "NNOPT_TEST_HOGWILD_KILL", "NNOPT_TEST_HOGWILD_TRACE"
-GPU_MESSAGE = "hogwild needs CPU shared memory; use --strategy ddp on GPUs"
+GPU_MESSAGE = f"hogwild needs CPU shared memory; use {param('strategy', 'ddp')} on GPUs"
 
 
 @dataclasses.dataclass
@@ -100,8 +100,7 @@ def train_hogwild(spec: TrainSpec, nproc: int, *, callbacks: list[Callback] | No
     start_method: None picks fork where safe (train._threads.can_fork), else spawn (tests pass "spawn" to cover
     that path).
     """
-    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
-        raise UsageError(f"--nproc must be an integer >= 1; got {nproc!r}")
+    require_int("nproc", nproc, 1)
     spec.validate()
     if str(spec.device).startswith("cuda"):
         raise UsageError(GPU_MESSAGE)
@@ -114,7 +113,8 @@ def train_hogwild(spec: TrainSpec, nproc: int, *, callbacks: list[Callback] | No
         raise UsageError("hogwild needs the training data in memory; pass arrays or a file, not a torch Dataset")
     n_train = len(train)
     if nproc > n_train:
-        raise UsageError(f"--nproc {nproc} is more than the {n_train} training rows; use --nproc <= {n_train}")
+        raise UsageError(f"{param('nproc', nproc)} is more than the {n_train} training rows; use "
+                         f"{param('nproc')} <= {n_train}")
     _share(net)
     opt = create_optimizer(spec.optimizer, net, lr=spec.lr, **spec.optimizer_params)  # validate once, here
     if is_schedule_free(opt):
@@ -285,7 +285,7 @@ def _worker_error(rank: int, epoch: int, message: tuple) -> NnoptError:
     kind = message[0]
     if kind == "diverged":
         worker_epoch, step, loss = message[1:]
-        return DivergedError(worker_epoch, step, loss, hint=f"try a lower --lr (hogwild worker {rank})")
+        return DivergedError(worker_epoch, step, loss, hint=f"try a lower {param('lr')} (hogwild worker {rank})")
     if kind == "usage":
         cls = getattr(errors, message[1], UsageError)
         return (cls if isinstance(cls, type) and issubclass(cls, UsageError) else UsageError)(message[2])

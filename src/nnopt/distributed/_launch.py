@@ -37,7 +37,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from nnopt.config import TrainSpec
-from nnopt.errors import NnoptError, UsageError
+from nnopt.errors import NnoptError, UsageError, param
 from nnopt.fileio import atomic_write
 from nnopt.train import Callback, FitResult, run
 from nnopt.distributed._ddp import join_local, rebuild_error, rendezvous_timeout
@@ -85,7 +85,8 @@ def launch(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None
             if not failure.restartable:
                 raise failure.error  # type: ignore[misc]
         after = f" after {spec.max_restarts} restart{'s' if spec.max_restarts > 1 else ''}" if spec.max_restarts else ""
-        hint = ("; the last finished epoch is checkpointed: re-run with --out DIR --resume"
+        hint = (f"; the last finished epoch is checkpointed: re-run with {param('out', metavar='DIR')} "
+                f"{param('resume', True)}"
                 if _stamp(checkpoint) not in (None, before) else "")
         raise NnoptError(f"distributed training failed{after}: {failure.message}{hint}") from (
             _RemoteTraceback(failure.remote_traceback) if failure.remote_traceback else None)

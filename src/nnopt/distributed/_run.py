@@ -10,7 +10,7 @@ import torch.distributed as dist
 from torch import nn
 
 from nnopt.config import TrainSpec
-from nnopt.errors import NnoptError, UsageError
+from nnopt.errors import NnoptError, UsageError, param
 from nnopt.train import Callback, FitResult, fit_spec
 from nnopt.train import run as run_single
 from nnopt.distributed._ddp import env_world_size, first_line, join_env
@@ -36,16 +36,17 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
     under_torchrun = env_world_size() > 1
     if spec.strategy == "hogwild":
         if under_torchrun:
-            raise UsageError("hogwild shares memory between processes of one machine; start it with --nproc N, "
-                             "not under torchrun")
+            raise UsageError("hogwild shares memory between processes of one machine; start it with "
+                             f"{param('nproc', metavar='N')}, not under torchrun")
         if module is not None or loss is not None or metrics is not None or resume:
-            raise UsageError("--strategy hogwild trains a model spec with the default loss and metrics and does "
-                             "not resume; use --strategy ddp for the rest")
+            raise UsageError(f"{param('strategy', 'hogwild')} trains a model spec with the default loss and "
+                             f"metrics and does not resume; use {param('strategy', 'ddp')} for the rest")
         return _hogwild()(spec, spec.nproc, callbacks=callbacks)
     options = dict(module=module, loss=loss, metrics=metrics, callbacks=callbacks, resume=resume)
     if under_torchrun:
         if spec.nproc > 1:
-            raise UsageError("--nproc is for launching on this machine; under torchrun use --nproc-per-node")
+            raise UsageError(f"{param('nproc')} is for launching on this machine; under torchrun use "
+                             "--nproc-per-node")
         return run_rank(spec, **options)
     if spec.nproc == 1:
         return run_single(spec, **options)
@@ -82,5 +83,5 @@ def _hogwild() -> Any:
     except ModuleNotFoundError as exc:
         if exc.name != "nnopt.distributed._hogwild":
             raise
-        raise UsageError("hogwild is not available in this installation; use --strategy ddp") from None
+        raise UsageError(f"hogwild is not available in this installation; use {param('strategy', 'ddp')}") from None
     return train_hogwild

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from nnopt.data import apply_target, split_positions
-from nnopt.errors import DataError, UsageError, unknown_name
-from nnopt.fileio import atomic_write_json, make_run_dir
+from nnopt.errors import DataError, UsageError, param, require_path, unknown_name
+from nnopt.fileio import atomic_write_json, lock_run_dir, make_run_dir
 from nnopt.inference._plots import (
     confusion_matrix,
     draw_confusion,
@@ -62,22 +62,30 @@ def evaluate(model: Any, data: Any = None, *, target: str | None = None, split: 
     """
     if split not in SPLITS:
         raise unknown_name("split", split, SPLITS)
+    if out is None:
+        return _score(model, data, target, split, None)
+    require_path("out", out, "a directory path")
+    with lock_run_dir(out):  # the out directory is this command's while it writes
+        return _score(model, data, target, split, Path(out))
+
+
+def _score(model: Any, data: Any, target: str | None, split: str, out: Path | None) -> Evaluation:
     predictor = load_predictor(model)
     if data is None:
         data = (predictor.settings or {}).get("data")
         if data is None:
-            raise UsageError(f"{predictor.path} does not say which data trained it; give --data")
+            raise UsageError(f"{predictor.path} does not say which data trained it; give {param('data')}")
     rows = predictor.rows(data, target=target, labels=True)
     label = target or predictor.target
     if rows.y is None:
         column = f" (no column '{label}')" if label else ""
-        raise DataError(f"'{data}' has no labels{column}; evaluate needs them: name the label column with --target, "
-                        "or use nnopt predict")
+        raise DataError(f"'{data}' has no labels{column}; evaluate needs them: name the label column with "
+                        f"{param('target')}, or use nnopt predict")
     task = predictor.task
     labels = predictor.label_codes(rows.y, rows.class_names) if task == "classification" else predictor.targets(rows.y)
     keep = _positions(predictor, split, rows, labels)
     if len(keep) == 0:
-        raise DataError(f"the {split} split of '{data}' has no rows; use --split all")
+        raise DataError(f"the {split} split of '{data}' has no rows; use {param('split', 'all')}")
     outputs = predictor.outputs(predictor.inputs(rows.X[keep]))
     y = torch.from_numpy(labels[keep]) if task == "classification" else \
         torch.from_numpy(apply_target(labels[keep], predictor.target_scale))
@@ -92,7 +100,7 @@ def evaluate(model: Any, data: Any = None, *, target: str | None = None, split: 
         counts = confusion_matrix(labels[keep], predicted, len(predictor.class_names))
         result.confusion = counts.tolist()
     if out is not None:
-        _write(Path(out), result, predictor, labels[keep], predicted)
+        _write(out, result, predictor, labels[keep], predicted)
     return result
 
 
@@ -102,8 +110,8 @@ def _positions(predictor: Predictor, split: str, rows: Rows, labels: np.ndarray)
     if split == "all":
         return np.arange(n_all)
     if predictor.settings is None:
-        raise UsageError(f"--split {split} re-creates the training split from the run's config.json, and none was "
-                         f"found for {predictor.path}; give the run directory, or use --split all")
+        raise UsageError(f"{param('split', split)} re-creates the training split from the run's config.json, and "
+                         f"none was found for {predictor.path}; give the run directory, or use {param('split', 'all')}")
     settings = {**DEFAULT_FRACTIONS, **{k: v for k, v in predictor.settings.items() if v is not None}}
     n = n_all - rows.shipped_test
     codes = labels[:n] if predictor.task == "classification" else None

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from nnopt.compress import agreement, export_onnx, ort_predict
-from nnopt.errors import UsageError, unknown_name
+from nnopt.errors import UsageError, param, require_path, unknown_name
 from nnopt.fileio import atomic_write
 from nnopt.inference._predictor import Predictor, load_predictor
 
@@ -84,6 +84,8 @@ def export(model: Any, format: str = "onnx", out: str | Path | None = None, *, c
     (default model.onnx / model.torchscript.pt) and check it against nnopt on `check_rows` sampled rows."""
     if format not in FORMATS:
         raise unknown_name("export format", format, FORMATS)
+    if out is not None:
+        require_path("out", out, "a file path")
     predictor = load_predictor(model)
     path = Path(out if out is not None else DEFAULT_OUT[format])
     deployed = deployable(predictor)
@@ -162,4 +164,4 @@ def _save_torchscript(deployed: nn.Module, n_features: int, path: Path, info: di
             warnings.simplefilter("ignore", DeprecationWarning)
             atomic_write(path, lambda fh: torch.jit.save(traced, fh, _extra_files=extra))
     except OSError as exc:
-        raise UsageError(f"cannot write {path} ({exc.strerror or exc}); choose another --out") from None
+        raise UsageError(f"cannot write {path} ({exc.strerror or exc}); choose another {param('out')}") from None

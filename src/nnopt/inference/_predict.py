@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from nnopt.errors import UsageError
+from nnopt.errors import UsageError, param, require_path
 from nnopt.fileio import atomic_write_text
 from nnopt.inference._predictor import load_predictor
 
@@ -50,10 +50,12 @@ def predict(model: Any, data: Any, *, proba: bool = False, out: str | Path | Non
     A table's label column (`target`, default the training target) is ignored when present. proba adds one
     probability column per class. out: write the predictions as CSV there.
     """
+    if out is not None:
+        require_path("out", out, "a file path for the CSV")
     predictor = load_predictor(model)
     task = predictor.task
     if proba and task != "classification":
-        raise UsageError("--proba applies to classifiers; this model predicts numbers (regression)")
+        raise UsageError(f"{param('proba', True)} applies to classifiers; this model predicts numbers (regression)")
     rows = predictor.rows(data, target=target, labels=False)
     predicted, probabilities = predictor.decode(predictor.outputs(predictor.inputs(rows.X)))
     if task == "classification":
@@ -74,7 +76,8 @@ def predict(model: Any, data: Any, *, proba: bool = False, out: str | Path | Non
         try:
             result.path = atomic_write_text(out, buffer.getvalue())
         except OSError as exc:
-            raise UsageError(f"cannot write predictions to {out} ({exc.strerror or exc}); choose another --out") from None
+            raise UsageError(f"cannot write predictions to {out} ({exc.strerror or exc}); choose another "
+                             f"{param('out')}") from None
     return result
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from nnopt.data import apply_preprocessing, load_rows
-from nnopt.errors import DataError
+from nnopt.errors import DataError, param, require_model_path
 from nnopt.inference._source import locate, training_settings
 
 EVAL_CHUNK = 8192  # rows per forward pass, as nnopt.train evaluates
@@ -148,7 +148,7 @@ class Predictor:
             return np.asarray(y, dtype=np.float64)
         except (TypeError, ValueError):
             raise DataError(f"the model predicts numbers but the labels are text (e.g. '{np.asarray(y).flat[0]}'); "
-                            "give the numeric target column with --target") from None
+                            f"give the numeric target column with {param('target')}") from None
 
     def _width(self, X: np.ndarray, data: Any) -> np.ndarray:
         X = X.reshape(len(X), -1) if X.ndim != 2 else X
@@ -159,12 +159,13 @@ class Predictor:
         return X
 
 
-def load_predictor(source: Any) -> Predictor:
+def load_predictor(model: Any) -> Predictor:
     """A Predictor for a run directory (train, tune / search, compare, compress, automl) or a model file."""
-    if isinstance(source, Predictor):
-        return source
-    model, meta, path, description = locate(source)
-    return Predictor(model=model, meta=meta, path=path, description=description, settings=training_settings(path))
+    if isinstance(model, Predictor):
+        return model
+    require_model_path("model", model)
+    network, meta, path, description = locate(model)
+    return Predictor(model=network, meta=meta, path=path, description=description, settings=training_settings(path))
 
 
 def _label_strings(y: np.ndarray, source_names: list[str] | None) -> np.ndarray:

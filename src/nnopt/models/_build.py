@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnopt.errors import ConfigError
+from nnopt.errors import ConfigError, require_int
 from nnopt.models._spec import ArchSpec
 
 _ACT = {
@@ -104,6 +104,8 @@ def build_model(
 ) -> nn.Module:
     """Build the network a spec describes for data with `in_features` inputs and `n_outputs` outputs."""
     arch = ArchSpec.parse(spec)
+    require_int("in_features", in_features, 1)
+    require_int("n_outputs", n_outputs, 1)
     if arch.kind == "linear":
         return nn.Linear(in_features, n_outputs)
     if arch.kind == "mlp":

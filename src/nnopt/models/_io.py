@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnopt.errors import UsageError
+from nnopt.errors import UsageError, require_path
 from nnopt.fileio import atomic_write
 from nnopt.models._build import build_model
 
@@ -23,6 +23,7 @@ def save_model(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> None
 
 def load_model(path: str | Path, map_location: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the network saved by save_model; return (model in eval mode, meta)."""
+    require_path("path", path, "a model file (model.pt) or the run directory that holds it")
     path = Path(path)
     if path.is_dir():
         path = path / "model.pt"

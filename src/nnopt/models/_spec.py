@@ -42,7 +42,16 @@ class ArchSpec:
     factory: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        try:
+            if isinstance(self.hidden, str):
+                raise TypeError("a string")
+            object.__setattr__(self, "hidden", tuple(_size(h) for h in self.hidden))
+        except (TypeError, ValueError):
+            raise ConfigError(f"hidden= must be a sequence of layer sizes like (128, 64); got {self.hidden!r}") from None
+        for name, kinds in (("dropout", (int, float)), ("kernel", int), ("head", int)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                raise ConfigError(f"{name}= must be a number; got {value!r}")
         self.validate()
 
     def validate(self) -> None:
@@ -153,6 +162,12 @@ class ArchSpec:
         data = dataclasses.asdict(self)
         data["hidden"] = list(self.hidden)
         return data
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError("a bool")
+    return int(value)
 
 
 def _parse_sizes(part: str, text: str) -> tuple[int, ...]:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.optim import lr_scheduler
 
-from nnopt.errors import CheckpointError, ConfigError, UsageError
+from nnopt.errors import CheckpointError, ConfigError, UsageError, param
 from nnopt.registry import Entry, Registry
 
 from ._table import is_schedule_free
@@ -61,7 +61,8 @@ class Schedule:
         saved = state.get("name") if isinstance(state, Mapping) else None
         if saved != self.name:
             raise CheckpointError(
-                f"the checkpoint was saved with schedule '{saved}', not '{self.name}'; resume with --schedule {saved}"
+                f"the checkpoint was saved with schedule '{saved}', not '{self.name}'; resume with "
+                f"{param('schedule', saved)}"
             )
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -178,7 +179,7 @@ def _check_param(schedule: str, key: str, value: Any) -> None:
 
 def _check_count(flag: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise UsageError(f"--{flag} must be an integer >= 1; got {value!r}")
+        raise UsageError(f"{param(flag)} must be an integer >= 1; got {value!r}")
     return int(value)
 
 
@@ -199,12 +200,12 @@ def create_schedule(
     entry, params = SCHEDULES.resolve("constant" if name_or_dict is None else name_or_dict, params)
     name = entry.name
     epochs = _check_count("epochs", epochs)
-    steps_per_epoch = _check_count("steps-per-epoch", steps_per_epoch)
+    steps_per_epoch = _check_count("steps_per_epoch", steps_per_epoch)
     for key, value in params.items():
         if key not in entry.params:
             options = ", ".join(entry.params) or "none"
             raise ConfigError(f"schedule '{name}' has no option '{key}'; options: {options}")
         _check_param(name, key, value)
     if name != "constant" and is_schedule_free(optimizer):
-        raise UsageError("optimizer 'schedulefree' needs no schedule; drop --schedule")
+        raise UsageError(f"optimizer 'schedulefree' needs no schedule; drop {param('schedule')}")
     return entry.factory(optimizer, epochs=epochs, steps_per_epoch=steps_per_epoch, **{**entry.params, **params})

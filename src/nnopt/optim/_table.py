@@ -15,7 +15,7 @@ import schedulefree
 import torch
 from torch import nn
 
-from nnopt.errors import ConfigError, UsageError
+from nnopt.errors import ConfigError, UsageError, describe, param
 from nnopt.registry import Entry, Registry
 
 from ._lion import Lion
@@ -151,11 +151,11 @@ OPTIMIZERS = Registry("optimizer", [
 
 def _check_lr(lr: Any) -> float:
     if isinstance(lr, bool) or not isinstance(lr, Real):
-        raise UsageError(f"--lr must be a number > 0; got {lr!r}")
+        raise UsageError(f"{param('lr')} must be a number > 0; got {lr!r}")
     if not math.isfinite(lr):
-        raise UsageError(f"--lr must be finite; got {lr}")
+        raise UsageError(f"{param('lr')} must be finite; got {lr}")
     if lr <= 0:
-        raise UsageError(f"--lr must be > 0; got {lr}")
+        raise UsageError(f"{param('lr')} must be > 0; got {lr}")
     return float(lr)
 
 
@@ -174,6 +174,9 @@ def create_optimizer(
     """
     if isinstance(name_or_dict, torch.optim.Optimizer):
         return name_or_dict
+    if not isinstance(model_or_params, (nn.Module, Iterable)):
+        raise UsageError(f"{param('model_or_params')} must be an nn.Module or its parameters; "
+                         f"got {describe(model_or_params)}")
     entry, hyperparams = OPTIMIZERS.resolve(name_or_dict, hyperparams)
     name = entry.name
     spec_lr = hyperparams.pop("lr", None)  # a dict may carry its lr; the keyword wins

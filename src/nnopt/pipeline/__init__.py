@@ -5,7 +5,7 @@ export, and one test evaluation at the end.
     result = nnopt.automl("digits", budget="3m", out="runs/automl-digits")
 """
 
-from nnopt.pipeline._automl import STAGES, AutomlResult, automl
+from nnopt.pipeline._automl import STAGES, AutomlResult, automl, default_out
 from nnopt.pipeline._budget import parse_budget
 
-__all__ = ["STAGES", "AutomlResult", "automl", "parse_budget"]
+__all__ = ["STAGES", "AutomlResult", "automl", "default_out", "parse_budget"]

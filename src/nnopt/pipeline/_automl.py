@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from nnopt.data import load_data
-from nnopt.errors import UsageError
-from nnopt.fileio import atomic_write_json, make_run_dir
+from nnopt.errors import UsageError, describe, param, require_int
+from nnopt.fileio import LOCK_NAME, atomic_write_json, make_run_dir, slug
 from nnopt.pipeline._budget import SCREEN_SHARE, Clock, Plan, parse_budget
 from nnopt.pipeline._stages import (
     CONSTRAINT_KEYS,
@@ -58,24 +58,31 @@ class AutomlResult:
 Progress = Callable[[str, str], None]
 
 
-def automl(data: Any, *, out: str | Path, budget: Any = "10m", target: str | None = None, task: str | None = None,
-           objective: str | None = None, space: str = "auto", max_params: int | None = None,
+def default_out(data: Any) -> Path:
+    """runs/automl-DATA: the run directory of `nnopt automl --data DATA` and of nnopt.automl(DATA) without out=,
+    the same for the same data, so a re-run continues."""
+    return Path("runs") / f"automl-{slug(_source(data))}"
+
+
+def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", target: str | None = None,
+           task: str | None = None, objective: str | None = None, space: str = "auto", max_params: int | None = None,
            max_flops: int | None = None, max_size_kb: float | None = None, max_latency_ms: float | None = None,
            max_accuracy_drop: float | None = None, workers: int = 1, storage: str | None = None,
            study: str | None = None, seed: int = 0, progress: Progress | None = None,
            report: Callable[[Path], Any] | None = None) -> AutomlResult:
-    """Optimize a network for `data` within `budget` (wall clock); write everything under `out`.
+    """Optimize a network for `data` within `budget` (wall clock); write everything under `out` (default
+    runs/automl-DATA).
 
     report: called with each finished stage's run directory (api.automl passes build_report), so the time
     the reports take counts against the budget too.
     """
     budget_s = parse_budget(budget)
     drop = DEFAULT_DROP if max_accuracy_drop is None else _check_drop(max_accuracy_drop)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise UsageError(f"--workers must be an integer >= 1; got {workers!r}")
+    require_int("workers", workers, 1)
+    require_int("seed", seed, 0)
     if space not in ("auto", "mlp", "cnn"):
-        raise UsageError(f"--space must be auto, mlp or cnn; got '{space}'")
-    run_dir = Path(out)
+        raise UsageError(f"{param('space')} must be auto, mlp or cnn; got {space!r}")
+    run_dir = default_out(data) if out is None else Path(out)
     constraints = {k: v for k, v in (("max_params", max_params), ("max_flops", max_flops),
                                      ("max_size_kb", max_size_kb), ("max_latency_ms", max_latency_ms)) if v is not None}
     source = _source(data)
@@ -101,7 +108,7 @@ def automl(data: Any, *, out: str | Path, budget: Any = "10m", target: str | Non
         if budget_s < needed:
             raise UsageError(f"a budget of {budget_s:g} s is too small for {loaded.name}: one epoch of {PROBE_MODEL} "
                              f"takes {plan['epoch_s']:.2f} s here and the stages need about {needed:.0f} s; "
-                             f"give --budget {int(needed * 1.2) + 1}s or more")
+                             f"give {param('budget', f'{int(needed * 1.2) + 1}s')} or more")
     make_run_dir(run_dir)
     state["plan"], state["settings"] = plan, settings
     _write_config(run_dir, settings, workers, storage)
@@ -156,18 +163,18 @@ def _save(run_dir: Path, state: dict[str, Any], clock: Clock) -> None:
 def _load_state(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
     path = run_dir / "automl.json"
     if not path.is_file():
-        if run_dir.is_dir() and any(run_dir.iterdir()):
-            raise UsageError(f"{run_dir} exists and is not an automl run directory; give another --out")
+        if run_dir.is_dir() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
+            raise UsageError(f"{run_dir} exists and is not an automl run directory; give another {param('out')}")
         return {"version": 1}
     try:
         state = json.loads(path.read_text())
     except (OSError, ValueError):
-        raise UsageError(f"{path} is unreadable; give another --out to start over") from None
+        raise UsageError(f"{path} is unreadable; give another {param('out')} to start over") from None
     old = state.get("settings") or {}
     changed = [k for k in SETTING_KEYS if k != "budget_s" and old.get(k) != settings.get(k)]
     if changed:
         raise UsageError(f"{run_dir} holds an automl run with other settings ({', '.join(changed)}); re-run it "
-                         "with the same flags to continue, or give another --out")
+                         f"with the same settings to continue, or give another {param('out')}")
     return state
 
 
@@ -206,11 +213,11 @@ def _auto_space(data: Any) -> str:
 def _source(data: Any) -> Any:
     if isinstance(data, (str, Path)):
         return str(data)
-    raise UsageError("automl takes a dataset name or a file path (so best.yaml can reproduce the run); "
-                     f"got a {type(data).__name__}")
+    raise UsageError(f"{param('data')} must be a dataset name or a file path (so best.yaml can reproduce the run); "
+                     f"got {describe(data)}")
 
 
 def _check_drop(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise UsageError(f"--max-accuracy-drop must be a number of points >= 0; got {value!r}")
+        raise UsageError(f"{param('max_accuracy_drop')} must be a number of points >= 0; got {value!r}")
     return float(value)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from nnopt.compress import LADDER as COMPRESSION_LADDER
-from nnopt.errors import UsageError
+from nnopt.errors import UsageError, param
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smh])")
@@ -40,7 +40,7 @@ LADDER_RUNS = 1 + 1 / 0.85
 def parse_budget(value: object) -> float:
     """'10m', '90s', '1h', '2m30s' or a number of seconds -> seconds."""
     if isinstance(value, bool):
-        raise UsageError(f"--budget must be a duration like 10m, 90s or 1h; got {value!r}")
+        raise UsageError(f"{param('budget')} must be a duration like 10m, 90s or 1h; got {value!r}")
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
@@ -50,9 +50,9 @@ def parse_budget(value: object) -> float:
         elif re.fullmatch(r"(?:\d+(?:\.\d+)?[smh])+", text):
             seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
         else:
-            raise UsageError(f"--budget must be a duration like 10m, 90s or 1h; got '{value}'")
+            raise UsageError(f"{param('budget')} must be a duration like 10m, 90s or 1h; got '{value}'")
     if not math.isfinite(seconds) or seconds <= 0:
-        raise UsageError(f"--budget must be > 0; got '{value}'")
+        raise UsageError(f"{param('budget')} must be > 0; got '{value}'")
     return seconds
 
 

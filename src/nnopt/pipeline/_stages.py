@@ -15,7 +15,7 @@ from nnopt.comparison import compare
 from nnopt.compress import compress, ladder_for, nnopt_load
 from nnopt.compress import default_epochs as compress_epochs
 from nnopt.config import TrainSpec, spec_from_mapping
-from nnopt.errors import UsageError
+from nnopt.errors import UsageError, param
 from nnopt.fileio import atomic_write_text
 from nnopt.models import model_costs
 from nnopt.pipeline._budget import (
@@ -115,7 +115,8 @@ def search(settings: dict[str, Any], screen: dict[str, Any], out: Path, timing: 
         rounds += 1
     draw(out)
     if result is None or result.best_params is None:
-        raise UsageError(f"no search trial finished in {time.monotonic() - started:.0f} s; give a larger --budget")
+        raise UsageError(f"no search trial finished in {time.monotonic() - started:.0f} s; give a larger "
+                         f"{param('budget')}")
     parsed = load_tune_spec(spec, {})
     counts = result.counts()
     top = next(t for t in result.trials if t["number"] == result.best_trials[0])

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nnopt.errors import UsageError
+from nnopt.errors import UsageError, param, require_path
 
 RUN_KINDS = ("train", "compare", "lr-find", "tune", "search", "compress", "automl")
 # kind -> (files it needs, files it uses when present); config.json is always needed
@@ -33,12 +33,14 @@ class Run:
 
 
 def load_run(run_dir: str | Path) -> Run:
+    require_path("run_dir", run_dir, "the directory of an nnopt run")
     path = Path(run_dir)
     if not path.is_dir():
-        raise UsageError(f"{path} is not a directory; give the --out directory of an nnopt run")
+        raise UsageError(f"{path} is not a directory; give the {param('out')} directory of an nnopt run")
     config_path = path / "config.json"
     if not config_path.is_file():
-        raise UsageError(f"{path} is not an nnopt run directory (no config.json); give the --out directory of a run")
+        raise UsageError(f"{path} is not an nnopt run directory (no config.json); give the {param('out')} directory "
+                         "of a run")
     config = read_json(config_path)
     if not isinstance(config, dict):
         raise UsageError(f"{config_path} is not a JSON object; is this an nnopt run directory?")
@@ -63,7 +65,7 @@ def detect_kind(config: dict[str, Any], path: Path) -> str:
         return command
     if command is None:
         raise UsageError(f"{path} is not an nnopt run directory (config.json has no 'command'); "
-                         "give the --out directory of a run")
+                         f"give the {param('out')} directory of a run")
     raise UsageError(f"cannot build a report for a '{command}' run in {path}; "
                      f"reports exist for: {', '.join(RUN_KINDS)}")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import optuna
 
-from nnopt.errors import UsageError
+from nnopt.errors import UsageError, param
 from nnopt.search._evolution import RegularizedEvolutionSampler
 from nnopt.search._storage import experimental_ok
 
@@ -53,7 +53,7 @@ def make_pruner(name: str, *, epochs: int | None, multi_objective: bool,
                 params: dict[str, Any]) -> optuna.pruners.BasePruner:
     if name != "none" and multi_objective:
         raise UsageError(f"pruner '{name}' needs a single objective (Optuna cannot prune multi-objective "
-                         "trials); use --pruner none")
+                         f"trials); use {param('pruner', 'none')}")
     pruners = optuna.pruners
     if name == "none":
         return pruners.NopPruner()

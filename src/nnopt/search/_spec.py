@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nnopt.config import TASKS, TrainSpec, load_yaml, spec_from_mapping
-from nnopt.errors import ConfigError, UsageError, did_you_mean
+from nnopt.errors import ConfigError, UsageError, did_you_mean, param
 from nnopt.models import ArchSpec
 from nnopt.optim import OPTIMIZERS, SCHEDULES
 from nnopt.train import metric_names
@@ -93,7 +93,7 @@ class TuneSpec:
         for key, names in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
             value = getattr(self, key)
             if value is not None and value not in names:
-                where = f" (--{key})" if key in flags else ""
+                where = f" ({param(key)})" if key in flags else ""
                 _raise(key, flags, f"unknown {key} '{value}'{where}{did_you_mean(str(value), names)} "
                        f"choices: {', '.join(names)}")
         for key, minimum in (("trials", 1), ("workers", 1), ("seed", 0)):
@@ -155,7 +155,7 @@ class TuneSpec:
             value = _number(value, integer=False)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                     value > 0 and math.isfinite(value)):
-                where = f"--{key.replace('_', '-')}" if flag else f"constraints: {key}"
+                where = param(key) if flag else f"constraints: {key}"
                 _raise(key if flag else "constraints", flags, f"{where} must be a number > 0; got {value!r}")
             self.constraints[key] = value
 
@@ -176,7 +176,7 @@ class TuneSpec:
                 raise ConfigError(f"'{key}' is not allowed under train:; set it at the top level of the tune spec")
             if key == "out":
                 raise ConfigError("'out' is not allowed under train:; nnopt tune chooses each trial's directory "
-                                  "(set the run directory with --out)")
+                                  f"(set the run directory with {param('out')})")
             if key not in _TRAIN_FIELDS:
                 choices = [f for f in _TRAIN_FIELDS if f not in (*_TOP_LEVEL_ONLY, "out")]
                 raise ConfigError(f"unknown key '{key}' in train{did_you_mean(str(key), choices)} "
@@ -499,8 +499,9 @@ def _number(value: Any, integer: bool) -> Any:
 
 
 def _fail(key: str, message: str, flags: frozenset[str] | set[str]) -> None:
-    """Raise with the key's name: `--trials must be ...` (UsageError) for a flag, `trials must be ...` for the file."""
-    _raise(key, flags, f"--{key.replace('_', '-')} {message}" if key in flags else f"{key} {message}")
+    """Raise with the key's name: `trials= must be ...` / `--trials must be ...` (UsageError) for an argument,
+    `trials must be ...` (ConfigError) for a key of the spec."""
+    _raise(key, flags, f"{param(key)} {message}" if key in flags else f"{key} {message}")
 
 
 def _raise(key: str, flags: frozenset[str] | set[str], message: str) -> None:

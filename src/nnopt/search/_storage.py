@@ -22,7 +22,7 @@ from optuna.storages import (
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial
 
-from nnopt.errors import UsageError
+from nnopt.errors import UsageError, param
 
 JOURNAL = "study.journal"
 HEARTBEAT_S = 10  # a database-backed trial that misses heartbeats for GRACE_S is failed and re-run
@@ -68,7 +68,7 @@ def open_storage(url: str | None, run_dir: Path) -> BaseStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     if "://" not in url:
-        raise UsageError(f"--storage must be a database URL (postgresql://user:pass@host/db, sqlite:///file.db) "
+        raise UsageError(f"{param('storage')} must be a database URL (postgresql://user:pass@host/db, sqlite:///file.db) "
                          f"or journal:PATH; got '{mask_url(url)}'")
     for attempt in range(6):
         try:

@@ -22,7 +22,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from nnopt.errors import ConfigError, UsageError, did_you_mean
+from nnopt.errors import ConfigError, UsageError, did_you_mean, param
 from nnopt.fileio import atomic_write_json, atomic_write_text, make_run_dir
 from nnopt.search._evolution import default_sizes
 from nnopt.search._loop import Claims, infeasible_limit, recover_crashed, run_trials, trial_row
@@ -158,9 +158,11 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
         except optuna.exceptions.DuplicatedStudyError:  # another process created it a moment ago
             study = optuna.load_study(study_name=study_name, storage=storage)
     except ValueError as exc:
-        raise UsageError(f"study '{study_name}' exists with other settings ({exc}); use another --study") from None
+        raise UsageError(f"study '{study_name}' exists with other settings ({exc}); use another "
+                         f"{param('study')}") from None
     if study.directions != [optuna.study.StudyDirection[d.upper()] for d in directions_list]:
-        raise UsageError(f"study '{study_name}' in this storage optimizes other directions; use another --study")
+        raise UsageError(f"study '{study_name}' in this storage optimizes other directions; use another "
+                         f"{param('study')}")
     recover_crashed(study, Claims(run_dir if storage_url is None else None))
     config = {"command": "search" if spec and spec.architecture else "tune", **(spec.to_dict() if spec else {"space": parsed_space.to_dict()}),
               "objectives": [{"metric": o.metric, "direction": o.direction} for o in objectives],
@@ -220,7 +222,7 @@ def _check_settings(settings: dict[str, Any]) -> None:
     for key in ("trials", "workers"):
         value = settings.get(key, 1)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UsageError(f"--{key} must be an integer >= 1; got {value!r}")
+            raise UsageError(f"{param(key)} must be an integer >= 1; got {value!r}")
 
 
 def _work(job: _Worker, study: optuna.Study | None = None, data: Any = None) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nnopt.config import load_yaml
-from nnopt.errors import ConfigError, UsageError, did_you_mean
+from nnopt.errors import ConfigError, UsageError, did_you_mean, param, require_int
 from nnopt.models import ACTIVATIONS, POOLS, ArchSpec
 from nnopt.search._space import Param
 
@@ -240,9 +240,8 @@ def search_spec(data: Any, *, space: Any = "mlp", objectives: Any = None, target
     if isinstance(objectives, str):
         objectives = [name.strip() for name in objectives.split(",") if name.strip()]
         if not objectives:
-            raise UsageError("--objectives lists no metric; give e.g. val_accuracy,params")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise UsageError(f"--epochs must be an integer >= 1; got {epochs!r}")
+            raise UsageError(f"{param('objectives')} lists no metric; give e.g. val_accuracy,params")
+    require_int("epochs", epochs, 1)
     spec: dict[str, Any] = {"data": data, "architecture": space, "train": {**dict(train or {}), "epochs": epochs}}
     for key, value in (("target", target), ("task", task), ("objective", objectives)):
         if value is not None:

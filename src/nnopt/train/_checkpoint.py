@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from nnopt.config import TrainSpec
-from nnopt.errors import CheckpointError
+from nnopt.errors import CheckpointError, param
 from nnopt.models import atomic_torch_save
 
 FORMAT = "nnopt.checkpoint/1"
@@ -30,21 +30,23 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 def load_checkpoint(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
     """Read a checkpoint and check that it belongs to the run described by `fingerprint`."""
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint to resume at {path}; run without --resume to start fresh")
+        raise CheckpointError(f"no checkpoint to resume at {path}; run without {param('resume', True)} to start "
+                              "fresh")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated, garbage, or not a torch file
         raise CheckpointError(
-            f"checkpoint {path} is corrupt ({type(exc).__name__}); delete it and run without --resume"
+            f"checkpoint {path} is corrupt ({type(exc).__name__}); delete it and run without {param('resume', True)}"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an nnopt checkpoint; delete it and run without --resume")
+        raise CheckpointError(f"{path} is not an nnopt checkpoint; delete it and run without "
+                              f"{param('resume', True)}")
     theirs = state.get("fingerprint", {})
     for key in sorted(set(fingerprint) | set(theirs)):
         if fingerprint.get(key) != theirs.get(key):
             raise CheckpointError(
                 f"checkpoint {path} was made with {key}={theirs.get(key)!r}, not {fingerprint.get(key)!r}; "
-                "resume with the same settings or use another --out"
+                f"resume with the same settings or use another {param('out')}"
             )
     return state
 
@@ -75,7 +77,7 @@ def resume_settings(run_dir: Path) -> dict[str, Any]:
     """The settings of the run to continue, from its config.json, so `--out DIR --resume` is enough."""
     if not (run_dir / "checkpoint.pt").is_file():
         raise CheckpointError(f"no checkpoint to resume at {run_dir / 'checkpoint.pt'}; "
-                              "run without --resume to start fresh")
+                              f"run without {param('resume', True)} to start fresh")
     try:
         saved = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError):

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nnopt.errors import UsageError
+from nnopt.errors import UsageError, param
 from nnopt.fileio import atomic_write_text
 from nnopt.train._callbacks import Callback
 
@@ -83,7 +83,8 @@ class TensorBoardLogger(Callback):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise UsageError("--log tensorboard needs the tensorboard package; pip install tensorboard") from None
+            raise UsageError(f"{param('log', 'tensorboard')} needs the tensorboard package; pip install "
+                             "tensorboard") from None
         self.history, self.config = list(history), config
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=1 if history else None)
 
@@ -122,7 +123,7 @@ class MlflowLogger(Callback):
             from mlflow.entities import Metric, Param
             from mlflow.tracking import MlflowClient
         except ImportError:
-            raise UsageError("--log mlflow needs the mlflow package; pip install mlflow") from None
+            raise UsageError(f"{param('log', 'mlflow')} needs the mlflow package; pip install mlflow") from None
         self._metric, self._param = Metric, Param
         self.uri = (run_dir / "mlruns").resolve().as_uri()
         try:
@@ -130,8 +131,8 @@ class MlflowLogger(Callback):
             self.run_id = self._open_run(run_dir, config, history)
         except Exception as exc:  # noqa: BLE001 - the store is unusable; say so in one line
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UsageError(f"--log mlflow cannot use the store {self.uri} ({message}); "
-                             "delete it or choose another --out") from None
+            raise UsageError(f"{param('log', 'mlflow')} cannot use the store {self.uri} ({message}); "
+                             f"delete it or choose another {param('out')}") from None
 
     def _open_run(self, run_dir: Path, config: dict[str, Any], history: list[dict[str, Any]]) -> str:
         experiment = self.client.get_experiment_by_name(MLFLOW_EXPERIMENT)

@@ -12,6 +12,7 @@ decision (NaN check, early stopping, schedules, callbacks' stop) is taken on val
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from torch import nn
 
 from nnopt.config import TrainSpec, spec_from_mapping
 from nnopt.data import Data
-from nnopt.errors import DivergedError, UsageError
+from nnopt.errors import DivergedError, UsageError, describe, param
 from nnopt.fileio import atomic_write_json, atomic_write_jsonl, make_run_dir
 from nnopt.models import ArchSpec, count_params, save_model
 from nnopt.optim import create_optimizer, create_schedule, set_optimizer_mode
@@ -85,7 +86,7 @@ def fit_spec(model: Any, data: Any, **options: Any) -> tuple[TrainSpec, nn.Modul
     module = model if isinstance(model, nn.Module) else None
     out = options.pop("out", None)
     values = dict(data=data, model=None if module is not None else model,
-                  out=str(out) if out is not None else None, **options)
+                  out=str(out) if isinstance(out, (str, os.PathLike)) else out, **options)
     return spec_from_mapping(TrainSpec, values, source="fit()"), module
 
 
@@ -93,6 +94,9 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
         callbacks: list[Callback] | None = None, resume: bool = False, parallel: Parallel | None = None) -> FitResult:
     """Train as `spec` says. `parallel`: this process's place in a data-parallel group (None: one process)."""
     spec.validate()
+    if callbacks is not None and (not isinstance(callbacks, (list, tuple))
+                                  or not all(isinstance(cb, Callback) for cb in callbacks)):
+        raise UsageError(f"{param('callbacks')} must be a list of nnopt.train.Callback; got {describe(callbacks)}")
     if parallel is None and (spec.nproc > 1 or spec.strategy == "hogwild"):
         raise UsageError(f"nproc={spec.nproc} strategy={spec.strategy} needs nnopt.fit or `nnopt train`, which "
                          "start the processes; nnopt.train runs one")
@@ -125,7 +129,8 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
         ckpt_path = run_dir / "checkpoint.pt" if run_dir else None
         if resume:
             if ckpt_path is None:
-                raise UsageError("--resume needs --out DIR, the run directory to continue")
+                raise UsageError(f"{param('resume', True)} needs {param('out', metavar='DIR')}, the run directory to "
+                                 "continue")
             state = _on_main(parallel, load_checkpoint, ckpt_path, fingerprint(config))  # read on rank 0's disk
             net.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
@@ -244,8 +249,8 @@ def _check_world(world: int, n_train: int, batch: int) -> None:
     if world > n_train:
         raise UsageError(f"{world} processes but only {n_train} training samples; use at most {n_train} processes")
     if world > batch:
-        raise UsageError(f"--batch-size {batch} cannot be split over {world} processes; use --batch-size >= {world} "
-                         "or fewer processes")
+        raise UsageError(f"{param('batch_size', batch)} cannot be split over {world} processes; use "
+                         f"{param('batch_size')} >= {world} or fewer processes")
 
 
 @torch.inference_mode()

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from nnopt.config import TrainSpec, spec_from_mapping
-from nnopt.errors import UsageError
+from nnopt.errors import UsageError, param, require_int
 from nnopt.optim import create_optimizer, set_optimizer_mode
 from nnopt.fileio import atomic_write_json, make_run_dir
 from nnopt.train._prepare import prepare, thread_count
@@ -59,10 +59,11 @@ def find_lr(model: Any, data: Any, *, optimizer: str = "adam", min_lr: float = 1
     options: the other TrainSpec fields (batch_size, target, task, optimizer_params, scale, threads, ...).
     out: a run directory for config.json and lr_find.json (the report is drawn from them).
     """
-    if not (0 < min_lr < max_lr) or not math.isfinite(max_lr):
-        raise UsageError(f"--min-lr and --max-lr must satisfy 0 < min-lr < max-lr; got {min_lr} and {max_lr}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 10:
-        raise UsageError(f"--steps must be an integer >= 10; got {steps!r}")
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (min_lr, max_lr))
+    if not numbers or not (0 < min_lr < max_lr) or not math.isfinite(max_lr):
+        raise UsageError(f"{param('min_lr')} and {param('max_lr')} must be numbers with 0 < min_lr < max_lr; "
+                         f"got {min_lr!r} and {max_lr!r}")
+    require_int("steps", steps, 10)
     module = model if isinstance(model, torch.nn.Module) else None
     spec = spec_from_mapping(TrainSpec, dict(data=data, model=None if module else model, optimizer=optimizer,
                                              seed=seed, device=device, **options), source="find_lr()")
@@ -109,7 +110,7 @@ def find_lr(model: Any, data: Any, *, optimizer: str = "adam", min_lr: float = 1
             if current > stop_factor * best:
                 break
     if len(lrs) < 5:
-        raise UsageError(f"the loss diverged within {len(lrs)} steps from lr {min_lr:g}; lower --min-lr")
+        raise UsageError(f"the loss diverged within {len(lrs)} steps from lr {min_lr:g}; lower {param('min_lr')}")
     config = {"command": "lr-find", "data": spec.data if isinstance(spec.data, str) else f"<{type(spec.data).__name__}>",
               "model": p.arch.to_string() if p.arch else type(p.net).__name__, "optimizer": spec.optimizer,
               "batch_size": p.batch, "min_lr": min_lr, "max_lr": max_lr, "steps": steps, "seed": seed,

@@ -14,7 +14,7 @@ import torch
 from scipy.stats import rankdata
 from sklearn import metrics as skm
 
-from nnopt.errors import UsageError, did_you_mean
+from nnopt.errors import UsageError, did_you_mean, param
 
 CLASSIFICATION_METRICS = ("loss", "accuracy", "precision", "recall", "f1", "roc_auc")
 REGRESSION_METRICS = ("loss", "mse", "mae", "r2")
@@ -30,6 +30,8 @@ def check_metric_names(task: str, names: Sequence[str] | None) -> tuple[str, ...
     valid = metric_names(task)
     if names is None:
         return valid
+    if isinstance(names, str) or not isinstance(names, (list, tuple)):
+        raise UsageError(f"{param('metrics')} must be a list of metric names ({', '.join(valid)}); got {names!r}")
     for name in names:
         if name not in valid:
             raise UsageError(

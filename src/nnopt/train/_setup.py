@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from nnopt.errors import UsageError, did_you_mean
+from nnopt.errors import UsageError, describe, did_you_mean, param
 
 if TYPE_CHECKING:
     from nnopt.optim import Schedule
@@ -20,13 +20,20 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
     "mae": nn.L1Loss,
     "huber": nn.HuberLoss,
 }
+REGRESSION_LOSSES = ("mse", "mae", "huber")  # classification takes exactly one: cross_entropy, or bce on one logit
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {name} but no CUDA device is available; use --device auto or cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"{param('device', name)} but no CUDA device is available; use "
+                             f"{param('device', 'auto')} or {param('device', 'cpu')}")
+        index, count = torch.device(name).index, torch.cuda.device_count()
+        if index is not None and index >= count:
+            raise UsageError(f"{param('device', name)} but this machine has {count} CUDA device(s), "
+                             f"cuda:0 to cuda:{count - 1}; use one of them or {param('device', 'auto')}")
     return torch.device(name)
 
 
@@ -40,12 +47,18 @@ def make_loss(loss: str | Callable[..., torch.Tensor] | None, task: str, n_outpu
     """A loss callable(outputs, targets); by default cross-entropy, BCE (binary) or MSE from the task."""
     if callable(loss):
         return loss
+    if loss is not None and not isinstance(loss, str):
+        raise UsageError(f"{param('loss')} must be a loss name ({', '.join(LOSSES)}) or a callable(outputs, "
+                         f"targets); got {describe(loss)}")
     name = loss or default_loss(task, n_outputs)
     if name not in LOSSES:
-        raise UsageError(f"unknown loss '{name}'{did_you_mean(name, LOSSES)} choices: {', '.join(LOSSES)}")
-    if task == "classification" and (name == "bce") != (n_outputs == 1):
-        want = "bce" if n_outputs == 1 else "cross_entropy"
-        raise UsageError(f"loss '{name}' does not fit {n_outputs}-output classification; use '{want}'")
+        raise UsageError(f"unknown {param('loss')} '{name}'{did_you_mean(name, LOSSES)} choices: {', '.join(LOSSES)}")
+    if task == "classification" and name != default_loss(task, n_outputs):
+        raise UsageError(f"{param('loss', name)} does not fit {n_outputs}-output classification; use "
+                         f"{default_loss(task, n_outputs)!r}")
+    if task == "regression" and name not in REGRESSION_LOSSES:
+        raise UsageError(f"{param('loss', name)} is for classification and this task is regression; use one of "
+                         f"{', '.join(REGRESSION_LOSSES)}")
     return LOSSES[name]()
 
 
@@ -63,7 +76,8 @@ def resolve_batch_size(requested: int | str | None, full_batch_optimizer: bool, 
     if full_batch_optimizer:
         if requested not in (None, "full") and int(requested) < n_train:
             raise UsageError(
-                f"optimizer '{optimizer}' is full-batch gradient descent; drop --batch-size or use 'sgd' for mini-batches"
+                f"optimizer '{optimizer}' is full-batch gradient descent; drop {param('batch_size')} or use 'sgd' for "
+                "mini-batches"
             )
         return n_train
     if requested is None:
