@@ -325,13 +325,14 @@ def summarize_lr(records: list[dict[str, Any]], epochs_note: str = "") -> dict[s
 
 
 def summarize_setting(records: list[dict[str, Any]], key: str, title: str) -> dict[str, Any]:
-    out = {}
+    """{optimizer: {setting: {dataset: median validation score, "diverged": runs}}}."""
+    out: dict[str, Any] = {}
     for name, settings in table(records, key).items():
         print(f"\n{title} ({name})")
         for setting, cell in settings.items():
             datasets = [d for d in cell if not d.startswith("_")]
             print(f"  {str(setting):>12} " + " ".join(f"{d}={cell[d]:.4f}" for d in datasets) + f"  div {cell['_div']}")
-            out[str(setting)] = {d: cell[d] for d in datasets} | {"diverged": cell["_div"]}
+            out.setdefault(name, {})[str(setting)] = {d: cell[d] for d in datasets} | {"diverged": cell["_div"]}
     return out
 
 
@@ -401,6 +402,17 @@ def markdown(summary: dict[str, Any]) -> str:
             cells.append(f"**{text}**" if float(lr) == row["chosen"] else
                          f"*{text}*" if float(lr) == row["previous"] else text)
         lines.append(f"| {name} | " + " · ".join(cells) + " |")
+    checks = [part for part in ("model", "long") if part in summary]
+    if checks:
+        first = next(iter(summary[checks[0]].values()))
+        datasets = [d for d in first["previous"] if d != "diverged"]
+        titles = {"model": "mlp:128,64", "long": "4x epochs"}
+        lines += ["", "| optimizer | " + " | ".join(f"{titles[p]}: {d}" for p in checks for d in datasets) + " |",
+                  "|---|" + "---:|" * (len(checks) * len(datasets))]
+        for name in summary[checks[0]]:
+            cells = [pair(summary[p][name]["previous"][d], summary[p][name]["default"][d]) for p in checks
+                     for d in datasets]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
