@@ -72,7 +72,7 @@ PREVIOUS = {"gd": 0.1, "sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "adagrad
 PREVIOUS_BATCH = 64
 # Grid centres, set from a one-seed scan of 13 ladder points around each previous default on four of the
 # datasets: the optimum lay 3-100x above the previous default for most optimizers (10 epochs of a small
-# network take 50-550 steps, and digits' pixels are scaled to [0, 1], not standardized).
+# network take 40-550 steps, and digits' pixels are scaled to [0, 1], not standardized).
 CENTER = {"gd": 0.2, "sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.05, "rmsprop": 5e-3,
           "adam": 5e-3, "adamw": 5e-3, "nadam": 5e-3, "radam": 0.02, "adamax": 0.02, "adadelta": 5.0,
           "adafactor": 0.1, "muon": 0.01, "lion": 2e-3, "schedulefree": 0.02}
