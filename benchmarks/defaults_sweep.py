@@ -57,7 +57,7 @@ from typing import Any
 
 import nnopt
 from nnopt.config import FULL_BATCH_EPOCHS
-from nnopt.errors import DivergedError
+from nnopt.errors import DivergedError, NnoptError
 from nnopt.optim import OPTIMIZERS
 
 MODEL, EPOCHS, GD_EPOCHS = "mlp:64", 10, FULL_BATCH_EPOCHS
@@ -439,7 +439,10 @@ def main() -> None:
             parser.error(f"unknown part '{part}'; choose from {', '.join(PARTS)}")
     optimizers = [o for o in args.optimizers.split(",") if o]
     for name in optimizers:
-        OPTIMIZERS.get(name)  # unknown names fail here, with the registry's did-you-mean
+        try:
+            OPTIMIZERS.get(name)
+        except NnoptError as error:  # the registry's message, with its did-you-mean
+            parser.error(str(error))
     datasets = [d for d in args.datasets.split(",") if d]
     seeds = list(range(1 if args.quick else args.seeds))
     if args.quick:
