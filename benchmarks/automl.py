@@ -1,8 +1,8 @@
 """nnopt automl against `nnopt train` with its defaults and against the best of `nnopt compare`, per dataset:
 test metric, file size and batch-1 latency (1 thread, median) of the model each one hands over.
 
-- defaults: `nnopt train --data D` (mlp:128,64, Adam at 1e-3, batch 64, 10 epochs), model.pt's state dict bytes,
-  torch eager latency.
+- defaults: `nnopt train --data D` (mlp:128,64, Adam at its default lr, batch 64, 10 epochs), model.pt's state
+  dict bytes, torch eager latency.
 - compare: `nnopt compare --data D --lr auto --seeds 1 --epochs 20` (the seven classic optimizers on mlp:128,64);
   the run with the best validation score (not test: that would be choosing on the test split), fp32.
 - automl at each budget: its compressed model (compressed.nnz bytes), test score of that model, and the fastest

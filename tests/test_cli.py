@@ -23,7 +23,7 @@ def test_train_writes_the_run_directory(run_cli, tmp_path):
     assert {p.name for p in run.iterdir()} == {"config.json", "metrics.jsonl", "model.pt", "checkpoint.pt",
                                                "summary.json", "report.html", "curves.png"}
     config = json.loads((run / "config.json").read_text())
-    assert config["model"] == "mlp:16" and config["optimizer"] == "adam" and config["lr"] == 1e-3
+    assert config["model"] == "mlp:16" and config["optimizer"] == "adam" and config["lr"] == 5e-3
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
     model, meta = nnopt.load_model(run)
     assert meta["task"] == "classification" and meta["class_names"] == ["setosa", "versicolor", "virginica"]

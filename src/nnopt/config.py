@@ -23,6 +23,11 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 # synchronous data parallel (DistributedDataParallel); asynchronous Hogwild SGD; local SGD (periodic averaging)
 STRATEGIES = ("ddp", "hogwild", "local-sgd")
 DEFAULT_SYNC_EVERY = 8  # local SGD: optimizer steps between parameter averages
+DEFAULT_EPOCHS = 10
+# A full-batch optimizer (gd) takes one step per epoch, and 10 steps of gradient descent train little: on digits
+# no lr halves the loss in 10 (benchmarks/RESULTS.md, "Default learning rates"). 100 full-batch epochs take about
+# 3x the time of 10 mini-batch ones there, most of it the per-epoch evaluation.
+FULL_BATCH_EPOCHS = 100
 # Loggers besides metrics.jsonl (train/_loggers.py) -> the optional package each needs, checked before any work.
 LOGGERS = {"csv": None, "tensorboard": "tensorboard", "mlflow": "mlflow"}
 
@@ -39,7 +44,7 @@ class TrainSpec:
     optimizer_params: dict[str, Any] = field(default_factory=dict)
     lr: float | None = None
     batch_size: int | str | None = None  # None: the optimizer's default (64; "full" for gd)
-    epochs: int = 10
+    epochs: int | None = None  # None: DEFAULT_EPOCHS, or FULL_BATCH_EPOCHS for a full-batch optimizer (gd)
     schedule: str | None = None
     schedule_params: dict[str, Any] = field(default_factory=dict)
     early_stopping: int | None = None  # patience in epochs on val_loss
@@ -62,7 +67,8 @@ class TrainSpec:
             raise UsageError(f"no data given; pass {param('data', metavar='NAME_OR_PATH')} (see `nnopt datasets`)")
         if self.lr is not None:
             _check_number("lr", self.lr, lambda v: v > 0 and math.isfinite(v), "> 0")
-        require_int("epochs", self.epochs, 1)
+        if self.epochs is not None:
+            require_int("epochs", self.epochs, 1)
         if self.batch_size is not None and self.batch_size != "full":
             require_int("batch_size", self.batch_size, 1, extra=" or 'full'")
         if self.early_stopping is not None:

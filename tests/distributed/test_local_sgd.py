@@ -31,7 +31,7 @@ def test_averaging_every_8_adam_steps_trains_as_well_as_one_process():
     one = fit_one_process("mlp:64", "digits", **kwargs)
     local = nnopt.fit("mlp:64", "digits", nproc=2, strategy="local-sgd", sync_every=8, **kwargs)
     assert local.config["strategy"] == "local-sgd" and local.config["sync_every"] == 8
-    assert local.metrics["test"]["accuracy"] >= 0.88  # 0.8963 here; one process 0.9074, DDP 0.9074
+    assert local.metrics["test"]["accuracy"] >= 0.88  # 0.9407 here; one process 0.9481, DDP 0.9481 (Adam 5e-3)
     assert abs(local.metrics["test"]["accuracy"] - one.metrics["test"]["accuracy"]) <= 0.02
     # the ranks' copies differ between averages: the model returned is their average, scored as returned
     assert _max_diff(local.model, one.model) > 0

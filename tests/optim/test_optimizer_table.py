@@ -120,9 +120,9 @@ def test_muon_matches_a_manual_muon_adamw_split(digits):
     got = _steps(ours, optimizer, x, y)
     hidden = [theirs[0].weight, theirs[2].weight]
     rest = [theirs[0].bias, theirs[2].bias, theirs[4].weight, theirs[4].bias]
-    muon = torch.optim.Muon(hidden, lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
+    muon = torch.optim.Muon(hidden, lr=5e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
                             adjust_lr_fn="match_rms_adamw")
-    adamw = torch.optim.AdamW(rest, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1, fused=True)
+    adamw = torch.optim.AdamW(rest, lr=5e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1, fused=True)
     for _ in range(5):
         theirs.zero_grad(set_to_none=True)
         nn.functional.cross_entropy(theirs(x), y).backward()
@@ -173,7 +173,7 @@ def test_dict_spec_default_lr_and_instance_pass_through():
     optimizer = create_optimizer({"name": "momentum", "lr": 0.05, "momentum": 0.5}, model)
     assert optimizer.param_groups[0]["lr"] == 0.05 and optimizer.param_groups[0]["momentum"] == 0.5
     assert create_optimizer({"name": "sgd", "lr": 0.05}, model, lr=0.2).param_groups[0]["lr"] == 0.2
-    assert create_optimizer("nadam", model).param_groups[0]["lr"] == 2e-3
+    assert create_optimizer("nadam", model).param_groups[0]["lr"] == 5e-3
     assert create_optimizer(optimizer, model) is optimizer
     with pytest.raises(ConfigError, match="needs a 'name' key"):
         create_optimizer({"lr": 0.1}, model)

@@ -16,7 +16,8 @@ def test_auto_trains_on_the_gpu_and_the_files_load_on_cpu(tmp_path):
     run = tmp_path / "run"
     result = nnopt.fit("mlp:128,64", "digits", optimizer="adam", epochs=10, seed=0, device="auto", out=run)
     assert result.config["device"].startswith("cuda")
-    assert result.metrics["test"]["accuracy"] >= 0.9  # 0.9185 on the CPU and on an H100
+    # 0.9556 on the CPU at Adam's default 5e-3 (0.9185 at the previous 1e-3, on the CPU and on an H100)
+    assert result.metrics["test"]["accuracy"] >= 0.9
     state = torch.load(run / "model.pt", weights_only=True)["state_dict"]
     assert all(t.device.type == "cpu" for t in state.values()), "model.pt must load where there is no GPU"
     scored = evaluate(run, split="test")
@@ -49,5 +50,6 @@ def test_compress_a_gpu_trained_model(tmp_path):
     assert trained.config["device"].startswith("cuda")
     result = nnopt.compress_model(tmp_path / "run", data="digits", prune=0.5, quantize="int8", out=tmp_path / "c")
     assert (tmp_path / "c" / "compressed.nnz").is_file()
-    # one-shot 50 % without fine-tuning costs a few points (0.9074 -> 0.8741 on the CPU and on an H100)
+    # one-shot 50 % without fine-tuning costs a few points (0.9481 -> 0.9296 on the CPU at Adam's default 5e-3;
+    # 0.9074 -> 0.8741 at the previous 1e-3, on the CPU and on an H100)
     assert result.chosen["test"] >= trained.metrics["test"]["accuracy"] - 0.05

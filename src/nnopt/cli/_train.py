@@ -23,7 +23,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
                        help="optimizer option, e.g. --opt weight_decay=0.01 (repeatable)")
     train.add_argument("--lr", type=float, help="learning rate (default: the optimizer's)")
     train.add_argument("--batch-size", type=batch_size, help="N (mini-batch), 1 (pure SGD) or full (batch GD)")
-    train.add_argument("--epochs", type=int, help="epochs (default 10)")
+    train.add_argument("--epochs", type=int, help="epochs (default 10; 100 for gd, whose epoch is one step)")
     train.add_argument("--schedule", help="constant | step | exponential | cosine | warmup-cosine | one-cycle | "
                                           "reduce-on-plateau")
     train.add_argument("--schedule-opt", action="append", metavar="KEY=VALUE", dest="schedule_params",

@@ -10,6 +10,7 @@ from typing import Any
 
 import optuna
 
+from nnopt.config import DEFAULT_EPOCHS
 from nnopt.data import load_data
 from nnopt.models import build_model, model_costs
 from nnopt.search._spec import CONSTRAINTS
@@ -108,6 +109,8 @@ class TrainObjective:
         if len(self.objectives) == 1 and self.objectives[0].metric.startswith(("val_", "train_")):
             callbacks.append(PruningCallback(trial, self.objectives[0].metric))
         settings.setdefault("threads", 1)
+        # every trial trains the epochs the pruner was built for, gd's included (fit would give gd 100)
+        settings.setdefault("epochs", DEFAULT_EPOCHS)
         result = fit(model, self.data, seed=self.seed, callbacks=callbacks, **settings)
         trial.set_user_attr("epochs_run", result.epochs)
         trial.set_user_attr("n_params", result.config["n_params"])

@@ -65,7 +65,7 @@ class FitResult:
                 "wall_s": round(self.wall_s, 3), "run_dir": str(self.run_dir) if self.run_dir else None}
 
 
-def fit(model: Any, data: Any, *, optimizer: str = "adam", lr: float | None = None, epochs: int = 10,
+def fit(model: Any, data: Any, *, optimizer: str = "adam", lr: float | None = None, epochs: int | None = None,
         batch_size: int | str | None = None, schedule: str | None = None, loss: Any = None,
         metrics: list[str] | None = None, seed: int = 0, device: str = "auto", out: str | Path | None = None,
         callbacks: list[Callback] | None = None, resume: bool = False, **options: Any) -> FitResult:
@@ -73,7 +73,8 @@ def fit(model: Any, data: Any, *, optimizer: str = "adam", lr: float | None = No
 
     options: the other TrainSpec fields (target, task, optimizer_params, schedule_params,
     early_stopping, clip_grad, val_fraction, test_fraction, scale, threads, log).
-    batch_size None is the optimizer's default: 64, or the full training set for `gd`.
+    lr None is the optimizer's default (its row of `nnopt optimizers`); batch_size None is 64, or the full training
+    set for `gd`; epochs None is 10, or 100 for `gd` (one step per epoch).
     nproc > 1 starts processes: that is nnopt.fit (through nnopt.distributed), not this function.
     """
     spec, module = fit_spec(model, data, optimizer=optimizer, lr=lr, epochs=epochs, batch_size=batch_size,

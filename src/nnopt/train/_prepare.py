@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnopt.config import TrainSpec
+from nnopt.config import DEFAULT_EPOCHS, FULL_BATCH_EPOCHS, TrainSpec
 from nnopt.data import Data, load_data
 from nnopt.models import ArchSpec, build_model, flops_per_sample
 from nnopt.optim import OPTIMIZERS
@@ -35,6 +35,8 @@ class Prepared:
 
 def prepare(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None) -> Prepared:
     entry = OPTIMIZERS.get(spec.optimizer)
+    if spec.epochs is None:  # resolved here, where the optimizer is known, so config.json records the count
+        spec.epochs = FULL_BATCH_EPOCHS if entry.full_batch else DEFAULT_EPOCHS
     data = load_data(spec.data, target=spec.target, task=spec.task, val_fraction=spec.val_fraction,
                      test_fraction=spec.test_fraction, seed=spec.seed, scale=spec.scale)
     device = resolve_device(spec.device)
