@@ -207,13 +207,25 @@ def where_the_bytes_go(path: Path) -> dict:
     for spec in header.get("meta_arrays", {}).values():
         parts["feature statistics"] = parts.get("feature statistics", b"") + payload[
             spec["offset"]:spec["offset"] + spec["bytes"]]
-    packed = {k: min(len(zlib.compress(v, 9)), len(lzma.compress(v))) for k, v in parts.items()}
+    packed = {k: _smaller(v) for k, v in parts.items()}
     out = {"file": path.stat().st_size, **packed, "header": stored["header.json"],
            "zip directory and headers": path.stat().st_size - sum(stored.values()), "kept weights": kept}
     for kind in ("positions", "codes"):
         if kind in packed and kept:
             out[f"{kind}, bits per kept weight"] = 8 * packed[kind] / kept
+    if header.get("meta_arrays"):  # format /2 kept the statistics in the JSON header, as text
+        meta = json.loads(json.dumps(header["meta"]))
+        for key, spec in header["meta_arrays"].items():
+            values = np.frombuffer(payload, dtype=np.float32, count=spec["count"], offset=spec["offset"])
+            meta["preprocessing"][key.split(".", 1)[1]] = [float(v) for v in values.astype(np.float64)]
+        old = {**{k: v for k, v in header.items() if k != "meta_arrays"}, "meta": meta}
+        text = json.dumps(old, separators=(",", ":")).encode()
+        out["header with the statistics as JSON text (format /2)"] = _smaller(text)
     return out
+
+
+def _smaller(raw: bytes) -> int:
+    return min(len(zlib.compress(raw, 9)), len(lzma.compress(raw)))
 
 
 def float16_bias(data_name: str, source, seed: int, folder: Path, epochs: int) -> list[dict]:
