@@ -169,7 +169,7 @@ def run(data_name: str, source, seed: int, folder: Path, latency: bool, methods:
                "bytes": variant["file_bytes"], "ratio": variant["ratio"],
                "test_drop_pts": 100 * (original["test"] - variant["test"]),
                "val_drop_pts": 100 * (original["val"] - variant["val"]), "params": variant["params"],
-               "nonzero": variant["nonzero_params"], "tried": len(result.rows) - 1,
+               "nonzero": variant["nonzero_params"], "spec": variant.get("model_spec"), "tried": len(result.rows) - 1,
                "train": accuracy(load(out / "compressed.nnz"), data.train)}
         if breakdown:
             row["breakdown"] = where_the_bytes_go(out / "compressed.nnz")

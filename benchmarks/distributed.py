@@ -109,7 +109,8 @@ def raw_step_us(world: int, use_ddp: bool, steps: int = 1000, widths: tuple[int,
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    procs = [ctx.Process(target=_raw_loop, args=(r, world, port, use_ddp, steps, queue, widths, bucket_view)) for r in range(world)]
+    procs = [ctx.Process(target=_raw_loop, args=(r, world, port, use_ddp, steps, queue, widths, bucket_view))
+             for r in range(world)]
     for proc in procs:
         proc.start()
     value = queue.get(timeout=300)
