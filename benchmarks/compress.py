@@ -97,6 +97,9 @@ VARIANTS = {
     "global 95% gradual 5x + int4 QAT, fine-tuning lr 3e-3": {**GLOBAL_95, "steps": LONG, "lr": 3e-3},
     "global 95% gradual 10x + int4 QAT": {**GLOBAL_95, "steps": (10, 0.5)},
     "global 95% gradual 5x + int4 QAT, batch 32 (same epochs)": {**GLOBAL_95, "steps": LONG, "batch_size": 32},
+    # pruned at once, no fine-tuning: how many more units die than under the gradual schedule
+    "global 95% one-shot + int4 QAT (3 epochs)": {"prune": 0.95, "prune_method": "global", "quantize": "int4",
+                                                  "qat_epochs": 3},
 }
 POSITION_PARTS = ("mask", "indptr", "indices", "gaps")  # the arrays that say where a sparse tensor's entries are
 V1_LAYOUTS = ("dense", "bitmap", "csr")  # what format /1 could choose from: no relative indices
