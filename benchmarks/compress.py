@@ -192,30 +192,34 @@ def where_the_bytes_go(path: Path) -> dict:
     """Each kind of array of a compressed file, compressed alone (LZMA or DEFLATE, the smaller, as the writer
     chooses per member): positions, codes, steps, float values (biases, unquantized tensors), feature statistics;
     then the JSON header as stored and the zip's own bytes. The parts add up to about the file (compressing the
-    payload as one member shares a dictionary across parts). Bits per kept weight: positions and codes over the
-    quantized weights' non-zero entries."""
+    payload as one member shares a dictionary across parts). Positions: bits per non-zero quantized weight; codes:
+    bits per code stored (every weight of a dense layout, the non-zeros of a sparse one)."""
     state, header = read_compressed(path)
     with zipfile.ZipFile(path) as zf:
         payload = zf.read("payload.bin")
         stored = {info.filename: info.compress_size for info in zf.infolist()}
     parts: dict[str, bytes] = {}
-    kept = 0
+    kept = codes = 0  # non-zero quantized weights; codes stored (every weight of a dense layout)
     for entry in header["tensors"]:
         for part, spec in entry["arrays"].items():
             kind = ("positions" if part in POSITION_PARTS else "codes" if part == "codes"
                     else "steps" if part in ("scale", "zero_point") else "float values")
             parts[kind] = parts.get(kind, b"") + payload[spec["offset"]:spec["offset"] + spec["bytes"]]
         if entry["quant"]:
-            kept += int((state[entry["name"]] != 0).sum())
+            weight = state[entry["name"]]
+            kept += int((weight != 0).sum())
+            codes += weight.numel() if entry["layout"] == "dense" else int((weight != 0).sum())
     for spec in header.get("meta_arrays", {}).values():
         parts["feature statistics"] = parts.get("feature statistics", b"") + payload[
             spec["offset"]:spec["offset"] + spec["bytes"]]
     packed = {k: _smaller(v) for k, v in parts.items()}
     out = {"file": path.stat().st_size, **packed, "header": stored["header.json"],
-           "zip directory and headers": path.stat().st_size - sum(stored.values()), "kept weights": kept}
-    for kind in ("positions", "codes"):
-        if kind in packed and kept:
-            out[f"{kind}, bits per kept weight"] = 8 * packed[kind] / kept
+           "zip directory and headers": path.stat().st_size - sum(stored.values()), "kept weights": kept,
+           "codes stored": codes}
+    if "positions" in packed and kept:
+        out["positions, bits per kept weight"] = 8 * packed["positions"] / kept
+    if "codes" in packed and codes:
+        out["codes, bits per stored code"] = 8 * packed["codes"] / codes
     if header.get("meta_arrays"):  # format /2 kept the statistics in the JSON header, as text
         meta = json.loads(json.dumps(header["meta"]))
         for key, spec in header["meta_arrays"].items():
