@@ -78,7 +78,7 @@ def describe_model(model: nn.Module | Any) -> str:
 
 
 def step_function(optimizer: torch.optim.Optimizer) -> Callable[[], Any]:
-    """optimizer.step without torch's per-call profiler wrapper (a record_function scope, 1.4-5.6 % of a small
+    """optimizer.step without torch's per-call profiler wrapper (a record_function scope, 3-4 % of a small
     MLP's train step: benchmarks/optim_step.py --mode scope), used only while no optimizer step hooks are
     registered."""
     raw = getattr(type(optimizer).step, "__wrapped__", None)
