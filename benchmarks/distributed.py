@@ -11,9 +11,13 @@ on --data digits28), each configuration trains the same spec through nnopt.fit a
 - call s: the whole nnopt.fit call, process start and data loading included.
 --raw adds the floor of any DDP run on this machine: microseconds per step of a bare torch loop (mlp:128,64,
 batch 32 per process, Adam, 1 thread) without DDP, and with DistributedDataParallel over gloo on 127.0.0.1.
+--raw-widths 1024,1024 --bucket-view: the same for a larger MLP, and 2-process DDP with gradient_as_bucket_view=True
+(nnopt's setting: the gradients live in the all-reduce buckets instead of being copied in and out); --raw-only skips
+the nnopt.fit runs.
 
     .venv/bin/python benchmarks/distributed.py [--data mnist1d|digits|digits28] [--epochs 5] [--nproc 2]
         [--device auto] [--threads N] [--models SPEC ...] [--batch-size 64] [--raw]
+        [--raw-only] [--raw-widths 128,64] [--raw-steps 1000] [--bucket-view]
 
 --device auto uses CUDA with nccl when present (one GPU per process: N processes need N GPUs); Hogwild is CPU only.
 """
@@ -24,6 +28,7 @@ import argparse
 import math
 import platform
 import socket
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -70,12 +75,17 @@ def measure(model: str, args: argparse.Namespace, nproc: int, strategy: str) -> 
             "call s": call_s}
 
 
-def _raw_loop(rank: int, world: int, port: int, use_ddp: bool, steps: int, queue: object) -> None:
+def _raw_loop(rank: int, world: int, port: int, use_ddp: bool, steps: int, queue: object,
+              widths: tuple[int, ...] = (128, 64), bucket_view: bool = False) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(40, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
-    model = DistributedDataParallel(net) if use_ddp else net
+    sizes = (40, *widths)
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(sizes, sizes[1:]):
+        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+    net = nn.Sequential(*layers, nn.Linear(sizes[-1], 10))
+    model = DistributedDataParallel(net, gradient_as_bucket_view=bucket_view) if use_ddp else net
     opt = torch.optim.Adam(net.parameters(), fused=True)
     X, y = torch.randn(32, 40), torch.randint(0, 10, (32,))
     for i in range(steps + 100):
@@ -90,14 +100,17 @@ def _raw_loop(rank: int, world: int, port: int, use_ddp: bool, steps: int, queue
     dist.destroy_process_group()
 
 
-def raw_step_us(world: int, use_ddp: bool, steps: int = 1000) -> float:
-    """Microseconds per step of a bare loop on `world` processes (each its own model unless use_ddp)."""
+def raw_step_us(world: int, use_ddp: bool, steps: int = 1000, widths: tuple[int, ...] = (128, 64),
+                bucket_view: bool = False) -> float:
+    """Microseconds per step of a bare loop on `world` processes (each its own model unless use_ddp; with
+    bucket_view, DDP's gradients are views into its all-reduce buckets, as nnopt's DDP sets)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    procs = [ctx.Process(target=_raw_loop, args=(r, world, port, use_ddp, steps, queue)) for r in range(world)]
+    procs = [ctx.Process(target=_raw_loop, args=(r, world, port, use_ddp, steps, queue, widths, bucket_view))
+             for r in range(world)]
     for proc in procs:
         proc.start()
     value = queue.get(timeout=300)
@@ -122,6 +135,11 @@ def main() -> None:
     parser.add_argument("--no-local-sgd", action="store_true", help="skip local SGD")
     parser.add_argument("--sync-every", type=int, default=8, help="local SGD's averaging period (default 8)")
     parser.add_argument("--raw", action="store_true", help="also time a bare torch / DDP step loop (1 vs 2 processes)")
+    parser.add_argument("--raw-only", action="store_true", help="only the bare loop (implies --raw)")
+    parser.add_argument("--raw-widths", default="128,64", help="hidden widths of the bare loop's MLP (40 inputs)")
+    parser.add_argument("--raw-steps", type=int, default=1000)
+    parser.add_argument("--bucket-view", action="store_true",
+                        help="bare loop: also 2-process DDP with gradient_as_bucket_view=True (nnopt's setting)")
     args = parser.parse_args()
     args.target = args.target if args.target is not None else TARGETS.get(args.data, 0.5)
     name = args.data
@@ -129,10 +147,10 @@ def main() -> None:
         from compress import write_digits28  # benchmarks/compress.py
 
         args.data = str(write_digits28(Path(tempfile.mkdtemp()) / "digits28.npz"))
-    configs = [(1, "ddp"), (args.nproc, "ddp")]
-    if not args.no_hogwild and _hogwild_available():
+    configs = [] if args.raw_only else [(1, "ddp"), (args.nproc, "ddp")]
+    if not args.no_hogwild and not args.raw_only and _hogwild_available():
         configs.append((args.nproc, "hogwild"))
-    if not args.no_local_sgd:
+    if not args.no_local_sgd and not args.raw_only:
         configs.append((args.nproc, "local-sgd"))
     print(f"{name}, batch {args.batch_size} (global), {args.optimizer}, {args.epochs} epochs, target val acc "
           f"{args.target}; {available_cores()} cores, torch {torch.__version__}, {platform.machine()}, "
@@ -141,7 +159,7 @@ def main() -> None:
                "test acc", "call s"]
     print(" | ".join(columns))
     baseline: dict[str, float] = {}
-    for model in args.models:
+    for model in args.models if configs else []:
         for nproc, strategy in configs:
             try:
                 row = measure(model, args, nproc, strategy)
@@ -156,11 +174,22 @@ def main() -> None:
                      "-" if row["to target"] is None else f"{row['to target']:.2f} s", f"{row['test acc']:.4f}",
                      f"{row['call s']:.1f}"]
             print(" | ".join(cells), flush=True)
-    if args.raw:
-        print("bare loop, mlp:128,64, batch 32 per process, 1 thread: us/step (rank 0)")
-        for world, use_ddp, label in ((1, False, "1 process"), (2, False, "2 processes, no DDP (core sharing)"),
-                                      (1, True, "1 process, DDP"), (2, True, "2 processes, DDP (gloo, 127.0.0.1)")):
-            print(f"  {label}: {raw_step_us(world, use_ddp):.0f}", flush=True)
+    if args.raw or args.raw_only:
+        widths = tuple(int(w) for w in args.raw_widths.split(","))
+        print(f"bare loop, mlp:{args.raw_widths}, batch 32 per process, 1 thread: us/step (rank 0)")
+        cases = [(1, False, False, "1 process"), (2, False, False, "2 processes, no DDP (core sharing)"),
+                 (1, True, False, "1 process, DDP"), (2, True, False, "2 processes, DDP (gloo, 127.0.0.1)")]
+        for world, use_ddp, bucket_view, label in cases:
+            us = raw_step_us(world, use_ddp, args.raw_steps, widths, bucket_view)
+            print(f"  {label}: {us:.0f}", flush=True)
+        if args.bucket_view:  # alternated, so a change in the machine's load hits both alike
+            times: dict[bool, list[float]] = {False: [], True: []}
+            for _ in range(3):
+                for bucket_view in (False, True):
+                    times[bucket_view].append(raw_step_us(2, True, args.raw_steps, widths, bucket_view))
+            print(f"  2 processes, DDP, copied gradients / gradient_as_bucket_view=True, alternated 3 times: "
+                  f"{', '.join(f'{a:.0f} / {b:.0f}' for a, b in zip(times[False], times[True]))} "
+                  f"(medians {statistics.median(times[False]):.0f} / {statistics.median(times[True]):.0f})", flush=True)
 
 
 if __name__ == "__main__":  # required: the processes are started with spawn, which re-imports this file

@@ -2,7 +2,10 @@
 
 Sets the threshold in nnopt.train._threads (PARALLEL_FLOPS_PER_STEP): below it one thread wins.
 
-    .venv/bin/python benchmarks/threads.py [--steps 200] [--repeats 5]
+    .venv/bin/python benchmarks/threads.py [--steps 200] [--repeats 5] [--busy-core] [--cases "mlp:128;mlp:512,512"]
+
+--busy-core keeps one core busy with a second process (a spinning loop) while it measures: what a second thread
+costs when it has to wait for a core.
 """
 
 from __future__ import annotations
@@ -46,16 +49,30 @@ def steps_per_s(spec, n_in, shape, batch, threads, steps, repeats) -> float:
     return statistics.median(rates)
 
 
+def _spin() -> None:
+    while True:
+        pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--busy-core", action="store_true", help="a second process keeps one core busy meanwhile")
+    parser.add_argument("--cases", help="only these model specs, separated by semicolons (default: all)")
     args = parser.parse_args()
+    if args.busy_core:
+        import multiprocessing
+
+        spinner = multiprocessing.get_context("spawn").Process(target=_spin, daemon=True)
+        spinner.start()
     cores = available_cores()
     counts = sorted({1, 2, cores})
     print(f"{'model':<16}{'batch':>6}{'MFLOP/step':>12}" + "".join(f"{f'{t} thr':>10}" for t in counts)
           + f"{'2 vs 1':>8}{'chosen':>8}")
     for spec, n_in, shape, batch in CASES:
+        if args.cases and spec not in args.cases.split(";"):
+            continue
         flops = flops_per_sample(build_model(spec, in_features=n_in, n_outputs=10, input_shape=shape), n_in)
         rates = {t: steps_per_s(spec, n_in, shape, batch, t, args.steps, args.repeats) for t in counts}
         print(f"{spec:<16}{batch:>6}{3 * flops * batch / 1e6:>12.1f}" + "".join(f"{rates[t]:>10.0f}" for t in counts)

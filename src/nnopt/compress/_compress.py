@@ -60,10 +60,10 @@ class Rung:
 
 # tried smallest expected file first (`ladder_for` orders them for each model). At 95 % sparsity and more, about
 # 400 fine-tuning steps are too few and 4-bit rounding without QAT costs points; five times the steps and QAT
-# recover them (benchmarks/RESULTS.md: LeNet-300-100 on digits at 96 %, 44x smaller, within 0.5 pt of the
+# recover them (benchmarks/RESULTS.md: LeNet-300-100 on digits at 96 %, 52.6x smaller, within 0.5 pt of the
 # original's test accuracy in 3 seeds of 3). Structured rungs give a smaller dense network with no positions to
 # store: on mnist1d, whose 40 inputs leave little to prune in the first layer, 80 % of the units out (5x the
-# steps, QAT for the default epochs) + int4 is 47-53x smaller at the original's test accuracy (10 seeds), where
+# steps, QAT for the default epochs) + int4 is 52x smaller at the original's test accuracy (10 seeds), where
 # 95 % unstructured sparsity loses 0.8 pt
 LADDER = (Rung(0.97, "global", "int4", finetune=5, qat=0.5), Rung(0.95, "global", "int4", finetune=5, qat=0.5),
           Rung(0.8, "structured", "int4", finetune=5, qat=1), Rung(0.5, "structured", "int4", qat=0.5),

@@ -61,8 +61,8 @@ class DDPParallel:
         if local_sgd:  # each rank steps its own copy; after_step averages them (torch's model-averaging utils)
             return net
         ids = [self.device.index] if self.device.type == "cuda" else None
-        # gradients live in DDP's all-reduce buckets instead of being copied in and out of them: mlp:1024,1024
-        # on 2 CPU processes went from 16.7-18.8 to 11.9-13.2 ms a step (benchmarks/RESULTS.md)
+        # gradients live in DDP's all-reduce buckets instead of being copied in and out of them (one copy and its
+        # memory less; the step-time gain on 2 CPU processes is unsettled: benchmarks/RESULTS.md)
         return DistributedDataParallel(net, device_ids=ids, gradient_as_bucket_view=True)
 
     def shard(self, xb: torch.Tensor, yb: torch.Tensor, n_global: int) -> tuple[torch.Tensor, torch.Tensor, float]:

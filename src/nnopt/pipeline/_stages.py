@@ -37,8 +37,8 @@ MAX_TRIALS = 100_000  # the search stops on time, not on a count
 MAX_ROUNDS = 6
 CONSTRAINT_KEYS = ("max_params", "max_flops", "max_size_kb", "max_latency_ms")
 # The architecture spaces automl searches: nnopt search's presets, the MLP narrowed to 1-3 layers of 16-256 units.
-# In a budget of minutes the full preset (up to 6 layers of 512) spent its trials on networks of 100k-430k
-# parameters that scored within noise of small ones and came out larger than the defaults even compressed
+# In a budget of minutes the full preset (up to 6 layers of 512) spent its trials on networks of hundreds of
+# thousands of parameters that scored within noise of small ones and came out larger than the defaults even compressed
 # (benchmarks/RESULTS.md, automl).
 AUTOML_SPACES = {"mlp": {"preset": "mlp", "depth": [1, 3], "width": [16, 32, 64, 128, 256]},
                  "cnn": {"preset": "cnn"}}

@@ -92,8 +92,9 @@ def describe_model(model: nn.Module | Any) -> str:
 
 
 def step_function(optimizer: torch.optim.Optimizer) -> Callable[[], Any]:
-    """optimizer.step without torch's per-call profiler wrapper (a record_function scope, about 10 µs
-    a step, 5-10 % of a small MLP's step), used only while no optimizer step hooks are registered."""
+    """optimizer.step without torch's per-call profiler wrapper (a record_function scope, 3-4 % of a small
+    MLP's train step: benchmarks/optim_step.py --mode scope), used only while no optimizer step hooks are
+    registered."""
     raw = getattr(type(optimizer).step, "__wrapped__", None)
     from torch.optim import optimizer as torch_optimizer
 
