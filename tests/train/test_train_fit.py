@@ -119,6 +119,13 @@ def test_divergence_raises_with_epoch_and_step():
         nnopt.fit("mlp:64", "diabetes", optimizer="sgd", lr=1e4, epochs=3, seed=0)
 
 
+def test_weights_that_overflow_after_a_finite_step_are_a_divergence():
+    # full-batch gd at lr 5: every step's loss is finite, but the weights the 4th step leaves give inf outputs
+    # (once a scikit-learn "Input contains infinity" ValueError from the epoch's metrics)
+    with pytest.raises(DivergedError, match=r"diverged at epoch 4 step 1 \(loss=(nan|inf)\); try a lower lr="):
+        nnopt.fit("mlp:128,64", "diabetes", optimizer="gd", lr=5.0, epochs=10, seed=0)
+
+
 def test_callbacks_see_every_epoch_and_can_stop():
     class Recorder(Callback):
         def __init__(self):

@@ -175,7 +175,8 @@ def train_hogwild(spec: TrainSpec, nproc: int, *, callbacks: list[Callback] | No
                 row: dict[str, Any] = {"epoch": epoch,
                                        "train_loss": sum(r["loss_sum"] for r in reports) / max(total_steps, 1)}
                 for split in ("train", "val"):
-                    for key, value in _evaluate(net, loss_fn, data, sources[split], split_metrics[split]).items():
+                    for key, value in _evaluate(net, loss_fn, data, sources[split], split_metrics[split],
+                                                (epoch, total_steps)).items():
                         if not (split == "train" and key == "loss"):
                             row[f"{split}_{key}"] = value
                 row["lr"] = reports[0]["lr"]
@@ -201,7 +202,7 @@ def train_hogwild(spec: TrainSpec, nproc: int, *, callbacks: list[Callback] | No
         if spec.early_stopping and best["state"] is not None:
             net.load_state_dict(best["state"])  # restore the best validation weights
         net.eval()
-        final = {split: _evaluate(net, loss_fn, data, sources[split], split_metrics[split])
+        final = {split: _evaluate(net, loss_fn, data, sources[split], split_metrics[split], (len(history), 0))
                  for split in ("train", "val", "test")}
     result = FitResult(model=net, history=history, metrics=final, epochs=len(history),
                        wall_s=time.perf_counter() - start, run_dir=run_dir, data=data, config=config,

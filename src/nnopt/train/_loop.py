@@ -12,6 +12,7 @@ decision (NaN check, early stopping, schedules, callbacks' stop) is taken on val
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -152,16 +153,16 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
         local_sgd = spec.sync_every if spec.strategy == "local-sgd" else None  # validate() filled in the default
         model = net if parallel is None else parallel.wrap(net, local_sgd)  # net stays the plain module
 
-        def evaluate(splits: tuple[str, ...]) -> dict[str, dict[str, float | None]]:
-            """The splits' metrics. In a group with the data in memory every rank scores a share of the rows;
-            otherwise rank 0 scores them all and hands the result to the others."""
+        def evaluate(splits: tuple[str, ...], at: tuple[int, int]) -> dict[str, dict[str, float | None]]:
+            """The splits' metrics, after step at[1] of epoch at[0]. In a group with the data in memory every rank
+            scores a share of the rows; otherwise rank 0 scores them all and hands the result to the others."""
             if parallel is not None:
                 parallel.sync_model()  # every rank holds the same model: what is scored, saved and trained on
             if parallel is not None and all(isinstance(sources[split], TensorSource) for split in splits):
-                return {split: _evaluate(net, loss_fn, data, sources[split], split_metrics[split], parallel)
+                return {split: _evaluate(net, loss_fn, data, sources[split], split_metrics[split], at, parallel)
                         for split in splits}
             return _on_main(parallel, lambda: {split: _evaluate(net, loss_fn, data, sources[split],
-                                                                split_metrics[split]) for split in splits})
+                                                                split_metrics[split], at) for split in splits})
 
         stopped_early = False
         update = update_function(opt, sched, params, spec.clip_grad)  # after on_fit_start: it may add step hooks
@@ -187,7 +188,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
             net.eval()
             set_optimizer_mode(opt, False)
             row: dict[str, Any] = {"epoch": epoch, "train_loss": float(losses.mean())}
-            for split, values in evaluate(("train", "val")).items():
+            for split, values in evaluate(("train", "val"), (epoch, len(step_losses))).items():
                 row.update({f"{split}_{key}": value for key, value in values.items()
                             if not (split == "train" and key == "loss")})
             row["lr"] = epoch_lr
@@ -212,7 +213,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
             net.load_state_dict(best["state"])  # restore the best validation weights
         net.eval()
         set_optimizer_mode(opt, False)
-        final = evaluate(("train", "val", "test"))
+        final = evaluate(("train", "val", "test"), (history[-1]["epoch"] if history else start_epoch, 0))
         wall = elapsed_before + time.perf_counter() - epoch_start
         net.to("cpu")  # the trained model comes back on the CPU, where saving, compressing and exporting work
         result = FitResult(model=net, history=history, metrics=final, epochs=len(history), wall_s=wall,
@@ -255,12 +256,14 @@ def _check_world(world: int, n_train: int, batch: int) -> None:
 
 
 @torch.inference_mode()
-def _evaluate(net: nn.Module, loss_fn: Any, data: Data, source: Any, names: Any,
+def _evaluate(net: nn.Module, loss_fn: Any, data: Data, source: Any, names: Any, at: tuple[int, int],
               parallel: Parallel | None = None) -> dict[str, float | None]:
     if len(source) == 0:
         return {}
     outputs, Y = source.outputs(net) if parallel is None else source.outputs(net, parallel)
     loss = float(loss_fn(outputs, Y))
+    if not bool(torch.isfinite(outputs).all()):  # the last steps' loss was finite, the weights they left are not
+        raise DivergedError(at[0], at[1], loss if not math.isfinite(loss) else math.inf)
     return compute_metrics(data.task, outputs, Y, loss, names, data.target_scale)
 
 
