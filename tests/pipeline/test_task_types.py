@@ -122,7 +122,7 @@ def rows_of(data, target, feature_names):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_automl_evaluate_predict_export(case, automl_runs):
+def test_automl_evaluate_predict_export(case, automl_runs, run_cli):
     tmp, data, target, summary = automl_runs(case)
     task, metric, margin = CASES[case][2:]
     run = tmp / "run"
@@ -133,12 +133,14 @@ def test_automl_evaluate_predict_export(case, automl_runs):
 
     # evaluate re-creates the test rows and scores the model automl kept (the compressed one) as automl did
     # (regression: evaluate scores in target units, automl in standardized ones; equal to float32 rounding)
-    evaluated = cli_json("evaluate", run, "--split", "test", "--out", tmp / "ev")
+    code, out, err = run_cli("evaluate", run, "--split", "test", "--out", tmp / "ev", "--json")
+    assert code == 0, err
+    evaluated = json.loads(out)
     assert evaluated["metrics"][metric] == pytest.approx(summary["compressed_test"], abs=1e-6)
 
     # predict: one row per input row, labels as the file wrote them
     predictions_csv = tmp / "predictions.csv"
-    cli("predict", run, "--data", data, *target_flags(target), "--out", predictions_csv)
+    assert run_cli("predict", run, "--data", data, *target_flags(target), "--out", predictions_csv)[0] == 0
     with predictions_csv.open(newline="") as f:
         predicted = [row["prediction"] for row in csv.DictReader(f)]
     predictor = load_predictor(run)
@@ -149,7 +151,7 @@ def test_automl_evaluate_predict_export(case, automl_runs):
     import onnxruntime as ort
 
     onnx_file = tmp / "model.onnx"
-    cli("export", run, "--format", "onnx", "--out", onnx_file)
+    assert run_cli("export", run, "--format", "onnx", "--out", onnx_file)[0] == 0
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     logits = session.run(None, {session.get_inputs()[0].name: X})[0]
     if task == "regression":
@@ -163,19 +165,25 @@ def test_automl_evaluate_predict_export(case, automl_runs):
 
 
 @pytest.mark.parametrize("case", ["regression-csv", "binary-csv"])
-def test_every_command_on_the_task(case, automl_runs, tmp_path):
+def test_every_command_on_the_task(case, automl_runs, run_cli, tmp_path):
     """train, compare, tune, search, compress, evaluate, predict, export (automl above) on one table; each
-    writes its run directory and reports the task's metric."""
+    writes its run directory and reports the task's metric. In-process: `nnopt.cli.main`, as the command runs."""
     tmp, data, target, _ = automl_runs(case)
     task, metric = CASES[case][2:4]
     flags = target_flags(target)
-    train = cli_json("train", "--data", data, *flags, "--model", "mlp:32", "--epochs", "20", "--out", tmp_path / "t")
+
+    def run(*args):
+        code, out, err = run_cli(*args, "--json")
+        assert code == 0, f"nnopt {' '.join(map(str, args[:3]))}: {err}"
+        return json.loads(out)
+
+    train = run("train", "--data", data, *flags, "--model", "mlp:32", "--epochs", "20", "--out", tmp_path / "t")
     assert {"val", "test"} <= set(train["metrics"]) and metric in train["metrics"]["test"]
     if task == "classification":
         assert "roc_auc" in train["metrics"]["test"]  # binary: one logit, scored as a probability
 
-    compared = cli_json("compare", "--data", data, *flags, "--model", "mlp:32", "--optimizers", "adam,sgd",
-                        "--epochs", "5", "--seeds", "1", "--out", tmp_path / "c")
+    compared = run("compare", "--data", data, *flags, "--model", "mlp:32", "--optimizers", "adam,sgd",
+                   "--epochs", "5", "--seeds", "1", "--out", tmp_path / "c")
     assert [r["optimizer"] for r in compared["optimizers"]] and all(
         r.get(f"val_{metric}_mean") is not None for r in compared["optimizers"])
 
@@ -183,29 +191,28 @@ def test_every_command_on_the_task(case, automl_runs, tmp_path):
     spec.write_text(f"data: {data}\n" + (f"target: {target}\n" if target else "") +
                     "model: mlp:{width}\ntrain: {epochs: 5}\n"
                     "space:\n  width: {choices: [16, 32]}\n  lr: {type: float, low: 0.001, high: 0.03, log: true}\n")
-    tuned = cli_json("tune", spec, "--trials", "3", "--sampler", "random", "--seed", "0", "--out", tmp_path / "u")
+    tuned = run("tune", spec, "--trials", "3", "--sampler", "random", "--seed", "0", "--out", tmp_path / "u")
     assert tuned["objectives"][0]["metric"] == f"val_{metric}" and tuned["trials"]["complete"] >= 1
 
-    searched = cli_json("search", "--data", data, *flags, "--space", "mlp", "--trials", "3", "--epochs", "5",
-                        "--seed", "0", "--out", tmp_path / "s")
+    searched = run("search", "--data", data, *flags, "--space", "mlp", "--trials", "3", "--epochs", "5",
+                   "--seed", "0", "--out", tmp_path / "s")
     assert searched["trials"]["complete"] >= 1
 
-    compressed = cli_json("compress", tmp_path / "t", "--data", data, *flags, "--prune", "0.5", "--quantize", "int8",
-                          "--finetune-epochs", "2", "--out", tmp_path / "z")
+    compressed = run("compress", tmp_path / "t", "--data", data, *flags, "--prune", "0.5", "--quantize", "int8",
+                     "--finetune-epochs", "2", "--out", tmp_path / "z")
     assert compressed["metric"] == metric and compressed["variants"][-1]["file_bytes"] < \
         compressed["variants"][0]["file_bytes"]
 
-    for run in (tmp_path / "t", tmp_path / "u", tmp_path / "s", tmp_path / "z", tmp_path / "c"):
-        evaluated = cli_json("evaluate", run, "--data", data, *flags, "--split", "test", "--out", run / "ev")
+    for made in (tmp_path / "t", tmp_path / "u", tmp_path / "s", tmp_path / "z", tmp_path / "c"):
+        evaluated = run("evaluate", made, "--data", data, *flags, "--split", "test", "--out", made / "ev")
         assert metric in evaluated["metrics"] and evaluated["rows"] > 0
-        cli("predict", run, "--data", data, *flags, "--out", run / "predictions.csv")
-        assert (run / "predictions.csv").read_text().count("\n") == evaluated_rows(data)
-        exported = cli_json("export", run, "--format", "onnx", "--out", run / "m.onnx")
-        agreement = exported.get("agreement")
+        run("predict", made, "--data", data, *flags, "--out", made / "predictions.csv")
+        assert (made / "predictions.csv").read_text().count("\n") == evaluated_rows(data)
+        exported = run("export", made, "--format", "onnx", "--out", made / "m.onnx")
         if task == "classification":
-            assert agreement is not None and agreement >= 0.999, exported
+            assert exported["agreement"] is not None and exported["agreement"] >= 0.999, exported
         else:
-            assert exported.get("max_abs_diff") is not None, exported
+            assert exported["max_abs_diff"] is not None, exported
 
 
 def evaluated_rows(data):
