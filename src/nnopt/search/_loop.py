@@ -10,6 +10,7 @@ until its re-run is queued, which then holds it: the count never dips, so no wor
 from __future__ import annotations
 
 import functools
+import math
 import os
 import socket
 import time
@@ -253,7 +254,22 @@ def _run_one(study: optuna.Study, trial: optuna.Trial, objective: Callable[[optu
         trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
         tell(study, trial, state=TrialState.FAIL)
         return
+    reason = unusable(values, len(study.directions))
+    if reason:  # Optuna would fail the trial too, with a warning instead of a reason
+        trial.set_user_attr("fail_reason", reason)
+        tell(study, trial, state=TrialState.FAIL)
+        return
     tell(study, trial, values if len(values) > 1 else values[0])
+
+
+def unusable(values: list[float], n_objectives: int) -> str | None:
+    """Why objective values cannot be told to the study (nan, or as many values as objectives), or None."""
+    if len(values) != n_objectives:
+        return (f"the objective returned {len(values)} value{'s' if len(values) != 1 else ''} for "
+                f"{n_objectives} objective{'s' if n_objectives != 1 else ''}")
+    if any(math.isnan(v) for v in values):
+        return f"the objective returned nan ({', '.join(map(str, values))}); a trial's value must be a number"
+    return None
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, values: Any = None, state: TrialState | None = None) -> None:
