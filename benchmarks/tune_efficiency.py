@@ -233,8 +233,9 @@ def cold_start(folder: Path, repeats: int) -> dict:
 
 def overhead(trials: int, repeats: int, workers: bool = True) -> dict:
     """ms per trial of nnopt.tune against plain Optuna on the same storage and sampler, a 2-parameter quadratic:
-    each (sampler, storage) pair run `repeats` times, nnopt and Optuna back to back in alternating order;
-    medians and the ratio of the medians. Then the one-time start cost and 2 workers against 1."""
+    each (sampler, storage) pair run `repeats` times (random in memory 5 times as often), nnopt and Optuna back
+    to back in alternating order; medians, the ratio of the medians and the median of the pairs' ratios. Then
+    the one-time start cost and 2 workers against 1."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out: dict = {"trials": trials, "repeats": repeats, "cpu_count": os.cpu_count(), "load_before": os.getloadavg()}
     cases = [(sampler, journal) for sampler in ("random", "tpe") for journal in (True, False)]
@@ -245,8 +246,10 @@ def overhead(trials: int, repeats: int, workers: bool = True) -> dict:
         rows: dict[str, list[dict]] = {f"{s}/{'journal' if j else 'memory'}": [] for s, j in cases}
         for repeat in range(repeats):
             for sampler, journal in cases:
-                row = one_pair(sampler, journal, trials, repeat, folder, nnopt_first=repeat % 2 == 0)
-                rows[f"{sampler}/{'journal' if journal else 'memory'}"].append(row)
+                # a random study in memory takes a fraction of a second: 5 pairs a repeat, for a steadier median
+                for inner in range(1 if journal or sampler == "tpe" else 5):
+                    row = one_pair(sampler, journal, trials, repeat, folder, nnopt_first=(repeat + inner) % 2 == 0)
+                    rows[f"{sampler}/{'journal' if journal else 'memory'}"].append(row)
             print(f"repeat {repeat + 1}/{repeats}: " + ", ".join(
                 f"{name} {1000 * r[-1]['nnopt_s'] / trials:.2f}/{1000 * r[-1]['optuna_s'] / trials:.2f}"
                 for name, r in rows.items()), flush=True)
@@ -256,10 +259,12 @@ def overhead(trials: int, repeats: int, workers: bool = True) -> dict:
             out[name] = {"nnopt_ms_per_trial": ms["nnopt_s"], "report_ms_per_trial": ms["report_s"],
                          "optuna_ms_per_trial": ms["optuna_s"], "ratio": ms["nnopt_s"] / ms["optuna_s"],
                          "ratio_without_report": (ms["nnopt_s"] - ms["report_s"]) / ms["optuna_s"],
-                         "per_repeat_ratios": [r["nnopt_s"] / r["optuna_s"] for r in runs]}
+                         "per_pair_ratios": [r["nnopt_s"] / r["optuna_s"] for r in runs],
+                         "median_pair_ratio": statistics.median(r["nnopt_s"] / r["optuna_s"] for r in runs)}
             print(f"{name:15} nnopt {ms['nnopt_s']:6.2f} ms/trial (report.html {ms['report_s']:.2f})  "
                   f"optuna {ms['optuna_s']:6.2f}  ratio {out[name]['ratio']:.2f} "
-                  f"(without the report {out[name]['ratio_without_report']:.2f})", flush=True)
+                  f"(without the report {out[name]['ratio_without_report']:.2f}; median of {len(runs)} pairs' "
+                  f"ratios {out[name]['median_pair_ratio']:.2f})", flush=True)
         out["cold_start"] = cold = cold_start(folder, 3)
         cold["extra_ms_per_trial"] = 1000 * (cold["nnopt_s"] - cold["optuna_s"]) / trials
         print(f"cold start (fresh interpreter, import + 1 trial, journal): nnopt {cold['nnopt_s']:.2f} s, optuna "

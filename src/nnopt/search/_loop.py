@@ -204,14 +204,14 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], list[flo
 
 def _run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], list[float]], n_trials: int,
                 deadline: float | None, claims: Claims, heartbeat: bool) -> None:
-    tally = _Tally()
+    tally, limit = _Tally(), infeasible_limit(n_trials)
     while deadline is None or time.time() < deadline:
         if heartbeat:
             with experimental_ok():
                 optuna.storages.fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
         used, n_rejected, unfinished = tally(trials)
-        if n_rejected >= infeasible_limit(n_trials):
+        if n_rejected >= limit:
             return
         queued = any(t.state == TrialState.WAITING for t in unfinished)
         if used >= n_trials and not queued:
@@ -235,7 +235,10 @@ def _run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], list[fl
             continue
         claims.claim(trial)
         try:
-            with get_heartbeat_thread(trial._trial_id, study._storage):  # a no-op where heartbeats are off
+            if heartbeat:
+                with get_heartbeat_thread(trial._trial_id, study._storage):
+                    _run_one(study, trial, objective)
+            else:
                 _run_one(study, trial, objective)
         except BaseException:  # Ctrl-C or a kill signal turned exception: re-run this trial next time
             fail_and_retry(study, trial, "interrupted mid-trial; re-run")

@@ -145,9 +145,9 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
     if sampler == "evolution":
         sampler_params = default_sizes(n_trials, sampler_params)
     pruner_params = spec.pruner_params if spec else {}
-    # Build both once here so bad names and settings fail before anything is written.
-    make_sampler(sampler, seed=seed, grid=grid, multi_objective=multi, params=sampler_params)
-    make_pruner(pruner, epochs=epochs, multi_objective=multi, params=pruner_params)
+    # Built here so bad names and settings fail before anything is written; worker 0 (this process) uses them.
+    engines = (make_sampler(sampler, seed=seed, grid=grid, multi_objective=multi, params=sampler_params),
+               make_pruner(pruner, epochs=epochs, multi_objective=multi, params=pruner_params))
     storage_url = settings.get("storage")
     run_dir = Path(out) if out is not None else None
     if run_dir is None and storage_url is None and workers > 1:
@@ -184,7 +184,7 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
                     deadline, seed if seed is None or workers == 1 else seed + i, sampler, pruner, epochs,
                     sampler_params)
             for i in range(workers)]
-    _run_workers(jobs, study, data)
+    _run_workers(jobs, study, data, engines)
     return _finish(study, spec, objectives, config, run_dir, data if retrain else None)
 
 
@@ -229,15 +229,17 @@ def _check_settings(settings: dict[str, Any]) -> None:
             raise UsageError(f"--{key} must be an integer >= 1; got {value!r}")
 
 
-def _work(job: _Worker, study: optuna.Study | None = None, data: Any = None) -> None:
-    """One worker: open the study with this worker's sampler and pruner, then run trials."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    grid = job.space.grid() if job.sampler == "grid" else None
-    multi = len(job.objectives) > 1
-    sampler = make_sampler(job.sampler, seed=job.seed, grid=grid, multi_objective=multi,
-                           params=job.sampler_params)
-    pruner = make_pruner(job.pruner, epochs=job.epochs, multi_objective=multi,
-                         params=job.spec.pruner_params if job.spec else {})
+def _work(job: _Worker, study: optuna.Study | None = None, data: Any = None, engines: tuple | None = None) -> None:
+    """One worker: open the study with this worker's sampler and pruner (`engines`, when already built), then
+    run trials."""
+    if engines is None:
+        grid = job.space.grid() if job.sampler == "grid" else None
+        multi = len(job.objectives) > 1
+        engines = (make_sampler(job.sampler, seed=job.seed, grid=grid, multi_objective=multi,
+                                params=job.sampler_params),
+                   make_pruner(job.pruner, epochs=job.epochs, multi_objective=multi,
+                               params=job.spec.pruner_params if job.spec else {}))
+    sampler, pruner = engines
     if study is None:
         storage = open_storage(job.storage_url, job.run_dir) if job.run_dir or job.storage_url else None
         study = optuna.load_study(study_name=job.study_name, storage=storage, sampler=sampler, pruner=pruner)
@@ -255,7 +257,7 @@ def _work(job: _Worker, study: optuna.Study | None = None, data: Any = None) -> 
         claims.close()
 
 
-def _run_workers(jobs: list[_Worker], study: optuna.Study, data: Any) -> None:
+def _run_workers(jobs: list[_Worker], study: optuna.Study, data: Any, engines: tuple) -> None:
     """Worker 0 is this process (already warm: data loaded, study open). The others are forked where the
     platform can (train._threads.can_fork) and the study is a journal file (they start in milliseconds with the
     data in memory and reopen the file themselves); spawned for a database, whose open connections a forked
@@ -267,7 +269,7 @@ def _run_workers(jobs: list[_Worker], study: optuna.Study, data: Any) -> None:
         p.start()
     try:
         with thread_count(1):
-            _work(jobs[0], study=study, data=data)
+            _work(jobs[0], study=study, data=data, engines=engines)
         for p in processes:
             p.join()
     except BaseException:
@@ -280,6 +282,7 @@ def _work_in_process(job: _Worker, data: Any = None) -> None:
     import torch
 
     torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the calling process set it for worker 0
     _work(job, data=data)
 
 
