@@ -48,7 +48,7 @@ class TuneResult:
     study_name: str
     run_dir: Path | None = None
     config: dict[str, Any] = field(default_factory=dict)
-    frozen_trials: list[optuna.trial.FrozenTrial] = field(default_factory=list, repr=False)
+    frozen_trials: list[optuna.trial.FrozenTrial] = field(default_factory=list, repr=False)  # as Optuna holds them
     _rows: list[dict[str, Any]] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
