@@ -6,27 +6,40 @@ digits and mnist1d; for each run the best validation accuracy against epochs spe
 640 epochs, and the epochs each method needed to reach random's 64-trial best (median over seeds); target:
 TPE+ASHA <= 1/3 of random's.
 
-Overhead: 1000 trials of a trivial objective on the journal-file storage, ms per trial for random and TPE;
-then trials/s of 2 workers vs 1 on trials that train a small model on one thread.
+Overhead: what a user calls, `nnopt.tune(f, space={x, y}, sampler=..., trials=1000[, out=DIR])` on a 2-parameter
+quadratic (study creation, the trial loop, config.json, trials.json / trials.csv and report.html with out=), against
+plain Optuna doing the same in the same process (create_study + optimize, the same sampler settings, a journal
+file or InMemoryStorage): median ms per trial over repeats run back to back in alternating order, and the ratio;
+random and TPE, journal file and in memory. Then the one-time start cost in a fresh interpreter, and trials/s of
+2 workers vs 1 on trials that train a small model on one thread.
 
     .venv/bin/python benchmarks/tune_efficiency.py [--seeds 5] [--trials 64] [--part efficiency|overhead|all]
         [--methods random,tpe,tpe+asha] [--data digits,mnist1d] [--val-fraction 0.15] [--jobs 1] [--json out.json]
+        [--overhead-trials 1000] [--repeats 5] [--no-workers]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+import warnings
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import optuna
 import yaml
 
+import nnopt
+from nnopt import api as nnopt_api
 from nnopt.search import tune
 
 SPACE = {
@@ -121,31 +134,155 @@ def efficiency(seeds: int, trials: int, epochs: int, datasets: list[str], method
     return results
 
 
-def overhead(trials: int) -> dict:
+QUADRATIC = {"x": {"type": "float", "low": -5.0, "high": 5.0}, "y": {"type": "float", "low": -5.0, "high": 5.0}}
+
+
+def quadratic(params: dict) -> float:
+    return (params["x"] - 1.0) ** 2 + (params["y"] + 2.0) ** 2
+
+
+def optuna_quadratic(trial: optuna.Trial) -> float:
+    return quadratic({"x": trial.suggest_float("x", -5.0, 5.0), "y": trial.suggest_float("y", -5.0, 5.0)})
+
+
+def optuna_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """The sampler nnopt builds for `name` (search._samplers.make_sampler), written with Optuna's own API."""
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
+
+
+@contextlib.contextmanager
+def report_timer(spent: list[float]) -> Iterator[None]:
+    """Adds the seconds nnopt.tune spends drawing report.html to `spent` (the rest is the trial loop and files)."""
+    original = nnopt_api.build_report
+
+    def timed(run_dir):
+        started = time.perf_counter()
+        try:
+            return original(run_dir)
+        finally:
+            spent.append(time.perf_counter() - started)
+
+    nnopt_api.build_report = timed
+    try:
+        yield
+    finally:
+        nnopt_api.build_report = original
+
+
+def one_pair(sampler: str, journal: bool, trials: int, seed: int, folder: Path, nnopt_first: bool) -> dict:
+    """nnopt.tune and the same study in plain Optuna (create_study + optimize, same sampler, same storage kind),
+    one after the other in this process: {nnopt_s, report_s, optuna_s}."""
+    row = {}
+
+    def run_nnopt() -> None:
+        spent: list[float] = []
+        started = time.perf_counter()
+        with report_timer(spent):
+            nnopt.tune(quadratic, space=QUADRATIC, directions="minimize", sampler=sampler, trials=trials,
+                       seed=seed, out=folder / f"nnopt-{sampler}-{seed}" if journal else None)
+        row["nnopt_s"] = time.perf_counter() - started
+        row["report_s"] = sum(spent)
+
+    def run_optuna() -> None:
+        started = time.perf_counter()
+        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+            str(folder / f"optuna-{sampler}-{seed}.journal"))) if journal else optuna.storages.InMemoryStorage()
+        study = optuna.create_study(storage=storage, sampler=optuna_sampler(sampler, seed), direction="minimize")
+        study.optimize(optuna_quadratic, n_trials=trials)
+        row["optuna_s"] = time.perf_counter() - started
+
+    for run in ((run_nnopt, run_optuna) if nnopt_first else (run_optuna, run_nnopt)):
+        run()
+    return row
+
+
+COLD = """
+import sys, time
+started = time.perf_counter()
+if sys.argv[1] == "nnopt":
+    import nnopt
+    nnopt.tune(lambda p: (p["x"] - 1.0) ** 2 + (p["y"] + 2.0) ** 2, space={SPACE}, directions="minimize",
+               sampler="random", trials=1, seed=0, out=sys.argv[2])
+else:
+    import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    out = {}
+    study = optuna.create_study(storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(sys.argv[2] + ".journal")), direction="minimize")
+    study.optimize(lambda t: (t.suggest_float("x", -5.0, 5.0) - 1.0) ** 2
+                   + (t.suggest_float("y", -5.0, 5.0) + 2.0) ** 2, n_trials=1)
+print(time.perf_counter() - started)
+"""
+
+
+def cold_start(folder: Path, repeats: int) -> dict:
+    """The one-time cost a user's script pays: a fresh interpreter imports the library and runs one trial to a
+    journal file (for nnopt: `import nnopt; nnopt.tune(..., out=DIR)` with its report), median of `repeats`."""
+    code = COLD.replace("{SPACE}", repr(QUADRATIC))
+    times: dict[str, list[float]] = {"nnopt": [], "optuna": []}
+    for repeat in range(repeats):
+        for name in ("nnopt", "optuna") if repeat % 2 == 0 else ("optuna", "nnopt"):
+            done = subprocess.run([sys.executable, "-c", code, name, str(folder / f"cold-{name}-{repeat}")],
+                                  capture_output=True, text=True, check=True)
+            times[name].append(float(done.stdout.split()[-1]))
+    return {f"{name}_s": statistics.median(values) for name, values in times.items()}
+
+
+def overhead(trials: int, repeats: int, workers: bool = True) -> dict:
+    """ms per trial of nnopt.tune against plain Optuna on the same storage and sampler, a 2-parameter quadratic:
+    each (sampler, storage) pair run `repeats` times (random in memory 5 times as often), nnopt and Optuna back
+    to back in alternating order; medians, the ratio of the medians and the median of the pairs' ratios. Then
+    the one-time start cost and 2 workers against 1."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out: dict = {"trials": trials, "repeats": repeats, "cpu_count": os.cpu_count(), "load_before": os.getloadavg()}
+    cases = [(sampler, journal) for sampler in ("random", "tpe") for journal in (True, False)]
     with tempfile.TemporaryDirectory() as tmp:
-        for sampler in ("random", "tpe"):
-            started = time.perf_counter()
-            tune(lambda p: (p["x"] - 0.3) ** 2, space={"x": {"type": "float", "low": 0.0, "high": 1.0}},
-                 directions="minimize", sampler=sampler, trials=trials, seed=0, out=Path(tmp) / sampler)
-            out[f"{sampler}_ms_per_trial"] = 1000 * (time.perf_counter() - started) / trials
-        for sampler in ("random", "tpe"):  # the same loop in plain Optuna, for reference
-            storage = optuna.storages.JournalStorage(
-                optuna.storages.journal.JournalFileBackend(str(Path(tmp) / f"optuna-{sampler}.journal")))
-            sampler_obj = optuna.samplers.RandomSampler(seed=0) if sampler == "random" else \
-                optuna.samplers.TPESampler(seed=0)
-            study = optuna.create_study(storage=storage, sampler=sampler_obj)
-            started = time.perf_counter()
-            study.optimize(lambda t: (t.suggest_float("x", 0.0, 1.0) - 0.3) ** 2, n_trials=trials)
-            out[f"optuna_{sampler}_ms_per_trial"] = 1000 * (time.perf_counter() - started) / trials
-        spec = spec_file(Path(tmp), "mnist1d", 20)  # about 1 s a trial on one thread
-        for workers in (1, 2):
-            started = time.perf_counter()
-            tune(spec, sampler="random", pruner="none", trials=40, workers=workers, seed=0,
-                 out=Path(tmp) / f"w{workers}")
-            out[f"workers{workers}_trials_per_s"] = 40 / (time.perf_counter() - started)
-        out["workers_speedup"] = out["workers2_trials_per_s"] / out["workers1_trials_per_s"]
+        folder = Path(tmp)
+        for sampler, journal in cases:  # warm-up: lazy imports (the report's matplotlib) are counted by cold_start
+            one_pair(sampler, journal, 20, 10_000, folder, True)
+        rows: dict[str, list[dict]] = {f"{s}/{'journal' if j else 'memory'}": [] for s, j in cases}
+        for repeat in range(repeats):
+            for sampler, journal in cases:
+                # a random study in memory takes a fraction of a second: 5 pairs a repeat, for a steadier median
+                for inner in range(1 if journal or sampler == "tpe" else 5):
+                    row = one_pair(sampler, journal, trials, repeat, folder, nnopt_first=(repeat + inner) % 2 == 0)
+                    rows[f"{sampler}/{'journal' if journal else 'memory'}"].append(row)
+            print(f"repeat {repeat + 1}/{repeats}: " + ", ".join(
+                f"{name} {1000 * r[-1]['nnopt_s'] / trials:.2f}/{1000 * r[-1]['optuna_s'] / trials:.2f}"
+                for name, r in rows.items()), flush=True)
+        for name, runs in rows.items():
+            ms = {key: 1000 * statistics.median(r[key] for r in runs) / trials
+                  for key in ("nnopt_s", "report_s", "optuna_s")}
+            out[name] = {"nnopt_ms_per_trial": ms["nnopt_s"], "report_ms_per_trial": ms["report_s"],
+                         "optuna_ms_per_trial": ms["optuna_s"], "ratio": ms["nnopt_s"] / ms["optuna_s"],
+                         # paired: each run's report time off its own total (the disk's speed drifts between runs)
+                         "ratio_without_report": statistics.median((r["nnopt_s"] - r["report_s"]) / r["optuna_s"]
+                                                                   for r in runs),
+                         "per_pair_ratios": [r["nnopt_s"] / r["optuna_s"] for r in runs],
+                         "median_pair_ratio": statistics.median(r["nnopt_s"] / r["optuna_s"] for r in runs),
+                         "pairs": runs}
+            print(f"{name:15} nnopt {ms['nnopt_s']:6.2f} ms/trial (report.html {ms['report_s']:.2f})  "
+                  f"optuna {ms['optuna_s']:6.2f}  ratio {out[name]['ratio']:.2f} "
+                  f"(without the report {out[name]['ratio_without_report']:.2f}; median of {len(runs)} pairs' "
+                  f"ratios {out[name]['median_pair_ratio']:.2f})", flush=True)
+        out["cold_start"] = cold = cold_start(folder, 3)
+        cold["extra_ms_per_trial"] = 1000 * (cold["nnopt_s"] - cold["optuna_s"]) / trials
+        print(f"cold start (fresh interpreter, import + 1 trial, journal): nnopt {cold['nnopt_s']:.2f} s, optuna "
+              f"{cold['optuna_s']:.2f} s: {cold['extra_ms_per_trial']:.2f} ms a trial more over {trials} trials",
+              flush=True)
+        if workers:
+            spec = spec_file(folder, "mnist1d", 20)  # about 1 s a trial on one thread
+            for n in (1, 2):
+                started = time.perf_counter()
+                tune(spec, sampler="random", pruner="none", trials=40, workers=n, seed=0, out=folder / f"w{n}")
+                out[f"workers{n}_trials_per_s"] = 40 / (time.perf_counter() - started)
+            out["workers_speedup"] = out["workers2_trials_per_s"] / out["workers1_trials_per_s"]
+            print(f"2 workers vs 1: {out['workers2_trials_per_s']:.2f} vs {out['workers1_trials_per_s']:.2f} "
+                  f"trials/s = {out['workers_speedup']:.2f}x", flush=True)
+    out["load_after"] = os.getloadavg()
     return out
 
 
@@ -175,12 +312,14 @@ def main() -> None:
                         help=f"comma-separated, from {', '.join([*METHODS, *VARIANTS])} (random is always run)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="(dataset, seed) pairs run at once, a process each (epoch counts do not depend on it)")
+    parser.add_argument("--overhead-trials", type=int, default=1000, help="trials of each overhead run")
+    parser.add_argument("--repeats", type=int, default=5, help="repeats of each overhead pair (medians)")
+    parser.add_argument("--no-workers", action="store_true", help="overhead part: skip the 2-workers run")
     parser.add_argument("--json", help="write the raw results here")
     args = parser.parse_args()
     report = {}
     if args.part in ("overhead", "all"):
-        report["overhead"] = overhead(1000)
-        print(json.dumps(report["overhead"], indent=2), flush=True)
+        report["overhead"] = overhead(args.overhead_trials, args.repeats, workers=not args.no_workers)
     if args.part in ("efficiency", "all"):
         report["efficiency"] = efficiency(args.seeds, args.trials, args.epochs, args.data.split(","),
                                             {name: {**METHODS, **VARIANTS}[name]

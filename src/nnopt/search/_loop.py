@@ -9,6 +9,8 @@ until its re-run is queued, which then holds it: the count never dips, so no wor
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import socket
 import time
@@ -23,6 +25,11 @@ from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enable
 from optuna.trial import TrialState
 
 from nnopt.search._storage import ASK_WITH_HEARTBEAT, GRACE_S, experimental_ok
+
+try:  # what Study.tell() and Study.optimize() run; tell() adds a deep copy of the trial, unused here
+    from optuna.study._tell import _tell_with_warning
+except ImportError:  # a later Optuna that moved it: the public call, a little slower
+    _tell_with_warning = None
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)
 
@@ -45,7 +52,7 @@ def _uses_budget(t: optuna.trial.FrozenTrial) -> bool:
         t.state == TrialState.PRUNED and "infeasible" in t.user_attrs)
 
 
-def _rejected(t: optuna.trial.FrozenTrial) -> bool:
+def rejected(t: optuna.trial.FrozenTrial) -> bool:
     return t.state == TrialState.PRUNED and "infeasible" in t.user_attrs
 
 
@@ -62,14 +69,14 @@ class _Tally:
         while self.prefix < len(trials) and trials[self.prefix].state.is_finished():
             t = trials[self.prefix]
             self.used += _uses_budget(t)
-            self.rejected += _rejected(t)
+            self.rejected += rejected(t)
             self._note_retry(t)
             self.prefix += 1
         rest = trials[self.prefix:]
         for t in rest:
             self._note_retry(t)
         return (self.used + sum(map(_uses_budget, rest)) - len(self.retried),
-                self.rejected + sum(map(_rejected, rest)), [t for t in rest if not t.state.is_finished()])
+                self.rejected + sum(map(rejected, rest)), [t for t in rest if not t.state.is_finished()])
 
     def _note_retry(self, t: optuna.trial.FrozenTrial) -> None:
         if "retry_of" in t.user_attrs:
@@ -84,12 +91,14 @@ def infeasible_limit(n_trials: int) -> int:
 class Claims:
     """Who runs which trial. On the journal file: one small file per worker process in the run directory's
     .running/, holding the number of the trial it runs, rewritten in place with one pwrite (no journal write,
-    no fsync, no file created per trial); on a database: a user attribute, which every machine can read."""
+    no fsync, no file created per trial); on a database: a user attribute, which every machine can read.
+    In memory (shared=False) nothing is recorded: no other process can see the study, nor outlive this one."""
 
     WIDTH = 256  # fixed-size record: rewriting it never leaves a longer old one behind
 
-    def __init__(self, folder: Path | None):
+    def __init__(self, folder: Path | None, shared: bool = True):
         self.folder = folder / ".running" if folder is not None else None
+        self.shared = shared or self.folder is not None
         self.me = worker_id()
         self._fd: int | None = None
         if self.folder is not None:
@@ -97,7 +106,8 @@ class Claims:
 
     def claim(self, trial: optuna.Trial) -> None:
         if self.folder is None:
-            trial.set_user_attr("worker", self.me)
+            if self.shared:
+                trial.set_user_attr("worker", self.me)
             return
         if self._fd is None:
             name = self.me.replace(":", ".").replace("/", "_")
@@ -137,6 +147,8 @@ def recover_crashed(study: optuna.Study, claims: Claims) -> int:
     """Fail and re-queue RUNNING trials whose process on this host no longer exists (kill -9, OOM, crash).
     A running trial nobody claims was cut between its start and its claim (microseconds): it is recovered
     once it is over a minute old."""
+    if not claims.shared:
+        return 0
     host = socket.gethostname()
     recovered = 0
     records = claims.owners() if claims.folder is not None else {}
@@ -192,14 +204,14 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], list[flo
 
 def _run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], list[float]], n_trials: int,
                 deadline: float | None, claims: Claims, heartbeat: bool) -> None:
-    tally = _Tally()
+    tally, limit = _Tally(), infeasible_limit(n_trials)
     while deadline is None or time.time() < deadline:
         if heartbeat:
             with experimental_ok():
                 optuna.storages.fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
-        used, rejected, unfinished = tally(trials)
-        if rejected >= infeasible_limit(n_trials):
+        used, n_rejected, unfinished = tally(trials)
+        if n_rejected >= limit:
             return
         queued = any(t.state == TrialState.WAITING for t in unfinished)
         if used >= n_trials and not queued:
@@ -219,11 +231,14 @@ def _run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], list[fl
                 counted(study.get_trials(deepcopy=False), before=trial.number) >= n_trials:
             trial.set_user_attr("surplus", True)
             trial.set_user_attr("fail_reason", "not run: the study already had its trials")
-            study.tell(trial, state=TrialState.FAIL)
+            tell(study, trial, state=TrialState.FAIL)
             continue
         claims.claim(trial)
         try:
-            with get_heartbeat_thread(trial._trial_id, study._storage):  # a no-op where heartbeats are off
+            if heartbeat:
+                with get_heartbeat_thread(trial._trial_id, study._storage):
+                    _run_one(study, trial, objective)
+            else:
                 _run_one(study, trial, objective)
         except BaseException:  # Ctrl-C or a kill signal turned exception: re-run this trial next time
             fail_and_retry(study, trial, "interrupted mid-trial; re-run")
@@ -236,13 +251,36 @@ def _run_one(study: optuna.Study, trial: optuna.Trial, objective: Callable[[optu
     try:
         values = objective(trial)
     except optuna.TrialPruned:
-        study.tell(trial, state=TrialState.PRUNED)
+        tell(study, trial, state=TrialState.PRUNED)
         return
     except Exception as exc:  # noqa: BLE001 - any failure of one trial is recorded, and the study goes on
         trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
-        study.tell(trial, state=TrialState.FAIL)
+        tell(study, trial, state=TrialState.FAIL)
         return
-    study.tell(trial, values if len(values) > 1 else values[0])
+    reason = unusable(values, len(study.directions))
+    if reason:  # Optuna would fail the trial too, with a warning instead of a reason
+        trial.set_user_attr("fail_reason", reason)
+        tell(study, trial, state=TrialState.FAIL)
+        return
+    tell(study, trial, values if len(values) > 1 else values[0])
+
+
+def unusable(values: list[float], n_objectives: int) -> str | None:
+    """Why objective values cannot be told to the study (nan, or as many values as objectives), or None."""
+    if len(values) != n_objectives:
+        return (f"the objective returned {len(values)} value{'s' if len(values) != 1 else ''} for "
+                f"{n_objectives} objective{'s' if n_objectives != 1 else ''}")
+    if any(math.isnan(v) for v in values):
+        return f"the objective returned nan ({', '.join(map(str, values))}); a trial's value must be a number"
+    return None
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, values: Any = None, state: TrialState | None = None) -> None:
+    """study.tell(trial, values, state=state), without copying the finished trial for a return value."""
+    if _tell_with_warning is None:
+        study.tell(trial, values, state=state)
+    else:
+        _tell_with_warning(study=study, trial=trial, value_or_values=values, state=state)
 
 
 def trial_row(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
@@ -250,13 +288,22 @@ def trial_row(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
     return {
         "number": t.number, "state": t.state.name, "values": t.values,
         "params": t.params,
-        "distributions": {k: optuna.distributions.distribution_to_json(d) for k, d in t.distributions.items()},
+        "distributions": {k: _distribution_json(d, tuple(map(type, getattr(d, "choices", ()))))
+                          for k, d in t.distributions.items()},
         "intermediate_values": {str(k): v for k, v in sorted(t.intermediate_values.items())},
         "duration_s": t.duration.total_seconds() if t.duration else None,
         "datetime_start": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
         "datetime_complete": t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None,
         "user_attrs": _shown_attrs(t),
     }
+
+
+@functools.lru_cache(maxsize=1024)
+def _distribution_json(distribution: optuna.distributions.BaseDistribution, choice_types: tuple) -> str:
+    """A parameter's distribution is the same in nearly every trial: encoded once, not once a trial (the encoding
+    was half the time of turning 1000 trials into rows). The choices' types are part of the key: equal choices
+    such as 1 and True encode differently."""
+    return optuna.distributions.distribution_to_json(distribution)
 
 
 def _shown_attrs(t: optuna.trial.FrozenTrial) -> dict[str, Any]:

@@ -194,7 +194,7 @@ class Space:
         """Suggest every parameter whose conditions hold, dependencies first."""
         values: dict[str, Any] = {}
         for param in self.params:
-            if param.holds(values):
+            if not param.when or param.holds(values):
                 values[param.name] = param.suggest(trial)
         return values
 

@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 from nnopt.errors import ConfigError, UsageError, did_you_mean, param
 from nnopt.fileio import atomic_write_json, atomic_write_text, make_run_dir
 from nnopt.search._evolution import default_sizes
-from nnopt.search._loop import Claims, infeasible_limit, recover_crashed, run_trials, trial_row
+from nnopt.search._loop import Claims, infeasible_limit, recover_crashed, rejected, run_trials, trial_row
 from nnopt.search._objective import FunctionObjective, TrainObjective, fit_arguments, load_spec_data, measure
 from nnopt.search._samplers import make_sampler, make_pruner
 from nnopt.search._space import Space
@@ -44,11 +44,20 @@ class TuneResult:
     best_params: dict[str, Any] | None
     best_values: list[float] | None
     best_trials: list[int]
-    trials: list[dict[str, Any]]
     objectives: list[dict[str, str]]
     study_name: str
     run_dir: Path | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    frozen_trials: list[optuna.trial.FrozenTrial] = field(default_factory=list, repr=False)  # as Optuna holds them
+    _rows: list[dict[str, Any]] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def trials(self) -> list[dict[str, Any]]:
+        """Every trial as plain data (the rows of trials.json), made when first read: a study of a thousand
+        millisecond trials in memory spent a tenth of its time making rows that nobody read."""
+        if self._rows is None:
+            self._rows = [trial_row(t) for t in self.frozen_trials]
+        return self._rows
 
     @property
     def best_value(self) -> float | None:
@@ -139,9 +148,9 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
     if sampler == "evolution":
         sampler_params = default_sizes(n_trials, sampler_params)
     pruner_params = spec.pruner_params if spec else {}
-    # Build both once here so bad names and settings fail before anything is written.
-    make_sampler(sampler, seed=seed, grid=grid, multi_objective=multi, params=sampler_params)
-    make_pruner(pruner, epochs=epochs, multi_objective=multi, params=pruner_params)
+    # Built here so bad names and settings fail before anything is written; worker 0 (this process) uses them.
+    engines = (make_sampler(sampler, seed=seed, grid=grid, multi_objective=multi, params=sampler_params),
+               make_pruner(pruner, epochs=epochs, multi_objective=multi, params=pruner_params))
     storage_url = settings.get("storage")
     run_dir = Path(out) if out is not None else None
     if run_dir is None and storage_url is None and workers > 1:
@@ -163,7 +172,7 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
     if study.directions != [optuna.study.StudyDirection[d.upper()] for d in directions_list]:
         raise UsageError(f"study '{study_name}' in this storage optimizes other directions; use another "
                          f"{param('study')}")
-    recover_crashed(study, Claims(run_dir if storage_url is None else None))
+    recover_crashed(study, Claims(run_dir if storage_url is None else None, shared=bool(run_dir or storage_url)))
     config = {"command": "search" if spec and spec.architecture else "tune", **(spec.to_dict() if spec else {"space": parsed_space.to_dict()}),
               "objectives": [{"metric": o.metric, "direction": o.direction} for o in objectives],
               "sampler": sampler, "pruner": pruner, "trials": n_trials, "timeout": settings.get("timeout"),
@@ -180,7 +189,7 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
                     deadline, seed if seed is None or workers == 1 else seed + i, sampler, pruner, epochs,
                     sampler_params)
             for i in range(workers)]
-    _run_workers(jobs, study, data)
+    _run_workers(jobs, study, data, engines)
     return _finish(study, spec, objectives, config, run_dir, data if retrain else None)
 
 
@@ -225,15 +234,17 @@ def _check_settings(settings: dict[str, Any]) -> None:
             raise UsageError(f"{param(key)} must be an integer >= 1; got {value!r}")
 
 
-def _work(job: _Worker, study: optuna.Study | None = None, data: Any = None) -> None:
-    """One worker: open the study with this worker's sampler and pruner, then run trials."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    grid = job.space.grid() if job.sampler == "grid" else None
-    multi = len(job.objectives) > 1
-    sampler = make_sampler(job.sampler, seed=job.seed, grid=grid, multi_objective=multi,
-                           params=job.sampler_params)
-    pruner = make_pruner(job.pruner, epochs=job.epochs, multi_objective=multi,
-                         params=job.spec.pruner_params if job.spec else {})
+def _work(job: _Worker, study: optuna.Study | None = None, data: Any = None, engines: tuple | None = None) -> None:
+    """One worker: open the study with this worker's sampler and pruner (`engines`, when already built), then
+    run trials."""
+    if engines is None:
+        grid = job.space.grid() if job.sampler == "grid" else None
+        multi = len(job.objectives) > 1
+        engines = (make_sampler(job.sampler, seed=job.seed, grid=grid, multi_objective=multi,
+                                params=job.sampler_params),
+                   make_pruner(job.pruner, epochs=job.epochs, multi_objective=multi,
+                               params=job.spec.pruner_params if job.spec else {}))
+    sampler, pruner = engines
     if study is None:
         storage = open_storage(job.storage_url, job.run_dir) if job.run_dir or job.storage_url else None
         study = optuna.load_study(study_name=job.study_name, storage=storage, sampler=sampler, pruner=pruner)
@@ -244,14 +255,14 @@ def _work(job: _Worker, study: optuna.Study | None = None, data: Any = None) -> 
         objective = TrainObjective(job.spec, job.objectives, data, job.spec.seed or 0)
     else:
         objective = FunctionObjective(job.function, job.space)
-    claims = Claims(job.run_dir if job.storage_url is None else None)
+    claims = Claims(job.run_dir if job.storage_url is None else None, shared=bool(job.run_dir or job.storage_url))
     try:
         run_trials(study, objective, job.n_trials, job.deadline, claims)
     finally:
         claims.close()
 
 
-def _run_workers(jobs: list[_Worker], study: optuna.Study, data: Any) -> None:
+def _run_workers(jobs: list[_Worker], study: optuna.Study, data: Any, engines: tuple) -> None:
     """Worker 0 is this process (already warm: data loaded, study open). The others are forked where the
     platform can (train._threads.can_fork) and the study is a journal file (they start in milliseconds with the
     data in memory and reopen the file themselves); spawned for a database, whose open connections a forked
@@ -263,7 +274,7 @@ def _run_workers(jobs: list[_Worker], study: optuna.Study, data: Any) -> None:
         p.start()
     try:
         with thread_count(1):
-            _work(jobs[0], study=study, data=data)
+            _work(jobs[0], study=study, data=data, engines=engines)
         for p in processes:
             p.join()
     except BaseException:
@@ -276,30 +287,32 @@ def _work_in_process(job: _Worker, data: Any = None) -> None:
     import torch
 
     torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the calling process set it for worker 0
     _work(job, data=data)
 
 
 def _finish(study: optuna.Study, spec: TuneSpec | None, objectives: list[Objective], config: dict[str, Any],
             run_dir: Path | None, data: Any) -> TuneResult:
-    trials = [trial_row(t) for t in study.get_trials(deepcopy=False)]
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    frozen = study.get_trials(deepcopy=False)
+    complete = any(t.state == TrialState.COMPLETE for t in frozen)
     if len(objectives) == 1:
         best = [study.best_trial] if complete else []
     else:  # the Pareto point kept and retrained: the best on the first objective (ties: the earliest)
         sign = 1 if objectives[0].direction == "maximize" else -1
         best = sorted(study.best_trials if complete else [], key=lambda t: (-sign * t.values[0], t.number))
-    infeasible = sum(1 for t in trials if t["state"] == "PRUNED" and "infeasible" in t["user_attrs"])
+    infeasible = sum(map(rejected, frozen))
     if not complete and infeasible >= infeasible_limit(config["trials"]):
         raise UsageError(f"all {infeasible} sampled architectures broke the constraints "
                          f"({', '.join(f'{k} {v:g}' for k, v in (spec.constraints if spec else {}).items())}); "
                          "loosen them or narrow the space to smaller networks")
     result = TuneResult(
         best_params=best[0].params if best else None, best_values=best[0].values if best else None,
-        best_trials=[t.number for t in best], trials=trials,
+        best_trials=[t.number for t in best], frozen_trials=frozen,
         objectives=[{"metric": o.metric, "direction": o.direction} for o in objectives],
         study_name=study.study_name, run_dir=run_dir, config=config)
     if run_dir is None:
         return result
+    trials = result.trials
     write_trials_json(run_dir / "trials.json", {
         "study_name": study.study_name, "directions": [o.direction for o in objectives],
         "objective_names": [o.metric for o in objectives], "best_trials": result.best_trials,
