@@ -100,7 +100,7 @@ def test_mlflow_local_store(tmp_path, monkeypatch):
     (logged,) = client.search_runs([experiment.experiment_id])
     assert logged.info.status == "FINISHED"
     params = logged.data.params
-    assert params["optimizer"] == "adam" and params["model"] == "mlp:8" and params["lr"] == "0.001"
+    assert params["optimizer"] == "adam" and params["model"] == "mlp:8" and params["lr"] == str(first.config["lr"])
     assert params["data_info.n_train"] == str(first.config["data_info"]["n_train"])
     history = _jsonl(run)
     for name in ("train_loss", "val_loss", "val_accuracy", "lr"):
