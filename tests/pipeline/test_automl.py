@@ -189,3 +189,13 @@ def test_the_smallest_network_within_one_standard_error_is_kept():
     assert kept["number"] == 0
     study.objectives = [{"metric": "val_loss", "direction": "minimize"}]
     assert smallest_within_noise(study, 270)[0]["number"] == 0
+
+
+def test_an_r2_within_one_standard_error_of_its_mean_squared_error_keeps_the_smaller_network():
+    from nnopt.pipeline._stages import smallest_within_noise
+
+    study = _Study([(0.56, 20_000), (0.51, 3_600), (0.47, 1_500)])
+    study.objectives = [{"metric": "val_r2", "direction": "maximize"}]
+    kept, tolerance = smallest_within_noise(study, 66)  # diabetes' validation rows
+    assert tolerance == pytest.approx(0.44 * (2 / 66) ** 0.5)  # 0.077
+    assert kept["number"] == 1  # 0.51 is within 0.077 of 0.56; 0.47 is not

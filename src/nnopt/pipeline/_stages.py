@@ -136,16 +136,22 @@ def search(settings: dict[str, Any], screen: dict[str, Any], out: Path, timing: 
 
 
 def smallest_within_noise(result: Any, n_val: int) -> tuple[dict[str, Any], float]:
-    """The trial to keep: for an accuracy, the one with the fewest parameters among those whose validation
-    accuracy is within one binomial standard error of the best (sqrt(p(1-p)/n) on n validation rows: closer
-    than that, the ranking is noise, and the smaller network is cheaper to store and run and overfits less);
-    for any other objective, the best."""
+    """The trial to keep: the one with the fewest parameters among those whose validation score is within one
+    standard error of the best (closer than that, the ranking is noise, and the smaller network is cheaper to
+    store and run and overfits less). An accuracy's is binomial, sqrt(p(1-p)/n) on n validation rows; an R²'s is
+    that of the mean squared error it is made of, (1 - R²) sqrt(2/n) for normal residuals (the variance of the
+    target, its denominator, is taken as known). On diabetes (66 validation rows, 0.08 of R²) the best of 270
+    trials was mlp:256,64 at 0.56 on validation and 0.0 on test; the smallest within reach, mlp:256 (3.6k
+    parameters), 0.51 and 0.14. Any other objective: the best."""
     top = next(t for t in result.trials if t["number"] == result.best_trials[0])
     metric, direction = result.objectives[0]["metric"], result.objectives[0]["direction"]
-    if metric != "val_accuracy" or direction != "maximize" or n_val < 1:
+    if metric not in ("val_accuracy", "val_r2") or direction != "maximize" or n_val < 1:
         return top, 0.0
     best = top["values"][0]
-    tolerance = math.sqrt(max(best * (1 - best), 1.0 / n_val) / n_val)
+    if metric == "val_accuracy":
+        tolerance = math.sqrt(max(best * (1 - best), 1.0 / n_val) / n_val)
+    else:
+        tolerance = max(1.0 - best, 0.0) * math.sqrt(2.0 / n_val)
     close = [t for t in result.trials if t["state"] == "COMPLETE" and t["values"]
              and t["values"][0] >= best - tolerance and t["user_attrs"].get("params") is not None]
     if not close:
