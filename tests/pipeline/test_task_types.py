@@ -47,7 +47,8 @@ def breast_cancer_csv(path):
 def wine_csv(path):
     data = load_wine()
     names = np.array(["barolo", "grignolino", "barbera"])[data.target]
-    return _write_csv(path, list(data.feature_names) + ["cultivar"], [[*map(float, x), n] for x, n in zip(data.data, names)])
+    rows = [[*map(float, x), n] for x, n in zip(data.data, names)]
+    return _write_csv(path, list(data.feature_names) + ["cultivar"], rows)
 
 
 # name -> (data writer or built-in name, target column, task, metric, margin over a linear model's test score)

@@ -19,7 +19,8 @@ def test_training_with_an_empty_split(kind, val, test, tmp_path):
     result = nnopt.fit("mlp:16", data, epochs=3, val_fraction=val, test_fraction=test, out=tmp_path / "run")
     rows = json.loads((tmp_path / "run" / "config.json").read_text())["data_info"]
     assert (rows["n_val"] == 0) == (val == 0) and (rows["n_test"] == 0) == (test == 0)
-    assert rows["n_train"] + rows["n_val"] + rows["n_test"] == {"breast_cancer": 569, "iris": 150, "diabetes": 442}[data]
+    total = {"breast_cancer": 569, "iris": 150, "diabetes": 442}[data]
+    assert rows["n_train"] + rows["n_val"] + rows["n_test"] == total
     metric = "r2" if kind == "regression" else "accuracy"
     for split, fraction in (("val", val), ("test", test)):
         assert (metric in result.metrics[split]) == (fraction > 0), result.metrics

@@ -47,7 +47,8 @@ class ArchSpec:
                 raise TypeError("a string")
             object.__setattr__(self, "hidden", tuple(_size(h) for h in self.hidden))
         except (TypeError, ValueError):
-            raise ConfigError(f"hidden= must be a sequence of layer sizes like (128, 64); got {self.hidden!r}") from None
+            raise ConfigError(f"hidden= must be a sequence of layer sizes like (128, 64); "
+                              f"got {self.hidden!r}") from None
         for name, kinds in (("dropout", (int, float)), ("kernel", int), ("head", int)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, kinds):

@@ -23,8 +23,8 @@ TRIALS_WANTED = 30  # the search's epochs per trial are set so that about this m
 MIN_TRIALS = 4  # a budget in which fewer trials fit is too small to search
 EPOCHS_RANGE = (3, 30)  # epochs per search trial
 # ...but at least this many optimizer steps (at batch 64) where the range and the budget allow (MIN_TRIALS such
-# trials fit): on a small table an epoch is a few steps, and 3 epochs of diabetes (5 steps each) left every trial untrained (test r2 0.12 where 30 epochs
-# reach 0.45), while those epochs cost milliseconds.
+# trials fit): on a small table an epoch is a few steps, and 3 epochs of diabetes (5 steps each) left every trial
+# untrained, while 30 epochs there cost a fraction of a second.
 MIN_STEPS = 300
 SIZE_FACTOR = 2.0  # searched networks train this much slower than the probe network, on average
 TRIAL_COSTS_S = 0.2  # measuring a candidate's size and batch-1 latency before it trains

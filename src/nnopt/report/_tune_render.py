@@ -27,8 +27,8 @@ SEED = 0  # the importance evaluator's forest
 # (64, a leaf per trial) the importances took time quadratic in the trials (18 s at 1000 trials, 2 parameters);
 # capped, they take a bounded time and move by <= 0.02 on studies of 50 to 1000 trials.
 MAX_DEPTH = 6
-# 32 trees instead of Optuna's 64 halve the time (median of 5: 0.55 -> 0.27 s at 1000 trials, 2 parameters) and move the importances by
-# <= 0.02 (measured on random studies of 60 x 4, 200 x 6 and 1000 x 2 trials x parameters)
+# 32 trees instead of Optuna's 64 halve the time (median of 5: 0.55 -> 0.27 s at 1000 trials, 2 parameters) and
+# move the importances by <= 0.02 (measured on random studies of 60 x 4, 200 x 6 and 1000 x 2 trials x parameters)
 N_TREES = 32
 MAX_SLICE_PARAMS = 8
 

@@ -68,8 +68,8 @@ def open_storage(url: str | None, run_dir: Path) -> BaseStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     if "://" not in url:
-        raise UsageError(f"{param('storage')} must be a database URL (postgresql://user:pass@host/db, sqlite:///file.db) "
-                         f"or journal:PATH; got '{mask_url(url)}'")
+        raise UsageError(f"{param('storage')} must be a database URL (postgresql://user:pass@host/db, "
+                         f"sqlite:///file.db) or journal:PATH; got '{mask_url(url)}'")
     for attempt in range(6):
         try:
             return _database(url)
