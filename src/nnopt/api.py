@@ -38,7 +38,7 @@ def run_spec(spec: TrainSpec, **kwargs: Any) -> _train.FitResult:
     Several processes (nproc, strategy, or a torchrun rank) go through nnopt.distributed; only rank 0 has a
     run directory, so only rank 0 locks it and draws the report."""
     spec.validate()
-    rank = _torchrun_rank() if _distributed.env_world_size() > 1 else 0
+    rank = _distributed.env_rank() if _distributed.env_world_size() > 1 else 0
     with _locked(spec.out if rank == 0 else None):
         if _distributed.wanted(spec):
             return _with_report(_distributed.run(spec, **kwargs))
@@ -125,10 +125,3 @@ def _locked(out: Any) -> Iterator[None]:
     require_path("out", out, "a directory path")
     with lock_run_dir(Path(out)):
         yield
-
-
-def _torchrun_rank() -> int:
-    try:
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:
-        return 0

@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from nnopt.fileio import slug  # noqa: F401 - the default run directories of search and automl are named by it
-
 
 class Parser(argparse.ArgumentParser):
     """argparse, but errors are one line and exit 2 like every other bad input."""

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nnopt.cli._common import default_out, make_console, print_table
+from nnopt.cli._common import default_out, make_console, num, print_table
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.ArgumentParser) -> None:
@@ -49,7 +49,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         print(json.dumps(result.summary(), default=str))
         return 0
     metric = result.metric
-    rows = [{"variant": r["name"], f"val {metric}": _score(r["val"]), f"test {metric}": _score(r["test"]),
+    rows = [{"variant": r["name"], f"val {metric}": num(r["val"]), f"test {metric}": num(r["test"]),
              "bytes": f"{r['file_bytes']:,}", "vs fp32": f"{r.get('ratio', 1.0):.1f}x",
              "kept": "yes" if r.get("chosen") else ""} for r in result.rows]
     print_table("Compression", rows, list(rows[0]))
@@ -63,10 +63,6 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     console.print(f"compressed model: {Path(out) / 'compressed.nnz'}")
     console.print(f"report: {Path(out) / 'report.html'}")
     return 0
-
-
-def _score(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"  # None: the split is empty
 
 
 COMMANDS = {"compress": _cmd_compress}

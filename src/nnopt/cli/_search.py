@@ -12,9 +12,9 @@ from nnopt.cli._common import (
     constraint_flags,
     data_flags,
     make_console,
-    slug,
     study_flags,
 )
+from nnopt.fileio import slug
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.ArgumentParser) -> None:

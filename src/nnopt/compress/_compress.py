@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from nnopt.data import load_data
-from nnopt.errors import UsageError, did_you_mean, param, require_model_path
+from nnopt.errors import UsageError, did_you_mean, param, require_int, require_model_path
 from nnopt.fileio import atomic_write_json, make_run_dir
 from nnopt.models import ArchSpec, count_params, serialized_bytes
 from nnopt.train import compute_metrics, fit, training_targets
@@ -105,8 +105,8 @@ def check_settings(prune: float | None, prune_method: str, schedule: str, quanti
                          f"{did_you_mean(str(quantize), QUANTIZE)} "
                          f"choices: {', '.join(QUANTIZE)}")
     for name, value in (("qat_epochs", qat_epochs), ("finetune_epochs", finetune_epochs)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise UsageError(f"{param(name)} must be an integer >= 0; got {value!r}")
+        if value is not None:
+            require_int(name, value, 0)
     if qat_epochs and quantize is None:
         raise UsageError(f"{param('qat_epochs')} needs {param('quantize', metavar='int8|int4|int2')} (the bit width to "
                          "train for)")

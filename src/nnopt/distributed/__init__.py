@@ -10,11 +10,11 @@ nnopt.train.run() takes (train/_parallel.py). See docs/distributed.md.
 
 from typing import Any
 
-from nnopt.distributed._ddp import DDPParallel, env_world_size, join_env, join_local
+from nnopt.distributed._ddp import DDPParallel, env_rank, env_world_size, join_env, join_local
 from nnopt.distributed._launch import launch
 from nnopt.distributed._run import fit, run, run_rank, wanted
 
-__all__ = ["DDPParallel", "env_world_size", "fit", "join_env", "join_local", "launch", "run", "run_rank", "wanted",
+__all__ = ["DDPParallel", "env_rank", "env_world_size", "fit", "join_env", "join_local", "launch", "run", "run_rank", "wanted",
            "train_hogwild"]
 
 

@@ -199,6 +199,14 @@ def env_world_size() -> int:
         return 1
 
 
+def env_rank() -> int:
+    """RANK as torchrun sets it (0 when absent or malformed)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
 def join_env(device_name: str) -> DDPParallel:
     """Join the group torchrun described in the environment (env:// rendezvous)."""
     try:

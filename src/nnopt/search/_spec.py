@@ -355,9 +355,9 @@ def load_tune_spec(source: str | Path | Mapping, overrides: Mapping | None = Non
     user = Space.parse(raw["space"]).params if raw.get("space") is not None else ()
     if architecture is not None:
         own = set(architecture.names())
-        for param in user:
-            if param.name in own or param.name in (architecture.layers_key, *dict(architecture.options)):
-                raise ConfigError(f"space parameter '{param.name}' is a knob of the architecture space; set its "
+        for knob in user:
+            if knob.name in own or knob.name in (architecture.layers_key, *dict(architecture.options)):
+                raise ConfigError(f"space parameter '{knob.name}' is a knob of the architecture space; set its "
                                   f"choices under architecture: instead")
     train = raw.pop("train", None)
     spec = TuneSpec(

@@ -22,7 +22,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from nnopt.errors import ConfigError, UsageError, did_you_mean, param
+from nnopt.errors import ConfigError, UsageError, did_you_mean, param, require_int
 from nnopt.fileio import atomic_write_json, atomic_write_text, make_run_dir
 from nnopt.search._evolution import default_sizes
 from nnopt.search._loop import Claims, infeasible_limit, recover_crashed, rejected, run_trials, trial_row
@@ -229,9 +229,7 @@ def _check_settings(settings: dict[str, Any]) -> None:
             raise UsageError(f"unknown {key} '{settings[key]}'{did_you_mean(str(settings[key]), choices)} "
                              f"choices: {', '.join(choices)}")
     for key in ("trials", "workers"):
-        value = settings.get(key, 1)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UsageError(f"{param(key)} must be an integer >= 1; got {value!r}")
+        require_int(key, settings.get(key, 1), 1)
 
 
 def _work(job: _Worker, study: optuna.Study | None = None, data: Any = None, engines: tuple | None = None) -> None:
