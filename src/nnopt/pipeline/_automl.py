@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nnopt.config import TABLE_KEYS, column_names, table_settings
 from nnopt.data import load_data
 from nnopt.errors import UsageError, describe, param, require_int
 from nnopt.fileio import LOCK_NAME, atomic_write_json, make_run_dir, slug
@@ -43,7 +44,7 @@ from nnopt.pipeline._stages import (
 from nnopt.search import check_feasible, load_tune_spec
 
 STAGES = ("screen", "search", "retrain", "compress", "export", "test")
-SETTING_KEYS = ("data", "target", "task", "budget_s", "objective", "space", *CONSTRAINT_KEYS, "max_accuracy_drop",
+SETTING_KEYS = ("data", "target", "task", *TABLE_KEYS, "budget_s", "objective", "space", *CONSTRAINT_KEYS, "max_accuracy_drop",
                 "seed")
 DEFAULT_DROP = 1.0  # points of accuracy the compression may cost on validation
 
@@ -69,7 +70,8 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
            max_flops: int | None = None, max_size_kb: float | None = None, max_latency_ms: float | None = None,
            max_accuracy_drop: float | None = None, workers: int = 1, storage: str | None = None,
            study: str | None = None, seed: int = 0, progress: Progress | None = None,
-           report: Callable[[Path], Any] | None = None) -> AutomlResult:
+           report: Callable[[Path], Any] | None = None, drop: Any = None, categorical: Any = None,
+           numeric: Any = None, sep: str | None = None) -> AutomlResult:
     """Optimize a network for `data` within `budget` (wall clock); write everything under `out` (default
     runs/automl-DATA).
 
@@ -86,9 +88,12 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
     constraints = {k: v for k, v in (("max_params", max_params), ("max_flops", max_flops),
                                      ("max_size_kb", max_size_kb), ("max_latency_ms", max_latency_ms)) if v is not None}
     source = _source(data)
-    loaded = load_data(source, target=target, task=task, seed=seed)
+    table = table_settings({"drop": column_names("drop", drop), "categorical": column_names("categorical", categorical),
+                            "numeric": column_names("numeric", numeric), "sep": sep})
+    loaded = load_data(source, target=target, task=task, seed=seed, **table)
     chosen_space = space if space != "auto" else _auto_space(loaded)
-    settings = {"data": source, "target": target, "task": loaded.task, "budget_s": budget_s,
+    settings = {"data": source, "target": target, "task": loaded.task, **{k: table.get(k) for k in TABLE_KEYS},
+                "budget_s": budget_s,
                 "objective": objective, "space": chosen_space, **{k: constraints.get(k) for k in CONSTRAINT_KEYS},
                 "max_accuracy_drop": drop, "seed": seed}
     state = _load_state(run_dir, settings)
