@@ -79,7 +79,7 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
     the reports take counts against the budget too.
     """
     budget_s = parse_budget(budget)
-    drop = DEFAULT_DROP if max_accuracy_drop is None else _check_drop(max_accuracy_drop)
+    accuracy_drop = DEFAULT_DROP if max_accuracy_drop is None else _check_drop(max_accuracy_drop)
     require_int("workers", workers, 1)
     require_int("seed", seed, 0)
     if space not in ("auto", "mlp", "cnn"):
@@ -95,7 +95,7 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
     settings = {"data": source, "target": target, "task": loaded.task, **{k: table.get(k) for k in TABLE_KEYS},
                 "budget_s": budget_s,
                 "objective": objective, "space": chosen_space, **{k: constraints.get(k) for k in CONSTRAINT_KEYS},
-                "max_accuracy_drop": drop, "seed": seed}
+                "max_accuracy_drop": accuracy_drop, "seed": seed}
     state = _load_state(run_dir, settings)
     clock = Clock(budget_s, state.get("spent_s", 0.0))
     say = progress or (lambda stage, text: None)
@@ -134,7 +134,7 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
             stages["search"], run_dir, draw))
     if "compress" not in stages:
         stages["compress"] = _stage(run_dir, state, clock, "compress", say, lambda: compress_final(
-            settings, stages["search"], run_dir, timing, clock, drop, draw))
+            settings, stages["search"], run_dir, timing, clock, accuracy_drop, draw))
     if "export" not in stages:
         stages["export"] = _stage(run_dir, state, clock, "export", say, lambda: export_files(run_dir, stages["compress"]))
     if "test" not in stages:
