@@ -66,3 +66,18 @@ def test_tune_and_search_on_a_raw_table(credit_files, tmp_path):
     assert searched["trials"]["complete"] == 2
     predicted = cli_json("predict", tmp_path / "s", "--data", tmp / "test.csv", "--out", tmp_path / "p.csv")
     assert predicted["rows"] == len(credit_files[1])
+
+
+def test_automl_takes_a_dataframe(tmp_path):
+    import palmerpenguins
+
+    import nnopt
+
+    frame = palmerpenguins.load_penguins()  # 3 species, text columns, 19 missing cells
+    result = nnopt.automl(frame, target="species", budget="40s", out=tmp_path / "run")
+    assert result.summary["test"] >= 0.95
+    assert (tmp_path / "run" / "data.csv").is_file()  # the file its stages and best.yaml read
+    evaluated = nnopt.evaluate(tmp_path / "run", frame, target="species")
+    assert evaluated.missing["sex"] == 11 and evaluated.metrics["accuracy"] >= 0.95
+    again = nnopt.automl(frame, target="species", budget="40s", out=tmp_path / "run")  # a re-run continues
+    assert again.summary["test"] == result.summary["test"]
