@@ -96,9 +96,8 @@ def permutation_scores(forward: Callable[[torch.Tensor], torch.Tensor], X: torch
         drops = np.asarray(drops, dtype=np.float64)
         results.append({"column": name, "importance_mean": _clean(drops.mean()), "importance_std": _clean(drops.std()),
                         "metric": metric, "baseline": baseline})
-    order = sorted(range(len(results)), key=lambda i: -(results[i]["importance_mean"]
-                                                          if results[i]["importance_mean"] is not None else -np.inf))
-    return [results[i] for i in order]
+    # most important first; ties keep the columns' order, a score that could not be computed goes last
+    return sorted(results, key=lambda e: np.inf if e["importance_mean"] is None else -e["importance_mean"])
 
 
 def forward_of(net: nn.Module, chunk: int = CHUNK) -> Callable[[torch.Tensor], torch.Tensor]:
