@@ -37,6 +37,7 @@ from nnopt.train._checkpoint import (
     rng_state,
     save_checkpoint,
 )
+from nnopt.train._importance import write_importance
 from nnopt.train._loggers import create_loggers
 from nnopt.train._metrics import check_metric_names, compute_metrics
 from nnopt.train._parallel import Parallel
@@ -285,6 +286,7 @@ def _write_outputs(run_dir: Path, result: FitResult, arch: ArchSpec | None, data
         "model_spec": arch.to_string() if arch else None, "in_features": data.n_features,
         "n_outputs": data.n_outputs, "input_shape": list(data.input_shape) if data.input_shape else None,
         "task": data.task, "class_names": data.class_names, "preprocessing": data.preprocessing})
+    write_importance(run_dir, result.model, data)  # a table's columns by permutation importance on val
     atomic_write_json(run_dir / "summary.json", {**result.summary(), "metrics": result.metrics,
                                                  "stopped_early": result.stopped_early})
 
