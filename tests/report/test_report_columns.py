@@ -113,3 +113,15 @@ def test_a_run_without_a_table_has_no_columns_section(tmp_path):
     _train("--data", "iris", "--model", "mlp:8", "--epochs", "2", "--out", run, "--json")
     assert not (run / "importance.json").exists()
     assert "Columns" not in _sections(build_report(run).read_text())
+
+
+def test_rows_without_a_target_are_counted_in_the_report(tmp_path):
+    import palmerpenguins
+
+    import nnopt
+
+    frame = palmerpenguins.load_penguins()
+    frame.loc[frame.index[:4], "species"] = None
+    nnopt.fit("mlp:16", frame, target="species", epochs=2, out=tmp_path / "run")
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "4 rows without a target value left out before the split" in page

@@ -40,7 +40,10 @@ def columns_section(config: dict[str, Any], importance: Any) -> str | None:
         unit = " (points)" if base_metric(metric) in PERCENT_METRICS else ""
         headers += ["", f"importance: drop in val {metric_label(metric)}{unit}"]
     table = h.table(headers, rows, left=4 if scored else 3, raw_columns=(3,) if scored else ())
-    return h.section("Columns", _note(importance, metric, len(described)) + table)
+    dropped = info.get("target_missing_rows") or 0
+    rows_note = (f'<p class="note">{fmt_number(dropped)} row{"" if dropped == 1 else "s"} without a target value '
+                 "left out before the split.</p>\n") if dropped else ""
+    return h.section("Columns", _note(importance, metric, len(described)) + rows_note + table)
 
 
 def _scores(importance: Any) -> dict[str, dict[str, Any]]:
