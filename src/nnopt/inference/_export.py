@@ -6,12 +6,19 @@ training feature order, output "logits" (class scores, in class_names order) or 
 ONNX goes through nnopt.compress.export_onnx. Feature names, class names and the task travel inside the
 file (ONNX metadata_props, a TorchScript extra file "nnopt.json"). After writing, the file is run on rows
 drawn around the training statistics and compared with nnopt's own predictions.
+
+A model trained on a table (preprocessing["table"]) exports to ONNX only: one input per raw column, float32 or
+text, with the imputation and encoding built into the graph by nnopt.compress.table_onnx (the same function
+`nnopt compress --export onnx` writes its files with); it is checked on raw rows that include rare, unseen and
+missing categories and missing numbers. TorchScript takes float tensors only, so a table model is refused there.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnopt.compress import agreement, export_onnx, ort_predict
+from nnopt.compress import agreement, check_table_onnx, export_onnx, feature_scaling, ort_predict, table_inputs, \
+    table_onnx, table_predict
 from nnopt.errors import UsageError, param, require_path, unknown_name
 from nnopt.fileio import atomic_write
 from nnopt.inference._predictor import Predictor, load_predictor
@@ -38,10 +46,16 @@ class Exported:
     rows_checked: int
     agreement: float | None  # classification: fraction of rows with the same predicted class as nnopt
     max_abs_diff: float | None  # regression: largest |exported - nnopt| in target units
+    max_proba_diff: float | None = None  # classification: largest |exported - nnopt| class probability
+    inputs: list[dict[str, Any]] | None = None  # a table model's inputs: name, column, kind, dtype, missing
 
     def summary(self) -> dict[str, Any]:
+        # level lists can run long: the file's metadata "nnopt.inputs" has them
+        inputs = None if self.inputs is None else \
+            [{k: v for k, v in entry.items() if k not in ("levels", "rare")} for entry in self.inputs]
         return {"path": str(self.path), "format": self.format, "task": self.task, "rows_checked": self.rows_checked,
-                "agreement": self.agreement, "max_abs_diff": self.max_abs_diff}
+                "agreement": self.agreement, "max_abs_diff": self.max_abs_diff,
+                "max_proba_diff": self.max_proba_diff, "inputs": inputs}
 
 
 class Deployed(nn.Module):
@@ -64,16 +78,7 @@ class Deployed(nn.Module):
 
 def deployable(predictor: Predictor) -> Deployed:
     """The predictor's network with its recorded input (and target) scaling built in, in eval mode."""
-    p, n = predictor.preprocessing, predictor.n_features
-    shift, scale = np.zeros(n), np.ones(n)
-    kind = p.get("x_scale", "none")
-    if kind == "standard":
-        shift, scale = np.asarray(p["x_mean"], dtype=np.float64), np.asarray(p["x_std"], dtype=np.float64)
-    elif kind == "minmax":
-        low = np.asarray(p["x_min"], dtype=np.float64)
-        shift, scale = low, np.asarray(p["x_max"], dtype=np.float64) - low
-    elif kind == "pixel":
-        scale = np.full(n, float(p["x_divisor"]))
+    shift, scale = feature_scaling(predictor.preprocessing, predictor.n_features)
     y_scale = predictor.target_scale if predictor.task == "regression" else None
     y_mean, y_std = (np.asarray(y_scale[0]), np.asarray(y_scale[1])) if y_scale else (None, None)
     return Deployed(predictor.model, shift, scale, y_mean, y_std).eval()
@@ -88,11 +93,10 @@ def export(model: Any, format: str = "onnx", out: str | Path | None = None, *, c
         require_path("out", out, "a file path")
     predictor = load_predictor(model)
     path = Path(out if out is not None else DEFAULT_OUT[format])
+    if predictor.table is not None:
+        return _export_table(predictor, format, path, check_rows)
     deployed = deployable(predictor)
-    info = {"task": predictor.task, "feature_names": predictor.feature_names, "target": predictor.target,
-            "class_names": predictor.class_names if predictor.task == "classification" else None,
-            "output": "logits" if predictor.task == "classification" else "values in target units",
-            "source": predictor.description}
+    info = _info(predictor)
     if format == "onnx":
         export_onnx(deployed, predictor.n_features, path)
         _add_onnx_metadata(path, info)
@@ -105,14 +109,44 @@ def export(model: Any, format: str = "onnx", out: str | Path | None = None, *, c
                       max_abs_diff=None)
     if predictor.task == "classification":
         result.agreement = agreement(ours, theirs)
+        ours_p, theirs_p = (predictor.decode(torch.from_numpy(o))[1] for o in (ours, theirs))
+        result.max_proba_diff = float(np.abs(ours_p - theirs_p).max())
     else:
         values, _ = predictor.decode(torch.from_numpy(ours))
         result.max_abs_diff = float(np.max(np.abs(theirs.reshape(values.shape) - values)))
     return result
 
 
-def run_exported(path: str | Path, format: str, rows: np.ndarray) -> np.ndarray:
-    """Outputs of an exported file on raw rows: ONNX Runtime for .onnx, torch.jit for TorchScript."""
+def _export_table(predictor: Predictor, format: str, path: Path, check_rows: int) -> Exported:
+    """A table model: raw columns in, the table treatment, scaling and network in one ONNX graph."""
+    if format != "onnx":
+        raise UsageError(f"a model trained on a table takes text columns, which TorchScript cannot hold; export it "
+                         f"with {param('format', 'onnx')}")
+    with tempfile.TemporaryDirectory(prefix="nnopt-export-") as scratch:
+        network = export_onnx(predictor.model, predictor.n_features, Path(scratch) / "network.onnx")
+        table_onnx(network, predictor.preprocessing, path)
+    _add_onnx_metadata(path, _info(predictor))
+    check = check_table_onnx(path, predictor.preprocessing, lambda X: predictor.outputs(predictor.inputs(X)).numpy(),
+                             check_rows)
+    return Exported(path=path, format=format, task=predictor.task, rows_checked=check["rows"],
+                    agreement=check.get("agreement"), max_abs_diff=check.get("max_abs_diff"),
+                    max_proba_diff=check.get("max_proba_diff"), inputs=table_inputs(predictor.table))
+
+
+def _info(predictor: Predictor) -> dict[str, Any]:
+    return {"task": predictor.task, "feature_names": predictor.feature_names, "target": predictor.target,
+            "class_names": predictor.class_names if predictor.task == "classification" else None,
+            "output": "logits" if predictor.task == "classification" else "values in target units",
+            "source": predictor.description}
+
+
+def run_exported(path: str | Path, format: str, rows: np.ndarray | Mapping[str, Any]) -> np.ndarray:
+    """Outputs of an exported file on raw rows: ONNX Runtime for .onnx, torch.jit for TorchScript. A table
+    model's file takes its raw columns by name ({column: values})."""
+    if isinstance(rows, Mapping):
+        if format != "onnx":
+            raise UsageError(f"raw columns by name go to a table model's ONNX file; give {param('format', 'onnx')}")
+        return table_predict(path, rows)
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     if format == "onnx":
         return ort_predict(path, rows)
