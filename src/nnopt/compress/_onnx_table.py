@@ -114,7 +114,6 @@ def _table_nodes(table: dict, preprocessing: Mapping[str, Any], features: str) -
         inits.append(numpy_helper.from_array(np.asarray(value), PREFIX + name))
         return PREFIX + name
 
-    flat = const("flat", np.array([-1], dtype=np.int64))
     kept = [c for c in table["columns"] if c["kind"] not in DROPPED_KINDS]
     for k, (c, entry) in enumerate(zip(kept, table_inputs(table))):
         x, tag = entry["name"], f"{PREFIX}c{k}."
@@ -133,6 +132,8 @@ def _table_nodes(table: dict, preprocessing: Mapping[str, Any], features: str) -
         nodes.append(helper.make_node("LabelEncoder", [x], [tag + "row2d"], domain=ML_DOMAIN,
                                       keys_strings=list(rows), values_int64s=list(rows.values()),
                                       default_int64=other))
+        flat = PREFIX + "flat" if PREFIX + "flat" in {t.name for t in inits} else \
+            const("flat", np.array([-1], dtype=np.int64))
         nodes.append(helper.make_node("Reshape", [tag + "row2d", flat], [tag + "row"]))
         nodes.append(helper.make_node("Gather", [const(f"c{k}.matrix", matrix), tag + "row"], [tag + "encoded"],
                                       axis=0))
@@ -246,15 +247,15 @@ def table_probe(table: dict, preprocessing: Mapping[str, Any], n: int, seed: int
     return columns
 
 
-def check_table_onnx(path: str | Path, preprocessing: Mapping[str, Any],
-                     reference: Callable[[np.ndarray], np.ndarray], rows: int) -> dict[str, Any]:
-    """Run a table ONNX file on `rows` probe rows and compare with `reference` (encoded, unscaled rows -> raw
-    network outputs): class agreement and the largest probability difference, or the largest difference in
-    target units (and relative to the value) for regression."""
+def check_table(preprocessing: Mapping[str, Any], reference: Callable[[np.ndarray], np.ndarray],
+                exported: Callable[[dict[str, np.ndarray]], np.ndarray], rows: int = CHECK_ROWS) -> dict[str, Any]:
+    """Compare an exported file (`exported`: raw columns -> its outputs) with `reference` (encoded, unscaled rows
+    -> raw network outputs) on `rows` probe rows: class agreement and the largest probability difference, or the
+    largest difference in target units (and relative to the value) for regression."""
     table = preprocessing["table"]
     columns = table_probe(table, preprocessing, rows)
     ours = np.asarray(reference(encode_table(columns, table)[0]), dtype=np.float64)
-    theirs = table_predict(path, columns).astype(np.float64)
+    theirs = np.asarray(exported(columns), dtype=np.float64)
     if preprocessing.get("task") == "regression":
         ours = ours.reshape(len(ours), -1)
         if preprocessing.get("y_mean") is not None and preprocessing.get("y_std") is not None:
@@ -280,7 +281,7 @@ def table_onnx_checked(network: str | Path, preprocessing: Mapping[str, Any], pa
         finally:
             model.train(was_training)
 
-    return written, check_table_onnx(written, preprocessing, reference, rows)
+    return written, check_table(preprocessing, reference, lambda columns: table_predict(written, columns), rows)
 
 
 def _proba(logits: np.ndarray) -> np.ndarray:
@@ -291,5 +292,5 @@ def _proba(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-__all__ = ["check_table_onnx", "feature_scaling", "missing_spellings", "table_feed", "table_inputs", "table_onnx",
+__all__ = ["check_table", "feature_scaling", "missing_spellings", "table_feed", "table_inputs", "table_onnx",
            "table_onnx_checked", "table_predict", "table_probe"]

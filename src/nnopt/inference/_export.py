@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnopt.compress import agreement, check_table_onnx, export_onnx, feature_scaling, ort_predict, table_inputs, \
+from nnopt.compress import agreement, check_table, export_onnx, feature_scaling, ort_predict, table_inputs, \
     table_onnx, table_predict
+from nnopt.data import kept_columns
 from nnopt.errors import UsageError, param, require_path, unknown_name
 from nnopt.fileio import atomic_write
 from nnopt.inference._predictor import Predictor, load_predictor
@@ -118,19 +119,48 @@ def export(model: Any, format: str = "onnx", out: str | Path | None = None, *, c
 
 
 def _export_table(predictor: Predictor, format: str, path: Path, check_rows: int) -> Exported:
-    """A table model: raw columns in, the table treatment, scaling and network in one ONNX graph."""
-    if format != "onnx":
-        raise UsageError(f"a model trained on a table takes text columns, which TorchScript cannot hold; export it "
-                         f"with {param('format', 'onnx')}")
-    with tempfile.TemporaryDirectory(prefix="nnopt-export-") as scratch:
-        network = export_onnx(predictor.model, predictor.n_features, Path(scratch) / "network.onnx")
-        table_onnx(network, predictor.preprocessing, path)
-    _add_onnx_metadata(path, _info(predictor))
-    check = check_table_onnx(path, predictor.preprocessing, lambda X: predictor.outputs(predictor.inputs(X)).numpy(),
-                             check_rows)
+    """A table model: raw columns in, the table treatment, scaling and network in one file, checked on raw rows."""
+    table, info = predictor.table, _info(predictor)
+    if format == "onnx":
+        with tempfile.TemporaryDirectory(prefix="nnopt-export-") as scratch:
+            network = export_onnx(predictor.model, predictor.n_features, Path(scratch) / "network.onnx")
+            table_onnx(network, predictor.preprocessing, path)
+        _add_onnx_metadata(path, info)
+        exported = lambda columns: table_predict(path, columns)  # noqa: E731
+    else:
+        text = [c["name"] for c in table["columns"] if c["kind"] == "categorical"]
+        if text:
+            raise UsageError(f"column '{text[0]}' of this model is text, which TorchScript cannot take; export it "
+                             f"with {param('format', 'onnx')} (one input per column, text included)")
+        names = kept_columns(table)
+        module = nn.Sequential(NumericColumns(table), deployable(predictor)).eval()
+        _save_torchscript(module, len(names), path, {**info, "columns": names})
+        exported = lambda columns: run_exported(path, format, np.stack([columns[n] for n in names], 1))  # noqa: E731
+    check = check_table(predictor.preprocessing, lambda X: predictor.outputs(predictor.inputs(X)).numpy(), exported,
+                        check_rows)
     return Exported(path=path, format=format, task=predictor.task, rows_checked=check["rows"],
                     agreement=check.get("agreement"), max_abs_diff=check.get("max_abs_diff"),
-                    max_proba_diff=check.get("max_proba_diff"), inputs=table_inputs(predictor.table))
+                    max_proba_diff=check.get("max_proba_diff"),
+                    inputs=table_inputs(table) if format == "onnx" else None)
+
+
+class NumericColumns(nn.Module):
+    """A table of numeric columns, (batch, columns) in the order training read them with NaN for a missing value ->
+    the encoded features: the train median in a missing cell, then a 0/1 indicator where training had one."""
+
+    def __init__(self, table: dict):
+        super().__init__()
+        kept = [c for c in table["columns"] if c["kind"] == "numeric"]
+        order = []  # columns of cat([filled, indicators]) in encode's order
+        for i, c in enumerate(kept):
+            order += [i] + ([len(kept) + i] if c["indicator"] else [])
+        self.register_buffer("fill", torch.tensor([c["fill"] for c in kept], dtype=torch.float32))
+        self.register_buffer("order", torch.tensor(order, dtype=torch.int64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        absent = torch.isnan(x)
+        both = torch.cat([torch.where(absent, self.fill, x), absent.to(x.dtype)], dim=1)
+        return both.index_select(1, self.order)
 
 
 def _info(predictor: Predictor) -> dict[str, Any]:
