@@ -15,6 +15,7 @@ missing categories and missing numbers. TorchScript takes float tensors only, so
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 import warnings
@@ -126,7 +127,7 @@ def _export_table(predictor: Predictor, format: str, path: Path, check_rows: int
             network = export_onnx(predictor.model, predictor.n_features, Path(scratch) / "network.onnx")
             table_onnx(network, predictor.preprocessing, path)
         _add_onnx_metadata(path, info)
-        exported = lambda columns: table_predict(path, columns)  # noqa: E731
+        exported = functools.partial(table_predict, path)
     else:
         text = [c["name"] for c in table["columns"] if c["kind"] == "categorical"]
         if text:
@@ -135,7 +136,9 @@ def _export_table(predictor: Predictor, format: str, path: Path, check_rows: int
         names = kept_columns(table)
         module = nn.Sequential(NumericColumns(table), deployable(predictor)).eval()
         _save_torchscript(module, len(names), path, {**info, "columns": names})
-        exported = lambda columns: run_exported(path, format, np.stack([columns[n] for n in names], 1))  # noqa: E731
+
+        def exported(columns: dict[str, np.ndarray]) -> np.ndarray:
+            return run_exported(path, format, np.stack([columns[name] for name in names], axis=1))
     check = check_table(predictor.preprocessing, lambda X: predictor.outputs(predictor.inputs(X)).numpy(), exported,
                         check_rows)
     return Exported(path=path, format=format, task=predictor.task, rows_checked=check["rows"],
