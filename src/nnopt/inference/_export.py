@@ -7,10 +7,11 @@ ONNX goes through nnopt.compress.export_onnx. Feature names, class names and the
 file (ONNX metadata_props, a TorchScript extra file "nnopt.json"). After writing, the file is run on rows
 drawn around the training statistics and compared with nnopt's own predictions.
 
-A model trained on a table (preprocessing["table"]) exports to ONNX only: one input per raw column, float32 or
+A model trained on a table (preprocessing["table"]) takes raw columns: in ONNX one input per column, float32 or
 text, with the imputation and encoding built into the graph by nnopt.compress.table_onnx (the same function
 `nnopt compress --export onnx` writes its files with); it is checked on raw rows that include rare, unseen and
-missing categories and missing numbers. TorchScript takes float tensors only, so a table model is refused there.
+missing categories and missing numbers. TorchScript has no string tensors: a table of numbers goes in as one
+float tensor in column order (NaN filled in the module), a table with a text column is refused.
 """
 
 from __future__ import annotations
