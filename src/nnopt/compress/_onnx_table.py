@@ -1,8 +1,10 @@
 """Table models in ONNX: one input per raw column, with the stored table treatment (data/_table.py) built into the
 graph in front of the feature scaling and the network, so the file takes rows as users have them.
 
-Inputs are named after the kept columns (renamed only when a name is empty, "logits" or starts with "nnopt.";
-metadata "nnopt.inputs" maps input -> column), shape (batch, 1):
+A table whose kept columns are all numeric takes one float32 input "input" of shape (batch, columns), in column
+order (NaN = missing), as a model trained on arrays does. Otherwise inputs are named after the kept columns
+(renamed only when a name is empty, "logits" or starts with "nnopt."; metadata "nnopt.inputs" maps input ->
+column), shape (batch, 1):
 - numeric column: float32, NaN = missing -> IsNaN, Where(train median), and Cast(IsNaN) as the 0/1 indicator
   column when training had missing cells there;
 - categorical column: string -> ai.onnx.ml LabelEncoder (text -> row of a constant matrix) -> Gather. One-hot:
@@ -37,6 +39,7 @@ from nnopt.compress._export import OUTPUT_NAME, _check_onnx, _one_line, _write, 
 
 ML_DOMAIN, ML_OPSET = "ai.onnx.ml", 2  # LabelEncoder-2: string keys -> int64 values, an int64 default
 PREFIX = "nnopt."
+MATRIX_INPUT = "input"  # the one input of an all-numeric table's file: (batch, columns) in column order
 UNSEEN_PROBES = ("nnopt-unseen-a", "nnopt-unseen-b")
 CHECK_ROWS = 1000  # raw rows a written file is checked on
 
@@ -49,9 +52,17 @@ def missing_spellings() -> list[str]:
     return sorted(out)
 
 
+def numbers_only(table: dict) -> bool:
+    """Every kept column numeric: the file then takes one float matrix, as a model trained on arrays does."""
+    return all(c["kind"] == "numeric" for c in table["columns"] if c["kind"] not in DROPPED_KINDS)
+
+
 def table_inputs(table: dict) -> list[dict[str, Any]]:
     """The graph's inputs in order, as plain data (what the metadata "nnopt.inputs" holds)."""
     kept = [c for c in table["columns"] if c["kind"] not in DROPPED_KINDS]
+    if numbers_only(table):
+        return [{"name": MATRIX_INPUT, "columns": [c["name"] for c in kept], "kind": "numeric", "dtype": "float32",
+                 "shape": ["batch", len(kept)], "missing": "NaN"}]
     entries, taken = [], {c["name"] for c in kept}
     for i, c in enumerate(kept):
         name = c["name"]
@@ -118,6 +129,10 @@ def _table_nodes(table: dict, preprocessing: Mapping[str, Any], features: str) -
         return PREFIX + name
 
     kept = [c for c in table["columns"] if c["kind"] not in DROPPED_KINDS]
+    if numbers_only(table):
+        _matrix_nodes(kept, inputs, nodes, const)
+        parts.append(PREFIX + "matrix")
+        kept = []
     flat = None  # the shape (-1,), made once when a categorical column needs it
     for k, (c, entry) in enumerate(zip(kept, table_inputs(table))):
         x, tag = entry["name"], f"{PREFIX}c{k}."
@@ -148,6 +163,28 @@ def _table_nodes(table: dict, preprocessing: Mapping[str, Any], features: str) -
     nodes.append(helper.make_node("Div", [PREFIX + "shifted", const("scale", scale.astype(np.float32))],
                                   [features]))
     return inputs, nodes, inits
+
+
+def _matrix_nodes(kept: list[dict], inputs: list, nodes: list, const: Callable[[str, np.ndarray], str]) -> None:
+    """An all-numeric table: one (batch, k) input; NaN -> the medians, the indicator columns after the values they
+    flag, as `encode` orders them."""
+    from onnx import TensorProto, helper
+
+    inputs.append(helper.make_tensor_value_info(MATRIX_INPUT, TensorProto.FLOAT, ["batch", len(kept)]))
+    nodes.append(helper.make_node("IsNaN", [MATRIX_INPUT], [PREFIX + "absent"]))
+    fill = const("fill", np.array([[c["fill"] for c in kept]], dtype=np.float32))
+    nodes.append(helper.make_node("Where", [PREFIX + "absent", fill, MATRIX_INPUT], [PREFIX + "filled"]))
+    flagged = [k for k, c in enumerate(kept) if c["indicator"]]
+    if not flagged:
+        nodes.append(helper.make_node("Identity", [PREFIX + "filled"], [PREFIX + "matrix"]))
+        return
+    nodes.append(helper.make_node("Cast", [PREFIX + "absent"], [PREFIX + "flags"], to=TensorProto.FLOAT))
+    nodes.append(helper.make_node("Concat", [PREFIX + "filled", PREFIX + "flags"], [PREFIX + "both"], axis=1))
+    order = []  # value k, then its indicator (column len(kept) + k of "both") where it has one
+    for k, c in enumerate(kept):
+        order += [k] + ([len(kept) + k] if c["indicator"] else [])
+    nodes.append(helper.make_node("Gather", [PREFIX + "both", const("order", np.array(order, dtype=np.int64))],
+                                  [PREFIX + "matrix"], axis=1))
 
 
 def table_onnx(network: str | Path, preprocessing: Mapping[str, Any], path: str | Path) -> Path:
@@ -201,6 +238,17 @@ def table_feed(inputs: list[dict[str, Any]], columns: Mapping[str, Any]) -> dict
     (missing -> NaN); text with its surrounding spaces stripped as nnopt's readers do, numbers in nnopt's text
     ("3"), missing cells as ""."""
     feed = {}
+    if len(inputs) == 1 and "columns" in inputs[0]:  # an all-numeric table: one float matrix in column order
+        entry = inputs[0]
+        missing = [name for name in entry["columns"] if name not in columns]
+        if missing:
+            raise UsageError(f"the rows have no column '{missing[0]}', an input of the model; add it")
+        numbers = [as_numbers(np.asarray(columns[name]).ravel()) for name in entry["columns"]]
+        bad = [name for name, values in zip(entry["columns"], numbers) if values is None]
+        if bad:
+            raise UsageError(f"column '{bad[0]}' must hold numbers: the model reads it as numeric")
+        feed[entry["name"]] = np.stack(numbers, axis=1).astype(np.float32).reshape(-1, len(numbers))
+        return feed
     for entry in inputs:
         if entry["column"] not in columns:
             raise UsageError(f"the rows have no column '{entry['column']}', an input of the model; add it")
