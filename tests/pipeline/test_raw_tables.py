@@ -48,6 +48,22 @@ def test_automl_on_a_raw_table_then_predict_raw_rows(credit_files):
     accuracy = np.mean(rows["prediction"].to_numpy() == test["Status"].to_numpy())
     assert accuracy >= 0.76
 
+    # the ONNX file automl wrote takes the raw test rows, a string input per text column, and agrees with predict
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp / "automl" / "model.onnx"), providers=["CPUExecutionProvider"])
+    raw = pd.read_csv(tmp / "test.csv", keep_default_na=False, dtype=str)  # the cells as the file holds them
+    feed = {}
+    for entry in session.get_inputs():
+        cells = raw[entry.name]
+        feed[entry.name] = (cells.replace("", "nan").astype(np.float32).to_numpy() if entry.type == "tensor(float)"
+                            else cells.to_numpy(dtype=object)).reshape(-1, 1)
+    assert {e.type for e in session.get_inputs()} == {"tensor(float)", "tensor(string)"}
+    logits = session.run(None, feed)[0]
+    classes = np.array(sorted(set(test["Status"])))
+    onnx_labels = classes[(logits[:, 0] >= 0).astype(int)]
+    assert np.mean(onnx_labels == rows["prediction"].to_numpy()) >= 0.999
+
 
 def test_tune_and_search_on_a_raw_table(credit_files, tmp_path):
     tmp, _ = credit_files
