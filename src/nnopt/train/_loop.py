@@ -26,7 +26,7 @@ from nnopt.config import TrainSpec, spec_from_mapping
 from nnopt.data import Data
 from nnopt.errors import DivergedError, UsageError, describe, param
 from nnopt.fileio import atomic_write_json, atomic_write_jsonl, make_run_dir
-from nnopt.models import ArchSpec, count_params, save_model
+from nnopt.models import ArchSpec, count_params, save_model, takes_flat_rows
 from nnopt.optim import create_optimizer, create_schedule, set_optimizer_mode
 from nnopt.train._batches import TensorSource
 from nnopt.train._callbacks import Callback
@@ -40,7 +40,7 @@ from nnopt.train._checkpoint import (
 from nnopt.train._loggers import create_loggers
 from nnopt.train._metrics import check_metric_names, compute_metrics
 from nnopt.train._parallel import Parallel
-from nnopt.train._prepare import prepare, thread_count
+from nnopt.train._prepare import data_shape, prepare, thread_count
 from nnopt.train._setup import update_function
 from nnopt.train._threads import choose_threads
 
@@ -281,9 +281,11 @@ def _early_stop(patience: int | None, best: dict[str, Any], row: dict[str, Any],
 
 
 def _write_outputs(run_dir: Path, result: FitResult, arch: ArchSpec | None, data: Data) -> None:
+    shape = data_shape(data) if not takes_flat_rows(arch) else None  # what a user's module was given per sample
     save_model(run_dir / "model.pt", result.model, {
         "model_spec": arch.to_string() if arch else None, "in_features": data.n_features,
         "n_outputs": data.n_outputs, "input_shape": list(data.input_shape) if data.input_shape else None,
+        "sample_shape": list(shape) if shape else None,
         "task": data.task, "class_names": data.class_names, "preprocessing": data.preprocessing})
     atomic_write_json(run_dir / "summary.json", {**result.summary(), "metrics": result.metrics,
                                                  "stopped_early": result.stopped_early})
