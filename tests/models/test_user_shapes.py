@@ -155,7 +155,7 @@ def test_a_factory_gets_batches_in_the_datas_shape_and_reloads(tmp_path):
     usermodels.CALLS.clear()
     result = nnopt.fit("usermodels:make_net:width=4:depth=2", "digits", epochs=2, seed=0, out=tmp_path / "run")
     assert usermodels.CALLS[0] == {"input_shape": (1, 8, 8), "n_outputs": 10, "width": 4, "depth": 2}
-    assert result.config["model"] == "usermodels:make_net:width=4:depth=2"
+    assert result.config["model"] == "usermodels:make_net:depth=2:width=4"  # arguments sorted by name
     assert result.config["flops_per_sample"] == residual_cnn_flops(1, 4, 2, 64, 10)
     model, meta = load_model(tmp_path / "run")
     assert meta["sample_shape"] == [1, 8, 8] and usermodels.CALLS[-1]["width"] == 4

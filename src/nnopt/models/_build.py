@@ -124,7 +124,13 @@ def build_model(
     available = dict(in_features=in_features, out_features=n_outputs, n_outputs=n_outputs,
                      input_shape=tuple(input_shape) if input_shape else None, task=task)
     takes_all = params is None or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    model = func(**{k: v for k, v in available.items() if takes_all or k in params}, **arch.kwargs)
+    kwargs = {**{k: v for k, v in available.items() if takes_all or k in params}, **arch.kwargs}
+    try:
+        model = func(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - the user's code failed on these arguments: say which call it was
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        raise ConfigError(f"model factory '{arch.factory}' failed when called with {given} ({detail})") from exc
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model factory '{arch.factory}' returned {type(model).__name__}, not a torch.nn.Module")
     return model

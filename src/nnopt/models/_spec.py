@@ -36,7 +36,8 @@ class ArchSpec:
     head: width of the cnn's dense layer before the output (0 = none).
     pool: the cnn's 2x downsampling after a conv block, "max", "avg" or "none".
     factory: "pkg.module:function_or_class"; args: its keyword arguments (given as a dict, kept as (name, value)
-    pairs in the order given so the spec stays hashable; `kwargs` gives them back as a dict).
+    pairs sorted by name, so the spec is hashable and equal however the arguments were ordered; `kwargs` gives
+    them back as a dict).
     """
 
     kind: str = "mlp"
@@ -200,7 +201,7 @@ class ArchSpec:
 
 
 def _normal_args(args: Any) -> tuple[tuple[str, Any], ...]:
-    """A factory's arguments as (name, value) pairs in the order given, lists as tuples (hashable)."""
+    """A factory's arguments as (name, value) pairs sorted by name, lists as tuples (hashable)."""
     if isinstance(args, Mapping):
         items = list(args.items())
     else:
@@ -209,7 +210,8 @@ def _normal_args(args: Any) -> tuple[tuple[str, Any], ...]:
         except (TypeError, ValueError):
             raise ConfigError(f"model args must be a mapping of keyword arguments like {{width: 64}}; "
                               f"got {args!r}") from None
-    return tuple((key, tuple(value) if isinstance(value, list) else value) for key, value in items)
+    return tuple(sorted(((key, tuple(value) if isinstance(value, list) else value) for key, value in items),
+                        key=lambda item: str(item[0])))
 
 
 def _check_arg(factory: str, key: Any, value: Any) -> None:
