@@ -109,7 +109,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
     if parallel is not None:
         _check_world(parallel.world, len(data.train), batch)
         if not spec.threads and dev.type == "cpu":  # this process's share of the cores, and its share of the batch
-            threads = min(choose_threads(p.flops, -(-batch // parallel.world)), parallel.max_threads)
+            threads = min(choose_threads(p.flops or 0, -(-batch // parallel.world)), parallel.max_threads)
     metric_list = check_metric_names(data.task, metrics)
     # ROC-AUC ranks every row per class: worth it on held-out splits, skipped on the (large) train split
     split_metrics = {"train": [m for m in metric_list if m != "roc_auc"], "val": metric_list, "test": metric_list}

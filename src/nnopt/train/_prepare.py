@@ -71,7 +71,8 @@ def prepare(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = Non
     if flops is None:
         check_forward(net, shape)
     # a module the counter cannot measure is taken as small: one thread, the fastest for small models
-    threads = spec.threads or (choose_threads(flops or 0, batch) if device.type == "cpu" else torch.get_num_threads())
+    threads = spec.threads or (choose_threads(flops or 0, batch) if device.type == "cpu"
+                               else torch.get_num_threads())
     net.to(device)
     loss_fn = make_loss(loss, data.task, data.n_outputs)
     sources = {s: make_source(data, s, device, shape) for s in ("train", "val", "test")}
@@ -91,7 +92,7 @@ def check_forward(net: nn.Module, shape: tuple[int, ...]) -> None:
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         raise UsageError(f"the model fails on a batch of shape {(1, *shape)}, the data's shape ({detail}); a "
                          "module receives batches in the shape the data has: add nn.Flatten() before dense "
-                         "layers, or give the data in the shape the module takes") from None
+                         "layers, or give the data in the shape the module takes") from exc
     finally:
         net.train(was_training)
 
