@@ -365,7 +365,8 @@ def _time_torch(original: nn.Module, variant: nn.Module, meta: dict[str, Any]) -
     for batch in BATCHES:
         for name, model in (("original (fp32)", original), ("compressed", variant)):
             rows.append({"model": name, "runtime": "torch", "batch": batch,
-                         "latency_ms": torch_latency_ms(model, meta["in_features"], batch=batch)})
+                         "latency_ms": torch_latency_ms(model, meta.get("sample_shape") or meta["in_features"],
+                                                        batch=batch)})
     return _speedups(rows)
 
 

@@ -68,8 +68,13 @@ class LoaderSource:
         return torch.cat(outs), torch.cat(targets)
 
 
-def make_source(data: Data, split: str, device: torch.device, flatten: bool) -> TensorSource | LoaderSource:
+def make_source(data: Data, split: str, device: torch.device,
+                sample_shape: tuple[int, ...]) -> TensorSource | LoaderSource:
+    """The batches of a split, each sample of `sample_shape`: (n_features,) flat rows for nnopt's own models,
+    the data's own shape for a user's module (in-memory rows are stored flat; the reshape is a view)."""
     part = getattr(data, split)
+    flat = tuple(sample_shape) == (data.n_features,)
     if isinstance(part, DatasetSplit):
-        return LoaderSource(part, data, device, flatten)
-    return TensorSource(part.X.to(device), training_targets(part.y, data.task, data.n_outputs).to(device))
+        return LoaderSource(part, data, device, flatten=flat)
+    X = part.X if flat else part.X.reshape(len(part.X), *sample_shape)
+    return TensorSource(X.to(device), training_targets(part.y, data.task, data.n_outputs).to(device))
