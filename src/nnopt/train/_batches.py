@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from nnopt.data import Data, DatasetSplit, epoch_batches
+from nnopt.data import Data, DatasetSplit, batch_count, epoch_batches
 from nnopt.train._parallel import Parallel
 from nnopt.train._setup import training_targets
 
@@ -56,7 +56,11 @@ class LoaderSource:
         return xb, training_targets(yb, self.data.task, self.data.n_outputs).to(self.device)
 
     def batches(self, batch: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        loader = DataLoader(self.split.dataset, batch_size=batch, shuffle=True, generator=generator)
+        # as epoch_batches: no lone last row after larger batches (batch normalization cannot train on one row);
+        # a DataLoader cannot join it to the batch before, so it sits out this epoch (a different row each epoch)
+        n = len(self.split)
+        lone = batch_count(n, batch) < -(-n // batch)
+        loader = DataLoader(self.split.dataset, batch_size=batch, shuffle=True, generator=generator, drop_last=lone)
         return (self._prepare(xb, yb) for xb, yb in loader)
 
     def outputs(self, net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from nnopt.config import TrainSpec, spec_from_mapping
-from nnopt.data import Data
+from nnopt.data import Data, batch_count
 from nnopt.errors import DivergedError, UsageError, describe, param
 from nnopt.fileio import atomic_write_json, atomic_write_jsonl, make_run_dir
 from nnopt.models import ArchSpec, count_params, save_model, takes_flat_rows
@@ -117,7 +117,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
     with thread_count(threads):
         opt = create_optimizer(spec.optimizer, net, lr=spec.lr, **spec.optimizer_params)
         lr_used = opt.param_groups[0]["lr"]
-        steps = -(-len(data.train) // batch)
+        steps = batch_count(len(data.train), batch)
         sched = create_schedule(spec.schedule or "constant", opt, epochs=spec.epochs, steps_per_epoch=steps,
                                 **spec.schedule_params)
         config = {"command": "train", **spec.to_dict(), "data": _describe_source(spec.data),
