@@ -178,27 +178,29 @@ def one_round(sampler: str, journal: bool, trials: int, seed: int, folder: Path,
     """nnopt.tune as a user calls it, the same call with report=False (on the journal, where there is a
     report), and the same study in plain Optuna (create_study + optimize, same sampler, same storage kind), one
     after the other in this process, the order rotated by `turn`: {nnopt_s, report_s[, bare_s], optuna_s}.
-    report_s is the time the first call spent in build_report, inside its nnopt_s."""
+    report_s is the time the first call spent in build_report, inside its nnopt_s; each *_cpu_s is the same
+    run's CPU time (this process's: what a busy disk's fsync waits and other jobs' turns on the cores leave out)."""
     row = {}
 
     def run_nnopt(report: bool) -> None:
         spent: list[float] = []
         out = folder / f"nnopt-{sampler}-{seed}-{'report' if report else 'bare'}" if journal else None
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         with report_timer(spent):
             nnopt.tune(quadratic, space=QUADRATIC, directions="minimize", sampler=sampler, trials=trials,
                        seed=seed, out=out, report=report)
-        row["nnopt_s" if report else "bare_s"] = time.perf_counter() - started
+        key = "nnopt" if report else "bare"
+        row[f"{key}_s"], row[f"{key}_cpu_s"] = time.perf_counter() - started, time.process_time() - cpu
         if report:
             row["report_s"] = sum(spent)
 
     def run_optuna() -> None:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
             str(folder / f"optuna-{sampler}-{seed}.journal"))) if journal else optuna.storages.InMemoryStorage()
         study = optuna.create_study(storage=storage, sampler=optuna_sampler(sampler, seed), direction="minimize")
         study.optimize(optuna_quadratic, n_trials=trials)
-        row["optuna_s"] = time.perf_counter() - started
+        row["optuna_s"], row["optuna_cpu_s"] = time.perf_counter() - started, time.process_time() - cpu
 
     runs = [lambda: run_nnopt(True), run_optuna] + ([lambda: run_nnopt(False)] if journal else [])
     for i in range(len(runs)):
@@ -268,14 +270,19 @@ def overhead(trials: int, repeats: int, workers: bool = True) -> dict:
                 "optuna_ms_per_trial": ms["optuna_s"], "ratio": ms["nnopt_s"] / ms["optuna_s"],
                 "per_pair_ratios": [r["nnopt_s"] / r["optuna_s"] for r in runs],
                 "median_pair_ratio": statistics.median(r["nnopt_s"] / r["optuna_s"] for r in runs), "pairs": runs}
+            cpu = {key: statistics.median(r[f"{key}_cpu_s"] / r["optuna_cpu_s"] for r in runs)
+                   for key in ("nnopt", "bare") if f"{key}_cpu_s" in runs[0]}
+            entry["median_cpu_ratio"] = cpu["nnopt"]
             line = (f"{name:15} nnopt {ms['nnopt_s']:6.2f} ms/trial (of which report.html {ms['report_s']:.2f})  "
                     f"optuna {ms['optuna_s']:6.2f}  ratio {entry['ratio']:.2f} (median of {len(runs)} runs' "
-                    f"ratios {entry['median_pair_ratio']:.2f})")
+                    f"ratios {entry['median_pair_ratio']:.2f}; of their CPU times {cpu['nnopt']:.2f})")
             if "bare_s" in ms:  # the same call with report=False, measured in the same rounds
                 entry.update(bare_ms_per_trial=ms["bare_s"], bare_ratio=ms["bare_s"] / ms["optuna_s"],
-                             median_bare_pair_ratio=statistics.median(r["bare_s"] / r["optuna_s"] for r in runs))
+                             median_bare_pair_ratio=statistics.median(r["bare_s"] / r["optuna_s"] for r in runs),
+                             median_bare_cpu_ratio=cpu["bare"])
                 line += (f"\n{'':15} report=False {ms['bare_s']:6.2f} ms/trial  ratio {entry['bare_ratio']:.2f} "
-                         f"(median of runs' ratios {entry['median_bare_pair_ratio']:.2f})")
+                         f"(median of runs' ratios {entry['median_bare_pair_ratio']:.2f}; of their CPU times "
+                         f"{cpu['bare']:.2f})")
             print(line, flush=True)
         out["cold_start"] = cold = cold_start(folder, 3)
         cold["extra_ms_per_trial"] = 1000 * (cold["nnopt_s"] - cold["optuna_s"]) / trials
