@@ -11,8 +11,8 @@ quadratic (study creation, the trial loop, config.json, trials.json / trials.csv
 plain Optuna doing the same in the same process (create_study + optimize, the same sampler settings, a journal
 file or InMemoryStorage): median ms per trial over repeats run back to back in rotating order, and the ratio;
 random and TPE, journal file and in memory. On the journal the same call with report=False runs in the same
-rounds, and the default call's time in build_report is its own line. Then the one-time start cost in a fresh interpreter, and trials/s of
-2 workers vs 1 on trials that train a small model on one thread.
+rounds, and the default call's time in build_report is its own line. Then the one-time start cost in a fresh
+interpreter, and trials/s of 2 workers vs 1 on trials that train a small model on one thread.
 
     .venv/bin/python benchmarks/tune_efficiency.py [--seeds 5] [--trials 64] [--part efficiency|overhead|all]
         [--methods random,tpe,tpe+asha] [--data digits,mnist1d] [--val-fraction 0.15] [--jobs 1] [--json out.json]
