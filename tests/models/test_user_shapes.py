@@ -162,3 +162,14 @@ def test_a_factory_gets_batches_in_the_datas_shape_and_reloads(tmp_path):
     X = result.data.test.X.reshape(-1, 1, 8, 8)
     with torch.no_grad():
         assert torch.equal(model(X), result.model.eval()(X))
+
+
+def test_nnopt_models_handed_back_as_modules_keep_flat_rows():
+    """compress fine-tunes nnopt's own network as a module: it still takes flat rows, not digits' (1, 8, 8)."""
+    import nnopt
+    from nnopt.models import build_model, module_takes_flat_rows
+
+    net = build_model("mlp:16", in_features=64, n_outputs=10)
+    assert module_takes_flat_rows(net) and not module_takes_flat_rows(torch.nn.Linear(64, 10))
+    result = nnopt.fit(net, "digits", epochs=1)
+    assert result.metrics["test"]["accuracy"] > 0.5

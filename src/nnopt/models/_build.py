@@ -19,6 +19,9 @@ _ACT = {
 _POOL = {"max": (nn.MaxPool1d, nn.MaxPool2d), "avg": (nn.AvgPool1d, nn.AvgPool2d)}  # by number of spatial dims
 
 
+FLAT_ROWS = "nnopt_flat_rows"  # attribute marking a module of nnopt's own kinds (linear, mlp, cnn)
+
+
 class DenseBlock(nn.Module):
     """Linear -> (BatchNorm) -> activation -> (Dropout), with an optional identity shortcut."""
 
@@ -110,16 +113,10 @@ def build_model(
     arch = ArchSpec.parse(spec)
     require_int("in_features", in_features, 1)
     require_int("n_outputs", n_outputs, 1)
-    if arch.kind == "linear":
-        return nn.Linear(in_features, n_outputs)
-    if arch.kind == "mlp":
-        return MLP(in_features, n_outputs, arch)
-    if arch.kind == "cnn":
-        if not input_shape or len(input_shape) not in (2, 3):
-            raise ConfigError(
-                "model 'cnn' needs image-shaped data (digits, mnist1d or an IDX directory); use mlp for tabular data"
-            )
-        return CNN(tuple(input_shape), n_outputs, arch)
+    if arch.kind in KINDS:
+        model = _own_model(arch, in_features, n_outputs, input_shape)
+        setattr(model, FLAT_ROWS, True)  # it travels with the module (copies, pruning, fine-tuning by compress)
+        return model
     func, params = factory_signature(arch)
     available = dict(in_features=in_features, out_features=n_outputs, n_outputs=n_outputs,
                      input_shape=tuple(input_shape) if input_shape else None, task=task)
@@ -134,6 +131,24 @@ def build_model(
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model factory '{arch.factory}' returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _own_model(arch: ArchSpec, in_features: int, n_outputs: int, input_shape: tuple[int, ...] | None) -> nn.Module:
+    if arch.kind == "linear":
+        return nn.Linear(in_features, n_outputs)
+    if arch.kind == "mlp":
+        return MLP(in_features, n_outputs, arch)
+    if not input_shape or len(input_shape) not in (2, 3):
+        raise ConfigError(
+            "model 'cnn' needs image-shaped data (digits, mnist1d or an IDX directory); use mlp for tabular data"
+        )
+    return CNN(tuple(input_shape), n_outputs, arch)
+
+
+def module_takes_flat_rows(module: nn.Module) -> bool:
+    """Whether a module nnopt is handed (to fine-tune, compress, count) is one of nnopt's own kinds, built by
+    build_model: those take flat rows; any other module takes batches in the data's shape."""
+    return bool(getattr(module, FLAT_ROWS, False))
 
 
 def takes_flat_rows(spec: str | dict | ArchSpec | None) -> bool:

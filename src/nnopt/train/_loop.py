@@ -26,7 +26,7 @@ from nnopt.config import TrainSpec, spec_from_mapping
 from nnopt.data import Data, batch_count
 from nnopt.errors import DivergedError, UsageError, describe, param
 from nnopt.fileio import atomic_write_json, atomic_write_jsonl, make_run_dir
-from nnopt.models import ArchSpec, count_params, save_model, takes_flat_rows
+from nnopt.models import ArchSpec, count_params, module_takes_flat_rows, save_model, takes_flat_rows
 from nnopt.optim import create_optimizer, create_schedule, set_optimizer_mode
 from nnopt.train._batches import TensorSource
 from nnopt.train._callbacks import Callback
@@ -282,7 +282,8 @@ def _early_stop(patience: int | None, best: dict[str, Any], row: dict[str, Any],
 
 
 def _write_outputs(run_dir: Path, result: FitResult, arch: ArchSpec | None, data: Data) -> None:
-    shape = data_shape(data) if not takes_flat_rows(arch) else None  # what a user's module was given per sample
+    flat = takes_flat_rows(arch) or module_takes_flat_rows(result.model)
+    shape = data_shape(data) if not flat else None  # what a user's module was given per sample
     save_model(run_dir / "model.pt", result.model, {
         "model_spec": arch.to_string() if arch else None, "in_features": data.n_features,
         "n_outputs": data.n_outputs, "input_shape": list(data.input_shape) if data.input_shape else None,

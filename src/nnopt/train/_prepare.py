@@ -14,7 +14,7 @@ from torch import nn
 from nnopt.config import DEFAULT_EPOCHS, FULL_BATCH_EPOCHS, TrainSpec, table_settings
 from nnopt.data import Data, load_data
 from nnopt.errors import UsageError
-from nnopt.models import ArchSpec, build_model, flops_per_sample, takes_flat_rows
+from nnopt.models import ArchSpec, build_model, flops_per_sample, module_takes_flat_rows, takes_flat_rows
 from nnopt.optim import OPTIMIZERS
 from nnopt.train._batches import LoaderSource, TensorSource, make_source
 from nnopt.train._setup import make_loss, resolve_batch_size, resolve_device
@@ -66,7 +66,8 @@ def prepare(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = Non
     arch = None if module is not None else ArchSpec.parse(spec.model if spec.model is not None else "mlp:128,64")
     torch.manual_seed(spec.seed)  # weight init
     net = module if module is not None else build_for(arch, data)
-    shape = model_input_shape(data, arch)
+    shape = model_input_shape(data, arch) if module is None or not module_takes_flat_rows(module) else \
+        (data.n_features,)
     flops = flops_per_sample(net, shape)
     if flops is None:
         check_forward(net, shape)
