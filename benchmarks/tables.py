@@ -233,7 +233,10 @@ def run_nnopt(runner: str, python: str, table: dict, folder: Path, budget: int) 
         row.update({k: summary.get(k) for k in ("model", "params", "compression", "test", "compressed_test",
                                                 "spent_s", "budget_s")})
     else:
-        row["model"] = summary.get("model") or "defaults"
+        config = json.loads((run_dir / "config.json").read_text())
+        row.update({"model": f"{config.get('model')} {config.get('optimizer')} lr {config.get('lr')}",
+                    "params": config.get("n_params"), "features_in": config.get("data_info", {}).get("n_features"),
+                    "test": summary.get("metrics", {}).get("test")})
     return row
 
 
