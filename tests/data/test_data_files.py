@@ -33,8 +33,11 @@ def test_csv_target_option_and_string_labels_round_trip(tmp_path):
     for split in (data.train, data.test):
         for row, label in zip(split.X.tolist(), split.y.tolist()):
             assert data.class_names[label] == species[int(row[0]) % 3]
-    with pytest.raises(DataError, match=r"column 'kind' is not numeric \(row 1: 'setosa'\)"):
-        load_data(path, target="y")
+    # the text column is a feature when another column is the target: one-hot encoded, one column per level
+    as_feature = load_data(path, target="y")
+    assert as_feature.feature_names == ["kind=setosa", "kind=versicolor", "kind=virginica", "x"]
+    with pytest.raises(DataError, match=r"column 'kind' is given to numeric= but holds text \(row 1: 'setosa'\)"):
+        load_data(path, target="y", numeric=["kind"])
 
 
 def test_csv_numeric_target_by_name_is_regression(tmp_path):
@@ -54,12 +57,11 @@ def test_csv_quoted_fields_bom_and_blank_lines(tmp_path):
 @pytest.mark.parametrize("text, kwargs, message", [
     ("", {}, "no rows in .*empty"),
     ("a,b,label\n", {}, "no rows in .*only a header"),
-    ("color,b,label\n1,2,0\nred,3,1\n", {}, r"column 'color' is not numeric \(row 2: 'red'\); encode it as "
-                                             "numbers or drop it"),
-    ("a,b,label\n1,,0\n2,3,1\n4,,0\n", {}, r"column 'b' has 2 missing or non-finite .*first at row 1\).*fill them"),
-    ("a,b,label\n1,nan,0\n2,inf,1\n", {}, r"column 'b' has 2 missing or non-finite"),
+    ("color,b,label\n1,2,0\nred,3,1\n", {"numeric": "color"}, r"column 'color' is given to numeric= but holds "
+                                                               r"text \(row 2: 'red'\)"),
+    ("a,b,label\n1,nan,0\n2,inf,1\n", {}, r"column 'b' has 1 infinite values \(first at row 2\); replace them"),
     ("a,b,label\n1,2,0\n2,3\n", {}, r"row 2 has 2 fields but the header has 3"),
-    ("a,b,label\n1,2,\n2,3,1\n", {}, r"target column 'label' has 1 empty values"),
+    ("a,b,label\n1,2,\n2,3,\n", {}, r"target column 'label' has no values \(all 2 cells are missing\)"),
     ("a,b,label\n1,2,0\n", {"target": "labl"}, r"target='labl' is not a column.*did you mean 'label'\? "
                                                  r"columns: a, b, label"),
     ("label\n1\n2\n", {}, r"need at least one feature and a target"),
@@ -131,5 +133,5 @@ def test_parquet_read_path(tmp_path):
 
 def test_unknown_extension_lists_supported_kinds(tmp_path):
     with pytest.raises(DataError, match=r"unsupported data file 'd.txt' \(extension '.txt'\); supported: .csv, "
-                                        r".npz, .parquet, or a directory of MNIST-layout IDX files"):
+                                        r".tsv, .npz, .parquet, or a directory of MNIST-layout IDX files"):
         load_data(write(tmp_path / "d.txt", "1,2\n"))

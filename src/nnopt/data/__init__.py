@@ -11,8 +11,10 @@ from nnopt.data._load import load_data
 from nnopt.data._prepare import detect_task
 from nnopt.data._rows import load_rows, split_positions
 from nnopt.data._scale import apply_preprocessing, apply_target
+from nnopt.data._table import column_groups, describe_columns, dropped_ids, encode as encode_table, kept_columns
 from nnopt.data._torch_dataset import DatasetSplit
 from nnopt.data._types import Data, Split
 
-__all__ = ["DATASETS", "Data", "DatasetSplit", "Split", "apply_preprocessing", "apply_target", "detect_task", "epoch_batches", "list_datasets",
-           "load_data", "load_rows", "split_positions"]
+__all__ = ["DATASETS", "Data", "DatasetSplit", "Split", "apply_preprocessing", "apply_target", "column_groups",
+           "describe_columns", "detect_task", "dropped_ids", "encode_table", "epoch_batches", "kept_columns",
+           "list_datasets", "load_data", "load_rows", "split_positions"]

@@ -14,52 +14,42 @@ import numpy as np
 
 from nnopt.errors import DataError, did_you_mean, param
 from nnopt.data._idx import read_idx_dir
+from nnopt.data._table import as_numbers, as_text
 from nnopt.data._types import RawData
 
-MISSING = {"", "nan", "na", "n/a", "null", "none", "?"}
-SUPPORTED = ".csv, .npz, .parquet, or a directory of MNIST-layout IDX files"
-
-
-def _missing_mask(values: np.ndarray) -> np.ndarray:
-    return np.isin(np.char.lower(np.char.strip(values)), list(MISSING))
-
-
-def _numeric_column(name: str, values: np.ndarray) -> np.ndarray:
-    """Feature column -> float64; missing cells become NaN (reported later with a count); text is an error."""
-    if values.dtype.kind in "biuf":
-        return values.astype(np.float64)
-    values = np.array([("" if v is None else str(v)) for v in values] if values.dtype == object else values,
-                      dtype=str)
-    out = np.full(len(values), np.nan)
-    present = ~_missing_mask(values)
-    try:
-        out[present] = np.char.strip(values[present]).astype(np.float64)
-    except ValueError:
-        for row, value in enumerate(values):
-            if present[row]:
-                try:
-                    float(value)
-                except ValueError:
-                    raise DataError(f"column '{name}' is not numeric (row {row + 1}: '{value}'); "
-                                    "encode it as numbers or drop it") from None
-    return out
+SUPPORTED = ".csv, .tsv, .npz, .parquet, or a directory of MNIST-layout IDX files"
+SEPARATORS = (",", ";", "\t", "|")
 
 
 def _target_column(name: str, values: np.ndarray) -> np.ndarray:
-    """Target column -> float64 if every value is a number, else stripped strings (class labels)."""
+    """Target column -> float64 (NaN where missing) if every present value is a number, else stripped strings
+    ("" where missing): class labels."""
     if values.dtype.kind in "biufb":
         return values
-    values = np.char.strip(np.array([("" if v is None else str(v)) for v in values]
-                                    if values.dtype == object else values, dtype=str))
-    missing = np.char.strip(values) == ""
-    if missing.any():
-        first = int(np.argmax(missing)) + 1
-        raise DataError(f"target column '{name}' has {int(missing.sum())} empty values (first at row {first}); "
-                        "fill them or drop those rows")
-    try:
-        return values.astype(np.float64)
-    except ValueError:
-        return values
+    numbers = as_numbers(values)
+    if numbers is not None:
+        return numbers
+    text = as_text(values)
+    return np.array(["" if v is None else v for v in text], dtype=str)
+
+
+def sniff_separator(line: str) -> str:
+    """The field separator of a CSV header line: a comma unless the line has none and has ';', tab or '|'."""
+    counts = {sep: line.count(sep) for sep in SEPARATORS}
+    if counts[","]:
+        return ","
+    best = max(SEPARATORS, key=lambda sep: counts[sep])
+    return best if counts[best] else ","
+
+
+def check_separator(sep: str | None) -> str | None:
+    if sep is None:
+        return None
+    aliases = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+    sep = aliases.get(sep, sep)
+    if not isinstance(sep, str) or len(sep) != 1:
+        raise DataError(f"{param('sep')} must be one character (e.g. ';', '|', or 'tab'); got {sep!r}")
+    return sep
 
 
 def pick_target(columns: list[str], target: str | None, path: Path) -> int:
@@ -78,32 +68,59 @@ def pick_target(columns: list[str], target: str | None, path: Path) -> int:
 
 def columns_to_raw(names: list[str], columns: list[np.ndarray], target: str | None, path: Path,
                    source: str) -> RawData:
+    """A table's columns -> RawData with the feature columns kept raw (typed and encoded by preparation)."""
+    check_duplicates(names, path)
     t = pick_target(names, target, path)
-    features = [_numeric_column(name, col) for i, (name, col) in enumerate(zip(names, columns)) if i != t]
-    X = np.stack(features, axis=1)
-    y = _target_column(names[t], columns[t])
-    return RawData(X=X, y=y, source=source, feature_names=[n for i, n in enumerate(names) if i != t],
-                   target=names[t])
+    features = {name: col for i, (name, col) in enumerate(zip(names, columns)) if i != t}
+    return RawData(X=None, y=_target_column(names[t], columns[t]), source=source, feature_names=list(features),
+                   target=names[t], columns=features)
 
 
-def read_csv(path: Path, target: str | None) -> RawData:
-    header, table, columns = parse_csv(path, check=lambda names: pick_target(names, target, path))
+def check_duplicates(names: list[str], path) -> None:
+    seen, repeated = set(), []
+    for name in names:
+        if name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    if repeated:
+        raise DataError(f"{path} has duplicate column names: {', '.join(repr(n) for n in repeated)}; rename them so "
+                        "each column has its own name")
+
+
+def read_csv(path: Path, target: str | None, sep: str | None = None) -> RawData:
+    header, table, columns = parse_csv(path, check=lambda names: _check_header(names, target, path, sep), sep=sep)
     if table is not None:
-        t = pick_target(header, target, path)
-        return RawData(X=np.delete(table, t, axis=1), y=table[:, t].copy(), source="csv",
-                       feature_names=[n for i, n in enumerate(header) if i != t], target=header[t])
+        columns = [table[:, i] for i in range(table.shape[1])]
     return columns_to_raw(header, columns, target, path, "csv")
 
 
-def parse_csv(path: Path, check: Callable[[list[str]], object] | None = None
+def _check_header(names: list[str], target: str | None, path: Path, sep: str | None) -> None:
+    if len(names) == 1 and target is None:
+        hint = f"; if its fields are separated by another character, give it with {param('sep')}" \
+            if sep is None else f" with {param('sep', repr(sep))}"
+        raise DataError(f"{path} has 1 column ('{names[0][:40]}'); need at least one feature and a target column"
+                        f"{hint}")
+    check_duplicates(names, path)
+    pick_target(names, target, path)
+
+
+def parse_csv(path: Path, check: Callable[[list[str]], object] | None = None, sep: str | None = None
               ) -> tuple[list[str], np.ndarray | None, list[np.ndarray] | None]:
     """(header, table, None) when every cell is a number (one float64 array), else (header, None, string columns).
 
     `check(header)` runs before the body is parsed, so a bad --target fails before a large file is read.
+    `sep`: the field separator; None sniffs it from the header line (',', ';', tab or '|').
     """
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
+            first = ""
+            for line in fh:
+                if line.strip():
+                    first = line
+                    break
+            sep = sep or sniff_separator(first)
+            fh.seek(0)
+            reader = csv.reader(fh, delimiter=sep)
             header = next(reader, None)
             while header is not None and not any(cell.strip() for cell in header):
                 header = next(reader, None)
@@ -116,7 +133,7 @@ def parse_csv(path: Path, check: Callable[[list[str]], object] | None = None
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    table = np.loadtxt(fh, delimiter=",", dtype=np.float64, ndmin=2, comments=None,
+                    table = np.loadtxt(fh, delimiter=sep, dtype=np.float64, ndmin=2, comments=None,
                                        quotechar='"')
                 if table.shape[0] and table.shape[1] == len(header):
                     return header, table, None
@@ -125,7 +142,7 @@ def parse_csv(path: Path, check: Callable[[list[str]], object] | None = None
             except ValueError:
                 pass
             fh.seek(0)
-            reader = csv.reader(fh)
+            reader = csv.reader(fh, delimiter=sep)
             rows = [row for row in reader if any(cell.strip() for cell in row)][1:]
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not UTF-8 text ({exc.reason}); save it as UTF-8 CSV") from None
@@ -194,19 +211,19 @@ def read_parquet_columns(path: Path) -> tuple[list[str], list[np.ndarray]]:
     return names, [np.asarray(table.column(i).to_numpy(zero_copy_only=False)) for i in range(table.num_columns)]
 
 
-def read_file(path: Path, target: str | None) -> RawData:
+def read_file(path: Path, target: str | None, sep: str | None = None) -> RawData:
     """Dispatch on the path: IDX directory, or a file by extension."""
     try:
-        return _read_file(path, target)
+        return _read_file(path, target, sep)
     except (PermissionError, IsADirectoryError) as exc:
         raise DataError(f"cannot read {path}: {exc.strerror}; check the {param('data')} path and its "
                         "permissions") from None
 
 
-def _read_file(path: Path, target: str | None) -> RawData:
+def _read_file(path: Path, target: str | None, sep: str | None) -> RawData:
     suffix = "" if path.is_dir() else path.suffix.lower()
-    if suffix == ".csv":
-        return read_csv(path, target)
+    if suffix in (".csv", ".tsv"):
+        return read_csv(path, target, "\t" if suffix == ".tsv" and sep is None else sep)
     if suffix in (".parquet", ".pq"):
         return read_parquet(path, target)
     if suffix not in ("", ".npz") or (suffix == "" and not path.is_dir()):

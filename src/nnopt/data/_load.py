@@ -10,7 +10,8 @@ from torch.utils.data import Dataset
 
 from nnopt.errors import DataError, describe, did_you_mean, param
 from nnopt.data._builtin import DATASETS
-from nnopt.data._files import read_file
+from nnopt.data._files import _target_column, check_duplicates, check_separator, pick_target, read_file
+from nnopt.data._table import table_options
 from nnopt.data._prepare import SCALES, check_fractions, choice, prepare
 from nnopt.data._torch_dataset import from_torch_dataset
 from nnopt.data._types import TASKS, Data, RawData
@@ -20,7 +21,54 @@ def _looks_like_path(text: str) -> bool:
     return "/" in text or os.sep in text or Path(text).suffix != "" or text.startswith("~")
 
 
-def _resolve(source, target: str | None) -> tuple[str, RawData]:
+def _is_frame(value) -> bool:
+    return type(value).__name__ == "DataFrame" and hasattr(value, "columns") and hasattr(value, "iloc")
+
+
+def _frame_columns(frame, what: str) -> dict[str, np.ndarray]:
+    """A pandas DataFrame's columns as numpy arrays; a categorical dtype becomes its values (NaN -> None)."""
+    names = [str(name) for name in frame.columns]
+    check_duplicates(names, what)
+    out = {}
+    for name, (_, series) in zip(names, frame.items()):
+        if str(series.dtype) == "category" or str(series.dtype).startswith(("string", "boolean", "Int", "UInt",
+                                                                            "Float")):
+            values = series.astype(object).where(series.notna(), None).to_numpy()
+        else:
+            values = series.to_numpy()
+        out[name] = values
+    return out
+
+
+def _from_frame(frame, y, target: str | None) -> RawData:
+    """A DataFrame (target a column of it, default the last) or a (DataFrame, labels) pair -> a table."""
+    columns = _frame_columns(frame, "the DataFrame")
+    if y is None:
+        names = list(columns)
+        t = pick_target(names, target, "the DataFrame")
+        target = names[t]
+        y = columns.pop(target)
+    else:
+        if target is not None:
+            raise DataError(f"{param('target')} names a column of a DataFrame given alone; with (X, y) the labels "
+                            "are y already")
+        target = str(getattr(y, "name", None) or "y")
+        y = y.to_numpy() if hasattr(y, "to_numpy") else np.asarray(y)
+        if len(y) != len(frame):
+            raise DataError(f"X has {len(frame)} rows but y has {len(y)}; they must match")
+    if len(frame) == 0:
+        raise DataError("no rows in the DataFrame; give data with at least a few rows")
+    y = np.asarray(y)
+    if y.dtype == object:
+        y = _target_column(target, y)
+    return RawData(X=None, y=y, source="dataframe", feature_names=list(columns), target=target, columns=columns)
+
+
+def _resolve(source, target: str | None, sep: str | None = None) -> tuple[str, RawData]:
+    if _is_frame(source):
+        return "dataframe", _from_frame(source, None, target)
+    if isinstance(source, tuple) and len(source) == 2 and _is_frame(source[0]):
+        return "dataframe", _from_frame(source[0], source[1], target)
     if isinstance(source, tuple):
         if len(source) != 2:
             raise DataError(f"an arrays source must be a tuple (X, y); got a tuple of {len(source)} items")
@@ -37,7 +85,7 @@ def _resolve(source, target: str | None) -> tuple[str, RawData]:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
         if path.exists():
-            return str(source), read_file(path, target)
+            return str(source), read_file(path, target, sep)
         if isinstance(source, str) and not _looks_like_path(source):
             names = DATASETS.names()
             hint = did_you_mean(source, names)
@@ -49,7 +97,8 @@ def _resolve(source, target: str | None) -> tuple[str, RawData]:
 
 
 def load_data(data, *, target: str | None = None, task: str | None = None, val_fraction: float = 0.15,
-              test_fraction: float = 0.15, seed: int = 0, scale: str = "auto") -> Data:
+              test_fraction: float = 0.15, seed: int = 0, scale: str = "auto", drop=None, categorical=None,
+              numeric=None, sep: str | None = None) -> Data:
     """Load a dataset and return it split (seeded, stratified for classification) and scaled on train.
 
     ``data``: a built-in name (see ``list_datasets()``), a path to a .csv / .npz / .parquet file or an
@@ -57,6 +106,9 @@ def load_data(data, *, target: str | None = None, task: str | None = None, val_f
     ``Data`` (returned as is).
     ``task``: None or "auto" detects it from the labels (see ``detect_task``). ``scale``: "auto" (pixels are
     divided by their max, other features standardized), "standard", "minmax" or "none".
+    A table (.csv, .parquet, a pandas DataFrame) may hold text, empty cells and ID columns: each column is typed
+    and encoded as docs/data.md describes; ``drop`` / ``categorical`` / ``numeric`` (column names) override the
+    typing, ``sep`` the CSV separator (sniffed by default).
     """
     if isinstance(data, Data):
         return data
@@ -71,6 +123,7 @@ def load_data(data, *, target: str | None = None, task: str | None = None, val_f
     check_fractions(val_fraction, test_fraction)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise DataError(f"{param('seed')} must be an integer; got {seed!r}")
-    name, raw = _resolve(data, target)
+    options = table_options(drop, categorical, numeric)
+    name, raw = _resolve(data, target, check_separator(sep))
     return prepare(raw, name=name, task=task, val_fraction=val_fraction, test_fraction=test_fraction,
-                   seed=int(seed), scale=scale)
+                   seed=int(seed), scale=scale, options=options)

@@ -10,6 +10,7 @@ import torch
 
 from nnopt.errors import DataError, UsageError, did_you_mean, param
 from nnopt.data._scale import apply_features, apply_target, fit_features, fit_target, resolve_scale
+from nnopt.data._table import column_groups, encode, encoded_names, fit_table, plan_columns, table_options
 from nnopt.data._types import Data, RawData, Split
 
 SCALES = ("auto", "standard", "minmax", "none")
@@ -205,9 +206,51 @@ def _split_rows(n: int, labels: np.ndarray | None, has_test: bool, val_fraction:
     return rest[keep], rest[val_pos], test_idx
 
 
+def _prepare_table(raw: RawData, *, name: str, task: str | None, val_fraction: float, test_fraction: float,
+                   seed: int, scale: str, options: dict) -> Data:
+    """A table: drop rows without a target, type the columns, split, fit their treatment on train, encode."""
+    columns, y = dict(raw.columns), np.asarray(raw.y)
+    target_name = raw.target or "y"
+    absent = np.isnan(y) if y.dtype.kind == "f" else (np.char.strip(y.astype(str)) == "") \
+        if y.dtype.kind in "UO" else np.zeros(len(y), dtype=bool)
+    if absent.all():
+        raise DataError(f"target column '{target_name}' has no values (all {len(y)} cells are missing); name the "
+                        f"column that holds the labels with {param('target')}")
+    if absent.any():
+        keep = ~absent
+        columns = {key: np.asarray(values)[keep] for key, values in columns.items()}
+        y = y[keep]
+    if len(y) == 0:
+        raise DataError(f"no rows in {name}; give data with at least a few rows")
+    plan = plan_columns(columns, options)
+    if task is None:
+        task = raw.task or detect_task(y)
+    ys, class_names = _targets(task, [y], raw.class_names)
+    labels = ys[0] if task == "classification" else None
+    train_idx, val_idx, test_idx = _split_rows(len(y), labels, False, val_fraction, test_fraction, seed)
+    table, train_codes = fit_table(columns, plan, train_idx, ys[0][train_idx], task,
+                                   len(class_names) if class_names else None, seed)
+    table["target_missing_rows"] = int(absent.sum())
+    X, _ = encode(columns, table)
+    groups = column_groups(table)
+    for column, codes in train_codes.items():  # out-of-fold encodings for the rows the encoder was fitted on
+        X[np.ix_(train_idx, groups[column])] = codes
+    names = encoded_names(table)
+    encoded = RawData(X=X, y=y, source=raw.source, feature_names=names, target=target_name, task=task,
+                      class_names=raw.class_names)
+    return _finish(encoded, X, names, ys, class_names, task, (train_idx, val_idx, test_idx), None, name=name,
+                   scale=scale, table=table)
+
+
 def prepare(raw: RawData, *, name: str, task: str | None, val_fraction: float, test_fraction: float,
-            seed: int, scale: str) -> Data:
+            seed: int, scale: str, options: dict | None = None) -> Data:
     """Validate, encode, split and scale raw arrays into a Data (statistics fitted on the train split only)."""
+    if raw.columns is not None:
+        return _prepare_table(raw, name=name, task=task, val_fraction=val_fraction, test_fraction=test_fraction,
+                              seed=seed, scale=scale, options=options or table_options())
+    if options and any(options.values()):
+        key = next(k for k, v in options.items() if v)
+        raise DataError(f"{param(key)} applies to tables (.csv, .parquet, a DataFrame); {name} has no named columns")
     X_in = _as_array(raw.X, "X")
     X = _features(X_in, "X")
     if len(X) == 0:
@@ -237,7 +280,17 @@ def prepare(raw: RawData, *, name: str, task: str | None, val_fraction: float, t
         task = raw.task or detect_task(y if test is None else np.concatenate([y, test[1]]))
     ys, class_names = _targets(task, [y] if test is None else [y, test[1]], raw.class_names)
     labels = ys[0] if task == "classification" else None
-    train_idx, val_idx, test_idx = _split_rows(n, labels, test is not None, val_fraction, test_fraction, seed)
+    split = _split_rows(n, labels, test is not None, val_fraction, test_fraction, seed)
+    return _finish(raw, X, names, ys, class_names, task, split, test, name=name, scale=scale,
+                   input_shape=input_shape, pixel_max=pixel_max)
+
+
+def _finish(raw: RawData, X: np.ndarray, names: list[str], ys: list[np.ndarray], class_names: list[str] | None, task: str,
+            split: tuple, test: tuple | None, *, name: str, scale: str, input_shape: tuple | None = None,
+            pixel_max: float | None = None, table: dict | None = None) -> Data:
+    """Split the encoded rows, fit the scaling on train, and record everything predict needs."""
+    train_idx, val_idx, test_idx = split
+    n_features = X.shape[1]
     parts = {"train": (X[train_idx], ys[0][train_idx]), "val": (X[val_idx], ys[0][val_idx])}
     parts["test"] = (X[test_idx], ys[0][test_idx]) if test is None else (test[0], ys[1])
 
@@ -256,6 +309,7 @@ def prepare(raw: RawData, *, name: str, task: str | None, val_fraction: float, t
         "feature_names": names, "input_shape": list(input_shape) if input_shape else None,
         "target": raw.target, "class_names": class_names,
         "y_mean": target_scale[0] if target_scale else None, "y_std": target_scale[1] if target_scale else None,
+        **({"table": table} if table is not None else {}),
     }
     return Data(name=name, task=task, train=splits["train"], val=splits["val"], test=splits["test"],
                 n_features=int(n_features), n_classes=len(class_names) if class_names else None,

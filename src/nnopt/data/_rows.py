@@ -13,30 +13,36 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nnopt.data._files import (
-    _numeric_column,
-    _target_column,
-    parse_csv,
-    read_parquet_columns,
-)
-from nnopt.data._load import _resolve
+from nnopt.data._files import _target_column, check_duplicates, parse_csv, read_parquet_columns
+from nnopt.data._load import _frame_columns, _is_frame, _resolve
+from nnopt.data._table import as_numbers
 from nnopt.data._prepare import _split_rows
 from nnopt.data._types import Data, RawData
 from nnopt.errors import DataError, param
 
-TABLES = (".csv", ".parquet", ".pq")
+TABLES = (".csv", ".tsv", ".parquet", ".pq")
 
 
 def load_rows(source, *, features: Sequence[str] | None = None, target: str | None = None,
-              ignore: Sequence[str] = ()) -> RawData:
+              ignore: Sequence[str] = (), raw_columns: bool = False, sep: str | None = None) -> RawData:
     """The rows of `source` in file order, with their labels when the source has them (else y is None).
 
-    For a table: `target` names the label column (it may be absent); `features` (the model's feature
-    names) picks the feature columns by name — a missing one, or a column that is neither a feature, the
-    target nor in `ignore`, is a DataError naming it. Without `features` every other column is a feature.
+    For a table: `target` names the label column (it may be absent). With `raw_columns` (a model trained on
+    a table, which types and encodes its columns itself) every other column comes back as read, in
+    `columns`. Otherwise `features` (the model's feature names) picks the feature columns by name — a
+    missing one, or a column that is neither a feature, the target nor in `ignore`, is a DataError naming
+    it; without `features` every other column is a feature.
     Any other source (a built-in name, .npz, IDX directory, (X, y) tuple, or an X array) keeps its order;
     a shipped test split stays in `test`.
     """
+    if _is_frame(source) or (isinstance(source, tuple) and len(source) == 2 and _is_frame(source[0])):
+        frame, labels = (source, None) if _is_frame(source) else source
+        by_name = _frame_columns(frame, "the DataFrame")
+        y = labels if labels is not None else (by_name.get(target) if target is not None else None)
+        if y is not None:
+            y = _target_column(target or "y", np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y))
+        return _select("the DataFrame", list(by_name), by_name, y, features, target, ignore, raw_columns,
+                       "dataframe")
     if isinstance(source, Data):
         raise DataError("a prepared Data is already split and scaled; give the raw rows (a path, a dataset "
                         "name, an (X, y) tuple or an X array)")
@@ -45,7 +51,7 @@ def load_rows(source, *, features: Sequence[str] | None = None, target: str | No
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
         if path.is_file() and path.suffix.lower() in TABLES:
-            return _table(path, features, target, ignore)
+            return _table(path, features, target, ignore, raw_columns, sep)
     _, raw = _resolve(source, None)
     return raw
 
@@ -69,41 +75,60 @@ def _array(values) -> np.ndarray:
         raise DataError(f"rows cannot be made into an array ({exc}); give rows of equal length") from None
 
 
-def _table(path: Path, features: Sequence[str] | None, target: str | None, ignore: Sequence[str]) -> RawData:
-    if path.suffix.lower() == ".csv":
-        names, table, columns = parse_csv(path)
+def _table(path: Path, features: Sequence[str] | None, target: str | None, ignore: Sequence[str],
+           raw_columns: bool, sep: str | None) -> RawData:
+    if path.suffix.lower() in (".parquet", ".pq"):
+        names, columns = read_parquet_columns(path)
+    else:
+        names, table, columns = parse_csv(path, sep="\t" if path.suffix.lower() == ".tsv" and sep is None else sep)
         if table is not None:
             columns = [table[:, i] for i in range(table.shape[1])]
-    else:
-        names, columns = read_parquet_columns(path)
+    check_duplicates(names, path)
     by_name = dict(zip(names, columns))
     y = _target_column(target, by_name[target]) if target is not None and target in by_name else None
+    return _select(path.name, names, by_name, y, features, target, ignore, raw_columns,
+                   path.suffix.lower().lstrip("."))
+
+
+def _select(what: str, names: list[str], by_name: dict, y, features: Sequence[str] | None, target: str | None,
+            ignore: Sequence[str], raw_columns: bool, source: str) -> RawData:
+    if raw_columns:
+        columns = {name: np.asarray(values) for name, values in by_name.items() if name != target}
+        return RawData(X=None, y=y, source=source, feature_names=list(columns),
+                       target=target if y is not None else None, columns=columns)
     if features is None:
         wanted = [n for n in names if n != target and n not in ignore]
     else:
         wanted = list(features)
-        _check_columns(path, names, wanted, target, ignore)
+        _check_columns(what, names, wanted, target, ignore)
     if not wanted:
-        raise DataError(f"{path} has no feature columns; give at least one")
-    X = np.stack([_numeric_column(name, by_name[name]) for name in wanted], axis=1)
-    return RawData(X=X, y=y, source=path.suffix.lower().lstrip("."), feature_names=wanted,
-                   target=target if y is not None else None)
+        raise DataError(f"{what} has no feature columns; give at least one")
+    X = np.stack([_numbers(name, np.asarray(by_name[name])) for name in wanted], axis=1)
+    return RawData(X=X, y=y, source=source, feature_names=wanted, target=target if y is not None else None)
 
 
-def _check_columns(path: Path, names: list[str], features: list[str], target: str | None,
+def _numbers(name: str, values: np.ndarray) -> np.ndarray:
+    numbers = as_numbers(values)
+    if numbers is None:
+        raise DataError(f"column '{name}' is not numeric but the model takes numbers there; fix the column or "
+                        "retrain on this table (nnopt encodes text columns of the tables it trains on)")
+    return numbers
+
+
+def _check_columns(what: str, names: list[str], features: list[str], target: str | None,
                    ignore: Sequence[str]) -> None:
     listing = f"the model's features: {_listing(features)}"
     missing = [f for f in features if f not in names]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise DataError(f"{path.name} has no column '{missing[0]}'{more}, a feature the model was trained on; "
+        raise DataError(f"{what} has no column '{missing[0]}'{more}, a feature the model was trained on; "
                         f"add it ({listing})")
     known = set(features) | set(ignore) | ({target} if target else set())
     extra = [n for n in names if n not in known]
     if extra:
         more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
         label = f"; if it holds the labels, name it with {param('target')}" if target is not None else ""
-        raise DataError(f"{path.name} has a column '{extra[0]}'{more} the model was not trained on; drop it"
+        raise DataError(f"{what} has a column '{extra[0]}'{more} the model was not trained on; drop it"
                         f"{label} ({listing})")
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from nnopt.data._table import describe_columns
+
 TASKS = ("classification", "regression")
 
 
@@ -58,6 +60,9 @@ class Data:
             "n_classes": self.n_classes,
             "input_shape": list(self.input_shape) if self.input_shape is not None else None,
             "source": self.source,
+            **({"columns": describe_columns(self.preprocessing["table"]),
+                "target_missing_rows": self.preprocessing["table"].get("target_missing_rows", 0)}
+               if self.preprocessing.get("table") else {}),
         }
 
     def without_test(self) -> Data:
@@ -69,7 +74,7 @@ class Data:
 class RawData:
     """What a reader hands to preparation: unsplit, unscaled numpy arrays plus what the source knows."""
 
-    X: np.ndarray
+    X: np.ndarray | None  # None for a table: its raw columns are in `columns`
     y: np.ndarray
     source: str
     feature_names: list[str] | None = None
@@ -79,3 +84,4 @@ class RawData:
     class_names: list[str] | None = None  # names of labels 0..K-1 when the source has them
     target: str | None = None  # the target column of a table
     task: str | None = None  # the task the source is known to be
+    columns: dict[str, np.ndarray] | None = None  # a table's feature columns as read (text, numbers, missing)

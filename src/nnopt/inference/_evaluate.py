@@ -44,13 +44,20 @@ class Evaluation:
     class_names: list[str] | None = None
     run_dir: Path | None = None
     files: list[str] = field(default_factory=list)
+    # a table model's rows: what the raw columns held that training had to treat
+    unseen: dict[str, int] = field(default_factory=dict)  # column -> rows with a category training never saw
+    missing: dict[str, int] = field(default_factory=dict)  # column -> missing cells, imputed
+    unlabelled: int = 0  # rows without a label, left out
+    ignored_columns: list[str] = field(default_factory=list)  # columns the model does not read
+    importance: list[dict] | None = None  # permutation importance per column, when asked for
 
     def summary(self) -> dict[str, Any]:
         """The `--json` object."""
         return {"metrics": self.metrics, "task": self.task, "split": self.split, "rows": self.rows,
                 "model": self.model, "data": self.data, "class_names": self.class_names,
                 "confusion": self.confusion, "run_dir": str(self.run_dir) if self.run_dir else None,
-                "files": self.files}
+                "files": self.files, "unseen": self.unseen, "missing": self.missing, "unlabelled": self.unlabelled,
+                "ignored_columns": self.ignored_columns, "importance": self.importance}
 
 
 def evaluate(model: Any, data: Any = None, *, target: str | None = None, split: str = "all",
@@ -93,7 +100,10 @@ def _score(model: Any, data: Any, target: str | None, split: str, out: Path | No
     loss = _loss(task, outputs, Y)
     metrics = compute_metrics(task, outputs, Y, loss, metric_names(task), predictor.target_scale)
     result = Evaluation(metrics=metrics, task=task, split=split, rows=len(keep), model=predictor.description,
-                        data=str(data) if isinstance(data, (str, Path)) else f"<{type(data).__name__}>")
+                        data=str(data) if isinstance(data, (str, Path)) else f"<{type(data).__name__}>",
+                        unlabelled=rows.unlabelled, ignored_columns=rows.ignored)
+    if rows.columns is not None:  # counted on the rows scored
+        result.unseen, result.missing = _counts(predictor, rows, keep)
     predicted, _ = predictor.decode(outputs)
     if task == "classification":
         result.class_names = predictor.class_names
@@ -102,6 +112,15 @@ def _score(model: Any, data: Any, target: str | None, split: str, out: Path | No
     if out is not None:
         _write(out, result, predictor, labels[keep], predicted)
     return result
+
+
+def _counts(predictor: Predictor, rows: Rows, keep: np.ndarray) -> tuple[dict[str, int], dict[str, int]]:
+    from nnopt.data import encode_table
+
+    if len(keep) == len(rows.X):
+        return rows.unseen, rows.missing
+    _, seen = encode_table({name: values[keep] for name, values in rows.columns.items()}, predictor.table)
+    return seen["unseen"], seen["missing"]
 
 
 def _positions(predictor: Predictor, split: str, rows: Rows, labels: np.ndarray) -> np.ndarray:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nnopt.errors import UsageError, param, require_path
+from nnopt.errors import DataError, UsageError, param, require_path
 from nnopt.fileio import atomic_write_text
 from nnopt.inference._predictor import load_predictor
 
@@ -25,6 +25,10 @@ class Predictions:
     class_names: list[str] | None
     model: str
     path: Path | None = None
+    kept: dict[str, np.ndarray] = field(default_factory=dict)  # input columns copied in front of the predictions
+    unseen: dict[str, int] = field(default_factory=dict)  # column -> rows with a category training never saw
+    missing: dict[str, int] = field(default_factory=dict)  # column -> missing cells, imputed
+    ignored_columns: list[str] = field(default_factory=list)  # columns the model does not read
 
     def __len__(self) -> int:
         return len(self.predictions)
@@ -32,7 +36,8 @@ class Predictions:
     def table(self) -> list[list[Any]]:
         """The CSV's rows (no header)."""
         values = self.predictions.reshape(len(self.predictions), -1)
-        rows = [[_cell(v) for v in row] for row in values]
+        kept = list(self.kept.values())
+        rows = [[_kept(column[i]) for column in kept] + [_cell(v) for v in row] for i, row in enumerate(values)]
         if self.probabilities is not None:
             for row, p in zip(rows, self.probabilities):
                 row.extend(f"{v:.6g}" for v in p)
@@ -40,15 +45,19 @@ class Predictions:
 
     def summary(self) -> dict[str, Any]:
         return {"rows": len(self), "task": self.task, "columns": self.columns, "model": self.model,
-                "out": str(self.path) if self.path else None}
+                "out": str(self.path) if self.path else None, "unseen": self.unseen, "missing": self.missing,
+                "ignored_columns": self.ignored_columns}
 
 
 def predict(model: Any, data: Any, *, proba: bool = False, out: str | Path | None = None,
-            target: str | None = None) -> Predictions:
-    """Predict every row of `data` (a path, a dataset name, an (X, y) tuple or an X array) with `model`.
+            target: str | None = None, keep=None) -> Predictions:
+    """Predict every row of `data` (a path, a dataset name, a DataFrame, an (X, y) tuple or an X array) with
+    `model`.
 
     A table's label column (`target`, default the training target) is ignored when present. proba adds one
-    probability column per class. out: write the predictions as CSV there.
+    probability column per class. out: write the predictions as CSV there. keep: columns of the input copied
+    in front of the predictions so rows can be joined back (default: the ID columns training left out, when
+    the input has them; [] for none).
     """
     if out is not None:
         require_path("out", out, "a file path for the CSV")
@@ -57,6 +66,7 @@ def predict(model: Any, data: Any, *, proba: bool = False, out: str | Path | Non
     if proba and task != "classification":
         raise UsageError(f"{param('proba', True)} applies to classifiers; this model predicts numbers (regression)")
     rows = predictor.rows(data, target=target, labels=False)
+    kept = _keep_columns(keep, rows, predictor)
     predicted, probabilities = predictor.decode(predictor.outputs(predictor.inputs(rows.X)))
     if task == "classification":
         values, columns = predictor.label_names(predicted), ["prediction"]
@@ -65,9 +75,11 @@ def predict(model: Any, data: Any, *, proba: bool = False, out: str | Path | Non
     else:
         values = np.asarray(predicted, dtype=np.float64)
         columns = ["prediction"] if values.ndim == 1 else [f"prediction_{i}" for i in range(values.shape[1])]
-    result = Predictions(predictions=values, probabilities=probabilities if proba else None, columns=columns,
+    result = Predictions(predictions=values, probabilities=probabilities if proba else None,
+                         columns=list(kept) + columns,
                          task=task, class_names=predictor.class_names if task == "classification" else None,
-                         model=predictor.description)
+                         model=predictor.description, kept=kept, unseen=rows.unseen, missing=rows.missing,
+                         ignored_columns=[c for c in rows.ignored if c not in kept])
     if out is not None:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -79,6 +91,34 @@ def predict(model: Any, data: Any, *, proba: bool = False, out: str | Path | Non
             raise UsageError(f"cannot write predictions to {out} ({exc.strerror or exc}); choose another "
                              f"{param('out')}") from None
     return result
+
+
+def _keep_columns(keep, rows, predictor) -> dict[str, np.ndarray]:
+    from nnopt.data import dropped_ids
+
+    if keep is not None and not (isinstance(keep, (list, tuple)) and all(isinstance(k, str) for k in keep)) \
+            and not isinstance(keep, str):
+        raise UsageError(f"{param('keep')} must be column names (a list, or one comma-separated string); got {keep!r}")
+    names = [k.strip() for k in keep.split(",") if k.strip()] if isinstance(keep, str) else keep
+    available = rows.columns or {}
+    if names is None:  # the ID columns training set aside, where the input has them
+        table = predictor.table or {}
+        return {name: available[name] for name in dropped_ids(table) if name in available} if table else {}
+    if names and not available:
+        raise UsageError(f"{param('keep')} copies columns of a table; this input has no named columns")
+    absent = [name for name in names if name not in available]
+    if absent:
+        raise DataError(f"{param('keep')} names '{absent[0]}', which is not a column of the input; columns: "
+                        f"{', '.join(available)}")
+    return {name: available[name] for name in names}
+
+
+def _kept(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return str(int(value)) if float(value).is_integer() else _cell(value)
+    return value
 
 
 def _cell(value: Any) -> Any:

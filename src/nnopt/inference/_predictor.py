@@ -7,7 +7,7 @@ network in the chunks training evaluates with, so the same rows give bit-identic
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnopt.data import apply_preprocessing, load_rows
+from nnopt.data import apply_preprocessing, encode_table, kept_columns, load_rows
 from nnopt.errors import DataError, param, require_model_path
 from nnopt.inference._source import locate, training_settings
 
@@ -30,6 +30,12 @@ class Rows:
     y: np.ndarray | None  # raw labels or targets; None when the source has none
     class_names: list[str] | None  # the source's names for integer labels (built-in datasets)
     shipped_test: int = 0
+    # a table model's rows: X is already encoded (imputed, one-hot, ...), not yet scaled
+    columns: dict[str, np.ndarray] | None = None  # every raw column as read, for --keep
+    unseen: dict[str, int] = field(default_factory=dict)  # column -> rows with a category training never saw
+    missing: dict[str, int] = field(default_factory=dict)  # column -> missing cells (imputed)
+    unlabelled: int = 0  # rows without a label, left out (as training left them out)
+    ignored: list[str] = field(default_factory=list)  # columns the model does not read
 
 
 @dataclass
@@ -77,11 +83,18 @@ class Predictor:
         return (mean, std) if mean is not None and std is not None else None
 
     # -- rows in, outputs out ---------------------------------------------------------------------------
+    @property
+    def table(self) -> dict | None:
+        """How a table's raw columns become features (data/_table.py), when the model was trained on one."""
+        return self.preprocessing.get("table")
+
     def rows(self, data: Any, *, target: str | None = None, labels: bool = True) -> Rows:
         """Raw rows of `data`; a table's columns are matched to the training features by name.
 
         labels=True reads the label column (`target`, default the training target); labels=False skips it."""
         label = target or self.target
+        if self.table is not None:
+            return self._table_rows(data, label, labels)
         skipped = () if labels else tuple(name for name in (target, self.target) if name)
         raw = load_rows(data, features=self.feature_names, target=label if labels else None, ignore=skipped)
         parts = [(raw.X, raw.y)] + ([raw.test] if raw.test is not None else [])
@@ -95,6 +108,43 @@ class Predictor:
                                 self.task == "regression" else np.asarray(part_y).reshape(-1)
                                 for _, part_y in parts])
         return Rows(X=X, y=y, class_names=raw.class_names, shipped_test=0 if raw.test is None else len(raw.test[0]))
+
+    def _table_rows(self, data: Any, label: str | None, labels: bool) -> Rows:
+        raw = load_rows(data, target=label, raw_columns=True, sep=(self.settings or {}).get("sep"))
+        what = f"'{data}'" if isinstance(data, (str, Path)) else "the data"
+        wanted = kept_columns(self.table)
+        columns = raw.columns if raw.columns is not None else self._named(raw, what, wanted)
+        y, unlabelled = raw.y if labels else None, 0
+        if y is not None and raw.columns is None and raw.test is not None:
+            y = np.concatenate([np.asarray(y).reshape(len(y), -1), np.asarray(raw.test[1]).reshape(len(raw.test[1]), -1)]
+                               ).squeeze(1) if np.asarray(y).ndim == 1 else np.concatenate([y, raw.test[1]])
+        if y is not None:
+            absent = np.isnan(y) if y.dtype.kind == "f" else (y == "") if y.dtype.kind in "UO" else None
+            if absent is not None and absent.any():  # training dropped such rows before splitting: so does this
+                unlabelled = int(absent.sum())
+                columns = {name: values[~absent] for name, values in columns.items()}
+                y = y[~absent]
+        X, seen = encode_table(columns, self.table, what)
+        if y is not None and self.n_outputs > 1 and self.task == "regression":
+            y = y.reshape(len(y), -1)
+        known = {c["name"] for c in self.table["columns"]}
+        return Rows(X=X, y=y, class_names=None, columns=columns, unseen=seen["unseen"], missing=seen["missing"],
+                    unlabelled=unlabelled, ignored=[name for name in columns if name not in known])
+
+    @staticmethod
+    def _named(raw, what: str, wanted: list[str]) -> dict[str, np.ndarray]:
+        """Columns of a source without a header: by its feature names, or by position when it has as many."""
+        X = np.asarray(raw.X)
+        X = X.reshape(len(X), -1) if X.ndim != 2 else X
+        if raw.test is not None:
+            X = np.concatenate([X, np.asarray(raw.test[0]).reshape(len(raw.test[0]), -1)])
+        names = raw.feature_names if raw.feature_names and len(raw.feature_names) == X.shape[1] else None
+        if names is None:
+            if X.shape[1] != len(wanted):
+                raise DataError(f"{what} has {X.shape[1]} features per row but the model takes {len(wanted)} "
+                                f"columns ({', '.join(wanted)}); give a table with those columns")
+            names = wanted
+        return {name: X[:, i] for i, name in enumerate(names)}
 
     def inputs(self, X: np.ndarray) -> torch.Tensor:
         """Rows scaled as at training time: float32 (n, n_features)."""

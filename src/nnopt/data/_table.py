@@ -1,0 +1,400 @@
+"""Tables as users have them: each column typed (numeric, categorical, ID-like, constant, empty, dropped),
+missing cells imputed, categories encoded — fitted on the train split with scikit-learn and stored as plain data.
+
+The stored block (``preprocessing["table"]``) holds lists and numbers only, so a model file stays readable with
+``torch.load(weights_only=True)``; ``encode`` applies it with numpy at predict time, and the ONNX export builds the
+same steps into the graph. One column's rules:
+
+- numeric: a missing cell gets the train median; a column with missing train cells also gets a 0/1 indicator.
+- categorical, at most ONEHOT_MAX levels once rare ones are folded: one-hot. A level seen in fewer than
+  MIN_FREQUENCY train rows folds into "(other)", and so does a level never seen in training (counted as unseen);
+  without rare levels an unseen one encodes as all zeros. A missing cell is the level "(missing)".
+- categorical with more levels: target encoding (scikit-learn's TargetEncoder, cross-fitted on the train rows);
+  an unseen level gets the train mean of the target.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from nnopt.errors import DataError, param
+
+MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none", "?"})
+ONEHOT_MAX = 32  # levels (after folding rare ones) up to which a categorical column is one-hot encoded
+MIN_FREQUENCY = 5  # train rows a level needs to get a column of its own
+MISSING_LEVEL = "(missing)"
+OTHER = "(other)"
+ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|guid|key)$|^(id|rownames?|index)([_\s.-]|$)|^unnamed: 0$",
+                     re.IGNORECASE)
+CAMEL_ID = re.compile(r"[a-z0-9](Id|ID)$")  # customerId, userID
+TABLE_OPTIONS = ("drop", "categorical", "numeric")
+DROPPED_KINDS = ("id", "constant", "empty", "dropped")
+
+
+# -- raw columns -> numbers or text ------------------------------------------------------------------------------
+def _is_missing(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return bool(np.isnan(value))
+    if isinstance(value, str):
+        return value.strip().lower() in MISSING_TOKENS
+    try:
+        import pandas as pd
+
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _text(value) -> str:
+    """A cell as category text: numbers written as the shortest text that reads back ("3", "2.5")."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return str(value).strip()
+
+
+def as_numbers(values: np.ndarray) -> np.ndarray | None:
+    """The column as float64 (NaN for a missing cell), or None when a present cell is not a number."""
+    if values.dtype.kind in "iuf":
+        return values.astype(np.float64)
+    if values.dtype.kind == "b":
+        return None
+    out = np.full(len(values), np.nan)
+    if values.dtype.kind == "U":  # text read from a file: convert in one numpy call
+        stripped = np.char.strip(values)
+        present = ~np.isin(np.char.lower(stripped), list(MISSING_TOKENS))
+        try:
+            out[present] = stripped[present].astype(np.float64)
+        except ValueError:
+            return None
+        return out
+    for i, value in enumerate(values):
+        if _is_missing(value):
+            continue
+        if isinstance(value, (bool, np.bool_)):
+            return None
+        try:
+            out[i] = float(value)
+        except (TypeError, ValueError):
+            return None
+    return out
+
+
+def as_text(values: np.ndarray) -> np.ndarray:
+    """The column as an object array of category text, None for a missing cell."""
+    if values.dtype.kind == "f":
+        return np.array([None if np.isnan(v) else _text(v) for v in values], dtype=object)
+    if values.dtype.kind == "U":
+        stripped = np.char.strip(values)
+        out = stripped.astype(object)
+        out[np.isin(np.char.lower(stripped), list(MISSING_TOKENS))] = None
+        return out
+    return np.array([None if _is_missing(v) else _text(v) for v in values], dtype=object)
+
+
+def _first_text(values: np.ndarray) -> tuple[int, str]:
+    for i, value in enumerate(values):
+        if not _is_missing(value):
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                return i, str(value)
+    return 0, ""
+
+
+# -- column types -------------------------------------------------------------------------------------------------
+def _names(option, what: str) -> list[str]:
+    if option is None:
+        return []
+    if isinstance(option, str):
+        return [name.strip() for name in option.split(",") if name.strip()]
+    if isinstance(option, Sequence) and all(isinstance(name, str) for name in option):
+        return list(option)
+    raise DataError(f"{param(what)} must be column names (a list, or one comma-separated string); got {option!r}")
+
+
+def table_options(drop=None, categorical=None, numeric=None) -> dict[str, list[str]]:
+    """The user's column choices, checked for overlap; empty lists when none were given."""
+    options = {"drop": _names(drop, "drop"), "categorical": _names(categorical, "categorical"),
+               "numeric": _names(numeric, "numeric")}
+    seen: dict[str, str] = {}
+    for key, names in options.items():
+        for name in names:
+            if name in seen and seen[name] != key:
+                raise DataError(f"column '{name}' is given to both {param(seen[name])} and {param(key)}; "
+                                "name it in one of them")
+            seen[name] = key
+    return options
+
+
+def _id_like(name: str, values: np.ndarray, numbers: np.ndarray | None) -> str | None:
+    """Why the column identifies rows rather than describes them, or None."""
+    n = len(values)
+    if n < 2:
+        return None
+    if numbers is not None:
+        present = numbers[~np.isnan(numbers)]
+        if len(present) != n or len(np.unique(present)) != n:
+            return None
+        # numbers unique per row may well be a measurement: only the name makes them an ID
+        return "an ID: its name and a unique value per row" if (ID_NAME.search(name) or CAMEL_ID.search(name)) else None
+    text = as_text(values)
+    if any(v is None for v in text) or len(set(text)) != n:
+        return None
+    if (ID_NAME.search(name) or CAMEL_ID.search(name)):
+        return "an ID: its name and a unique value per row"
+    return "an ID: unique text in every row" if n >= 20 else None
+
+
+def plan_columns(columns: Mapping[str, np.ndarray], options: Mapping[str, list[str]]) -> list[dict]:
+    """One entry per feature column, in order: name, kind, and for kept columns whether numbers or text.
+
+    Typing looks at every row (it fits no statistic); what encodes a column is fitted later, on train only.
+    """
+    names = list(columns)
+    for key in TABLE_OPTIONS:
+        unknown = [name for name in options.get(key, []) if name not in columns]
+        if unknown:
+            from nnopt.errors import did_you_mean
+
+            raise DataError(f"{param(key)} names '{unknown[0]}', which is not a feature column"
+                            f"{did_you_mean(unknown[0], names)} columns: {', '.join(names)}")
+    plan = []
+    for name, values in columns.items():
+        numbers = as_numbers(values)
+        missing = int(np.isnan(numbers).sum()) if numbers is not None else \
+            int(sum(1 for v in as_text(values) if v is None))
+        entry = {"name": name, "missing_cells": missing}
+        if name in options.get("drop", []):
+            plan.append({**entry, "kind": "dropped", "reason": f"named by {param('drop')}"})
+            continue
+        if missing == len(values):
+            plan.append({**entry, "kind": "empty", "reason": "every cell is missing"})
+            continue
+        if name in options.get("numeric", []):
+            if numbers is None:
+                row, value = _first_text(values)
+                raise DataError(f"column '{name}' is given to {param('numeric')} but holds text (row {row + 1}: "
+                                f"'{value}'); fix the cell or drop the column from {param('numeric')}")
+            plan.append({**entry, "kind": "numeric", "reason": f"named by {param('numeric')}"})
+            continue
+        if name in options.get("categorical", []):
+            plan.append({**entry, "kind": "categorical", "reason": f"named by {param('categorical')}"})
+            continue
+        distinct = len(np.unique(numbers[~np.isnan(numbers)])) if numbers is not None else \
+            len({v for v in as_text(values) if v is not None})
+        if distinct == 1 and missing == 0:
+            plan.append({**entry, "kind": "constant", "reason": "one value in every row"})
+            continue
+        why = _id_like(name, values, numbers)
+        if why is not None:
+            plan.append({**entry, "kind": "id", "reason": why})
+            continue
+        if numbers is not None and values.dtype.kind != "b":
+            if np.isinf(numbers).any():
+                row = int(np.argmax(np.isinf(numbers)))
+                raise DataError(f"column '{name}' has {int(np.isinf(numbers).sum())} infinite values (first at row "
+                                f"{row + 1}); replace them with numbers or leave the cells empty")
+            plan.append({**entry, "kind": "numeric", "reason": "numbers"})
+            continue
+        reason = "true/false values" if values.dtype.kind == "b" else "text"
+        if distinct > len(values) / 2:
+            reason += f", high cardinality ({distinct} distinct values in {len(values)} rows)"
+        plan.append({**entry, "kind": "categorical", "reason": reason})
+    if not any(entry["kind"] in ("numeric", "categorical") for entry in plan):
+        listing = "; ".join(f"'{e['name']}' {e['kind']}" for e in plan)
+        raise DataError(f"no usable feature column ({listing}); give at least one column that describes the rows")
+    return plan
+
+
+# -- fitting on the train rows ----------------------------------------------------------------------------------
+def fit_table(columns: Mapping[str, np.ndarray], plan: list[dict], train: np.ndarray, y_train: np.ndarray,
+              task: str, n_classes: int | None, seed: int) -> tuple[dict, dict[str, np.ndarray]]:
+    """Fit every kept column's treatment on the train rows -> (table block, cross-fitted train encodings).
+
+    The second item maps a target-encoded column to its train rows' encoding (out-of-fold, so a row's own
+    target does not leak into its feature); every other row is encoded with the stored levels.
+    """
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import OneHotEncoder
+
+    entries, train_codes = [], {}
+    numeric = [e for e in plan if e["kind"] == "numeric"]
+    fills, flagged = {}, set()
+    if numeric:
+        block = np.stack([as_numbers(columns[e["name"]])[train] for e in numeric], axis=1)
+        imputer = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
+        imputer.fit(block)
+        fills = {e["name"]: float(v) for e, v in zip(numeric, imputer.statistics_)}
+        # keep_empty_features fills a column with no train value with 0; the indicator still flags it
+        if imputer.indicator_ is not None:
+            flagged = {numeric[i]["name"] for i in imputer.indicator_.features_}
+    for entry in plan:
+        name, kind = entry["name"], entry["kind"]
+        if kind in DROPPED_KINDS:
+            entries.append({"name": name, "kind": kind, "reason": entry["reason"]})
+            continue
+        if kind == "numeric":
+            values = as_numbers(columns[name])[train]
+            entries.append({"name": name, "kind": "numeric", "reason": entry["reason"], "fill": fills[name],
+                            "indicator": name in flagged, "missing_train": int(np.isnan(values).sum())})
+            continue
+        text = as_text(columns[name])[train]
+        filled = np.array([MISSING_LEVEL if v is None else v for v in text], dtype=object).reshape(-1, 1)
+        min_frequency = MIN_FREQUENCY if len(train) >= 4 * MIN_FREQUENCY else 1
+        onehot = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=min_frequency,
+                               sparse_output=False).fit(filled)
+        levels = [str(c) for c in onehot.categories_[0]]
+        rare = [str(c) for c in (onehot.infrequent_categories_[0] if onehot.infrequent_categories_[0] is not None
+                                 else [])]
+        frequent = [c for c in levels if c not in set(rare)]
+        common = {"name": name, "kind": "categorical", "reason": entry["reason"], "distinct": len(levels),
+                  "missing_train": int(sum(1 for v in text if v is None))}
+        if len(frequent) + bool(rare) <= ONEHOT_MAX:
+            entries.append({**common, "encoding": "onehot", "levels": frequent, "rare": rare})
+            continue
+        codes, stored = _target_encode(filled, y_train, task, n_classes, seed)
+        entries.append({**common, "encoding": "target", **stored})
+        train_codes[name] = codes
+    return {"version": 1, "columns": entries}, train_codes
+
+
+def _target_encode(filled: np.ndarray, y: np.ndarray, task: str, n_classes: int | None,
+                   seed: int) -> tuple[np.ndarray, dict]:
+    from sklearn.model_selection import KFold, StratifiedKFold
+    from sklearn.preprocessing import TargetEncoder
+
+    if task == "classification":
+        target_type = "binary" if n_classes == 2 else "multiclass"
+        folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+        if np.bincount(y).min() < 5:
+            folds = KFold(5, shuffle=True, random_state=seed)
+    else:
+        target_type, folds = "continuous", KFold(5, shuffle=True, random_state=seed)
+    encoder = TargetEncoder(target_type=target_type, cv=folds)
+    codes = encoder.fit_transform(filled, y.reshape(len(y), -1)[:, 0] if task == "regression" else y)
+    levels = [str(c) for c in encoder.categories_[0]]
+    width = codes.shape[1]
+    values = np.asarray(encoder.encodings_).reshape(width, len(levels)).T  # (levels, width)
+    default = np.atleast_1d(np.asarray(encoder.target_mean_, dtype=np.float64)).reshape(-1)
+    if len(default) != width:
+        default = np.full(width, float(default[0]))
+    outputs = ([str(c) for c in encoder.classes_] if target_type == "multiclass" else ["target"])
+    return codes, {"levels": levels, "values": values.tolist(), "default": default.tolist(), "outputs": outputs}
+
+
+# -- applying the stored block ----------------------------------------------------------------------------------
+def kept_columns(table: dict) -> list[str]:
+    """The raw columns the model reads, in order."""
+    return [c["name"] for c in table["columns"] if c["kind"] not in DROPPED_KINDS]
+
+
+def dropped_ids(table: dict) -> list[str]:
+    return [c["name"] for c in table["columns"] if c["kind"] == "id"]
+
+
+def encoded_names(table: dict) -> list[str]:
+    """Names of the encoded feature columns, in the order ``encode`` writes them."""
+    names = []
+    for c in table["columns"]:
+        if c["kind"] == "numeric":
+            names += [c["name"]] + ([f"{c['name']} {MISSING_LEVEL}"] if c["indicator"] else [])
+        elif c["kind"] == "categorical" and c["encoding"] == "onehot":
+            names += [f"{c['name']}={level}" for level in c["levels"]] + ([f"{c['name']}={OTHER}"] if c["rare"] else [])
+        elif c["kind"] == "categorical":
+            names += [f"{c['name']}~{out}" for out in c["outputs"]]
+    return names
+
+
+def column_groups(table: dict) -> dict[str, list[int]]:
+    """Each kept raw column -> the positions of its encoded columns (permuted together for importance)."""
+    groups, at = {}, 0
+    for c in table["columns"]:
+        if c["kind"] == "numeric":
+            width = 1 + bool(c["indicator"])
+        elif c["kind"] == "categorical":
+            width = len(c["levels"]) + bool(c["rare"]) if c["encoding"] == "onehot" else len(c["outputs"])
+        else:
+            continue
+        groups[c["name"]] = list(range(at, at + width))
+        at += width
+    return groups
+
+
+def encode(columns: Mapping[str, np.ndarray], table: dict, what: str = "the data") -> tuple[np.ndarray, dict]:
+    """Raw columns -> float64 (n, encoded width) with the stored treatment; plus counts of what it met:
+    {"unseen": {column: rows with a level training never saw}, "missing": {column: missing cells}}."""
+    missing_columns = [name for name in kept_columns(table) if name not in columns]
+    if missing_columns:
+        more = f" (and {len(missing_columns) - 1} more)" if len(missing_columns) > 1 else ""
+        raise DataError(f"{what} has no column '{missing_columns[0]}'{more}, a feature the model was trained on; "
+                        f"add it (the model reads: {', '.join(kept_columns(table))})")
+    n = len(next(iter(columns.values()))) if columns else 0
+    parts, unseen, missing = [], {}, {}
+    for c in table["columns"]:
+        name = c["name"]
+        if c["kind"] in DROPPED_KINDS:
+            continue
+        values = np.asarray(columns[name])
+        if c["kind"] == "numeric":
+            numbers = as_numbers(values)
+            if numbers is None:
+                row, value = _first_text(values)
+                raise DataError(f"column '{name}' holds text (row {row + 1}: '{value}') but the model was trained "
+                                "on numbers there; fix the cell or leave it empty")
+            if np.isinf(numbers).any():
+                row = int(np.argmax(np.isinf(numbers)))
+                raise DataError(f"column '{name}' has {int(np.isinf(numbers).sum())} infinite values (first at row "
+                                f"{row + 1}); replace them with numbers or leave the cells empty")
+            absent = np.isnan(numbers)
+            missing[name] = int(absent.sum())
+            parts.append(np.where(absent, c["fill"], numbers)[:, None])
+            if c["indicator"]:
+                parts.append(absent.astype(np.float64)[:, None])
+            continue
+        text = as_text(values)
+        missing[name] = int(sum(1 for v in text if v is None))
+        filled = [MISSING_LEVEL if v is None else v for v in text]
+        known = set(c["levels"]) | set(c.get("rare", []))
+        unseen[name] = int(sum(1 for v in filled if v not in known and v != MISSING_LEVEL))
+        if c["encoding"] == "onehot":
+            width = len(c["levels"]) + bool(c["rare"])
+            index = {level: k for k, level in enumerate(c["levels"])}
+            other = len(c["levels"]) if c["rare"] else -1
+            at = np.array([index.get(v, other) for v in filled], dtype=np.int64)
+            block = np.zeros((n, width))
+            hit = at >= 0
+            block[np.flatnonzero(hit), at[hit]] = 1.0
+            parts.append(block)
+        else:
+            lookup = dict(zip(c["levels"], c["values"]))
+            default = c["default"]
+            parts.append(np.array([lookup.get(v, default) for v in filled], dtype=np.float64).reshape(n, -1))
+    X = np.concatenate(parts, axis=1) if parts else np.zeros((n, 0))
+    return X, {"unseen": {k: v for k, v in unseen.items() if v}, "missing": {k: v for k, v in missing.items() if v}}
+
+
+def describe_columns(table: dict) -> list[dict]:
+    """One line of plain data per raw column for config.json and the report: its type and treatment."""
+    rows = []
+    for c in table["columns"]:
+        if c["kind"] in DROPPED_KINDS:
+            treatment = "dropped"
+        elif c["kind"] == "numeric":
+            treatment = f"median {c['fill']:.6g} for missing" + (" + indicator" if c["indicator"] else "") \
+                if c["missing_train"] or c["indicator"] else "as is"
+        elif c["encoding"] == "onehot":
+            treatment = f"one-hot, {len(c['levels'])} levels" + \
+                (f" + (other) for {len(c['rare'])} rare" if c["rare"] else "")
+        else:
+            treatment = f"target encoding, {len(c['levels'])} levels"
+        rows.append({"column": c["name"], "type": c["kind"], "why": c.get("reason", ""), "treatment": treatment})
+    return rows
