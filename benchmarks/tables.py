@@ -225,10 +225,11 @@ def run_nnopt(runner: str, python: str, table: dict, folder: Path, budget: int) 
     summary = json.loads(done.stdout)
     predict_s, done = call([python, "-m", "nnopt", "predict", str(run_dir), "--data", str(test), "--out",
                             str(folder / "preds.csv"), "--json"], folder / "log.txt", env)
-    used = json.loads(done.stdout)["model"]  # "<what> <path>"
-    model_file = Path(used.rsplit(" ", 1)[1])
+    predicted = json.loads(done.stdout)
+    model_file = Path(predicted["model"].rsplit(" ", 1)[1])  # "<what> <path>"
     row = {"wall_s": fit_s + predict_s, "fit_s": fit_s, "predict_s": predict_s, "model_bytes":
-           model_file.stat().st_size, "model_file": str(model_file.relative_to(folder))}
+           model_file.stat().st_size, "model_file": str(model_file.relative_to(folder)),
+           "test_rows": {k: predicted.get(k) for k in ("unseen", "missing", "ignored_columns")}}
     if runner == "nnopt_automl":
         row.update({k: summary.get(k) for k in ("model", "params", "compression", "test", "compressed_test",
                                                 "spent_s", "budget_s")})
