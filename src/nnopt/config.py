@@ -39,6 +39,11 @@ class TrainSpec:
     data: Any = None
     target: str | None = None
     task: str | None = None
+    # a table's columns: left out, or typed against the detection (names; docs/data.md)
+    drop: list[str] | None = None
+    categorical: list[str] | None = None
+    numeric: list[str] | None = None
+    sep: str | None = None  # a CSV's field separator (default: sniffed from the header)
     model: Any = "mlp:128,64"
     optimizer: str = "adam"
     optimizer_params: dict[str, Any] = field(default_factory=dict)
@@ -109,10 +114,34 @@ class TrainSpec:
             if not isinstance(getattr(self, name), Mapping):
                 raise ConfigError(f"{param(name)} must be a mapping of option: value; got {getattr(self, name)!r}")
         self.log = logger_names(self.log)
+        for name in TABLE_KEYS[:3]:
+            setattr(self, name, column_names(name, getattr(self, name)))
+        if self.sep is not None and (not isinstance(self.sep, str) or not self.sep):
+            raise UsageError(f"{param('sep')} must be one character (e.g. ';' or 'tab'); got {self.sep!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+TABLE_KEYS = ("drop", "categorical", "numeric", "sep")  # how a table's columns are read, in every command's spec
+
+
+def column_names(name: str, value: Any) -> list[str] | None:
+    """Column names from a list or one comma-separated string; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return list(value)
+    raise UsageError(f"{param(name)} must be column names (a list, or one comma-separated string); got "
+                     f"{describe(value)}")
+
+
+def table_settings(source: Mapping[str, Any]) -> dict[str, Any]:
+    """The table keys of a spec or settings mapping that are set, for load_data(**...)."""
+    return {key: source[key] for key in TABLE_KEYS if source.get(key) is not None}
 
 
 def device_name(device: Any) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from nnopt import __version__
 from nnopt.cli import _automl, _compress, _misc, _search, _train, _use
-from nnopt.cli._common import Parser, batch_size
+from nnopt.cli._common import Parser, batch_size, table_flags
 from nnopt.errors import NnoptError, cli_spelling
 
 _GROUPS = (_automl, _train, _search, _compress, _use, _misc)
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     network = argparse.ArgumentParser(add_help=False)  # data and model flags of compare and lr-find
     network.add_argument("--data", required=True, help="dataset name or path (as for train)")
     network.add_argument("--target", help="target column of a CSV/parquet file")
+    table_flags(network)
     network.add_argument("--model", default="mlp:128,64", help="model spec (default mlp:128,64)")
     network.add_argument("--batch-size", type=batch_size, help="N, 1 or full (default: the optimizer's)")
     network.add_argument("--device", default="auto", help="auto | cpu | cuda")

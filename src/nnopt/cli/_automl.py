@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from nnopt.cli._common import constraint_flags, data_flags, make_console
+from nnopt.cli._common import constraint_flags, data_flags, make_console, table_args
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.ArgumentParser) -> None:
@@ -45,6 +45,7 @@ def _cmd_automl(args: argparse.Namespace) -> int:
             console.print(text)
 
     result = automl(args.data, out=args.out, budget=args.budget, target=args.target, task=args.task,
+                    **table_args(args),
                     objective=args.objective, space=args.space, max_params=args.max_params,
                     max_flops=args.max_flops, max_size_kb=args.max_size_kb, max_latency_ms=args.max_latency_ms,
                     max_accuracy_drop=args.max_accuracy_drop, workers=args.workers, storage=args.storage,

@@ -79,6 +79,24 @@ def data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="dataset name or path (as for train)")
     parser.add_argument("--target", help="target column of a CSV/parquet file")
     parser.add_argument("--task", choices=["classification", "regression"], help="override task detection")
+    table_flags(parser)
+
+
+def table_flags(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
+    """--drop, --categorical, --numeric, --sep: how a table's columns are read (docs/data.md)."""
+    extra = {"default": argparse.SUPPRESS} if suppress else {}
+    parser.add_argument("--drop", metavar="COL,...", help="table columns to leave out", **extra)
+    parser.add_argument("--categorical", metavar="COL,...", help="table columns to treat as categories (e.g. "
+                                                                 "integer codes)", **extra)
+    parser.add_argument("--numeric", metavar="COL,...", help="table columns that must be numbers", **extra)
+    parser.add_argument("--sep", help="CSV field separator, e.g. ';' or tab (default: sniffed from the header)",
+                        **extra)
+
+
+def table_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The table flags given, as keyword arguments of the Python API."""
+    return {key: getattr(args, key) for key in ("drop", "categorical", "numeric", "sep")
+            if getattr(args, key, None) is not None}
 
 
 def constraint_flags(parser: argparse.ArgumentParser, noun: str) -> None:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nnopt.cli._common import default_out, make_console, num, print_table
+from nnopt.cli._common import default_out, make_console, num, print_table, table_args, table_flags
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.ArgumentParser) -> None:
@@ -17,6 +17,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
     compress.add_argument("model", help="a run directory (train, or tune/search best/) or an nnopt model file")
     compress.add_argument("--data", help="dataset (default: the data the run was trained on)")
     compress.add_argument("--target", help="target column of a CSV/parquet file")
+    table_flags(compress)
     compress.add_argument("--prune", type=float, metavar="SPARSITY", help="fraction of weights to remove, in [0, 1)")
     compress.add_argument("--prune-method", default="magnitude", help="magnitude (per layer) | global | structured "
                                                                      "(removes neurons / channels) | 2:4")
@@ -44,7 +45,8 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     result = compress_model(args.model, args.data, prune=args.prune, prune_method=args.prune_method,
                       schedule=args.schedule, finetune_epochs=args.finetune_epochs, quantize=args.quantize,
                       scheme=args.scheme, qat_epochs=args.qat_epochs, max_accuracy_drop=args.max_accuracy_drop,
-                      export=args.export, lr=args.lr, target=args.target, seed=args.seed, out=out)
+                      export=args.export, lr=args.lr, target=args.target, seed=args.seed, out=out,
+                      **table_args(args))
     if args.json:
         print(json.dumps(result.summary(), default=str))
         return 0

@@ -13,6 +13,7 @@ from nnopt.cli._common import (
     data_flags,
     make_console,
     study_flags,
+    table_args,
 )
 from nnopt.fileio import slug
 
@@ -78,7 +79,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
                                               "max_flops", "max_size_kb", "max_latency_ms", "pruner", "trials",
                                               "timeout", "workers", "storage", "study", "seed")}
     out = args.out or f"runs/search-{slug(args.data)}-{slug(args.space)}"
-    result = nas(args.data, space=args.space, train=train, out=out, **settings)
+    result = nas(args.data, space=args.space, train=train, out=out, **settings, **table_args(args))
     if args.json:
         print(json.dumps(result.summary()))
         return 0

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nnopt.cli._common import batch_size, default_out, make_console, num
+from nnopt.cli._common import batch_size, default_out, make_console, num, table_args, table_flags
 from nnopt.errors import UsageError
 
 
@@ -17,6 +17,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
     train.add_argument("--data", help="built-in dataset name (see `nnopt datasets`) or a .csv/.npz/.parquet/IDX path")
     train.add_argument("--target", help="target column of a CSV/parquet file (default: the last column)")
     train.add_argument("--task", choices=["classification", "regression"], help="override task detection")
+    table_flags(train, suppress=True)
     train.add_argument("--model", help="model spec: linear | mlp:128,64[:act=tanh:dropout=0.1:bn] | cnn | pkg.mod:fn")
     train.add_argument("--optimizer", help="optimizer name (see `nnopt optimizers`); default adam")
     train.add_argument("--opt", action="append", metavar="KEY=VALUE", dest="optimizer_params",
@@ -143,6 +144,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         except ValueError:
             raise UsageError(f"--lr must be 'auto' or a number > 0; got '{lr}'") from None
     options = {k: getattr(args, k) for k in ("target", "task", "optimizers") if getattr(args, k) is not None}
+    options.update(table_args(args))
     result = compare(args.data, args.model, lr=lr, lr_grid=args.lr_grid,
                      epochs=args.epochs, seeds=args.seeds, batch_size=args.batch_size,
                      target_metric=args.target_metric, workers=args.workers, device=args.device,
@@ -181,6 +183,7 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
     from nnopt.api import find_lr
 
     options = {"target": args.target} if args.target else {}
+    options.update(table_args(args))
     out = args.out or default_out("lr-find")
     result = find_lr(args.model, args.data, optimizer=args.optimizer, batch_size=args.batch_size,
                      min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps, seed=args.seed, device=args.device,

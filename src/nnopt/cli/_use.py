@@ -33,6 +33,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
     predict.add_argument("--target", help="a label column to ignore (default: the training target, if present)")
     predict.add_argument("--out", default="predictions.csv", help="CSV to write (default predictions.csv)")
     predict.add_argument("--proba", action="store_true", help="add a probability column per class")
+    predict.add_argument("--keep", metavar="COL,...", help="input columns to copy into the CSV, to join rows back "
+                         "(default: the ID columns training left out, when present; '' for none)")
     predict.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
 
     export = sub.add_parser("export", parents=[common], help="export a model to ONNX or TorchScript",
@@ -60,21 +62,37 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                   f"model: {result.model}")
     print_table("", [{"metric": name, "value": num(value)} for name, value in result.metrics.items()],
                 ["metric", "value"])
+    _print_notes(console, result)
     for path in result.files:
         console.print(f"wrote {path}")
     return 0
 
 
+def _print_notes(console, result) -> None:
+    """What a table's rows held that the model had to treat: unseen categories, missing cells, unused columns."""
+    if result.unseen:
+        listing = ", ".join(f"{column} {count}" for column, count in result.unseen.items())
+        console.print(f"rows with a category training never saw (encoded as other/unknown): {listing}")
+    if result.missing:
+        listing = ", ".join(f"{column} {count}" for column, count in result.missing.items())
+        console.print(f"missing cells, filled as in training: {listing}")
+    if getattr(result, "unlabelled", 0):
+        console.print(f"{result.unlabelled} rows without a label left out")
+    if result.ignored_columns:
+        console.print(f"columns the model does not read: {', '.join(result.ignored_columns)}")
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from nnopt.inference import predict
 
-    result = predict(args.model, args.data, proba=args.proba, out=args.out, target=args.target)
+    result = predict(args.model, args.data, proba=args.proba, out=args.out, target=args.target, keep=args.keep)
     if args.json:
         print(json.dumps(result.summary()))
         return 0
     console = make_console()
     console.print(f"{len(result)} predictions ({', '.join(result.columns)}) -> {result.path}")
     console.print(f"model: {result.model}")
+    _print_notes(console, result)
     return 0
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from nnopt.config import TABLE_KEYS
 from nnopt.comparison._aggregate import summarize, time_to_target
 from nnopt.comparison._runs import Job, run_jobs
 from nnopt.comparison._spec import (SEED_OPTIMIZERS, check_seeds, check_workers, parse_lr_grid, parse_optimizers,
@@ -63,7 +64,7 @@ def compare(data: Any, model: Any = "mlp:128,64", *, optimizers: Any = SEED_OPTI
     if lr not in (None, "auto") and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0):
         raise UsageError(f"{param('lr')} must be 'auto' or a number > 0; got {lr!r}")
     require_int("epochs", epochs, 1)
-    split_keys = ("target", "task", "val_fraction", "test_fraction", "scale")
+    split_keys = ("target", "task", "val_fraction", "test_fraction", "scale", *TABLE_KEYS)
     split = {k: options.pop(k) for k in split_keys if k in options}
     dataset = load_data(data, **split, seed=0)
     target = parse_target(target_metric, dataset.task)
@@ -108,7 +109,7 @@ def compare(data: Any, model: Any = "mlp:128,64", *, optimizers: Any = SEED_OPTI
     config = {
         "command": "compare", "data": data if isinstance(data, (str, os.PathLike)) else f"<{type(data).__name__}>",
         # the split settings, so the best run can be trained again on the same rows (nnopt predict / evaluate)
-        **{k: split[k] for k in ("target", "val_fraction", "test_fraction", "scale") if k in split},
+        **{k: split[k] for k in ("target", "val_fraction", "test_fraction", "scale", *TABLE_KEYS) if k in split},
         "model": str(model), "optimizers": [c.name for c in choices],
         "lr_mode": "auto" if lr == "auto" else "grid" if grid else "given" if lr is not None else "default",
         "lr_grid": grid, "epochs": epochs, "seeds": seed_list, "batch_size": batch_size,

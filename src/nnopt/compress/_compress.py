@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nnopt.config import TABLE_KEYS, table_settings
 from nnopt.data import load_data
 from nnopt.errors import UsageError, did_you_mean, param, require_int, require_model_path
 from nnopt.fileio import atomic_write_json, make_run_dir
@@ -70,7 +71,7 @@ LADDER = (Rung(0.97, "global", "int4", finetune=5, qat=0.5), Rung(0.95, "global"
           Rung(0.9, "global", "int4", qat=0.5), Rung(0.9, "global", "int8"), Rung(0.8, "global", "int8"),
           Rung(0.5, "global", "int8"), Rung(0.0, "global", "int8"))
 POSITION_BITS = 6.0  # what the file spends on the position of each kept weight of a sparse matrix (RESULTS.md)
-DATA_KEYS = ("target", "task", "val_fraction", "test_fraction", "scale", "seed")
+DATA_KEYS = ("target", "task", "val_fraction", "test_fraction", "scale", "seed", *TABLE_KEYS)
 
 
 @dataclass
@@ -131,7 +132,8 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
              scheme: str = "symmetric", qat_epochs: int = 0, max_accuracy_drop: float | None = None,
              export: str | None = None, out: str | Path | None = None, optimizer: str = "adam",
              lr: float | None = None, batch_size: int | str | None = None, target: str | None = None,
-             seed: int | None = None) -> CompressResult:
+             seed: int | None = None, drop: Any = None, categorical: Any = None, numeric: Any = None,
+             sep: str | None = None) -> CompressResult:
     """Compress the model of a run directory or model file on `data` (default: the data it was trained on)."""
     check_settings(prune, prune_method, schedule, quantize, qat_epochs, finetune_epochs, max_accuracy_drop, export)
     model, meta, settings = _load_source(source)
@@ -141,6 +143,7 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
             raise UsageError(f"{source} does not say which data trained it; give {param('data')}")
     if target is not None:
         settings["target"] = target
+    settings.update(table_settings({"drop": drop, "categorical": categorical, "numeric": numeric, "sep": sep}))
     if seed is not None:
         settings["seed"] = seed
     loaded = load_data(data, **{k: settings[k] for k in DATA_KEYS if settings.get(k) is not None})

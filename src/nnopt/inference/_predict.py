@@ -83,7 +83,7 @@ def predict(model: Any, data: Any, *, proba: bool = False, out: str | Path | Non
     if out is not None:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(columns)
+        writer.writerow(result.columns)
         writer.writerows(result.table())
         try:
             result.path = atomic_write_text(out, buffer.getvalue())

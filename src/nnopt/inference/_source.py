@@ -17,6 +17,7 @@ from typing import Any
 from torch import nn
 
 from nnopt.compress import nnopt_load
+from nnopt.config import TABLE_KEYS
 from nnopt.data import load_data
 from nnopt.errors import UsageError
 from nnopt.train import fit
@@ -29,7 +30,7 @@ MODEL_CANDIDATES: tuple[tuple[str, str], ...] = (
     ("final/compressed.nnz", "compressed final model of an automl run"),
     ("final/model.pt", "final model of an automl run"),
 )
-SPLIT_KEYS = ("data", "target", "task", "val_fraction", "test_fraction", "scale", "seed")
+SPLIT_KEYS = ("data", "target", "task", "val_fraction", "test_fraction", "scale", "seed", *TABLE_KEYS)
 MAX_HOPS = 4  # config.json links followed (compress -> train, automl -> final/); a loop stops here
 
 
@@ -86,14 +87,14 @@ def _settings_in(directory: Path, hops: int) -> dict[str, Any] | None:
     elif command in ("tune", "search"):
         train = config.get("train") or {}
         settings = {"data": config.get("data"), "target": config.get("target"), "task": config.get("task"),
-                    "seed": config.get("seed") or 0,
+                    "seed": config.get("seed") or 0, **{key: config.get(key) for key in TABLE_KEYS},
                     **{key: train.get(key) for key in ("val_fraction", "test_fraction", "scale")}}
     elif command == "compare":
         options = config.get("options") or {}
         # compare splits once with seed 0 for every run; the seeds vary the training only
         settings = {"data": config.get("data"), "task": config.get("task"), "seed": 0,
                     **{key: options.get(key, config.get(key)) for key in ("target", "val_fraction", "test_fraction",
-                                                                          "scale")}}
+                                                                          "scale", *TABLE_KEYS)}}
     elif command == "compress":
         if not config.get("source"):
             return None
@@ -133,7 +134,7 @@ def _train_compare_best(run_dir: Path, config: dict[str, Any]) -> Path:
     settings = _settings_in(run_dir, 0)
     if settings is None:
         raise UsageError(f"compare {run_dir} ran on data given in memory; train the model with nnopt train")
-    split = {key: settings[key] for key in ("target", "task", "val_fraction", "test_fraction", "scale")
+    split = {key: settings[key] for key in ("target", "task", "val_fraction", "test_fraction", "scale", *TABLE_KEYS)
              if settings.get(key) is not None}
     options = {k: v for k, v in (config.get("options") or {}).items() if k not in (*SPLIT_KEYS, "threads")}
     command = (f"nnopt train --data {settings['data']} --model {config.get('model')} --optimizer {best['optimizer']} "

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nnopt.config import TABLE_KEYS, column_names, table_settings
 from nnopt.data import load_data
 from nnopt.errors import UsageError, describe, param, require_int
 from nnopt.fileio import LOCK_NAME, atomic_write_json, make_run_dir, slug
@@ -43,7 +44,7 @@ from nnopt.pipeline._stages import (
 from nnopt.search import check_feasible, load_tune_spec
 
 STAGES = ("screen", "search", "retrain", "compress", "export", "test")
-SETTING_KEYS = ("data", "target", "task", "budget_s", "objective", "space", *CONSTRAINT_KEYS, "max_accuracy_drop",
+SETTING_KEYS = ("data", "target", "task", *TABLE_KEYS, "budget_s", "objective", "space", *CONSTRAINT_KEYS, "max_accuracy_drop",
                 "seed")
 DEFAULT_DROP = 1.0  # points of accuracy the compression may cost on validation
 
@@ -69,7 +70,8 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
            max_flops: int | None = None, max_size_kb: float | None = None, max_latency_ms: float | None = None,
            max_accuracy_drop: float | None = None, workers: int = 1, storage: str | None = None,
            study: str | None = None, seed: int = 0, progress: Progress | None = None,
-           report: Callable[[Path], Any] | None = None) -> AutomlResult:
+           report: Callable[[Path], Any] | None = None, drop: Any = None, categorical: Any = None,
+           numeric: Any = None, sep: str | None = None) -> AutomlResult:
     """Optimize a network for `data` within `budget` (wall clock); write everything under `out` (default
     runs/automl-DATA).
 
@@ -77,7 +79,7 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
     the reports take counts against the budget too.
     """
     budget_s = parse_budget(budget)
-    drop = DEFAULT_DROP if max_accuracy_drop is None else _check_drop(max_accuracy_drop)
+    accuracy_drop = DEFAULT_DROP if max_accuracy_drop is None else _check_drop(max_accuracy_drop)
     require_int("workers", workers, 1)
     require_int("seed", seed, 0)
     if space not in ("auto", "mlp", "cnn"):
@@ -86,11 +88,14 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
     constraints = {k: v for k, v in (("max_params", max_params), ("max_flops", max_flops),
                                      ("max_size_kb", max_size_kb), ("max_latency_ms", max_latency_ms)) if v is not None}
     source = _source(data)
-    loaded = load_data(source, target=target, task=task, seed=seed)
+    table = table_settings({"drop": column_names("drop", drop), "categorical": column_names("categorical", categorical),
+                            "numeric": column_names("numeric", numeric), "sep": sep})
+    loaded = load_data(source, target=target, task=task, seed=seed, **table)
     chosen_space = space if space != "auto" else _auto_space(loaded)
-    settings = {"data": source, "target": target, "task": loaded.task, "budget_s": budget_s,
+    settings = {"data": source, "target": target, "task": loaded.task, **{k: table.get(k) for k in TABLE_KEYS},
+                "budget_s": budget_s,
                 "objective": objective, "space": chosen_space, **{k: constraints.get(k) for k in CONSTRAINT_KEYS},
-                "max_accuracy_drop": drop, "seed": seed}
+                "max_accuracy_drop": accuracy_drop, "seed": seed}
     state = _load_state(run_dir, settings)
     clock = Clock(budget_s, state.get("spent_s", 0.0))
     say = progress or (lambda stage, text: None)
@@ -129,7 +134,7 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
             stages["search"], run_dir, draw))
     if "compress" not in stages:
         stages["compress"] = _stage(run_dir, state, clock, "compress", say, lambda: compress_final(
-            settings, stages["search"], run_dir, timing, clock, drop, draw))
+            settings, stages["search"], run_dir, timing, clock, accuracy_drop, draw))
     if "export" not in stages:
         stages["export"] = _stage(run_dir, state, clock, "export", say, lambda: export_files(run_dir, stages["compress"]))
     if "test" not in stages:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nnopt.config import TABLE_KEYS, table_settings
 from nnopt.comparison import compare
 from nnopt.compress import compress, ladder_for, nnopt_load
 from nnopt.compress import default_epochs as compress_epochs
@@ -86,7 +87,7 @@ def search_spec(settings: dict[str, Any], optimizers: list[str], lrs: dict[str, 
     spec: dict[str, Any] = {"data": settings["data"], "architecture": AUTOML_SPACES[settings["space"]],
                             "train": train,
                             "space": space, "seed": settings["seed"]}
-    for key in ("target", "task"):
+    for key in ("target", "task", *TABLE_KEYS):
         if settings.get(key) is not None:
             spec[key] = settings[key]
     if settings.get("objective"):
@@ -232,7 +233,7 @@ def compress_final(settings: dict[str, Any], search: dict[str, Any], run_dir: Pa
         if epochs and clock.left() - rung_s - (final_s + rung_s / 0.85) < 0:
             how = "the ladder skipped settings whose fine-tuning no longer fit in the budget; "
             continue
-        result = compress(best, source, target=target, **setting)
+        result = compress(best, source, target=target, **table_settings(settings), **setting)
         original, row = result.rows[0], result.rows[-1]
         change = 100 * (original["val"] - row["val"])
         ladder.append({"name": row["name"], "val": row["val"], "original_val": original["val"],
@@ -247,7 +248,8 @@ def compress_final(settings: dict[str, Any], search: dict[str, Any], run_dir: Pa
         chosen = {}
         how += f"fp32: no setting of the ladder stayed within {drop:g} points on validation"
     out = run_dir / "compressed"
-    result = compress(run_dir / "final", source, target=target, export="onnx", out=out, **chosen)
+    result = compress(run_dir / "final", source, target=target, export="onnx", out=out, **table_settings(settings),
+                      **chosen)
     draw(out)
     kept = result.chosen
     original = result.rows[0]

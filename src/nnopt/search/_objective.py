@@ -10,6 +10,7 @@ from typing import Any
 
 import optuna
 
+from nnopt.config import TABLE_KEYS, table_settings
 from nnopt.config import DEFAULT_EPOCHS
 from nnopt.data import load_data
 from nnopt.models import build_model, model_costs
@@ -61,13 +62,14 @@ def objective_value(result: Any, metric: str, costs: dict[str, Any] | None = Non
     return float(value)
 
 
-DATA_KEYS = ("data", "target", "task", "val_fraction", "test_fraction", "scale")
+DATA_KEYS = ("data", "target", "task", "val_fraction", "test_fraction", "scale", *TABLE_KEYS)
 
 
 def load_spec_data(spec: Any) -> Any:
     """The data of a tune spec, loaded and split once (seeded like the trials, so best.yaml sees the same split)."""
     return load_data(spec.data, target=spec.target, task=spec.task, seed=spec.seed or 0,
-                     **{k: spec.train[k] for k in ("val_fraction", "test_fraction", "scale") if k in spec.train})
+                     **{k: spec.train[k] for k in ("val_fraction", "test_fraction", "scale") if k in spec.train},
+                     **table_settings(vars(spec)))
 
 
 def fit_arguments(spec: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nnopt.config import TASKS, TrainSpec, load_yaml, spec_from_mapping
+from nnopt.config import TABLE_KEYS, TASKS, TrainSpec, column_names, load_yaml, spec_from_mapping
 from nnopt.errors import ConfigError, UsageError, did_you_mean, param
 from nnopt.models import ArchSpec
 from nnopt.optim import OPTIMIZERS, SCHEDULES
@@ -26,7 +26,7 @@ from .nas import ArchSpace
 SAMPLERS = ("grid", "random", "tpe", "gp", "cmaes", "qmc", "nsga2", "evolution")
 PRUNERS = ("none", "median", "asha", "hyperband")
 DIRECTIONS = ("maximize", "minimize")
-SPEC_KEYS = ("data", "target", "task", "model", "architecture", "train", "objective", "space", "constraints",
+SPEC_KEYS = ("data", "target", "task", *TABLE_KEYS, "model", "architecture", "train", "objective", "space", "constraints",
              "sampler", "pruner", "trials", "timeout", "workers", "storage", "study", "seed", "sampler_params",
              "pruner_params")
 MODEL_OPTIONS = ("act", "dropout", "batchnorm", "residual", "kernel", "head", "pool")  # ArchSpec options a space may set
@@ -36,7 +36,7 @@ CONSTRAINTS = {"max_params": "params", "max_flops": "flops", "max_size_kb": "siz
                "max_latency_ms": "latency_ms"}
 _LOWER_IS_BETTER = ("loss", "mse", "mae", "params", "flops", "kb", "ms")
 _TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainSpec))
-_TOP_LEVEL_ONLY = ("data", "target", "task", "model", "seed")  # TrainSpec fields the tune spec sets itself
+_TOP_LEVEL_ONLY = ("data", "target", "task", *TABLE_KEYS, "model", "seed")  # TrainSpec fields the tune spec sets itself
 # TrainSpec fields a space parameter may tune directly (the rest are fixed per run or set by nnopt tune; the
 # loggers and the process settings are how a run is carried out, not hyperparameters).
 TUNABLE_TRAIN_FIELDS = tuple(f for f in _TRAIN_FIELDS
@@ -60,6 +60,10 @@ class TuneSpec:
     data: Any = None
     target: str | None = None
     task: str | None = None
+    drop: list[str] | None = None  # a table's columns, as for nnopt train (docs/data.md)
+    categorical: list[str] | None = None
+    numeric: list[str] | None = None
+    sep: str | None = None
     model: Any = "mlp:128,64"  # a string (or dict) whose strings may hold {space param} placeholders
     architecture: ArchSpace | None = None  # instead of a model template: an architecture space searched jointly
     train: dict[str, Any] = field(default_factory=dict)  # fixed TrainSpec fields for every trial
@@ -82,6 +86,8 @@ class TuneSpec:
         """Check the whole spec; `flags` names keys given on the command line (their errors name the flag)."""
         if self.data is None or (isinstance(self.data, str) and not self.data.strip()):
             raise ConfigError("the tune spec needs data: (a dataset name or file, as for nnopt train)")
+        for key in TABLE_KEYS[:3]:
+            setattr(self, key, column_names(key, getattr(self, key)))
         if self.task is not None and self.task not in TASKS:
             _fail("task", f"must be one of {', '.join(TASKS)}; got '{self.task}'", flags)
         if not self.space.params and self.architecture is not None:
@@ -266,7 +272,7 @@ class TuneSpec:
     def trial_train_spec(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """The TrainSpec mapping of one trial: fixed settings, the filled model, and the suggested values."""
         spec: dict[str, Any] = {"data": self.data}
-        for key in ("target", "task"):  # the seed is the engine's: it passes one to fit()
+        for key in ("target", "task", *TABLE_KEYS):  # the seed is the engine's: it passes one to fit()
             if getattr(self, key) is not None:
                 spec[key] = getattr(self, key)
         spec.update({k: (dict(v) if isinstance(v, Mapping) else v) for k, v in self.train.items()})

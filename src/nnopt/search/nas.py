@@ -231,7 +231,8 @@ STRATEGIES = ("random", "evolution", "tpe", "nsga2")
 
 
 def search_spec(data: Any, *, space: Any = "mlp", objectives: Any = None, target: str | None = None,
-                task: str | None = None, epochs: int = 10, train: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                task: str | None = None, epochs: int = 10, train: Mapping[str, Any] | None = None,
+                table: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The tune spec of an architecture search (a mapping `load_tune_spec` reads).
 
     objectives: "val_accuracy,params" or a list of names / {metric, direction}; default: the task's score.
@@ -243,7 +244,7 @@ def search_spec(data: Any, *, space: Any = "mlp", objectives: Any = None, target
             raise UsageError(f"{param('objectives')} lists no metric; give e.g. val_accuracy,params")
     require_int("epochs", epochs, 1)
     spec: dict[str, Any] = {"data": data, "architecture": space, "train": {**dict(train or {}), "epochs": epochs}}
-    for key, value in (("target", target), ("task", task), ("objective", objectives)):
+    for key, value in (("target", target), ("task", task), ("objective", objectives), *(table or {}).items()):
         if value is not None:
             spec[key] = value
     return spec
@@ -251,7 +252,8 @@ def search_spec(data: Any, *, space: Any = "mlp", objectives: Any = None, target
 
 def search(data: Any, *, space: Any = "mlp", strategy: str | None = None, objectives: Any = None,
            target: str | None = None, task: str | None = None, epochs: int = 10,
-           train: Mapping[str, Any] | None = None, out: str | Path | None = None, **settings: Any) -> Any:
+           train: Mapping[str, Any] | None = None, out: str | Path | None = None, drop: Any = None,
+           categorical: Any = None, numeric: Any = None, sep: str | None = None, **settings: Any) -> Any:
     """Search architectures of `space` on `data`; returns the tune engine's TuneResult (best first).
 
     strategy: random | evolution | tpe (default for one objective) | nsga2 (default for several).
@@ -261,7 +263,7 @@ def search(data: Any, *, space: Any = "mlp", strategy: str | None = None, object
     from nnopt.search._tune import tune
 
     spec = search_spec(data, space=space, objectives=objectives, target=target, task=task, epochs=epochs,
-                       train=train)
+                       train=train, table={"drop": drop, "categorical": categorical, "numeric": numeric, "sep": sep})
     multi = isinstance(spec.get("objective"), list) and len(spec["objective"]) > 1
     if strategy is not None and strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy '{strategy}'{did_you_mean(str(strategy), STRATEGIES)} "

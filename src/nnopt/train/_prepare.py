@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnopt.config import DEFAULT_EPOCHS, FULL_BATCH_EPOCHS, TrainSpec
+from nnopt.config import DEFAULT_EPOCHS, FULL_BATCH_EPOCHS, TrainSpec, table_settings
 from nnopt.data import Data, load_data
 from nnopt.models import ArchSpec, build_model, flops_per_sample
 from nnopt.optim import OPTIMIZERS
@@ -38,7 +38,8 @@ def prepare(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = Non
     if spec.epochs is None:  # resolved here, where the optimizer is known, so config.json records the count
         spec.epochs = FULL_BATCH_EPOCHS if entry.full_batch else DEFAULT_EPOCHS
     data = load_data(spec.data, target=spec.target, task=spec.task, val_fraction=spec.val_fraction,
-                     test_fraction=spec.test_fraction, seed=spec.seed, scale=spec.scale)
+                     test_fraction=spec.test_fraction, seed=spec.seed, scale=spec.scale,
+                     **table_settings(vars(spec)))
     device = resolve_device(spec.device)
     batch = resolve_batch_size(spec.batch_size, entry.full_batch, spec.optimizer, len(data.train))
     arch = None if module is not None else ArchSpec.parse(spec.model if spec.model is not None else "mlp:128,64")
