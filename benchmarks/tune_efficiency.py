@@ -9,9 +9,10 @@ TPE+ASHA <= 1/3 of random's.
 Overhead: what a user calls, `nnopt.tune(f, space={x, y}, sampler=..., trials=1000[, out=DIR])` on a 2-parameter
 quadratic (study creation, the trial loop, config.json, trials.json / trials.csv and report.html with out=), against
 plain Optuna doing the same in the same process (create_study + optimize, the same sampler settings, a journal
-file or InMemoryStorage): median ms per trial over repeats run back to back in alternating order, and the ratio;
-random and TPE, journal file and in memory. Then the one-time start cost in a fresh interpreter, and trials/s of
-2 workers vs 1 on trials that train a small model on one thread.
+file or InMemoryStorage): median ms per trial over repeats run back to back in rotating order, and the ratio;
+random and TPE, journal file and in memory. On the journal the same call with report=False runs in the same
+rounds, and the default call's time in build_report is its own line. Then the one-time start cost in a fresh
+interpreter, and trials/s of 2 workers vs 1 on trials that train a small model on one thread.
 
     .venv/bin/python benchmarks/tune_efficiency.py [--seeds 5] [--trials 64] [--part efficiency|overhead|all]
         [--methods random,tpe,tpe+asha] [--data digits,mnist1d] [--val-fraction 0.15] [--jobs 1] [--json out.json]
@@ -173,30 +174,37 @@ def report_timer(spent: list[float]) -> Iterator[None]:
         nnopt_api.build_report = original
 
 
-def one_pair(sampler: str, journal: bool, trials: int, seed: int, folder: Path, nnopt_first: bool) -> dict:
-    """nnopt.tune and the same study in plain Optuna (create_study + optimize, same sampler, same storage kind),
-    one after the other in this process: {nnopt_s, report_s, optuna_s}."""
+def one_round(sampler: str, journal: bool, trials: int, seed: int, folder: Path, turn: int) -> dict:
+    """nnopt.tune as a user calls it, the same call with report=False (on the journal, where there is a
+    report), and the same study in plain Optuna (create_study + optimize, same sampler, same storage kind), one
+    after the other in this process, the order rotated by `turn`: {nnopt_s, report_s[, bare_s], optuna_s}.
+    report_s is the time the first call spent in build_report, inside its nnopt_s; each *_cpu_s is the same
+    run's CPU time (this process's: what a busy disk's fsync waits and other jobs' turns on the cores leave out)."""
     row = {}
 
-    def run_nnopt() -> None:
+    def run_nnopt(report: bool) -> None:
         spent: list[float] = []
-        started = time.perf_counter()
+        out = folder / f"nnopt-{sampler}-{seed}-{'report' if report else 'bare'}" if journal else None
+        started, cpu = time.perf_counter(), time.process_time()
         with report_timer(spent):
             nnopt.tune(quadratic, space=QUADRATIC, directions="minimize", sampler=sampler, trials=trials,
-                       seed=seed, out=folder / f"nnopt-{sampler}-{seed}" if journal else None)
-        row["nnopt_s"] = time.perf_counter() - started
-        row["report_s"] = sum(spent)
+                       seed=seed, out=out, report=report)
+        key = "nnopt" if report else "bare"
+        row[f"{key}_s"], row[f"{key}_cpu_s"] = time.perf_counter() - started, time.process_time() - cpu
+        if report:
+            row["report_s"] = sum(spent)
 
     def run_optuna() -> None:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
             str(folder / f"optuna-{sampler}-{seed}.journal"))) if journal else optuna.storages.InMemoryStorage()
         study = optuna.create_study(storage=storage, sampler=optuna_sampler(sampler, seed), direction="minimize")
         study.optimize(optuna_quadratic, n_trials=trials)
-        row["optuna_s"] = time.perf_counter() - started
+        row["optuna_s"], row["optuna_cpu_s"] = time.perf_counter() - started, time.process_time() - cpu
 
-    for run in ((run_nnopt, run_optuna) if nnopt_first else (run_optuna, run_nnopt)):
-        run()
+    runs = [lambda: run_nnopt(True), run_optuna] + ([lambda: run_nnopt(False)] if journal else [])
+    for i in range(len(runs)):
+        runs[(turn + i) % len(runs)]()
     return row
 
 
@@ -233,41 +241,49 @@ def cold_start(folder: Path, repeats: int) -> dict:
 
 def overhead(trials: int, repeats: int, workers: bool = True) -> dict:
     """ms per trial of nnopt.tune against plain Optuna on the same storage and sampler, a 2-parameter quadratic:
-    each (sampler, storage) pair run `repeats` times (random in memory 5 times as often), nnopt and Optuna back
-    to back in alternating order; medians, the ratio of the medians and the median of the pairs' ratios. Then
-    the one-time start cost and 2 workers against 1."""
+    each (sampler, storage) case run `repeats` times (random in memory 5 times as often), nnopt and Optuna back
+    to back in rotating order (on the journal also nnopt with report=False); medians, the ratio of the medians
+    and the median of the runs' ratios. Then the one-time start cost and 2 workers against 1."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out: dict = {"trials": trials, "repeats": repeats, "cpu_count": os.cpu_count(), "load_before": os.getloadavg()}
     cases = [(sampler, journal) for sampler in ("random", "tpe") for journal in (True, False)]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for sampler, journal in cases:  # warm-up: lazy imports (the report's matplotlib) are counted by cold_start
-            one_pair(sampler, journal, 20, 10_000, folder, True)
+            one_round(sampler, journal, 20, 10_000, folder, 0)
         rows: dict[str, list[dict]] = {f"{s}/{'journal' if j else 'memory'}": [] for s, j in cases}
         for repeat in range(repeats):
             for sampler, journal in cases:
-                # a random study in memory takes a fraction of a second: 5 pairs a repeat, for a steadier median
+                # a random study in memory takes a fraction of a second: 5 runs a repeat, for a steadier median
                 for inner in range(1 if journal or sampler == "tpe" else 5):
-                    row = one_pair(sampler, journal, trials, repeat, folder, nnopt_first=(repeat + inner) % 2 == 0)
+                    row = one_round(sampler, journal, trials, repeat, folder, turn=repeat + inner)
                     rows[f"{sampler}/{'journal' if journal else 'memory'}"].append(row)
             print(f"repeat {repeat + 1}/{repeats}: " + ", ".join(
                 f"{name} {1000 * r[-1]['nnopt_s'] / trials:.2f}/{1000 * r[-1]['optuna_s'] / trials:.2f}"
+                + (f" (report=False {1000 * r[-1]['bare_s'] / trials:.2f})" if "bare_s" in r[-1] else "")
                 for name, r in rows.items()), flush=True)
         for name, runs in rows.items():
             ms = {key: 1000 * statistics.median(r[key] for r in runs) / trials
-                  for key in ("nnopt_s", "report_s", "optuna_s")}
-            out[name] = {"nnopt_ms_per_trial": ms["nnopt_s"], "report_ms_per_trial": ms["report_s"],
-                         "optuna_ms_per_trial": ms["optuna_s"], "ratio": ms["nnopt_s"] / ms["optuna_s"],
-                         # paired: each run's report time off its own total (the disk's speed drifts between runs)
-                         "ratio_without_report": statistics.median((r["nnopt_s"] - r["report_s"]) / r["optuna_s"]
-                                                                   for r in runs),
-                         "per_pair_ratios": [r["nnopt_s"] / r["optuna_s"] for r in runs],
-                         "median_pair_ratio": statistics.median(r["nnopt_s"] / r["optuna_s"] for r in runs),
-                         "pairs": runs}
-            print(f"{name:15} nnopt {ms['nnopt_s']:6.2f} ms/trial (report.html {ms['report_s']:.2f})  "
-                  f"optuna {ms['optuna_s']:6.2f}  ratio {out[name]['ratio']:.2f} "
-                  f"(without the report {out[name]['ratio_without_report']:.2f}; median of {len(runs)} pairs' "
-                  f"ratios {out[name]['median_pair_ratio']:.2f})", flush=True)
+                  for key in ("nnopt_s", "report_s", "bare_s", "optuna_s") if key in runs[0]}
+            entry = out[name] = {
+                "nnopt_ms_per_trial": ms["nnopt_s"], "report_ms_per_trial": ms["report_s"],
+                "optuna_ms_per_trial": ms["optuna_s"], "ratio": ms["nnopt_s"] / ms["optuna_s"],
+                "per_pair_ratios": [r["nnopt_s"] / r["optuna_s"] for r in runs],
+                "median_pair_ratio": statistics.median(r["nnopt_s"] / r["optuna_s"] for r in runs), "pairs": runs}
+            cpu = {key: statistics.median(r[f"{key}_cpu_s"] / r["optuna_cpu_s"] for r in runs)
+                   for key in ("nnopt", "bare") if f"{key}_cpu_s" in runs[0]}
+            entry["median_cpu_ratio"] = cpu["nnopt"]
+            line = (f"{name:15} nnopt {ms['nnopt_s']:6.2f} ms/trial (of which report.html {ms['report_s']:.2f})  "
+                    f"optuna {ms['optuna_s']:6.2f}  ratio {entry['ratio']:.2f} (median of {len(runs)} runs' "
+                    f"ratios {entry['median_pair_ratio']:.2f}; of their CPU times {cpu['nnopt']:.2f})")
+            if "bare_s" in ms:  # the same call with report=False, measured in the same rounds
+                entry.update(bare_ms_per_trial=ms["bare_s"], bare_ratio=ms["bare_s"] / ms["optuna_s"],
+                             median_bare_pair_ratio=statistics.median(r["bare_s"] / r["optuna_s"] for r in runs),
+                             median_bare_cpu_ratio=cpu["bare"])
+                line += (f"\n{'':15} report=False {ms['bare_s']:6.2f} ms/trial  ratio {entry['bare_ratio']:.2f} "
+                         f"(median of runs' ratios {entry['median_bare_pair_ratio']:.2f}; of their CPU times "
+                         f"{cpu['bare']:.2f})")
+            print(line, flush=True)
         out["cold_start"] = cold = cold_start(folder, 3)
         cold["extra_ms_per_trial"] = 1000 * (cold["nnopt_s"] - cold["optuna_s"]) / trials
         print(f"cold start (fresh interpreter, import + 1 trial, journal): nnopt {cold['nnopt_s']:.2f} s, optuna "

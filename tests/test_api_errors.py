@@ -100,7 +100,7 @@ CASES = {
          ["budget= must be a duration like 10m, 90s or 1h; got 'soon'"]),
         ("workers type", lambda: nnopt.automl("iris", workers="2"), UsageError,
          ["workers= must be an integer >= 1; got '2'"]),
-        ("data type", lambda: nnopt.automl(("X", "y")), UsageError, ["data= must be a dataset name or a file path"]),
+        ("data type", lambda: nnopt.automl(("X", "y")), UsageError, ["data= must be a dataset name, a file path or a pandas DataFrame"]),
     ],
     "evaluate": [
         ("nn.Module", lambda: nnopt.evaluate(MyNet(), "iris"), UsageError,

@@ -60,16 +60,22 @@ def find_lr(model: Any, data: Any, **kwargs: Any) -> _train.LRFindResult:
         return result
 
 
-def tune(spec_or_function: Any, **kwargs: Any) -> _search.TuneResult:
+def tune(spec_or_function: Any, *, report: bool = True, **kwargs: Any) -> _search.TuneResult:
     """nnopt.search.tune, plus the study's report (and the retrained best model's) when `out` is given.
 
+    report=False leaves report.html out (the run directory is otherwise the same; `nnopt report DIR` draws it
+    from the files at any time): the report is a fixed cost, about a second at 1000 trials, which a script
+    running many short studies of millisecond trials need not pay for each. `nnopt tune` always draws it.
     The lock is on `out`: the study itself may be shared through storage= by processes with other run
     directories."""
     if not (callable(spec_or_function) or isinstance(spec_or_function, (str, os.PathLike, Mapping))):
         raise UsageError(f"{param('spec_or_function')} must be a tune spec (a YAML file or a mapping) or a function "
                          f"of the params; got {describe(spec_or_function)}")
+    if not isinstance(report, bool):
+        raise UsageError(f"{param('report')} must be True or False; got {describe(report)}")
     with _locked(kwargs.get("out")):
-        return tune_report(_search.tune(spec_or_function, **kwargs))
+        result = _search.tune(spec_or_function, **kwargs)
+        return tune_report(result) if report else result
 
 
 def nas(data: Any, **kwargs: Any) -> _search.TuneResult:

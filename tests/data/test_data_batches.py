@@ -60,3 +60,22 @@ def test_length_mismatch():
     X, y = rows()
     with pytest.raises(UsageError, match="X has 103 rows but y has 102"):
         epoch_batches(X, y[:-1], 8)
+
+
+def test_a_lone_last_row_joins_the_batch_before():
+    """Batch normalization cannot train on one row: 91 rows at batch 10 give 9 batches, the last of 11 rows."""
+    import numpy as np
+
+    import nnopt
+    from nnopt.data import batch_count
+
+    X, y = torch.arange(91.0).reshape(91, 1), torch.arange(91)
+    sizes = [len(xb) for xb, _ in epoch_batches(X, y, 10, torch.Generator().manual_seed(0))]
+    assert sizes == [10] * 8 + [11] and batch_count(91, 10) == 9
+    rows = torch.cat([xb for xb, _ in epoch_batches(X, y, 10, torch.Generator().manual_seed(1))])
+    assert sorted(rows.reshape(-1).tolist()) == list(range(91))
+    assert batch_count(90, 10) == 9 and batch_count(11, 10) == 1 and batch_count(1, 10) == 1 and batch_count(5, 1) == 5
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(130, 4)).astype(np.float32)
+    result = nnopt.fit("mlp:8:bn", (X, (X[:, 0] > 0).astype(int)), batch_size=10, epochs=2)  # 91 train rows
+    assert len(result.data.train) == 91 and result.metrics["test"]["accuracy"] > 0.5

@@ -68,7 +68,7 @@ def test_every_rank_scores_a_share_of_the_rows_and_the_metrics_are_those_of_one_
     three = nnopt.fit("mlp:32:bn", "digits", optimizer="adam", epochs=2, seed=0, nproc=3)
     for split in ("train", "val", "test"):
         again = _evaluate(three.model, torch.nn.CrossEntropyLoss(), three.data,
-                          make_source(three.data, split, torch.device("cpu"), True), three.metrics[split].keys(),
+                          make_source(three.data, split, torch.device("cpu"), (64,)), three.metrics[split].keys(),
                           (2, 0))
         assert again["accuracy"] == three.metrics[split]["accuracy"]
         assert again["loss"] == pytest.approx(three.metrics[split]["loss"], rel=1e-6)

@@ -23,7 +23,9 @@ def test_onnx_and_torchscript_predict_like_nnopt(run_cli, iris_csv, iris_run, tm
     code, stdout, err = run_cli("export", iris_run, "--format", "onnx", "--out", tmp_path / "iris.onnx")
     assert code == 0 and err == "" and "100.00 % same class" in stdout
     session = ort.InferenceSession(str(tmp_path / "iris.onnx"), providers=["CPUExecutionProvider"])
-    onnx_logits = session.run(None, {session.get_inputs()[0].name: rows})[0]
+    # an all-numeric table takes one float matrix in column order, as a model trained on arrays does
+    assert [(i.name, i.shape[1]) for i in session.get_inputs()] == [("input", 4)]
+    onnx_logits = session.run(None, {"input": rows})[0]
     assert np.mean(names[onnx_logits.argmax(axis=1)] == ours) >= 0.999
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "iris.onnx")).metadata_props}
     assert json.loads(meta["nnopt.class_names"]) == list(names)

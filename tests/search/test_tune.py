@@ -213,6 +213,34 @@ def test_tune_api_on_a_black_box_function():
     assert result.best_params == {"x": 1.0, "kind": "a"} and result.best_value == 0.0
 
 
+def test_report_false_leaves_the_report_to_nnopt_report(tmp_path, run_cli):
+    kept, skipped = tmp_path / "kept", tmp_path / "skipped"
+    common = dict(space=SPACE, directions="minimize", sampler="random", trials=12, seed=0)
+    nnopt.tune(bowl, out=kept, **common)
+    result = nnopt.tune(bowl, out=skipped, report=False, **common)
+    assert result.counts()["complete"] == 12
+    assert sorted(p.name for p in skipped.iterdir() if not p.name.startswith(".")) == \
+        ["config.json", "study.journal", "trials.csv", "trials.json"]
+    code, printed, _ = run_cli("report", skipped)
+    assert code == 0 and printed.strip() == str(skipped / "report.html")
+    # the same plots as the report a default call draws (the same trials: seeded sampler, same function)
+    drawn = {p.name: p.read_bytes() for p in skipped.glob("*.png")}
+    assert drawn.keys() == {"optimization_history.png", "param_importances.png", "parallel_coordinate.png",
+                            "slice.png"}
+    assert drawn == {p.name: p.read_bytes() for p in kept.glob("*.png")}
+    assert "Hyperparameter search" in (skipped / "report.html").read_text()
+
+
+@pytest.mark.parametrize("value, shown", [("no", "'no'"), (0, "0"), (None, "a NoneType")])
+def test_report_must_be_true_or_false(tmp_path, value, shown):
+    from nnopt.errors import UsageError
+
+    with pytest.raises(UsageError) as info:
+        nnopt.tune(bowl, space=SPACE, trials=2, out=tmp_path / "run", report=value)
+    assert str(info.value) == f"report= must be True or False; got {shown}"
+    assert not (tmp_path / "run").exists()
+
+
 def test_dashboard_without_the_extra_is_a_usage_error(tmp_path):
     # dev installs the extra, so the CLI runs where it cannot be imported: None in sys.modules makes
     # `import optuna_dashboard` raise and importlib.util.find_spec return None, as when it is not installed

@@ -24,7 +24,7 @@ def test_suggestion_within_10x_of_the_best_grid_value(data, optimizer, metric):
 def test_stops_when_the_loss_explodes_and_leaves_the_model_alone():
     import torch
 
-    net = torch.nn.Sequential(torch.nn.Linear(64, 10))
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))  # digits come as (N, 1, 8, 8) images
     before = [p.detach().clone() for p in net.parameters()]
     result = find_lr(net, "digits", optimizer="sgd", max_lr=1e4, steps=150)
     assert len(result.lrs) < 150  # stopped at 4x the minimum loss

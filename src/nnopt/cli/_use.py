@@ -20,9 +20,16 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
     evaluate.add_argument("model", metavar="MODEL_OR_RUN_DIR", help=MODEL_HELP)
     evaluate.add_argument("--data", help="dataset name or path (as for train; default: the data it was trained on)")
     evaluate.add_argument("--target", help="label column of a CSV/parquet file (default: the training target)")
-    evaluate.add_argument("--split", default="all", help="all (every row given; default) | test | val | train: "
-                                                         "the training run's split (same seed and fractions)")
+    evaluate.add_argument("--split", help="all (every row given; default, or val with --importance and no --data) | "
+                                          "test | val | train: the training run's split (same seed and fractions)")
     evaluate.add_argument("--out", help="directory for metrics.json and the plot (default runs/evaluate-TIMESTAMP)")
+    evaluate.add_argument("--importance", action="store_true",
+                          help="each input column's permutation importance (drop in accuracy / R2 when its values "
+                               "are shuffled; a one-hot group as one) on the rows evaluated: with a run directory "
+                               "and no --data, the validation rows unless --split says otherwise; writes "
+                               "importance.json")
+    evaluate.add_argument("--repeats", type=int, metavar="K",
+                          help="permutations per column for --importance (default 5): mean and std over them")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
 
     predict = sub.add_parser("predict", parents=[common], help="predict every row of a data file",
@@ -47,13 +54,18 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from nnopt.errors import unknown_name
+    from nnopt.errors import UsageError, param, unknown_name
     from nnopt.inference import SPLITS, evaluate
+    from nnopt.train import IMPORTANCE_REPEATS
 
-    if args.split not in SPLITS:  # before a run directory is made
+    if args.split is not None and args.split not in SPLITS:  # before a run directory is made
         raise unknown_name("split", args.split, SPLITS)
+    if args.repeats is not None and not args.importance:
+        raise UsageError(f"{param('repeats')} sets the permutations of {param('importance')}; add "
+                         f"{param('importance')}")
     result = evaluate(args.model, args.data, target=args.target, split=args.split,
-                      out=args.out or default_out("evaluate"))
+                      out=args.out or default_out("evaluate"), importance=args.importance,
+                      repeats=IMPORTANCE_REPEATS if args.repeats is None else args.repeats)
     if args.json:
         print(json.dumps(result.summary()))
         return 0
@@ -63,6 +75,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print_table("", [{"metric": name, "value": num(value)} for name, value in result.metrics.items()],
                 ["metric", "value"])
     _print_notes(console, result)
+    if result.importance:
+        console.print(f"Permutation importance: the drop in {result.importance[0]['metric']} when a column's values "
+                      f"are shuffled (mean ± std over {args.repeats or IMPORTANCE_REPEATS} permutations)")
+        print_table("",
+                    [{"column": e["column"], "importance": f"{num(e['importance_mean'])} ± {num(e['importance_std'])}"}
+                     for e in result.importance], ["column", "importance"])
     for path in result.files:
         console.print(f"wrote {path}")
     return 0

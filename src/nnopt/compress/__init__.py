@@ -16,6 +16,8 @@ from nnopt.compress._compress import LADDER, QUANTIZE, SCHEDULES, CompressResult
     expected_bytes, ladder_for
 from nnopt.compress._export import agreement, export_onnx, ort_latency_ms, ort_predict, quantize_onnx_int8, \
     torch_latency_ms
+from nnopt.compress._onnx_table import check_table, feature_scaling, table_feed, table_inputs, table_onnx, \
+    table_predict
 from nnopt.compress._format import is_compressed_file, load_compressed, nnopt_load, save_compressed
 from nnopt.compress._prune import PRUNE_METHODS, cubic_schedule, make_permanent, prune, prune_gradually, \
     sparsity_table, structured_spec
@@ -30,9 +32,9 @@ def load(path: Any) -> nn.Module:
 
 __all__ = [
     "BITS", "LADDER", "PRUNE_METHODS", "QUANTIZE", "SCHEDULES", "SCHEMES", "CompressResult", "agreement",
-    "apply_dequantized", "compress", "cubic_schedule", "default_epochs", "dequantize", "expected_bytes",
-    "export_onnx", "finish_qat", "is_compressed_file", "ladder_for", "load", "load_compressed", "make_permanent",
+    "apply_dequantized", "check_table", "compress", "cubic_schedule", "default_epochs", "dequantize",
+    "expected_bytes", "export_onnx", "feature_scaling", "finish_qat", "is_compressed_file", "ladder_for", "load", "load_compressed", "make_permanent",
     "nnopt_load", "ort_latency_ms", "ort_predict", "prepare_qat", "prune", "prune_gradually", "quantize_model",
     "quantize_onnx_int8", "quantize_tensor", "save_compressed", "sparsity_table", "structured_spec",
-    "torch_latency_ms",
+    "table_feed", "table_inputs", "table_onnx", "table_predict", "torch_latency_ms",
 ]

@@ -34,6 +34,7 @@ from nnopt.train import compute_metrics, fit, training_targets
 
 from nnopt.compress._export import agreement, export_onnx, ort_latency_ms, ort_predict, quantize_onnx_int8, \
     torch_latency_ms
+from nnopt.compress._onnx_table import table_onnx_checked
 from nnopt.compress._format import load_compressed, nnopt_load, save_compressed
 from nnopt.compress._prune import PRUNE_METHODS, drop_dead_units, make_permanent, prune as prune_model, \
     prune_gradually, sparsity_table, structured_spec
@@ -364,34 +365,43 @@ def _time_torch(original: nn.Module, variant: nn.Module, meta: dict[str, Any]) -
     for batch in BATCHES:
         for name, model in (("original (fp32)", original), ("compressed", variant)):
             rows.append({"model": name, "runtime": "torch", "batch": batch,
-                         "latency_ms": torch_latency_ms(model, meta["in_features"], batch=batch)})
+                         "latency_ms": torch_latency_ms(model, meta.get("sample_shape") or meta["in_features"],
+                                                        batch=batch)})
     return _speedups(rows)
 
 
 def _export_and_time(original: nn.Module, variant: nn.Module, data: Any, meta: dict[str, Any],
                      vmeta: dict[str, Any], run_dir: Path, bits: str | None) -> list[dict[str, Any]]:
     """model.onnx (the compressed network in fp32) and, for int8, model.int8.onnx (static QDQ int8 through ONNX
-    Runtime, calibrated on training rows); predictions checked against torch; latency per runtime."""
+    Runtime, calibrated on training rows); predictions checked against torch; latency per runtime.
+
+    A table model's files take raw columns (table_onnx), checked on raw rows; its networks alone are timed."""
     n = meta["in_features"]
+    preprocessing = vmeta.get("preprocessing") or {}
+    table = preprocessing.get("table") is not None
     rows = _time_torch(original, variant, meta)
-    fp32_path = export_onnx(variant, n, run_dir / "model.onnx")
+    scratch = tempfile.TemporaryDirectory()  # the original in ONNX Runtime too: the baseline of that runtime
+    networks = Path(scratch.name) if table else run_dir
+    fp32_path = export_onnx(variant, n, networks / "model.onnx")
     X = data.test.X.numpy().astype(np.float32)
     reference = _outputs(variant, data.test.X).numpy()
-    scratch = tempfile.TemporaryDirectory()  # the original in ONNX Runtime too: the baseline of that runtime
     entries = [("original (fp32)", export_onnx(original, n, Path(scratch.name) / "original.onnx")),
                ("compressed", fp32_path)]
     if bits == "int8":
         calibration = data.train.X[:512].numpy().astype(np.float32)
-        entries.append(("compressed int8 (ORT QDQ)", quantize_onnx_int8(fp32_path, run_dir / "model.int8.onnx",
+        entries.append(("compressed int8 (ORT QDQ)", quantize_onnx_int8(fp32_path, networks / "model.int8.onnx",
                                                                        calibration)))
     for name, path in entries:
         expected = reference if name != "original (fp32)" else _outputs(original, data.test.X).numpy()
         agree = agreement(expected, ort_predict(path, X))
+        written, raw_check = path, None
+        if table and name != "original (fp32)":
+            written, raw_check = table_onnx_checked(path, preprocessing, run_dir / path.name, variant)
         for batch in BATCHES:
             rows.append({"model": name, "runtime": "onnxruntime", "batch": batch,
                          "latency_ms": ort_latency_ms(path, n, batch=batch), "agreement": agree,
-                         "file": path.name if path.parent == run_dir else None,
-                         "file_bytes": path.stat().st_size})
+                         "file": written.name if written.parent == run_dir else None,
+                         "file_bytes": written.stat().st_size, **({"raw_rows_check": raw_check} if table else {})})
     scratch.cleanup()
     return _speedups(rows)
 

@@ -240,10 +240,11 @@ def ort_latency_ms(path_or_session: str | Path | onnxruntime.InferenceSession, i
     return statistics.median(times_ns) / 1e6
 
 
-def torch_latency_ms(model: nn.Module, in_features: int, *, batch: int = 1, repeats: int = 30,
+def torch_latency_ms(model: nn.Module, sample_shape: int | Sequence[int], *, batch: int = 1, repeats: int = 30,
                      warmup: int = 5) -> float:
-    """Median ms of the torch eager forward on one CPU thread (nnopt.models.measure_latency_ms)."""
-    return measure_latency_ms(model, in_features, batch=batch, repeats=repeats, warmup=warmup, threads=1)
+    """Median ms of the torch eager forward on one CPU thread (nnopt.models.measure_latency_ms); sample_shape:
+    the row width, or the shape of one sample a user's module takes."""
+    return measure_latency_ms(model, sample_shape, batch=batch, repeats=repeats, warmup=warmup, threads=1)
 
 
 def latency_table(entries: Mapping[str, tuple[str, Any]], in_features: int,

@@ -14,8 +14,10 @@ def epoch_batches(X: torch.Tensor, y: torch.Tensor, batch_size: int,
     """Yield (X, y) batches covering every row exactly once.
 
     With a generator the rows are shuffled: one ``randperm`` on the generator's device, one gather of X and y,
-    then contiguous slices (views). Without one, rows come in order. The last batch may be smaller. The
-    permutation is drawn when this function is called, so the generator's stream does not depend on iteration.
+    then contiguous slices (views). Without one, rows come in order. The last batch may be smaller, but never a
+    single row after larger batches: that row joins the batch before it (batch normalization cannot train on one
+    row), so an epoch has ``batch_count(n, batch_size)`` batches. The permutation is drawn when this function is
+    called, so the generator's stream does not depend on iteration.
     """
     require_int("batch_size", batch_size, 1)
     n = X.shape[0]
@@ -29,6 +31,14 @@ def epoch_batches(X: torch.Tensor, y: torch.Tensor, batch_size: int,
     return _slices(X, y, n, batch_size)
 
 
+def batch_count(n: int, batch_size: int) -> int:
+    """Batches in an epoch of n rows: ceil(n / batch_size), less one when a lone last row joins the batch before."""
+    count = -(-n // batch_size)
+    return count - 1 if batch_size > 1 and n > batch_size and n % batch_size == 1 else count
+
+
 def _slices(X: torch.Tensor, y: torch.Tensor, n: int, batch_size: int):
-    for start in range(0, n, batch_size):
-        yield X[start:start + batch_size], y[start:start + batch_size]
+    count = batch_count(n, batch_size)
+    for k in range(count):
+        start, stop = k * batch_size, n if k == count - 1 else (k + 1) * batch_size
+        yield X[start:stop], y[start:stop]

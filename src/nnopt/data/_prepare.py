@@ -281,8 +281,11 @@ def prepare(raw: RawData, *, name: str, task: str | None, val_fraction: float, t
     ys, class_names = _targets(task, [y] if test is None else [y, test[1]], raw.class_names)
     labels = ys[0] if task == "classification" else None
     split = _split_rows(n, labels, test is not None, val_fraction, test_fraction, seed)
-    return _finish(raw, X, names, ys, class_names, task, split, test, name=name, scale=scale,
+    data = _finish(raw, X, names, ys, class_names, task, split, test, name=name, scale=scale,
                    input_shape=input_shape, pixel_max=pixel_max)
+    if raw.input_shape is None and X_in.ndim == 3:  # the array's own (C, L), for a user's module
+        data.sample_shape = tuple(int(d) for d in X_in.shape[1:])
+    return data
 
 
 def _finish(raw: RawData, X: np.ndarray, names: list[str], ys: list[np.ndarray], class_names: list[str] | None, task: str,

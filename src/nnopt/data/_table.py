@@ -24,6 +24,9 @@ from nnopt.errors import DataError, param
 
 MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none", "?"})
 ONEHOT_MAX = 32  # levels (after folding rare ones) up to which a categorical column is one-hot encoded
+# how a column with more levels is encoded: "target" (the default, chosen by benchmarks/table_encoding.py) or
+# "frequency" (each level's share of the train rows)
+HIGH_CARDINALITY = "target"
 MIN_FREQUENCY = 5  # train rows a level needs to get a column of its own
 MISSING_LEVEL = "(missing)"
 OTHER = "(other)"
@@ -261,6 +264,12 @@ def fit_table(columns: Mapping[str, np.ndarray], plan: list[dict], train: np.nda
         if len(frequent) + bool(rare) <= ONEHOT_MAX:
             entries.append({**common, "encoding": "onehot", "levels": frequent, "rare": rare})
             continue
+        if HIGH_CARDINALITY == "frequency":
+            levels_seen, counts = np.unique(filled[:, 0].astype(str), return_counts=True)
+            entries.append({**common, "encoding": "frequency", "levels": levels_seen.tolist(),
+                            "values": (counts[:, None] / len(train)).tolist(), "default": [0.0],
+                            "outputs": ["frequency"]})
+            continue
         codes, stored = _target_encode(filled, y_train, task, n_classes, seed)
         entries.append({**common, "encoding": "target", **stored})
         train_codes[name] = codes
@@ -395,6 +404,6 @@ def describe_columns(table: dict) -> list[dict]:
             treatment = f"one-hot, {len(c['levels'])} levels" + \
                 (f" + (other) for {len(c['rare'])} rare" if c["rare"] else "")
         else:
-            treatment = f"target encoding, {len(c['levels'])} levels"
+            treatment = f"{c['encoding']} encoding, {len(c['levels'])} levels"
         rows.append({"column": c["name"], "type": c["kind"], "why": c.get("reason", ""), "treatment": treatment})
     return rows

@@ -41,6 +41,9 @@ class Data:
     target_scale: tuple[list[float], list[float]] | None
     preprocessing: dict
     source: str
+    # one sample's shape as the source gave it, when it differs from input_shape: (n, C, L) arrays are signals
+    # of shape (C, L) to a user's module, while nnopt's cnn reads (n, H, W) arrays as (1, H, W) images
+    sample_shape: tuple[int, ...] | None = None
 
     @property
     def n_outputs(self) -> int:

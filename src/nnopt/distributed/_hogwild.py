@@ -54,7 +54,7 @@ from torch import nn
 
 from nnopt import errors
 from nnopt.config import TrainSpec
-from nnopt.data import epoch_batches
+from nnopt.data import batch_count, epoch_batches
 from nnopt.errors import DivergedError, NnoptError, UsageError, param, require_int
 from nnopt.fileio import atomic_write_json, atomic_write_jsonl, make_run_dir
 from nnopt.models import count_params
@@ -122,7 +122,7 @@ def train_hogwild(spec: TrainSpec, nproc: int, *, callbacks: list[Callback] | No
                          "which hogwild workers would overwrite; choose another optimizer")
     lr_used = float(opt.param_groups[0]["lr"])
     worker_batch = _shard_batch(n_train, nproc, 0, batch)
-    steps = -(-_shard_size(n_train, nproc, 0) // worker_batch)
+    steps = batch_count(_shard_size(n_train, nproc, 0), worker_batch)
     create_schedule(spec.schedule or "constant", opt, epochs=spec.epochs, steps_per_epoch=steps,
                     **spec.schedule_params)
     del opt
@@ -318,7 +318,7 @@ def _worker(rank: int, job: _Job, conn: Connection) -> None:
         batch = _shard_batch(n, job.nproc, rank, job.batch)
         opt = create_optimizer(job.optimizer, net, lr=job.lr, **job.optimizer_params)
         sched = create_schedule(job.schedule or "constant", opt, epochs=job.epochs,
-                                steps_per_epoch=-(-_shard_size(n, job.nproc, rank) // batch), **job.schedule_params)
+                                steps_per_epoch=batch_count(_shard_size(n, job.nproc, rank), batch), **job.schedule_params)
         params = [p for p in net.parameters() if p.requires_grad]
         update = update_function(opt, sched, params, job.clip_grad)
         shard_gen = torch.Generator().manual_seed(job.seed)  # the same stream in every worker: disjoint shards

@@ -7,15 +7,17 @@ The feature scaling and label names recorded at training time are applied automa
     result = nnopt.evaluate("runs/train-iris", "iris.csv", split="test")
     preds = nnopt.predict("runs/train-iris", "new_flowers.csv", proba=True, out="predictions.csv")
     nnopt.export("runs/train-iris", "onnx", "iris.onnx")
+    nnopt.evaluate("runs/train-iris", importance=True).importance  # each column's permutation importance on val
 """
 
 from nnopt.inference._evaluate import SPLITS, Evaluation, evaluate
 from nnopt.inference._export import FORMATS, Exported, deployable, export, run_exported
+from nnopt.inference._importance import permutation_importance
 from nnopt.inference._predict import Predictions, predict
 from nnopt.inference._predictor import Predictor, load_predictor
 from nnopt.inference._source import MODEL_CANDIDATES
 
 __all__ = [
     "FORMATS", "MODEL_CANDIDATES", "SPLITS", "Evaluation", "Exported", "Predictions", "Predictor", "deployable",
-    "evaluate", "export", "load_predictor", "predict", "run_exported",
+    "evaluate", "export", "load_predictor", "permutation_importance", "predict", "run_exported",
 ]

@@ -3,6 +3,7 @@
 split="all" scores every row given. split="test" / "val" / "train" re-creates the training run's split from
 its config.json (seed, fractions) and scores that part, so on the training data it reproduces the metrics
 training reported: the same rows, scaled by the same recorded transform, with the same loss and metrics.
+importance=True adds each input column's permutation importance on the rows scored (inference/_importance.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from nnopt.data import apply_target, split_positions
-from nnopt.errors import DataError, UsageError, param, require_path, unknown_name
+from nnopt.errors import DataError, UsageError, describe, param, require_path, unknown_name
 from nnopt.fileio import atomic_write_json, lock_run_dir, make_run_dir
 from nnopt.inference._plots import (
     confusion_matrix,
@@ -25,8 +26,10 @@ from nnopt.inference._plots import (
     draw_residuals,
     residual_points,
 )
+from nnopt.inference._importance import check_options, importance_groups, scores
 from nnopt.inference._predictor import Predictor, Rows, load_predictor
-from nnopt.train import compute_metrics, metric_names, training_targets
+from nnopt.train import IMPORTANCE_MAX_ROWS, IMPORTANCE_REPEATS, compute_metrics, importance_file, metric_names, \
+    training_targets
 
 SPLITS = ("all", "test", "val", "train")
 DEFAULT_FRACTIONS = {"val_fraction": 0.15, "test_fraction": 0.15, "seed": 0}  # load_data's defaults
@@ -60,24 +63,35 @@ class Evaluation:
                 "ignored_columns": self.ignored_columns, "importance": self.importance}
 
 
-def evaluate(model: Any, data: Any = None, *, target: str | None = None, split: str = "all",
-             out: str | Path | None = None) -> Evaluation:
+def evaluate(model: Any, data: Any = None, *, target: str | None = None, split: str | None = None,
+             out: str | Path | None = None, importance: bool = False,
+             repeats: int = IMPORTANCE_REPEATS) -> Evaluation:
     """Score `model` (a run directory, model file or Predictor) on labelled `data` (default: its training data).
 
-    target: the label column of a table (default: the training target). out: a directory for config.json,
-    metrics.json and the plot (confusion_matrix.png, or residuals.png for regression).
+    target: the label column of a table (default: the training target). split: "all" by default; "val" when
+    importance is asked for on the training data (data=None). out: a directory for config.json, metrics.json and
+    the plot (confusion_matrix.png, or residuals.png for regression), and importance.json.
+    importance: each input column's permutation importance on the rows scored, from `repeats` seeded permutations
+    (Evaluation.importance).
     """
+    if not isinstance(importance, bool):
+        raise UsageError(f"{param('importance')} must be True or False; got {describe(importance)}")
+    check_options(repeats, 0)
+    if split is None:
+        split = "val" if importance and data is None else "all"
     if split not in SPLITS:
         raise unknown_name("split", split, SPLITS)
     if out is None:
-        return _score(model, data, target, split, None)
+        return _score(model, data, target, split, None, importance, repeats)
     require_path("out", out, "a directory path")
     with lock_run_dir(out):  # the out directory is this command's while it writes
-        return _score(model, data, target, split, Path(out))
+        return _score(model, data, target, split, Path(out), importance, repeats)
 
 
-def _score(model: Any, data: Any, target: str | None, split: str, out: Path | None) -> Evaluation:
+def _score(model: Any, data: Any, target: str | None, split: str, out: Path | None, importance: bool,
+           repeats: int) -> Evaluation:
     predictor = load_predictor(model)
+    groups = importance_groups(predictor) if importance else None  # refused (images) before any work
     if data is None:
         data = (predictor.settings or {}).get("data")
         if data is None:
@@ -93,7 +107,8 @@ def _score(model: Any, data: Any, target: str | None, split: str, out: Path | No
     keep = _positions(predictor, split, rows, labels)
     if len(keep) == 0:
         raise DataError(f"the {split} split of '{data}' has no rows; use {param('split', 'all')}")
-    outputs = predictor.outputs(predictor.inputs(rows.X[keep]))
+    inputs = predictor.inputs(rows.X[keep])
+    outputs = predictor.outputs(inputs)
     y = torch.from_numpy(labels[keep]) if task == "classification" else \
         torch.from_numpy(apply_target(labels[keep], predictor.target_scale))
     Y = training_targets(y, task, predictor.n_outputs)
@@ -102,6 +117,9 @@ def _score(model: Any, data: Any, target: str | None, split: str, out: Path | No
     result = Evaluation(metrics=metrics, task=task, split=split, rows=len(keep), model=predictor.description,
                         data=str(data) if isinstance(data, (str, Path)) else f"<{type(data).__name__}>",
                         unlabelled=rows.unlabelled, ignored_columns=rows.ignored)
+    if groups is not None:
+        result.importance = scores(predictor, inputs, Y, groups, repeats=repeats, seed=0, metric=None,
+                                   max_rows=IMPORTANCE_MAX_ROWS)
     if rows.columns is not None:  # counted on the rows scored
         result.unseen, result.missing = _counts(predictor, rows, keep)
     predicted, _ = predictor.decode(outputs)
@@ -110,7 +128,7 @@ def _score(model: Any, data: Any, target: str | None, split: str, out: Path | No
         counts = confusion_matrix(labels[keep], predicted, len(predictor.class_names))
         result.confusion = counts.tolist()
     if out is not None:
-        _write(out, result, predictor, labels[keep], predicted)
+        _write(out, result, predictor, labels[keep], predicted, repeats)
     return result
 
 
@@ -152,7 +170,7 @@ def _loss(task: str, outputs: torch.Tensor, Y: torch.Tensor) -> float:
 
 
 def _write(run_dir: Path, result: Evaluation, predictor: Predictor, labels: np.ndarray,
-           predicted: np.ndarray) -> None:
+           predicted: np.ndarray, repeats: int) -> None:
     make_run_dir(run_dir)
     result.run_dir = run_dir
     title = f"{result.split} rows of {Path(result.data).name} ({result.rows})"
@@ -163,6 +181,11 @@ def _write(run_dir: Path, result: Evaluation, predictor: Predictor, labels: np.n
         pred, residual = residual_points(labels, predicted)
         plot = draw_residuals(run_dir / "residuals.png", pred, residual, title)
     result.files = [str(run_dir / "metrics.json"), str(plot)]
+    if result.importance is not None:
+        rows = min(result.rows, IMPORTANCE_MAX_ROWS)
+        atomic_write_json(run_dir / "importance.json", importance_file(result.importance, result.split, rows,
+                                                                       repeats, 0))
+        result.files.append(str(run_dir / "importance.json"))
     atomic_write_json(run_dir / "config.json", {
         "command": "evaluate", "model": result.model, "model_file": str(predictor.path), "data": result.data,
         "split": result.split, "training_split": predictor.settings, "rows": result.rows, "task": result.task,

@@ -6,12 +6,21 @@ training feature order, output "logits" (class scores, in class_names order) or 
 ONNX goes through nnopt.compress.export_onnx. Feature names, class names and the task travel inside the
 file (ONNX metadata_props, a TorchScript extra file "nnopt.json"). After writing, the file is run on rows
 drawn around the training statistics and compared with nnopt's own predictions.
+
+A model trained on a table (preprocessing["table"]) takes raw columns: in ONNX one input per column, float32 or
+text, with the imputation and encoding built into the graph by nnopt.compress.table_onnx (the same function
+`nnopt compress --export onnx` writes its files with); it is checked on raw rows that include rare, unseen and
+missing categories and missing numbers. TorchScript has no string tensors: a table of numbers goes in as one
+float tensor in column order (NaN filled in the module), a table with a text column is refused.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import tempfile
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnopt.compress import agreement, export_onnx, ort_predict
+from nnopt.compress import agreement, check_table, export_onnx, feature_scaling, ort_predict, table_inputs, \
+    table_onnx, table_predict
+from nnopt.data import kept_columns
 from nnopt.errors import UsageError, param, require_path, unknown_name
 from nnopt.fileio import atomic_write
 from nnopt.inference._predictor import Predictor, load_predictor
@@ -38,10 +49,16 @@ class Exported:
     rows_checked: int
     agreement: float | None  # classification: fraction of rows with the same predicted class as nnopt
     max_abs_diff: float | None  # regression: largest |exported - nnopt| in target units
+    max_proba_diff: float | None = None  # classification: largest |exported - nnopt| class probability
+    inputs: list[dict[str, Any]] | None = None  # a table model's inputs: name, column, kind, dtype, missing
 
     def summary(self) -> dict[str, Any]:
+        # level lists can run long: the file's metadata "nnopt.inputs" has them
+        inputs = None if self.inputs is None else \
+            [{k: v for k, v in entry.items() if k not in ("levels", "rare")} for entry in self.inputs]
         return {"path": str(self.path), "format": self.format, "task": self.task, "rows_checked": self.rows_checked,
-                "agreement": self.agreement, "max_abs_diff": self.max_abs_diff}
+                "agreement": self.agreement, "max_abs_diff": self.max_abs_diff,
+                "max_proba_diff": self.max_proba_diff, "inputs": inputs}
 
 
 class Deployed(nn.Module):
@@ -64,16 +81,7 @@ class Deployed(nn.Module):
 
 def deployable(predictor: Predictor) -> Deployed:
     """The predictor's network with its recorded input (and target) scaling built in, in eval mode."""
-    p, n = predictor.preprocessing, predictor.n_features
-    shift, scale = np.zeros(n), np.ones(n)
-    kind = p.get("x_scale", "none")
-    if kind == "standard":
-        shift, scale = np.asarray(p["x_mean"], dtype=np.float64), np.asarray(p["x_std"], dtype=np.float64)
-    elif kind == "minmax":
-        low = np.asarray(p["x_min"], dtype=np.float64)
-        shift, scale = low, np.asarray(p["x_max"], dtype=np.float64) - low
-    elif kind == "pixel":
-        scale = np.full(n, float(p["x_divisor"]))
+    shift, scale = feature_scaling(predictor.preprocessing, predictor.n_features)
     y_scale = predictor.target_scale if predictor.task == "regression" else None
     y_mean, y_std = (np.asarray(y_scale[0]), np.asarray(y_scale[1])) if y_scale else (None, None)
     return Deployed(predictor.model, shift, scale, y_mean, y_std).eval()
@@ -88,11 +96,10 @@ def export(model: Any, format: str = "onnx", out: str | Path | None = None, *, c
         require_path("out", out, "a file path")
     predictor = load_predictor(model)
     path = Path(out if out is not None else DEFAULT_OUT[format])
+    if predictor.table is not None:
+        return _export_table(predictor, format, path, check_rows)
     deployed = deployable(predictor)
-    info = {"task": predictor.task, "feature_names": predictor.feature_names, "target": predictor.target,
-            "class_names": predictor.class_names if predictor.task == "classification" else None,
-            "output": "logits" if predictor.task == "classification" else "values in target units",
-            "source": predictor.description}
+    info = _info(predictor)
     if format == "onnx":
         export_onnx(deployed, predictor.n_features, path)
         _add_onnx_metadata(path, info)
@@ -105,14 +112,75 @@ def export(model: Any, format: str = "onnx", out: str | Path | None = None, *, c
                       max_abs_diff=None)
     if predictor.task == "classification":
         result.agreement = agreement(ours, theirs)
+        ours_p, theirs_p = (predictor.decode(torch.from_numpy(o))[1] for o in (ours, theirs))
+        result.max_proba_diff = float(np.abs(ours_p - theirs_p).max())
     else:
         values, _ = predictor.decode(torch.from_numpy(ours))
         result.max_abs_diff = float(np.max(np.abs(theirs.reshape(values.shape) - values)))
     return result
 
 
-def run_exported(path: str | Path, format: str, rows: np.ndarray) -> np.ndarray:
-    """Outputs of an exported file on raw rows: ONNX Runtime for .onnx, torch.jit for TorchScript."""
+def _export_table(predictor: Predictor, format: str, path: Path, check_rows: int) -> Exported:
+    """A table model: raw columns in, the table treatment, scaling and network in one file, checked on raw rows."""
+    table, info = predictor.table, _info(predictor)
+    if format == "onnx":
+        with tempfile.TemporaryDirectory(prefix="nnopt-export-") as scratch:
+            network = export_onnx(predictor.model, predictor.n_features, Path(scratch) / "network.onnx")
+            table_onnx(network, predictor.preprocessing, path)
+        _add_onnx_metadata(path, info)
+        exported = functools.partial(table_predict, path)
+    else:
+        text = [c["name"] for c in table["columns"] if c["kind"] == "categorical"]
+        if text:
+            raise UsageError(f"column '{text[0]}' of this model is text, which TorchScript cannot take; export it "
+                             f"with {param('format', 'onnx')} (one input per column, text included)")
+        names = kept_columns(table)
+        module = nn.Sequential(NumericColumns(table), deployable(predictor)).eval()
+        _save_torchscript(module, len(names), path, {**info, "columns": names})
+
+        def exported(columns: dict[str, np.ndarray]) -> np.ndarray:
+            return run_exported(path, format, np.stack([columns[name] for name in names], axis=1))
+    check = check_table(predictor.preprocessing, lambda X: predictor.outputs(predictor.inputs(X)).numpy(), exported,
+                        check_rows)
+    return Exported(path=path, format=format, task=predictor.task, rows_checked=check["rows"],
+                    agreement=check.get("agreement"), max_abs_diff=check.get("max_abs_diff"),
+                    max_proba_diff=check.get("max_proba_diff"),
+                    inputs=table_inputs(table) if format == "onnx" else None)
+
+
+class NumericColumns(nn.Module):
+    """A table of numeric columns, (batch, columns) in the order training read them with NaN for a missing value ->
+    the encoded features: the train median in a missing cell, then a 0/1 indicator where training had one."""
+
+    def __init__(self, table: dict):
+        super().__init__()
+        kept = [c for c in table["columns"] if c["kind"] == "numeric"]
+        order = []  # columns of cat([filled, indicators]) in encode's order
+        for i, c in enumerate(kept):
+            order += [i] + ([len(kept) + i] if c["indicator"] else [])
+        self.register_buffer("fill", torch.tensor([c["fill"] for c in kept], dtype=torch.float32))
+        self.register_buffer("order", torch.tensor(order, dtype=torch.int64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        absent = torch.isnan(x)
+        both = torch.cat([torch.where(absent, self.fill, x), absent.to(x.dtype)], dim=1)
+        return both.index_select(1, self.order)
+
+
+def _info(predictor: Predictor) -> dict[str, Any]:
+    return {"task": predictor.task, "feature_names": predictor.feature_names, "target": predictor.target,
+            "class_names": predictor.class_names if predictor.task == "classification" else None,
+            "output": "logits" if predictor.task == "classification" else "values in target units",
+            "source": predictor.description}
+
+
+def run_exported(path: str | Path, format: str, rows: np.ndarray | Mapping[str, Any]) -> np.ndarray:
+    """Outputs of an exported file on raw rows: ONNX Runtime for .onnx, torch.jit for TorchScript. A table
+    model's file takes its raw columns by name ({column: values})."""
+    if isinstance(rows, Mapping):
+        if format != "onnx":
+            raise UsageError(f"raw columns by name go to a table model's ONNX file; give {param('format', 'onnx')}")
+        return table_predict(path, rows)
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     if format == "onnx":
         return ort_predict(path, rows)

@@ -1,13 +1,13 @@
 """Models: build networks from spec strings ("mlp:128,64"), count their size and cost, save and load them."""
 
-from nnopt.models._build import CNN, MLP, DenseBlock, build_model
+from nnopt.models._build import CNN, MLP, DenseBlock, build_model, factory_signature, takes_flat_rows
 from nnopt.models._cost import measure_latency_ms, model_costs, serialized_bytes
-from nnopt.models._count import count_params, flops_per_sample
+from nnopt.models._count import count_params, flops_per_sample, sample_dims
 from nnopt.models._io import atomic_torch_save, load_model, save_model
 from nnopt.models._spec import ACTIVATIONS, KINDS, POOLS, ArchSpec
 
 __all__ = [
-    "ACTIVATIONS", "KINDS", "POOLS", "ArchSpec", "CNN", "MLP", "DenseBlock", "build_model",
-    "count_params", "flops_per_sample", "measure_latency_ms", "model_costs", "serialized_bytes",
-    "load_model", "save_model", "atomic_torch_save",
+    "ACTIVATIONS", "KINDS", "POOLS", "ArchSpec", "CNN", "MLP", "DenseBlock", "build_model", "factory_signature",
+    "takes_flat_rows", "count_params", "flops_per_sample", "sample_dims", "measure_latency_ms", "model_costs",
+    "serialized_bytes", "load_model", "save_model", "atomic_torch_save",
 ]

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnopt.errors import ConfigError, require_int
-from nnopt.models._spec import ArchSpec
+from nnopt.errors import ConfigError, did_you_mean, require_int
+from nnopt.models._spec import KINDS, ArchSpec
 
 _ACT = {
     "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU,
@@ -102,7 +102,11 @@ def build_model(
     input_shape: tuple[int, ...] | None = None,
     task: str | None = None,
 ) -> nn.Module:
-    """Build the network a spec describes for data with `in_features` inputs and `n_outputs` outputs."""
+    """Build the network a spec describes for data with `in_features` inputs and `n_outputs` outputs.
+
+    input_shape: the cnn's (C, H, W) or (C, L); a factory receives it as its `input_shape` argument, the shape
+    of one sample of the batches its module is given (None: flat rows of `in_features`).
+    """
     arch = ArchSpec.parse(spec)
     require_int("in_features", in_features, 1)
     require_int("n_outputs", n_outputs, 1)
@@ -116,11 +120,33 @@ def build_model(
                 "model 'cnn' needs image-shaped data (digits, mnist1d or an IDX directory); use mlp for tabular data"
             )
         return CNN(tuple(input_shape), n_outputs, arch)
-    return _call_factory(arch.factory or "", in_features=in_features, out_features=n_outputs,
-                         n_outputs=n_outputs, input_shape=input_shape, task=task)
+    func, params = factory_signature(arch)
+    available = dict(in_features=in_features, out_features=n_outputs, n_outputs=n_outputs,
+                     input_shape=tuple(input_shape) if input_shape else None, task=task)
+    takes_all = params is None or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    kwargs = {**{k: v for k, v in available.items() if takes_all or k in params}, **arch.kwargs}
+    try:
+        model = func(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - the user's code failed on these arguments: say which call it was
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        raise ConfigError(f"model factory '{arch.factory}' failed when called with {given} ({detail})") from exc
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model factory '{arch.factory}' returned {type(model).__name__}, not a torch.nn.Module")
+    return model
 
 
-def _call_factory(path: str, **available: Any) -> nn.Module:
+def takes_flat_rows(spec: str | dict | ArchSpec | None) -> bool:
+    """Whether a model gets flat rows (batch, in_features): nnopt's own kinds do; a factory's module or a user's
+    nn.Module (spec None) gets batches in the data's own shape, (batch, C, H, W) images, (batch, C, L) signals."""
+    return spec is not None and ArchSpec.parse(spec).kind in KINDS
+
+
+def factory_signature(spec: str | dict | ArchSpec) -> tuple[Any, dict[str, inspect.Parameter] | None]:
+    """(the factory, its parameters) of a factory spec, after checking that it can be imported and takes the
+    spec's arguments; parameters None when Python cannot read its signature."""
+    arch = ArchSpec.parse(spec)
+    path = arch.factory or ""
     module_name, _, func_name = path.partition(":")
     try:
         func = getattr(importlib.import_module(module_name), func_name)
@@ -128,9 +154,21 @@ def _call_factory(path: str, **available: Any) -> nn.Module:
         raise ConfigError(f"cannot import model factory module '{module_name}' ({exc}); check PYTHONPATH") from None
     except AttributeError:
         raise ConfigError(f"module '{module_name}' has no function '{func_name}'") from None
-    params = inspect.signature(func).parameters
-    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    model = func(**{k: v for k, v in available.items() if takes_all or k in params})
-    if not isinstance(model, nn.Module):
-        raise ConfigError(f"model factory '{path}' returned {type(model).__name__}, not a torch.nn.Module")
-    return model
+    try:
+        params = dict(inspect.signature(func).parameters)
+    except (TypeError, ValueError):  # a builtin without a readable signature: call it and let it check
+        return func, None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return func, params
+    named = [name for name, p in params.items()
+             if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    for key in arch.kwargs:
+        if key not in named:
+            raise ConfigError(f"model factory '{path}' has no argument '{key}'{did_you_mean(key, named)} "
+                              f"its arguments: {', '.join(named) or 'none'}")
+    given = {*arch.kwargs, "in_features", "out_features", "n_outputs", "input_shape", "task"}
+    missing = [name for name in named if params[name].default is inspect.Parameter.empty and name not in given]
+    if missing:
+        raise ConfigError(f"model factory '{path}' needs argument '{missing[0]}'; give it as "
+                          f"'{path}:{missing[0]}=...' or under args: in a model dict")
+    return func, params

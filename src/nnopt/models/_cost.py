@@ -10,13 +10,14 @@ import copy
 import io
 import statistics
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from nnopt.errors import ConfigError
-from nnopt.models._count import count_params, flops_per_sample
+from nnopt.models._count import count_params, flops_per_sample, sample_dims
 
 _INPUT_SEED = 0  # latency inputs come from their own generator, never the global RNG
 
@@ -36,7 +37,7 @@ def serialized_bytes(model: nn.Module) -> int:
 
 def measure_latency_ms(
     model: nn.Module,
-    in_features: int,
+    sample_shape: int | Sequence[int],
     *,
     batch: int = 1,
     repeats: int = 30,
@@ -45,18 +46,20 @@ def measure_latency_ms(
 ) -> float:
     """Median CPU forward time in ms over `repeats` timed calls, after `warmup` untimed ones.
 
-    The model runs in eval mode under inference_mode with `threads` intra-op threads; a model on
+    The input is `batch` random samples of `sample_shape`: an int for flat rows of that many features, or the
+    shape a module takes per sample ((3, 32, 32) images). The model runs in eval mode under inference_mode with `threads` intra-op threads; a model on
     another device is timed on a CPU copy, so the latency is always the CPU's.
     """
-    for name, value, least in (("in_features", in_features, 1), ("batch", batch, 1),
-                               ("repeats", repeats, 1), ("warmup", warmup, 0), ("threads", threads, 1)):
+    dims = sample_dims(sample_shape, "latency sample_shape")
+    for name, value, least in (("batch", batch, 1), ("repeats", repeats, 1), ("warmup", warmup, 0),
+                               ("threads", threads, 1)):
         if not isinstance(value, int) or value < least:
             raise ConfigError(f"latency {name} must be an integer >= {least}; got {value!r}")
     tensors = [*model.parameters(), *model.buffers()]
     if any(t.device.type != "cpu" for t in tensors):
         model = copy.deepcopy(model).cpu()
     generator = torch.Generator().manual_seed(_INPUT_SEED)
-    x = torch.randn(batch, in_features, generator=generator)
+    x = torch.randn(batch, *dims, generator=generator)
     was_training = model.training
     previous_threads = torch.get_num_threads()
     times_ns: list[int] = []
@@ -78,11 +81,18 @@ def measure_latency_ms(
     return statistics.median(times_ns) / 1e6
 
 
-def model_costs(model: nn.Module, in_features: int, *, latency: bool = True) -> dict[str, Any]:
-    """{"params", "flops", "size_kb", "latency_ms"} of a model; latency_ms is None when `latency` is False."""
-    return {
-        "params": count_params(model),
-        "flops": flops_per_sample(model, in_features),
-        "size_kb": serialized_bytes(model) / 1024,
-        "latency_ms": measure_latency_ms(model, in_features) if latency else None,
-    }
+def model_costs(model: nn.Module, sample_shape: int | Sequence[int], *, latency: bool = True) -> dict[str, Any]:
+    """{"params", "flops", "size_kb", "latency_ms"} of a model taking samples of `sample_shape` (an int: flat
+    rows). latency_ms is None when `latency` is False; flops and latency_ms are None when the module cannot be
+    run on such a sample ("not countable")."""
+    flops = flops_per_sample(model, sample_shape)
+    latency_ms = None
+    if latency:
+        try:
+            latency_ms = measure_latency_ms(model, sample_shape)
+        except ConfigError:
+            raise
+        except Exception:  # noqa: BLE001 - a module that does not run on this input is not measurable, not a crash
+            latency_ms = None
+    return {"params": count_params(model), "flops": flops, "size_kb": serialized_bytes(model) / 1024,
+            "latency_ms": latency_ms}

@@ -26,7 +26,7 @@ from typing import Any
 from nnopt.config import TABLE_KEYS, column_names, table_settings
 from nnopt.data import load_data
 from nnopt.errors import UsageError, describe, param, require_int
-from nnopt.fileio import LOCK_NAME, atomic_write_json, make_run_dir, slug
+from nnopt.fileio import LOCK_NAME, atomic_write_json, atomic_write_text, make_run_dir, slug
 from nnopt.pipeline._budget import SCREEN_SHARE, Clock, Plan, parse_budget
 from nnopt.pipeline._stages import (
     CONSTRAINT_KEYS,
@@ -46,6 +46,7 @@ from nnopt.search import check_feasible, load_tune_spec
 STAGES = ("screen", "search", "retrain", "compress", "export", "test")
 SETTING_KEYS = ("data", "target", "task", *TABLE_KEYS, "budget_s", "objective", "space", *CONSTRAINT_KEYS, "max_accuracy_drop",
                 "seed")
+FRAME_FILE = "data.csv"  # a DataFrame given to automl, as the file its stages read
 DEFAULT_DROP = 1.0  # points of accuracy the compression may cost on validation
 
 
@@ -62,7 +63,7 @@ Progress = Callable[[str, str], None]
 def default_out(data: Any) -> Path:
     """runs/automl-DATA: the run directory of `nnopt automl --data DATA` and of nnopt.automl(DATA) without out=,
     the same for the same data, so a re-run continues."""
-    return Path("runs") / f"automl-{slug(_source(data))}"
+    return Path("runs") / f"automl-{'dataframe' if _is_frame(data) else slug(_source(data))}"
 
 
 def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", target: str | None = None,
@@ -87,6 +88,8 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
     run_dir = default_out(data) if out is None else Path(out)
     constraints = {k: v for k, v in (("max_params", max_params), ("max_flops", max_flops),
                                      ("max_size_kb", max_size_kb), ("max_latency_ms", max_latency_ms)) if v is not None}
+    if _is_frame(data):  # the stages re-read their data by path, as best.yaml does: the frame becomes a file
+        data = _frame_file(data, run_dir)
     source = _source(data)
     table = table_settings({"drop": column_names("drop", drop), "categorical": column_names("categorical", categorical),
                             "numeric": column_names("numeric", numeric), "sep": sep})
@@ -168,7 +171,7 @@ def _save(run_dir: Path, state: dict[str, Any], clock: Clock) -> None:
 def _load_state(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
     path = run_dir / "automl.json"
     if not path.is_file():
-        if run_dir.is_dir() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
+        if run_dir.is_dir() and any(p.name not in (LOCK_NAME, FRAME_FILE) for p in run_dir.iterdir()):
             raise UsageError(f"{run_dir} exists and is not an automl run directory; give another {param('out')}")
         return {"version": 1}
     try:
@@ -215,11 +218,28 @@ def _auto_space(data: Any) -> str:
     return "mlp"
 
 
+def _is_frame(data: Any) -> bool:
+    return type(data).__name__ == "DataFrame" and hasattr(data, "to_csv")
+
+
+def _frame_file(frame: Any, run_dir: Path) -> Path:
+    """A DataFrame written as run_dir/data.csv (missing cells as empty fields), the file every stage reads."""
+    path = run_dir / FRAME_FILE
+    if run_dir.is_dir() and not (run_dir / "automl.json").is_file() and any(
+            p.name not in (LOCK_NAME, FRAME_FILE) for p in run_dir.iterdir()):
+        raise UsageError(f"{run_dir} exists and is not an automl run directory; give another {param('out')}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    text = frame.to_csv(index=False)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        atomic_write_text(path, text)
+    return path
+
+
 def _source(data: Any) -> Any:
     if isinstance(data, (str, Path)):
         return str(data)
-    raise UsageError(f"{param('data')} must be a dataset name or a file path (so best.yaml can reproduce the run); "
-                     f"got {describe(data)}")
+    raise UsageError(f"{param('data')} must be a dataset name, a file path or a pandas DataFrame (so best.yaml can "
+                     f"reproduce the run); got {describe(data)}")
 
 
 def _check_drop(value: Any) -> float:

@@ -290,7 +290,8 @@ def test_final(run_dir: Path, data: Any, settings: dict[str, Any], stages: dict[
     results = json.loads((run_dir / "compressed" / "results.json").read_text())
     kept = next(v for v in results["variants"] if v["name"] == results["chosen"])
     model, meta = nnopt_load(run_dir / "final" / "model.pt")
-    costs = model_costs(model, meta["in_features"], latency="max_latency_ms" in constraints)
+    costs = model_costs(model, meta.get("sample_shape") or meta["in_features"],
+                        latency="max_latency_ms" in constraints)
     measured = {"max_params": costs["params"], "max_flops": costs["flops"], "max_size_kb": costs["size_kb"],
                 "max_latency_ms": costs.get("latency_ms")}
     checks = {k: {"limit": v, "value": measured[k], "ok": measured[k] is not None and measured[k] <= v}

@@ -12,7 +12,7 @@ from nnopt.errors import UsageError, param, require_path
 RUN_KINDS = ("train", "compare", "lr-find", "tune", "search", "compress", "automl")
 # kind -> (files it needs, files it uses when present); config.json is always needed
 FILES = {
-    "train": (("metrics.jsonl",), ("summary.json",)),
+    "train": (("metrics.jsonl",), ("summary.json", "importance.json")),
     "compare": (("results.json",), ("lr_find.json",)),
     "lr-find": (("lr_find.json",), ()),
     "tune": (("trials.json",), ()),  # not the study storage: a database's password is not stored

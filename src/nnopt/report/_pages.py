@@ -6,6 +6,7 @@ from typing import Any
 
 from nnopt.errors import UsageError
 from nnopt.report import _html as h
+from nnopt.report._columns import columns_section
 from nnopt.report._format import LR_SOURCES, finite, fmt_batch, fmt_lr, fmt_metric, fmt_number, fmt_seconds, \
     fmt_target, metric_label
 from nnopt.report._load import Run
@@ -71,11 +72,13 @@ def _train(run: Run) -> Pages:
         answer.append("Training stopped early: the validation loss stopped improving.")
     if not summary:
         answer.append("summary.json is missing (the run did not finish); the numbers are from the last epoch.")
+    columns = columns_section(config, run.files.get("importance.json"))
     sections = [
         h.section("Answer", _bullets(answer)),
         h.section("Metrics", h.table(["metric", "train", "validation", "test"], rows)),
         h.section("Curves", h.img(images["curves.png"], "training curves") if images else
                   '<p class="note">No epoch finished with a finite loss or score, so there are no curves.</p>'),
+        *([columns] if columns else []),
         h.section("Setup", h.definitions([
             ("data", h.data_description(config)), ("model", h.model_description(config)),
             ("optimizer", _optimizer_text(config)), ("learning rate", fmt_lr(config.get("lr"))),

@@ -39,17 +39,23 @@ def render_png(data: FigureData) -> bytes:
 
 
 def png_bytes(fig: Figure) -> bytes:
-    """`fig` drawn at DPI and encoded as PNG (what savefig writes), plus the PLOT_AREAS text chunk."""
-    from matplotlib.image import imsave
+    """`fig` drawn at DPI and encoded as PNG (what savefig writes, less its Software chunk), plus the PLOT_AREAS
+    text chunk."""
+    from PIL import Image, PngImagePlugin
 
     # a pyplot figure may sit on another backend's canvas; Agg draws it, as savefig would
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     fig.set_dpi(DPI)
     canvas.draw()  # the layout is final only once drawn: the areas are read from this very drawing
     areas = plot_areas(fig)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(PLOT_AREAS, json.dumps(areas, separators=(",", ":")))
+    rgba = np.asarray(canvas.buffer_rgba())
+    # An opaque figure (every report's) is saved as RGB, and zlib level 3 instead of Pillow's 6: 2.3x faster to
+    # encode than savefig's RGBA at level 6 and 9 % smaller (four tune plots of 1000 trials: 114 -> 49 ms)
+    image = Image.fromarray(np.ascontiguousarray(rgba[..., :3]) if (rgba[..., 3] == 255).all() else rgba)
     buffer = io.BytesIO()
-    imsave(buffer, np.asarray(canvas.buffer_rgba()), format="png", dpi=DPI,
-           metadata={"Software": None, PLOT_AREAS: json.dumps(areas, separators=(",", ":"))})
+    image.save(buffer, format="png", pnginfo=info, dpi=(DPI, DPI), compress_level=3)
     return buffer.getvalue()
 
 
@@ -92,10 +98,7 @@ def _marks(ax) -> list[tuple[float, float]]:
         if isinstance(coll, PathCollection):  # scatter: one mark per offset
             found.append(coll.get_offset_transform().transform(_finite(np.asarray(coll.get_offsets()))))
         elif isinstance(coll, LineCollection):  # one mark per polyline (parallel coordinates): a point on it
-            for segment in coll.get_segments():
-                points = coll.get_transform().transform(_finite(np.asarray(segment)))
-                middles = (points[:-1] + points[1:]) / 2 if len(points) > 1 else points  # off the axis lines
-                found.append(middles[[inside.contains(x, y) for x, y in middles]][:1])
+            found += _line_marks(coll, inside)
     for container in ax.containers:
         if isinstance(container, BarContainer):
             for bar in container.patches:
@@ -106,7 +109,35 @@ def _marks(ax) -> list[tuple[float, float]]:
         if image.get_visible() and image.get_array() is not None and np.ma.count(image.get_array()):
             found.append(np.asarray([image.get_window_extent().get_points().mean(axis=0)]))
     points = np.concatenate(found) if found else np.empty((0, 2))
-    return [(float(x), float(y)) for x, y in points if np.isfinite([x, y]).all() and inside.contains(x, y)]
+    return [(float(x), float(y)) for x, y in points[_within(points, inside)]]
+
+
+def _line_marks(coll, inside) -> list[np.ndarray]:
+    """The first segment middle inside the axes of each polyline (the middles lie off the axis lines), in
+    polyline order; polylines of one length (a parallel-coordinate plot's 1000 lines) are done at once."""
+    segments = [_finite(np.asarray(s)) for s in coll.get_segments()]
+    if not segments:
+        return []
+    if len({len(s) for s in segments}) > 1 or len(segments[0]) < 2:
+        return [_line_marks_one(coll.get_transform().transform(s), inside) for s in segments]
+    points = coll.get_transform().transform(np.concatenate(segments)).reshape(len(segments), -1, 2)
+    middles = (points[:, :-1] + points[:, 1:]) / 2
+    ok = _within(middles, inside)
+    rows = np.flatnonzero(ok.any(axis=1))
+    return [middles[rows, ok[rows].argmax(axis=1)]]
+
+
+def _within(points: np.ndarray, box) -> np.ndarray:
+    """Which of the (..., 2) display points are finite and inside `box` or on its edge."""
+    (x0, x1), (y0, y1) = sorted(box.intervalx), sorted(box.intervaly)
+    x, y = points[..., 0], points[..., 1]
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(points).all(axis=-1) & (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+
+
+def _line_marks_one(points: np.ndarray, inside) -> np.ndarray:
+    middles = (points[:-1] + points[1:]) / 2 if len(points) > 1 else points
+    return middles[_within(middles, inside)][:1]
 
 
 def _finite(xy: np.ndarray) -> np.ndarray:

@@ -13,18 +13,18 @@ import optuna
 from nnopt.config import TABLE_KEYS, table_settings
 from nnopt.config import DEFAULT_EPOCHS
 from nnopt.data import load_data
-from nnopt.models import build_model, model_costs
+from nnopt.errors import UsageError
+from nnopt.models import model_costs
 from nnopt.search._spec import CONSTRAINTS
-from nnopt.train import Callback, fit
+from nnopt.train import Callback, build_for, fit, model_input_shape
 
 COST_METRICS = ("params", "flops", "size_kb", "latency_ms")
 
 
 def measure(model: Any, data: Any, latency: bool) -> dict[str, Any]:
-    """The costs of a model spec on this data, before any training: params, flops, size_kb, latency_ms."""
-    net = build_model(model, in_features=data.n_features, n_outputs=data.n_outputs, input_shape=data.input_shape,
-                      task=data.task)
-    return model_costs(net, data.n_features, latency=latency)
+    """The costs of a model spec on this data, before any training: params, flops, size_kb, latency_ms
+    (flops and latency_ms None for a module torch cannot count or time on a sample of the data's shape)."""
+    return model_costs(build_for(model, data), model_input_shape(data, model), latency=latency)
 
 
 class PruningCallback(Callback):
@@ -51,10 +51,11 @@ def objective_value(result: Any, metric: str, costs: dict[str, Any] | None = Non
         return float(costs[metric])
     if metric == "params":
         return float(result.config["n_params"])
-    if metric == "flops":
+    if metric == "flops" and result.config.get("flops_per_sample") is not None:
         return float(result.config["flops_per_sample"])
     if metric in COST_METRICS:
-        raise ValueError(f"metric {metric} was not measured for this trial")
+        raise ValueError(f"metric {metric} was not measured for this trial" + (
+            ": torch's FLOP counter cannot count this model" if metric == "flops" else ""))
     split, _, name = metric.partition("_")
     value = result.metrics[split].get(name)
     if value is None:
@@ -102,6 +103,11 @@ class TrainObjective:
             for key, value in costs.items():
                 if value is not None:
                     trial.set_user_attr(key, value)
+            unmeasured = [key for key in self.spec.constraints if costs.get(CONSTRAINTS[key]) is None]
+            if unmeasured:
+                raise UsageError(f"{unmeasured[0]} cannot be checked: the {CONSTRAINTS[unmeasured[0]]} of model "
+                                 f"{model} cannot be measured (torch cannot run it on one sample of the data's "
+                                 "shape); remove the constraint or use max_params / max_size_kb")
             broken = self.spec.violations(costs)
             if broken:  # not trained at all: the constraint is a property of the architecture
                 trial.set_user_attr("infeasible", "; ".join(broken))

@@ -16,7 +16,7 @@ from typing import Any
 
 from nnopt.config import TABLE_KEYS, TASKS, TrainSpec, column_names, load_yaml, spec_from_mapping
 from nnopt.errors import ConfigError, UsageError, did_you_mean, param
-from nnopt.models import ArchSpec
+from nnopt.models import ArchSpec, factory_signature
 from nnopt.optim import OPTIMIZERS, SCHEDULES
 from nnopt.train import metric_names
 
@@ -64,7 +64,9 @@ class TuneSpec:
     categorical: list[str] | None = None
     numeric: list[str] | None = None
     sep: str | None = None
-    model: Any = "mlp:128,64"  # a string (or dict) whose strings may hold {space param} placeholders
+    # a string (or dict) whose strings may hold {space param} placeholders: "mlp:{hidden}", or a factory's
+    # keyword arguments, {factory: "mynets:make_net", args: {width: "{width}"}} / "mynets:make_net:width={width}"
+    model: Any = "mlp:128,64"
     architecture: ArchSpace | None = None  # instead of a model template: an architecture space searched jointly
     train: dict[str, Any] = field(default_factory=dict)  # fixed TrainSpec fields for every trial
     objectives: list[Objective] | None = None  # None: val_accuracy (classification) or val_r2, maximized
@@ -218,6 +220,8 @@ class TuneSpec:
         for values in samples:
             try:
                 model = ArchSpec.parse(build_model(self.model, values))
+                if model.kind == "factory":  # importable, and takes the arguments the template gives it
+                    factory_signature(model)
             except (ConfigError, TypeError, ValueError) as error:
                 given = ", ".join(f"{k}={v!r}" for k, v in values.items())
                 raise ConfigError(f"model template {_show(self.model)} does not give a valid model"
@@ -401,8 +405,9 @@ def _model_options(model: Any, names: Any) -> list[str]:
 def fill_model(model: Any, values: Mapping[str, Any]) -> Any:
     """Fill `{name}` placeholders: in a string, or in the string values of a model dict (recursively).
 
-    In a dict, a value that is exactly one placeholder takes the value itself (an int stays an int), and a
-    filled `hidden` string like "64,32" becomes a list of ints.
+    In a dict, a value that is exactly one placeholder takes the value itself (an int stays an int: a factory's
+    `args: {width: "{width}"}` calls it with width=64, not "64"), and a filled `hidden` string like "64,32"
+    becomes a list of ints.
     """
     if isinstance(model, str):
         return model.format(**values) if _placeholders(model) else model

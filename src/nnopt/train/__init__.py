@@ -2,8 +2,16 @@
 
 from nnopt.train._callbacks import Callback, ProgressBar
 from nnopt.train._checkpoint import resume_settings
+from nnopt.train._importance import (
+    IMPORTANCE_MAX_ROWS,
+    IMPORTANCE_REPEATS,
+    importance_file,
+    importance_metric,
+    permutation_scores,
+)
 from nnopt.train._loop import FitResult, fit, fit_spec, run
 from nnopt.train._parallel import Parallel
+from nnopt.train._prepare import build_for, model_input_shape
 from nnopt.train._lr_find import LRFindResult, find_lr, suggest_lr
 from nnopt.train._metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, compute_metrics, metric_names
 from nnopt.train._setup import training_targets, update_function
@@ -12,5 +20,6 @@ from nnopt.train._threads import choose_threads
 __all__ = [
     "Callback", "ProgressBar", "resume_settings", "FitResult", "fit", "fit_spec", "run", "Parallel", "LRFindResult",
     "find_lr", "suggest_lr", "compute_metrics", "metric_names", "CLASSIFICATION_METRICS", "REGRESSION_METRICS",
-    "choose_threads", "training_targets", "update_function",
+    "choose_threads", "training_targets", "update_function", "IMPORTANCE_MAX_ROWS", "IMPORTANCE_REPEATS",
+    "importance_file", "importance_metric", "permutation_scores", "build_for", "model_input_shape",
 ]

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from nnopt.data import Data, DatasetSplit, epoch_batches
+from nnopt.data import Data, DatasetSplit, batch_count, epoch_batches
 from nnopt.train._parallel import Parallel
 from nnopt.train._setup import training_targets
 
@@ -56,7 +56,11 @@ class LoaderSource:
         return xb, training_targets(yb, self.data.task, self.data.n_outputs).to(self.device)
 
     def batches(self, batch: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        loader = DataLoader(self.split.dataset, batch_size=batch, shuffle=True, generator=generator)
+        # as epoch_batches: no lone last row after larger batches (batch normalization cannot train on one row);
+        # a DataLoader cannot join it to the batch before, so it sits out this epoch (a different row each epoch)
+        n = len(self.split)
+        lone = batch_count(n, batch) < -(-n // batch)
+        loader = DataLoader(self.split.dataset, batch_size=batch, shuffle=True, generator=generator, drop_last=lone)
         return (self._prepare(xb, yb) for xb, yb in loader)
 
     def outputs(self, net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,8 +72,13 @@ class LoaderSource:
         return torch.cat(outs), torch.cat(targets)
 
 
-def make_source(data: Data, split: str, device: torch.device, flatten: bool) -> TensorSource | LoaderSource:
+def make_source(data: Data, split: str, device: torch.device,
+                sample_shape: tuple[int, ...]) -> TensorSource | LoaderSource:
+    """The batches of a split, each sample of `sample_shape`: (n_features,) flat rows for nnopt's own models,
+    the data's own shape for a user's module (in-memory rows are stored flat; the reshape is a view)."""
     part = getattr(data, split)
+    flat = tuple(sample_shape) == (data.n_features,)
     if isinstance(part, DatasetSplit):
-        return LoaderSource(part, data, device, flatten)
-    return TensorSource(part.X.to(device), training_targets(part.y, data.task, data.n_outputs).to(device))
+        return LoaderSource(part, data, device, flatten=flat)
+    X = part.X if flat else part.X.reshape(len(part.X), *sample_shape)
+    return TensorSource(X.to(device), training_targets(part.y, data.task, data.n_outputs).to(device))

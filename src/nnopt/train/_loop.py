@@ -23,10 +23,10 @@ import torch
 from torch import nn
 
 from nnopt.config import TrainSpec, spec_from_mapping
-from nnopt.data import Data
+from nnopt.data import Data, batch_count
 from nnopt.errors import DivergedError, UsageError, describe, param
 from nnopt.fileio import atomic_write_json, atomic_write_jsonl, make_run_dir
-from nnopt.models import ArchSpec, count_params, save_model
+from nnopt.models import ArchSpec, count_params, save_model, takes_flat_rows
 from nnopt.optim import create_optimizer, create_schedule, set_optimizer_mode
 from nnopt.train._batches import TensorSource
 from nnopt.train._callbacks import Callback
@@ -37,10 +37,11 @@ from nnopt.train._checkpoint import (
     rng_state,
     save_checkpoint,
 )
+from nnopt.train._importance import write_importance
 from nnopt.train._loggers import create_loggers
 from nnopt.train._metrics import check_metric_names, compute_metrics
 from nnopt.train._parallel import Parallel
-from nnopt.train._prepare import prepare, thread_count
+from nnopt.train._prepare import data_shape, prepare, thread_count
 from nnopt.train._setup import update_function
 from nnopt.train._threads import choose_threads
 
@@ -109,14 +110,14 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
     if parallel is not None:
         _check_world(parallel.world, len(data.train), batch)
         if not spec.threads and dev.type == "cpu":  # this process's share of the cores, and its share of the batch
-            threads = min(choose_threads(p.flops, -(-batch // parallel.world)), parallel.max_threads)
+            threads = min(choose_threads(p.flops or 0, -(-batch // parallel.world)), parallel.max_threads)
     metric_list = check_metric_names(data.task, metrics)
     # ROC-AUC ranks every row per class: worth it on held-out splits, skipped on the (large) train split
     split_metrics = {"train": [m for m in metric_list if m != "roc_auc"], "val": metric_list, "test": metric_list}
     with thread_count(threads):
         opt = create_optimizer(spec.optimizer, net, lr=spec.lr, **spec.optimizer_params)
         lr_used = opt.param_groups[0]["lr"]
-        steps = -(-len(data.train) // batch)
+        steps = batch_count(len(data.train), batch)
         sched = create_schedule(spec.schedule or "constant", opt, epochs=spec.epochs, steps_per_epoch=steps,
                                 **spec.schedule_params)
         config = {"command": "train", **spec.to_dict(), "data": _describe_source(spec.data),
@@ -281,10 +282,13 @@ def _early_stop(patience: int | None, best: dict[str, Any], row: dict[str, Any],
 
 
 def _write_outputs(run_dir: Path, result: FitResult, arch: ArchSpec | None, data: Data) -> None:
+    shape = data_shape(data) if not takes_flat_rows(arch) else None  # what a user's module was given per sample
     save_model(run_dir / "model.pt", result.model, {
         "model_spec": arch.to_string() if arch else None, "in_features": data.n_features,
         "n_outputs": data.n_outputs, "input_shape": list(data.input_shape) if data.input_shape else None,
+        "sample_shape": list(shape) if shape else None,
         "task": data.task, "class_names": data.class_names, "preprocessing": data.preprocessing})
+    write_importance(run_dir, result.model, data)  # a table's columns by permutation importance on val
     atomic_write_json(run_dir / "summary.json", {**result.summary(), "metrics": result.metrics,
                                                  "stopped_early": result.stopped_early})
 

@@ -13,7 +13,8 @@ from torch import nn
 
 from nnopt.config import DEFAULT_EPOCHS, FULL_BATCH_EPOCHS, TrainSpec, table_settings
 from nnopt.data import Data, load_data
-from nnopt.models import ArchSpec, build_model, flops_per_sample
+from nnopt.errors import UsageError
+from nnopt.models import ArchSpec, build_model, flops_per_sample, takes_flat_rows
 from nnopt.optim import OPTIMIZERS
 from nnopt.train._batches import LoaderSource, TensorSource, make_source
 from nnopt.train._setup import make_loss, resolve_batch_size, resolve_device
@@ -30,7 +31,27 @@ class Prepared:
     batch: int
     device: torch.device
     threads: int
-    flops: int
+    flops: int | None  # None: the module cannot be counted by torch's FLOP counter
+    sample_shape: tuple[int, ...]  # one sample as the network receives it: (n_features,) for flat rows
+
+
+def data_shape(data: Data) -> tuple[int, ...] | None:
+    """One sample's shape as the data has it ((C, H, W) images, (C, L) signals), or None for flat table rows."""
+    shape = data.sample_shape or data.input_shape
+    return tuple(shape) if shape else None
+
+
+def model_input_shape(data: Data, spec: Any) -> tuple[int, ...]:
+    """The shape of one sample the network of `spec` receives: a flat row (n_features,) for nnopt's own models,
+    the data's own shape for a factory's module or a user's nn.Module (spec None); flattening is the MLP's."""
+    return (data.n_features,) if takes_flat_rows(spec) else (data_shape(data) or (data.n_features,))
+
+
+def build_for(spec: Any, data: Data) -> nn.Module:
+    """The network of a spec for this data: a factory is given the shape its batches will have."""
+    shape = data.input_shape if takes_flat_rows(spec) else data_shape(data)
+    return build_model(spec, in_features=data.n_features, n_outputs=data.n_outputs, input_shape=shape,
+                       task=data.task)
 
 
 def prepare(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None) -> Prepared:
@@ -44,14 +65,36 @@ def prepare(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = Non
     batch = resolve_batch_size(spec.batch_size, entry.full_batch, spec.optimizer, len(data.train))
     arch = None if module is not None else ArchSpec.parse(spec.model if spec.model is not None else "mlp:128,64")
     torch.manual_seed(spec.seed)  # weight init
-    net = module if module is not None else build_model(
-        arch, in_features=data.n_features, n_outputs=data.n_outputs, input_shape=data.input_shape, task=data.task)
-    flops = flops_per_sample(net, data.n_features)
-    threads = spec.threads or (choose_threads(flops, batch) if device.type == "cpu" else torch.get_num_threads())
+    net = module if module is not None else build_for(arch, data)
+    shape = model_input_shape(data, arch)
+    flops = flops_per_sample(net, shape)
+    if flops is None:
+        check_forward(net, shape)
+    # a module the counter cannot measure is taken as small: one thread, the fastest for small models
+    threads = spec.threads or (choose_threads(flops or 0, batch) if device.type == "cpu"
+                               else torch.get_num_threads())
     net.to(device)
     loss_fn = make_loss(loss, data.task, data.n_outputs)
-    sources = {s: make_source(data, s, device, flatten=module is None) for s in ("train", "val", "test")}
-    return Prepared(data, arch, net, loss_fn, sources, batch, device, threads, flops)
+    sources = {s: make_source(data, s, device, shape) for s in ("train", "val", "test")}
+    return Prepared(data, arch, net, loss_fn, sources, batch, device, threads, flops, shape)
+
+
+def check_forward(net: nn.Module, shape: tuple[int, ...]) -> None:
+    """Run one zero sample through the network; a module that cannot take the data's shape is a usage error
+    named here, before training, rather than a traceback from the first batch."""
+    param = next(net.parameters(), None)
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, *shape, device=param.device if param is not None else "cpu"))
+    except Exception as exc:  # noqa: BLE001 - whatever the user's forward raises, say which input caused it
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        raise UsageError(f"the model fails on a batch of shape {(1, *shape)}, the data's shape ({detail}); a "
+                         "module receives batches in the shape the data has: add nn.Flatten() before dense "
+                         "layers, or give the data in the shape the module takes") from exc
+    finally:
+        net.train(was_training)
 
 
 @contextlib.contextmanager
