@@ -22,7 +22,10 @@ Wall time is the wall-clock time of the runner's processes, fit and predict toge
 included. Runners run one at a time. AutoGluon runs in its own environment (the `bench` extra), nnopt with the
 Python given by --python-nnopt and this checkout's src/ first on the path.
 
-    python benchmarks/tables.py --budget 120 --python-autogluon /path/to/bench-venv/bin/python \\
+AutoGluon's environment, apart from nnopt's (the CPU torch wheel first, so AutoGluon keeps it):
+
+    python3 -m venv bench-venv && bench-venv/bin/pip install torch==2.13.0 && bench-venv/bin/pip install -e ".[bench]"
+    python benchmarks/tables.py --budget 120 --python-autogluon bench-venv/bin/python \\
         --python-nnopt .venv/bin/python --json tables-120.json [--tables churn,credit] [--runners sklearn,ag_nn]
     python benchmarks/tables.py --summary tables-120.json
 
