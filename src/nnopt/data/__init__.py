@@ -15,6 +15,7 @@ from nnopt.data._table import column_groups, describe_columns, dropped_ids, enco
 from nnopt.data._torch_dataset import DatasetSplit
 from nnopt.data._types import Data, Split
 
-__all__ = ["DATASETS", "Data", "DatasetSplit", "Split", "apply_preprocessing", "apply_target", "batch_count", "column_groups",
+__all__ = ["DATASETS", "Data", "DatasetSplit", "Split", "apply_preprocessing", "apply_target", "batch_count",
+           "column_groups",
            "describe_columns", "detect_task", "dropped_ids", "encode_table", "epoch_batches", "kept_columns",
            "list_datasets", "load_data", "load_rows", "split_positions"]

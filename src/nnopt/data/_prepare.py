@@ -288,8 +288,8 @@ def prepare(raw: RawData, *, name: str, task: str | None, val_fraction: float, t
     return data
 
 
-def _finish(raw: RawData, X: np.ndarray, names: list[str], ys: list[np.ndarray], class_names: list[str] | None, task: str,
-            split: tuple, test: tuple | None, *, name: str, scale: str, input_shape: tuple | None = None,
+def _finish(raw: RawData, X: np.ndarray, names: list[str], ys: list[np.ndarray], class_names: list[str] | None,
+            task: str, split: tuple, test: tuple | None, *, name: str, scale: str, input_shape: tuple | None = None,
             pixel_max: float | None = None, table: dict | None = None) -> Data:
     """Split the encoded rows, fit the scaling on train, and record everything predict needs."""
     train_idx, val_idx, test_idx = split

@@ -318,7 +318,8 @@ def _worker(rank: int, job: _Job, conn: Connection) -> None:
         batch = _shard_batch(n, job.nproc, rank, job.batch)
         opt = create_optimizer(job.optimizer, net, lr=job.lr, **job.optimizer_params)
         sched = create_schedule(job.schedule or "constant", opt, epochs=job.epochs,
-                                steps_per_epoch=batch_count(_shard_size(n, job.nproc, rank), batch), **job.schedule_params)
+                                steps_per_epoch=batch_count(_shard_size(n, job.nproc, rank), batch),
+                                **job.schedule_params)
         params = [p for p in net.parameters() if p.requires_grad]
         update = update_function(opt, sched, params, job.clip_grad)
         shard_gen = torch.Generator().manual_seed(job.seed)  # the same stream in every worker: disjoint shards
