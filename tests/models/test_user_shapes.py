@@ -10,7 +10,7 @@ import nnopt
 import nnopt.models._count as count_module
 from nnopt.errors import UsageError
 from nnopt.models import count_params, flops_per_sample, load_model, measure_latency_ms, model_costs
-from usermodels import ResidualCNN, SignalNet, TinyConv
+from usermodels import RefusingCounter, ResidualCNN, SignalNet, TinyConv
 
 
 def stripe_images(n, seed=0):
@@ -125,17 +125,7 @@ def test_a_module_that_cannot_run_on_a_zero_sample_is_not_countable_not_an_error
 
 
 def test_training_goes_on_when_torchs_flop_counter_fails(monkeypatch):
-    class Refusing:  # stands for an op torch's counter cannot handle
-        def __init__(self, *args, **kwargs):
-            pass
-
-        def __enter__(self):
-            raise RuntimeError("cannot count this op")
-
-        def __exit__(self, *exc):
-            return False
-
-    monkeypatch.setattr(count_module, "FlopCounterMode", Refusing)
+    monkeypatch.setattr(count_module, "FlopCounterMode", RefusingCounter)
     X, y = bump_signals(120)
     result = nnopt.fit(SignalNet(n_classes=3), (X, y), epochs=1, seed=0)
     assert result.config["flops_per_sample"] is None and result.epochs == 1

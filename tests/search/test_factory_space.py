@@ -143,17 +143,7 @@ def test_max_flops_on_factory_models_skips_the_too_large_ones_untrained(tmp_path
 
 
 def test_max_flops_on_a_model_torch_cannot_count_fails_the_trial_with_one_line(tmp_path, monkeypatch):
-    class Refusing:
-        def __init__(self, *args, **kwargs):
-            pass
-
-        def __enter__(self):
-            raise RuntimeError("cannot count this op")
-
-        def __exit__(self, *exc):
-            return False
-
-    monkeypatch.setattr(count_module, "FlopCounterMode", Refusing)
+    monkeypatch.setattr(count_module, "FlopCounterMode", usermodels.RefusingCounter)
     result = nnopt.tune(spec(f"{FACTORY}:width={{width}}", space={"width": {"choices": [2]}},
                              constraints={"max_flops": 1e9}), trials=1, sampler="grid")
     (trial,) = result.trials
