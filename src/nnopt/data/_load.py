@@ -21,7 +21,8 @@ def _looks_like_path(text: str) -> bool:
     return "/" in text or os.sep in text or Path(text).suffix != "" or text.startswith("~")
 
 
-def _is_frame(value) -> bool:
+def is_frame(value) -> bool:
+    """A pandas DataFrame (recognized without importing pandas)."""
     return type(value).__name__ == "DataFrame" and hasattr(value, "columns") and hasattr(value, "iloc")
 
 
@@ -65,9 +66,9 @@ def _from_frame(frame, y, target: str | None) -> RawData:
 
 
 def _resolve(source, target: str | None, sep: str | None = None) -> tuple[str, RawData]:
-    if _is_frame(source):
+    if is_frame(source):
         return "dataframe", _from_frame(source, None, target)
-    if isinstance(source, tuple) and len(source) == 2 and _is_frame(source[0]):
+    if isinstance(source, tuple) and len(source) == 2 and is_frame(source[0]):
         return "dataframe", _from_frame(source[0], source[1], target)
     if isinstance(source, tuple):
         if len(source) != 2:

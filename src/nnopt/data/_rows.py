@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from nnopt.data._files import _target_column, check_duplicates, parse_csv, read_parquet_columns
-from nnopt.data._load import _frame_columns, _is_frame, _resolve
+from nnopt.data._load import _frame_columns, _resolve, is_frame
 from nnopt.data._table import as_numbers
 from nnopt.data._prepare import _split_rows
 from nnopt.data._types import Data, RawData
@@ -35,8 +35,8 @@ def load_rows(source, *, features: Sequence[str] | None = None, target: str | No
     Any other source (a built-in name, .npz, IDX directory, (X, y) tuple, or an X array) keeps its order;
     a shipped test split stays in `test`.
     """
-    if _is_frame(source) or (isinstance(source, tuple) and len(source) == 2 and _is_frame(source[0])):
-        frame, labels = (source, None) if _is_frame(source) else source
+    if is_frame(source) or (isinstance(source, tuple) and len(source) == 2 and is_frame(source[0])):
+        frame, labels = (source, None) if is_frame(source) else source
         by_name = _frame_columns(frame, "the DataFrame")
         y = labels if labels is not None else (by_name.get(target) if target is not None else None)
         if y is not None:

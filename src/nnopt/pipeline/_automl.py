@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from nnopt.config import TABLE_KEYS, column_names, table_settings
-from nnopt.data import load_data
+from nnopt.data import is_frame, load_data
 from nnopt.errors import UsageError, describe, param, require_int
 from nnopt.fileio import LOCK_NAME, atomic_write_json, atomic_write_text, make_run_dir, slug
 from nnopt.pipeline._budget import SCREEN_SHARE, Clock, Plan, parse_budget
@@ -63,7 +63,7 @@ Progress = Callable[[str, str], None]
 def default_out(data: Any) -> Path:
     """runs/automl-DATA: the run directory of `nnopt automl --data DATA` and of nnopt.automl(DATA) without out=,
     the same for the same data, so a re-run continues."""
-    return Path("runs") / f"automl-{'dataframe' if _is_frame(data) else slug(_source(data))}"
+    return Path("runs") / f"automl-{'dataframe' if is_frame(data) else slug(_source(data))}"
 
 
 def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", target: str | None = None,
@@ -88,7 +88,7 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
     run_dir = default_out(data) if out is None else Path(out)
     constraints = {k: v for k, v in (("max_params", max_params), ("max_flops", max_flops),
                                      ("max_size_kb", max_size_kb), ("max_latency_ms", max_latency_ms)) if v is not None}
-    if _is_frame(data):  # the stages re-read their data by path, as best.yaml does: the frame becomes a file
+    if is_frame(data):  # the stages re-read their data by path, as best.yaml does: the frame becomes a file
         data = _frame_file(data, run_dir)
     source = _source(data)
     table = table_settings({"drop": column_names("drop", drop), "categorical": column_names("categorical", categorical),
@@ -216,10 +216,6 @@ def _auto_space(data: Any) -> str:
     if len(spatial) == 1 and spatial[0] >= 32:
         return "cnn"
     return "mlp"
-
-
-def _is_frame(data: Any) -> bool:
-    return type(data).__name__ == "DataFrame" and hasattr(data, "to_csv")
 
 
 def _frame_file(frame: Any, run_dir: Path) -> Path:
