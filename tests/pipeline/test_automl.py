@@ -53,6 +53,16 @@ def test_digits_within_budget_with_every_output(tmp_path):
     assert summary["spent_s"] <= 60 * 1.1, summary["stages"]
     assert summary["test"] >= 0.9 and summary["compressed_test"] >= 0.9
     assert summary["compressed_bytes"] < summary["fp32_bytes"]
+    # The setting applied to final/ (no validation rows) was checked on the rows final/ trained on: its figures are
+    # nnopt evaluate's on final/ and on compressed.nnz, and it kept within the drop (or gave way, and says so).
+    compress = state["stages"]["compress"]
+    check = compress["train_rows_check"]
+    assert check is not None and check["metric"] == "accuracy"
+    assert check["fp32"] == pytest.approx(nnopt.evaluate(run / "final", split="train").metrics["accuracy"])
+    assert check["compressed"] == pytest.approx(
+        nnopt.evaluate(run / "compressed" / "compressed.nnz", split="train").metrics["accuracy"])
+    assert check["drop_pts"] <= state["settings"]["max_accuracy_drop"] + 1e-9
+    assert all(r["drop_pts"] > state["settings"]["max_accuracy_drop"] for r in compress["refused"])
     # The screen never computed test metrics: it ranks on validation.
     screen = json.loads((run / "screen" / "results.json").read_text())
     assert all(r.get("test_accuracy_mean") is None for r in screen["optimizers"])

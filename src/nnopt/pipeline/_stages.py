@@ -17,6 +17,7 @@ from nnopt.compress import compress, ladder_for, nnopt_load
 from nnopt.compress import default_epochs as compress_epochs
 from nnopt.config import TrainSpec, spec_from_mapping
 from nnopt.errors import UsageError, param
+from nnopt.inference import evaluate
 from nnopt.fileio import atomic_write_text
 from nnopt.models import model_costs
 from nnopt.pipeline._budget import (
@@ -36,6 +37,9 @@ SCREEN_OPTIMIZERS = ("adam", "adamw", "nesterov", "rmsprop", "momentum")
 PROBE_MODEL = "mlp:128,64"
 MAX_TRIALS = 100_000  # the search stops on time, not on a count
 MAX_ROUNDS = 6
+# replaces a compression that failed the train-rows check on final/: int8 round-to-nearest, no training
+FALLBACK = {"prune": None, "prune_method": "global", "quantize": "int8", "schedule": "oneshot", "finetune_epochs": 0,
+            "qat_epochs": 0}
 CONSTRAINT_KEYS = ("max_params", "max_flops", "max_size_kb", "max_latency_ms")
 # The architecture spaces automl searches: nnopt search's presets, the MLP narrowed to 1-3 layers of 16-256 units.
 # In a budget of minutes the full preset (up to 6 layers of 512) spent its trials on networks of hundreds of
@@ -219,7 +223,9 @@ def compress_final(settings: dict[str, Any], search: dict[str, Any], run_dir: Pa
     """The ladder of nnopt compress, rung by rung on search/best (validation rows it never trained on), smallest
     expected file first; the first rung within the drop is applied to final/. A rung starts only if its
     fine-tuning fits in what is left of the budget (priced from the kept trial's seconds per epoch); otherwise
-    the ladder jumps to its last rung, int8 round-to-nearest, which needs no training."""
+    the ladder jumps to its last rung, int8 round-to-nearest, which needs no training. final/ has no validation
+    rows, so the setting applied to it is checked on its training rows (_train_rows_check): one that loses more
+    than `drop` there gives way to int8 round-to-nearest, and that, if it fails too, to fp32."""
     source, target = settings["data"], settings.get("target")
     per_epoch = (search.get("best_duration_s") or timing.trial_s(search["epochs_per_trial"])) / max(
         1, search["epochs_per_trial"])
@@ -248,15 +254,40 @@ def compress_final(settings: dict[str, Any], search: dict[str, Any], run_dir: Pa
         chosen = {}
         how += f"fp32: no setting of the ladder stayed within {drop:g} points on validation"
     out = run_dir / "compressed"
-    result = compress(run_dir / "final", source, target=target, export="onnx", out=out, **table_settings(settings),
-                      **chosen)
+    check, refused = None, []
+    for attempt in (chosen, *([FALLBACK] if chosen and chosen != FALLBACK else []), {}):
+        if out.exists():  # a setting refused by the check below: its files go
+            shutil.rmtree(out)
+        result = compress(run_dir / "final", source, target=target, export="onnx", out=out,
+                          **table_settings(settings), **attempt)
+        if not attempt:
+            check = None
+            break
+        check = _train_rows_check(run_dir, out, result.metric)
+        if check["drop_pts"] <= drop:
+            break
+        how += (f"; on final/ (train+val, no validation rows to choose its epochs) {result.chosen['name']} lost "
+                f"{check['drop_pts']:.2f} points on its own training rows, so it was replaced")
+        refused.append({**check, "name": result.chosen["name"]})
+    chosen = attempt
     draw(out)
     kept = result.chosen
     original = result.rows[0]
-    return {"setting": chosen or None, "how": how, "ladder": ladder, "file_bytes": kept["file_bytes"],
+    return {"setting": chosen or None, "how": how, "ladder": ladder, "train_rows_check": check, "refused": refused,
+            "file_bytes": kept["file_bytes"],
             "fp32_bytes": original["file_bytes"], "ratio": kept.get("ratio", 1.0), "name": kept["name"],
             "latency": result.latency,
             "summary": f"{kept['name']}: {kept['file_bytes']:,} bytes, {kept.get('ratio', 1.0):.1f}x smaller than fp32"}
+
+
+def _train_rows_check(run_dir: Path, compressed: Path, metric: str) -> dict[str, Any]:
+    """The compressed final model against final/model.pt on the rows both trained on (final's train split:
+    train + val). final/ has no validation rows, so its compression cannot pick its best fine-tuning epoch; a
+    setting that held on search/best's validation rows can still break it, which shows on these rows too."""
+    name = "accuracy" if metric.endswith("accuracy") else "r2"
+    before = evaluate(run_dir / "final", split="train").metrics[name]
+    after = evaluate(compressed / "compressed.nnz", data=None, split="train").metrics[name]
+    return {"metric": name, "fp32": before, "compressed": after, "drop_pts": 100 * (before - after)}
 
 
 def _rung_setting(rung: Any, finetune_epochs: int) -> dict[str, Any]:
