@@ -228,3 +228,33 @@ def test_evaluate_reproduces_training_metrics_on_a_raw_table(credit, tmp_path):
     scored = nnopt.evaluate(tmp_path / "run", split="test")
     assert scored.metrics["accuracy"] == pytest.approx(result.metrics["test"]["accuracy"], abs=1e-12)
     assert scored.missing  # credit_data has empty Income / Assets / Debt / Home / Job / Marital cells
+
+
+def test_skewed_numbers_are_read_on_a_log_scale(credit, tmp_path):
+    """credit_data's money columns have long right tails; Seniority and Age do not. A skewed column is read through
+    sign(x) log(1 + |x|) before the median fill, the same in training, in encode and in the description."""
+    from scipy.stats import skew
+
+    from nnopt.data import split_positions
+
+    data = load_data(write(credit, tmp_path / "c.csv"), target="Status", seed=0)
+    rows = credit.dropna(subset=["Status"]).reset_index(drop=True)
+    codes = np.unique(rows["Status"], return_inverse=True)[1]
+    train, val, _ = split_positions(len(rows), codes, False, 0.15, 0.15, 0)
+    by_name = {c["name"]: c for c in data.preprocessing["table"]["columns"]}
+    for name in ("Income", "Assets", "Debt", "Amount", "Price", "Age", "Time"):
+        values = rows.loc[train, name].dropna().to_numpy(dtype=float)
+        assert by_name[name]["skew"] == pytest.approx(skew(values))
+        assert by_name[name]["log"] == (abs(skew(values)) > 1.0), name
+    assert by_name["Income"]["log"] and not by_name["Age"]["log"]
+    income = rows.loc[train, "Income"].to_numpy(dtype=float)
+    assert by_name["Income"]["fill"] == pytest.approx(np.nanmedian(np.log1p(income)))
+    columns = {name: rows[name].to_numpy() for name in rows.columns if name != "Status"}
+    X, _ = encode_table({k: v[val] for k, v in columns.items()}, data.preprocessing["table"])
+    at = data.feature_names.index("Income")
+    raw = rows.loc[val, "Income"].to_numpy(dtype=float)
+    expected = np.where(np.isnan(raw), by_name["Income"]["fill"], np.log1p(raw))
+    np.testing.assert_allclose(X[:, at], expected)
+    described = {c["column"]: c["treatment"] for c in data.describe()["columns"]}
+    assert described["Income"].startswith("sign(x) log(1 + |x|), skewness") and "+ indicator" in described["Income"]
+    assert not described["Age"].startswith("sign(x)")

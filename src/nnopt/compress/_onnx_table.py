@@ -139,8 +139,9 @@ def _table_nodes(table: dict, preprocessing: Mapping[str, Any], features: str) -
         if c["kind"] == "numeric":
             inputs.append(helper.make_tensor_value_info(x, TensorProto.FLOAT, ["batch", 1]))
             nodes.append(helper.make_node("IsNaN", [x], [tag + "absent"]))
+            value = _signed_log_nodes(x, tag, nodes, const) if c.get("log") else x
             fill = const(f"c{k}.fill", np.array([[c["fill"]]], dtype=np.float32))
-            nodes.append(helper.make_node("Where", [tag + "absent", fill, x], [tag + "filled"]))
+            nodes.append(helper.make_node("Where", [tag + "absent", fill, value], [tag + "filled"]))
             parts.append(tag + "filled")
             if c["indicator"]:
                 nodes.append(helper.make_node("Cast", [tag + "absent"], [tag + "indicator"], to=TensorProto.FLOAT))
@@ -172,8 +173,14 @@ def _matrix_nodes(kept: list[dict], inputs: list, nodes: list, const: Callable[[
 
     inputs.append(helper.make_tensor_value_info(MATRIX_INPUT, TensorProto.FLOAT, ["batch", len(kept)]))
     nodes.append(helper.make_node("IsNaN", [MATRIX_INPUT], [PREFIX + "absent"]))
+    value = MATRIX_INPUT
+    if any(c.get("log") for c in kept):  # the skewed columns through sign(x) log(1 + |x|), the others as they are
+        logged = _signed_log_nodes(MATRIX_INPUT, PREFIX + "m.", nodes, const)
+        which = const("logged", np.array([[bool(c.get("log")) for c in kept]]))
+        nodes.append(helper.make_node("Where", [which, logged, MATRIX_INPUT], [PREFIX + "values"]))
+        value = PREFIX + "values"
     fill = const("fill", np.array([[c["fill"] for c in kept]], dtype=np.float32))
-    nodes.append(helper.make_node("Where", [PREFIX + "absent", fill, MATRIX_INPUT], [PREFIX + "filled"]))
+    nodes.append(helper.make_node("Where", [PREFIX + "absent", fill, value], [PREFIX + "filled"]))
     flagged = [k for k, c in enumerate(kept) if c["indicator"]]
     if not flagged:
         nodes.append(helper.make_node("Identity", [PREFIX + "filled"], [PREFIX + "matrix"]))
@@ -185,6 +192,19 @@ def _matrix_nodes(kept: list[dict], inputs: list, nodes: list, const: Callable[[
         order += [k] + ([len(kept) + k] if c["indicator"] else [])
     nodes.append(helper.make_node("Gather", [PREFIX + "both", const("order", np.array(order, dtype=np.int64))],
                                   [PREFIX + "matrix"], axis=1))
+
+
+def _signed_log_nodes(x: str, tag: str, nodes: list, const: Callable[[str, np.ndarray], str]) -> str:
+    """sign(x) log(1 + |x|), as data.signed_log computes it (NaN stays NaN); returns the output's name."""
+    from onnx import helper
+
+    one = const(tag.removeprefix(PREFIX) + "one", np.array(1.0, dtype=np.float32))
+    nodes.append(helper.make_node("Abs", [x], [tag + "abs"]))
+    nodes.append(helper.make_node("Add", [tag + "abs", one], [tag + "abs1"]))
+    nodes.append(helper.make_node("Log", [tag + "abs1"], [tag + "log"]))
+    nodes.append(helper.make_node("Sign", [x], [tag + "sign"]))
+    nodes.append(helper.make_node("Mul", [tag + "sign", tag + "log"], [tag + "signed_log"]))
+    return tag + "signed_log"
 
 
 def table_onnx(network: str | Path, preprocessing: Mapping[str, Any], path: str | Path) -> Path:
@@ -288,6 +308,8 @@ def table_probe(table: dict, preprocessing: Mapping[str, Any], n: int, seed: int
         if c["kind"] == "numeric":
             spread = scale[at] if preprocessing.get("x_scale") == "standard" else max(1.0, abs(c["fill"]))
             values = c["fill"] + spread * rng.standard_normal(n)
+            if c.get("log"):  # fill and spread are on the log scale: back to raw values
+                values = np.sign(values) * np.expm1(np.minimum(np.abs(values), 30.0))
             values[rng.random(n) < 0.1] = np.nan
             columns[c["name"]] = values.astype(np.float32)
             at += 1 + bool(c["indicator"])

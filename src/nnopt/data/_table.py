@@ -5,7 +5,8 @@ The stored block (``preprocessing["table"]``) holds lists and numbers only, so a
 ``torch.load(weights_only=True)``; ``encode`` applies it with numpy at predict time, and the ONNX export builds the
 same steps into the graph. One column's rules:
 
-- numeric: a missing cell gets the train median; a column with missing train cells also gets a 0/1 indicator.
+- numeric: a column whose train values are skewed (|skewness| > SKEW_MAX) is read through sign(x) log(1 + |x|);
+  a missing cell gets the train median; a column with missing train cells also gets a 0/1 indicator.
 - categorical, at most ONEHOT_MAX levels once rare ones are folded: one-hot. A level seen in fewer than
   MIN_FREQUENCY train rows folds into "(other)", and so does a level never seen in training (counted as unseen);
   without rare levels an unseen one encodes as all zeros. A missing cell is the level "(missing)".
@@ -29,6 +30,10 @@ ONEHOT_MAX = 32  # levels (after folding rare ones) up to which a categorical co
 HIGH_CARDINALITY = "target"
 MIN_FREQUENCY = 5  # train rows a level needs to get a column of its own
 MISSING_LEVEL = "(missing)"
+# |skewness| of a numeric column's train values above which it is read through sign(x) log(1 + |x|): long tails
+# (counts, amounts, sizes) would otherwise squeeze most rows into a sliver of the standardized range (AutoGluon's
+# network takes 0.99 as its threshold for a quantile transform); benchmarks/tables.py measures it (RESULTS.md)
+SKEW_MAX = 1.0
 OTHER = "(other)"
 ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|guid|key)$|^(id|rownames?|index)([_\s.-]|$)|^unnamed: 0$",
                      re.IGNORECASE)
@@ -234,6 +239,9 @@ def fit_table(columns: Mapping[str, np.ndarray], plan: list[dict], train: np.nda
     fills, flagged = {}, set()
     if numeric:
         block = np.stack([as_numbers(columns[e["name"]])[train] for e in numeric], axis=1)
+        skews = {e["name"]: _skew(block[:, k]) for k, e in enumerate(numeric)}
+        logged = [k for k, e in enumerate(numeric) if abs(skews[e["name"]]) > SKEW_MAX]
+        block[:, logged] = signed_log(block[:, logged])
         imputer = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
         imputer.fit(block)
         fills = {e["name"]: float(v) for e, v in zip(numeric, imputer.statistics_)}
@@ -248,7 +256,8 @@ def fit_table(columns: Mapping[str, np.ndarray], plan: list[dict], train: np.nda
         if kind == "numeric":
             values = as_numbers(columns[name])[train]
             entries.append({"name": name, "kind": "numeric", "reason": entry["reason"], "fill": fills[name],
-                            "indicator": name in flagged, "missing_train": int(np.isnan(values).sum())})
+                            "indicator": name in flagged, "missing_train": int(np.isnan(values).sum()),
+                            "log": abs(skews[name]) > SKEW_MAX, "skew": skews[name]})
             continue
         text = as_text(columns[name])[train]
         filled = np.array([MISSING_LEVEL if v is None else v for v in text], dtype=object).reshape(-1, 1)
@@ -274,6 +283,22 @@ def fit_table(columns: Mapping[str, np.ndarray], plan: list[dict], train: np.nda
         entries.append({**common, "encoding": "target", **stored})
         train_codes[name] = codes
     return {"version": 1, "columns": entries}, train_codes
+
+
+def _skew(values: np.ndarray) -> float:
+    """Skewness of a column's present values (0 when fewer than 3 differ: a flag or a constant has no tail)."""
+    present = values[~np.isnan(values)]
+    if len(np.unique(present[:10_000])) < 3:
+        return 0.0
+    from scipy.stats import skew
+
+    found = float(skew(present))
+    return found if np.isfinite(found) else 0.0
+
+
+def signed_log(values: np.ndarray) -> np.ndarray:
+    """sign(x) log(1 + |x|): monotonic, 0 at 0, log-like on both tails; NaN stays NaN."""
+    return np.sign(values) * np.log1p(np.abs(values))
 
 
 def _target_encode(filled: np.ndarray, y: np.ndarray, task: str, n_classes: int | None,
@@ -365,6 +390,8 @@ def encode(columns: Mapping[str, np.ndarray], table: dict, what: str = "the data
                                 f"{row + 1}); replace them with numbers or leave the cells empty")
             absent = np.isnan(numbers)
             missing[name] = int(absent.sum())
+            if c.get("log"):
+                numbers = signed_log(numbers)
             parts.append(np.where(absent, c["fill"], numbers)[:, None])
             if c["indicator"]:
                 parts.append(absent.astype(np.float64)[:, None])
@@ -400,6 +427,10 @@ def describe_columns(table: dict) -> list[dict]:
         elif c["kind"] == "numeric":
             treatment = f"median {c['fill']:.6g} for missing" + (" + indicator" if c["indicator"] else "") \
                 if c["missing_train"] or c["indicator"] else "as is"
+            if c.get("log"):
+                fill = f"; median {c['fill']:.6g} (on that scale) for missing" + \
+                    (" + indicator" if c["indicator"] else "") if c["missing_train"] or c["indicator"] else ""
+                treatment = f"sign(x) log(1 + |x|), skewness {c['skew']:.2g}{fill}"
         elif c["encoding"] == "onehot":
             treatment = f"one-hot, {len(c['levels'])} levels" + \
                 (f" + (other) for {len(c['rare'])} rare" if c["rare"] else "")

@@ -150,7 +150,8 @@ def _export_table(predictor: Predictor, format: str, path: Path, check_rows: int
 
 class NumericColumns(nn.Module):
     """A table of numeric columns, (batch, columns) in the order training read them with NaN for a missing value ->
-    the encoded features: the train median in a missing cell, then a 0/1 indicator where training had one."""
+    the encoded features: skewed columns on a log scale, the train median in a missing cell, then a 0/1 indicator
+    where training had one."""
 
     def __init__(self, table: dict):
         super().__init__()
@@ -160,9 +161,12 @@ class NumericColumns(nn.Module):
             order += [i] + ([len(kept) + i] if c["indicator"] else [])
         self.register_buffer("fill", torch.tensor([c["fill"] for c in kept], dtype=torch.float32))
         self.register_buffer("order", torch.tensor(order, dtype=torch.int64))
+        # the skewed columns are read through sign(x) log(1 + |x|), as data.signed_log does
+        self.register_buffer("logged", torch.tensor([bool(c.get("log")) for c in kept]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         absent = torch.isnan(x)
+        x = torch.where(self.logged, torch.sign(x) * torch.log1p(torch.abs(x)), x)
         both = torch.cat([torch.where(absent, self.fill, x), absent.to(x.dtype)], dim=1)
         return both.index_select(1, self.order)
 
