@@ -11,13 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from nnopt.config import TABLE_KEYS, table_settings
+from nnopt.data import load_data
 from nnopt.comparison import compare
 from nnopt.compress import compress, ladder_for, nnopt_load
 from nnopt.compress import default_epochs as compress_epochs
 from nnopt.config import TrainSpec, spec_from_mapping
 from nnopt.errors import UsageError, param
-from nnopt.inference import evaluate
 from nnopt.fileio import atomic_write_text
 from nnopt.models import model_costs
 from nnopt.pipeline._budget import (
@@ -30,7 +32,7 @@ from nnopt.pipeline._budget import (
     min_trial_epochs,
 )
 from nnopt.search import load_tune_spec, tune
-from nnopt.train import fit
+from nnopt.train import compute_metrics, fit, training_targets
 from nnopt.train import run as run_training
 
 SCREEN_OPTIMIZERS = ("adam", "adamw", "nesterov", "rmsprop", "momentum")
@@ -280,12 +282,21 @@ def compress_final(settings: dict[str, Any], search: dict[str, Any], run_dir: Pa
 
 def _train_rows_check(run_dir: Path, compressed: Path, metric: str) -> dict[str, Any]:
     """The compressed final model against final/model.pt on the rows both trained on (final's train split:
-    train + val). final/ has no validation rows, so its compression cannot pick its best fine-tuning epoch; a
-    setting that held on search/best's validation rows can still break it, which shows on these rows too."""
+    train + val, re-made from final/config.json). final/ has no validation rows, so its compression cannot pick
+    its best fine-tuning epoch; a setting that held on search/best's validation rows can still break it, which
+    shows on these rows too."""
     name = "accuracy" if metric.endswith("accuracy") else "r2"
-    before = evaluate(run_dir / "final", split="train").metrics[name]
-    after = evaluate(compressed / "compressed.nnz", data=None, split="train").metrics[name]
-    return {"metric": name, "fp32": before, "compressed": after, "drop_pts": 100 * (before - after)}
+    config = json.loads((run_dir / "final" / "config.json").read_text())
+    data = load_data(config["data"], **{k: config[k] for k in ("target", "task", "val_fraction", "test_fraction",
+                                                              "scale", "seed", *TABLE_KEYS) if config.get(k) is not None})
+    targets = training_targets(data.train.y, data.task, data.n_outputs)
+    scores = {}
+    for key, path in (("fp32", run_dir / "final" / "model.pt"), ("compressed", compressed / "compressed.nnz")):
+        model = nnopt_load(path)[0].eval()
+        with torch.inference_mode():
+            outputs = model(data.train.X)
+        scores[key] = compute_metrics(data.task, outputs, targets, 0.0, [name], data.target_scale)[name]
+    return {"metric": name, **scores, "drop_pts": 100 * (scores["fp32"] - scores["compressed"])}
 
 
 def _rung_setting(rung: Any, finetune_epochs: int) -> dict[str, Any]:
