@@ -61,7 +61,7 @@ def predict(model: Any, data: Any, *, proba: bool = False, out: str | Path | Non
     """
     if out is not None:
         require_path("out", out, "a file path for the CSV")
-    predictor = load_predictor(model)
+    predictor = load_predictor(model, data)
     task = predictor.task
     if proba and task != "classification":
         raise UsageError(f"{param('proba', True)} applies to classifiers; this model predicts numbers (regression)")
