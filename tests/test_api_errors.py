@@ -29,7 +29,6 @@ def _objective(params):
 
 
 SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
-MODULE_FIX = "train it from a model spec with nnopt.fit('mlp:128,64', data, out=DIR) first and give DIR"
 
 # name in nnopt.__all__ -> (id, call, error class, fragments the message holds). Each name has a wrong type and,
 # where the function validates values of its own, a bad value. The calls fail before any training.
@@ -88,8 +87,10 @@ CASES = {
         ("epochs value", lambda: nnopt.nas("iris", epochs=0), UsageError, ["epochs= must be an integer >= 1; got 0"]),
     ],
     "compress_model": [
-        ("nn.Module", lambda: nnopt.compress_model(MyNet(), quantize="int8"), UsageError,
-         ["model= must be a run directory or a model file", "got an nn.Module (MyNet)", MODULE_FIX]),
+        ("nn.Module without data", lambda: nnopt.compress_model(MyNet(), quantize="int8"), UsageError,
+         ["an nn.Module has no training record", "give data=, the labelled rows"]),
+        ("model type", lambda: nnopt.compress_model(3, quantize="int8"), UsageError,
+         ["model= must be a run directory or a model file", "got 3"]),
         ("prune value", lambda: nnopt.compress_model("runs/none", prune=1.5), UsageError,
          ["prune= must be a sparsity in [0, 1)"]),
         ("qat without bits", lambda: nnopt.compress_model("runs/none", qat_epochs=2), UsageError,
@@ -103,19 +104,23 @@ CASES = {
         ("data type", lambda: nnopt.automl(("X", "y")), UsageError, ["data= must be a dataset name, a file path or a pandas DataFrame"]),
     ],
     "evaluate": [
-        ("nn.Module", lambda: nnopt.evaluate(MyNet(), "iris"), UsageError,
-         ["model= must be a run directory", MODULE_FIX]),
+        ("nn.Module without data", lambda: nnopt.evaluate(MyNet()), UsageError,
+         ["an nn.Module has no training record", "give data="]),
+        ("model type", lambda: nnopt.evaluate(3, "iris"), UsageError, ["model= must be a run directory", "got 3"]),
         ("split value", lambda: nnopt.evaluate("runs/none", split="tests"), ConfigError,
          ["unknown split 'tests'; did you mean 'test'?"]),
     ],
     "predict": [
-        ("nn.Module", lambda: nnopt.predict(MyNet(), "iris"), UsageError,
-         ["model= must be a run directory", MODULE_FIX]),
+        ("nn.Module on data of another shape", lambda: nnopt.predict(MyNet(), [[0.0] * 5]), UsageError,
+         ["the model fails on a batch of shape (2, 5)", "give sample_shape="]),
         ("out type", lambda: nnopt.predict("runs/none", "iris", out=3), UsageError,
          ["out= must be a file path for the CSV; got 3"]),
     ],
     "export": [
-        ("nn.Module", lambda: nnopt.export(MyNet()), UsageError, ["model= must be a run directory", MODULE_FIX]),
+        ("nn.Module without its shape", lambda: nnopt.export(MyNet()), UsageError,
+         ["an nn.Module has no training record", "give sample_shape=, the shape of one sample"]),
+        ("sample_shape type", lambda: nnopt.export(MyNet(), sample_shape=4.5), UsageError,
+         ["sample_shape= must be the shape of one sample", "got 4.5"]),
         ("model type", lambda: nnopt.export(3), UsageError,
          ["model= must be a run directory or a model file (model.pt, compressed.nnz); got 3"]),
     ],

@@ -8,10 +8,14 @@ so the CLI and Python users get the same run directory. Each entry point holds i
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from torch import nn
 
 from nnopt import comparison as _comparison
 from nnopt import distributed as _distributed
@@ -19,7 +23,7 @@ from nnopt import search as _search
 from nnopt import train as _train
 from nnopt.config import TrainSpec
 from nnopt.errors import UsageError, describe, param, require_model_path, require_path
-from nnopt.fileio import lock_run_dir
+from nnopt.fileio import atomic_write_json, lock_run_dir
 from nnopt.report import build_report
 
 
@@ -85,12 +89,54 @@ def nas(data: Any, **kwargs: Any) -> _search.TuneResult:
 
 
 def compress_model(model: Any, data: Any = None, **kwargs: Any) -> Any:
-    """nnopt.compress.compress of `model` (a run directory or model file), plus report.html when `out` is given."""
+    """nnopt.compress.compress of `model` (a run directory, model file or nn.Module), plus report.html when `out`
+    is given.
+
+    An nn.Module is compressed on `data` as given (no scaling; batches in the data's own sample shape), which is
+    then required; the compressed file rebuilds it through its class, which must be importable with its
+    constructor arguments (see docs/models.md)."""
     from nnopt import compress as _compress
 
+    if isinstance(model, nn.Module):
+        if data is None:
+            raise UsageError(f"an nn.Module has no training record to say which data it learned from: give "
+                             f"{param('data')}, the labelled rows to fine-tune and score it on")
+        with _locked(kwargs.get("out")), tempfile.TemporaryDirectory(prefix="nnopt-module-") as scratch:
+            source = _module_run(model, data, Path(scratch), kwargs)
+            result = _compress.compress(source, data, **kwargs)
+            if result.run_dir is not None:  # the temporary source is gone: name the module instead
+                result.config["source"] = f"<{type(model).__name__}>"
+                atomic_write_json(result.run_dir / "config.json", result.config)
+            return _with_report(result)
     require_model_path("model", model)
     with _locked(kwargs.get("out")):
         return _with_report(_compress.compress(model, data, **kwargs))
+
+
+def _module_run(model: nn.Module, data: Any, directory: Path, options: dict[str, Any]) -> Path:
+    """A train run directory for a module in hand: model.pt recorded as fit records an instance (its recipe, when
+    found, and its torch.export program) for `data` unscaled, and a config.json saying so."""
+    from nnopt.data import load_data
+    from nnopt.models import needs_class, save_model
+
+    split = {k: options[k] for k in ("target", "seed", "drop", "categorical", "numeric", "sep")
+             if options.get(k) is not None}
+    loaded = load_data(data, scale="none", **split)
+    shape = loaded.sample_shape or loaded.input_shape
+    flat = not shape or tuple(shape) == (loaded.n_features,)
+    record = save_model(directory / "model.pt", model.cpu() if _on_cpu(model) else copy.deepcopy(model).cpu(), {
+        "model_spec": None, "in_features": loaded.n_features, "n_outputs": loaded.n_outputs,
+        "input_shape": list(loaded.input_shape) if loaded.input_shape else None,
+        "sample_shape": None if flat else list(shape), "task": loaded.task, "class_names": loaded.class_names,
+        "preprocessing": loaded.preprocessing})
+    if record["model_spec"] is None:
+        needs_class({"loaded_program": True, **record}, "compressing an nn.Module")
+    atomic_write_json(directory / "config.json", {"command": "train", "data": None, "scale": "none", **split})
+    return directory
+
+
+def _on_cpu(model: nn.Module) -> bool:
+    return all(t.device.type == "cpu" for t in [*model.parameters(), *model.buffers()])
 
 
 def automl(data: Any, **kwargs: Any) -> Any:

@@ -29,7 +29,7 @@ from nnopt.config import TABLE_KEYS, table_settings
 from nnopt.data import load_data
 from nnopt.errors import UsageError, did_you_mean, param, require_int, require_model_path
 from nnopt.fileio import atomic_write_json, make_run_dir
-from nnopt.models import ArchSpec, count_params, serialized_bytes
+from nnopt.models import ArchSpec, count_params, needs_class, serialized_bytes
 from nnopt.train import compute_metrics, fit, training_targets
 
 from nnopt.compress._export import agreement, export_onnx, ort_latency_ms, ort_predict, quantize_onnx_int8, \
@@ -231,6 +231,7 @@ def _load_source(source: str | Path) -> tuple[nn.Module, dict[str, Any], dict[st
     if not path.exists():
         raise UsageError(f"model not found: {path}; give a run directory (with model.pt) or a model file")
     model, meta = nnopt_load(path)
+    needs_class(meta, "nnopt compress (the compressed file rebuilds the network; fine-tuning and QAT train it)")
     if not meta.get("model_spec"):
         raise UsageError(f"{path} holds a custom nn.Module; nnopt compress needs a model nnopt can rebuild")
     config_path = (path if path.is_dir() else path.parent) / "config.json"

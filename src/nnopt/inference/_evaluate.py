@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from nnopt.data import apply_target, split_positions
 from nnopt.errors import DataError, UsageError, describe, param, require_path, unknown_name
@@ -66,7 +67,8 @@ class Evaluation:
 def evaluate(model: Any, data: Any = None, *, target: str | None = None, split: str | None = None,
              out: str | Path | None = None, importance: bool = False,
              repeats: int = IMPORTANCE_REPEATS) -> Evaluation:
-    """Score `model` (a run directory, model file or Predictor) on labelled `data` (default: its training data).
+    """Score `model` (a run directory, model file, Predictor or nn.Module) on labelled `data` (default: its
+    training data; required for an nn.Module, which is given the data unscaled).
 
     target: the label column of a table (default: the training target). split: "all" by default; "val" when
     importance is asked for on the training data (data=None). out: a directory for config.json, metrics.json and
@@ -90,7 +92,10 @@ def evaluate(model: Any, data: Any = None, *, target: str | None = None, split: 
 
 def _score(model: Any, data: Any, target: str | None, split: str, out: Path | None, importance: bool,
            repeats: int) -> Evaluation:
-    predictor = load_predictor(model)
+    if data is None and isinstance(model, nn.Module):
+        raise UsageError(f"an nn.Module has no training record to say which data it learned from: give {param('data')},"
+                         " the labelled rows to score it on")
+    predictor = load_predictor(model, data)
     groups = importance_groups(predictor) if importance else None  # refused (images) before any work
     if data is None:
         data = (predictor.settings or {}).get("data")

@@ -87,14 +87,18 @@ def deployable(predictor: Predictor) -> Deployed:
     return Deployed(predictor.model, shift, scale, y_mean, y_std).eval()
 
 
-def export(model: Any, format: str = "onnx", out: str | Path | None = None, *, check_rows: int = CHECK_ROWS) -> Exported:
-    """Write `model` (a run directory, model file or Predictor) as `format` ("onnx" or "torchscript") to `out`
-    (default model.onnx / model.torchscript.pt) and check it against nnopt on `check_rows` sampled rows."""
+def export(model: Any, format: str = "onnx", out: str | Path | None = None, *, check_rows: int = CHECK_ROWS,
+           sample_shape: Any = None) -> Exported:
+    """Write `model` (a run directory, model file, Predictor or nn.Module) as `format` ("onnx" or "torchscript") to
+    `out` (default model.onnx / model.torchscript.pt) and check it against nnopt on `check_rows` sampled rows.
+
+    sample_shape: the shape of one input sample of an nn.Module, e.g. (3, 32, 32) (a run records its own); the
+    exported file takes flat rows (batch, product of the shape)."""
     if format not in FORMATS:
         raise unknown_name("export format", format, FORMATS)
     if out is not None:
         require_path("out", out, "a file path")
-    predictor = load_predictor(model)
+    predictor = load_predictor(model, sample_shape=sample_shape)
     path = Path(out if out is not None else DEFAULT_OUT[format])
     if predictor.table is not None:
         return _export_table(predictor, format, path, check_rows)

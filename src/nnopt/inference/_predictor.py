@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from nnopt.data import apply_preprocessing, encode_table, kept_columns, load_rows
-from nnopt.errors import DataError, param, require_model_path
+from nnopt.errors import DataError, UsageError, describe, param, require_model_path
 from nnopt.inference._source import locate, training_settings
 
 EVAL_CHUNK = 8192  # rows per forward pass, as nnopt.train evaluates
@@ -209,13 +209,82 @@ class Predictor:
         return X
 
 
-def load_predictor(model: Any) -> Predictor:
-    """A Predictor for a run directory (train, tune / search, compare, compress, automl) or a model file."""
+def load_predictor(model: Any, data: Any = None, *, sample_shape: Any = None) -> Predictor:
+    """A Predictor for a run directory (train, tune / search, compare, compress, automl), a model file, or an
+    nn.Module.
+
+    An nn.Module has no training record: it takes the data as given (no scaling), in the shape one sample of
+    `data` has (or `sample_shape`, which wins); its outputs are counted on a probe batch. The task is
+    classification for several outputs, or for one output and 0/1 labels; regression otherwise."""
     if isinstance(model, Predictor):
         return model
+    if isinstance(model, nn.Module):
+        return module_predictor(model, data, sample_shape)
     require_model_path("model", model)
     network, meta, path, description = locate(model)
+    shape = meta.get("sample_shape")
+    if shape and tuple(shape) != (int(meta["in_features"]),):
+        network = Shaped(network, tuple(shape))
     return Predictor(model=network, meta=meta, path=path, description=description, settings=training_settings(path))
+
+
+class Shaped(nn.Module):
+    """Flat rows (batch, n_features) -> the network in the shape one sample had at training time: a factory's or a
+    user's module takes (batch, C, H, W) images or (batch, C, L) signals, and every user of a Predictor (predict,
+    evaluate, importance, ONNX export) passes flat rows."""
+
+    def __init__(self, network: nn.Module, sample_shape: tuple[int, ...]):
+        super().__init__()
+        self.network = network
+        self.sample_shape = tuple(int(d) for d in sample_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x.reshape(-1, *self.sample_shape))  # -1, not len(x): export keeps the batch dynamic
+
+
+def module_predictor(network: nn.Module, data: Any, sample_shape: Any) -> Predictor:
+    """A Predictor for a module given in hand, its input shape from `sample_shape` or else from `data`."""
+    raw = None
+    if sample_shape is None:
+        if data is None:
+            raise UsageError(f"an nn.Module has no training record to say the shape of its input: give "
+                             f"{param('sample_shape')}, the shape of one sample, e.g. (3, 32, 32) or (20,)")
+        raw = load_rows(data)
+        sample_shape = tuple(np.asarray(raw.X).shape[1:])
+    shape = _sample_shape(sample_shape)
+    was = network.training
+    try:
+        with torch.inference_mode():
+            out = network.eval()(torch.zeros(2, *shape))
+    except Exception as exc:  # noqa: BLE001 - the user's module failed on this shape: say which
+        network.train(was)
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise UsageError(f"the model fails on a batch of shape {(2, *shape)} ({detail}); give "
+                         f"{param('sample_shape')} the shape one sample of your module takes") from None
+    n_outputs = int(out.shape[1]) if out.ndim == 2 else 1
+    task = "classification" if n_outputs > 1 else "regression"
+    if raw is not None and raw.y is not None and n_outputs == 1:
+        labels = np.asarray(raw.y).reshape(-1)
+        if labels.dtype.kind in "bUO" or (labels.dtype.kind in "iuf" and np.isin(labels, (0, 1)).all()):
+            task = "classification"  # one logit for two classes
+    n_features = int(np.prod(shape))
+    meta = {"model_spec": None, "in_features": n_features, "n_outputs": n_outputs, "task": task,
+            "sample_shape": list(shape), "class_names": None, "preprocessing": {}}
+    model = network if shape == (n_features,) else Shaped(network, shape)
+    name = type(network).__name__
+    return Predictor(model=model, meta=meta, path=Path(f"<{name}>"), description=f"nn.Module {name}")
+
+
+def _sample_shape(value: Any) -> tuple[int, ...]:
+    values = (value,) if isinstance(value, int) and not isinstance(value, bool) else value
+    try:
+        shape = tuple(values)
+    except TypeError:
+        shape = None
+    if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
+        raise UsageError(f"{param('sample_shape')} must be the shape of one sample, a tuple of integers >= 1 like "
+                         f"(3, 32, 32); got {describe(value)}")
+    return shape
 
 
 def _label_strings(y: np.ndarray, source_names: list[str] | None) -> np.ndarray:

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -284,11 +285,17 @@ def _early_stop(patience: int | None, best: dict[str, Any], row: dict[str, Any],
 def _write_outputs(run_dir: Path, result: FitResult, arch: ArchSpec | None, data: Data) -> None:
     flat = takes_flat_rows(arch) or module_takes_flat_rows(result.model)
     shape = data_shape(data) if not flat else None  # what a user's module was given per sample
-    save_model(run_dir / "model.pt", result.model, {
+    record = save_model(run_dir / "model.pt", result.model, {
         "model_spec": arch.to_string() if arch else None, "in_features": data.n_features,
         "n_outputs": data.n_outputs, "input_shape": list(data.input_shape) if data.input_shape else None,
         "sample_shape": list(shape) if shape else None,
         "task": data.task, "class_names": data.class_names, "preprocessing": data.preprocessing})
+    if arch is None:  # an instance: how it was recorded (recipe, torch.export program) goes into config.json
+        if record["program_error"]:
+            warnings.warn(record["program_error"], stacklevel=4)
+        result.config["model_record"] = {k: record[k] for k in ("model_spec", "module_class", "recipe_missing",
+                                                                "program", "program_error")}
+        atomic_write_json(run_dir / "config.json", result.config)
     write_importance(run_dir, result.model, data)  # a table's columns by permutation importance on val
     atomic_write_json(run_dir / "summary.json", {**result.summary(), "metrics": result.metrics,
                                                  "stopped_early": result.stopped_early})
