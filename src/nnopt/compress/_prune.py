@@ -3,7 +3,8 @@
 Mask methods ("magnitude", "global", "2:4") keep the layer shapes: `weight` becomes `weight_orig * weight_mask`
 (torch's reparametrization), the mask survives fine-tuning, and `make_permanent` bakes it in. Only "structured"
 makes the network itself smaller: it returns a new dense MLP / CNN with fewer hidden units, whose spec string
-`structured_spec` gives, so `nnopt.models.build_model` rebuilds it.
+`structured_spec` gives, so `nnopt.models.build_model` rebuilds it; any other module is pruned through
+torch-pruning's dependency graph (`_prune_graph.py`), and `pruned_shapes` records what rebuilding it needs.
 
 `amount` is always the fraction of weights (or units) that are gone afterwards, counted as torch does:
 `round(amount * n)` of `n`. Pruning a masked model again raises its sparsity to `amount`; it never stacks.
