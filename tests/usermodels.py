@@ -4,6 +4,7 @@ The tests import this file as `usermodels` (tests/ is on sys.path through its co
 in model specs: `usermodels:make_net`.
 """
 
+import torch
 from torch import nn
 
 CALLS: list[dict] = []  # every make_net call's arguments, so tests can check what a spec passed
@@ -79,3 +80,84 @@ class RefusingCounter:
 
     def __exit__(self, *exc):
         return False
+
+
+class BasicBlock(nn.Module):
+    """ResNet's basic block: two 3x3 convs with BatchNorm; a 1x1 strided conv + BatchNorm on the shortcut when the
+    block halves the map or changes the width."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.relu = nn.ReLU()
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18's shape for small images (a 3x3 stem, no max pool, as for CIFAR): four stages of two BasicBlocks,
+    widths width x (1, 2, 4, 8), stages 2-4 halving the map, global average pooling, a linear head."""
+
+    def __init__(self, in_channels: int = 3, n_classes: int = 10, width: int = 64):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                                  nn.ReLU())
+        blocks, c_in = [], width
+        for stage, mult in enumerate((1, 2, 4, 8)):
+            c_out = width * mult
+            blocks += [BasicBlock(c_in, c_out, stride=1 if stage == 0 else 2), BasicBlock(c_out, c_out)]
+            c_in = c_out
+        self.layers = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c_in, n_classes)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.layers(self.stem(x))).flatten(1))
+
+
+class Swish(nn.Module):
+    """A custom activation with a learnable slope: x * sigmoid(beta * x)."""
+
+    def __init__(self):
+        super().__init__()
+        self.beta = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.beta * x)
+
+
+class SwishMLP(nn.Module):
+    """An MLP on table rows with the custom Swish activation."""
+
+    def __init__(self, in_features: int, n_classes: int, width: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_features, width), Swish(), nn.Linear(width, width), Swish(),
+                                 nn.Linear(width, n_classes))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class TwoBranchNet(nn.Module):
+    """Two inputs in one row: the first `split` columns and the rest each go through their own layer, the two
+    are concatenated inside forward, then a hidden layer and a head."""
+
+    def __init__(self, in_features: int, n_classes: int, split: int = 32, width: int = 32):
+        super().__init__()
+        self.split = split
+        self.left = nn.Sequential(nn.Linear(split, width), nn.ReLU())
+        self.right = nn.Sequential(nn.Linear(in_features - split, width), nn.ReLU())
+        self.hidden = nn.Sequential(nn.Linear(2 * width, width), nn.ReLU())
+        self.head = nn.Linear(width, n_classes)
+
+    def forward(self, x):
+        a, b = x[:, :self.split], x[:, self.split:]
+        return self.head(self.hidden(torch.cat([self.left(a), self.right(b)], dim=1)))

@@ -23,8 +23,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
                                                                      "(removes neurons / channels) | 2:4")
     compress.add_argument("--schedule", default="oneshot", help="oneshot | gradual (Zhu & Gupta cubic, over the "
                                                                 "fine-tuning epochs)")
-    compress.add_argument("--finetune-epochs", type=int, help="epochs of fine-tuning after pruning (default 0; "
-                                                              "5 for gradual)")
+    compress.add_argument("--finetune-epochs", type=int, help="epochs of fine-tuning after pruning (default: "
+                                                              "about 400 steps, 3-20 epochs; 0 for none)")
     compress.add_argument("--quantize", help="int8 | int4 | int2 (weights, per channel)")
     compress.add_argument("--scheme", default="symmetric", help="symmetric | asymmetric")
     compress.add_argument("--qat-epochs", type=int, default=0, help="quantization-aware training epochs (LSQ)")

@@ -52,10 +52,11 @@ from nnopt.compress._layouts import (
     pack_codes,
     unpack_codes,
 )
+from nnopt.compress._prune_graph import apply_shapes
 from nnopt.compress._quant import QAT_BITS, QTensor, check_bits, dequantize, qrange
 from nnopt.errors import UsageError, require_model_path
 from nnopt.fileio import atomic_write
-from nnopt.models import build_model, load_model
+from nnopt.models import build_model, load_model, takes_flat_rows
 
 FORMAT = "nnopt.compressed/3"
 # read; /1 has no delta layout and no float16-stored float32 arrays, /2 keeps the feature statistics in the JSON
@@ -275,9 +276,13 @@ def load_compressed(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     state, header = read_compressed(path)
     meta = dict(header["meta"])
     try:
+        shape = meta.get("input_shape")
+        if meta.get("sample_shape") and not takes_flat_rows(meta["model_spec"]):
+            shape = meta["sample_shape"]  # what a factory was given at training time, as load_model does
         model = build_model(meta["model_spec"], in_features=meta["in_features"], n_outputs=meta["n_outputs"],
-                            input_shape=tuple(meta["input_shape"]) if meta.get("input_shape") else None,
-                            task=meta.get("task"))
+                            input_shape=tuple(shape) if shape else None, task=meta.get("task"))
+        if meta.get("pruned_shapes"):  # structurally pruned by torch-pruning: smaller than its constructor builds
+            apply_shapes(model, meta["pruned_shapes"], state)
         model.load_state_dict(state, strict=True)
     except (KeyError, RuntimeError) as exc:
         reason = str(exc).splitlines()[0]

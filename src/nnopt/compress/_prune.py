@@ -3,7 +3,8 @@
 Mask methods ("magnitude", "global", "2:4") keep the layer shapes: `weight` becomes `weight_orig * weight_mask`
 (torch's reparametrization), the mask survives fine-tuning, and `make_permanent` bakes it in. Only "structured"
 makes the network itself smaller: it returns a new dense MLP / CNN with fewer hidden units, whose spec string
-`structured_spec` gives, so `nnopt.models.build_model` rebuilds it.
+`structured_spec` gives, so `nnopt.models.build_model` rebuilds it; any other module is pruned through
+torch-pruning's dependency graph (`_prune_graph.py`), and `pruned_shapes` records what rebuilding it needs.
 
 `amount` is always the fraction of weights (or units) that are gone afterwards, counted as torch does:
 `round(amount * n)` of `n`. Pruning a masked model again raises its sparsity to `amount`; it never stacks.
@@ -23,6 +24,8 @@ from torch.nn.utils import prune as torch_prune
 from nnopt.errors import UsageError, param, unknown_name
 from nnopt.models import CNN, MLP, ArchSpec, DenseBlock
 from nnopt.train import Callback, fit
+
+from nnopt.compress._prune_graph import prune_graph
 
 PRUNE_METHODS = ("magnitude", "global", "structured", "2:4")
 _PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -62,17 +65,19 @@ def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, _PRUNABLE)]
 
 
-def prune(model: nn.Module, amount: float, method: str = "magnitude") -> nn.Module:
+def prune(model: nn.Module, amount: float, method: str = "magnitude", *,
+          example_inputs: torch.Tensor | tuple | None = None) -> nn.Module:
     """Prune `model`; `amount` in [0, 1) is the fraction removed (ignored by "2:4", which is always 50 %).
 
     "magnitude": the smallest |w| of each layer (L1 unstructured). "global": the smallest |w| over all layers.
     "2:4": 2 of every 4 consecutive input weights (layers whose input size is not a multiple of 4 stay dense).
-    These three add torch masks to `model` in place and return it. "structured" leaves `model` alone and returns
-    a new, smaller MLP / CNN (see `prune_structured`).
+    These three add torch masks to every Linear / Conv1d / Conv2d of any module, in place, and return it.
+    "structured" leaves `model` alone and returns a new, smaller module (see `prune_structured`); any module
+    other than nnopt's own MLP / CNN needs `example_inputs`, a batch in the shape it takes.
     """
     _check(amount, method)
     if method == "structured":
-        return prune_structured(model, amount)
+        return prune_structured(model, amount, example_inputs=example_inputs)
     layers = prunable_layers(model)
     if not layers:
         raise UsageError(f"{param('prune')} found no Linear or Conv layer in {type(model).__name__}; nothing to prune")
@@ -165,8 +170,14 @@ class _Layer:
         return getattr(self.parent, self.key)
 
 
-def prune_structured(model: nn.Module, amount: float) -> nn.Module:
-    """A new MLP / CNN without the `round(amount * width)` hidden units (neurons / channels) of each layer whose
+def prune_structured(model: nn.Module, amount: float, *,
+                     example_inputs: torch.Tensor | tuple | None = None) -> nn.Module:
+    """A new, smaller module without `amount` of the hidden units (neurons / channels) of each layer.
+
+    Any module but nnopt's own MLP / CNN goes through torch-pruning's dependency graph (`prune_graph`), traced on
+    `example_inputs`; `pruned_shapes(model, new)` is what reloading it needs.
+
+    nnopt's MLP / CNN: a new MLP / CNN without the `round(amount * width)` hidden units of each layer whose
     incoming weights have the smallest L2 norm; input and output widths never change, BatchNorm rows follow.
 
     Residual MLP blocks (x + body(x)) tie widths together: all layers joined by shortcuts keep ONE shared set of
@@ -175,10 +186,12 @@ def prune_structured(model: nn.Module, amount: float) -> nn.Module:
     whose two widths would become equal (build_model would add one) keeps one unit more.
     """
     _check(amount, "structured")
-    if not isinstance(model, (MLP, CNN)):
-        raise UsageError(f"structured pruning works on nnopt's mlp and cnn models; got {type(model).__name__}; "
-                         "use magnitude, global or 2:4")
     _detach_weights(model)
+    if not isinstance(model, (MLP, CNN)):
+        if example_inputs is None:
+            raise UsageError(f"structured pruning of {type(model).__name__} traces it on a batch: give "
+                             f"{param('example_inputs')} (e.g. torch.randn(2, *sample_shape))")
+        return prune_graph(make_permanent(copy.deepcopy(model)), amount, example_inputs)
     new = copy.deepcopy(model)
     layers = _mlp_layers(new) if isinstance(new, MLP) else _cnn_layers(new)
     if len(layers) < 2:
