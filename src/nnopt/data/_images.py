@@ -303,3 +303,27 @@ def load_image_folder(root: Path, *, image_size=None, strict: bool = False, val_
     data.images = {"size": [height, width], "channels": channels, "splits": note, "files": n + len(images.skipped),
                    "skipped": len(images.skipped), "skipped_files": images.skipped[:SHOWN_BAD]}
     return data
+
+
+def image_rows(source, image: dict, *, labels: bool, strict: bool = False):
+    """Rows for a model trained on images (`image`: its recorded size and channels), as load_rows gives them.
+
+    labels=True: an ImageFolder, labelled by class folder, in the order training read it (a given test split
+    last, in `test`); labels=False: any folder or files, unlabelled, in path order. `paths` and `skipped` say which
+    files the rows are."""
+    from nnopt.data._types import RawData
+
+    size, channels = tuple(int(d) for d in image["size"]), int(image["channels"])
+    if not labels:
+        images = read_unlabelled(source, size=size, channels=channels, strict=strict)
+        return RawData(X=images.X.reshape(len(images.X), -1), y=None, source="images", paths=images.paths,
+                       skipped=images.skipped)
+    if not isinstance(source, (str, os.PathLike)) or not Path(source).is_dir():
+        raise DataError(f"labelled images come as a folder with one subfolder per class; {source} is not a folder")
+    images, _, given = read_image_folder(Path(source).expanduser(), size=size, channels=channels, strict=strict)
+    X, y = images.X.reshape(len(images.X), -1), np.asarray(images.labels, dtype=str)
+    test = None
+    if given is not None and "test" in given:
+        last = np.asarray(images.splits) == "test"
+        test, X, y = (X[last], y[last]), X[~last], y[~last]
+    return RawData(X=X, y=y, source="images", test=test, paths=images.paths, skipped=images.skipped)

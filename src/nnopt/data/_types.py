@@ -90,3 +90,5 @@ class RawData:
     target: str | None = None  # the target column of a table
     task: str | None = None  # the task the source is known to be
     columns: dict[str, np.ndarray] | None = None  # a table's feature columns as read (text, numbers, missing)
+    paths: list[str] | None = None  # image files: the file of each row (test rows last)
+    skipped: list[str] | None = None  # image files that did not decode, with the reason

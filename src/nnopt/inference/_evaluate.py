@@ -53,6 +53,7 @@ class Evaluation:
     unlabelled: int = 0  # rows without a label, left out
     ignored_columns: list[str] = field(default_factory=list)  # columns the model does not read
     importance: list[dict] | None = None  # permutation importance per column, when asked for
+    skipped: list[str] = field(default_factory=list)  # image files that did not decode ("path: reason")
 
     def summary(self) -> dict[str, Any]:
         """The `--json` object."""
@@ -60,7 +61,7 @@ class Evaluation:
                 "model": self.model, "data": self.data, "class_names": self.class_names,
                 "confusion": self.confusion, "run_dir": str(self.run_dir) if self.run_dir else None,
                 "files": self.files, "unseen": self.unseen, "missing": self.missing, "unlabelled": self.unlabelled,
-                "ignored_columns": self.ignored_columns, "importance": self.importance}
+                "ignored_columns": self.ignored_columns, "importance": self.importance, "skipped": self.skipped}
 
 
 def evaluate(model: Any, data: Any = None, *, target: str | None = None, split: str | None = None,
@@ -116,7 +117,7 @@ def _score(model: Any, data: Any, target: str | None, split: str, out: Path | No
     metrics = compute_metrics(task, outputs, Y, loss, metric_names(task), predictor.target_scale)
     result = Evaluation(metrics=metrics, task=task, split=split, rows=len(keep), model=predictor.description,
                         data=str(data) if isinstance(data, (str, Path)) else f"<{type(data).__name__}>",
-                        unlabelled=rows.unlabelled, ignored_columns=rows.ignored)
+                        unlabelled=rows.unlabelled, ignored_columns=rows.ignored, skipped=rows.skipped)
     if groups is not None:
         result.importance = scores(predictor, inputs, Y, groups, repeats=repeats, seed=0, metric=None,
                                    max_rows=IMPORTANCE_MAX_ROWS)
