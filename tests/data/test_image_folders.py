@@ -187,3 +187,16 @@ def test_automl_on_an_image_folder(folder, tmp_path):
     assert settings["space"] == "cnn" and settings["image_size"] == 16  # reused by every stage
     shown = predict(run, str(folder / "square"))  # the compressed model, on images decoded as training decoded them
     assert len(shown) == PER_CLASS and set(shown.predictions) <= set(SHAPES)
+
+
+def test_the_process_pool_decodes_what_one_process_decodes(folder, monkeypatch):
+    from nnopt.data import _images
+
+    files = _images.image_files(folder)
+    monkeypatch.setattr(_images, "CHUNK", 16)  # several chunks, so the pool's order is tested
+    monkeypatch.setattr(_images, "pool_size", lambda n_files: 2)
+    pooled = _images.decode_images(files, size=(12, 12))
+    monkeypatch.setattr(_images, "pool_size", lambda n_files: 1)
+    single = _images.decode_images(files, size=(12, 12))
+    assert np.array_equal(pooled[0], single[0]) and pooled[1:] == single[1:]
+    assert pooled[0].shape == (3 * PER_CLASS, 3, 12, 12) and len(pooled[2]) == 1

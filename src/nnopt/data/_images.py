@@ -170,20 +170,39 @@ def _probe_chunk(paths: list[str]) -> list:
     return [_probe(p) for p in paths]
 
 
-def _decode_chunk(job: tuple[list[str], tuple[int, int], int]) -> list:
+def _decode_chunk(job: tuple[list[str], tuple[int, int], int]) -> tuple[np.ndarray, list[str | None]]:
+    """One chunk's pixels as one float32 array (one transfer from a worker), and per file None or why it failed."""
     paths, size, channels = job
-    return [_decode(p, size, channels) for p in paths]
+    out = np.empty((len(paths), channels, *size), dtype=np.float32)
+    errors: list[str | None] = []
+    for row, path in zip(out, paths):
+        pixels = _decode(path, size, channels)
+        errors.append(pixels if isinstance(pixels, str) else None)
+        if not isinstance(pixels, str):
+            row[...] = pixels if pixels.dtype == np.float32 else pixels * np.float32(1 / 255)
+    ok = [i for i, e in enumerate(errors) if e is None]
+    return (out if len(ok) == len(paths) else out[ok]), errors
+
+
+def pool_size(n_files: int) -> int:
+    """Processes to decode with: the cores no other process is using (by the 1-minute load), for many files."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if n_files < POOL_MIN_FILES or cores < 2:
+        return 1
+    idle = cores - os.getloadavg()[0] if hasattr(os, "getloadavg") else cores
+    # on a busy machine a pool only adds its start-up and transfers (benchmarks/RESULTS.md, "Image folders")
+    return max(1, min(cores, int(idle + 1)))
 
 
 def _run(fn, jobs: list, n_files: int) -> list:
-    """fn over jobs, in order: in a pool of processes when there are many files and more than one core."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if n_files < POOL_MIN_FILES or cores < 2 or len(jobs) < 2:
+    """fn over jobs, in order: in a pool of processes when there are many files and idle cores."""
+    workers = min(pool_size(n_files), len(jobs))
+    if workers < 2:
         return [fn(job) for job in jobs]
     methods = multiprocessing.get_all_start_methods()
     # fork starts a worker in milliseconds; spawn re-imports nnopt (and torch) in each one
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ProcessPoolExecutor(max_workers=min(cores, len(jobs)), mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         return list(pool.map(fn, jobs))
 
 
@@ -213,16 +232,14 @@ def decode_images(paths: list[Path], *, size: tuple[int, int] | None = None, cha
             channels = 1 if all(grey for _, _, grey in good) else 3
     todo = [i for i in range(len(names)) if i not in bad]
     jobs = [(chunk, size, channels) for chunk in _chunks([names[i] for i in todo])]
-    decoded = [r for chunk in _run(_decode_chunk, jobs, len(todo)) for r in chunk]
-    bad.update({i: r for i, r in zip(todo, decoded) if isinstance(r, str)})
+    results = _run(_decode_chunk, jobs, len(todo))
+    errors = [e for _, chunk_errors in results for e in chunk_errors]
+    bad.update({i: e for i, e in zip(todo, errors) if e is not None})
     _check_bad(bad, names, strict)
-    kept = [i for i, r in zip(todo, decoded) if not isinstance(r, str)]
-    pixels = [r for r in decoded if not isinstance(r, str)]
-    if not pixels:
+    kept = [i for i, e in zip(todo, errors) if e is None]
+    if not kept:
         raise DataError(f"none of the {len(names)} images decode (e.g. {bad[min(bad)]}); check the files")
-    X = np.empty((len(pixels), channels, *size), dtype=np.float32)
-    for row, image in zip(X, pixels):
-        row[...] = image if image.dtype == np.float32 else image * np.float32(1 / 255)
+    X = np.concatenate([pixels for pixels, _ in results]) if len(results) > 1 else results[0][0]
     return X, kept, [f"{names[i]}: {bad[i]}" for i in sorted(bad)]
 
 
