@@ -117,6 +117,8 @@ def test_given_splits_are_kept_and_evaluate_matches_the_test_metric(split_folder
     for name in ("loss", "accuracy"):
         assert math.isclose(scored.metrics[name], result.metrics["test"][name], rel_tol=1e-6)
     assert evaluate(tmp_path / "run", split="test").metrics == scored.metrics
+    again = evaluate(tmp_path / "run", split="val")  # the given val folder, found again in the whole folder
+    assert again.rows == 45 and math.isclose(again.metrics["loss"], result.metrics["val"]["loss"], rel_tol=1e-6)
 
 
 def test_given_train_and_test_carve_val_from_train(split_folder, tmp_path):

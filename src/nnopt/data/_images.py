@@ -282,30 +282,40 @@ def read_unlabelled(source, *, size: tuple[int, int], channels: int, strict: boo
 
 # -- a Data for training ----------------------------------------------------------------------------------------------
 
+def image_split(codes: np.ndarray, splits: list[str] | None, val_fraction: float, test_fraction: float,
+                seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test) positions: the given splits kept, a missing one carved from the given train rows as
+    load_data splits any source (seeded, stratified); without given splits, as load_data splits n rows."""
+    from nnopt.data._prepare import _split_rows, split_indices
+
+    if splits is None:
+        return _split_rows(len(codes), codes, False, val_fraction, test_fraction, seed)
+    where = np.asarray(splits)
+    train, val, test = (np.flatnonzero(where == split) for split in SPLITS)
+    if not len(val):  # as load_data splits a source that ships a test split, or none
+        keep, out, held = _split_rows(len(train), codes[train], bool(len(test)), val_fraction, test_fraction, seed)
+        train, val, test = train[keep], train[out], (test if held is None else train[held])
+    elif not len(test) and test_fraction > 0:
+        keep, out = split_indices(len(train), test_fraction, codes[train], seed, "test")
+        train, test = train[keep], train[out]
+    return train, val, test
+
+
 def load_image_folder(root: Path, *, image_size=None, strict: bool = False, val_fraction: float, test_fraction: float,
                       seed: int, scale: str, name: str):
     """An ImageFolder as a Data: split as given, or seeded and stratified by the fractions; pixels stay in [0, 1]."""
-    from nnopt.data._prepare import _finish, _split_rows, split_indices
+    from nnopt.data._prepare import _finish
     from nnopt.data._types import RawData
 
     images, class_names, given = read_image_folder(root, size=parse_image_size(image_size), strict=strict)
     codes = np.searchsorted(np.asarray(class_names), np.asarray(images.labels)).astype(np.int64)
     n, channels, height, width = images.X.shape
+    train, val, test = image_split(codes, images.splits, val_fraction, test_fraction, seed)
+    if len(train) == 0:
+        raise DataError(f"no training images left in {root / 'train'} (all of them failed to decode)")
     if given is None:
-        train, val, test = _split_rows(n, codes, False, val_fraction, test_fraction, seed)
         note = "split by val_fraction / test_fraction"
     else:
-        where = np.asarray(images.splits)
-        train, val, test = (np.flatnonzero(where == split) for split in SPLITS)
-        if "val" not in given:  # as load_data splits a source that ships a test split, or none
-            keep, out, held = _split_rows(len(train), codes[train], "test" in given, val_fraction, test_fraction,
-                                          seed)
-            train, val, test = train[keep], train[out], (test if held is None else train[held])
-        elif "test" not in given and test_fraction > 0:
-            keep, out = split_indices(len(train), test_fraction, codes[train], seed, "test")
-            train, test = train[keep], train[out]
-        if len(train) == 0:
-            raise DataError(f"no training images left in {root / 'train'} (all of them failed to decode)")
         carved = [part for part in ("val", "test") if part not in given]
         note = f"given: {', '.join(given)}" + (f"; {' and '.join(carved)} carved from train by "
                                                 f"{' / '.join(p + '_fraction' for p in carved)}" if carved else
@@ -325,8 +335,8 @@ def load_image_folder(root: Path, *, image_size=None, strict: bool = False, val_
 def image_rows(source, image: dict, *, labels: bool, strict: bool = False):
     """Rows for a model trained on images (`image`: its recorded size and channels), as load_rows gives them.
 
-    labels=True: an ImageFolder, labelled by class folder, in the order training read it (a given test split
-    last, in `test`); labels=False: any folder or files, unlabelled, in path order. `paths` and `skipped` say which
+    labels=True: an ImageFolder, labelled by class folder, in the order training read it, with the given split of
+    each row in `splits` (None without given splits); labels=False: any folder or files, unlabelled, in path order. `paths` and `skipped` say which
     files the rows are."""
     from nnopt.data._types import RawData
 
@@ -339,8 +349,4 @@ def image_rows(source, image: dict, *, labels: bool, strict: bool = False):
         raise DataError(f"labelled images come as a folder with one subfolder per class; {source} is not a folder")
     images, _, given = read_image_folder(Path(source).expanduser(), size=size, channels=channels, strict=strict)
     X, y = images.X.reshape(len(images.X), -1), np.asarray(images.labels, dtype=str)
-    test = None
-    if given is not None and "test" in given:
-        last = np.asarray(images.splits) == "test"
-        test, X, y = (X[last], y[last]), X[~last], y[~last]
-    return RawData(X=X, y=y, source="images", test=test, paths=images.paths, skipped=images.skipped)
+    return RawData(X=X, y=y, source="images", paths=images.paths, skipped=images.skipped, splits=images.splits)

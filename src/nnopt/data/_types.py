@@ -92,3 +92,4 @@ class RawData:
     columns: dict[str, np.ndarray] | None = None  # a table's feature columns as read (text, numbers, missing)
     paths: list[str] | None = None  # image files: the file of each row (test rows last)
     skipped: list[str] | None = None  # image files that did not decode, with the reason
+    splits: list[str] | None = None  # an image folder's given split of each row (train / val / test)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nnopt.data import apply_target, split_positions
+from nnopt.data import apply_target, image_split, split_positions
 from nnopt.errors import DataError, UsageError, describe, param, require_path, unknown_name
 from nnopt.fileio import atomic_write_json, lock_run_dir, make_run_dir
 from nnopt.inference._plots import (
@@ -153,6 +153,10 @@ def _positions(predictor: Predictor, split: str, rows: Rows, labels: np.ndarray)
     settings = {**DEFAULT_FRACTIONS, **{k: v for k, v in predictor.settings.items() if v is not None}}
     n = n_all - rows.shipped_test
     codes = labels[:n] if predictor.task == "classification" else None
+    if rows.splits is not None:  # an image folder's own train / val / test folders
+        train, val, test = image_split(codes, rows.splits, float(settings["val_fraction"]),
+                                       float(settings["test_fraction"]), int(settings["seed"]))
+        return {"train": train, "val": val, "test": test}[split]
     train, val, test = split_positions(n, codes, rows.shipped_test > 0, float(settings["val_fraction"]),
                                        float(settings["test_fraction"]), int(settings["seed"]))
     if test is None:  # the source's own test split, after its training rows

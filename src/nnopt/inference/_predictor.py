@@ -38,6 +38,7 @@ class Rows:
     ignored: list[str] = field(default_factory=list)  # columns the model does not read
     paths: list[str] | None = None  # image files: the file of each row
     skipped: list[str] = field(default_factory=list)  # image files that did not decode
+    splits: list[str] | None = None  # an image folder's given split of each row
 
 
 @dataclass
@@ -112,7 +113,7 @@ class Predictor:
                                 self.task == "regression" else np.asarray(part_y).reshape(-1)
                                 for _, part_y in parts])
         return Rows(X=X, y=y, class_names=raw.class_names, shipped_test=0 if raw.test is None else len(raw.test[0]),
-                    paths=raw.paths, skipped=raw.skipped or [])
+                    paths=raw.paths, skipped=raw.skipped or [], splits=raw.splits)
 
     def _table_rows(self, data: Any, label: str | None, labels: bool) -> Rows:
         raw = load_rows(data, target=label, raw_columns=True, sep=(self.settings or {}).get("sep"))
