@@ -202,3 +202,15 @@ def test_the_process_pool_decodes_what_one_process_decodes(folder, monkeypatch):
     single = _images.decode_images(files, size=(12, 12))
     assert np.array_equal(pooled[0], single[0]) and pooled[1:] == single[1:]
     assert pooled[0].shape == (3 * PER_CLASS, 3, 12, 12) and len(pooled[2]) == 1
+
+
+def test_sixteen_bit_grey_keeps_its_range(tmp_path):
+    values = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    for kind in ("a", "b"):
+        (tmp_path / "d" / kind).mkdir(parents=True)
+        Image.fromarray(values).save(tmp_path / "d" / kind / "deep.png")
+        Image.fromarray(values[::-1].copy()).save(tmp_path / "d" / kind / "flipped.png")
+    data = load_data(str(tmp_path / "d"), val_fraction=0.25, test_fraction=0.25)
+    assert data.input_shape == (1, 8, 8)
+    pixels = np.sort(data.train.X.numpy().reshape(-1))
+    assert pixels.max() == pytest.approx(63000 / 65535, rel=1e-6) and len(np.unique(pixels)) == 64

@@ -151,7 +151,7 @@ def _decode(path: str, size: tuple[int, int], channels: int) -> np.ndarray | str
             img.seek(0)  # an animation's first frame
             if img.format == "JPEG":
                 img.draft("L" if channels == 1 else "RGB", (width, height))  # decode at a reduced scale: faster
-            if channels == 1 and img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+            if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float grey: "L" would clip at 255
                 scale = 1.0 if img.mode == "F" else 65535.0
                 img = Image.fromarray(np.asarray(img, dtype=np.float32) / np.float32(scale), mode="F")
             else:
@@ -163,6 +163,8 @@ def _decode(path: str, size: tuple[int, int], channels: int) -> np.ndarray | str
         return f"{type(exc).__name__}: {exc}"
     if pixels.dtype == np.float32:
         pixels = np.clip(pixels, 0.0, 1.0)
+        if channels == 3:  # a grey image in a colour set
+            pixels = np.repeat(pixels[..., None], 3, axis=2)
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
