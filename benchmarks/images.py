@@ -74,7 +74,7 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
     reference = statistics.median(times["hand-written Pillow loop (1 process)"])
     print(f"load average before: {load:.2f}, after: {os.getloadavg()[0]:.2f} on {len(os.sched_getaffinity(0))} cores")
-    print(f"| reader | median s | images/s | vs hand-written |\n|---|---:|---:|---:|")
+    print("| reader | median s | images/s | vs hand-written |\n|---|---:|---:|---:|")
     for name, values in times.items():
         median = statistics.median(values)
         print(f"| {name} | {median:.2f} | {shapes[name][0] / median:,.0f} | {reference / median:.2f}x |")

@@ -54,7 +54,8 @@ def test_train_reaches_accuracy_and_records_the_folder(trained, folder):
     assert images["files"] == 3 * PER_CLASS + 1 and images["skipped"] == 1
     assert images["skipped_files"][0].startswith(str(folder / "circle" / "x.png"))
     assert config["data_info"]["input_shape"] == [3, 16, 16]
-    assert config["data_info"]["n_train"] + config["data_info"]["n_val"] + config["data_info"]["n_test"] == 3 * PER_CLASS
+    info = config["data_info"]
+    assert info["n_train"] + info["n_val"] + info["n_test"] == 3 * PER_CLASS
 
 
 def test_predict_writes_one_row_per_file_with_class_names(trained, folder, tmp_path, run_cli):

@@ -338,8 +338,8 @@ def image_rows(source, image: dict, *, labels: bool, strict: bool = False):
     """Rows for a model trained on images (`image`: its recorded size and channels), as load_rows gives them.
 
     labels=True: an ImageFolder, labelled by class folder, in the order training read it, with the given split of
-    each row in `splits` (None without given splits); labels=False: any folder or files, unlabelled, in path order. `paths` and `skipped` say which
-    files the rows are."""
+    each row in `splits` (None without given splits); labels=False: any folder or files, unlabelled, in path
+    order. `paths` and `skipped` say which files the rows are."""
     from nnopt.data._types import RawData
 
     size, channels = tuple(int(d) for d in image["size"]), int(image["channels"])
