@@ -83,3 +83,18 @@ def test_augment_is_a_choice_in_tune(tmp_path):
     best = result.best_params["augment"]
     config = json.loads((tmp_path / "tune" / "best" / "config.json").read_text())
     assert config["augment"] == (None if best == "none" else best.split(","))  # the best trial's setting, retrained
+
+
+def test_a_resumed_run_augments_as_the_uninterrupted_one(tmp_path):
+    from nnopt.train import Callback
+
+    class StopAt2(Callback):
+        def on_epoch_end(self, epoch, logs):
+            return epoch == 2
+
+    common = dict(epochs=4, seed=2, batch_size=256, threads=1, augment="flip,crop,jitter")
+    full = fit("cnn:4,8", "digits", out=tmp_path / "full", **common)
+    cut = fit("cnn:4,8", "digits", out=tmp_path / "cut", callbacks=[StopAt2()], **common)
+    assert len(cut.history) == 2
+    resumed = fit("cnn:4,8", "digits", out=tmp_path / "cut", resume=True, **common)
+    assert all(torch.equal(a, b) for a, b in zip(full.model.parameters(), resumed.model.parameters()))
