@@ -44,6 +44,8 @@ class TrainSpec:
     categorical: list[str] | None = None
     numeric: list[str] | None = None
     sep: str | None = None  # a CSV's field separator (default: sniffed from the header)
+    image_size: Any = None  # an image folder's images are resized to N x N or "HxW" (default: their common size)
+    strict: bool = False  # an image that does not decode is an error (default: skipped and counted)
     model: Any = "mlp:128,64"
     optimizer: str = "adam"
     optimizer_params: dict[str, Any] = field(default_factory=dict)
@@ -66,6 +68,7 @@ class TrainSpec:
     sync_every: int | None = None  # local-sgd: steps between averages of the processes' parameters [8]
     max_restarts: int = 0  # restart the processes from the checkpoint this many times after a crash
     log: list[str] = field(default_factory=list)  # loggers besides metrics.jsonl: csv, tensorboard, mlflow
+    augment: Any = None  # image augmentation of training batches: "flip,crop,jitter" (train/_augment.py)
 
     def validate(self) -> TrainSpec:
         if self.data is None or (isinstance(self.data, str) and not self.data.strip()):
@@ -118,13 +121,57 @@ class TrainSpec:
             setattr(self, name, column_names(name, getattr(self, name)))
         if self.sep is not None and (not isinstance(self.sep, str) or not self.sep):
             raise UsageError(f"{param('sep')} must be one character (e.g. ';' or 'tab'); got {self.sep!r}")
+        self.image_size, self.strict = image_settings(self.image_size, self.strict)
+        self.augment = augment_names(self.augment)
+        if self.augment and self.strategy == "hogwild":
+            raise UsageError(f"{param('augment')} is applied by the training loop of one process, DDP and local SGD; "
+                             f"{param('strategy', 'hogwild')} does not apply it: use another strategy")
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-TABLE_KEYS = ("drop", "categorical", "numeric", "sep")  # how a table's columns are read, in every command's spec
+# how a source is read, in every command's spec: a table's columns, then an image folder's decoding
+TABLE_KEYS = ("drop", "categorical", "numeric", "sep", "image_size", "strict")
+AUGMENTATIONS = ("flip", "crop", "jitter")  # train/_augment.py
+
+
+def image_settings(image_size: Any, strict: Any) -> tuple[str | None, bool]:
+    """image_size as "HxW" (from N, "N", "HxW" or [H, W]) and strict as a bool; None stays None."""
+    if not isinstance(strict, bool):
+        raise UsageError(f"{param('strict')} must be True or False; got {describe(strict)}")
+    if image_size is None:
+        return None, strict
+    parts = [image_size] if isinstance(image_size, int) else image_size
+    if isinstance(image_size, str):
+        parts = image_size.lower().replace(" ", "").split("x")
+    try:
+        if isinstance(image_size, bool) or not isinstance(parts, (list, tuple)) or not 1 <= len(parts) <= 2 \
+                or any(isinstance(p, (bool, float)) for p in parts):
+            raise ValueError
+        height, width = int(parts[0]), int(parts[-1])
+    except (TypeError, ValueError):
+        raise UsageError(f"{param('image_size')} must be a size in pixels, N or HxW (e.g. 32 or 32x48); got "
+                         f"{describe(image_size)}") from None
+    if not (1 <= height <= 4096 and 1 <= width <= 4096):
+        raise UsageError(f"{param('image_size')} must be 1 to 4096 pixels a side; got {height}x{width}")
+    return f"{height}x{width}", strict
+
+
+def augment_names(value: Any) -> list[str] | None:
+    """`augment` as a list of known names, from a list or "flip,crop"; None, "", "none" and [] are no augmentation."""
+    items = [value] if isinstance(value, str) else [] if value is None else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+        raise UsageError(f"{param('augment')} must be names ({', '.join(AUGMENTATIONS)}) in a list or one "
+                         f"comma-separated string; got {describe(value)}")
+    names: list[str] = []
+    for name in (part.strip().lower() for item in items for part in item.split(",")):
+        if name and name != "none" and name not in names:
+            if name not in AUGMENTATIONS:
+                raise unknown_name("augment", name, AUGMENTATIONS)
+            names.append(name)
+    return names or None
 
 
 def column_names(name: str, value: Any) -> list[str] | None:

@@ -83,7 +83,8 @@ def data_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def table_flags(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
-    """--drop, --categorical, --numeric, --sep: how a table's columns are read (docs/data.md)."""
+    """--drop, --categorical, --numeric, --sep: how a table's columns are read; --image-size, --strict: how an image
+    folder is decoded (docs/data.md)."""
     extra = {"default": argparse.SUPPRESS} if suppress else {}
     parser.add_argument("--drop", metavar="COL,...", help="table columns to leave out", **extra)
     parser.add_argument("--categorical", metavar="COL,...", help="table columns to treat as categories (e.g. "
@@ -91,12 +92,25 @@ def table_flags(parser: argparse.ArgumentParser, suppress: bool = False) -> None
     parser.add_argument("--numeric", metavar="COL,...", help="table columns that must be numbers", **extra)
     parser.add_argument("--sep", help="CSV field separator, e.g. ';' or tab (default: sniffed from the header)",
                         **extra)
+    parser.add_argument("--image-size", metavar="N|HxW", help="image folder: resize images to N x N or H x W pixels "
+                        "(default: their common size, else 32)", **extra)
+    parser.add_argument("--strict", action="store_true", help="image folder: stop at the first image that does not "
+                        "decode (default: skip such files and count them)", **(extra or {"default": None}))
 
 
 def table_args(args: argparse.Namespace) -> dict[str, Any]:
     """The table flags given, as keyword arguments of the Python API."""
-    return {key: getattr(args, key) for key in ("drop", "categorical", "numeric", "sep")
+    return {key: getattr(args, key) for key in ("drop", "categorical", "numeric", "sep", "image_size", "strict")
             if getattr(args, key, None) is not None}
+
+
+def print_skipped(console: Any, images: dict | None) -> None:
+    """Files of an image folder that did not decode: counted, the first few named."""
+    if not images or not images.get("skipped"):
+        return
+    shown = images.get("skipped_files") or []
+    console.print(f"skipped {images['skipped']} of {images.get('files', '?')} images that do not decode "
+                  f"(--strict stops at the first): {'; '.join(shown[:3])}" + (" ..." if len(shown) > 3 else ""))
 
 
 def constraint_flags(parser: argparse.ArgumentParser, noun: str) -> None:

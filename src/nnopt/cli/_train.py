@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nnopt.cli._common import batch_size, default_out, make_console, num, table_args, table_flags
+from nnopt.cli._common import batch_size, default_out, make_console, num, print_skipped, table_args, table_flags
 from nnopt.errors import UsageError
 
 
@@ -31,6 +31,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
                        help="schedule option, e.g. --schedule-opt gamma=0.5 (repeatable)")
     train.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs "
                                                                               "without a better val_loss")
+    train.add_argument("--augment", metavar="NAME,...", help="augment the training images of each batch: flip, crop, "
+                                                             "jitter (comma-separated; never in evaluation)")
     train.add_argument("--clip-grad", type=float, metavar="NORM", help="clip the gradient norm to NORM")
     train.add_argument("--seed", type=int, help="random seed (default 0)")
     train.add_argument("--val-fraction", type=float, help="validation fraction (default 0.15)")
@@ -132,6 +134,7 @@ def _print_train_summary(result: Any) -> None:
     console.print(table)
     early = " (stopped early)" if result.stopped_early else ""
     console.print(f"{result.epochs} epochs{early} in {result.wall_s:.1f} s · run directory: {result.run_dir}")
+    print_skipped(console, result.data.images)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:

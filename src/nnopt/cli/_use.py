@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from nnopt.cli._common import default_out, make_console, num, print_table
+from nnopt.cli._common import default_out, make_console, num, print_skipped, print_table
 
 MODEL_HELP = ("a run directory (train; tune / search or their best/; compare; compress; automl) or a model file "
               "(model.pt, compressed.nnz)")
@@ -36,7 +36,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
                              description="Predict every row of a data file, in input order: class names as in "
                                          "the training labels, or values in the target's units.")
     predict.add_argument("model", metavar="MODEL_OR_RUN_DIR", help=MODEL_HELP)
-    predict.add_argument("--data", required=True, help="dataset name or path (.csv, .parquet, .npz, IDX directory)")
+    predict.add_argument("--data", required=True, nargs="+", metavar="PATH", help="dataset name or path (.csv, "
+                         ".parquet, .npz, IDX directory), or for an image model a folder of images or image files")
     predict.add_argument("--target", help="a label column to ignore (default: the training target, if present)")
     predict.add_argument("--out", default="predictions.csv", help="CSV to write (default predictions.csv)")
     predict.add_argument("--proba", action="store_true", help="add a probability column per class")
@@ -75,6 +76,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print_table("", [{"metric": name, "value": num(value)} for name, value in result.metrics.items()],
                 ["metric", "value"])
     _print_notes(console, result)
+    print_skipped(console, {"skipped": len(result.skipped), "files": result.rows + len(result.skipped),
+                            "skipped_files": result.skipped})
     if result.importance:
         console.print(f"Permutation importance: the drop in {result.importance[0]['metric']} when a column's values "
                       f"are shuffled (mean ± std over {args.repeats or IMPORTANCE_REPEATS} permutations)")
@@ -103,7 +106,8 @@ def _print_notes(console, result) -> None:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from nnopt.inference import predict
 
-    result = predict(args.model, args.data, proba=args.proba, out=args.out, target=args.target, keep=args.keep)
+    data = args.data[0] if len(args.data) == 1 else args.data
+    result = predict(args.model, data, proba=args.proba, out=args.out, target=args.target, keep=args.keep)
     if args.json:
         print(json.dumps(result.summary()))
         return 0
@@ -111,6 +115,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     console.print(f"{len(result)} predictions ({', '.join(result.columns)}) -> {result.path}")
     console.print(f"model: {result.model}")
     _print_notes(console, result)
+    print_skipped(console, {"skipped": len(result.skipped), "files": len(result) + len(result.skipped),
+                            "skipped_files": result.skipped})
     return 0
 
 

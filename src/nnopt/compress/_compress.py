@@ -135,7 +135,7 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
              export: str | None = None, out: str | Path | None = None, optimizer: str = "adam",
              lr: float | None = None, batch_size: int | str | None = None, target: str | None = None,
              seed: int | None = None, drop: Any = None, categorical: Any = None, numeric: Any = None,
-             sep: str | None = None) -> CompressResult:
+             sep: str | None = None, image_size: Any = None, strict: bool | None = None) -> CompressResult:
     """Compress the model of a run directory or model file on `data` (default: the data it was trained on)."""
     check_settings(prune, prune_method, schedule, quantize, qat_epochs, finetune_epochs, max_accuracy_drop, export)
     model, meta, settings = _load_source(source)
@@ -145,7 +145,8 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
             raise UsageError(f"{source} does not say which data trained it; give {param('data')}")
     if target is not None:
         settings["target"] = target
-    settings.update(table_settings({"drop": drop, "categorical": categorical, "numeric": numeric, "sep": sep}))
+    settings.update(table_settings({"drop": drop, "categorical": categorical, "numeric": numeric, "sep": sep,
+                                    "image_size": image_size, "strict": strict}))
     if seed is not None:
         settings["seed"] = seed
     loaded = load_data(data, **{k: settings[k] for k in DATA_KEYS if settings.get(k) is not None})

@@ -7,6 +7,7 @@
 
 from nnopt.data._batches import batch_count, epoch_batches
 from nnopt.data._builtin import DATASETS, list_datasets
+from nnopt.data._images import image_split
 from nnopt.data._load import is_frame, load_data
 from nnopt.data._prepare import detect_task
 from nnopt.data._rows import load_rows, split_positions
@@ -17,6 +18,6 @@ from nnopt.data._types import Data, Split
 
 __all__ = ["DATASETS", "Data", "DatasetSplit", "Split", "apply_preprocessing", "apply_target", "batch_count",
            "column_groups",
-           "describe_columns", "detect_task", "dropped_ids", "encode_table", "epoch_batches", "is_frame",
+           "describe_columns", "detect_task", "dropped_ids", "encode_table", "epoch_batches", "image_split", "is_frame",
            "kept_columns",
            "list_datasets", "load_data", "load_rows", "split_positions"]

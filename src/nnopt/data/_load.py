@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 
 from nnopt.errors import DataError, describe, did_you_mean, param
 from nnopt.data._builtin import DATASETS
+from nnopt.data._images import has_images, load_image_folder
 from nnopt.data._files import _target_column, check_duplicates, check_separator, pick_target, read_file
 from nnopt.data._table import table_options
 from nnopt.data._prepare import SCALES, check_fractions, choice, prepare
@@ -99,7 +100,7 @@ def _resolve(source, target: str | None, sep: str | None = None) -> tuple[str, R
 
 def load_data(data, *, target: str | None = None, task: str | None = None, val_fraction: float = 0.15,
               test_fraction: float = 0.15, seed: int = 0, scale: str = "auto", drop=None, categorical=None,
-              numeric=None, sep: str | None = None) -> Data:
+              numeric=None, sep: str | None = None, image_size=None, strict: bool = False) -> Data:
     """Load a dataset and return it split (seeded, stratified for classification) and scaled on train.
 
     ``data``: a built-in name (see ``list_datasets()``), a path to a .csv / .npz / .parquet file or an
@@ -110,6 +111,9 @@ def load_data(data, *, target: str | None = None, task: str | None = None, val_f
     A table (.csv, .parquet, a pandas DataFrame) may hold text, empty cells and ID columns: each column is typed
     and encoded as docs/data.md describes; ``drop`` / ``categorical`` / ``numeric`` (column names) override the
     typing, ``sep`` the CSV separator (sniffed by default).
+    An image folder (ImageFolder layout: one subfolder per class, optional train/ val/ test/) is decoded with
+    Pillow: ``image_size`` (N or "HxW"; default the images' common size, else 32) and ``strict`` (a file that does
+    not decode is an error instead of being skipped and counted).
     """
     if isinstance(data, Data):
         return data
@@ -125,6 +129,18 @@ def load_data(data, *, target: str | None = None, task: str | None = None, val_f
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise DataError(f"{param('seed')} must be an integer; got {seed!r}")
     options = table_options(drop, categorical, numeric)
+    if isinstance(data, (str, os.PathLike)) and not (isinstance(data, str) and data in DATASETS):
+        path = Path(data).expanduser()
+        if path.is_dir() and has_images(path):
+            if any(options.values()) or sep is not None:
+                key = next((k for k, v in options.items() if v), "sep")
+                raise DataError(f"{param(key)} applies to tables (.csv, .parquet, a DataFrame); {data} is an image "
+                                "folder")
+            return load_image_folder(path, image_size=image_size, strict=bool(strict), val_fraction=val_fraction,
+                                     test_fraction=test_fraction, seed=int(seed), scale=scale, name=str(data))
+    for key, value in (("image_size", image_size), ("strict", strict)):
+        if value:
+            raise DataError(f"{param(key)} applies to image folders; {describe(data)} is not one")
     name, raw = _resolve(data, target, check_separator(sep))
     return prepare(raw, name=name, task=task, val_fraction=val_fraction, test_fraction=test_fraction,
                    seed=int(seed), scale=scale, options=options)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from nnopt.data._files import _target_column, check_duplicates, parse_csv, read_parquet_columns
+from nnopt.data._images import image_rows, is_image_source
 from nnopt.data._load import _frame_columns, _resolve, is_frame
 from nnopt.data._table import as_numbers
 from nnopt.data._prepare import _split_rows
@@ -24,7 +25,8 @@ TABLES = (".csv", ".tsv", ".parquet", ".pq")
 
 
 def load_rows(source, *, features: Sequence[str] | None = None, target: str | None = None,
-              ignore: Sequence[str] = (), raw_columns: bool = False, sep: str | None = None) -> RawData:
+              ignore: Sequence[str] = (), raw_columns: bool = False, sep: str | None = None,
+              image: dict | None = None, labelled: bool = True, strict: bool = False) -> RawData:
     """The rows of `source` in file order, with their labels when the source has them (else y is None).
 
     For a table: `target` names the label column (it may be absent). With `raw_columns` (a model trained on
@@ -34,7 +36,11 @@ def load_rows(source, *, features: Sequence[str] | None = None, target: str | No
     it; without `features` every other column is a feature.
     Any other source (a built-in name, .npz, IDX directory, (X, y) tuple, or an X array) keeps its order;
     a shipped test split stays in `test`.
+    `image` (the size and channels a model was trained on): a folder of images or image files, decoded to them;
+    `labelled` reads class folders as labels (an ImageFolder), else any layout; `strict` stops at a bad file.
     """
+    if image is not None and is_image_source(source):
+        return image_rows(source, image, labels=labelled, strict=strict)
     if is_frame(source) or (isinstance(source, tuple) and len(source) == 2 and is_frame(source[0])):
         frame, labels = (source, None) if is_frame(source) else source
         by_name = _frame_columns(frame, "the DataFrame")

@@ -44,6 +44,7 @@ class Data:
     # one sample's shape as the source gave it, when it differs from input_shape: (n, C, L) arrays are signals
     # of shape (C, L) to a user's module, while nnopt's cnn reads (n, H, W) arrays as (1, H, W) images
     sample_shape: tuple[int, ...] | None = None
+    images: dict | None = None  # an image folder: size, channels, how it was split, files that did not decode
 
     @property
     def n_outputs(self) -> int:
@@ -66,6 +67,7 @@ class Data:
             **({"columns": describe_columns(self.preprocessing["table"]),
                 "target_missing_rows": self.preprocessing["table"].get("target_missing_rows", 0)}
                if self.preprocessing.get("table") else {}),
+            **({"images": self.images} if self.images else {}),
         }
 
     def without_test(self) -> Data:
@@ -88,3 +90,6 @@ class RawData:
     target: str | None = None  # the target column of a table
     task: str | None = None  # the task the source is known to be
     columns: dict[str, np.ndarray] | None = None  # a table's feature columns as read (text, numbers, missing)
+    paths: list[str] | None = None  # image files: the file of each row (test rows last)
+    skipped: list[str] | None = None  # image files that did not decode, with the reason
+    splits: list[str] | None = None  # an image folder's given split of each row (train / val / test)

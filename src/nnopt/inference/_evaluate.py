@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnopt.data import apply_target, split_positions
+from nnopt.data import apply_target, image_split, split_positions
 from nnopt.errors import DataError, UsageError, describe, param, require_path, unknown_name
 from nnopt.fileio import atomic_write_json, lock_run_dir, make_run_dir
 from nnopt.inference._plots import (
@@ -54,6 +54,7 @@ class Evaluation:
     unlabelled: int = 0  # rows without a label, left out
     ignored_columns: list[str] = field(default_factory=list)  # columns the model does not read
     importance: list[dict] | None = None  # permutation importance per column, when asked for
+    skipped: list[str] = field(default_factory=list)  # image files that did not decode ("path: reason")
 
     def summary(self) -> dict[str, Any]:
         """The `--json` object."""
@@ -61,7 +62,7 @@ class Evaluation:
                 "model": self.model, "data": self.data, "class_names": self.class_names,
                 "confusion": self.confusion, "run_dir": str(self.run_dir) if self.run_dir else None,
                 "files": self.files, "unseen": self.unseen, "missing": self.missing, "unlabelled": self.unlabelled,
-                "ignored_columns": self.ignored_columns, "importance": self.importance}
+                "ignored_columns": self.ignored_columns, "importance": self.importance, "skipped": self.skipped}
 
 
 def evaluate(model: Any, data: Any = None, *, target: str | None = None, split: str | None = None,
@@ -121,7 +122,7 @@ def _score(model: Any, data: Any, target: str | None, split: str, out: Path | No
     metrics = compute_metrics(task, outputs, Y, loss, metric_names(task), predictor.target_scale)
     result = Evaluation(metrics=metrics, task=task, split=split, rows=len(keep), model=predictor.description,
                         data=str(data) if isinstance(data, (str, Path)) else f"<{type(data).__name__}>",
-                        unlabelled=rows.unlabelled, ignored_columns=rows.ignored)
+                        unlabelled=rows.unlabelled, ignored_columns=rows.ignored, skipped=rows.skipped)
     if groups is not None:
         result.importance = scores(predictor, inputs, Y, groups, repeats=repeats, seed=0, metric=None,
                                    max_rows=IMPORTANCE_MAX_ROWS)
@@ -157,6 +158,10 @@ def _positions(predictor: Predictor, split: str, rows: Rows, labels: np.ndarray)
     settings = {**DEFAULT_FRACTIONS, **{k: v for k, v in predictor.settings.items() if v is not None}}
     n = n_all - rows.shipped_test
     codes = labels[:n] if predictor.task == "classification" else None
+    if rows.splits is not None:  # an image folder's own train / val / test folders
+        train, val, test = image_split(codes, rows.splits, float(settings["val_fraction"]),
+                                       float(settings["test_fraction"]), int(settings["seed"]))
+        return {"train": train, "val": val, "test": test}[split]
     train, val, test = split_positions(n, codes, rows.shipped_test > 0, float(settings["val_fraction"]),
                                        float(settings["test_fraction"]), int(settings["seed"]))
     if test is None:  # the source's own test split, after its training rows

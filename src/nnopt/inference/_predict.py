@@ -29,6 +29,7 @@ class Predictions:
     unseen: dict[str, int] = field(default_factory=dict)  # column -> rows with a category training never saw
     missing: dict[str, int] = field(default_factory=dict)  # column -> missing cells, imputed
     ignored_columns: list[str] = field(default_factory=list)  # columns the model does not read
+    skipped: list[str] = field(default_factory=list)  # image files that did not decode ("path: reason")
 
     def __len__(self) -> int:
         return len(self.predictions)
@@ -46,7 +47,7 @@ class Predictions:
     def summary(self) -> dict[str, Any]:
         return {"rows": len(self), "task": self.task, "columns": self.columns, "model": self.model,
                 "out": str(self.path) if self.path else None, "unseen": self.unseen, "missing": self.missing,
-                "ignored_columns": self.ignored_columns}
+                "ignored_columns": self.ignored_columns, "skipped": self.skipped}
 
 
 def predict(model: Any, data: Any, *, proba: bool = False, out: str | Path | None = None,
@@ -59,6 +60,8 @@ def predict(model: Any, data: Any, *, proba: bool = False, out: str | Path | Non
     probability column per class. out: write the predictions as CSV there. keep: columns of the input copied
     in front of the predictions so rows can be joined back (default: the ID columns training left out, when
     the input has them; [] for none).
+    A model trained on images takes a folder of images (any layout, searched recursively), an image file or a
+    list of them: one row per file, `path` first, with the class probabilities.
     """
     if out is not None:
         require_path("out", out, "a file path for the CSV")
@@ -68,6 +71,8 @@ def predict(model: Any, data: Any, *, proba: bool = False, out: str | Path | Non
         raise UsageError(f"{param('proba', True)} applies to classifiers; this model predicts numbers (regression)")
     rows = predictor.rows(data, target=target, labels=False)
     kept = _keep_columns(keep, rows, predictor)
+    if rows.paths is not None:  # image files: which file each row is, and how sure the model is
+        kept, proba = {"path": np.asarray(rows.paths, dtype=object), **kept}, task == "classification"
     predicted, probabilities = predictor.decode(predictor.outputs(predictor.inputs(rows.X)))
     if task == "classification":
         values, columns = predictor.label_names(predicted), ["prediction"]
@@ -80,7 +85,7 @@ def predict(model: Any, data: Any, *, proba: bool = False, out: str | Path | Non
                          columns=list(kept) + columns,
                          task=task, class_names=predictor.class_names if task == "classification" else None,
                          model=predictor.description, kept=kept, unseen=rows.unseen, missing=rows.missing,
-                         ignored_columns=[c for c in rows.ignored if c not in kept])
+                         ignored_columns=[c for c in rows.ignored if c not in kept], skipped=rows.skipped)
     if out is not None:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")

@@ -36,6 +36,9 @@ class Rows:
     missing: dict[str, int] = field(default_factory=dict)  # column -> missing cells (imputed)
     unlabelled: int = 0  # rows without a label, left out (as training left them out)
     ignored: list[str] = field(default_factory=list)  # columns the model does not read
+    paths: list[str] | None = None  # image files: the file of each row
+    skipped: list[str] = field(default_factory=list)  # image files that did not decode
+    splits: list[str] | None = None  # an image folder's given split of each row
 
 
 @dataclass
@@ -96,7 +99,9 @@ class Predictor:
         if self.table is not None:
             return self._table_rows(data, label, labels)
         skipped = () if labels else tuple(name for name in (target, self.target) if name)
-        raw = load_rows(data, features=self.feature_names, target=label if labels else None, ignore=skipped)
+        raw = load_rows(data, features=self.feature_names, target=label if labels else None, ignore=skipped,
+                        image=self.preprocessing.get("image"), labelled=labels,
+                        strict=bool((self.settings or {}).get("strict")))
         parts = [(raw.X, raw.y)] + ([raw.test] if raw.test is not None else [])
         X = np.concatenate([self._width(np.asarray(x), data) for x, _ in parts])
         names = raw.feature_names if raw.feature_names and len(raw.feature_names) == X.shape[1] else \
@@ -107,7 +112,8 @@ class Predictor:
             y = np.concatenate([np.asarray(part_y).reshape(len(part_y), -1) if self.n_outputs > 1 and
                                 self.task == "regression" else np.asarray(part_y).reshape(-1)
                                 for _, part_y in parts])
-        return Rows(X=X, y=y, class_names=raw.class_names, shipped_test=0 if raw.test is None else len(raw.test[0]))
+        return Rows(X=X, y=y, class_names=raw.class_names, shipped_test=0 if raw.test is None else len(raw.test[0]),
+                    paths=raw.paths, skipped=raw.skipped or [], splits=raw.splits)
 
     def _table_rows(self, data: Any, label: str | None, labels: bool) -> Rows:
         raw = load_rows(data, target=label, raw_columns=True, sep=(self.settings or {}).get("sep"))

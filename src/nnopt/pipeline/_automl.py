@@ -72,7 +72,8 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
            max_accuracy_drop: float | None = None, workers: int = 1, storage: str | None = None,
            study: str | None = None, seed: int = 0, progress: Progress | None = None,
            report: Callable[[Path], Any] | None = None, drop: Any = None, categorical: Any = None,
-           numeric: Any = None, sep: str | None = None) -> AutomlResult:
+           numeric: Any = None, sep: str | None = None, image_size: Any = None,
+           strict: bool | None = None) -> AutomlResult:
     """Optimize a network for `data` within `budget` (wall clock); write everything under `out` (default
     runs/automl-DATA).
 
@@ -92,7 +93,8 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
         data = _frame_file(data, run_dir)
     source = _source(data)
     table = table_settings({"drop": column_names("drop", drop), "categorical": column_names("categorical", categorical),
-                            "numeric": column_names("numeric", numeric), "sep": sep})
+                            "numeric": column_names("numeric", numeric), "sep": sep,
+                            "image_size": image_size, "strict": strict})
     loaded = load_data(source, target=target, task=task, seed=seed, **table)
     chosen_space = space if space != "auto" else _auto_space(loaded)
     settings = {"data": source, "target": target, "task": loaded.task, **{k: table.get(k) for k in TABLE_KEYS},

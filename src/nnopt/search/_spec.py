@@ -64,6 +64,8 @@ class TuneSpec:
     categorical: list[str] | None = None
     numeric: list[str] | None = None
     sep: str | None = None
+    image_size: Any = None  # an image folder's decoding, as for nnopt train
+    strict: bool | None = None
     # a string (or dict) whose strings may hold {space param} placeholders: "mlp:{hidden}", or a factory's
     # keyword arguments, {factory: "mynets:make_net", args: {width: "{width}"}} / "mynets:make_net:width={width}"
     model: Any = "mlp:128,64"

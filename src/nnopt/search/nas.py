@@ -253,7 +253,8 @@ def search_spec(data: Any, *, space: Any = "mlp", objectives: Any = None, target
 def search(data: Any, *, space: Any = "mlp", strategy: str | None = None, objectives: Any = None,
            target: str | None = None, task: str | None = None, epochs: int = 10,
            train: Mapping[str, Any] | None = None, out: str | Path | None = None, drop: Any = None,
-           categorical: Any = None, numeric: Any = None, sep: str | None = None, **settings: Any) -> Any:
+           categorical: Any = None, numeric: Any = None, sep: str | None = None, image_size: Any = None,
+           strict: bool | None = None, **settings: Any) -> Any:
     """Search architectures of `space` on `data`; returns the tune engine's TuneResult (best first).
 
     strategy: random | evolution | tpe (default for one objective) | nsga2 (default for several).
@@ -263,7 +264,8 @@ def search(data: Any, *, space: Any = "mlp", strategy: str | None = None, object
     from nnopt.search._tune import tune
 
     spec = search_spec(data, space=space, objectives=objectives, target=target, task=task, epochs=epochs,
-                       train=train, table={"drop": drop, "categorical": categorical, "numeric": numeric, "sep": sep})
+                       train=train, table={"drop": drop, "categorical": categorical, "numeric": numeric, "sep": sep,
+                              "image_size": image_size, "strict": strict})
     multi = isinstance(spec.get("objective"), list) and len(spec["objective"]) > 1
     if strategy is not None and strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy '{strategy}'{did_you_mean(str(strategy), STRATEGIES)} "

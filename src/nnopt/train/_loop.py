@@ -29,6 +29,7 @@ from nnopt.errors import DivergedError, UsageError, describe, param
 from nnopt.fileio import atomic_write_json, atomic_write_jsonl, make_run_dir
 from nnopt.models import ArchSpec, count_params, module_takes_flat_rows, save_model, takes_flat_rows
 from nnopt.optim import create_optimizer, create_schedule, set_optimizer_mode
+from nnopt.train._augment import Augment
 from nnopt.train._batches import TensorSource
 from nnopt.train._callbacks import Callback
 from nnopt.train._checkpoint import (
@@ -108,6 +109,7 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
     data, net, arch, dev, batch, threads, loss_fn, sources = (
         p.data, p.net, p.arch, p.device, p.batch, p.threads, p.loss_fn, p.sources)
     main = parallel is None or parallel.is_main
+    augment = Augment(spec.augment, data_shape(data), spec.seed) if spec.augment else None
     if parallel is not None:
         _check_world(parallel.world, len(data.train), batch)
         if not spec.threads and dev.type == "cpu":  # this process's share of the cores, and its share of the batch
@@ -174,7 +176,8 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
             set_optimizer_mode(opt, True)
             step_losses: list[torch.Tensor] = []
             epoch_lr = float(opt.param_groups[0]["lr"])  # the lr of the epoch's first step
-            for xb, yb in sources["train"].batches(batch, generator):
+            batches = sources["train"].batches(batch, generator)
+            for xb, yb in (augment.epoch(batches, epoch) if augment else batches):
                 if parallel is None:
                     loss_value = loss_fn(model(xb), yb)
                     update(loss_value)

@@ -1,0 +1,49 @@
+"""Image folders of three learnable shapes, written with Pillow: a filled circle, a square and a cross at random
+positions, sizes and colours on a noisy background; PNG and JPEG, RGB and grey, uneven sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+SHAPES = ("circle", "cross", "square")
+
+
+def shape_image(kind: str, rng: np.random.Generator, size: tuple[int, int] = (24, 24), grey: bool = False
+                ) -> Image.Image:
+    width, height = size
+    noise = rng.integers(0, 60, (height, width, 3), dtype=np.uint8)
+    img = Image.fromarray(noise, "RGB")
+    draw = ImageDraw.Draw(img)
+    side = int(rng.integers(min(size) // 2, min(size) * 3 // 4))
+    x0, y0 = int(rng.integers(0, width - side)), int(rng.integers(0, height - side))
+    colour = tuple(int(c) for c in rng.integers(140, 256, 3))
+    box = (x0, y0, x0 + side, y0 + side)
+    if kind == "circle":
+        draw.ellipse(box, fill=colour)
+    elif kind == "square":
+        draw.rectangle(box, fill=colour)
+    else:
+        bar = max(2, side // 4)
+        mid_x, mid_y = x0 + side // 2, y0 + side // 2
+        draw.rectangle((x0, mid_y - bar // 2, x0 + side, mid_y + bar // 2), fill=colour)
+        draw.rectangle((mid_x - bar // 2, y0, mid_x + bar // 2, y0 + side), fill=colour)
+    return img.convert("L") if grey else img
+
+
+def write_folder(root: Path, per_class: int, seed: int = 0, *, sizes=((24, 24),), grey: float = 0.0,
+                 jpeg: float = 0.0, shapes=SHAPES) -> list[Path]:
+    """ROOT/SHAPE/NNN.(png|jpg); `grey` / `jpeg`: the share of grey images and of JPEG files."""
+    rng = np.random.default_rng(seed)
+    written = []
+    for kind in shapes:
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            size = sizes[int(rng.integers(len(sizes)))]
+            img = shape_image(kind, rng, size, grey=bool(rng.random() < grey))
+            path = root / kind / (f"{i:04d}.jpg" if rng.random() < jpeg else f"{i:04d}.png")
+            img.save(path, quality=90) if path.suffix == ".jpg" else img.save(path)
+            written.append(path)
+    return written
