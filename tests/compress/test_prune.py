@@ -280,8 +280,10 @@ def test_bad_input_is_one_usage_error(mlp, trained):
         prune_gradually(mlp, trained.data, 0.5, "structured", epochs=2)
     with pytest.raises(UsageError, match="no Linear or Conv layer"):
         prune(nn.Sequential(nn.ReLU()), 0.5)
-    with pytest.raises(UsageError, match="mlp and cnn models"):
+    with pytest.raises(UsageError, match=r"structured pruning of Linear traces it on a batch: give example_inputs="):
         prune(nn.Linear(4, 2), 0.5, "structured")
+    with pytest.raises(UsageError, match="Linear has no hidden channels or units to prune"):
+        prune(nn.Linear(4, 2), 0.5, "structured", example_inputs=torch.randn(2, 4))
     with pytest.raises(UsageError, match="needs the mlp or cnn spec"):
         structured_spec("cnn:8,16", mlp)
     assert sparsity_table(mlp)[-1]["zeros"] == 0  # nothing was touched by the failed calls

@@ -47,6 +47,9 @@ def prune_graph(model: nn.Module, amount: float, example_inputs: torch.Tensor | 
     try:
         graph = tp.DependencyGraph().build_dependency(new, example_inputs=example_inputs)
         outputs = output_layers(graph, new)
+        if not any(isinstance(m, _ROOTS) and m not in outputs for m in new.modules()):
+            raise UsageError(f"{type(model).__name__} has no hidden channels or units to prune (its only layers "
+                             f"give the output); use {param('prune_method', 'magnitude')} or global")
         pruner = tp.pruner.MetaPruner(new, example_inputs, importance=tp.importance.MagnitudeImportance(p=2),
                                       pruning_ratio=amount, ignored_layers=outputs, global_pruning=False)
         pruner.step()
