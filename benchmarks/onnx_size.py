@@ -1,0 +1,174 @@
+"""Compressed ONNX files: bytes, ONNX Runtime latency and agreement with nnopt of LeNet-300-100's deployable files.
+
+Data: `digits28`, sklearn's 8x8 digits in MNIST's layout (each pixel a 3x3 block, 2 pixels of zero padding:
+28x28 = 784 inputs, as in benchmarks/compress.py), so the first layer has MNIST's 784x300 shape. LeNet-300-100
+(mlp:300,100) is trained once (Adam, --epochs); each variant runs through `nnopt.compress.compress(...,
+export="onnx")`, the code of `nnopt compress --export onnx`, and its model.onnx is measured: bytes on disk, ONNX
+Runtime latency (1 thread; median over --rounds rounds in which every file is timed in turn, each a median of 30
+runs after 5 warm-up runs, so that the ratios to fp32 come from the same moments of a shared machine), test
+accuracy, and argmax agreement / largest |logit difference| against nnopt's compressed model on the test rows.
+
+int8 is measured three ways: weight-only MatMulNBits(bits=8) with nnopt's codes (model.onnx), ONNX Runtime's static
+QDQ int8 (model.int8.onnx, activations quantized too) and its dynamic quantization (quantize_dynamic, weights
+re-rounded by ONNX Runtime). `--part export-time` times torch.onnx.export with dynamo=True against the
+TorchScript exporter (dynamo=False), interleaved, for LeNet-300-100 and a small CNN.
+
+    .venv/bin/python benchmarks/onnx_size.py [--epochs 10] [--rounds 5] [--part files|export-time] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nnopt.compress import agreement, compress, export_onnx, load, ort_latency_ms, ort_predict
+from nnopt.compress._export import ort_session
+from nnopt.data import load_data
+from nnopt.models import build_model
+from nnopt.train import fit
+
+GRADUAL = {"prune_method": "global", "schedule": "gradual"}
+VARIANTS = {
+    "int8": {"quantize": "int8"},
+    "int4": {"quantize": "int4"},
+    "global 90% gradual + int4 QAT": {"prune": 0.9, **GRADUAL, "quantize": "int4", "qat_epochs": 3},
+    "structured 50% + 3 epochs": {"prune": 0.5, "prune_method": "structured", "finetune_epochs": 3},
+    "structured 50% + int4": {"prune": 0.5, "prune_method": "structured", "finetune_epochs": 3, "quantize": "int4"},
+}
+BATCHES = (1, 256)
+
+
+def write_digits28(path: Path) -> Path:
+    """sklearn digits in MNIST's layout (benchmarks/compress.py's digits28): 28x28 uint8, 0..255."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.pad(np.kron(digits.images, np.ones((1, 3, 3))), ((0, 0), (2, 2), (2, 2)))
+    X = np.clip(np.round(images * 255 / 16), 0, 255).astype(np.uint8)
+    np.savez(path, X=X, y=digits.target.astype(np.int64))
+    return path
+
+
+def files(args: argparse.Namespace, tmp: Path) -> list[dict]:
+    data_path = str(write_digits28(tmp / "digits28.npz"))
+    data = load_data(data_path, seed=0)
+    run = tmp / "lenet"
+    fit("mlp:300,100", data_path, epochs=args.epochs, seed=0, out=run)
+    X, y = data.test.X, data.test.y.numpy()
+    entries = []
+    for name, settings in VARIANTS.items():
+        out = tmp / name.replace(" ", "_").replace("%", "").replace("+", "")
+        result = compress(run, data_path, export="onnx", out=out, **settings)
+        nnopt_logits = load(out / "compressed.nnz")(X).detach().numpy()
+        if not entries:  # compress's baseline: the original network in ONNX Runtime
+            original = export_onnx(load(run), data.n_features, tmp / "original.onnx")
+            entries.append({"name": "fp32 (original)", "path": original, "reference": load(run)(X).detach().numpy()})
+        entries.append({"name": name, "path": out / "model.onnx", "reference": nnopt_logits,
+                        "spec": result.chosen["model_spec"], "nnz_bytes": result.chosen["file_bytes"]})
+        if settings.get("quantize") == "int8" and "prune" not in settings:
+            entries.append({"name": "int8 (ORT static QDQ)", "path": out / "model.int8.onnx",
+                            "reference": nnopt_logits})
+            entries.append({"name": "int8 (ORT dynamic)", "path": dynamic_int8(out, data.n_features, tmp),
+                            "reference": nnopt_logits})
+    for e in entries:
+        logits = ort_predict(e["path"], X)
+        e.update(bytes=e["path"].stat().st_size, accuracy=float((logits.argmax(1) == y).mean()),
+                 agreement=agreement(e["reference"], logits),
+                 max_abs_diff=float(np.abs(logits - e["reference"]).max()))
+    sessions = {e["name"]: ort_session(e["path"]) for e in entries}
+    times: dict[tuple[str, int], list[float]] = {}
+    for _ in range(args.rounds):
+        for e in entries:
+            for b in BATCHES:
+                times.setdefault((e["name"], b), []).append(ort_latency_ms(sessions[e["name"]], data.n_features,
+                                                                           batch=b))
+    base = entries[0]
+    rows = []
+    for e in entries:
+        row = {k: v for k, v in e.items() if k not in ("path", "reference")}
+        row["ratio_bytes"] = base["bytes"] / e["bytes"]
+        for b in BATCHES:
+            row[f"ms_b{b}"] = statistics.median(times[(e["name"], b)])
+            row[f"vs_fp32_b{b}"] = row[f"ms_b{b}"] / statistics.median(times[(base["name"], b)])
+        rows.append(row)
+    return rows
+
+
+def dynamic_int8(out: Path, n_features: int, tmp: Path) -> Path:
+    """ONNX Runtime's dynamic int8 quantization of the int8 variant's network (fp32 weights that take nnopt's
+    int8 values, re-rounded by ONNX Runtime per channel)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    fp32 = export_onnx(load(out / "compressed.nnz"), n_features, tmp / "int8.fp32.onnx")
+    target = tmp / "int8.dynamic.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(str(fp32), str(target), per_channel=True, weight_type=QuantType.QInt8)
+    return target
+
+
+def export_time(args: argparse.Namespace) -> list[dict]:
+    """Seconds per torch.onnx.export, dynamo=True against dynamo=False, interleaved, median of --rounds."""
+    import torch.onnx as torch_onnx
+
+    models = {"mlp:300,100": (build_model("mlp:300,100", in_features=784, n_outputs=10).eval(), (2, 784)),
+              "cnn:16,32": (build_model("cnn:16,32", in_features=784, n_outputs=10, input_shape=(1, 28, 28)).eval(),
+                            (2, 784))}
+    export_onnx(models["mlp:300,100"][0], 784, Path(tempfile.mkdtemp()) / "warm.onnx")  # imports out of the timing
+    rows = []
+    for name, (model, shape) in models.items():
+        seconds: dict[str, list[float]] = {"dynamo": [], "torchscript": []}
+        for _ in range(args.rounds):
+            for kind in seconds:
+                start = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    if kind == "dynamo":
+                        export_onnx(model, shape[1], Path(tempfile.mkdtemp()) / "m.onnx")
+                    else:
+                        torch_onnx.export(model, (torch.zeros(*shape),), io.BytesIO(), dynamo=False,
+                                          input_names=["input"], output_names=["logits"],
+                                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+                seconds[kind].append(time.perf_counter() - start)
+        dyn, ts = statistics.median(seconds["dynamo"]), statistics.median(seconds["torchscript"])
+        rows.append({"model": name, "dynamo_s": dyn, "torchscript_s": ts, "ratio": dyn / ts})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--part", choices=("files", "export-time"), default="files")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    if args.part == "export-time":
+        rows = export_time(args)
+        print("| model | dynamo=True s | TorchScript s | ratio |\n|---|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r['model']} | {r['dynamo_s']:.3f} | {r['torchscript_s']:.3f} | {r['ratio']:.1f}x |")
+    else:
+        with tempfile.TemporaryDirectory(prefix="nnopt-onnx-size-") as tmp:
+            rows = files(args, Path(tmp))
+        print("| variant | ONNX bytes | vs fp32 | ms b1 (x fp32) | ms b256 (x fp32) | test acc | agreement | max abs diff |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r['name']} | {r['bytes']:,} | {r['ratio_bytes']:.1f}x | {r['ms_b1']:.4f} ({r['vs_fp32_b1']:.2f}) "
+                  f"| {r['ms_b256']:.3f} ({r['vs_fp32_b256']:.2f}) | {100 * r['accuracy']:.1f} % "
+                  f"| {100 * r['agreement']:.1f} % | {r['max_abs_diff']:.1e} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
