@@ -34,7 +34,7 @@ from nnopt.train import compute_metrics, fit, training_targets
 
 from nnopt.compress._export import agreement, export_onnx, ort_latency_ms, ort_predict, quantize_onnx_int8, \
     torch_latency_ms
-from nnopt.compress._onnx_nbits import weight_only_onnx
+from nnopt.compress._onnx_quant import quantized_onnx
 from nnopt.compress._onnx_table import table_onnx_checked
 from nnopt.compress._format import load_compressed, nnopt_load, save_compressed
 from nnopt.compress._prune import PRUNE_METHODS, drop_dead_units, make_permanent, prune as prune_model, \
@@ -390,7 +390,7 @@ def _export_and_time(original: nn.Module, variant: nn.Module, data: Any, meta: d
     X = data.test.X.numpy().astype(np.float32)
     reference = _outputs(variant, data.test.X).numpy()
     entries = [("original (fp32)", export_onnx(original, n, Path(scratch.name) / "original.onnx")),
-               ("compressed", weight_only_onnx(fp32_path, networks / "model.onnx", qweights or {}))]
+               ("compressed", quantized_onnx(fp32_path, networks / "model.onnx", qweights or {}))]
     if bits == "int8":
         calibration = data.train.X[:512].numpy().astype(np.float32)
         entries.append(("compressed int8 (ORT QDQ)", quantize_onnx_int8(fp32_path, networks / "model.int8.onnx",

@@ -50,7 +50,7 @@ def export_onnx(model: nn.Module, in_features: int, path: str | Path, *, opset: 
     dynamic batch axis; the result is run in ONNX Runtime and checked against torch's outputs. Where that exporter
     fails on a model, or its file disagrees with torch, the deprecated TorchScript exporter is used instead, with
     a one-line warning saying so. The model is exported in eval mode from a CPU copy when it lives elsewhere; its
-    own mode is restored. Weights are stored dense fp32: `weight_only_onnx` turns a quantized model's file into
+    own mode is restored. Weights are stored dense fp32: `quantized_onnx` turns a quantized model's file into
     its integer codes.
     """
     _check_int("in_features", in_features, 1)

@@ -1,14 +1,20 @@
-"""A quantized model's ONNX file with its integer weights: ONNX Runtime's weight-only quantized MatMul (MatMulNBits).
+"""A quantized model's ONNX file with its integer weights, through ONNX Runtime's own quantizers.
 
-`export_onnx` writes dense fp32 weights, so a 4-bit model's file is as large as the original's. `weight_only_onnx`
-rewrites that file: every Linear layer whose weight is a quantized one becomes a com.microsoft MatMulNBits node
-holding nnopt's own codes (2, 4 or 8 bits, packed) and steps, in blocks of BLOCK_SIZE along the input axis. The
-graph rewrite is ONNX Runtime's n-bit weight-only quantizer (`onnxruntime.quantization.MatMulNBitsQuantizer`); its
-codes are then replaced by nnopt's: a per-channel step is the same step for every block of that output channel, so
-the weights in the file are exactly the compressed model's and ONNX Runtime predicts what nnopt predicts (the
-quantizer's own round-to-nearest per block would re-round weights that are already rounded).
+`export_onnx` writes dense fp32 weights, so a 4-bit model's file is as large as the original's. `quantized_onnx`
+rewrites that file so that every Linear layer whose weight is quantized holds nnopt's own codes and steps:
+- 4 and 2 bits (and nnopt's 1-bit binary codes, stored as 2-bit ones): a com.microsoft MatMulNBits node (weights
+  only; compute in fp32 on exactly the compressed model's weights), codes packed in blocks of BLOCK_SIZE along
+  the input axis, the bias taken by the node itself. The graph rewrite is ONNX Runtime's n-bit weight-only
+  quantizer (`onnxruntime.quantization.matmul_nbits_quantizer`);
+- 8 bits: ONNX Runtime's dynamic quantization (`quantize_dynamic`: MatMulInteger on int8 weights, the activations
+  rounded to uint8 per batch as they come). On LeNet-300-100 it is smaller than MatMulNBits(bits=8) (per-channel
+  steps, not per-block ones) and 0.6x / 0.3x the fp32 latency at batch 1 / 256, where MatMulNBits(bits=8) in
+  fp32 compute is 16x / 4x slower (benchmarks/RESULTS.md, "Compressed ONNX files").
+Either quantizer rounds the weights itself; its codes are then replaced by nnopt's (a per-channel step is the same
+step for every block of that channel), so the weights in the file are exactly the compressed model's, even after
+QAT's learned steps, and the 4 / 2-bit files predict what nnopt predicts to float rounding.
 
-The quantizer needs MatMul nodes; torch's exporter writes a Linear as Gemm(transB=1), which `gemm_as_matmul`
+The quantizers need MatMul nodes; torch's exporter writes a Linear as Gemm(transB=1), which `gemm_as_matmul`
 rewrites as MatMul with the transposed weight, then Add of the bias (the ONNX definition of Gemm with alpha =
 beta = 1). Layers are found by value: the initializer that equals a quantized weight (transposed) is that weight,
 whatever name the exporter gave it. Conv layers have no weight-only quantized operator in ONNX Runtime: they stay
@@ -18,30 +24,35 @@ as exported (fp32 weights that take the quantized values); static int8 (`quantiz
 from __future__ import annotations
 
 import logging
+import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from nnopt.errors import UsageError
+from nnopt.errors import UsageError, unknown_name
 
 from nnopt.compress._export import _check_onnx, _existing, _one_line, _quiet_root_logger, _write
 from nnopt.compress._quant import QTensor, qrange
 
 BLOCK_SIZE = 32  # ONNX Runtime's fast CPU kernels take 16..256; 32 keeps the per-block steps few and the file small
 NBITS = (2, 4, 8)  # what MatMulNBits stores; nnopt's binary (1-bit) codes are stored as 2-bit ones
+INT8_FORMS = ("dynamic", "nbits")
 
 
-def weight_only_onnx(fp32_path: str | Path, out_path: str | Path, qweights: Mapping[str, QTensor], *,
-                     block_size: int = BLOCK_SIZE, accuracy_level: int | None = None) -> Path:
+def quantized_onnx(fp32_path: str | Path, out_path: str | Path, qweights: Mapping[str, QTensor], *,
+                   int8: str = "dynamic", block_size: int = BLOCK_SIZE, accuracy_level: int | None = None) -> Path:
     """Write to `out_path` the fp32 ONNX file `fp32_path` with every Linear weight found in `qweights` (name ->
-    QTensor, as quantize_model / finish_qat return them) stored as its integer codes in a MatMulNBits node.
+    QTensor, as quantize_model / finish_qat return them) stored as its own integer codes.
 
-    Weights not found (Conv, or a model with no quantized Linear) stay as they are; with no quantized Linear at
-    all the file is written unchanged. `accuracy_level` is MatMulNBits' (None: fp32 compute, the exact one; 4:
-    int8 activations, faster on some CPUs, not the compressed model's arithmetic).
+    8-bit weights go to MatMulInteger (`int8="dynamic"`) or MatMulNBits (`int8="nbits"`), the others to
+    MatMulNBits. Weights not found (Conv, or a model with no quantized Linear) stay as they are; with no quantized
+    Linear at all the file is written unchanged. `accuracy_level` is MatMulNBits' (None: fp32 compute, the exact
+    one; 4: int8 activations, faster on some CPUs, not the compressed model's arithmetic).
     """
+    if int8 not in INT8_FORMS:
+        raise unknown_name("int8 form", int8, INT8_FORMS)
     import onnx
 
     fp32_path = _existing(fp32_path)
@@ -58,8 +69,12 @@ def weight_only_onnx(fp32_path: str | Path, out_path: str | Path, qweights: Mapp
         bits, symmetric = _stored_bits(q)
         groups.setdefault((bits, symmetric), {})[output] = q
     for (bits, symmetric), group in groups.items():
+        if bits == 8 and int8 == "dynamic":
+            model = _ort_dynamic(model, group, symmetric)
+            continue
         model = _ort_nbits(model, group, bits, symmetric, block_size, accuracy_level)
         _write_codes(model, group, bits, symmetric, block_size)
+    _bias_into_matmul(model)
     blob = model.SerializeToString()
     _check_onnx(blob, f"cannot write the weight-only quantized ONNX model of {fp32_path}")
     return _write(out_path, blob, "write the weight-only quantized ONNX model")
@@ -108,6 +123,10 @@ def gemm_as_matmul(model, qweights: Mapping[str, QTensor]) -> dict[str, QTensor]
         found[product] = match
     del graph.node[:]
     graph.node.extend(nodes)
+    transposed = {n.input[1] for n in nodes if n.op_type == "MatMul"}
+    stale = [v for v in graph.value_info if v.name in transposed]  # the exporter's shapes of the (out, in) weights
+    for v in stale:
+        graph.value_info.remove(v)
     return found
 
 
@@ -142,6 +161,62 @@ def _ort_nbits(model, group: Mapping[str, QTensor], bits: int, symmetric: bool, 
     except Exception as exc:
         raise UsageError(f"cannot quantize the ONNX weights to {bits} bits: {_one_line(exc)}") from None
     return quantizer.model.model
+
+
+def _ort_dynamic(model, group: Mapping[str, QTensor], symmetric: bool):
+    """ONNX Runtime's dynamic int8 quantization of the MatMul nodes producing `group`'s outputs, then nnopt's codes
+    and steps in the weights, steps and zero points it wrote (int8 codes with zero point 0 when symmetric, uint8
+    codes and zero points otherwise)."""
+    from onnx import numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    names = []
+    for k, node in enumerate(n for n in model.graph.node if n.op_type == "MatMul"):
+        node.name = node.name or f"nnopt_matmul_{k}"  # nodes_to_quantize goes by name
+        if node.output[0] in group:
+            names.append(node.name)
+    with tempfile.TemporaryDirectory(prefix="nnopt-int8-") as tmp:
+        target = Path(tmp) / "int8.onnx"
+        try:
+            with warnings.catch_warnings(), _quiet_root_logger():
+                warnings.simplefilter("ignore")
+                quantize_dynamic(model, target, op_types_to_quantize=["MatMul"], nodes_to_quantize=names,
+                                 per_channel=True, weight_type=QuantType.QInt8 if symmetric else QuantType.QUInt8)
+        except Exception as exc:
+            raise UsageError(f"cannot quantize the ONNX weights to 8 bits: {_one_line(exc)}") from None
+        import onnx
+
+        model = onnx.load(str(target))
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    consumer = {i: n for n in graph.node for i in n.input}
+    done = set()
+    for node in (n for n in graph.node if n.op_type == "MatMulInteger"):
+        cast = consumer[node.output[0]]
+        rescale = consumer[cast.output[0]]  # Mul(int32 product as float, input step x weight steps)
+        steps = producer[next(i for i in rescale.input if i != cast.output[0])]
+        scale_name = next(i for i in steps.input if i in inits)
+        q = group.get(rescale.output[0])
+        if q is None:
+            continue
+        codes = q.q.detach().cpu().numpy().T  # (in, out), as MatMul takes it
+        n_out = q.shape[0]
+        zero = q.zero_point.cpu().numpy().reshape(-1) if not symmetric else np.zeros(1)
+        dtype = np.int8 if symmetric else np.uint8
+        arrays = {node.input[1]: np.ascontiguousarray(codes.astype(dtype)),
+                  node.input[3]: np.broadcast_to(zero.astype(dtype), (n_out,)).copy(),
+                  scale_name: np.broadcast_to(q.scale.cpu().numpy().astype(np.float32).reshape(-1), (n_out,)).copy()}
+        for name, array in arrays.items():
+            old = numpy_helper.to_array(inits[name])
+            if old.shape != array.shape or old.dtype != array.dtype:
+                raise UsageError(f"ONNX Runtime's quantizer wrote {name} as {old.dtype}{list(old.shape)}; "
+                                 f"nnopt's codes are {array.dtype}{list(array.shape)}")
+            inits[name].CopyFrom(numpy_helper.from_array(array, name))
+        done.add(rescale.output[0])
+    if set(group) - done:
+        raise UsageError(f"ONNX Runtime's quantizer left {len(set(group) - done)} int8 layer(s) as MatMul")
+    return model
 
 
 def _nbits_quantizer():
@@ -186,6 +261,37 @@ def _write_codes(model, group: Mapping[str, QTensor], bits: int, symmetric: bool
     missing = set(group) - done
     if missing:
         raise UsageError(f"ONNX Runtime's quantizer left {len(missing)} quantized layer(s) as MatMul")
+
+
+def _bias_into_matmul(model) -> None:
+    """Each MatMulNBits followed by Add(bias) takes the bias as its own input (MatMulNBits' input 5), in place: one
+    kernel per layer instead of two (batch 1: about 0.8x the time of the unfused pair on LeNet-300-100)."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    fused: dict[str, str] = {}  # the Add's output -> the MatMulNBits output it replaces
+    for node in graph.node:
+        if node.op_type != "MatMulNBits" or node.output[0] in outputs or len(consumers.get(node.output[0], [])) != 1:
+            continue
+        add = consumers[node.output[0]][0]
+        n_out = next(a.i for a in node.attribute if a.name == "N")
+        bias = add.input[1] if add.input[0] == node.output[0] else add.input[0]
+        if add.op_type != "Add" or bias not in inits or tuple(numpy_helper.to_array(inits[bias]).shape) != (n_out,):
+            continue
+        inputs = list(node.input) + [""] * (5 - len(node.input))  # zero_points and g_idx stay optional
+        del node.input[:]
+        node.input.extend([*inputs[:5], bias])
+        fused[add.output[0]] = node.output[0]
+        node.output[0] = add.output[0]
+    kept = [n for n in graph.node if not (n.op_type == "Add" and n.output[0] in fused)]
+    del graph.node[:]
+    graph.node.extend(kept)
 
 
 def _blocks(q: QTensor, bits: int, symmetric: bool, block_size: int) -> tuple[np.ndarray, ...]:
@@ -240,4 +346,4 @@ class _quiet:
         self._logger.setLevel(self._level)
 
 
-__all__ = ["BLOCK_SIZE", "gemm_as_matmul", "weight_only_onnx"]
+__all__ = ["BLOCK_SIZE", "INT8_FORMS", "gemm_as_matmul", "quantized_onnx"]
