@@ -8,9 +8,9 @@ Runtime latency (1 thread; median over --rounds rounds in which every file is ti
 runs after 5 warm-up runs, so that the ratios to fp32 come from the same moments of a shared machine), test
 accuracy, and argmax agreement / largest |logit difference| against nnopt's compressed model on the test rows.
 
-int8 is measured three ways: weight-only MatMulNBits(bits=8) with nnopt's codes (model.onnx), ONNX Runtime's static
-QDQ int8 (model.int8.onnx, activations quantized too) and its dynamic quantization (quantize_dynamic, weights
-re-rounded by ONNX Runtime). `--part export-time` times torch.onnx.export with dynamo=True against the
+int8 is measured four ways: ONNX Runtime's dynamic int8 with nnopt's codes (model.onnx: MatMulInteger, activations
+rounded per batch), its static QDQ int8 (model.int8.onnx, activations rounded with calibrated ranges), and
+MatMulNBits(bits=8) with nnopt's codes, in fp32 compute and at accuracy_level 4 (int8 activations). `--part export-time` times torch.onnx.export with dynamo=True against the
 TorchScript exporter (dynamo=False), interleaved, for LeNet-300-100 and a small CNN.
 
     .venv/bin/python benchmarks/onnx_size.py [--epochs 10] [--rounds 5] [--part files|export-time] [--json out.json]
@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nnopt.compress import agreement, compress, export_onnx, load, ort_latency_ms, ort_predict
+from nnopt.compress import agreement, apply_dequantized, compress, export_onnx, load, ort_latency_ms, ort_predict, \
+    quantize_model, quantized_onnx
 from nnopt.compress._export import ort_session
 from nnopt.data import load_data
 from nnopt.models import build_model
@@ -77,8 +78,9 @@ def files(args: argparse.Namespace, tmp: Path) -> list[dict]:
         if settings.get("quantize") == "int8" and "prune" not in settings:
             entries.append({"name": "int8 (ORT static QDQ)", "path": out / "model.int8.onnx",
                             "reference": nnopt_logits})
-            entries.append({"name": "int8 (ORT dynamic)", "path": dynamic_int8(out, data.n_features, tmp),
-                            "reference": nnopt_logits})
+            for level in (None, 4):
+                entries.append({"name": f"int8 MatMulNBits(bits=8){' accuracy_level 4' if level else ''}",
+                                "path": nbits_int8(run, data.n_features, tmp, level), "reference": nnopt_logits})
     for e in entries:
         logits = ort_predict(e["path"], X)
         e.update(bytes=e["path"].stat().st_size, accuracy=float((logits.argmax(1) == y).mean()),
@@ -103,17 +105,15 @@ def files(args: argparse.Namespace, tmp: Path) -> list[dict]:
     return rows
 
 
-def dynamic_int8(out: Path, n_features: int, tmp: Path) -> Path:
-    """ONNX Runtime's dynamic int8 quantization of the int8 variant's network (fp32 weights that take nnopt's
-    int8 values, re-rounded by ONNX Runtime per channel)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    fp32 = export_onnx(load(out / "compressed.nnz"), n_features, tmp / "int8.fp32.onnx")
-    target = tmp / "int8.dynamic.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantize_dynamic(str(fp32), str(target), per_channel=True, weight_type=QuantType.QInt8)
-    return target
+def nbits_int8(run: Path, n_features: int, tmp: Path, accuracy_level: int | None) -> Path:
+    """The int8 variant's Linear weights (round-to-nearest, per channel: compress's int8) in MatMulNBits(bits=8)
+    instead of dynamic int8: fp32 compute (exact) or accuracy_level 4 (int8 activations)."""
+    variant = load(run)
+    qweights = quantize_model(variant, 8)
+    apply_dequantized(variant, qweights)
+    fp32 = export_onnx(variant, n_features, tmp / "int8.fp32.onnx")
+    return quantized_onnx(fp32, tmp / f"int8.nbits{accuracy_level or 0}.onnx", qweights, int8="nbits",
+                          accuracy_level=accuracy_level)
 
 
 def export_time(args: argparse.Namespace) -> list[dict]:
