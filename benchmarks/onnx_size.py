@@ -10,8 +10,9 @@ accuracy, and argmax agreement / largest |logit difference| against nnopt's comp
 
 int8 is measured four ways: ONNX Runtime's dynamic int8 with nnopt's codes (model.onnx: MatMulInteger, activations
 rounded per batch), its static QDQ int8 (model.int8.onnx, activations rounded with calibrated ranges), and
-MatMulNBits(bits=8) with nnopt's codes, in fp32 compute and at accuracy_level 4 (int8 activations). `--part export-time` times torch.onnx.export with dynamo=True against the
-TorchScript exporter (dynamo=False), interleaved, for LeNet-300-100 and a small CNN.
+MatMulNBits(bits=8) with nnopt's codes, in fp32 compute and at accuracy_level 4 (int8 activations).
+`--part export-time` times torch.onnx.export with dynamo=True against the TorchScript exporter (dynamo=False),
+interleaved, for LeNet-300-100 and a small CNN.
 
     .venv/bin/python benchmarks/onnx_size.py [--epochs 10] [--rounds 5] [--part files|export-time] [--json out.json]
 """
@@ -160,11 +161,12 @@ def main() -> None:
     else:
         with tempfile.TemporaryDirectory(prefix="nnopt-onnx-size-") as tmp:
             rows = files(args, Path(tmp))
-        print("| variant | ONNX bytes | vs fp32 | ms b1 (x fp32) | ms b256 (x fp32) | test acc | agreement | max abs diff |")
+        print("| variant | ONNX bytes | vs fp32 | ms b1 (x fp32) | ms b256 (x fp32) | test acc | agreement "
+              "| max abs diff |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
-            print(f"| {r['name']} | {r['bytes']:,} | {r['ratio_bytes']:.1f}x | {r['ms_b1']:.4f} ({r['vs_fp32_b1']:.2f}) "
-                  f"| {r['ms_b256']:.3f} ({r['vs_fp32_b256']:.2f}) | {100 * r['accuracy']:.1f} % "
+            print(f"| {r['name']} | {r['bytes']:,} | {r['ratio_bytes']:.1f}x "
+                  f"| {r['ms_b1']:.4f} ({r['vs_fp32_b1']:.2f}) | {r['ms_b256']:.3f} ({r['vs_fp32_b256']:.2f}) | {100 * r['accuracy']:.1f} % "
                   f"| {100 * r['agreement']:.1f} % | {r['max_abs_diff']:.1e} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
