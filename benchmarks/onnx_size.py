@@ -166,7 +166,8 @@ def main() -> None:
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
             print(f"| {r['name']} | {r['bytes']:,} | {r['ratio_bytes']:.1f}x "
-                  f"| {r['ms_b1']:.4f} ({r['vs_fp32_b1']:.2f}) | {r['ms_b256']:.3f} ({r['vs_fp32_b256']:.2f}) | {100 * r['accuracy']:.1f} % "
+                  f"| {r['ms_b1']:.4f} ({r['vs_fp32_b1']:.2f}) | {r['ms_b256']:.3f} ({r['vs_fp32_b256']:.2f}) "
+                  f"| {100 * r['accuracy']:.1f} % "
                   f"| {100 * r['agreement']:.1f} % | {r['max_abs_diff']:.1e} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
