@@ -20,12 +20,10 @@ interleaved, for LeNet-300-100 and a small CNN.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +79,10 @@ def files(args: argparse.Namespace, tmp: Path) -> list[dict]:
                             "reference": nnopt_logits})
             for level in (None, 4):
                 entries.append({"name": f"int8 MatMulNBits(bits=8){' accuracy_level 4' if level else ''}",
-                                "path": nbits_int8(run, data.n_features, tmp, level), "reference": nnopt_logits})
+                                "path": nbits(run, 8, data.n_features, tmp, level), "reference": nnopt_logits})
+        if settings == {"quantize": "int4"}:
+            entries.append({"name": "int4 MatMulNBits accuracy_level 4", "reference": nnopt_logits,
+                            "path": nbits(run, 4, data.n_features, tmp, 4)})
     for e in entries:
         logits = ort_predict(e["path"], X)
         e.update(bytes=e["path"].stat().st_size, accuracy=float((logits.argmax(1) == y).mean()),
@@ -106,42 +107,41 @@ def files(args: argparse.Namespace, tmp: Path) -> list[dict]:
     return rows
 
 
-def nbits_int8(run: Path, n_features: int, tmp: Path, accuracy_level: int | None) -> Path:
-    """The int8 variant's Linear weights (round-to-nearest, per channel: compress's int8) in MatMulNBits(bits=8)
-    instead of dynamic int8: fp32 compute (exact) or accuracy_level 4 (int8 activations)."""
+def nbits(run: Path, bits: int, n_features: int, tmp: Path, accuracy_level: int | None) -> Path:
+    """The original's Linear weights rounded to `bits` (round-to-nearest, per channel: compress's int8 / int4) in
+    MatMulNBits, in fp32 compute (exact) or at accuracy_level 4 (int8 activations)."""
     variant = load(run)
-    qweights = quantize_model(variant, 8)
+    qweights = quantize_model(variant, bits)
     apply_dequantized(variant, qweights)
-    fp32 = export_onnx(variant, n_features, tmp / "int8.fp32.onnx")
-    return quantized_onnx(fp32, tmp / f"int8.nbits{accuracy_level or 0}.onnx", qweights, int8="nbits",
+    fp32 = export_onnx(variant, n_features, tmp / f"int{bits}.fp32.onnx")
+    return quantized_onnx(fp32, tmp / f"int{bits}.nbits{accuracy_level or 0}.onnx", qweights, int8="nbits",
                           accuracy_level=accuracy_level)
 
 
 def export_time(args: argparse.Namespace) -> list[dict]:
-    """Seconds per torch.onnx.export, dynamo=True against dynamo=False, interleaved, median of --rounds."""
-    import torch.onnx as torch_onnx
+    """Seconds per export, interleaved, median of --rounds: torch.onnx.export with dynamo=True and with
+    dynamo=False (the graph alone, serialized), and nnopt's export_onnx (dynamo, plus the check against torch in
+    ONNX Runtime, onnx.checker and the atomic write)."""
+    from nnopt.compress._export import OPSET, _dynamo_export, _torchscript_export
 
-    models = {"mlp:300,100": (build_model("mlp:300,100", in_features=784, n_outputs=10).eval(), (2, 784)),
-              "cnn:16,32": (build_model("cnn:16,32", in_features=784, n_outputs=10, input_shape=(1, 28, 28)).eval(),
-                            (2, 784))}
-    export_onnx(models["mlp:300,100"][0], 784, Path(tempfile.mkdtemp()) / "warm.onnx")  # imports out of the timing
+    models = {"mlp:300,100": build_model("mlp:300,100", in_features=784, n_outputs=10).eval(),
+              "cnn:16,32": build_model("cnn:16,32", in_features=784, n_outputs=10, input_shape=(1, 28, 28)).eval()}
+    folder = Path(tempfile.mkdtemp(prefix="nnopt-export-time-"))
+    export_onnx(models["mlp:300,100"], 784, folder / "warm.onnx")  # imports and first-call set-up out of the timing
+    kinds = {"dynamo": lambda m: _dynamo_export(m, torch.zeros(2, 784), OPSET),
+             "torchscript": lambda m: _torchscript_export(m, torch.zeros(2, 784), OPSET),
+             "export_onnx": lambda m: export_onnx(m, 784, folder / "m.onnx")}
     rows = []
-    for name, (model, shape) in models.items():
-        seconds: dict[str, list[float]] = {"dynamo": [], "torchscript": []}
+    for name, model in models.items():
+        seconds: dict[str, list[float]] = {kind: [] for kind in kinds}
         for _ in range(args.rounds):
-            for kind in seconds:
+            for kind, run in kinds.items():
                 start = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    if kind == "dynamo":
-                        export_onnx(model, shape[1], Path(tempfile.mkdtemp()) / "m.onnx")
-                    else:
-                        torch_onnx.export(model, (torch.zeros(*shape),), io.BytesIO(), dynamo=False,
-                                          input_names=["input"], output_names=["logits"],
-                                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+                run(model)
                 seconds[kind].append(time.perf_counter() - start)
-        dyn, ts = statistics.median(seconds["dynamo"]), statistics.median(seconds["torchscript"])
-        rows.append({"model": name, "dynamo_s": dyn, "torchscript_s": ts, "ratio": dyn / ts})
+        row = {"model": name, **{f"{k}_s": statistics.median(v) for k, v in seconds.items()}}
+        row["ratio"] = row["dynamo_s"] / row["torchscript_s"]
+        rows.append(row)
     return rows
 
 
@@ -155,9 +155,10 @@ def main() -> None:
     torch.manual_seed(0)
     if args.part == "export-time":
         rows = export_time(args)
-        print("| model | dynamo=True s | TorchScript s | ratio |\n|---|---:|---:|---:|")
+        print("| model | dynamo=True s | TorchScript s | ratio | export_onnx s |\n|---|---:|---:|---:|---:|")
         for r in rows:
-            print(f"| {r['model']} | {r['dynamo_s']:.3f} | {r['torchscript_s']:.3f} | {r['ratio']:.1f}x |")
+            print(f"| {r['model']} | {r['dynamo_s']:.3f} | {r['torchscript_s']:.3f} | {r['ratio']:.1f}x "
+                  f"| {r['export_onnx_s']:.3f} |")
     else:
         with tempfile.TemporaryDirectory(prefix="nnopt-onnx-size-") as tmp:
             rows = files(args, Path(tmp))
