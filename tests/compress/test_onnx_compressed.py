@@ -82,10 +82,14 @@ def stored_weights(path):
         zero = unpack(inits[node.input[3]], blocks) if len(node.input) > 3 and node.input[3] \
             else np.full((n_out, blocks), 2 ** (bits - 1), dtype=np.float32)
         out.append(((codes - zero[..., None]) * scales).reshape(n_out, -1)[:, :k_in])
-    for node in (n for n in model.graph.node if n.op_type == "MatMulInteger"):  # int8: (in, out) codes
+    for node in (n for n in model.graph.node if n.op_type == "MatMulInteger"):  # int8, dynamic: (in, out) codes
         codes, zero = inits[node.input[1]].astype(np.float32), inits[node.input[3]].astype(np.float32)
         scale = inits[node.input[1].replace("_quantized", "_scale")]  # ONNX Runtime's names
         out.append(((codes - zero) * scale).T)
+    for name in (n for n in inits if n.endswith("_codes")):  # int8, dequantized when loaded: (in, out) codes
+        base = name[:-len("_codes")]
+        zero = inits.get(base + "_zero", np.zeros(1, dtype=np.float32))
+        out.append(((inits[name].astype(np.float32) - zero) * inits[base + "_step"]).T)
     return out
 
 
@@ -101,19 +105,24 @@ def test_int4_file_is_over_5x_smaller_and_predicts_what_nnopt_predicts(lenet, da
     assert (got.argmax(1) == data.test.y.numpy()).mean() >= 0.9  # a real classifier on real rows
 
 
-@pytest.mark.parametrize("bits, scheme", [(8, "symmetric"), (4, "asymmetric"), (2, "symmetric")])
-def test_the_file_holds_nnopts_own_codes_for_each_width_and_scheme(lenet, data, tmp_path, bits, scheme):
+@pytest.mark.parametrize("bits, scheme, int8, op", [
+    (8, "symmetric", "dequantize", "Cast"), (8, "asymmetric", "dequantize", "Cast"),
+    (8, "symmetric", "dynamic", "MatMulInteger"), (4, "asymmetric", None, "MatMulNBits"),
+    (2, "symmetric", None, "MatMulNBits"),
+])
+def test_the_file_holds_nnopts_own_codes_for_each_width_and_scheme(lenet, data, tmp_path, bits, scheme, int8, op):
     variant, qweights = quantized(load(lenet), bits, scheme)
-    path = quantized_onnx(export_onnx(variant, 784, tmp_path / "variant.onnx"), tmp_path / "q.onnx", qweights)
+    path = quantized_onnx(export_onnx(variant, 784, tmp_path / "variant.onnx"), tmp_path / "q.onnx", qweights,
+                          **({"int8": int8} if int8 else {}))
     stored = stored_weights(path)
     wanted = [dequantize(q).numpy() for q in qweights.values()]
     assert len(stored) == len(wanted) == 3
     assert all(np.array_equal(s, w) for s, w in zip(stored, wanted))  # exactly the compressed model's weights
     got, expected = ort_predict(path, data.test.X), logits(variant, data.test.X)
     assert agreement(expected, got) >= 0.99
-    # 8 bits: dynamic quantization rounds the activations to uint8 per batch too; 4 and 2 bits compute in fp32
-    assert np.abs(got - expected).max() < (0.1 if bits == 8 else 1e-4)
-    assert nodes(path).count("MatMulInteger" if bits == 8 else "MatMulNBits") == 3
+    # dynamic int8 rounds the activations to uint8 per batch too; the other forms compute in fp32
+    assert np.abs(got - expected).max() < (0.1 if int8 == "dynamic" else 1e-4)
+    assert nodes(path).count(op) == 3
 
 
 def test_compress_writes_the_small_file_and_reports_its_real_bytes(lenet, digits28, tmp_path):

@@ -1,9 +1,10 @@
 """ONNX export, static int8 quantization with onnxruntime, and CPU latency of torch and ONNX Runtime models.
 
-A network leaves nnopt as one `.onnx` file: input "input" (batch, in_features) with a dynamic batch axis, output
-"logits". `quantize_onnx_int8` turns that file into a QDQ int8 model calibrated on real rows; ONNX Runtime fuses
-the QuantizeLinear/DequantizeLinear pairs around MatMul/Gemm/Conv into integer kernels. Every file is written
-atomically. onnx, onnxruntime and torch.onnx are imported on first use: they are slow to import.
+A network leaves nnopt as one `.onnx` file, written by torch's current exporter (torch.onnx.export with
+dynamo=True; the TorchScript one only where that fails): input "input" (batch, in_features) with a dynamic batch
+axis, output "logits". `quantize_onnx_int8` turns that file into a QDQ int8 model calibrated on real rows; ONNX
+Runtime fuses the QuantizeLinear/DequantizeLinear pairs around MatMul/Gemm/Conv into integer kernels. Every file
+is written atomically. onnx, onnxruntime and torch.onnx are imported on first use: they are slow to import.
 """
 
 from __future__ import annotations

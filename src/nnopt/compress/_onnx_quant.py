@@ -38,16 +38,17 @@ from nnopt.compress._quant import QTensor, qrange
 
 BLOCK_SIZE = 32  # ONNX Runtime's fast CPU kernels take 16..256; 32 keeps the per-block steps few and the file small
 NBITS = (2, 4, 8)  # what MatMulNBits stores; nnopt's binary (1-bit) codes are stored as 2-bit ones
-INT8_FORMS = ("dynamic", "nbits")
+INT8_FORMS = ("dequantize", "dynamic", "nbits")
 
 
 def quantized_onnx(fp32_path: str | Path, out_path: str | Path, qweights: Mapping[str, QTensor], *,
-                   int8: str = "dynamic", block_size: int = BLOCK_SIZE, accuracy_level: int | None = None) -> Path:
+                   int8: str = "dequantize", block_size: int = BLOCK_SIZE, accuracy_level: int | None = None) -> Path:
     """Write to `out_path` the fp32 ONNX file `fp32_path` with every Linear weight found in `qweights` (name ->
     QTensor, as quantize_model / finish_qat return them) stored as its own integer codes.
 
-    8-bit weights go to MatMulInteger (`int8="dynamic"`) or MatMulNBits (`int8="nbits"`), the others to
-    MatMulNBits. Weights not found (Conv, or a model with no quantized Linear) stay as they are; with no quantized
+    8-bit weights are stored as int8 codes and steps that Cast and Mul turn back into the fp32 weight
+    (`int8="dequantize"`: exact, fp32's speed), or go to MatMulInteger (`"dynamic"`: activations rounded too) or
+    MatMulNBits (`"nbits"`); the others to MatMulNBits. Weights not found (Conv, or a model with no quantized Linear) stay as they are; with no quantized
     Linear at all the file is written unchanged. `accuracy_level` is MatMulNBits' (None: fp32 compute, the exact
     one; 4: int8 activations, faster on some CPUs, not the compressed model's arithmetic).
     """
@@ -69,8 +70,8 @@ def quantized_onnx(fp32_path: str | Path, out_path: str | Path, qweights: Mappin
         bits, symmetric = _stored_bits(q)
         groups.setdefault((bits, symmetric), {})[output] = q
     for (bits, symmetric), group in groups.items():
-        if bits == 8 and int8 == "dynamic":
-            model = _ort_dynamic(model, group, symmetric)
+        if bits == 8 and int8 != "nbits":
+            model = _ort_dynamic(model, group, symmetric) if int8 == "dynamic" else _dequantized(model, group)
             continue
         model = _ort_nbits(model, group, bits, symmetric, block_size, accuracy_level)
         _write_codes(model, group, bits, symmetric, block_size)
@@ -161,6 +162,43 @@ def _ort_nbits(model, group: Mapping[str, QTensor], bits: int, symmetric: bool, 
     except Exception as exc:
         raise UsageError(f"cannot quantize the ONNX weights to {bits} bits: {_one_line(exc)}") from None
     return quantizer.model.model
+
+
+def _dequantized(model, group: Mapping[str, QTensor]):
+    """Each MatMul producing one of `group`'s outputs takes its weight from int8 (uint8 when asymmetric) codes:
+    Cast to float, minus the zero point, times the per-channel step, in that order, as `dequantize` computes it,
+    so the weight is the compressed model's to the bit. The codes and steps are initializers: ONNX Runtime folds
+    the three nodes into one fp32 weight when it loads the file (the file is small, the speed fp32's)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        q = group.get(node.output[0]) if node.op_type == "MatMul" else None
+        if q is None:
+            nodes.append(node)
+            continue
+        name = node.input[1]
+        n_out = q.shape[0]
+        asymmetric = q.scheme == "asymmetric"
+        codes = q.q.detach().cpu().numpy().T.astype(np.uint8 if asymmetric else np.int8)  # (in, out)
+        step = np.broadcast_to(q.scale.cpu().numpy().astype(np.float32).reshape(1, -1), (1, n_out))
+        graph.initializer.remove(inits[name])
+        graph.initializer.extend([numpy_helper.from_array(np.ascontiguousarray(codes), name + "_codes"),
+                                  numpy_helper.from_array(np.ascontiguousarray(step), name + "_step")])
+        nodes.append(helper.make_node("Cast", [name + "_codes"], [name + "_float"], to=TensorProto.FLOAT))
+        value = name + "_float"
+        if asymmetric:
+            zero = np.broadcast_to(q.zero_point.cpu().numpy().astype(np.float32).reshape(1, -1), (1, n_out))
+            graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(zero), name + "_zero"))
+            nodes.append(helper.make_node("Sub", [value, name + "_zero"], [name + "_centred"]))
+            value = name + "_centred"
+        nodes.append(helper.make_node("Mul", [value, name + "_step"], [name]))
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model
 
 
 def _ort_dynamic(model, group: Mapping[str, QTensor], symmetric: bool):
