@@ -8,8 +8,9 @@ Runtime latency (1 thread; median over --rounds rounds in which every file is ti
 runs after 5 warm-up runs, so that the ratios to fp32 come from the same moments of a shared machine), test
 accuracy, and argmax agreement / largest |logit difference| against nnopt's compressed model on the test rows.
 
-int8 is measured four ways: ONNX Runtime's dynamic int8 with nnopt's codes (model.onnx: MatMulInteger, activations
-rounded per batch), its static QDQ int8 (model.int8.onnx, activations rounded with calibrated ranges), and
+int8 is measured four ways: model.onnx (nnopt's int8 codes and steps, Cast / Mul back to the fp32 weight, folded
+by ONNX Runtime at load), ONNX Runtime's static QDQ int8 (model.int8.onnx, activations rounded with calibrated
+ranges), its dynamic int8 with nnopt's codes (MatMulInteger, activations rounded per batch), and
 MatMulNBits(bits=8) with nnopt's codes, in fp32 compute and at accuracy_level 4 (int8 activations).
 `--part export-time` times torch.onnx.export with dynamo=True against the TorchScript exporter (dynamo=False),
 interleaved, for LeNet-300-100 and a small CNN.
@@ -77,12 +78,14 @@ def files(args: argparse.Namespace, tmp: Path) -> list[dict]:
         if settings.get("quantize") == "int8" and "prune" not in settings:
             entries.append({"name": "int8 (ORT static QDQ)", "path": out / "model.int8.onnx",
                             "reference": nnopt_logits})
-            for level in (None, 4):
-                entries.append({"name": f"int8 MatMulNBits(bits=8){' accuracy_level 4' if level else ''}",
-                                "path": nbits(run, 8, data.n_features, tmp, level), "reference": nnopt_logits})
+            for label, form, level in (("ORT dynamic, nnopt's codes", "dynamic", None),
+                                       ("MatMulNBits(bits=8)", "nbits", None),
+                                       ("MatMulNBits(bits=8) accuracy_level 4", "nbits", 4)):
+                entries.append({"name": f"int8 {label}", "reference": nnopt_logits,
+                                "path": other_form(run, 8, data.n_features, tmp, form, level)})
         if settings == {"quantize": "int4"}:
             entries.append({"name": "int4 MatMulNBits accuracy_level 4", "reference": nnopt_logits,
-                            "path": nbits(run, 4, data.n_features, tmp, 4)})
+                            "path": other_form(run, 4, data.n_features, tmp, "nbits", 4)})
     for e in entries:
         logits = ort_predict(e["path"], X)
         e.update(bytes=e["path"].stat().st_size, accuracy=float((logits.argmax(1) == y).mean()),
@@ -107,14 +110,14 @@ def files(args: argparse.Namespace, tmp: Path) -> list[dict]:
     return rows
 
 
-def nbits(run: Path, bits: int, n_features: int, tmp: Path, accuracy_level: int | None) -> Path:
+def other_form(run: Path, bits: int, n_features: int, tmp: Path, int8: str, accuracy_level: int | None) -> Path:
     """The original's Linear weights rounded to `bits` (round-to-nearest, per channel: compress's int8 / int4) in
-    MatMulNBits, in fp32 compute (exact) or at accuracy_level 4 (int8 activations)."""
+    another form than model.onnx's: int8 dynamic or MatMulNBits, at accuracy_level None (fp32 compute) or 4."""
     variant = load(run)
     qweights = quantize_model(variant, bits)
     apply_dequantized(variant, qweights)
     fp32 = export_onnx(variant, n_features, tmp / f"int{bits}.fp32.onnx")
-    return quantized_onnx(fp32, tmp / f"int{bits}.nbits{accuracy_level or 0}.onnx", qweights, int8="nbits",
+    return quantized_onnx(fp32, tmp / f"int{bits}.{int8}{accuracy_level or 0}.onnx", qweights, int8=int8,
                           accuracy_level=accuracy_level)
 
 

@@ -6,13 +6,17 @@ rewrites that file so that every Linear layer whose weight is quantized holds nn
   only; compute in fp32 on exactly the compressed model's weights), codes packed in blocks of BLOCK_SIZE along
   the input axis, the bias taken by the node itself. The graph rewrite is ONNX Runtime's n-bit weight-only
   quantizer (`onnxruntime.quantization.matmul_nbits_quantizer`);
-- 8 bits: ONNX Runtime's dynamic quantization (`quantize_dynamic`: MatMulInteger on int8 weights, the activations
-  rounded to uint8 per batch as they come). On LeNet-300-100 it is smaller than MatMulNBits(bits=8) (per-channel
-  steps, not per-block ones) and 0.6x / 0.3x the fp32 latency at batch 1 / 256, where MatMulNBits(bits=8) in
-  fp32 compute is 16x / 4x slower (benchmarks/RESULTS.md, "Compressed ONNX files").
-Either quantizer rounds the weights itself; its codes are then replaced by nnopt's (a per-channel step is the same
-step for every block of that channel), so the weights in the file are exactly the compressed model's, even after
-QAT's learned steps, and the 4 / 2-bit files predict what nnopt predicts to float rounding.
+- 8 bits: int8 codes (uint8 when asymmetric) and per-channel steps as initializers, turned back into the fp32
+  weight by Cast / (Sub) / Mul, which ONNX Runtime folds into one weight when it loads the file: 3.9x smaller on
+  disk, fp32's arithmetic and speed, exactly nnopt's predictions. ONNX Runtime's weight-only MatMulNBits(bits=8)
+  computes in fp32 16x slower at batch 1 (accuracy_level 4 is fast but rounds the activations), and its dynamic
+  int8 (`quantize_dynamic`: MatMulInteger) is 0.6x / 0.3x fp32's latency but rounds the activations per batch,
+  which moved an automl model's class on 1.6 % of random rows; both stay as `int8=` options, and
+  `quantize_onnx_int8` writes the static int8 file (benchmarks/RESULTS.md, "Compressed ONNX files").
+ONNX Runtime's quantizers round the weights themselves; their codes are then replaced by nnopt's (a per-channel
+step is the same step for every block of that channel), so the weights in the file are exactly the compressed
+model's, even after QAT's learned steps, and the files predict what nnopt predicts to float rounding (but for
+the dynamic int8 option).
 
 The quantizers need MatMul nodes; torch's exporter writes a Linear as Gemm(transB=1), which `gemm_as_matmul`
 rewrites as MatMul with the transposed weight, then Add of the bias (the ONNX definition of Gemm with alpha =
