@@ -225,9 +225,25 @@ def test_compressed_files_take_the_table_columns(penguins):
     names = np.array(nnopt.inference.load_predictor(out / "compressed.nnz").class_names, dtype=object)
     proba = _probabilities(_run(out / "model.onnx", inputs, rows))
     assert np.mean(names[proba.argmax(axis=1)] == ours.predictions) >= 0.999
-    assert np.abs(proba - ours.probabilities).max() <= 1e-4
+    assert np.abs(proba - ours.probabilities).max() <= 1e-4  # int8 codes turned back into nnopt's exact weights
     int8 = _probabilities(_run(out / "model.int8.onnx", _inputs(out / "model.int8.onnx")[0], rows))
     assert np.mean(names[int8.argmax(axis=1)] == ours.predictions) >= 0.95  # int8 arithmetic: close, not equal
+    latency = json.loads((out / "results.json").read_text())["latency"]
+    checked = [r["raw_rows_check"] for r in latency if r.get("file") == "model.onnx"]
+    assert checked and checked[0]["agreement"] >= 0.999 and checked[0]["max_proba_diff"] <= 1e-4
+
+
+def test_int4_table_file_holds_codes_and_predicts_what_nnopt_predicts(penguins):
+    out = penguins / "compressed-int4"
+    code, _, err = cli("compress", penguins / "run", "--quantize", "int4", "--export", "onnx", "--out", out, "--json")
+    assert code == 0, err
+    inputs, _ = _inputs(out / "model.onnx")
+    assert [e["column"] for e in inputs] == PENGUIN_COLUMNS
+    assert "MatMulNBits" in {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
+    rows_csv, rows = _rows_with_gaps(penguins, inputs)
+    ours = nnopt.predict(out / "compressed.nnz", rows_csv, proba=True)
+    proba = _probabilities(_run(out / "model.onnx", inputs, rows))
+    assert np.abs(proba - ours.probabilities).max() <= 1e-4  # fp32 compute on exactly nnopt's int4 weights
     latency = json.loads((out / "results.json").read_text())["latency"]
     checked = [r["raw_rows_check"] for r in latency if r.get("file") == "model.onnx"]
     assert checked and checked[0]["agreement"] >= 0.999 and checked[0]["max_proba_diff"] <= 1e-4

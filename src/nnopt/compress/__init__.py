@@ -1,7 +1,8 @@
 """Compression that is measured for real: pruning (magnitude, global, structured, 2:4; one-shot or gradual),
 8/4/2-bit weight quantization (round-to-nearest or quantization-aware training), a packed file format in which
-int4 codes take half a byte and sparse weights are stored sparse, ONNX export with int8 static quantization
-through ONNX Runtime, and CPU latency per runtime.
+int4 codes take half a byte and sparse weights are stored sparse, ONNX export (a quantized model's Linear weights as
+its own integer codes in ONNX Runtime's MatMulNBits; int8 static quantization through ONNX Runtime), and CPU
+latency per runtime.
 
     model = nnopt.load("runs/compress/compressed.nnz")      # a working nn.Module again
 """
@@ -16,6 +17,7 @@ from nnopt.compress._compress import LADDER, QUANTIZE, SCHEDULES, CompressResult
     expected_bytes, ladder_for
 from nnopt.compress._export import agreement, export_onnx, ort_latency_ms, ort_predict, quantize_onnx_int8, \
     torch_latency_ms
+from nnopt.compress._onnx_quant import quantized_onnx
 from nnopt.compress._onnx_table import check_table, feature_scaling, table_feed, table_inputs, table_onnx, \
     table_predict
 from nnopt.compress._format import is_compressed_file, load_compressed, nnopt_load, save_compressed
@@ -36,6 +38,6 @@ __all__ = [
     "expected_bytes", "export_onnx", "feature_scaling", "finish_qat", "is_compressed_file", "ladder_for", "load",
     "load_compressed", "make_permanent",
     "nnopt_load", "ort_latency_ms", "ort_predict", "prepare_qat", "prune", "prune_gradually", "quantize_model",
-    "quantize_onnx_int8", "quantize_tensor", "save_compressed", "sparsity_table", "structured_spec",
+    "quantize_onnx_int8", "quantize_tensor", "quantized_onnx", "save_compressed", "sparsity_table", "structured_spec",
     "table_feed", "table_inputs", "table_onnx", "table_predict", "torch_latency_ms",
 ]

@@ -29,11 +29,12 @@ from nnopt.config import TABLE_KEYS, table_settings
 from nnopt.data import load_data
 from nnopt.errors import UsageError, did_you_mean, param, require_int, require_model_path
 from nnopt.fileio import atomic_write_json, make_run_dir
-from nnopt.models import CNN, MLP, ArchSpec, count_params, needs_class, serialized_bytes, takes_flat_rows
+from nnopt.models import CNN, MLP, ArchSpec, count_params, needs_class, on_flat_rows, serialized_bytes, takes_flat_rows
 from nnopt.train import compute_metrics, fit, training_targets
 
 from nnopt.compress._export import agreement, export_onnx, ort_latency_ms, ort_predict, quantize_onnx_int8, \
     torch_latency_ms
+from nnopt.compress._onnx_quant import quantized_onnx
 from nnopt.compress._onnx_table import table_onnx_checked
 from nnopt.compress._format import load_compressed, nnopt_load, save_compressed
 from nnopt.compress._prune import PRUNE_METHODS, drop_dead_units, make_permanent, prune as prune_model, \
@@ -211,7 +212,8 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
         make_run_dir(run_dir)
         save_compressed(run_dir / "compressed.nnz", variant, vmeta, qweights)
         if export == "onnx":
-            result.latency = _export_and_time(model, variant, loaded, meta, vmeta, run_dir, bits=row["quantize"])
+            result.latency = _export_and_time(model, variant, loaded, meta, vmeta, run_dir, bits=row["quantize"],
+                                              qweights=qweights)
         else:
             result.latency = _time_torch(model, variant, meta)
         result.config = {"command": "compress", "source": str(source), "data": str(data) if not hasattr(data, "name")
@@ -391,9 +393,11 @@ def _time_torch(original: nn.Module, variant: nn.Module, meta: dict[str, Any]) -
 
 
 def _export_and_time(original: nn.Module, variant: nn.Module, data: Any, meta: dict[str, Any],
-                     vmeta: dict[str, Any], run_dir: Path, bits: str | None) -> list[dict[str, Any]]:
-    """model.onnx (the compressed network in fp32) and, for int8, model.int8.onnx (static QDQ int8 through ONNX
-    Runtime, calibrated on training rows); predictions checked against torch; latency per runtime.
+                     vmeta: dict[str, Any], run_dir: Path, bits: str | None,
+                     qweights: dict | None = None) -> list[dict[str, Any]]:
+    """model.onnx (the compressed network; quantized Linear weights as their codes in MatMulNBits, the rest
+    fp32) and, for int8, model.int8.onnx (static QDQ int8 through ONNX Runtime, calibrated on training rows);
+    predictions checked against torch; latency per runtime.
 
     A table model's files take raw columns (table_onnx), checked on raw rows; its networks alone are timed."""
     n = meta["in_features"]
@@ -402,24 +406,26 @@ def _export_and_time(original: nn.Module, variant: nn.Module, data: Any, meta: d
     rows = _time_torch(original, variant, meta)
     scratch = tempfile.TemporaryDirectory()  # the original in ONNX Runtime too: the baseline of that runtime
     networks = Path(scratch.name) if table else run_dir
-    fp32_path = export_onnx(variant, n, networks / "model.onnx")
+    # the files take flat rows, as nnopt's own networks' do; a module on images or signals reshapes them in the graph
+    fp32_path = export_onnx(on_flat_rows(variant, vmeta), n, Path(scratch.name) / "compressed.fp32.onnx")
     X = data.test.X.numpy().astype(np.float32)
     reference = _outputs(variant, data.test.X, vmeta).numpy()
-    entries = [("original (fp32)", export_onnx(original, n, Path(scratch.name) / "original.onnx")),
-               ("compressed", fp32_path)]
+    entries = [("original (fp32)", export_onnx(on_flat_rows(original, meta), n, Path(scratch.name) / "original.onnx")),
+               ("compressed", quantized_onnx(fp32_path, networks / "model.onnx", qweights or {}))]
     if bits == "int8":
         calibration = data.train.X[:512].numpy().astype(np.float32)
         entries.append(("compressed int8 (ORT QDQ)", quantize_onnx_int8(fp32_path, networks / "model.int8.onnx",
                                                                        calibration)))
     for name, path in entries:
         expected = reference if name != "original (fp32)" else _outputs(original, data.test.X, meta).numpy()
-        agree = agreement(expected, ort_predict(path, X))
+        got = ort_predict(path, X)
+        agree, diff = agreement(expected, got), float(np.abs(got - expected).max())
         written, raw_check = path, None
         if table and name != "original (fp32)":
             written, raw_check = table_onnx_checked(path, preprocessing, run_dir / path.name, variant)
         for batch in BATCHES:
             rows.append({"model": name, "runtime": "onnxruntime", "batch": batch,
-                         "latency_ms": ort_latency_ms(path, n, batch=batch), "agreement": agree,
+                         "latency_ms": ort_latency_ms(path, n, batch=batch), "agreement": agree, "max_abs_diff": diff,
                          "file": written.name if written.parent == run_dir else None,
                          "file_bytes": written.stat().st_size, **({"raw_rows_check": raw_check} if table else {})})
     scratch.cleanup()

@@ -1,9 +1,10 @@
 """ONNX export, static int8 quantization with onnxruntime, and CPU latency of torch and ONNX Runtime models.
 
-A network leaves nnopt as one `.onnx` file: input "input" (batch, in_features) with a dynamic batch axis, output
-"logits". `quantize_onnx_int8` turns that file into a QDQ int8 model calibrated on real rows; ONNX Runtime fuses
-the QuantizeLinear/DequantizeLinear pairs around MatMul/Gemm/Conv into integer kernels. Every file is written
-atomically. onnx, onnxruntime and torch.onnx are imported on first use: they are slow to import.
+A network leaves nnopt as one `.onnx` file, written by torch's current exporter (torch.onnx.export with
+dynamo=True; the TorchScript one only where that fails): input "input" (batch, in_features) with a dynamic batch
+axis, output "logits". `quantize_onnx_int8` turns that file into a QDQ int8 model calibrated on real rows; ONNX
+Runtime fuses the QuantizeLinear/DequantizeLinear pairs around MatMul/Gemm/Conv into integer kernels. Every file
+is written atomically. onnx, onnxruntime and torch.onnx are imported on first use: they are slow to import.
 """
 
 from __future__ import annotations
@@ -36,15 +37,22 @@ RUNTIMES = ("torch", "onnxruntime")
 CALIBRATION_ROWS = 512  # MinMax ranges settle well before this on small tabular / image data
 CALIBRATION_BATCH = 64
 _INPUT_SEED = 0  # latency inputs and the calibration subset come from their own generators
+OPSET = 18  # the dynamo exporter's own; the TorchScript fallback uses it too
+DYNAMO_MIN_OPSET = 18  # torch.onnx's current exporter writes opset 18 and newer
+CHECK_TOLERANCE = 1e-4  # largest |ONNX Runtime - torch| on an export check, relative to the largest |logit| (>= 1)
 
 
 # --------------------------------------------------------------------------------------------------- export
 
-def export_onnx(model: nn.Module, in_features: int, path: str | Path, *, opset: int = 17) -> Path:
+def export_onnx(model: nn.Module, in_features: int, path: str | Path, *, opset: int = OPSET) -> Path:
     """Write `model` (flat rows (n, in_features) -> logits) to `path` as ONNX; return the path.
 
-    The model is exported in eval mode from a CPU copy when it lives elsewhere; its own mode is restored.
-    Weights are stored dense: a pruned model exports fine but its zeros take as many bytes as any weight.
+    torch's current exporter (`torch.onnx.export(..., dynamo=True)`, through torch.export) writes the file, with a
+    dynamic batch axis; the result is run in ONNX Runtime and checked against torch's outputs. Where that exporter
+    fails on a model, or its file disagrees with torch, the deprecated TorchScript exporter is used instead, with
+    a one-line warning saying so. The model is exported in eval mode from a CPU copy when it lives elsewhere; its
+    own mode is restored. Weights are stored dense fp32: `quantized_onnx` turns a quantized model's file into
+    its integer codes.
     """
     _check_int("in_features", in_features, 1)
     _check_int("opset", opset, 7)
@@ -55,14 +63,50 @@ def export_onnx(model: nn.Module, in_features: int, path: str | Path, *, opset: 
         model = copy.deepcopy(model).cpu()
     dummy = torch.zeros(2, in_features)  # float32 rows; batch 2: a batch-1 trace may specialise the batch axis
     was_training = model.training
+    model.eval()
+    try:
+        try:
+            blob = _dynamo_export(model, dummy, max(opset, DYNAMO_MIN_OPSET))
+            _check_onnx(blob, "torch.onnx's exporter")
+            _check_against_torch(blob, model, in_features)
+        except Exception as exc:  # noqa: BLE001 - the exporter raises many types; the fallback says why in one line
+            reason = _one_line(exc)
+            blob = _torchscript_export(model, dummy, opset)
+            warnings.warn(f"torch.onnx's exporter (dynamo=True) could not export {type(model).__name__} "
+                          f"({reason[:200]}); exported it with the TorchScript exporter", stacklevel=2)
+    finally:
+        model.train(was_training)
+    _check_onnx(blob, "cannot export model to ONNX")
+    return _write(path, blob, "export model to ONNX")
+
+
+def _dynamo_export(model: nn.Module, dummy: torch.Tensor, opset: int) -> bytes:
+    """The model through torch.export and torch.onnx's current exporter, its graph optimised (constants folded)."""
+    import torch.onnx as torch_onnx
+
+    exporter_log = logging.getLogger("torch.onnx")  # it logs every optional op set it skips (torchvision's)
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch_onnx.export(
+                model, (dummy,), None, dynamo=True, opset_version=opset, verbose=False, report=False,
+                verify=False, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+            )
+    finally:
+        exporter_log.setLevel(level)
+    return program.model_proto.SerializeToString()
+
+
+def _torchscript_export(model: nn.Module, dummy: torch.Tensor, opset: int) -> bytes:
+    import torch.onnx as torch_onnx
+
     buffer = io.BytesIO()
     try:
-        import torch.onnx as torch_onnx
-
-        model.eval()
         with warnings.catch_warnings(), _onnx_log_to_stderr():
-            # torch 2.9+ deprecates the TorchScript exporter; the dynamo one needs onnxscript, which we do not ship
-            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.9+ deprecates this exporter
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch_onnx.export(
                 model, (dummy,), buffer, dynamo=False, opset_version=opset,
@@ -71,11 +115,24 @@ def export_onnx(model: nn.Module, in_features: int, path: str | Path, *, opset: 
             )
     except Exception as exc:  # the exporter raises many types (RuntimeError, SymbolicValueError, ...)
         raise UsageError(f"cannot export model to ONNX: {_one_line(exc)}") from None
-    finally:
-        model.train(was_training)
-    blob = buffer.getvalue()
-    _check_onnx(blob, "cannot export model to ONNX")
-    return _write(path, blob, "export model to ONNX")
+    return buffer.getvalue()
+
+
+def _check_against_torch(blob: bytes, model: nn.Module, in_features: int) -> None:
+    """ONNX Runtime's outputs on random rows (batch 1 and 3: the batch axis must stay dynamic) against torch's."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(blob, sess_options=options, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(_INPUT_SEED).standard_normal((4, in_features), dtype=np.float32)
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(x)).numpy()
+    got = np.concatenate([session.run(None, {session.get_inputs()[0].name: x[:1]})[0],
+                          session.run(None, {session.get_inputs()[0].name: x[1:]})[0]])
+    scale = max(1.0, float(np.abs(expected).max()))
+    if got.shape != expected.shape or not np.abs(got - expected).max() <= CHECK_TOLERANCE * scale:
+        raise UsageError(f"its ONNX outputs differ from torch's (shape {got.shape} vs {expected.shape})")
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from torch import nn
 
 from nnopt.data import apply_preprocessing, encode_table, kept_columns, load_rows
 from nnopt.errors import DataError, UsageError, describe, param, require_model_path
+from nnopt.models import Shaped
 from nnopt.inference._source import locate, training_settings
 
 EVAL_CHUNK = 8192  # rows per forward pass, as nnopt.train evaluates
@@ -232,20 +233,6 @@ def load_predictor(model: Any, data: Any = None, *, sample_shape: Any = None) ->
     if shape and tuple(shape) != (int(meta["in_features"]),):
         network = Shaped(network, tuple(shape))
     return Predictor(model=network, meta=meta, path=path, description=description, settings=training_settings(path))
-
-
-class Shaped(nn.Module):
-    """Flat rows (batch, n_features) -> the network in the shape one sample had at training time: a factory's or a
-    user's module takes (batch, C, H, W) images or (batch, C, L) signals, and every user of a Predictor (predict,
-    evaluate, importance, ONNX export) passes flat rows."""
-
-    def __init__(self, network: nn.Module, sample_shape: tuple[int, ...]):
-        super().__init__()
-        self.network = network
-        self.sample_shape = tuple(int(d) for d in sample_shape)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x.reshape(-1, *self.sample_shape))  # -1, not len(x): export keeps the batch dynamic
 
 
 def module_predictor(network: nn.Module, data: Any, sample_shape: Any) -> Predictor:

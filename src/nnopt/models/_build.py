@@ -157,6 +157,29 @@ def takes_flat_rows(spec: str | dict | ArchSpec | None) -> bool:
     return spec is not None and ArchSpec.parse(spec).kind in KINDS
 
 
+class Shaped(nn.Module):
+    """Flat rows (batch, n_features) -> the network in the shape one sample had at training time: a factory's or a
+    user's module takes (batch, C, H, W) images or (batch, C, L) signals, and every consumer of flat rows
+    (predict, evaluate, importance, ONNX export, compress's checks) passes flat rows."""
+
+    def __init__(self, network: nn.Module, sample_shape: tuple[int, ...]):
+        super().__init__()
+        self.network = network
+        self.sample_shape = tuple(int(d) for d in sample_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x.reshape(-1, *self.sample_shape))  # -1, not len(x): export keeps the batch dynamic
+
+
+def on_flat_rows(model: nn.Module, meta: dict[str, Any]) -> nn.Module:
+    """`model` taking flat rows: itself for nnopt's own kinds, else wrapped in Shaped with its recorded
+    sample_shape."""
+    shape = meta.get("sample_shape")
+    if shape and not takes_flat_rows(meta.get("model_spec")):
+        return Shaped(model, tuple(shape))
+    return model
+
+
 def factory_signature(spec: str | dict | ArchSpec) -> tuple[Any, dict[str, inspect.Parameter] | None]:
     """(the factory, its parameters) of a factory spec, after checking that it can be imported and takes the
     spec's arguments; parameters None when Python cannot read its signature."""
