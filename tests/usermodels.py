@@ -4,6 +4,7 @@ The tests import this file as `usermodels` (tests/ is on sys.path through its co
 in model specs: `usermodels:make_net`.
 """
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,6 +29,7 @@ class ResidualCNN(nn.Module):
 
     def __init__(self, in_channels: int = 3, n_classes: int = 2, width: int = 16, depth: int = 1):
         super().__init__()
+        self.hparams = {"in_channels": in_channels, "n_classes": n_classes, "width": width, "depth": depth}
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
                                   nn.ReLU())
         self.blocks = nn.Sequential(*(ResidualBlock(width) for _ in range(depth)))
@@ -43,6 +45,7 @@ class SignalNet(nn.Module):
 
     def __init__(self, in_channels: int = 2, n_classes: int = 2, width: int = 8):
         super().__init__()
+        self.hparams = {"in_channels": in_channels, "n_classes": n_classes, "width": width}  # the recipe nnopt records
         self.features = nn.Sequential(nn.Conv1d(in_channels, width, 5, padding=2), nn.ReLU(),
                                       nn.Conv1d(width, width, 5, padding=2), nn.ReLU(), nn.AdaptiveMaxPool1d(1))
         self.head = nn.Linear(width, n_classes)
@@ -108,6 +111,7 @@ class ResNet18(nn.Module):
 
     def __init__(self, in_channels: int = 3, n_classes: int = 10, width: int = 64):
         super().__init__()
+        self.hparams = {"in_channels": in_channels, "n_classes": n_classes, "width": width}
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
                                   nn.ReLU())
         blocks, c_in = [], width
@@ -139,6 +143,7 @@ class SwishMLP(nn.Module):
 
     def __init__(self, in_features: int, n_classes: int, width: int = 64):
         super().__init__()
+        self.hparams = {"in_features": in_features, "n_classes": n_classes, "width": width}
         self.net = nn.Sequential(nn.Linear(in_features, width), Swish(), nn.Linear(width, width), Swish(),
                                  nn.Linear(width, n_classes))
 
@@ -152,6 +157,7 @@ class TwoBranchNet(nn.Module):
 
     def __init__(self, in_features: int, n_classes: int, split: int = 32, width: int = 32):
         super().__init__()
+        self.hparams = {"in_features": in_features, "n_classes": n_classes, "split": split, "width": width}
         self.split = split
         self.left = nn.Sequential(nn.Linear(split, width), nn.ReLU())
         self.right = nn.Sequential(nn.Linear(in_features - split, width), nn.ReLU())
@@ -161,3 +167,40 @@ class TwoBranchNet(nn.Module):
     def forward(self, x):
         a, b = x[:, :self.split], x[:, self.split:]
         return self.head(self.hidden(torch.cat([self.left(a), self.right(b)], dim=1)))
+
+
+# ---- learnable data for them -------------------------------------------------------------------------
+
+def stripes(n, channels=3, size=16, seed=0):
+    """(n, channels, size, size) noise with one bright stripe; class = the stripe's channel and orientation."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2 * channels, n)
+    X = rng.normal(0.0, 0.5, (n, channels, size, size)).astype(np.float32)
+    for i in range(n):
+        k = rng.integers(2, size - 2)
+        if y[i] // channels:
+            X[i, y[i] % channels, :, k] += 2.0
+        else:
+            X[i, y[i] % channels, k, :] += 2.0
+    return X, y
+
+
+def bumps(n, seed=0):
+    """(n, 2, 40) signals with a bump in channel 0, 1 or both."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    X = rng.normal(0.0, 0.3, (n, 2, 40)).astype(np.float32)
+    for i in range(n):
+        p = rng.integers(4, 36)
+        for c in ((0,), (1,), (0, 1))[y[i]]:
+            X[i, c, p - 2:p + 3] += 2.0
+    return X, y
+
+
+def rows(n, seed=0):
+    """(n, 48) table rows; the class is which of columns 0, 12, 24, 36 (two in each half) is largest: a rule
+    few weights carry, as pruning to 90 % expects."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 48)).astype(np.float32)
+    y = X[:, [0, 12, 24, 36]].argmax(axis=1)
+    return X, y

@@ -14,44 +14,9 @@ from nnopt.compress._prune_graph import apply_shapes, example_batch, pruned_shap
 from nnopt.errors import UsageError
 from nnopt.models import count_params
 from nnopt.train import fit
-from usermodels import ResNet18, SwishMLP, TwoBranchNet
+from usermodels import ResNet18, SwishMLP, TwoBranchNet, bumps, rows, stripes
 
 MAX_DROP = 7.0  # points of test accuracy a compressed model may lose: test splits of 72-120 rows, 1 row ~ 1 pt
-
-
-def stripes(n, channels=3, size=16, seed=0):
-    """(n, channels, size, size) noise with one bright stripe; class = the stripe's channel and orientation."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2 * channels, n)
-    X = rng.normal(0.0, 0.5, (n, channels, size, size)).astype(np.float32)
-    for i in range(n):
-        k = rng.integers(2, size - 2)
-        if y[i] // channels:
-            X[i, y[i] % channels, :, k] += 2.0
-        else:
-            X[i, y[i] % channels, k, :] += 2.0
-    return X, y
-
-
-def bumps(n, seed=0):
-    """(n, 2, 40) signals with a bump in channel 0, 1 or both."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    X = rng.normal(0.0, 0.3, (n, 2, 40)).astype(np.float32)
-    for i in range(n):
-        p = rng.integers(4, 36)
-        for c in ((0,), (1,), (0, 1))[y[i]]:
-            X[i, c, p - 2:p + 3] += 2.0
-    return X, y
-
-
-def rows(n, seed=0):
-    """(n, 48) table rows; the class is which of columns 0, 12, 24, 36 (two in each half) is largest: a rule
-    few weights carry, as pruning to 90 % expects."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 48)).astype(np.float32)
-    y = X[:, [0, 12, 24, 36]].argmax(axis=1)
-    return X, y
 
 
 ZOO = {  # spec, data, training epochs, fine-tuning epochs (None: compress's default, about 400 steps)

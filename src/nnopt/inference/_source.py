@@ -66,7 +66,8 @@ def read_config(directory: Path) -> dict[str, Any] | None:
 
 
 def training_settings(model_file: Path) -> dict[str, Any] | None:
-    """data / target / task / fractions / scale / seed of the split the model was trained on, or None.
+    """data / target / task / fractions / scale / seed of the split the model was trained on, or None (data is
+    None when training got its rows in memory: the split is then re-made from the rows given again).
 
     Looked up next to the model, then one level up (a tune's or compare's best/ was trained on data the
     parent loaded, so its own config.json names no data file)."""
@@ -113,7 +114,8 @@ def _settings_in(directory: Path, hops: int) -> dict[str, Any] | None:
         return None
     data = settings.get("data")
     if not isinstance(data, str) or data.startswith("<"):  # "<Data>": loaded in memory, not a name or a path
-        return None
+        # the fractions and the seed still re-create the split when the same rows are given again
+        settings["data"] = None
     return settings
 
 
