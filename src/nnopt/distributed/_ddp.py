@@ -59,6 +59,12 @@ class DDPParallel:
         self.settings: dict[str, Any] = {}
 
     def epoch_share(self, n_rows: int, batch: int) -> tuple[int, int]:
+        if self.world > n_rows:
+            raise UsageError(f"{self.world} processes but only {n_rows} training samples; use at most {n_rows} "
+                             "processes")
+        if self.world > batch:
+            raise UsageError(f"{param('batch_size', batch)} cannot be split over {self.world} processes; use "
+                             f"{param('batch_size')} >= {self.world} or fewer processes")
         return n_rows, batch  # every rank walks every global batch and trains on its slice
 
     def batches(self, source: Any, batch: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor,

@@ -95,9 +95,6 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
         callbacks: list[Callback] | None = None, resume: bool = False, parallel: Parallel | None = None) -> FitResult:
     """Train as `spec` says. `parallel`: this process's place in a data-parallel group (None: one process)."""
     spec.validate()
-    if callbacks is not None and (not isinstance(callbacks, (list, tuple))
-                                  or not all(isinstance(cb, Callback) for cb in callbacks)):
-        raise UsageError(f"{param('callbacks')} must be a list of nnopt.train.Callback; got {describe(callbacks)}")
     if parallel is None and (spec.nproc > 1 or spec.strategy == "hogwild"):
         raise UsageError(f"nproc={spec.nproc} strategy={spec.strategy} needs nnopt.fit or `nnopt train`, which "
                          "start the processes; nnopt.train runs one")
@@ -109,12 +106,14 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
                resume: bool = False, parallel: Parallel | None = None) -> FitResult:
     """The one epoch loop: one process, DDP, local SGD and Hogwild differ only in `parallel`. `p` is prepare()'s
     (Hogwild's workers are handed their main process's, whose network lives in shared memory)."""
+    if callbacks is not None and (not isinstance(callbacks, (list, tuple))
+                                  or not all(isinstance(cb, Callback) for cb in callbacks)):
+        raise UsageError(f"{param('callbacks')} must be a list of nnopt.train.Callback; got {describe(callbacks)}")
     data, net, arch, dev, batch, threads, loss_fn, sources = (
         p.data, p.net, p.arch, p.device, p.batch, p.threads, p.loss_fn, p.sources)
     main = parallel is None or parallel.is_main
     rows = len(data.train)
     if parallel is not None:
-        _check_world(parallel.world, rows, batch)
         rows, batch = parallel.epoch_share(rows, batch)  # Hogwild: this worker's shard, the batch capped at it
         if not spec.threads and dev.type == "cpu":  # this process's share of the cores, and its share of the batch
             threads = min(choose_threads(p.flops or 0, -(-batch // parallel.world)), parallel.max_threads)
@@ -270,14 +269,6 @@ def _check_finite(step_losses: list[torch.Tensor], epoch: int, offset: int,
 def _on_main(parallel: Parallel | None, fn: Any, *args: Any) -> Any:
     """fn(*args); in a parallel run rank 0 computes it and every rank gets rank 0's answer (or its error)."""
     return fn(*args) if parallel is None else parallel.from_main(lambda: fn(*args))
-
-
-def _check_world(world: int, n_train: int, batch: int) -> None:
-    if world > n_train:
-        raise UsageError(f"{world} processes but only {n_train} training samples; use at most {n_train} processes")
-    if world > batch:
-        raise UsageError(f"{param('batch_size', batch)} cannot be split over {world} processes; use "
-                         f"{param('batch_size')} >= {world} or fewer processes")
 
 
 @torch.inference_mode()
