@@ -44,7 +44,7 @@ def scoring(task: str, metrics: Any) -> Scoring:
             if name in builtin:
                 raise UsageError(f"{param('metrics')} key '{name}' is a built-in metric; name yours differently")
             if not callable(fn):
-                raise UsageError(f"{param('metrics')}['{name}'] must be a callable(outputs, targets) -> float; got "
+                raise UsageError(f"{param('metrics')} entry '{name}' must be a callable(outputs, targets) -> float; got "
                                  f"{describe(fn)}")
             custom[name] = fn
     else:
@@ -62,7 +62,7 @@ def custom_values(custom: Mapping[str, CustomMetric], outputs: torch.Tensor,
         try:
             values[name] = float(value)
         except (TypeError, ValueError):
-            raise UsageError(f"{param('metrics')}['{name}'] returned {describe(value)}; it must return a "
+            raise UsageError(f"{param('metrics')} entry '{name}' returned {describe(value)}; it must return a "
                              "number") from None
     return values
 
