@@ -33,7 +33,7 @@ from nnopt.train._callbacks import Callback, step_callbacks
 from nnopt.train._checkpoint import fingerprint, load_checkpoint, restore_rng, rng_state, save_checkpoint
 from nnopt.train._loggers import create_loggers
 from nnopt.train._metrics import compute_metrics
-from nnopt.train._monitor import Scoring, custom_values, monitor_for, new_best, scoring, track_best
+from nnopt.train._monitor import custom_values, monitor_for, new_best, scoring, track_best
 from nnopt.train._outputs import created_time, describe_source, write_outputs
 from nnopt.train._parallel import Parallel
 from nnopt.train._prepare import Prepared, prepare, thread_count
@@ -170,11 +170,13 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
             scores a share of the rows; otherwise rank 0 scores them all and hands the result to the others."""
             if parallel is not None:
                 parallel.sync_model()  # every rank holds the same model: what is scored, saved and trained on
+            def score(split: str, group: Parallel | None) -> dict[str, float | None]:
+                custom = scores.custom if split != "train" else None
+                return _evaluate(net, loss_fn, data, sources[split], scores.names[split], at, group, custom)
+
             if parallel is not None and all(isinstance(sources[split], TensorSource) for split in splits):
-                return {split: _evaluate(net, loss_fn, data, sources[split], scores, split, at, parallel)
-                        for split in splits}
-            return _on_main(parallel, lambda: {split: _evaluate(net, loss_fn, data, sources[split], scores, split, at)
-                                               for split in splits})
+                return {split: score(split, parallel) for split in splits}
+            return _on_main(parallel, lambda: {split: score(split, None) for split in splits})
 
         stopped_early = False
         update = update_function(opt, sched, params, spec.clip_grad)  # after on_train_start: it may add step hooks
@@ -272,15 +274,15 @@ def _on_main(parallel: Parallel | None, fn: Any, *args: Any) -> Any:
 
 
 @torch.inference_mode()
-def _evaluate(net: nn.Module, loss_fn: Any, data: Data, source: Any, scores: Scoring, split: str,
-              at: tuple[int, int], parallel: Parallel | None = None) -> dict[str, float | None]:
+def _evaluate(net: nn.Module, loss_fn: Any, data: Data, source: Any, names: Any, at: tuple[int, int],
+              parallel: Parallel | None = None, custom: dict[str, Any] | None = None) -> dict[str, float | None]:
     if len(source) == 0:
         return {}
     outputs, Y = source.outputs(net) if parallel is None else source.outputs(net, parallel)
     loss = float(loss_fn(outputs, Y))
     if not bool(torch.isfinite(outputs).all()):  # the last steps' loss was finite, the weights they left are not
         raise DivergedError(at[0], at[1], loss if not math.isfinite(loss) else math.inf)
-    values = compute_metrics(data.task, outputs, Y, loss, scores.names[split], data.target_scale)
-    if split != "train" and scores.custom:
-        values.update(custom_values(scores.custom, outputs.detach().cpu(), Y.detach().cpu()))
+    values = compute_metrics(data.task, outputs, Y, loss, names, data.target_scale)
+    if custom:  # the user's metrics (held-out splits only)
+        values.update(custom_values(custom, outputs.detach().cpu(), Y.detach().cpu()))
     return values
