@@ -57,10 +57,8 @@ from nnopt.data import batch_count, epoch_batches
 from nnopt.errors import DivergedError, NnoptError, UsageError, param, require_int
 from nnopt.optim import create_optimizer, create_schedule
 from nnopt.optim._table import is_schedule_free
-from nnopt.train import Callback, FitResult
+from nnopt.train import Callback, FitResult, Prepared, prepare, train_loop
 from nnopt.train._batches import TensorSource
-from nnopt.train._loop import train_loop
-from nnopt.train._prepare import Prepared, prepare
 from nnopt.train._threads import can_fork
 
 KILL_ENV, TRACE_ENV = "NNOPT_TEST_HOGWILD_KILL", "NNOPT_TEST_HOGWILD_TRACE"
