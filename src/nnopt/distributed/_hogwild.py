@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import pickle
 import signal
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
@@ -65,9 +66,12 @@ KILL_ENV, TRACE_ENV = "NNOPT_TEST_HOGWILD_KILL", "NNOPT_TEST_HOGWILD_TRACE"
 GPU_MESSAGE = f"hogwild needs CPU shared memory; use {param('strategy', 'ddp')} on GPUs"
 
 
-def train_hogwild(spec: TrainSpec, nproc: int, *, callbacks: list[Callback] | None = None,
+def train_hogwild(spec: TrainSpec, nproc: int, *, callbacks: list[Callback] | None = None, metrics: Any = None,
                   start_method: str | None = None) -> FitResult:
     """Train spec's model with `nproc` Hogwild workers; return the FitResult of the shared model.
+
+    metrics: as nnopt.fit's (names, or {name: fn} — under spawn the functions are pickled to the workers, so
+    they must be importable, not lambdas).
 
     start_method: None picks fork where safe (train._threads.can_fork), else spawn (tests pass "spawn" to cover
     that path).
@@ -104,16 +108,20 @@ def train_hogwild(spec: TrainSpec, nproc: int, *, callbacks: list[Callback] | No
     try:
         for rank in range(1, nproc):
             mine, theirs = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(rank, nproc, spec, p, settings, theirs),
+            proc = ctx.Process(target=_worker, args=(rank, nproc, spec, p, metrics, settings, theirs),
                                name=f"nnopt-hogwild-{rank}", daemon=True)
-            proc.start()
+            try:
+                proc.start()
+            except (pickle.PicklingError, AttributeError, TypeError) as exc:  # spawn pickles the arguments
+                raise UsageError(f"hogwild's {method} workers cannot receive the run's settings ({exc}); give "
+                                 f"{param('metrics')} functions defined at a module's top level") from None
             theirs.close()
             procs.append(proc)
             conns.append(mine)
         # worker 0 is this process: its callbacks and loggers (which may start threads) are created after the fork
         group = HogwildParallel(0, nproc, conns, procs, settings)
         try:
-            result = train_loop(spec, p, callbacks=callbacks, parallel=group)
+            result = train_loop(spec, p, metrics=metrics, callbacks=callbacks, parallel=group)
         except DivergedError as exc:
             if getattr(exc, "worker", None) is not None:
                 raise
@@ -224,14 +232,15 @@ class HogwildParallel:
         return [values[r] for r in range(len(self.conns))]
 
 
-def _worker(rank: int, world: int, spec: TrainSpec, p: Prepared, settings: dict[str, Any], conn: Connection) -> None:
+def _worker(rank: int, world: int, spec: TrainSpec, p: Prepared, metrics: Any, settings: dict[str, Any],
+            conn: Connection) -> None:
     """Hogwild worker `rank` >= 1: the training loop on the shared model, its exchanges through `conn`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     torch.set_num_threads(1)
     torch.manual_seed(spec.seed + rank)  # dropout masks of its own (worker 0 continues the main stream)
     group = HogwildParallel(rank, world, [conn], None, settings)
     try:
-        train_loop(spec, p, parallel=group)
+        train_loop(spec, p, metrics=metrics, parallel=group)
     except DivergedError as exc:
         _send(conn, ("diverged", exc.epoch, exc.step, exc.loss))
         raise SystemExit(1) from None
