@@ -126,3 +126,21 @@ def test_hogwild_stops_on_a_custom_metric_through_the_same_loop():
     # the interleaving makes the curve noisy: 12 runs stopped at epochs 8-18 with test accuracy 0.90-0.96 (the
     # 0.94 of 30 full epochs is test_hogwild.py's); this bound only says it learned
     assert result.metrics["test"]["accuracy"] >= 0.85
+
+
+def test_resume_continues_the_best_epoch_record(tmp_path):
+    kwargs = dict(optimizer="adam", lr=0.05, seed=0, device="cpu", monitor="val_accuracy")
+    whole = nnopt.fit("mlp:64", "digits", epochs=11, out=tmp_path / "whole", **kwargs)
+    part = nnopt.fit("mlp:64", "digits", epochs=5, out=tmp_path / "part", **kwargs)
+    resumed = nnopt.fit("mlp:64", "digits", epochs=11, out=tmp_path / "part", resume=True, **kwargs)
+    accuracies = [row["val_accuracy"] for row in whole.history]
+    assert [row["val_accuracy"] for row in resumed.history] == accuracies
+    assert max(accuracies[:5]) < max(accuracies)  # the best epoch came after the resume
+    assert part.metrics["val"]["accuracy"] == max(accuracies[:5])
+    assert resumed.metrics["val"] == whole.metrics["val"]  # the same best epoch's weights in both
+    # resuming with another monitor starts its record afresh: the kept weights are the new metric's best of
+    # epochs 12-14 (the old record's weights, epoch 6's, would otherwise come back)
+    other = nnopt.fit("mlp:64", "digits", epochs=14, out=tmp_path / "part", resume=True,
+                      **{**kwargs, "monitor": "val_loss"})
+    losses = [row["val_loss"] for row in other.history]
+    assert other.metrics["val"]["loss"] == min(losses[11:]) != losses[accuracies.index(max(accuracies))]

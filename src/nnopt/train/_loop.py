@@ -33,7 +33,7 @@ from nnopt.train._callbacks import Callback, step_callbacks
 from nnopt.train._checkpoint import fingerprint, load_checkpoint, restore_rng, rng_state, save_checkpoint
 from nnopt.train._loggers import create_loggers
 from nnopt.train._metrics import compute_metrics
-from nnopt.train._monitor import custom_values, monitor_for, new_best, scoring, track_best
+from nnopt.train._monitor import custom_values, monitor_for, new_best, resumed_best, scoring, track_best
 from nnopt.train._outputs import created_time, describe_source, write_outputs
 from nnopt.train._parallel import Parallel
 from nnopt.train._prepare import Prepared, prepare, thread_count
@@ -134,7 +134,7 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
         run_dir = Path(spec.out) if spec.out else None
         generator = torch.Generator(device="cpu").manual_seed(spec.seed)
         history: list[dict[str, Any]] = []
-        start_epoch, elapsed_before, best = 0, 0.0, new_best()
+        start_epoch, elapsed_before, best = 0, 0.0, new_best(monitor)
         resumable = parallel is None or parallel.resumable
         ckpt_path = run_dir / "checkpoint.pt" if run_dir and resumable else None
         if resume:
@@ -146,9 +146,8 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["schedule"])
             restore_rng(generator, state["rng"])
-            history, start_epoch, elapsed_before, best = state["history"], state["epoch"], state["wall_s"], state["best"]
-            if "loss" in best:  # a checkpoint from before `monitor`: it watched val_loss
-                best["score"] = best.pop("loss")
+            history, start_epoch, elapsed_before = state["history"], state["epoch"], state["wall_s"]
+            best = resumed_best(state["best"], monitor)
             config["created"] = created_time(run_dir, config["created"])
         if run_dir is not None and main:
             make_run_dir(run_dir)
@@ -170,6 +169,7 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
             scores a share of the rows; otherwise rank 0 scores them all and hands the result to the others."""
             if parallel is not None:
                 parallel.sync_model()  # every rank holds the same model: what is scored, saved and trained on
+
             def score(split: str, group: Parallel | None) -> dict[str, float | None]:
                 custom = scores.custom if split != "train" else None
                 return _evaluate(net, loss_fn, data, sources[split], scores.names[split], at, group, custom)
@@ -194,7 +194,7 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
                 if parallel is None:
                     loss_value = loss_fn(model(xb), yb)
                     update(loss_value)
-                else:  # DDP: every rank draws the same global batch and trains on its slice of it
+                else:  # DDP: this rank's slice of the global batch, weighted; Hogwild: the worker's whole batch
                     xb, yb, weight = parallel.shard(xb, yb, len(xb))
                     loss_value = loss_fn(model(xb), yb) * weight
                     update(loss_value)

@@ -100,9 +100,19 @@ def monitor_for(name: str | None, mode: str | None, scores: Scoring, has_val: bo
     return Monitor(name, mode)
 
 
-def new_best() -> dict[str, Any]:
-    """The best-so-far record (kept in checkpoint.pt): score (lower is better), epoch, epochs since, weights."""
-    return {"score": float("inf"), "epoch": 0, "bad": 0, "state": None}
+def new_best(monitor: Monitor) -> dict[str, Any]:
+    """The best-so-far record (kept in checkpoint.pt): what it watches, score (lower is better), epoch, epochs
+    since, weights."""
+    return {"monitor": [monitor.name, monitor.mode], "score": float("inf"), "epoch": 0, "bad": 0, "state": None}
+
+
+def resumed_best(best: dict[str, Any], monitor: Monitor) -> dict[str, Any]:
+    """A checkpoint's record, or a fresh one when the resumed run watches another metric (its scores would not
+    compare). A checkpoint from before `monitor` watched val_loss, as `loss`."""
+    if "loss" in best:
+        best = {**best, "monitor": ["val_loss", "min"], "score": best["loss"]}
+        del best["loss"]
+    return best if best["monitor"] == [monitor.name, monitor.mode] else new_best(monitor)
 
 
 def track_best(monitor: Monitor, patience: int | None, best: dict[str, Any], row: Mapping[str, Any],
