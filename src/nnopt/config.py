@@ -54,7 +54,9 @@ class TrainSpec:
     epochs: int | None = None  # None: DEFAULT_EPOCHS, or FULL_BATCH_EPOCHS for a full-batch optimizer (gd)
     schedule: str | None = None
     schedule_params: dict[str, Any] = field(default_factory=dict)
-    early_stopping: int | None = None  # patience in epochs on val_loss
+    early_stopping: int | None = None  # patience in epochs on `monitor`
+    monitor: str | None = None  # the logged metric early stopping and the kept weights follow [val_loss]
+    mode: str | None = None  # min | max: the better direction of `monitor` [inferred; a custom metric needs it]
     clip_grad: float | None = None
     seed: int = 0
     val_fraction: float = 0.15
@@ -81,7 +83,12 @@ class TrainSpec:
             require_int("batch_size", self.batch_size, 1, extra=" or 'full'")
         if self.early_stopping is not None:
             require_int("early_stopping", self.early_stopping, 1)
-        for name, on in (("early_stopping", self.early_stopping is not None),
+        if self.monitor is not None and (not isinstance(self.monitor, str) or not self.monitor):
+            raise UsageError(f"{param('monitor')} must be a logged metric's name, e.g. 'val_f1'; got {self.monitor!r}")
+        if self.mode is not None and self.mode not in ("min", "max"):
+            raise UsageError(f"{param('mode')} must be 'min' or 'max'; got {self.mode!r}")
+        watches_val = not (self.monitor or "").startswith("train_")
+        for name, on in (("early_stopping", self.early_stopping is not None and watches_val),
                          ("schedule", self.schedule == "reduce-on-plateau")):
             if on and self.val_fraction == 0:  # both watch the validation loss, which an empty split never has
                 shown = param(name) if name == "early_stopping" else param(name, "reduce-on-plateau")

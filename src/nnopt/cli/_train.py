@@ -30,7 +30,11 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
     train.add_argument("--schedule-opt", action="append", metavar="KEY=VALUE", dest="schedule_params",
                        help="schedule option, e.g. --schedule-opt gamma=0.5 (repeatable)")
     train.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs "
-                                                                              "without a better val_loss")
+                                                                              "without a better --monitor metric")
+    train.add_argument("--monitor", metavar="METRIC", help="the logged metric early stopping and the kept weights "
+                                                           "follow, e.g. val_f1 (default val_loss)")
+    train.add_argument("--mode", choices=["min", "max"], help="whether lower or higher --monitor is better "
+                                                              "(default: inferred from the metric's name)")
     train.add_argument("--augment", metavar="NAME,...", help="augment the training images of each batch: flip, crop, "
                                                              "jitter (comma-separated; never in evaluation)")
     train.add_argument("--clip-grad", type=float, metavar="NORM", help="clip the gradient norm to NORM")

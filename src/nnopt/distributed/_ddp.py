@@ -55,6 +55,27 @@ class DDPParallel:
         self.net: nn.Module | None = None
         self.sync_every: int | None = None  # local SGD: average the parameters every this many steps
         self.steps = 0  # local SGD: steps since the last average
+        self.resumable = True
+        self.settings: dict[str, Any] = {}
+
+    def epoch_share(self, n_rows: int, batch: int) -> tuple[int, int]:
+        if self.world > n_rows:
+            raise UsageError(f"{self.world} processes but only {n_rows} training samples; use at most {n_rows} "
+                             "processes")
+        if self.world > batch:
+            raise UsageError(f"{param('batch_size', batch)} cannot be split over {self.world} processes; use "
+                             f"{param('batch_size')} >= {self.world} or fewer processes")
+        return n_rows, batch  # every rank walks every global batch and trains on its slice
+
+    def batches(self, source: Any, batch: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor,
+                                                                                          torch.Tensor]]:
+        return source.batches(batch, generator)  # the same seeded generator on every rank: the same batches
+
+    def group_losses(self, losses: torch.Tensor) -> torch.Tensor:
+        return self.all_mean(losses)
+
+    def epoch_summary(self, losses: torch.Tensor, seconds: float) -> dict[str, float]:
+        return {}
 
     def wrap(self, net: nn.Module, local_sgd: int | None = None) -> nn.Module:
         self.net, self.sync_every, self.steps = net, local_sgd, 0

@@ -1,36 +1,34 @@
 """Hogwild!: asynchronous lock-free data-parallel SGD on CPU (Niu et al. 2011), the way PyTorch's
-mnist_hogwild example does it — the model lives in shared memory and every worker process steps it
-without locks.
+mnist_hogwild example does it — the model lives in shared memory and every process steps it without locks.
 
     result = train_hogwild(spec, nproc=4)   # -> nnopt.train.FitResult, run directory like `nnopt train`
 
-Design:
+What is Hogwild's own lives here; the epoch loop is nnopt.train's (train_loop), which every process runs with
+a HogwildParallel as its strategy object:
 - The main process loads the data once and builds the network exactly as `nnopt train` does for the spec
-  (train.prepare: same seeding, same weights), then `net.share_memory()`. Workers start with the fork start
-  method where the platform has it and CUDA is absent (the data is shared copy-on-write, nothing is pickled),
-  else spawn (the tensors travel through torch.multiprocessing's shared memory).
-- Each worker: one intra-op thread (spec.threads sets only the main process's, for evaluation), its own
-  optimizer and schedule over the SHARED parameters, its own disjoint shard of the training rows (every worker draws the same seeded permutation per epoch and takes
+  (train.prepare: same seeding, same weights), then `net.share_memory()`, and starts workers 1..N-1; it is
+  worker 0 itself. Workers start with the fork start method where the platform has it and CUDA is absent (the
+  data is shared copy-on-write, nothing is pickled), else spawn (the tensors travel through
+  torch.multiprocessing's shared memory).
+- Every process: one intra-op thread, its own optimizer and schedule over the SHARED parameters, its own
+  disjoint shard of the training rows (every process draws the same seeded permutation per epoch and takes
   rows rank::nproc of it) and trains on it in that (random) order, so one worker sees exactly the batches
-  `nnopt train` would. Each worker has its own torch RNG stream for dropout: worker 0 continues the main
-  process's stream (as `nnopt train` does), worker r > 0 is seeded seed + r. No locks: updates from
-  different workers may interleave, which is the point of Hogwild. Stateful optimizers (momentum
-  buffers, Adam's moments, ...) keep their state per worker, in the worker: each worker's state follows its
-  own gradients only. Schedule-free optimizers are refused: they keep their averaged weights in the
-  parameters themselves, which workers sharing those parameters would overwrite.
-- Epochs are synchronised through one pipe per worker (it doubles as the barrier): a worker reports its
-  epoch (loss sum, steps, rows, lr) and blocks on its pipe; once all have reported, the main process
-  evaluates the shared model on train / val with the metrics nnopt.train uses, appends the history row,
-  writes metrics.jsonl, runs early stopping and the callbacks, and sends every worker "go" (with val_loss,
-  for reduce-on-plateau) or "stop". Unlike a Barrier, a waiting worker also watches its parent and exits
-  when the main process is gone (killed), instead of waiting forever. History rows carry the metric names of
-  `nnopt train` plus rows (training rows processed, all workers), steps and train_s (the slowest worker's
-  training time in the epoch).
-- A worker that dies is seen at once (its process sentinel is waited on with the pipes): the others are
-  terminated and NnoptError names the worker and its exit code. Workers ignore SIGINT; Ctrl-C stops the
-  main process, which terminates them.
+  `nnopt train` would. Each has its own torch RNG stream for dropout: worker 0 continues the main process's
+  stream (as `nnopt train` does), worker r > 0 is seeded seed + r. No locks: updates from different workers
+  may interleave, which is the point of Hogwild. Stateful optimizers keep their state per worker. Schedule-free
+  optimizers are refused: they keep their averaged weights in the parameters themselves, which workers
+  sharing those parameters would overwrite.
+- The loop's exchanges at an epoch's end (the epoch's figures, the evaluation, the stop decision) go through
+  one pipe per worker to the main process and back; they double as the barrier, so the model is scored once
+  every worker has finished the epoch. A waiting worker also watches its parent and exits when the main
+  process is gone (killed), instead of waiting forever. History rows carry the metric names of `nnopt train`
+  plus rows (training rows processed, all workers), steps and train_s (the slowest worker's training time).
+- A worker that dies is seen at the next exchange (its process sentinel is waited on with the pipes): the
+  others are terminated and NnoptError names the worker and its exit code. Workers ignore SIGINT; Ctrl-C stops
+  the main process, which terminates them.
 - Outputs as for `nnopt train` (config.json with "strategy": "hogwild" and "nproc", metrics.jsonl, model.pt,
-  summary.json, and the --log loggers' files), without checkpoint.pt: a hogwild run does not resume.
+  summary.json, and the --log loggers' files), without checkpoint.pt: a hogwild run does not resume (each
+  worker's optimizer state is its own).
 
 Test hooks (environment variables read by the workers): NNOPT_TEST_HOGWILD_KILL=1 makes worker 1 exit with
 code 3 at the start of epoch 1; NNOPT_TEST_HOGWILD_TRACE=DIR makes every worker save the training-row
@@ -42,12 +40,14 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import pickle
 import signal
-import time
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.multiprocessing as mp
 from torch import nn
@@ -56,46 +56,22 @@ from nnopt import errors
 from nnopt.config import TrainSpec
 from nnopt.data import batch_count, epoch_batches
 from nnopt.errors import DivergedError, NnoptError, UsageError, param, require_int
-from nnopt.fileio import atomic_write_json, atomic_write_jsonl, make_run_dir
-from nnopt.models import count_params
 from nnopt.optim import create_optimizer, create_schedule
 from nnopt.optim._table import is_schedule_free
-from nnopt.train import Callback, FitResult, update_function
+from nnopt.train import Callback, FitResult, Prepared, prepare, train_loop
 from nnopt.train._batches import TensorSource
-from nnopt.train._loggers import create_loggers
-from nnopt.train._loop import CHECK_EVERY, _check_finite, _describe_source, _early_stop, _evaluate, _write_outputs
-from nnopt.train._metrics import check_metric_names
-from nnopt.train._prepare import prepare, thread_count
 from nnopt.train._threads import can_fork
 
 KILL_ENV, TRACE_ENV = "NNOPT_TEST_HOGWILD_KILL", "NNOPT_TEST_HOGWILD_TRACE"
 GPU_MESSAGE = f"hogwild needs CPU shared memory; use {param('strategy', 'ddp')} on GPUs"
 
 
-@dataclasses.dataclass
-class _Job:
-    """What every worker needs; pickled only under spawn (then X, Y and the net travel as shared memory)."""
-
-    nproc: int
-    net: nn.Module
-    X: torch.Tensor
-    Y: torch.Tensor
-    loss_fn: Any
-    optimizer: str
-    lr: float | None
-    optimizer_params: dict[str, Any]
-    schedule: str | None
-    schedule_params: dict[str, Any]
-    epochs: int
-    batch: int  # rows per step; >= len(X) means each worker's whole shard
-    seed: int
-    clip_grad: float | None
-    rng_state: torch.Tensor  # the main process's torch RNG after building the model: worker 0 continues it
-
-
-def train_hogwild(spec: TrainSpec, nproc: int, *, callbacks: list[Callback] | None = None,
+def train_hogwild(spec: TrainSpec, nproc: int, *, callbacks: list[Callback] | None = None, metrics: Any = None,
                   start_method: str | None = None) -> FitResult:
     """Train spec's model with `nproc` Hogwild workers; return the FitResult of the shared model.
+
+    metrics: as nnopt.fit's (names, or {name: fn} — under spawn the functions are pickled to the workers, so
+    they must be importable, not lambdas).
 
     start_method: None picks fork where safe (train._threads.can_fork), else spawn (tests pass "spawn" to cover
     that path).
@@ -104,114 +80,180 @@ def train_hogwild(spec: TrainSpec, nproc: int, *, callbacks: list[Callback] | No
     spec.validate()
     if str(spec.device).startswith("cuda"):
         raise UsageError(GPU_MESSAGE)
-    if spec.device == "auto":  # shared-memory Hogwild is a CPU strategy even where a GPU exists
-        spec = dataclasses.replace(spec, device="cpu")
+    # shared-memory Hogwild is a CPU strategy even where a GPU exists
+    spec = dataclasses.replace(spec, device="cpu", strategy="hogwild", nproc=nproc)
     p = prepare(spec)
-    data, net, arch, batch, loss_fn, sources = p.data, p.net, p.arch, p.batch, p.loss_fn, p.sources
-    train = sources["train"]
+    train = p.sources["train"]
     if not isinstance(train, TensorSource):
         raise UsageError("hogwild needs the training data in memory; pass arrays or a file, not a torch Dataset")
-    n_train = len(train)
-    if nproc > n_train:
-        raise UsageError(f"{param('nproc', nproc)} is more than the {n_train} training rows; use "
-                         f"{param('nproc')} <= {n_train}")
-    _share(net)
-    opt = create_optimizer(spec.optimizer, net, lr=spec.lr, **spec.optimizer_params)  # validate once, here
+    if nproc > len(train):
+        raise UsageError(f"{param('nproc', nproc)} is more than the {len(train)} training rows; use "
+                         f"{param('nproc')} <= {len(train)}")
+    _share(p.net)
+    opt = create_optimizer(spec.optimizer, p.net, lr=spec.lr, **spec.optimizer_params)  # refused before any fork
     if is_schedule_free(opt):
         raise UsageError(f"optimizer '{spec.optimizer}' keeps its averaged weights in the shared parameters, "
                          "which hogwild workers would overwrite; choose another optimizer")
-    lr_used = float(opt.param_groups[0]["lr"])
-    worker_batch = _shard_batch(n_train, nproc, 0, batch)
-    steps = batch_count(_shard_size(n_train, nproc, 0), worker_batch)
-    create_schedule(spec.schedule or "constant", opt, epochs=spec.epochs, steps_per_epoch=steps,
-                    **spec.schedule_params)
+    create_schedule(spec.schedule or "constant", opt, epochs=spec.epochs,
+                    steps_per_epoch=batch_count(len(train), p.batch), **spec.schedule_params)
     del opt
     method = start_method or ("fork" if can_fork() else "spawn")
-    metric_list = check_metric_names(data.task, None)
-    split_metrics = {"train": [m for m in metric_list if m != "roc_auc"], "val": metric_list, "test": metric_list}
-    config = {"command": "train", **spec.to_dict(), "data": _describe_source(spec.data),
-              "model": arch.to_string() if arch else type(net).__name__, "lr": lr_used, "batch_size": worker_batch,
-              "threads": 1, "device": "cpu", "data_info": data.describe(), "n_params": count_params(net),
-              "flops_per_sample": p.flops, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "strategy": "hogwild", "nproc": nproc, "start_method": method}
-    run_dir = Path(spec.out) if spec.out else None
-    if run_dir is not None:
-        make_run_dir(run_dir)
-        atomic_write_json(run_dir / "config.json", config)
-    callbacks = list(callbacks or [])
-    info = {"epochs": spec.epochs, "start_epoch": 0, "steps_per_epoch": steps, "batch_size": worker_batch,
-            "lr": lr_used, "n_params": config["n_params"], "device": "cpu", "threads": 1, "nproc": nproc}
-    job = _Job(nproc, net, train.X, train.Y, loss_fn, spec.optimizer, spec.lr, dict(spec.optimizer_params),
-               spec.schedule, dict(spec.schedule_params), spec.epochs, batch, spec.seed, spec.clip_grad,
-               torch.get_rng_state())
-    if method != "fork":
-        job.X.share_memory_()  # spawn pickles the job: shared tensors travel as handles, not copies
-        job.Y.share_memory_()
+    if method != "fork":  # spawn pickles the arguments: shared tensors travel as handles, not copies
+        train.X.share_memory_()
+        train.Y.share_memory_()
     ctx = mp.get_context(method)
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"loss": float("inf"), "epoch": 0, "bad": 0, "state": None}
-    stopped_early = False
+    settings = {"start_method": method}
     procs: list[Any] = []
     conns: list[Connection] = []
-    start = time.perf_counter()
-    with thread_count(p.threads):
-        try:
-            for rank in range(nproc):
-                mine, theirs = ctx.Pipe()
-                proc = ctx.Process(target=_worker, args=(rank, job, theirs), name=f"nnopt-hogwild-{rank}", daemon=True)
+    try:
+        for rank in range(1, nproc):
+            mine, theirs = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(rank, nproc, spec, p, metrics, settings, theirs),
+                               name=f"nnopt-hogwild-{rank}", daemon=True)
+            try:
                 proc.start()
-                theirs.close()
-                procs.append(proc)
-                conns.append(mine)
-            # The main process alone evaluates, so it alone logs (like rank 0 of `nnopt train`); created after
-            # the fork, since a logger may start a thread (TensorBoard's writer) that a forked worker would lack.
-            callbacks += create_loggers(spec.log, run_dir, config, history)
-            for cb in callbacks:  # after the fork: a callback may start threads (a progress bar)
-                cb.on_fit_start(info)
-            for epoch in range(1, spec.epochs + 1):
-                reports = _collect(procs, conns, epoch)
-                total_steps = sum(r["steps"] for r in reports)
-                net.eval()
-                row: dict[str, Any] = {"epoch": epoch,
-                                       "train_loss": sum(r["loss_sum"] for r in reports) / max(total_steps, 1)}
-                for split in ("train", "val"):
-                    for key, value in _evaluate(net, loss_fn, data, sources[split], split_metrics[split],
-                                                (epoch, total_steps)).items():
-                        if not (split == "train" and key == "loss"):
-                            row[f"{split}_{key}"] = value
-                row["lr"] = reports[0]["lr"]
-                row["time_s"] = round(time.perf_counter() - start, 4)
-                row["rows"] = sum(r["rows"] for r in reports)
-                row["steps"] = total_steps
-                row["train_s"] = round(max(r["train_s"] for r in reports), 4)  # the slowest worker's training
-                history.append(row)
-                stop = _early_stop(spec.early_stopping, best, row, net)
-                if run_dir is not None:
-                    atomic_write_jsonl(run_dir / "metrics.jsonl", history)
-                for cb in callbacks:
-                    stop = bool(cb.on_epoch_end(epoch, row)) or stop
-                last = stop or epoch == spec.epochs
-                _release(procs, conns, ("stop",) if last else ("go", row.get("val_loss")), epoch)
-                if stop:
-                    stopped_early = epoch < spec.epochs
-                    break
-            for proc in procs:
-                proc.join(timeout=30)
-        finally:
-            _stop_all(procs, conns)
-        if spec.early_stopping and best["state"] is not None:
-            net.load_state_dict(best["state"])  # restore the best validation weights
-        net.eval()
-        final = {split: _evaluate(net, loss_fn, data, sources[split], split_metrics[split], (len(history), 0))
-                 for split in ("train", "val", "test")}
-    result = FitResult(model=net, history=history, metrics=final, epochs=len(history),
-                       wall_s=time.perf_counter() - start, run_dir=run_dir, data=data, config=config,
-                       stopped_early=stopped_early)
-    if run_dir is not None:
-        _write_outputs(run_dir, result, arch, data)
-    for cb in callbacks:
-        cb.on_fit_end(result)
+            except (pickle.PicklingError, AttributeError, TypeError) as exc:  # spawn pickles the arguments
+                raise UsageError(f"hogwild's {method} workers cannot receive the run's settings ({exc}); give "
+                                 f"{param('metrics')} functions defined at a module's top level") from None
+            theirs.close()
+            procs.append(proc)
+            conns.append(mine)
+        # worker 0 is this process: its callbacks and loggers (which may start threads) are created after the fork
+        group = HogwildParallel(0, nproc, conns, procs, settings)
+        try:
+            result = train_loop(spec, p, metrics=metrics, callbacks=callbacks, parallel=group)
+        except DivergedError as exc:
+            if getattr(exc, "worker", None) is not None:
+                raise
+            raise DivergedError(exc.epoch, exc.step, exc.loss,
+                                hint=f"try a lower {param('lr')} (hogwild worker 0)") from None
+        for proc in procs:
+            proc.join(timeout=30)
+    finally:
+        _stop_all(procs, conns)
     return result
+
+
+class HogwildParallel:
+    """One process of a Hogwild group as nnopt.train's loop uses it (train/_parallel.py). Rank 0 is the main
+    process: it trains like any worker and is the hub every exchange goes through (one pipe per worker)."""
+
+    def __init__(self, rank: int, world: int, conns: list[Connection], procs: list[Any] | None,
+                 settings: dict[str, Any]):
+        self.rank, self.world, self.is_main = rank, world, rank == 0
+        self.max_threads = 1  # the workers share the cores
+        self.resumable = False
+        self.settings = settings
+        self.conns, self.procs = conns, procs or []  # main: a pipe per worker 1..N-1; a worker: its one pipe
+        self.epoch = 0
+        self.rows = 0
+
+    def wrap(self, net: nn.Module, local_sgd: int | None = None) -> nn.Module:
+        return net  # the parameters are in shared memory: every step lands in everyone's model
+
+    def epoch_share(self, n_rows: int, batch: int) -> tuple[int, int]:
+        shard = _shard_size(n_rows, self.world, self.rank)
+        return shard, min(batch, shard)  # 'full' / gd: the whole shard
+
+    def batches(self, source: TensorSource, batch: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor,
+                                                                                                   torch.Tensor]]:
+        self.epoch += 1
+        if self.rank == 1 and self.epoch == 1 and os.environ.get(KILL_ENV) == "1":
+            os._exit(3)  # test hook: a worker that dies
+        rows = torch.randperm(len(source), generator=generator)[self.rank::self.world]  # same stream everywhere
+        if trace := os.environ.get(TRACE_ENV):
+            torch.save(rows, Path(trace) / f"rank{self.rank}-epoch{self.epoch}.pt")
+        self.rows = len(rows)
+        # the shard is already in random order: slice it (one gather, then views)
+        return epoch_batches(source.X.index_select(0, rows), source.Y.index_select(0, rows), batch)
+
+    def shard(self, xb: torch.Tensor, yb: torch.Tensor, n_global: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+        return xb, yb, 1.0  # a worker's batch is its own
+
+    def after_step(self) -> None:
+        pass
+
+    def group_losses(self, losses: torch.Tensor) -> torch.Tensor:
+        return losses  # each worker checks its own steps: a divergence is reported at the next exchange
+
+    def epoch_summary(self, losses: torch.Tensor, seconds: float) -> dict[str, float]:
+        mine = (float(losses.sum()), len(losses), self.rows, seconds)
+        parts = self._exchange(mine, lambda values: values)
+        steps = sum(part[1] for part in parts)
+        return {"train_loss": sum(part[0] for part in parts) / max(steps, 1), "rows": sum(part[2] for part in parts),
+                "steps": steps, "train_s": round(max(part[3] for part in parts), 4)}
+
+    def all_mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        mean = self._exchange(tensor.detach().cpu().numpy(), lambda values: np.mean(values, axis=0))
+        return torch.from_numpy(np.asarray(mean)).to(tensor.device)
+
+    def gather_rows(self, rows: torch.Tensor, n_total: int) -> torch.Tensor:
+        joined = self._exchange(rows.detach().cpu().numpy(), lambda values: np.concatenate(values))
+        return torch.from_numpy(joined)
+
+    def sync_model(self) -> None:
+        self._exchange(None, lambda values: None)  # one model, in shared memory: only wait for every worker
+
+    def from_main(self, fn: Callable[[], Any]) -> Any:
+        return self._exchange(None, lambda values: fn())
+
+    def _exchange(self, value: Any, combine: Callable[[list[Any]], Any]) -> Any:
+        """combine([every rank's value, in rank order]), computed on the main process and returned on every one."""
+        if not self.is_main:
+            self.conns[0].send(("value", value))
+            return _receive(self.conns[0])
+        result = combine([value, *self._collect()])
+        for rank, conn in enumerate(self.conns, start=1):
+            try:
+                conn.send(result)
+            except OSError:  # a broken pipe: the worker died after reporting
+                raise _died(rank, self.procs[rank - 1], self.epoch) from None
+        return result
+
+    def _collect(self) -> list[Any]:
+        """Every worker's value; raise as soon as one fails or dies."""
+        values: dict[int, Any] = {}
+        while len(values) < len(self.conns):
+            pending = [conn for rank, conn in enumerate(self.conns) if rank not in values]
+            ready = wait(pending + [proc.sentinel for proc in self.procs])
+            for rank, conn in enumerate(self.conns):
+                if rank in values or conn not in ready and not conn.poll():
+                    continue
+                try:
+                    message = conn.recv()
+                except (EOFError, OSError):
+                    continue  # the pipe closed: the worker died; its sentinel tells how
+                if message[0] != "value":
+                    raise _worker_error(rank + 1, self.epoch, message)
+                values[rank] = message[1]
+            for rank, proc in enumerate(self.procs):
+                if proc.sentinel in ready and rank not in values:  # a worker exits only after the last exchange
+                    raise _died(rank + 1, proc, self.epoch)
+        return [values[r] for r in range(len(self.conns))]
+
+
+def _worker(rank: int, world: int, spec: TrainSpec, p: Prepared, metrics: Any, settings: dict[str, Any],
+            conn: Connection) -> None:
+    """Hogwild worker `rank` >= 1: the training loop on the shared model, its exchanges through `conn`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    torch.set_num_threads(1)
+    torch.manual_seed(spec.seed + rank)  # dropout masks of its own (worker 0 continues the main stream)
+    group = HogwildParallel(rank, world, [conn], None, settings)
+    try:
+        train_loop(spec, p, metrics=metrics, parallel=group)
+    except DivergedError as exc:
+        _send(conn, ("diverged", exc.epoch, exc.step, exc.loss))
+        raise SystemExit(1) from None
+    except UsageError as exc:
+        _send(conn, ("usage", type(exc).__name__, str(exc)))
+        raise SystemExit(1) from None
+    except (EOFError, BrokenPipeError):
+        raise SystemExit(1) from None  # the main process is gone
+    except Exception as exc:  # noqa: BLE001 - reported to the main process, which raises it
+        _send(conn, ("error", f"{type(exc).__name__}: {exc}"))
+        raise SystemExit(1) from None
+    finally:
+        conn.close()
 
 
 def _share(net: nn.Module) -> None:
@@ -229,45 +271,10 @@ def _share(net: nn.Module) -> None:
         raise UsageError("cannot put the model in shared memory; hogwild needs dense CPU parameters")
 
 
+
 def _shard_size(n: int, nproc: int, rank: int) -> int:
     return len(range(rank, n, nproc))
 
-
-def _shard_batch(n: int, nproc: int, rank: int, batch: int) -> int:
-    """Rows per step: the requested batch, capped at the shard ('full' / gd: the whole shard)."""
-    return min(batch, _shard_size(n, nproc, rank))
-
-
-def _collect(procs: list[Any], conns: list[Connection], epoch: int) -> list[dict[str, Any]]:
-    """Wait until every worker has reported `epoch`; raise as soon as one fails or dies."""
-    reports: dict[int, dict[str, Any]] = {}
-    while len(reports) < len(procs):
-        pending = [conns[r] for r in range(len(procs)) if r not in reports]
-        ready = wait(pending + [proc.sentinel for proc in procs])
-        for rank, conn in enumerate(conns):
-            if rank in reports or conn not in ready and not conn.poll():
-                continue
-            try:
-                message = conn.recv()
-            except (EOFError, OSError):
-                continue  # the pipe closed: the worker died; its sentinel tells how
-            if message[0] == "epoch":
-                reports[rank] = message[1]
-            else:
-                raise _worker_error(rank, epoch, message)
-        for rank, proc in enumerate(procs):
-            if proc.sentinel in ready:  # a worker only exits when told to stop: this one died
-                raise _died(rank, proc, epoch)
-    return [reports[r] for r in range(len(procs))]
-
-
-def _release(procs: list[Any], conns: list[Connection], command: tuple, epoch: int) -> None:
-    """Send every worker the next command: the end of the epoch barrier."""
-    for rank, conn in enumerate(conns):
-        try:
-            conn.send(command)
-        except OSError:  # a broken pipe: the worker died after reporting
-            raise _died(rank, procs[rank], epoch) from None
 
 
 def _died(rank: int, proc: Any, epoch: int) -> NnoptError:
@@ -276,21 +283,26 @@ def _died(rank: int, proc: Any, epoch: int) -> NnoptError:
                       "the other workers were stopped")
 
 
+
 def _exit_text(code: int | None) -> str:
     if code is not None and code < 0:
         return f"was killed by signal {-code} (exit code {code})"
     return f"exited with code {code}"
 
 
+
 def _worker_error(rank: int, epoch: int, message: tuple) -> NnoptError:
     kind = message[0]
     if kind == "diverged":
         worker_epoch, step, loss = message[1:]
-        return DivergedError(worker_epoch, step, loss, hint=f"try a lower {param('lr')} (hogwild worker {rank})")
+        error = DivergedError(worker_epoch, step, loss, hint=f"try a lower {param('lr')} (hogwild worker {rank})")
+        error.worker = rank  # type: ignore[attr-defined]  # named already: train_hogwild passes it on as is
+        return error
     if kind == "usage":
         cls = getattr(errors, message[1], UsageError)
         return (cls if isinstance(cls, type) and issubclass(cls, UsageError) else UsageError)(message[2])
     return NnoptError(f"hogwild worker {rank} failed during epoch {epoch}: {message[1]}")
+
 
 
 def _stop_all(procs: list[Any], conns: list[Connection]) -> None:
@@ -307,65 +319,6 @@ def _stop_all(procs: list[Any], conns: list[Connection]) -> None:
         conn.close()
 
 
-def _worker(rank: int, job: _Job, conn: Connection) -> None:
-    """One Hogwild worker: train its shard epoch by epoch on the shared parameters; report; wait."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
-    torch.set_num_threads(1)
-    epoch = 0
-    try:
-        net, X, Y = job.net, job.X, job.Y
-        n = len(X)
-        batch = _shard_batch(n, job.nproc, rank, job.batch)
-        opt = create_optimizer(job.optimizer, net, lr=job.lr, **job.optimizer_params)
-        sched = create_schedule(job.schedule or "constant", opt, epochs=job.epochs,
-                                steps_per_epoch=batch_count(_shard_size(n, job.nproc, rank), batch),
-                                **job.schedule_params)
-        params = [p for p in net.parameters() if p.requires_grad]
-        update = update_function(opt, sched, params, job.clip_grad)
-        shard_gen = torch.Generator().manual_seed(job.seed)  # the same stream in every worker: disjoint shards
-        if rank == 0:
-            torch.set_rng_state(job.rng_state)  # dropout masks as in `nnopt train`
-        else:
-            torch.manual_seed(job.seed + rank)  # and different ones in every other worker
-        trace = os.environ.get(TRACE_ENV)
-        net.train()
-        for epoch in range(1, job.epochs + 1):
-            if rank == 1 and epoch == 1 and os.environ.get(KILL_ENV) == "1":
-                os._exit(3)  # test hook: a worker that dies
-            rows = torch.randperm(n, generator=shard_gen)[rank::job.nproc]
-            if trace:
-                torch.save(rows, Path(trace) / f"rank{rank}-epoch{epoch}.pt")
-            began = time.perf_counter()
-            lr = float(opt.param_groups[0]["lr"])
-            step_losses: list[torch.Tensor] = []
-            # the shard is already in random order: slice it (one gather, then views)
-            for xb, yb in epoch_batches(X.index_select(0, rows), Y.index_select(0, rows), batch):
-                loss_value = job.loss_fn(net(xb), yb)
-                update(loss_value)
-                step_losses.append(loss_value.detach())
-                if len(step_losses) % CHECK_EVERY == 0:
-                    _check_finite(step_losses, epoch, len(step_losses) - CHECK_EVERY)
-            losses = _check_finite(step_losses, epoch, 0)
-            conn.send(("epoch", {"loss_sum": float(losses.sum()), "steps": len(step_losses), "rows": len(rows),
-                                 "lr": lr, "train_s": time.perf_counter() - began}))
-            command = _receive(conn)
-            if command[0] == "stop":
-                break
-            sched.step_epoch(command[1])
-    except DivergedError as exc:
-        _send(conn, ("diverged", exc.epoch, exc.step, exc.loss))
-        raise SystemExit(1) from None
-    except UsageError as exc:
-        _send(conn, ("usage", type(exc).__name__, str(exc)))
-        raise SystemExit(1) from None
-    except (EOFError, BrokenPipeError):
-        raise SystemExit(1) from None  # the main process is gone
-    except Exception as exc:  # noqa: BLE001 - reported to the main process, which raises it
-        _send(conn, ("error", f"{type(exc).__name__}: {exc}"))
-        raise SystemExit(1) from None
-    finally:
-        conn.close()
-
 
 def _receive(conn: Connection) -> tuple:
     """The main process's next command; exit if the main process is gone (a pipe alone would not tell:
@@ -377,8 +330,10 @@ def _receive(conn: Connection) -> tuple:
     return conn.recv()
 
 
+
 def _send(conn: Connection, message: tuple) -> None:
     try:
         conn.send(message)
     except OSError:
         pass
+

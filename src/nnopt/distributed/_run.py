@@ -38,10 +38,10 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
         if under_torchrun:
             raise UsageError("hogwild shares memory between processes of one machine; start it with "
                              f"{param('nproc', metavar='N')}, not under torchrun")
-        if module is not None or loss is not None or metrics is not None or resume:
-            raise UsageError(f"{param('strategy', 'hogwild')} trains a model spec with the default loss and "
-                             f"metrics and does not resume; use {param('strategy', 'ddp')} for the rest")
-        return _hogwild()(spec, spec.nproc, callbacks=callbacks)
+        if module is not None or loss is not None or resume:
+            raise UsageError(f"{param('strategy', 'hogwild')} trains a model spec with the default loss and does "
+                             f"not resume; use {param('strategy', 'ddp')} for the rest")
+        return _hogwild()(spec, spec.nproc, callbacks=callbacks, metrics=metrics)
     options = dict(module=module, loss=loss, metrics=metrics, callbacks=callbacks, resume=resume)
     if under_torchrun:
         if spec.nproc > 1:

@@ -9,16 +9,17 @@ from nnopt.train._importance import (
     importance_metric,
     permutation_scores,
 )
-from nnopt.train._loop import FitResult, fit, fit_spec, run
+from nnopt.train._loop import FitResult, fit, fit_spec, run, train_loop
 from nnopt.train._parallel import Parallel
-from nnopt.train._prepare import build_for, model_input_shape
+from nnopt.train._prepare import Prepared, build_for, model_input_shape, prepare
 from nnopt.train._lr_find import LRFindResult, find_lr, suggest_lr
 from nnopt.train._metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, compute_metrics, metric_names
 from nnopt.train._setup import training_targets, update_function
 from nnopt.train._threads import choose_threads
 
 __all__ = [
-    "Callback", "ProgressBar", "resume_settings", "FitResult", "fit", "fit_spec", "run", "Parallel", "LRFindResult",
+    "Callback", "ProgressBar", "resume_settings", "FitResult", "fit", "fit_spec", "run", "train_loop", "prepare",
+    "Prepared", "Parallel", "LRFindResult",
     "find_lr", "suggest_lr", "compute_metrics", "metric_names", "CLASSIFICATION_METRICS", "REGRESSION_METRICS",
     "choose_threads", "training_targets", "update_function", "IMPORTANCE_MAX_ROWS", "IMPORTANCE_REPEATS",
     "importance_file", "importance_metric", "permutation_scores", "build_for", "model_input_shape",

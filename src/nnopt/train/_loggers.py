@@ -57,7 +57,7 @@ class CsvLogger(Callback):
         self.path = run_dir / "metrics.csv"
         self.rows = [dict(row) for row in history]
 
-    def on_fit_start(self, info: dict[str, Any]) -> None:
+    def on_train_start(self, info: dict[str, Any]) -> None:
         if self.rows:
             atomic_write_text(self.path, self._text())
 
@@ -88,7 +88,7 @@ class TensorBoardLogger(Callback):
         self.history, self.config = list(history), config
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=1 if history else None)
 
-    def on_fit_start(self, info: dict[str, Any]) -> None:
+    def on_train_start(self, info: dict[str, Any]) -> None:
         if not self.history:
             text = json.dumps(self.config, indent=2, default=str)
             self.writer.add_text("config", "    " + text.replace("\n", "\n    "), global_step=0)  # code block
@@ -104,7 +104,7 @@ class TensorBoardLogger(Callback):
         for key, value in _scalars(row).items():
             self.writer.add_scalar(key, value, global_step=int(row["epoch"]))
 
-    def on_fit_end(self, result: Any) -> None:
+    def on_train_end(self, result: Any) -> None:
         self.writer.close()
 
 
@@ -165,7 +165,7 @@ class MlflowLogger(Callback):
         metrics = [self._metric(key, value, stamp, int(row["epoch"])) for key, value in _scalars(row).items()]
         self.client.log_batch(run_id, metrics=metrics)
 
-    def on_fit_end(self, result: Any) -> None:
+    def on_train_end(self, result: Any) -> None:
         self.client.set_terminated(self.run_id, "FINISHED")
 
 

@@ -1,21 +1,20 @@
-"""fit(): the training loop, top to bottom.
+"""fit(): the training loop, top to bottom — the only one: one process, DDP, local SGD and Hogwild run it.
 
 The hot loop does forward, backward, clip, step and schedule, and keeps each step's loss as a
 tensor — no host sync per batch. Losses are checked for NaN/inf every CHECK_EVERY steps and at
 the epoch end; metrics are computed once per epoch on the host.
 
-With a `parallel` strategy (train/_parallel.py; nnopt.distributed provides DDP) each process trains
-on its slice of every global batch, rank 0 evaluates and writes the run directory, and every
-decision (NaN check, early stopping, schedules, callbacks' stop) is taken on values all ranks share.
+With a `parallel` strategy (train/_parallel.py; nnopt.distributed provides DDP, local SGD and Hogwild) each
+process trains on its batches (DDP: its slice of every global batch; Hogwild: its shard of the rows), rank 0
+writes the run directory, and every decision (early stopping, schedules, callbacks' stop) is taken on values
+all ranks share.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,23 +26,18 @@ from nnopt.config import TrainSpec, spec_from_mapping
 from nnopt.data import Data, batch_count
 from nnopt.errors import DivergedError, UsageError, describe, param
 from nnopt.fileio import atomic_write_json, atomic_write_jsonl, make_run_dir
-from nnopt.models import ArchSpec, count_params, module_takes_flat_rows, save_model, takes_flat_rows
+from nnopt.models import count_params
 from nnopt.optim import create_optimizer, create_schedule, set_optimizer_mode
 from nnopt.train._augment import Augment
 from nnopt.train._batches import TensorSource
-from nnopt.train._callbacks import Callback
-from nnopt.train._checkpoint import (
-    fingerprint,
-    load_checkpoint,
-    restore_rng,
-    rng_state,
-    save_checkpoint,
-)
-from nnopt.train._importance import write_importance
+from nnopt.train._callbacks import Callback, step_callbacks
+from nnopt.train._checkpoint import fingerprint, load_checkpoint, restore_rng, rng_state, save_checkpoint
 from nnopt.train._loggers import create_loggers
-from nnopt.train._metrics import check_metric_names, compute_metrics
+from nnopt.train._metrics import compute_metrics
+from nnopt.train._monitor import custom_values, monitor_for, new_best, resumed_best, scoring, track_best
+from nnopt.train._outputs import created_time, describe_source, write_outputs
 from nnopt.train._parallel import Parallel
-from nnopt.train._prepare import data_shape, prepare, thread_count
+from nnopt.train._prepare import Prepared, data_shape, prepare, thread_count
 from nnopt.train._setup import update_function
 from nnopt.train._threads import choose_threads
 
@@ -71,12 +65,15 @@ class FitResult:
 
 def fit(model: Any, data: Any, *, optimizer: str = "adam", lr: float | None = None, epochs: int | None = None,
         batch_size: int | str | None = None, schedule: str | None = None, loss: Any = None,
-        metrics: list[str] | None = None, seed: int = 0, device: str = "auto", out: str | Path | None = None,
+        metrics: Any = None, seed: int = 0, device: str = "auto", out: str | Path | None = None,
         callbacks: list[Callback] | None = None, resume: bool = False, **options: Any) -> FitResult:
     """Train `model` (spec string, ArchSpec or nn.Module) on `data` (name, path, (X, y), Data).
 
-    options: the other TrainSpec fields (target, task, optimizer_params, schedule_params,
-    early_stopping, clip_grad, val_fraction, test_fraction, scale, threads, log).
+    metrics: built-in metric names (a list), or {name: fn(outputs, targets) -> float} scored on val and test each
+    epoch besides the built-ins (logged as val_<name>). callbacks: nnopt.train.Callback instances.
+    options: the other TrainSpec fields (target, task, optimizer_params, schedule_params, early_stopping,
+    monitor, mode, clip_grad, val_fraction, test_fraction, scale, threads, log). early_stopping=N stops after N
+    epochs without a better `monitor` (default val_loss); with either, the best epoch's weights are kept.
     lr None is the optimizer's default (its row of `nnopt optimizers`); batch_size None is 64, or the full training
     set for `gd`; epochs None is 10, or 100 for `gd` (one step per epoch).
     nproc > 1 starts processes: that is nnopt.fit (through nnopt.distributed), not this function.
@@ -95,46 +92,55 @@ def fit_spec(model: Any, data: Any, **options: Any) -> tuple[TrainSpec, nn.Modul
     return spec_from_mapping(TrainSpec, values, source="fit()"), module
 
 
-def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, metrics: list[str] | None = None,
+def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, metrics: Any = None,
         callbacks: list[Callback] | None = None, resume: bool = False, parallel: Parallel | None = None) -> FitResult:
     """Train as `spec` says. `parallel`: this process's place in a data-parallel group (None: one process)."""
     spec.validate()
-    if callbacks is not None and (not isinstance(callbacks, (list, tuple))
-                                  or not all(isinstance(cb, Callback) for cb in callbacks)):
-        raise UsageError(f"{param('callbacks')} must be a list of nnopt.train.Callback; got {describe(callbacks)}")
     if parallel is None and (spec.nproc > 1 or spec.strategy == "hogwild"):
         raise UsageError(f"nproc={spec.nproc} strategy={spec.strategy} needs nnopt.fit or `nnopt train`, which "
                          "start the processes; nnopt.train runs one")
-    p = prepare(spec, module=module, loss=loss)
+    return train_loop(spec, prepare(spec, module=module, loss=loss), metrics=metrics, callbacks=callbacks,
+                      resume=resume, parallel=parallel)
+
+
+def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: list[Callback] | None = None,
+               resume: bool = False, parallel: Parallel | None = None) -> FitResult:
+    """The one epoch loop: one process, DDP, local SGD and Hogwild differ only in `parallel`. `p` is prepare()'s
+    (Hogwild's workers are handed their main process's, whose network lives in shared memory)."""
+    if callbacks is not None and (not isinstance(callbacks, (list, tuple))
+                                  or not all(isinstance(cb, Callback) for cb in callbacks)):
+        raise UsageError(f"{param('callbacks')} must be a list of nnopt.train.Callback; got {describe(callbacks)}")
     data, net, arch, dev, batch, threads, loss_fn, sources = (
         p.data, p.net, p.arch, p.device, p.batch, p.threads, p.loss_fn, p.sources)
     main = parallel is None or parallel.is_main
     augment = Augment(spec.augment, data_shape(data), spec.seed) if spec.augment else None
+    rows = len(data.train)
     if parallel is not None:
-        _check_world(parallel.world, len(data.train), batch)
+        rows, batch = parallel.epoch_share(rows, batch)  # Hogwild: this worker's shard, the batch capped at it
         if not spec.threads and dev.type == "cpu":  # this process's share of the cores, and its share of the batch
             threads = min(choose_threads(p.flops or 0, -(-batch // parallel.world)), parallel.max_threads)
-    metric_list = check_metric_names(data.task, metrics)
-    # ROC-AUC ranks every row per class: worth it on held-out splits, skipped on the (large) train split
-    split_metrics = {"train": [m for m in metric_list if m != "roc_auc"], "val": metric_list, "test": metric_list}
+    scores = scoring(data.task, metrics)
+    monitor = monitor_for(spec.monitor, spec.mode, scores, has_val=len(sources["val"]) > 0)
+    watch = bool(spec.early_stopping) or spec.monitor is not None  # keep the best epoch's weights
     with thread_count(threads):
         opt = create_optimizer(spec.optimizer, net, lr=spec.lr, **spec.optimizer_params)
         lr_used = opt.param_groups[0]["lr"]
-        steps = batch_count(len(data.train), batch)
+        steps = batch_count(rows, batch)
         sched = create_schedule(spec.schedule or "constant", opt, epochs=spec.epochs, steps_per_epoch=steps,
                                 **spec.schedule_params)
-        config = {"command": "train", **spec.to_dict(), "data": _describe_source(spec.data),
+        config = {"command": "train", **spec.to_dict(), "data": describe_source(spec.data),
                   "model": arch.to_string() if arch else type(net).__name__, "lr": lr_used, "batch_size": batch,
                   "threads": threads, "device": str(dev), "data_info": data.describe(), "n_params": count_params(net),
                   "flops_per_sample": p.flops, "world_size": parallel.world if parallel else 1,
-                  "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                  **(parallel.settings if parallel else {}), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         run_dir = Path(spec.out) if spec.out else None
         generator = torch.Generator(device="cpu").manual_seed(spec.seed)
         history: list[dict[str, Any]] = []
-        start_epoch, elapsed_before, best = 0, 0.0, {"loss": float("inf"), "epoch": 0, "bad": 0, "state": None}
-        ckpt_path = run_dir / "checkpoint.pt" if run_dir else None
+        start_epoch, elapsed_before, best = 0, 0.0, new_best(monitor)
+        resumable = parallel is None or parallel.resumable
+        ckpt_path = run_dir / "checkpoint.pt" if run_dir and resumable else None
         if resume:
-            if ckpt_path is None:
+            if run_dir is None:
                 raise UsageError(f"{param('resume', True)} needs {param('out', metavar='DIR')}, the run directory to "
                                  "continue")
             state = _on_main(parallel, load_checkpoint, ckpt_path, fingerprint(config))  # read on rank 0's disk
@@ -143,45 +149,54 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
             sched.load_state_dict(state["schedule"])
             restore_rng(generator, state["rng"])
             history, start_epoch, elapsed_before = state["history"], state["epoch"], state["wall_s"]
-            best = state["best"]
-            config["created"] = _created(run_dir, config["created"])
+            best = resumed_best(state["best"], monitor)
+            config["created"] = created_time(run_dir, config["created"])
         if run_dir is not None and main:
             make_run_dir(run_dir)
             atomic_write_json(run_dir / "config.json", config)
         callbacks = list(callbacks or []) + (create_loggers(spec.log, run_dir, config, history) if main else [])
         info = {"epochs": spec.epochs, "start_epoch": start_epoch, "steps_per_epoch": steps, "batch_size": batch,
-                "lr": lr_used, "n_params": config["n_params"], "device": str(dev), "threads": threads}
+                "lr": lr_used, "n_params": config["n_params"], "device": str(dev), "threads": threads,
+                "world_size": config["world_size"]}
         for cb in callbacks:
-            cb.on_fit_start(info)
+            cb.on_train_start(info)
+        step_hooks = step_callbacks(callbacks)  # empty unless a callback overrides on_step_end: no call per step
         params = [p for p in net.parameters() if p.requires_grad]
         local_sgd = spec.sync_every if spec.strategy == "local-sgd" else None  # validate() filled in the default
         model = net if parallel is None else parallel.wrap(net, local_sgd)  # net stays the plain module
+        train = sources["train"]
 
         def evaluate(splits: tuple[str, ...], at: tuple[int, int]) -> dict[str, dict[str, float | None]]:
             """The splits' metrics, after step at[1] of epoch at[0]. In a group with the data in memory every rank
             scores a share of the rows; otherwise rank 0 scores them all and hands the result to the others."""
             if parallel is not None:
                 parallel.sync_model()  # every rank holds the same model: what is scored, saved and trained on
+
+            def score(split: str, group: Parallel | None) -> dict[str, float | None]:
+                custom = scores.custom if split != "train" else None
+                return _evaluate(net, loss_fn, data, sources[split], scores.names[split], at, group, custom)
+
             if parallel is not None and all(isinstance(sources[split], TensorSource) for split in splits):
-                return {split: _evaluate(net, loss_fn, data, sources[split], split_metrics[split], at, parallel)
-                        for split in splits}
-            return _on_main(parallel, lambda: {split: _evaluate(net, loss_fn, data, sources[split],
-                                                                split_metrics[split], at) for split in splits})
+                return {split: score(split, parallel) for split in splits}
+            return _on_main(parallel, lambda: {split: score(split, None) for split in splits})
 
         stopped_early = False
-        update = update_function(opt, sched, params, spec.clip_grad)  # after on_fit_start: it may add step hooks
+        update = update_function(opt, sched, params, spec.clip_grad)  # after on_train_start: it may add step hooks
         epoch_start = time.perf_counter()
         for epoch in range(start_epoch + 1, spec.epochs + 1):
             net.train()
             set_optimizer_mode(opt, True)
+            for cb in callbacks:
+                cb.on_epoch_start(epoch)
             step_losses: list[torch.Tensor] = []
             epoch_lr = float(opt.param_groups[0]["lr"])  # the lr of the epoch's first step
-            batches = sources["train"].batches(batch, generator)
+            began = time.perf_counter()
+            batches = train.batches(batch, generator) if parallel is None else parallel.batches(train, batch, generator)
             for xb, yb in (augment.epoch(batches, epoch) if augment else batches):
                 if parallel is None:
                     loss_value = loss_fn(model(xb), yb)
                     update(loss_value)
-                else:  # every rank draws the same global batch and trains on its slice of it
+                else:  # DDP: this rank's slice of the global batch, weighted; Hogwild: the worker's whole batch
                     xb, yb, weight = parallel.shard(xb, yb, len(xb))
                     loss_value = loss_fn(model(xb), yb) * weight
                     update(loss_value)
@@ -189,23 +204,31 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
                 step_losses.append(loss_value.detach())
                 if len(step_losses) % CHECK_EVERY == 0:
                     _check_finite(step_losses, epoch, len(step_losses) - CHECK_EVERY, parallel)
+                if step_hooks:
+                    for cb in step_hooks:
+                        cb.on_step_end(epoch, len(step_losses), step_losses[-1])
             losses = _check_finite(step_losses, epoch, 0, parallel)
+            # Hogwild: the train loss over every worker's steps, and rows / steps / train_s
+            group = parallel.epoch_summary(losses, time.perf_counter() - began) if parallel is not None else {}
             net.eval()
             set_optimizer_mode(opt, False)
-            row: dict[str, Any] = {"epoch": epoch, "train_loss": float(losses.mean())}
+            train_loss = group.pop("train_loss") if "train_loss" in group else float(losses.mean())
+            row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
             for split, values in evaluate(("train", "val"), (epoch, len(step_losses))).items():
                 row.update({f"{split}_{key}": value for key, value in values.items()
                             if not (split == "train" and key == "loss")})
             row["lr"] = epoch_lr
             sched.step_epoch(row.get("val_loss"))
             row["time_s"] = round(elapsed_before + time.perf_counter() - epoch_start, 4)
+            row.update(group)
             history.append(row)
-            stop = _early_stop(spec.early_stopping, best, row, net)
+            stop = track_best(monitor, spec.early_stopping, best, row, net) if watch else False
             if run_dir is not None and main:
-                save_checkpoint(ckpt_path, {
-                    "epoch": epoch, "model": net.state_dict(), "optimizer": opt.state_dict(),
-                    "schedule": sched.state_dict(), "rng": rng_state(generator), "history": history,
-                    "best": best, "wall_s": row["time_s"], "fingerprint": fingerprint(config)})
+                if ckpt_path is not None:
+                    save_checkpoint(ckpt_path, {
+                        "epoch": epoch, "model": net.state_dict(), "optimizer": opt.state_dict(),
+                        "schedule": sched.state_dict(), "rng": rng_state(generator), "history": history,
+                        "best": best, "wall_s": row["time_s"], "fingerprint": fingerprint(config)})
                 atomic_write_jsonl(run_dir / "metrics.jsonl", history)
             for cb in callbacks:
                 stop = bool(cb.on_epoch_end(epoch, row)) or stop
@@ -214,8 +237,8 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
             if stop:
                 stopped_early = epoch < spec.epochs
                 break
-        if spec.early_stopping and best["state"] is not None:
-            net.load_state_dict(best["state"])  # restore the best validation weights
+        if watch and best["state"] is not None:
+            net.load_state_dict(best["state"])  # restore the weights of the best epoch
         net.eval()
         set_optimizer_mode(opt, False)
         final = evaluate(("train", "val", "test"), (history[-1]["epoch"] if history else start_epoch, 0))
@@ -225,9 +248,9 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
                            run_dir=run_dir if main else None, data=data, config=config, stopped_early=stopped_early,
                            rank=parallel.rank if parallel else 0)
         if run_dir is not None and main:
-            _write_outputs(run_dir, result, arch, data)
+            write_outputs(run_dir, result, arch, data)
         for cb in callbacks:
-            cb.on_fit_end(result)
+            cb.on_train_end(result)
         return result
 
 
@@ -235,11 +258,11 @@ def _check_finite(step_losses: list[torch.Tensor], epoch: int, offset: int,
                   parallel: Parallel | None = None) -> torch.Tensor:
     """Stack the epoch's step losses; raise DivergedError at the first non-finite one after `offset`.
 
-    In a parallel run each rank kept its weighted share of every step's loss; their mean over ranks is the
-    global batch's loss, the same on every rank, so every rank raises at the same step."""
+    In DDP each rank kept its weighted share of every step's loss; their mean over ranks is the global batch's
+    loss, the same on every rank, so every rank raises at the same step. A Hogwild worker checks its own steps."""
     losses = torch.stack(step_losses) if step_losses else torch.zeros(1)
     if parallel is not None:
-        losses = parallel.all_mean(losses)
+        losses = parallel.group_losses(losses)
     window = losses[offset:]
     if not bool(torch.isfinite(window).all()):
         bad = int((~torch.isfinite(window)).nonzero()[0, 0]) + offset
@@ -252,65 +275,16 @@ def _on_main(parallel: Parallel | None, fn: Any, *args: Any) -> Any:
     return fn(*args) if parallel is None else parallel.from_main(lambda: fn(*args))
 
 
-def _check_world(world: int, n_train: int, batch: int) -> None:
-    if world > n_train:
-        raise UsageError(f"{world} processes but only {n_train} training samples; use at most {n_train} processes")
-    if world > batch:
-        raise UsageError(f"{param('batch_size', batch)} cannot be split over {world} processes; use "
-                         f"{param('batch_size')} >= {world} or fewer processes")
-
-
 @torch.inference_mode()
 def _evaluate(net: nn.Module, loss_fn: Any, data: Data, source: Any, names: Any, at: tuple[int, int],
-              parallel: Parallel | None = None) -> dict[str, float | None]:
+              parallel: Parallel | None = None, custom: dict[str, Any] | None = None) -> dict[str, float | None]:
     if len(source) == 0:
         return {}
     outputs, Y = source.outputs(net) if parallel is None else source.outputs(net, parallel)
     loss = float(loss_fn(outputs, Y))
     if not bool(torch.isfinite(outputs).all()):  # the last steps' loss was finite, the weights they left are not
         raise DivergedError(at[0], at[1], loss if not math.isfinite(loss) else math.inf)
-    return compute_metrics(data.task, outputs, Y, loss, names, data.target_scale)
-
-
-def _early_stop(patience: int | None, best: dict[str, Any], row: dict[str, Any], net: nn.Module) -> bool:
-    """Track the best val_loss; True once it has not improved for `patience` epochs."""
-    if not patience:
-        return False
-    val_loss = row.get("val_loss", row["train_loss"])
-    if val_loss is not None and val_loss < best["loss"]:
-        best.update(loss=val_loss, epoch=row["epoch"], bad=0,
-                    state={k: v.detach().clone() for k, v in net.state_dict().items()})
-        return False
-    best["bad"] += 1
-    return best["bad"] >= patience
-
-
-def _write_outputs(run_dir: Path, result: FitResult, arch: ArchSpec | None, data: Data) -> None:
-    flat = takes_flat_rows(arch) or module_takes_flat_rows(result.model)
-    shape = data_shape(data) if not flat else None  # what a user's module was given per sample
-    record = save_model(run_dir / "model.pt", result.model, {
-        "model_spec": arch.to_string() if arch else None, "in_features": data.n_features,
-        "n_outputs": data.n_outputs, "input_shape": list(data.input_shape) if data.input_shape else None,
-        "sample_shape": list(shape) if shape else None,
-        "task": data.task, "class_names": data.class_names, "preprocessing": data.preprocessing})
-    if arch is None:  # an instance: how it was recorded (recipe, torch.export program) goes into config.json
-        if record["program_error"]:
-            warnings.warn(record["program_error"], stacklevel=4)
-        result.config["model_record"] = {k: record[k] for k in ("model_spec", "module_class", "recipe_missing",
-                                                                "program", "program_error")}
-        atomic_write_json(run_dir / "config.json", result.config)
-    write_importance(run_dir, result.model, data)  # a table's columns by permutation importance on val
-    atomic_write_json(run_dir / "summary.json", {**result.summary(), "metrics": result.metrics,
-                                                 "stopped_early": result.stopped_early})
-
-
-def _created(run_dir: Path, default: str) -> str:
-    """A resumed run keeps the creation time of the run it continues."""
-    try:
-        return json.loads((run_dir / "config.json").read_text())["created"]
-    except (OSError, ValueError, KeyError):
-        return default
-
-
-def _describe_source(source: Any) -> Any:
-    return source if isinstance(source, (str, int, float)) or source is None else f"<{type(source).__name__}>"
+    values = compute_metrics(data.task, outputs, Y, loss, names, data.target_scale)
+    if custom:  # the user's metrics (held-out splits only)
+        values.update(custom_values(custom, outputs.detach().cpu(), Y.detach().cpu()))
+    return values

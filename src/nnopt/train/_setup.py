@@ -120,8 +120,8 @@ def clear_grads(params: list[torch.Tensor]) -> None:
 def update_function(optimizer: torch.optim.Optimizer, schedule: Schedule, params: list[torch.Tensor],
                     clip_grad: float | None) -> Callable[[torch.Tensor], None]:
     """update(loss): everything a training step does after the forward pass — clear the gradients, backward,
-    clip, optimizer step, per-batch schedule step. fit()'s loop and every Hogwild worker step through this one
-    function, so the two cannot drift apart. Built once per run: the returned closure holds the unwrapped step
+    clip, optimizer step, per-batch schedule step: the step of the training loop, whatever the strategy (one
+    process, DDP, local SGD, every Hogwild worker). Built once per run: the returned closure holds the unwrapped step
     and the settings, so a step costs one Python call more and no host sync (the loss is never read)."""
     step = step_function(optimizer)
     step_batch = schedule.step_batch
