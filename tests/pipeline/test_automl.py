@@ -208,3 +208,32 @@ def test_an_r2_within_one_standard_error_of_its_mean_squared_error_keeps_the_sma
     assert kept["number"] == 1  # 0.51 is within 0.077 of 0.56; 0.47 is not
     kept, _ = smallest_within_noise(study, 100_000)  # a huge validation split: no slack, the best is kept
     assert kept["number"] == 0
+
+
+def test_automl_searches_a_users_factory_and_its_arguments(tmp_path):
+    """The user's own network (tests/usermodels.py's make_net, a conv net on the data's (1, 8, 8) images) with its
+    width searched beside the optimizer, learning rate and batch size; every stage runs on it."""
+    run = tmp_path / "factory"
+    space = tmp_path / "space.yaml"  # as `nnopt automl --space space.yaml` reads it
+    space.write_text("width: {type: int, low: 4, high: 12, step: 4}\n")
+    summary = nnopt.automl("digits", model="usermodels:make_net:width={width}", space=str(space), budget="60s",
+                           out=run).summary
+    state = json.loads((run / "automl.json").read_text())
+    assert state["settings"]["model"] == "usermodels:make_net:width={width}"
+    assert state["settings"]["space"] == {"width": {"type": "int", "low": 4, "high": 12, "step": 4}}
+    trials = json.loads((run / "search" / "trials.json").read_text())["trials"]
+    widths = {t["params"]["width"] for t in trials if "width" in t["params"]}
+    assert widths and widths <= {4, 8, 12}
+    kept = state["stages"]["search"]["model"]
+    assert kept.startswith("usermodels:make_net:") and f"width={state['stages']['search']['best_params']['width']}" in kept
+    assert summary["test"] >= 0.8 and summary["compressed_test"] >= 0.8
+    model, meta = nnopt.load_model(run / "final")
+    assert type(model).__name__ != "MLP" and meta["model_spec"] == kept
+
+
+def test_automl_model_errors(tmp_path, run_cli):
+    code, _, err = run_cli("automl", "--data", "iris", "--model", "usermodels:make_net:width={width}",
+                           "--out", tmp_path / "r")
+    assert code == 2 and "--space maps each of the template's parameters" in err
+    with pytest.raises(nnopt.UsageError, match="model= must be a factory or class recipe"):
+        nnopt.automl("iris", model=torch.nn.Linear(4, 3), out=tmp_path / "r2")

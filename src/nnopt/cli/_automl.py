@@ -21,7 +21,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
     automl.add_argument("--objective", help="validation metric to maximize (default val_accuracy; val_r2 for "
                                             "regression)")
     automl.add_argument("--space", default="auto", help="auto | mlp | cnn (default auto: cnn for images of 16x16 "
-                                                        "and more and signals of 32 steps and more)")
+                                                        "and more and signals of 32 steps and more); with --model, "
+                                                        "a YAML file of its template's parameter ranges")
+    automl.add_argument("--model", help="your own network to search instead: a factory or class with "
+                                        "placeholders, e.g. mynets:make_net:width={width} (ranges in --space)")
     constraint_flags(automl, "network")
     automl.add_argument("--max-accuracy-drop", type=float, metavar="PTS", help="points of validation accuracy the "
                                                                                "compression may cost (default 1)")
@@ -46,7 +49,8 @@ def _cmd_automl(args: argparse.Namespace) -> int:
 
     result = automl(args.data, out=args.out, budget=args.budget, target=args.target, task=args.task,
                     **table_args(args),
-                    objective=args.objective, space=args.space, max_params=args.max_params,
+                    objective=args.objective, space=args.space, model=args.model,
+                    max_params=args.max_params,
                     max_flops=args.max_flops, max_size_kb=args.max_size_kb, max_latency_ms=args.max_latency_ms,
                     max_accuracy_drop=args.max_accuracy_drop, workers=args.workers, storage=args.storage,
                     study=args.study, seed=args.seed, progress=progress)

@@ -44,7 +44,7 @@ from nnopt.pipeline._stages import (
 from nnopt.search import check_feasible, load_tune_spec
 
 STAGES = ("screen", "search", "retrain", "compress", "export", "test")
-SETTING_KEYS = ("data", "target", "task", *TABLE_KEYS, "budget_s", "objective", "space", *CONSTRAINT_KEYS, "max_accuracy_drop",
+SETTING_KEYS = ("data", "target", "task", *TABLE_KEYS, "budget_s", "objective", "space", "model", *CONSTRAINT_KEYS, "max_accuracy_drop",
                 "seed")
 FRAME_FILE = "data.csv"  # a DataFrame given to automl, as the file its stages read
 DEFAULT_DROP = 1.0  # points of accuracy the compression may cost on validation
@@ -67,7 +67,8 @@ def default_out(data: Any) -> Path:
 
 
 def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", target: str | None = None,
-           task: str | None = None, objective: str | None = None, space: str = "auto", max_params: int | None = None,
+           task: str | None = None, objective: str | None = None, space: Any = "auto", model: Any = None,
+           max_params: int | None = None,
            max_flops: int | None = None, max_size_kb: float | None = None, max_latency_ms: float | None = None,
            max_accuracy_drop: float | None = None, workers: int = 1, storage: str | None = None,
            study: str | None = None, seed: int = 0, progress: Progress | None = None,
@@ -77,6 +78,11 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
     """Optimize a network for `data` within `budget` (wall clock); write everything under `out` (default
     runs/automl-DATA).
 
+    space: "auto", "mlp" or "cnn", the architectures nnopt searches; with `model`, the search space of the
+    model template's parameters instead ({name: {type, low, high} or {choices}}, as nnopt tune takes it).
+    model: your own network as a factory or class recipe with placeholders, e.g. "mynets:make_net:width={width}"
+    or {"factory": "mynets:make_net", "args": {"width": "{width}"}}: searched, retrained, compressed and exported
+    as nnopt's own are.
     report: called with each finished stage's run directory (api.automl passes build_report), so the time
     the reports take counts against the budget too.
     """
@@ -84,8 +90,7 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
     accuracy_drop = DEFAULT_DROP if max_accuracy_drop is None else _check_drop(max_accuracy_drop)
     require_int("workers", workers, 1)
     require_int("seed", seed, 0)
-    if space not in ("auto", "mlp", "cnn"):
-        raise UsageError(f"{param('space')} must be auto, mlp or cnn; got {space!r}")
+    space = _check_space(space, model)
     run_dir = default_out(data) if out is None else Path(out)
     constraints = {k: v for k, v in (("max_params", max_params), ("max_flops", max_flops),
                                      ("max_size_kb", max_size_kb), ("max_latency_ms", max_latency_ms)) if v is not None}
@@ -96,10 +101,10 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
                             "numeric": column_names("numeric", numeric), "sep": sep,
                             "image_size": image_size, "strict": strict})
     loaded = load_data(source, target=target, task=task, seed=seed, **table)
-    chosen_space = space if space != "auto" else _auto_space(loaded)
+    chosen_space = space if model is not None or space != "auto" else _auto_space(loaded)
     settings = {"data": source, "target": target, "task": loaded.task, **{k: table.get(k) for k in TABLE_KEYS},
                 "budget_s": budget_s,
-                "objective": objective, "space": chosen_space, **{k: constraints.get(k) for k in CONSTRAINT_KEYS},
+                "objective": objective, "space": chosen_space, "model": model, **{k: constraints.get(k) for k in CONSTRAINT_KEYS},
                 "max_accuracy_drop": accuracy_drop, "seed": seed}
     state = _load_state(run_dir, settings)
     clock = Clock(budget_s, state.get("spent_s", 0.0))
@@ -207,6 +212,35 @@ def _summary(run_dir: Path, state: dict[str, Any], clock: Clock) -> dict[str, An
             "constraints": test["constraints"],
             "stages": {k: round(v["seconds"], 1) for k, v in stages.items()},
             "files": ["model.onnx", "model.pt", "compressed.nnz", "best.yaml", "report.html"]}
+
+
+def _check_space(space: Any, model: Any) -> Any:
+    """The space as the search takes it: a name of nnopt's architectures, or, with a model template, a mapping of
+    its parameters (a YAML or JSON file of one from the command line)."""
+    if model is None:
+        if space not in ("auto", "mlp", "cnn"):
+            raise UsageError(f"{param('space')} must be auto, mlp or cnn (or, with {param('model')}, the mapping of "
+                             f"its parameters); got {space!r}")
+        return space
+    if not isinstance(model, (str, dict)):
+        raise UsageError(f"{param('model')} must be a factory or class recipe that best.yaml can record, e.g. "
+                         f"'mynets:make_net:width={{width}}' or {{'factory': 'mynets:MyNet', 'args': {{...}}}}; got "
+                         f"{describe(model)}")
+    if isinstance(model, str) and "{" not in model and space in (None, "auto"):
+        return {}  # a fixed model: only the optimizer, learning rate and batch size are searched
+    if isinstance(space, (str, Path)) and Path(space).is_file():
+        import yaml
+
+        try:
+            space = yaml.safe_load(Path(space).read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{param('space')} file {space} is not YAML: {' '.join(str(exc).split())[:160]}") \
+                from None
+    if not isinstance(space, dict) or not space:
+        raise UsageError(f"with {param('model')}, {param('space')} maps each of the template's parameters to its "
+                         "range, e.g. {'width': {'type': 'int', 'low': 16, 'high': 128}} (or a YAML file of it); "
+                         f"got {space!r}")
+    return space
 
 
 def _auto_space(data: Any) -> str:

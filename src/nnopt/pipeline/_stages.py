@@ -21,7 +21,7 @@ from nnopt.compress import default_epochs as compress_epochs
 from nnopt.config import TrainSpec, spec_from_mapping
 from nnopt.errors import UsageError, param
 from nnopt.fileio import atomic_write_text
-from nnopt.models import model_costs
+from nnopt.models import model_costs, on_flat_rows
 from nnopt.pipeline._budget import (
     EXPORT_S,
     LADDER_EPOCHS,
@@ -90,9 +90,12 @@ def search_spec(settings: dict[str, Any], optimizers: list[str], lrs: dict[str, 
         space["optimizer"] = {"choices": list(optimizers)}
     else:
         train["optimizer"] = optimizers[0]
-    spec: dict[str, Any] = {"data": settings["data"], "architecture": AUTOML_SPACES[settings["space"]],
-                            "train": train,
-                            "space": space, "seed": settings["seed"]}
+    spec: dict[str, Any] = {"data": settings["data"], "train": train, "space": space, "seed": settings["seed"]}
+    if settings.get("model") is not None:  # the user's model: its template, its parameters searched with ours
+        spec["model"] = settings["model"]
+        spec["space"] = {**space, **(settings["space"] or {})}
+    else:
+        spec["architecture"] = AUTOML_SPACES[settings["space"]]
     for key in ("target", "task", *TABLE_KEYS):
         if settings.get(key) is not None:
             spec[key] = settings[key]
@@ -292,9 +295,9 @@ def _train_rows_check(run_dir: Path, compressed: Path, metric: str) -> dict[str,
     targets = training_targets(data.train.y, data.task, data.n_outputs)
     scores = {}
     for key, path in (("fp32", run_dir / "final" / "model.pt"), ("compressed", compressed / "compressed.nnz")):
-        model = nnopt_load(path)[0].eval()
+        model, meta = nnopt_load(path)
         with torch.inference_mode():
-            outputs = model(data.train.X)
+            outputs = on_flat_rows(model.eval(), meta)(data.train.X)
         scores[key] = compute_metrics(data.task, outputs, targets, 0.0, [name], data.target_scale)[name]
     return {"metric": name, **scores, "drop_pts": 100 * (scores["fp32"] - scores["compressed"])}
 
