@@ -67,7 +67,9 @@ def test_a_residual_cnn_trains_on_images_in_their_own_shape(tmp_path):
     assert result.config["flops_per_sample"] == residual_cnn_flops(3, 8, 1, 16 * 16, 3) == 700_464
     assert result.config["n_params"] == count_params(net)
     payload = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
-    assert payload["sample_shape"] == [3, 16, 16] and payload["model_spec"] is None
+    assert payload["sample_shape"] == [3, 16, 16]
+    # the instance is recorded as its class and the arguments it keeps in self.hparams
+    assert payload["model_spec"] == "usermodels:ResidualCNN:depth=1:in_channels=3:n_classes=3:width=8"
 
 
 def test_a_1d_conv_net_trains_on_signals_of_shape_channels_by_length():
