@@ -228,6 +228,8 @@ def _check_space(space: Any, model: Any) -> Any:
                          f"{describe(model)}")
     if isinstance(model, str) and "{" not in model and space in (None, "auto"):
         return {}  # a fixed model: only the optimizer, learning rate and batch size are searched
+    if isinstance(space, (str, Path)) and str(space).endswith((".yaml", ".yml", ".json")) and not Path(space).is_file():
+        raise UsageError(f"{param('space')} file not found: {space}")
     if isinstance(space, (str, Path)) and Path(space).is_file():
         import yaml
 
