@@ -226,7 +226,9 @@ def _check_space(space: Any, model: Any) -> Any:
         raise UsageError(f"{param('model')} must be a factory or class recipe that best.yaml can record, e.g. "
                          f"'mynets:make_net:width={{width}}' or {{'factory': 'mynets:MyNet', 'args': {{...}}}}; got "
                          f"{describe(model)}")
-    if isinstance(model, str) and "{" not in model and space in (None, "auto"):
+    args = model.get("args") if isinstance(model, dict) and isinstance(model.get("args"), dict) else {}
+    templated = "{" in model if isinstance(model, str) else any("{" in str(v) for v in args.values())
+    if not templated and space in (None, "auto"):
         return {}  # a fixed model: only the optimizer, learning rate and batch size are searched
     if isinstance(space, (str, Path)) and str(space).endswith((".yaml", ".yml", ".json")) and not Path(space).is_file():
         raise UsageError(f"{param('space')} file not found: {space}")
