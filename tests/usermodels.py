@@ -185,13 +185,14 @@ def stripes(n, channels=3, size=16, seed=0):
     return X, y
 
 
-def bumps(n, seed=0):
-    """(n, 2, 40) signals with a bump in channel 0, 1 or both."""
+def bumps(n, seed=0, length=40):
+    """(n, 2, length) noisy signals with a bump at a random place: in channel 0 (class 0), channel 1 (class 1) or
+    both (class 2)."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 3, n)
-    X = rng.normal(0.0, 0.3, (n, 2, 40)).astype(np.float32)
+    X = rng.normal(0.0, 0.3, (n, 2, length)).astype(np.float32)
     for i in range(n):
-        p = rng.integers(4, 36)
+        p = rng.integers(length // 10, length - length // 10)
         for c in ((0,), (1,), (0, 1))[y[i]]:
             X[i, c, p - 2:p + 3] += 2.0
     return X, y

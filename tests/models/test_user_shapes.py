@@ -10,7 +10,7 @@ import nnopt
 import nnopt.models._count as count_module
 from nnopt.errors import UsageError
 from nnopt.models import count_params, flops_per_sample, load_model, measure_latency_ms, model_costs
-from usermodels import RefusingCounter, ResidualCNN, SignalNet, TinyConv
+from usermodels import RefusingCounter, ResidualCNN, SignalNet, TinyConv, bumps
 
 
 def stripe_images(n, seed=0):
@@ -25,19 +25,6 @@ def stripe_images(n, seed=0):
             X[i, y[i], :, k] += 2.0
         else:
             X[i, y[i], k, :] += 2.0
-    return X, y
-
-
-def bump_signals(n, seed=0):
-    """(n, 2, 50) noisy two-channel signals with a bump at a random place: in channel 0 (class 0), channel 1
-    (class 1) or both (class 2)."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    X = rng.normal(0.0, 0.3, (n, 2, 50)).astype(np.float32)
-    for i in range(n):
-        p = rng.integers(5, 45)
-        for channel in ((0,), (1,), (0, 1))[y[i]]:
-            X[i, channel, p - 2:p + 3] += 2.0
     return X, y
 
 
@@ -73,7 +60,7 @@ def test_a_residual_cnn_trains_on_images_in_their_own_shape(tmp_path):
 
 
 def test_a_1d_conv_net_trains_on_signals_of_shape_channels_by_length():
-    X, y = bump_signals(600)
+    X, y = bumps(600, length=50)
     torch.manual_seed(0)
     net = SignalNet(in_channels=2, n_classes=3, width=8)
     seen = record_shapes(net)
@@ -128,7 +115,7 @@ def test_a_module_that_cannot_run_on_a_zero_sample_is_not_countable_not_an_error
 
 def test_training_goes_on_when_torchs_flop_counter_fails(monkeypatch):
     monkeypatch.setattr(count_module, "FlopCounterMode", RefusingCounter)
-    X, y = bump_signals(120)
+    X, y = bumps(120, length=50)
     result = nnopt.fit(SignalNet(n_classes=3), (X, y), epochs=1, seed=0)
     assert result.config["flops_per_sample"] is None and result.epochs == 1
 

@@ -209,7 +209,6 @@ def _ort_dynamic(model, group: Mapping[str, QTensor], symmetric: bool):
     """ONNX Runtime's dynamic int8 quantization of the MatMul nodes producing `group`'s outputs, then nnopt's codes
     and steps in the weights, steps and zero points it wrote (int8 codes with zero point 0 when symmetric, uint8
     codes and zero points otherwise)."""
-    from onnx import numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     names = []
@@ -249,16 +248,24 @@ def _ort_dynamic(model, group: Mapping[str, QTensor], symmetric: bool):
         arrays = {node.input[1]: np.ascontiguousarray(codes.astype(dtype)),
                   node.input[3]: np.broadcast_to(zero.astype(dtype), (n_out,)).copy(),
                   scale_name: np.broadcast_to(q.scale.cpu().numpy().astype(np.float32).reshape(-1), (n_out,)).copy()}
-        for name, array in arrays.items():
-            old = numpy_helper.to_array(inits[name])
-            if old.shape != array.shape or old.dtype != array.dtype:
-                raise UsageError(f"ONNX Runtime's quantizer wrote {name} as {old.dtype}{list(old.shape)}; "
-                                 f"nnopt's codes are {array.dtype}{list(array.shape)}")
-            inits[name].CopyFrom(numpy_helper.from_array(array, name))
+        _replace(inits, arrays)
         done.add(rescale.output[0])
     if set(group) - done:
         raise UsageError(f"ONNX Runtime's quantizer left {len(set(group) - done)} int8 layer(s) as MatMul")
     return model
+
+
+def _replace(inits: Mapping[str, object], arrays: Mapping[str, np.ndarray]) -> None:
+    """Each named initializer ONNX Runtime's quantizer wrote, replaced by nnopt's array of the same shape and
+    dtype (a different one means the quantizer's layout is not the one nnopt writes into)."""
+    from onnx import numpy_helper
+
+    for name, array in arrays.items():
+        old = numpy_helper.to_array(inits[name])
+        if old.shape != array.shape or old.dtype != array.dtype:
+            raise UsageError(f"ONNX Runtime's quantizer wrote {name} as {old.dtype}{list(old.shape)}; "
+                             f"nnopt's codes are {array.dtype}{list(array.shape)}")
+        inits[name].CopyFrom(numpy_helper.from_array(array, name))
 
 
 def _nbits_quantizer():
@@ -278,7 +285,7 @@ def _write_codes(model, group: Mapping[str, QTensor], bits: int, symmetric: bool
     """Put nnopt's codes and steps in the MatMulNBits initializers the quantizer wrote (same shapes, same layout:
     B (N, blocks, block_size * bits / 8) with the first code of a byte in its low bits, scales (N, blocks),
     zero points (N, ceil(blocks * bits / 8)) packed the same way)."""
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     inits = {t.name: t for t in model.graph.initializer}
     done = set()
@@ -292,13 +299,7 @@ def _write_codes(model, group: Mapping[str, QTensor], bits: int, symmetric: bool
             raise UsageError(f"ONNX Runtime's quantizer wrote a {attrs['N']}x{attrs['K']} {attrs['bits']}-bit layer "
                              f"for a {n_out}x{k_in} {bits}-bit weight")
         packed, scales, zero_points = _blocks(q, bits, symmetric, block_size)
-        names = list(node.input[1:4])
-        for name, array in zip(names, (packed, scales, zero_points)):
-            old = numpy_helper.to_array(inits[name])
-            if old.shape != array.shape or old.dtype != array.dtype:
-                raise UsageError(f"ONNX Runtime's quantizer wrote {name} as {old.dtype}{list(old.shape)}; "
-                                 f"nnopt's codes are {array.dtype}{list(array.shape)}")
-            inits[name].CopyFrom(numpy_helper.from_array(array, name))
+        _replace(inits, dict(zip(node.input[1:4], (packed, scales, zero_points))))
         done.add(node.output[0])
     missing = set(group) - done
     if missing:
