@@ -32,7 +32,8 @@ from torch import nn
 
 from nnopt.data import apply_preprocessing, encode_table
 # the spellings and level names `encode` uses; nnopt.data does not list them among its public names
-from nnopt.data._table import DROPPED_KINDS, MISSING_LEVEL, MISSING_TOKENS, as_numbers, as_text
+from nnopt.data._table import DROPPED_KINDS, MISSING_LEVEL
+from nnopt.data._values import MISSING_TOKENS, as_numbers, as_text
 from nnopt.errors import UsageError
 
 from nnopt.compress._export import OUTPUT_NAME, _check_onnx, _one_line, _write, agreement, ort_session

@@ -14,7 +14,7 @@ import numpy as np
 
 from nnopt.errors import DataError, did_you_mean, param
 from nnopt.data._idx import read_idx_dir
-from nnopt.data._table import as_numbers, as_text
+from nnopt.data._values import as_numbers, as_text
 from nnopt.data._types import RawData
 
 SUPPORTED = ".csv, .tsv, .npz, .parquet, or a directory of MNIST-layout IDX files"

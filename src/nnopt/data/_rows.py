@@ -16,7 +16,7 @@ import torch
 from nnopt.data._files import _target_column, check_duplicates, parse_csv, read_parquet_columns
 from nnopt.data._images import image_rows, is_image_source
 from nnopt.data._load import _frame_columns, _resolve, is_frame
-from nnopt.data._table import as_numbers
+from nnopt.data._values import as_numbers
 from nnopt.data._prepare import _split_rows
 from nnopt.data._types import Data, RawData
 from nnopt.errors import DataError, param

@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from nnopt.data._values import as_numbers, as_text, first_text
 from nnopt.errors import DataError, param
 
-MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none", "?"})
 ONEHOT_MAX = 32  # levels (after folding rare ones) up to which a categorical column is one-hot encoded
 # how a column with more levels is encoded: "target" (the default, chosen by benchmarks/table_encoding.py) or
 # "frequency" (each level's share of the train rows)
@@ -40,82 +40,6 @@ ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|guid|key)$|^(id|rownames?|index)([_\s
 CAMEL_ID = re.compile(r"[a-z0-9](Id|ID)$")  # customerId, userID
 TABLE_OPTIONS = ("drop", "categorical", "numeric")
 DROPPED_KINDS = ("id", "constant", "empty", "dropped")
-
-
-# -- raw columns -> numbers or text ------------------------------------------------------------------------------
-def _is_missing(value) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, (float, np.floating)):
-        return bool(np.isnan(value))
-    if isinstance(value, str):
-        return value.strip().lower() in MISSING_TOKENS
-    try:
-        import pandas as pd
-
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _text(value) -> str:
-    """A cell as category text: numbers written as the shortest text that reads back ("3", "2.5")."""
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
-    return str(value).strip()
-
-
-def as_numbers(values: np.ndarray) -> np.ndarray | None:
-    """The column as float64 (NaN for a missing cell), or None when a present cell is not a number."""
-    if values.dtype.kind in "iuf":
-        return values.astype(np.float64)
-    if values.dtype.kind == "b":
-        return None
-    out = np.full(len(values), np.nan)
-    if values.dtype.kind == "U":  # text read from a file: convert in one numpy call
-        stripped = np.char.strip(values)
-        present = ~np.isin(np.char.lower(stripped), list(MISSING_TOKENS))
-        try:
-            out[present] = stripped[present].astype(np.float64)
-        except ValueError:
-            return None
-        return out
-    for i, value in enumerate(values):
-        if _is_missing(value):
-            continue
-        if isinstance(value, (bool, np.bool_)):
-            return None
-        try:
-            out[i] = float(value)
-        except (TypeError, ValueError):
-            return None
-    return out
-
-
-def as_text(values: np.ndarray) -> np.ndarray:
-    """The column as an object array of category text, None for a missing cell."""
-    if values.dtype.kind == "f":
-        return np.array([None if np.isnan(v) else _text(v) for v in values], dtype=object)
-    if values.dtype.kind == "U":
-        stripped = np.char.strip(values)
-        out = stripped.astype(object)
-        out[np.isin(np.char.lower(stripped), list(MISSING_TOKENS))] = None
-        return out
-    return np.array([None if _is_missing(v) else _text(v) for v in values], dtype=object)
-
-
-def _first_text(values: np.ndarray) -> tuple[int, str]:
-    for i, value in enumerate(values):
-        if not _is_missing(value):
-            try:
-                float(value)
-            except (TypeError, ValueError):
-                return i, str(value)
-    return 0, ""
 
 
 # -- column types -------------------------------------------------------------------------------------------------
@@ -189,7 +113,7 @@ def plan_columns(columns: Mapping[str, np.ndarray], options: Mapping[str, list[s
             continue
         if name in options.get("numeric", []):
             if numbers is None:
-                row, value = _first_text(values)
+                row, value = first_text(values)
                 raise DataError(f"column '{name}' is given to {param('numeric')} but holds text (row {row + 1}: "
                                 f"'{value}'); fix the cell or drop the column from {param('numeric')}")
             plan.append({**entry, "kind": "numeric", "reason": f"named by {param('numeric')}"})
@@ -381,7 +305,7 @@ def encode(columns: Mapping[str, np.ndarray], table: dict, what: str = "the data
         if c["kind"] == "numeric":
             numbers = as_numbers(values)
             if numbers is None:
-                row, value = _first_text(values)
+                row, value = first_text(values)
                 raise DataError(f"column '{name}' holds text (row {row + 1}: '{value}') but the model was trained "
                                 "on numbers there; fix the cell or leave it empty")
             if np.isinf(numbers).any():
