@@ -19,13 +19,14 @@ from nnopt.data._prepare import _labels, _split_rows, _targets, detect_task
 from nnopt.data._scale import _safe, apply_features, apply_target, fit_features, fit_target, resolve_scale
 from nnopt.data._types import Data
 
-CHUNK_BYTES = 32 << 20  # rows read at a time when fitting the scaling
+CHUNK_BYTES = 8 << 20  # rows read at a time when fitting the scaling
 
 
 @dataclass
 class MemmapSplit:
-    """One split of a memory-mapped array: the rows it holds (sorted positions in X), their labels (as trained
-    on: class codes, or targets scaled like in-memory ones) and the scaling each batch gets when read."""
+    """One split of a memory-mapped array: the rows it holds (positions in X, in load_data's split order, so a
+    seed draws the same batches as from in-memory rows), their labels (as trained on: class codes, or targets
+    scaled like in-memory ones) and the scaling each batch gets when read."""
 
     X: np.ndarray  # the whole array, memory-mapped
     rows: np.ndarray
@@ -35,8 +36,12 @@ class MemmapSplit:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def in_disk_order(self, positions: np.ndarray) -> np.ndarray:
+        """`positions` reordered so that their rows lie in increasing order on disk (a batch is a set of rows)."""
+        return positions[np.argsort(self.rows[positions], kind="stable")]
+
     def read(self, positions: np.ndarray) -> torch.Tensor:
-        """The split's rows at `positions` (sorted: the disk is read in order), scaled, as float32 (n, n_features)."""
+        """The split's rows at `positions`, scaled, as float32 (n, n_features)."""
         index = self.rows[positions]
         return torch.from_numpy(apply_features(self.X[index].reshape(len(index), -1), self.x_params))
 
@@ -128,7 +133,6 @@ def from_memmap(data, *, task: str | None, val_fraction: float, test_fraction: f
     target_scale = fit_target(codes[train]) if task == "regression" and scale in ("auto", "standard") else None
 
     def split(rows: np.ndarray) -> MemmapSplit:
-        rows = np.sort(rows)
         labels = torch.from_numpy(np.ascontiguousarray(codes[rows], dtype=np.int64)) if task == "classification" \
             else torch.from_numpy(apply_target(codes[rows], target_scale))
         return MemmapSplit(X, rows, labels, x_params)

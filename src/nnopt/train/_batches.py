@@ -120,8 +120,9 @@ class LoaderSource:
 
 
 class MemmapSource:
-    """A split of a memory-mapped array: a shuffled order per epoch, each batch's rows read from disk in sorted
-    order (the batch is the same set of rows, read with locality) and scaled as they arrive. Streamed."""
+    """A split of a memory-mapped array: a shuffled order per epoch (the permutation TensorSource draws), each
+    batch's rows read from disk in increasing order (the same set of rows, read with locality) and scaled as they
+    arrive. Streamed."""
 
     streamed = True
 
@@ -142,11 +143,11 @@ class MemmapSource:
         count = batch_count(n, batch)
         for k in range(count):
             stop = n if k == count - 1 else (k + 1) * batch
-            yield self._rows(np.sort(order[k * batch:stop]))
+            yield self._rows(self.split.in_disk_order(order[k * batch:stop]))
 
     def outputs(self, net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         n, step = len(self.split), min(EVAL_CHUNK, self.split.chunk())
-        outs = [net(self._rows(np.arange(i, min(n, i + step)))[0]) for i in range(0, n, step)]
+        outs = [net(self._rows(np.arange(i, min(n, i + step)))[0]) for i in range(0, n, step)]  # split order
         return torch.cat(outs), self.Y.to(self.device)
 
 
