@@ -4,7 +4,7 @@ A 200k-row Dataset generates each sample from its index (a fixed function: 32 fe
 4 classes by the sign pattern of two projections), so nothing is held in memory. nnopt gets task= and n_classes=
 (no pass to read labels) and builds its own DataLoader with num_workers=; the hand loop is what a careful user
 writes: a DataLoader over the same training split (same batch size, shuffled, the same workers, persistent), the
-same MLP and Adam, a validation pass each epoch and a test pass at the end (nnopt's epoch does the same work: it
+same MLP and fused Adam, a validation pass each epoch and a test pass at the end (nnopt's epoch does the same work: it
 takes the training metrics from the batches it trained on). Rounds interleave the two, alternating which goes
 first; medians are reported. `__getitem__` calls are counted per index in shared memory (workers included):
 calls on training indices per training sample per epoch.
@@ -69,7 +69,7 @@ def hand_loop(ds: Generated, splits, epochs: int, workers: int, seed: int) -> di
     torch.manual_seed(seed)
     model = nnopt.build_model(MODEL, in_features=FEATURES, n_outputs=CLASSES)
     opt = torch.optim.Adam(model.parameters(), lr=LR, fused=True)  # the kernel nnopt's adam uses
-    train, val, test = (Subset(ds, list(idx)) for idx in splits)
+    train, val, test = (Subset(ds, [int(i) for i in idx]) for idx in splits)  # python ints, as nnopt's split
     train_loader = loader(train, BATCH, workers, True, seed)
     val_loader, test_loader = loader(val, 1024, workers, False, seed), loader(test, 1024, workers, False, seed)
 
