@@ -71,6 +71,12 @@ class TrainSpec:
     max_restarts: int = 0  # restart the processes from the checkpoint this many times after a crash
     log: list[str] = field(default_factory=list)  # loggers besides metrics.jsonl: csv, tensorboard, mlflow
     augment: Any = None  # image augmentation of training batches: "flip,crop,jitter" (train/_augment.py)
+    # a torch Dataset / IterableDataset / DataLoader (docs/data.md): the number of classes (with task=, no pass over
+    # the samples reads labels), validation samples of its own, and the settings of the DataLoader nnopt builds
+    n_classes: int | None = None
+    val_data: Any = None
+    num_workers: int = 0
+    pin_memory: bool | None = None  # None: on when training on CUDA
 
     def validate(self) -> TrainSpec:
         if self.data is None or (isinstance(self.data, str) and not self.data.strip()):
@@ -130,13 +136,24 @@ class TrainSpec:
             raise UsageError(f"{param('sep')} must be one character (e.g. ';' or 'tab'); got {self.sep!r}")
         self.image_size, self.strict = image_settings(self.image_size, self.strict)
         self.augment = augment_names(self.augment)
+        if self.n_classes is not None:
+            require_int("n_classes", self.n_classes, 2)
+            if self.task == "regression":
+                raise UsageError(f"{param('n_classes')} is for classification; drop it or {param('task', 'regression')}")
+        require_int("num_workers", self.num_workers, 0)
+        if self.pin_memory is not None and not isinstance(self.pin_memory, bool):
+            raise UsageError(f"{param('pin_memory')} must be True, False or None (on for CUDA); got "
+                             f"{describe(self.pin_memory)}")
         if self.augment and self.strategy == "hogwild":
             raise UsageError(f"{param('augment')} is applied by the training loop of one process, DDP and local SGD; "
                              f"{param('strategy', 'hogwild')} does not apply it: use another strategy")
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # the data objects as given, not deep copies: a Dataset may be large and a memory-mapped array would be
+        # read whole by copying
+        sources = {"data": self.data, "val_data": self.val_data}
+        return {**dataclasses.asdict(dataclasses.replace(self, data=None, val_data=None)), **sources}
 
 
 # how a source is read, in every command's spec: a table's columns, then an image folder's decoding

@@ -6,15 +6,14 @@ import os
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Dataset
-
 from nnopt.errors import DataError, describe, did_you_mean, param
 from nnopt.data._builtin import DATASETS
 from nnopt.data._images import has_images, load_image_folder
 from nnopt.data._files import _target_column, check_duplicates, check_separator, pick_target, read_file
 from nnopt.data._table import table_options
 from nnopt.data._prepare import SCALES, check_fractions, choice, prepare
-from nnopt.data._torch_dataset import from_torch_dataset
+from nnopt.data._memmap import from_memmap, is_memmap_source
+from nnopt.data._torch_dataset import from_torch_dataset, is_torch_source
 from nnopt.data._types import TASKS, Data, RawData
 
 
@@ -100,12 +99,16 @@ def _resolve(source, target: str | None, sep: str | None = None) -> tuple[str, R
 
 def load_data(data, *, target: str | None = None, task: str | None = None, val_fraction: float = 0.15,
               test_fraction: float = 0.15, seed: int = 0, scale: str = "auto", drop=None, categorical=None,
-              numeric=None, sep: str | None = None, image_size=None, strict: bool = False) -> Data:
+              numeric=None, sep: str | None = None, image_size=None, strict: bool = False,
+              n_classes: int | None = None, val_data=None) -> Data:
     """Load a dataset and return it split (seeded, stratified for classification) and scaled on train.
 
     ``data``: a built-in name (see ``list_datasets()``), a path to a .csv / .npz / .parquet file or an
-    MNIST-layout IDX directory, an ``(X, y)`` tuple of arrays/tensors/lists, a torch ``Dataset`` (batched through a DataLoader), or a
-    ``Data`` (returned as is).
+    MNIST-layout IDX directory, an ``(X, y)`` tuple of arrays/tensors/lists, a torch ``Dataset``,
+    ``IterableDataset`` or ``DataLoader`` (read batch by batch), a ``.npy`` file or an ``(X, y)`` pair of
+    ``.npy`` paths / ``np.memmap`` arrays (memory-mapped, read batch by batch), or a ``Data`` (returned as is).
+    For a torch source: ``n_classes`` (with ``task``, no pass over the samples reads labels) and ``val_data``
+    (validation samples of its own); see docs/data.md.
     ``task``: None or "auto" detects it from the labels (see ``detect_task``). ``scale``: "auto" (pixels are
     divided by their max, other features standardized), "standard", "minmax" or "none".
     A table (.csv, .parquet, a pandas DataFrame) may hold text, empty cells and ID columns: each column is typed
@@ -121,9 +124,13 @@ def load_data(data, *, target: str | None = None, task: str | None = None, val_f
         task = None
     if task is not None:
         choice("task", task, TASKS)
-    if isinstance(data, Dataset):
+    if is_torch_source(data):
         return from_torch_dataset(data, task=task, val_fraction=val_fraction, test_fraction=test_fraction,
-                                  seed=int(seed))
+                                  seed=int(seed), n_classes=n_classes, val_data=val_data)
+    for key, value in (("n_classes", n_classes), ("val_data", val_data)):
+        if value is not None:
+            raise DataError(f"{param(key)} applies to a torch Dataset, IterableDataset or DataLoader; "
+                            f"{describe(data)} is not one")
     choice("scale", scale, SCALES)
     check_fractions(val_fraction, test_fraction)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -141,6 +148,12 @@ def load_data(data, *, target: str | None = None, task: str | None = None, val_f
     for key, value in (("image_size", image_size), ("strict", strict)):
         if value:
             raise DataError(f"{param(key)} applies to image folders; {describe(data)} is not one")
+    if is_memmap_source(data):
+        if any(options.values()) or sep is not None or target is not None:
+            raise DataError(f"{param('target')}, {param('drop')} and the other column options apply to tables; "
+                            f"a .npy array has no columns")
+        return from_memmap(data, task=task, val_fraction=val_fraction, test_fraction=test_fraction, seed=int(seed),
+                           scale=scale)
     name, raw = _resolve(data, target, check_separator(sep))
     return prepare(raw, name=name, task=task, val_fraction=val_fraction, test_fraction=test_fraction,
                    seed=int(seed), scale=scale, options=options)

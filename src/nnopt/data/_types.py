@@ -72,7 +72,8 @@ class Data:
 
     def without_test(self) -> Data:
         """The same data with an empty test split: for work that must not read it (a search, a screen)."""
-        return dataclasses.replace(self, test=Split(self.test.X[:0], self.test.y[:0]))
+        test = Split(self.test.X[:0], self.test.y[:0]) if isinstance(self.test, Split) else self.test.empty()
+        return dataclasses.replace(self, test=test)
 
 
 @dataclass

@@ -63,13 +63,14 @@ def objective_value(result: Any, metric: str, costs: dict[str, Any] | None = Non
     return float(value)
 
 
-DATA_KEYS = ("data", "target", "task", "val_fraction", "test_fraction", "scale", *TABLE_KEYS)
+DATA_KEYS = ("data", "target", "task", "val_fraction", "test_fraction", "scale", "n_classes", "val_data", *TABLE_KEYS)
 
 
 def load_spec_data(spec: Any) -> Any:
     """The data of a tune spec, loaded and split once (seeded like the trials, so best.yaml sees the same split)."""
     return load_data(spec.data, target=spec.target, task=spec.task, seed=spec.seed or 0,
-                     **{k: spec.train[k] for k in ("val_fraction", "test_fraction", "scale") if k in spec.train},
+                     **{k: spec.train[k] for k in ("val_fraction", "test_fraction", "scale", "n_classes", "val_data")
+                        if k in spec.train},
                      **table_settings(vars(spec)))
 
 

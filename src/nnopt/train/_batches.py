@@ -1,15 +1,18 @@
-"""Where fit() gets its batches: in-memory tensors by index slicing (fast path), or a user's torch
-Dataset through a DataLoader."""
+"""Where fit() gets its batches: in-memory tensors by index slicing (the fast path), a user's torch Dataset /
+IterableDataset / DataLoader through a DataLoader, or a memory-mapped array read batch by batch."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset, RandomSampler
 
-from nnopt.data import Data, DatasetSplit, batch_count, epoch_batches
+from nnopt.data import Data, DatasetSplit, MemmapSplit, batch_count, epoch_batches
+from nnopt.errors import DataError, describe, param
 from nnopt.train._parallel import Parallel
 from nnopt.train._setup import training_targets
 
@@ -41,44 +44,122 @@ class TensorSource:
 
 
 class LoaderSource:
-    """A split of a torch Dataset, loaded batch by batch; rows are flattened for nnopt's own models."""
+    """A split of a torch Dataset, IterableDataset or DataLoader, read batch by batch (nnopt's own DataLoader with
+    num_workers / pin_memory, or the user's as it is); rows are flattened for nnopt's own models. Streamed: the
+    loop takes this split's training metrics from the batches it trains on, not from a second pass."""
 
-    def __init__(self, split: DatasetSplit, data: Data, device: torch.device, flatten: bool):
+    streamed = True
+
+    def __init__(self, split: DatasetSplit, data: Data, device: torch.device, flatten: bool, workers: int = 0,
+                 pin: bool = False):
         self.split, self.data, self.device, self.flatten = split, data, device, flatten
+        self.workers, self.pin = workers, pin
+        self.k = data.n_classes if data.task == "classification" else None
+        self.loaders: dict[tuple[int, bool], DataLoader] = {}  # kept: persistent workers start once per run
 
     def __len__(self) -> int:
         return len(self.split)
 
-    def _prepare(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        xb = xb.to(self.device, torch.float32)
+    def _prepare(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            raise DataError(f"a batch of {param('data')} must be (features, labels); got {describe(batch)}")
+        xb, yb = (torch.as_tensor(v) for v in batch)
+        if self.k is not None and yb.device.type == "cpu" and len(yb):  # before the copy: no device sync
+            low, high = int(yb.min()), int(yb.max())
+            if low < 0 or high >= self.k:
+                raise DataError(f"a label of {param('data')} is {low if low < 0 else high}, outside 0..{self.k - 1} "
+                                f"for {self.k} classes; give {param('n_classes')} the number of classes")
+        xb = xb.to(self.device, torch.float32, non_blocking=self.pin)
         if self.flatten:
             xb = xb.reshape(len(xb), -1)
-        return xb, training_targets(yb, self.data.task, self.data.n_outputs).to(self.device)
+        return xb, training_targets(yb, self.data.task, self.data.n_outputs).to(self.device, non_blocking=self.pin)
 
-    def batches(self, batch: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def loader(self, batch: int, generator: torch.Generator | None) -> DataLoader:
+        """The DataLoader of batches of `batch` samples, shuffled with `generator` (None: in order)."""
+        key = (batch, generator is not None)
+        if key not in self.loaders:
+            self.loaders[key] = self._loader(batch, generator)
+        return self.loaders[key]
+
+    def _loader(self, batch: int, generator: torch.Generator | None) -> DataLoader:
+        user, dataset = self.split.loader, self.split.dataset
+        iterable = isinstance(dataset, IterableDataset)
+        if user is not None:
+            if batch == user.batch_size or generator is None and user.batch_size is not None:
+                return user  # the user's loader as it is (evaluation reads it whole, whatever its batch size)
+            shuffle = isinstance(user.sampler, RandomSampler)  # batch_size= replaces the loader's own
+            return DataLoader(dataset, batch_size=batch, shuffle=shuffle, generator=generator if shuffle else None,
+                              num_workers=user.num_workers, collate_fn=user.collate_fn, pin_memory=user.pin_memory,
+                              drop_last=user.drop_last, timeout=user.timeout, worker_init_fn=user.worker_init_fn,
+                              multiprocessing_context=user.multiprocessing_context,
+                              persistent_workers=user.persistent_workers,
+                              **({"prefetch_factor": user.prefetch_factor} if user.num_workers else {}))
         # as epoch_batches: no lone last row after larger batches (batch normalization cannot train on one row);
         # a DataLoader cannot join it to the batch before, so it sits out this epoch (a different row each epoch)
         n = len(self.split)
-        lone = batch_count(n, batch) < -(-n // batch)
-        loader = DataLoader(self.split.dataset, batch_size=batch, shuffle=True, generator=generator, drop_last=lone)
-        return (self._prepare(xb, yb) for xb, yb in loader)
+        lone = generator is not None and batch_count(n, batch) < -(-n // batch)
+        shuffle = generator is not None and not iterable
+        return DataLoader(dataset, batch_size=batch, shuffle=shuffle, generator=generator if shuffle else None,
+                          drop_last=lone, num_workers=self.workers, pin_memory=self.pin,
+                          persistent_workers=self.workers > 0)
+
+    def steps(self, batch: int) -> int:
+        """Batches in a training epoch (what a learning-rate schedule counts)."""
+        return len(self._loader(batch, torch.Generator()))
+
+    def batches(self, batch: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return (self._prepare(b) for b in self.loader(batch, generator))
 
     def outputs(self, net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         outs, targets = [], []
-        for xb, yb in DataLoader(self.split.dataset, batch_size=1024):
-            xb, yb = self._prepare(xb, yb)
+        for b in self.loader(1024, None):
+            xb, yb = self._prepare(b)
             outs.append(net(xb))
             targets.append(yb)
         return torch.cat(outs), torch.cat(targets)
 
 
-def make_source(data: Data, split: str, device: torch.device,
-                sample_shape: tuple[int, ...]) -> TensorSource | LoaderSource:
+class MemmapSource:
+    """A split of a memory-mapped array: a shuffled order per epoch (the permutation TensorSource draws), each
+    batch's rows read from disk in increasing order (the same set of rows, read with locality) and scaled as they
+    arrive. Streamed."""
+
+    streamed = True
+
+    def __init__(self, split: MemmapSplit, data: Data, device: torch.device, sample_shape: tuple[int, ...]):
+        self.split, self.device, self.shape = split, device, tuple(sample_shape)
+        self.Y = training_targets(split.y, data.task, data.n_outputs)
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def _rows(self, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        xb = self.split.read(positions).reshape(len(positions), *self.shape)
+        return xb.to(self.device), self.Y[torch.from_numpy(positions)].to(self.device)
+
+    def batches(self, batch: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.split)
+        order = torch.randperm(n, generator=generator).numpy() if batch < n else np.arange(n)
+        count = batch_count(n, batch)
+        for k in range(count):
+            stop = n if k == count - 1 else (k + 1) * batch
+            yield self._rows(self.split.in_disk_order(order[k * batch:stop]))
+
+    def outputs(self, net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        n, step = len(self.split), min(EVAL_CHUNK, self.split.chunk())
+        outs = [net(self._rows(np.arange(i, min(n, i + step)))[0]) for i in range(0, n, step)]  # split order
+        return torch.cat(outs), self.Y.to(self.device)
+
+
+def make_source(data: Data, split: str, device: torch.device, sample_shape: tuple[int, ...], workers: int = 0,
+                pin: bool = False) -> TensorSource | LoaderSource | MemmapSource:
     """The batches of a split, each sample of `sample_shape`: (n_features,) flat rows for nnopt's own models,
     the data's own shape for a user's module (in-memory rows are stored flat; the reshape is a view)."""
     part = getattr(data, split)
     flat = tuple(sample_shape) == (data.n_features,)
     if isinstance(part, DatasetSplit):
-        return LoaderSource(part, data, device, flatten=flat)
+        return LoaderSource(part, data, device, flatten=flat, workers=workers, pin=pin)
+    if isinstance(part, MemmapSplit):
+        return MemmapSource(part, data, device, sample_shape)
     X = part.X if flat else part.X.reshape(len(part.X), *sample_shape)
     return TensorSource(X.to(device), training_targets(part.y, data.task, data.n_outputs).to(device))

@@ -38,6 +38,7 @@ from nnopt.train._monitor import custom_values, monitor_for, new_best, resumed_b
 from nnopt.train._outputs import created_time, describe_source, write_outputs
 from nnopt.train._parallel import Parallel
 from nnopt.train._prepare import Prepared, data_shape, prepare, thread_count
+from nnopt.train._running import RunningMetrics
 from nnopt.train._setup import update_function
 from nnopt.train._threads import choose_threads
 
@@ -125,10 +126,11 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
     with thread_count(threads):
         opt = create_optimizer(spec.optimizer, net, lr=spec.lr, **spec.optimizer_params)
         lr_used = opt.param_groups[0]["lr"]
-        steps = batch_count(rows, batch)
+        steps = sources["train"].steps(batch) if hasattr(sources["train"], "steps") else batch_count(rows, batch)
         sched = create_schedule(spec.schedule or "constant", opt, epochs=spec.epochs, steps_per_epoch=steps,
                                 **spec.schedule_params)
         config = {"command": "train", **spec.to_dict(), "data": describe_source(spec.data),
+                  "val_data": describe_source(spec.val_data),
                   "model": arch.to_string() if arch else type(net).__name__, "lr": lr_used, "batch_size": batch,
                   "threads": threads, "device": str(dev), "data_info": data.describe(), "n_params": count_params(net),
                   "flops_per_sample": p.flops, "world_size": parallel.world if parallel else 1,
@@ -165,6 +167,10 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
         local_sgd = spec.sync_every if spec.strategy == "local-sgd" else None  # validate() filled in the default
         model = net if parallel is None else parallel.wrap(net, local_sgd)  # net stays the plain module
         train = sources["train"]
+        # a streamed split's train metrics come from the batches it trains on; in-memory rows are scored exactly
+        running = RunningMetrics(data.task, data.n_outputs, data.n_classes, scores.names["train"], data.target_scale,
+                                 dev) if getattr(train, "streamed", False) and parallel is None else None
+        scored = ("val",) if running else ("train", "val")
 
         def evaluate(splits: tuple[str, ...], at: tuple[int, int]) -> dict[str, dict[str, float | None]]:
             """The splits' metrics, after step at[1] of epoch at[0]. In a group with the data in memory every rank
@@ -189,13 +195,18 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
             for cb in callbacks:
                 cb.on_epoch_start(epoch)
             step_losses: list[torch.Tensor] = []
+            if running:
+                running.reset()
             epoch_lr = float(opt.param_groups[0]["lr"])  # the lr of the epoch's first step
             began = time.perf_counter()
             batches = train.batches(batch, generator) if parallel is None else parallel.batches(train, batch, generator)
             for xb, yb in (augment.epoch(batches, epoch) if augment else batches):
                 if parallel is None:
-                    loss_value = loss_fn(model(xb), yb)
+                    outputs = model(xb)
+                    loss_value = loss_fn(outputs, yb)
                     update(loss_value)
+                    if running:
+                        running.add(outputs.detach(), yb)
                 else:  # DDP: this rank's slice of the global batch, weighted; Hogwild: the worker's whole batch
                     xb, yb, weight = parallel.shard(xb, yb, len(xb))
                     loss_value = loss_fn(model(xb), yb) * weight
@@ -214,7 +225,8 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
             set_optimizer_mode(opt, False)
             train_loss = group.pop("train_loss") if "train_loss" in group else float(losses.mean())
             row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
-            for split, values in evaluate(("train", "val"), (epoch, len(step_losses))).items():
+            row.update({f"train_{key}": value for key, value in (running.values() if running else {}).items()})
+            for split, values in evaluate(scored, (epoch, len(step_losses))).items():
                 row.update({f"{split}_{key}": value for key, value in values.items()
                             if not (split == "train" and key == "loss")})
             row["lr"] = epoch_lr
@@ -241,7 +253,11 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
             net.load_state_dict(best["state"])  # restore the weights of the best epoch
         net.eval()
         set_optimizer_mode(opt, False)
-        final = evaluate(("train", "val", "test"), (history[-1]["epoch"] if history else start_epoch, 0))
+        final = evaluate((*scored, "test"), (history[-1]["epoch"] if history else start_epoch, 0))
+        if running:  # the kept epoch's row: the best one when its weights were restored, else the last
+            kept = next((r for r in history if r["epoch"] == best["epoch"]), None) if watch and best["state"] \
+                is not None else (history[-1] if history else None)
+            final = {"train": {k[6:]: v for k, v in (kept or {}).items() if k.startswith("train_")}, **final}
         wall = elapsed_before + time.perf_counter() - epoch_start
         net.to("cpu")  # the trained model comes back on the CPU, where saving, compressing and exporting work
         result = FitResult(model=net, history=history, metrics=final, epochs=len(history), wall_s=wall,

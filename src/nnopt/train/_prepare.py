@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from nnopt.config import DEFAULT_EPOCHS, FULL_BATCH_EPOCHS, TrainSpec, table_settings
-from nnopt.data import Data, load_data
-from nnopt.errors import UsageError
+from nnopt.data import Data, DatasetSplit, load_data
+from nnopt.errors import UsageError, param
 from nnopt.models import ArchSpec, build_model, flops_per_sample, module_takes_flat_rows, takes_flat_rows
 from nnopt.optim import OPTIMIZERS
-from nnopt.train._batches import LoaderSource, TensorSource, make_source
+from nnopt.train._batches import LoaderSource, MemmapSource, TensorSource, make_source
 from nnopt.train._setup import make_loss, resolve_batch_size, resolve_device
 from nnopt.train._threads import choose_threads
 
@@ -27,7 +27,7 @@ class Prepared:
     arch: ArchSpec | None  # None for a user nn.Module
     net: nn.Module
     loss_fn: Any
-    sources: dict[str, TensorSource | LoaderSource]
+    sources: dict[str, TensorSource | LoaderSource | MemmapSource]
     batch: int
     device: torch.device
     threads: int
@@ -60,9 +60,13 @@ def prepare(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = Non
         spec.epochs = FULL_BATCH_EPOCHS if entry.full_batch else DEFAULT_EPOCHS
     data = load_data(spec.data, target=spec.target, task=spec.task, val_fraction=spec.val_fraction,
                      test_fraction=spec.test_fraction, seed=spec.seed, scale=spec.scale,
-                     **table_settings(vars(spec)))
+                     **table_settings(vars(spec)), **({"n_classes": spec.n_classes} if spec.n_classes else {}),
+                     **({"val_data": spec.val_data} if spec.val_data is not None else {}))
+    check_streamed(spec, data)
     device = resolve_device(spec.device)
-    batch = resolve_batch_size(spec.batch_size, entry.full_batch, spec.optimizer, len(data.train))
+    user_loader = getattr(data.train, "loader", None)
+    requested = spec.batch_size if spec.batch_size is not None or user_loader is None else user_loader.batch_size
+    batch = resolve_batch_size(requested, entry.full_batch, spec.optimizer, len(data.train))
     arch = None if module is not None else ArchSpec.parse(spec.model if spec.model is not None else "mlp:128,64")
     torch.manual_seed(spec.seed)  # weight init
     net = module if module is not None else build_for(arch, data)
@@ -76,8 +80,26 @@ def prepare(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = Non
                                else torch.get_num_threads())
     net.to(device)
     loss_fn = make_loss(loss, data.task, data.n_outputs)
-    sources = {s: make_source(data, s, device, shape) for s in ("train", "val", "test")}
+    pin = spec.pin_memory if spec.pin_memory is not None else device.type == "cuda"
+    sources = {s: make_source(data, s, device, shape, spec.num_workers, pin) for s in ("train", "val", "test")}
     return Prepared(data, arch, net, loss_fn, sources, batch, device, threads, flops, shape)
+
+
+def check_streamed(spec: TrainSpec, data: Data) -> None:
+    """The loader settings apply to a torch Dataset nnopt batches itself; early stopping needs validation rows,
+    which an IterableDataset or a DataLoader has only through val_data."""
+    torch_source = isinstance(data.train, DatasetSplit)
+    if (spec.num_workers or spec.pin_memory is not None) and (not torch_source or data.train.loader is not None):
+        key = "num_workers" if spec.num_workers else "pin_memory"
+        where = "a DataLoader brings its own: set it there" if torch_source else \
+            "in-memory rows are sliced without a DataLoader: drop it"
+        raise UsageError(f"{param(key)} applies to a torch Dataset or IterableDataset nnopt batches; {where}")
+    watches_val = not (spec.monitor or "").startswith("train_")
+    if torch_source and len(data.val) == 0 and watches_val and (
+            spec.early_stopping is not None or spec.schedule == "reduce-on-plateau"):
+        shown = param("early_stopping") if spec.early_stopping is not None else param("schedule", "reduce-on-plateau")
+        raise UsageError(f"{shown} watches the validation loss, and an IterableDataset or a DataLoader has no "
+                         f"validation samples; give {param('val_data')} (a Dataset or DataLoader of them)")
 
 
 def check_forward(net: nn.Module, shape: tuple[int, ...]) -> None:
