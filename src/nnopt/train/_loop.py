@@ -117,6 +117,8 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
     rows = len(data.train)
     if parallel is not None:
         rows, batch = parallel.epoch_share(rows, batch)  # Hogwild: this worker's shard, the batch capped at it
+        if augment is not None:  # DDP reads global batches whole: the augmentation draws one process's values
+            parallel.whole_batches = True
         if not spec.threads and dev.type == "cpu":  # this process's share of the cores, and its share of the batch
             threads = min(choose_threads(p.flops or 0, -(-batch // parallel.world)), parallel.max_threads)
     scores = scoring(data.task, metrics)
