@@ -71,6 +71,9 @@ class TrainSpec:
     max_restarts: int = 0  # restart the processes from the checkpoint this many times after a crash
     log: list[str] = field(default_factory=list)  # loggers besides metrics.jsonl: csv, tensorboard, mlflow
     augment: Any = None  # image augmentation of training batches: "flip,crop,jitter" (train/_augment.py)
+    # the epoch progress bar on stderr: True, False, or "auto" (when stderr is a terminal). False here, so that the
+    # commands that train many models (tune, search, compare, automl) stay quiet; nnopt.fit and `nnopt train` ask "auto"
+    progress: Any = False
 
     def validate(self) -> TrainSpec:
         if self.data is None or (isinstance(self.data, str) and not self.data.strip()):
@@ -130,6 +133,10 @@ class TrainSpec:
             raise UsageError(f"{param('sep')} must be one character (e.g. ';' or 'tab'); got {self.sep!r}")
         self.image_size, self.strict = image_settings(self.image_size, self.strict)
         self.augment = augment_names(self.augment)
+        if self.progress is None:
+            self.progress = "auto"
+        if not isinstance(self.progress, bool) and self.progress != "auto":
+            raise UsageError(f"{param('progress')} must be True, False or 'auto'; got {describe(self.progress)}")
         if self.augment and self.strategy == "hogwild":
             raise UsageError(f"{param('augment')} is applied by the training loop of one process, DDP and local SGD; "
                              f"{param('strategy', 'hogwild')} does not apply it: use another strategy")

@@ -38,6 +38,7 @@ from nnopt.train._monitor import custom_values, monitor_for, new_best, resumed_b
 from nnopt.train._outputs import created_time, describe_source, write_outputs
 from nnopt.train._parallel import Parallel
 from nnopt.train._prepare import Prepared, data_shape, prepare, thread_count
+from nnopt.train._progress import progress_bars
 from nnopt.train._setup import update_function
 from nnopt.train._threads import choose_threads
 
@@ -156,10 +157,11 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
         if run_dir is not None and main:
             make_run_dir(run_dir)
             atomic_write_json(run_dir / "config.json", config)
-        callbacks = list(callbacks or []) + (create_loggers(spec.log, run_dir, config, history) if main else [])
-        info = {"epochs": spec.epochs, "start_epoch": start_epoch, "steps_per_epoch": steps, "batch_size": batch,
-                "lr": lr_used, "n_params": config["n_params"], "device": str(dev), "threads": threads,
-                "world_size": config["world_size"]}
+        callbacks = list(callbacks or []) + (create_loggers(spec.log, run_dir, config, history)
+                                             + progress_bars(spec.progress) if main else [])
+        info = {"epochs": spec.epochs, "start_epoch": start_epoch, "steps_per_epoch": steps, "rows": rows,
+                "batch_size": batch, "lr": lr_used, "n_params": config["n_params"], "device": str(dev),
+                "threads": threads, "world_size": config["world_size"]}
         for cb in callbacks:
             cb.on_train_start(info)
         step_hooks = step_callbacks(callbacks)  # empty unless a callback overrides on_step_end: no call per step
