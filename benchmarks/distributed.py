@@ -14,10 +14,17 @@ batch 32 per process, Adam, 1 thread) without DDP, and with DistributedDataParal
 --raw-widths 1024,1024 --bucket-view: the same for a larger MLP, and 2-process DDP with gradient_as_bucket_view=True
 (nnopt's setting: the gradients live in the all-reduce buckets instead of being copied in and out); --raw-only skips
 the nnopt.fit runs.
+--shard-read: what one DDP rank reads of in-memory rows per epoch, reading only its slice of every global batch
+(nnopt's way) against reading every global batch whole and slicing it (the old way, still used when augmenting):
+bytes gathered per rank per epoch (the copy that lives through the epoch) and seconds per epoch of drawing the
+batches, medians of interleaved rounds, for --shard-rows x --shard-features float32 rows and 2 / 4 / 8 ranks;
+no processes are started (rank 0's part is the same code with any world size).
 
     .venv/bin/python benchmarks/distributed.py [--data mnist1d|digits|digits28] [--epochs 5] [--nproc 2]
         [--device auto] [--threads N] [--models SPEC ...] [--batch-size 64] [--raw]
         [--raw-only] [--raw-widths 128,64] [--raw-steps 1000] [--bucket-view]
+    .venv/bin/python benchmarks/distributed.py --shard-read [--shard-rows 60000] [--shard-features 784]
+        [--batch-size 64] [--rounds 5]
 
 --device auto uses CUDA with nccl when present (one GPU per process: N processes need N GPUs); Hogwild is CPU only.
 """
@@ -40,7 +47,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 import nnopt
+from nnopt.distributed import DDPParallel
 from nnopt.errors import NnoptError
+from nnopt.train._batches import TensorSource
 from nnopt.train._threads import available_cores
 
 MODELS = ("mlp:128,64", "mlp:1024,1024")
@@ -119,6 +128,37 @@ def raw_step_us(world: int, use_ddp: bool, steps: int = 1000, widths: tuple[int,
     return value
 
 
+def shard_read(rows: int, features: int, batch: int, rounds: int, worlds: tuple[int, ...] = (2, 4, 8)) -> None:
+    """Rank 0's epoch of batches, whole global batches sliced vs its own slices gathered: bytes and seconds."""
+    torch.set_num_threads(1)
+    source = TensorSource(torch.randn(rows, features), torch.randint(0, 10, (rows,)))
+    row_bytes = features * 4 + 8  # a float32 row and its int64 label
+    print(f"shard reading: {rows} x {features} float32 rows ({rows * row_bytes / 1e6:.0f} MB), batch {batch} "
+          f"(global), 1 thread, {rounds} interleaved rounds; rank 0's epoch")
+    print("ranks | read | rows gathered | MB gathered | s/epoch (median) | ratio")
+    for world in worlds:
+        times: dict[bool, list[float]] = {True: [], False: []}
+        gathered: dict[bool, int] = {}
+        for _ in range(rounds):
+            for whole in (True, False):
+                parallel = DDPParallel(0, world, world, torch.device("cpu"))
+                parallel.whole_batches = whole
+                generator = torch.Generator().manual_seed(0)
+                began = time.perf_counter()
+                count = 0
+                for xb, yb in parallel.batches(source, batch, generator):
+                    xb, yb, _ = parallel.shard(xb, yb, len(xb))
+                    count += len(xb)
+                times[whole].append(time.perf_counter() - began)
+                gathered[whole] = rows if whole else count
+        for whole in (True, False):
+            median = statistics.median(times[whole])
+            ratio = statistics.median(times[True]) / median
+            print(f"{world} | {'whole batch, sliced' if whole else 'own slice'} | {gathered[whole]} | "
+                  f"{gathered[whole] * row_bytes / 1e6:.1f} | {median:.4f} | "
+                  f"{'1.00x' if whole else f'{ratio:.2f}x faster'}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="mnist1d",
@@ -140,7 +180,15 @@ def main() -> None:
     parser.add_argument("--raw-steps", type=int, default=1000)
     parser.add_argument("--bucket-view", action="store_true",
                         help="bare loop: also 2-process DDP with gradient_as_bucket_view=True (nnopt's setting)")
+    parser.add_argument("--shard-read", action="store_true",
+                        help="only: bytes and time of one DDP rank's epoch of in-memory batches, own slice vs whole")
+    parser.add_argument("--shard-rows", type=int, default=60000)
+    parser.add_argument("--shard-features", type=int, default=784)
+    parser.add_argument("--rounds", type=int, default=5, help="--shard-read: interleaved rounds (default 5)")
     args = parser.parse_args()
+    if args.shard_read:
+        shard_read(args.shard_rows, args.shard_features, args.batch_size, args.rounds)
+        return
     args.target = args.target if args.target is not None else TARGETS.get(args.data, 0.5)
     name = args.data
     if args.data == "digits28":

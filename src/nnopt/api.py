@@ -32,6 +32,7 @@ def fit(model: Any, data: Any, **kwargs: Any) -> _train.FitResult:
 
     nproc=N trains on N processes of this machine (strategy "ddp" or "hogwild"); see nnopt.distributed."""
     run_options = {k: kwargs.pop(k) for k in ("loss", "metrics", "callbacks", "resume") if k in kwargs}
+    kwargs.setdefault("progress", "auto")  # a bar on a terminal; the library's own trainings default to none
     spec, module = _train.fit_spec(model, data, **kwargs)
     return run_spec(spec, module=module, **run_options)
 

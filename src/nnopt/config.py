@@ -77,6 +77,9 @@ class TrainSpec:
     val_data: Any = None
     num_workers: int = 0
     pin_memory: bool | None = None  # None: on when training on CUDA
+    # the epoch progress bar on stderr: True, False, or "auto" (when stderr is a terminal). False here, so that the
+    # commands that train many models (tune, search, compare, automl) stay quiet; nnopt.fit and `nnopt train` ask "auto"
+    progress: Any = False
 
     def validate(self) -> TrainSpec:
         if self.data is None or (isinstance(self.data, str) and not self.data.strip()):
@@ -144,6 +147,10 @@ class TrainSpec:
         if self.pin_memory is not None and not isinstance(self.pin_memory, bool):
             raise UsageError(f"{param('pin_memory')} must be True, False or None (on for CUDA); got "
                              f"{describe(self.pin_memory)}")
+        if self.progress is None:
+            self.progress = "auto"
+        if not isinstance(self.progress, bool) and self.progress != "auto":
+            raise UsageError(f"{param('progress')} must be True, False or 'auto'; got {describe(self.progress)}")
         if self.augment and self.strategy == "hogwild":
             raise UsageError(f"{param('augment')} is applied by the training loop of one process, DDP and local SGD; "
                              f"{param('strategy', 'hogwild')} does not apply it: use another strategy")

@@ -58,6 +58,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
     train.add_argument("--config", help="YAML file with the same fields; flags override it")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     train.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
+    train.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                       help="draw the epoch progress bar on stderr (rows/s, ETA), or not (default: when stderr is a "
+                            "terminal and without --json)")
 
     compare = sub.add_parser("compare", parents=[common, network], help="compare optimizers side by side on one network",
                              description="Train one network with several optimizers, each at its own learning "
@@ -92,9 +95,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
 def _cmd_train(args: argparse.Namespace) -> int:
     from nnopt.api import run_spec
     from nnopt.config import TrainSpec, load_yaml, parse_override, spec_from_mapping
-    from nnopt.train import ProgressBar, resume_settings
+    from nnopt.train import resume_settings
 
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "debug", "config", "resume", "json")}
+    flags = {k: v for k, v in vars(args).items()
+             if k not in ("command", "debug", "config", "resume", "json", "progress")}
     for key in ("optimizer_params", "schedule_params"):
         if key in flags:
             flags[key] = dict(parse_override(item) for item in flags[key])
@@ -110,9 +114,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if values.get("max_restarts") and not values.get("out"):
         raise UsageError("--max-restarts needs --out DIR: a restart resumes from the checkpoint there")
     values.setdefault("out", default_out("train"))
-    spec = spec_from_mapping(TrainSpec, values, source=getattr(args, "config", None) or "flags")
     as_json = getattr(args, "json", False)
-    result = run_spec(spec, callbacks=[ProgressBar(enabled=None if not as_json else False)], resume=resume)
+    # a display setting, not the run's: the saved one of a resumed run and a config file's give way to the terminal
+    values["progress"] = getattr(args, "progress", False if as_json else "auto")
+    spec = spec_from_mapping(TrainSpec, values, source=getattr(args, "config", None) or "flags")
+    result = run_spec(spec, resume=resume)
     if result.rank != 0:  # a torchrun rank other than 0: rank 0 reports
         return 0
     if as_json:

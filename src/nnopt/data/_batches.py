@@ -23,12 +23,21 @@ def epoch_batches(X: torch.Tensor, y: torch.Tensor, batch_size: int,
     n = X.shape[0]
     if y.shape[0] != n:
         raise UsageError(f"X has {n} rows but y has {y.shape[0]}; they must match")
-    if generator is not None and n > 1:
-        perm = torch.randperm(n, generator=generator, device=generator.device)
+    perm = epoch_order(n, generator)
+    if perm is not None:
         if perm.device != X.device:
             perm = perm.to(X.device, non_blocking=True)
         X, y = X.index_select(0, perm), y.index_select(0, perm)
-    return _slices(X, y, n, batch_size)
+    return _slices(X, y, batch_bounds(n, batch_size))
+
+
+def epoch_order(n: int, generator: torch.Generator | None) -> torch.Tensor | None:
+    """The row order of an epoch as epoch_batches draws it: a randperm on the generator's device, or None (rows in
+    order, nothing drawn) without a generator or with a single row. Whoever reads a part of every batch draws the
+    order here, so that it consumes the generator's stream exactly as epoch_batches does."""
+    if generator is None or n <= 1:
+        return None
+    return torch.randperm(n, generator=generator, device=generator.device)
 
 
 def batch_count(n: int, batch_size: int) -> int:
@@ -37,8 +46,12 @@ def batch_count(n: int, batch_size: int) -> int:
     return count - 1 if batch_size > 1 and n > batch_size and n % batch_size == 1 else count
 
 
-def _slices(X: torch.Tensor, y: torch.Tensor, n: int, batch_size: int):
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of every batch of an epoch of n rows, in order: positions in the epoch's row order."""
     count = batch_count(n, batch_size)
-    for k in range(count):
-        start, stop = k * batch_size, n if k == count - 1 else (k + 1) * batch_size
+    return [(k * batch_size, n if k == count - 1 else (k + 1) * batch_size) for k in range(count)]
+
+
+def _slices(X: torch.Tensor, y: torch.Tensor, bounds: list[tuple[int, int]]):
+    for start, stop in bounds:
         yield X[start:stop], y[start:stop]

@@ -1,9 +1,11 @@
 """One process of a synchronous data-parallel group: joining it, and the strategy object train.run() uses.
 
 DDPParallel implements train's Parallel protocol with torch.distributed (gloo on CPU, nccl on CUDA, one GPU
-per local rank) and DistributedDataParallel: every rank draws the same global batch, trains on a contiguous
-slice of it and scales its mean loss by n_local * world / n_global, so that DDP's gradient average is exactly
-the gradient of the global batch's mean loss — the single-process gradient.
+per local rank) and DistributedDataParallel: every rank draws the same global batch order, trains on a contiguous
+slice of every global batch and scales its mean loss by n_local * world / n_global, so that DDP's gradient
+average is exactly the gradient of the global batch's mean loss — the single-process gradient. With the rows in
+memory a rank gathers only its own slices (one gather of about 1/world of the rows per epoch); a torch Dataset is
+read a global batch at a time and sliced.
 
 A group is joined in one of two ways:
 - join_local: a process started by nnopt's launcher (_launch.py); the launcher hosts the rendezvous store on
@@ -32,7 +34,9 @@ from torch import nn
 from torch.distributed.algorithms.model_averaging.utils import average_parameters
 from torch.nn.parallel import DistributedDataParallel
 
+from nnopt.data._batches import batch_bounds, epoch_order
 from nnopt.errors import NnoptError, UsageError, param
+from nnopt.train._batches import TensorSource
 from nnopt.train._threads import available_cores
 
 T = TypeVar("T")
@@ -57,6 +61,10 @@ class DDPParallel:
         self.steps = 0  # local SGD: steps since the last average
         self.resumable = True
         self.settings: dict[str, Any] = {}
+        self._global_sizes: Iterator[int] | None = None  # the epoch's global batch sizes when batches() sharded
+        # read every global batch whole (set by the loop when it augments: the augmentation's random draws are
+        # those of the global batch, as in one process, and shard() slices after them)
+        self.whole_batches = False
 
     def epoch_share(self, n_rows: int, batch: int) -> tuple[int, int]:
         if self.world > n_rows:
@@ -69,7 +77,36 @@ class DDPParallel:
 
     def batches(self, source: Any, batch: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor,
                                                                                           torch.Tensor]]:
-        return source.batches(batch, generator)  # the same seeded generator on every rank: the same batches
+        """This rank's batches of the epoch. Rows in memory: only this rank's slice of every global batch,
+        gathered at once (shard() then weights it); otherwise every global batch, which shard() slices. The same
+        seeded generator on every rank: the same global batches, drawn as one process draws them."""
+        if self.whole_batches or not isinstance(source, TensorSource):
+            self._global_sizes = None
+            return source.batches(batch, generator)
+        n = len(source)
+        # the single-process rule (TensorSource.batches): one batch of every row is not shuffled
+        index, local, sizes = self.epoch_rows(n, batch, epoch_order(n, generator if batch < n else None))
+        self._global_sizes = iter(sizes)
+        if index.device != source.X.device:
+            index = index.to(source.X.device, non_blocking=True)
+        X, Y = source.X.index_select(0, index), source.Y.index_select(0, index)
+        return _views(X, Y, local)
+
+    def epoch_rows(self, n: int, batch: int, order: torch.Tensor | None) -> tuple[torch.Tensor, list[int],
+                                                                                    list[int]]:
+        """The rows of an epoch of n rows in `order` (None: 0..n-1) that this rank trains on, its row count in
+        every global batch, and the global batches' sizes. A global batch with fewer rows than ranks leaves some
+        ranks without a row: such a rank takes the batch's first row, which shard() weights 0."""
+        bounds = batch_bounds(n, batch)
+        sizes = [stop - start for start, stop in bounds]
+        los = [start + size * self.rank // self.world for (start, _), size in zip(bounds, sizes)]
+        his = [start + size * (self.rank + 1) // self.world for (start, _), size in zip(bounds, sizes)]
+        local = [max(hi - lo, 1) for lo, hi in zip(los, his)]
+        los = [lo if hi > lo else start for lo, hi, (start, _) in zip(los, his, bounds)]
+        counts = torch.tensor(local, dtype=torch.long)
+        firsts = torch.tensor(los, dtype=torch.long) - (torch.cumsum(counts, 0) - counts)  # position - offset
+        positions = torch.repeat_interleave(firsts, counts) + torch.arange(int(counts.sum()))
+        return (positions if order is None else order.cpu()[positions]), local, sizes
 
     def group_losses(self, losses: torch.Tensor) -> torch.Tensor:
         return self.all_mean(losses)
@@ -87,6 +124,10 @@ class DDPParallel:
         return DistributedDataParallel(net, device_ids=ids, gradient_as_bucket_view=True)
 
     def shard(self, xb: torch.Tensor, yb: torch.Tensor, n_global: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+        if self._global_sizes is not None:  # batches() already gathered this rank's rows of the global batch
+            size = next(self._global_sizes)
+            lo, hi = size * self.rank // self.world, size * (self.rank + 1) // self.world
+            return xb, yb, (hi - lo) * self.world / size if hi > lo else 0.0
         lo, hi = n_global * self.rank // self.world, n_global * (self.rank + 1) // self.world
         if hi > lo:
             return xb[lo:hi], yb[lo:hi], (hi - lo) * self.world / n_global  # contiguous: a view, no copy
@@ -157,6 +198,13 @@ class DDPParallel:
         if dist.is_initialized():
             dist.destroy_process_group()
         gc.collect()
+
+
+def _views(X: torch.Tensor, Y: torch.Tensor, counts: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    start = 0
+    for count in counts:
+        yield X[start:start + count], Y[start:start + count]
+        start += count
 
 
 def rebuild_error(cls: Any, message: str, where: str) -> Exception:

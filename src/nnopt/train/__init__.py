@@ -1,6 +1,7 @@
 """Training: fit() and its loop, metrics, callbacks, checkpoints and the run directory."""
 
-from nnopt.train._callbacks import Callback, ProgressBar
+from nnopt.train._callbacks import Callback
+from nnopt.train._progress import ProgressBar
 from nnopt.train._checkpoint import resume_settings
 from nnopt.train._importance import (
     IMPORTANCE_MAX_ROWS,

@@ -1,9 +1,8 @@
-"""Callbacks: hooks into the training loop at its start, each epoch, each step and its end. The library itself
-logs nothing; the CLI adds ProgressBar."""
+"""Callbacks: hooks into the training loop at its start, each epoch, each step and its end. The loop adds its
+loggers and, with TrainSpec.progress, the progress bar (train/_progress.py) after the caller's callbacks."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import torch
@@ -26,7 +25,8 @@ class Callback:
     `on_train_end` and are still called by them."""
 
     def on_train_start(self, info: dict[str, Any]) -> None:
-        """info: epochs, start_epoch, steps_per_epoch, batch_size, lr, n_params, device, threads, world_size."""
+        """info: epochs, start_epoch, steps_per_epoch, rows (trained per epoch), batch_size, lr, n_params, device,
+        threads, world_size."""
         self.on_fit_start(info)
 
     def on_epoch_start(self, epoch: int) -> None:
@@ -52,42 +52,7 @@ class Callback:
 
 
 def step_callbacks(callbacks: list[Callback]) -> list[Callback]:
-    """The callbacks that override on_step_end: the only ones the loop calls after a step."""
-    return [cb for cb in callbacks if type(cb).on_step_end is not Callback.on_step_end]
-
-
-class ProgressBar(Callback):
-    """An epoch progress bar with the latest losses, drawn with rich on a terminal only."""
-
-    def __init__(self, enabled: bool | None = None):
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._progress: Any = None
-        self._task: Any = None
-
-    def on_train_start(self, info: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._progress = Progress(
-            TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(), TimeRemainingColumn(),
-            TextColumn("{task.fields[status]}"), transient=True,
-        )
-        self._progress.start()
-        self._task = self._progress.add_task(
-            "train", total=info["epochs"], completed=info["start_epoch"], status="")
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
-        if self._progress is None:
-            return
-        shown = [f"{k}={v:.4g}" for k, v in logs.items()
-                 if k in ("train_loss", "val_loss", "val_accuracy", "val_r2") and isinstance(v, float)]
-        self._progress.update(self._task, completed=epoch, status="  ".join(shown))
-
-    def on_train_end(self, result: Any) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+    """The callbacks that override on_step_end, less those switched off for the run (a ProgressBar with nothing to
+    draw sets wants_steps False): the only ones the loop calls after a step."""
+    return [cb for cb in callbacks
+            if type(cb).on_step_end is not Callback.on_step_end and getattr(cb, "wants_steps", True)]

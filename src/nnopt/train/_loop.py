@@ -39,6 +39,7 @@ from nnopt.train._outputs import created_time, describe_source, write_outputs
 from nnopt.train._parallel import Parallel
 from nnopt.train._prepare import Prepared, data_shape, prepare, thread_count
 from nnopt.train._running import RunningMetrics
+from nnopt.train._progress import progress_bars
 from nnopt.train._setup import update_function
 from nnopt.train._threads import choose_threads
 
@@ -118,6 +119,8 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
     rows = len(data.train)
     if parallel is not None:
         rows, batch = parallel.epoch_share(rows, batch)  # Hogwild: this worker's shard, the batch capped at it
+        if augment is not None:  # DDP reads global batches whole: the augmentation draws one process's values
+            parallel.whole_batches = True
         if not spec.threads and dev.type == "cpu":  # this process's share of the cores, and its share of the batch
             threads = min(choose_threads(p.flops or 0, -(-batch // parallel.world)), parallel.max_threads)
     scores = scoring(data.task, metrics)
@@ -156,10 +159,11 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
         if run_dir is not None and main:
             make_run_dir(run_dir)
             atomic_write_json(run_dir / "config.json", config)
-        callbacks = list(callbacks or []) + (create_loggers(spec.log, run_dir, config, history) if main else [])
-        info = {"epochs": spec.epochs, "start_epoch": start_epoch, "steps_per_epoch": steps, "batch_size": batch,
-                "lr": lr_used, "n_params": config["n_params"], "device": str(dev), "threads": threads,
-                "world_size": config["world_size"]}
+        callbacks = list(callbacks or []) + (create_loggers(spec.log, run_dir, config, history)
+                                             + progress_bars(spec.progress) if main else [])
+        info = {"epochs": spec.epochs, "start_epoch": start_epoch, "steps_per_epoch": steps, "rows": rows,
+                "batch_size": batch, "lr": lr_used, "n_params": config["n_params"], "device": str(dev),
+                "threads": threads, "world_size": config["world_size"]}
         for cb in callbacks:
             cb.on_train_start(info)
         step_hooks = step_callbacks(callbacks)  # empty unless a callback overrides on_step_end: no call per step

@@ -1,0 +1,131 @@
+"""The epoch progress bar: rows/s, the epoch's number and the last epoch's metrics on a terminal; nothing without
+one; --progress / --no-progress and progress= force it either way; the step hook never reads the loss."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+
+import nnopt
+from nnopt.errors import UsageError
+from nnopt.train import ProgressBar
+from nnopt.train import fit as fit_library
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+BAR = re.compile(r"rows/s|━|\x1b\[")  # what any drawing of the bar writes
+
+
+def _terminal_bar() -> tuple[ProgressBar, io.StringIO]:
+    buffer = io.StringIO()
+    return ProgressBar(console=Console(file=buffer, force_terminal=True, width=120)), buffer
+
+
+def test_on_a_terminal_the_bar_shows_rows_per_second_and_the_last_epochs_metrics(monkeypatch):
+    monkeypatch.setattr("nnopt.train._progress.REFRESH_S", 0.0)  # redraw at every step
+    bar, buffer = _terminal_bar()
+    result = fit_library("mlp:16", "digits", epochs=2, batch_size=32, seed=0, callbacks=[bar])
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buffer.getvalue())
+    assert re.search(r"epoch 1/2 .*[\d,]+ rows/s", text) and re.search(r"epoch 2/2 .*[\d,]+ rows/s", text)
+    last = text.strip().splitlines()[-1]  # printed after the bar is gone
+    assert last == (f"epoch 2/2  train_loss={result.history[-1]['train_loss']:.4g}  "
+                    f"val_loss={result.history[-1]['val_loss']:.4g}  "
+                    f"val_accuracy={result.history[-1]['val_accuracy']:.4g}")
+
+
+class _NoSync(torch.Tensor):
+    def item(self):
+        raise AssertionError("the progress bar read the loss (a host sync)")
+
+    def __float__(self):
+        raise AssertionError("the progress bar read the loss (a host sync)")
+
+
+def test_the_step_hook_never_reads_the_loss(monkeypatch):
+    monkeypatch.setattr("nnopt.train._progress.REFRESH_S", 0.0)
+    bar, buffer = _terminal_bar()
+    bar.on_train_start({"epochs": 1, "start_epoch": 0, "steps_per_epoch": 4, "rows": 100, "batch_size": 32})
+    bar.on_epoch_start(1)
+    loss = torch.tensor(1.0).as_subclass(_NoSync)
+    for step in range(1, 5):
+        bar.on_step_end(1, step, loss)
+    bar.on_epoch_end(1, {"epoch": 1, "train_loss": 0.5})
+    bar.on_train_end(None)
+    assert "rows/s" in buffer.getvalue()
+
+
+def test_between_redraws_a_step_only_reads_the_clock(monkeypatch):
+    bar, buffer = _terminal_bar()
+    bar.on_train_start({"epochs": 1, "start_epoch": 0, "steps_per_epoch": 1000, "rows": 32000, "batch_size": 32})
+    bar.on_epoch_start(1)
+    redraws = []
+    monkeypatch.setattr(bar._progress, "refresh", lambda: redraws.append(1))
+    for step in range(1, 1001):  # a thousand steps well inside REFRESH_S
+        bar.on_step_end(1, step, None)
+    assert len(redraws) <= 1
+    bar.close()
+
+
+def test_progress_must_be_true_false_or_auto():
+    with pytest.raises(UsageError, match=r"progress= must be True, False or 'auto'; got 'yes'"):
+        fit_library("mlp:8", "iris", epochs=1, progress="yes")
+
+
+def _run(code: str, on_terminal: bool) -> str:
+    """stderr of `python -c code`, on a pseudo-terminal or a pipe."""
+    env = {**os.environ, "PYTHONPATH": SRC, "COLUMNS": "120"}
+    if not on_terminal:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+    main, child = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=child, stdout=subprocess.DEVNULL, env=env)
+    os.close(child)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([main], [], [], 300)
+        try:
+            chunk = os.read(main, 65536) if ready else b""
+        except OSError:  # the child closed the terminal
+            chunk = b""
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    assert proc.wait(timeout=60) == 0, b"".join(chunks).decode(errors="replace")
+    return b"".join(chunks).decode(errors="replace")
+
+
+CLI = "import sys; from nnopt.cli import main; sys.exit(main({args!r}))"
+
+
+def test_the_cli_draws_the_bar_on_a_terminal_and_nothing_into_a_pipe(tmp_path):
+    args = ["train", "--data", "digits", "--model", "mlp:16", "--epochs", "2", "--out"]
+    assert BAR.search(_run(CLI.format(args=args + [str(tmp_path / "tty")]), on_terminal=True))
+    assert _run(CLI.format(args=args + [str(tmp_path / "pipe")]), on_terminal=False) == ""
+    # forced either way
+    assert "rows/s" in _run(CLI.format(args=args + [str(tmp_path / "forced"), "--progress"]), on_terminal=False)
+    quiet = _run(CLI.format(args=args + [str(tmp_path / "off"), "--no-progress"]), on_terminal=True)
+    assert not BAR.search(quiet)
+    assert not BAR.search(_run(CLI.format(args=args + [str(tmp_path / "json"), "--json"]), on_terminal=True))
+
+
+def test_nnopt_fit_draws_on_a_terminal_and_the_library_fit_other_commands_use_does_not():
+    fit = "import nnopt; nnopt.fit('mlp:16', 'digits', epochs=2)"
+    library = "from nnopt.train import fit; fit('mlp:16', 'digits', epochs=2)"
+    assert "rows/s" in _run(fit, on_terminal=True)
+    assert not BAR.search(_run(library, on_terminal=True))
+    assert not BAR.search(_run(fit.replace("epochs=2", "epochs=2, progress=False"), on_terminal=True))
+
+
+def test_the_api_default_is_auto():
+    assert nnopt.fit("mlp:8", "iris", epochs=1).config["progress"] == "auto"
