@@ -32,6 +32,7 @@ from nnopt.search._space import Space
 from nnopt.search._spec import CONSTRAINTS, PRUNERS, SAMPLERS, Objective, TuneSpec, load_tune_spec
 from nnopt.search._storage import describe_storage, open_storage
 from nnopt.train import fit
+from nnopt.train._outputs import describe_source
 from nnopt.train._prepare import thread_count
 from nnopt.train._threads import can_fork
 
@@ -182,7 +183,7 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
                               "cpu_count": os.cpu_count()},
               "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if run_dir is not None:
-        atomic_write_json(run_dir / "config.json", config)
+        atomic_write_json(run_dir / "config.json", _described(config))
     timeout = settings.get("timeout")
     deadline = time.time() + float(timeout) if timeout else None
     jobs = [_Worker(i, spec, function, parsed_space, objectives, storage_url, run_dir, study_name, n_trials,
@@ -402,3 +403,12 @@ def trials_csv(trials: list[dict[str, Any]], objective_names: list[str]) -> str:
                          attrs.get("fail_reason", "") or (f"infeasible: {attrs['infeasible']}"
                                                           if "infeasible" in attrs else "")])
     return buffer.getvalue()
+
+
+def _described(config: dict[str, Any]) -> dict[str, Any]:
+    """config.json names data given in memory by its type ("<tuple>", "<memmap>", "<MyDataset>"), as a training run
+    does, rather than writing its rows as lists (a memory-mapped array would be read whole)."""
+    train = config.get("train")
+    if isinstance(train, dict) and "val_data" in train:
+        train = {**train, "val_data": describe_source(train["val_data"])}
+    return {**config, "data": describe_source(config.get("data")), **({"train": train} if train is not None else {})}
