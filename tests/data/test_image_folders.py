@@ -188,6 +188,9 @@ def test_automl_on_an_image_folder(folder, tmp_path):
     assert result.summary["test"] is not None and set(result.stages) >= {"screen", "search", "compress", "test"}
     settings = json.loads((run / "automl.json").read_text())["settings"]
     assert settings["space"] == "cnn" and settings["image_size"] == 16  # reused by every stage
+    assert settings["augment"] == ["none", "crop", "flip,crop"]  # searched like the other hyperparameters
+    trials = json.loads((run / "search" / "trials.json").read_text())["trials"]
+    assert trials and all(t["params"]["augment"] in settings["augment"] for t in trials if t["params"])
     shown = predict(run, str(folder / "square"))  # the compressed model, on images decoded as training decoded them
     assert len(shown) == PER_CLASS and set(shown.predictions) <= set(SHAPES)
 

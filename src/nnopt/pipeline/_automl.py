@@ -46,6 +46,7 @@ from nnopt.search import check_feasible, load_tune_spec
 STAGES = ("screen", "search", "retrain", "compress", "export", "test")
 SETTING_KEYS = ("data", "target", "task", *TABLE_KEYS, "budget_s", "objective", "space", "model", *CONSTRAINT_KEYS, "max_accuracy_drop",
                 "seed")
+AUGMENT_CHOICES = ("none", "crop", "flip,crop")  # searched for images (train/_augment.py)
 FRAME_FILE = "data.csv"  # a DataFrame given to automl, as the file its stages read
 DEFAULT_DROP = 1.0  # points of accuracy the compression may cost on validation
 
@@ -105,7 +106,7 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
     settings = {"data": source, "target": target, "task": loaded.task, **{k: table.get(k) for k in TABLE_KEYS},
                 "budget_s": budget_s,
                 "objective": objective, "space": chosen_space, "model": model, **{k: constraints.get(k) for k in CONSTRAINT_KEYS},
-                "max_accuracy_drop": accuracy_drop, "seed": seed}
+                "max_accuracy_drop": accuracy_drop, "seed": seed, "augment": _augmentations(loaded, space)}
     state = _load_state(run_dir, settings)
     clock = Clock(budget_s, state.get("spent_s", 0.0))
     say = progress or (lambda stage, text: None)
@@ -245,6 +246,16 @@ def _check_space(space: Any, model: Any) -> Any:
                          "range, e.g. {'width': {'type': 'int', 'low': 16, 'high': 128}} (or a YAML file of it); "
                          f"got {space!r}")
     return space
+
+
+def _augmentations(data: Any, space: Any) -> list[str] | None:
+    """The augmentations the search tries on images of at least 16 x 16 pixels: none, shifts (crop) and shifts with
+    mirroring (flip,crop); mirroring alone is not offered, as it is wrong for data whose orientation is its meaning
+    (digits, text), which the search then finds with crop. None for other data, or when the user's space sets it."""
+    shape = tuple(data.input_shape or ())
+    if len(shape) != 3 or min(shape[1:]) < 16 or (isinstance(space, dict) and "augment" in space):
+        return None
+    return list(AUGMENT_CHOICES)
 
 
 def _auto_space(data: Any) -> str:

@@ -86,6 +86,8 @@ def search_spec(settings: dict[str, Any], optimizers: list[str], lrs: dict[str, 
     space: dict[str, Any] = {"lr": {"type": "float", "low": low, "high": max(high, low * 2), "log": True},
                              "batch_size": {"choices": [32, 64, 128]}}
     train: dict[str, Any] = {"epochs": epochs}
+    if settings.get("augment"):  # images: the augmentation is a hyperparameter like the others
+        space["augment"] = {"choices": list(settings["augment"])}
     if len(optimizers) > 1:
         space["optimizer"] = {"choices": list(optimizers)}
     else:
