@@ -41,7 +41,8 @@ _TOP_LEVEL_ONLY = ("data", "target", "task", *TABLE_KEYS, "model", "seed")  # Tr
 # loggers and the process settings are how a run is carried out, not hyperparameters).
 TUNABLE_TRAIN_FIELDS = tuple(f for f in _TRAIN_FIELDS
                              if f not in (*_TOP_LEVEL_ONLY, "out", "optimizer_params", "schedule_params", "log",
-                                          "nproc", "strategy", "max_restarts"))
+                                          "nproc", "strategy", "max_restarts", "progress", "num_workers",
+                                          "pin_memory", "val_data", "n_classes"))
 
 
 @dataclass
