@@ -303,7 +303,7 @@ def test_config_json_names_in_memory_data_instead_of_writing_its_rows(tmp_path):
 
     X, y = load_digits(return_X_y=True)
     result = nnopt.tune({"data": (X, y), "model": "mlp:{h}", "space": {"h": {"choices": [8, 16]}}, "trials": 2,
-                         "train": {"epochs": 1}}, out=tmp_path / "t")
+                         "pruner": "none", "train": {"epochs": 1}}, out=tmp_path / "t")
     assert result.counts()["complete"] == 2
     config = json.loads((tmp_path / "t" / "config.json").read_text())
     assert config["data"] == "<tuple>"  # 1,797 x 64 numbers were written as lists (1.5 MB) before
