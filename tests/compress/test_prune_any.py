@@ -4,16 +4,19 @@ module saved and reloaded with its new layer shapes."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from nnopt.compress import compress, load, prepare_qat, prune, quantize_model, sparsity_table
+from nnopt.compress import compress, finetune_schedule, load, prepare_qat, prune, quantize_model, sparsity_table
+from nnopt.compress._prune import finetune
 from nnopt.compress._prune_graph import apply_shapes, example_batch, pruned_shapes
 from nnopt.errors import UsageError
 from nnopt.models import count_params
-from nnopt.train import fit
+from nnopt.train import Callback, fit
 from usermodels import ResNet18, SwishMLP, TwoBranchNet, bumps, rows, stripes
 
 MAX_DROP = 7.0  # points of test accuracy a compressed model may lose: test splits of 72-120 rows, 1 row ~ 1 pt
@@ -136,3 +139,34 @@ def test_compress_fine_tunes_after_pruning_by_default(tmp_path):
     none = compress(tmp_path / "run", (X, y), prune=0.5, prune_method="structured", finetune_epochs=0,
                     out=tmp_path / "b").chosen
     assert default["val"] > none["val"]  # one-shot pruning alone loses points that fine-tuning wins back
+
+
+def test_default_fine_tuning_keeps_structured_50_percent_within_a_point_on_digits(tmp_path):
+    fit("mlp:128,64", "digits", epochs=15, seed=0, threads=1, out=tmp_path / "run")
+    result = compress(tmp_path / "run", prune=0.5, prune_method="structured", out=tmp_path / "c")
+    original, pruned = result.rows
+    assert pruned["model_spec"] == "mlp:64,32"
+    assert 100 * (original["test"] - pruned["test"]) <= 1.0  # 270 test rows: 1 point is under 3 rows
+    constant = compress(tmp_path / "run", prune=0.5, prune_method="structured", lr_schedule="constant").chosen
+    assert constant["val"] != pruned["val"] or constant["test"] != pruned["test"]  # the schedule changed training
+    config = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert config["settings"]["schedule"] == "oneshot" and "lr_schedule" not in config["settings"]
+
+
+def test_finetune_schedule_drops_the_lr_for_the_last_third():
+    assert finetune_schedule(6) == {"schedule": "step", "schedule_params": {"step_size": 4, "gamma": 0.1}}
+    assert finetune_schedule(3)["schedule_params"]["step_size"] == 2
+    assert finetune_schedule(1) == {} and finetune_schedule(10, "schedulefree") == {}
+    model = nn.Linear(4, 3)
+    lrs = []
+
+    class Record(Callback):
+        def on_epoch_end(self, epoch, logs):
+            lrs.append(logs.get("lr"))
+
+    X, y = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32), np.arange(64) % 3
+    finetune(model, (X, y), 6, lr=0.01, batch_size=16, callbacks=[Record()], threads=1)
+    assert lrs == pytest.approx([0.01] * 4 + [0.001] * 2)
+    lrs.clear()
+    finetune(model, (X, y), 6, lr=0.01, batch_size=16, callbacks=[Record()], schedule="constant", threads=1)
+    assert lrs == pytest.approx([0.01] * 6)  # the caller's schedule wins

@@ -33,6 +33,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
     compress.add_argument("--export", help="onnx: write model.onnx (and model.int8.onnx for int8) and time ONNX "
                                            "Runtime")
     compress.add_argument("--lr", type=float, help="fine-tuning learning rate (default: the optimizer's)")
+    compress.add_argument("--lr-schedule", help="lr schedule of fine-tuning and QAT, as train --schedule takes "
+                                                "(default: the lr for 2/3 of the epochs, lr/10 for the last third)")
     compress.add_argument("--seed", type=int, help="data split seed (default: the training run's)")
     compress.add_argument("--out", help="run directory (default runs/compress-TIMESTAMP)")
     compress.add_argument("--json", action="store_true", help="print the summary object only")
@@ -45,7 +47,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     result = compress_model(args.model, args.data, prune=args.prune, prune_method=args.prune_method,
                       schedule=args.schedule, finetune_epochs=args.finetune_epochs, quantize=args.quantize,
                       scheme=args.scheme, qat_epochs=args.qat_epochs, max_accuracy_drop=args.max_accuracy_drop,
-                      export=args.export, lr=args.lr, target=args.target, seed=args.seed, out=out,
+                      export=args.export, lr=args.lr, lr_schedule=args.lr_schedule, target=args.target, seed=args.seed, out=out,
                       **table_args(args))
     if args.json:
         print(json.dumps(result.summary(), default=str))

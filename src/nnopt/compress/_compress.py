@@ -29,6 +29,7 @@ from nnopt.config import TABLE_KEYS, table_settings
 from nnopt.data import load_data
 from nnopt.errors import UsageError, did_you_mean, param, require_int, require_model_path
 from nnopt.fileio import atomic_write_json, make_run_dir
+from nnopt.optim import SCHEDULES as LR_SCHEDULES
 from nnopt.models import CNN, MLP, ArchSpec, count_params, needs_class, on_flat_rows, serialized_bytes, takes_flat_rows
 from nnopt.train import compute_metrics, fit, training_targets
 
@@ -37,8 +38,8 @@ from nnopt.compress._export import agreement, export_onnx, ort_latency_ms, ort_p
 from nnopt.compress._onnx_quant import quantized_onnx
 from nnopt.compress._onnx_table import table_onnx_checked
 from nnopt.compress._format import load_compressed, nnopt_load, save_compressed
-from nnopt.compress._prune import PRUNE_METHODS, drop_dead_units, make_permanent, prune as prune_model, \
-    prune_gradually, sparsity_table, structured_spec
+from nnopt.compress._prune import PRUNE_METHODS, drop_dead_units, finetune_schedule, make_permanent, \
+    prune as prune_model, prune_gradually, sparsity_table, structured_spec
 from nnopt.compress._prune_graph import example_batch, pruned_shapes
 from nnopt.compress._quant import apply_dequantized, finish_qat, prepare_qat, quantize_model
 
@@ -94,8 +95,12 @@ class CompressResult:
 
 def check_settings(prune: float | None, prune_method: str, schedule: str, quantize: str | None,
                    qat_epochs: int, finetune_epochs: int | None, max_accuracy_drop: float | None,
-                   export: str | None) -> None:
+                   export: str | None, lr_schedule: str | None = None) -> None:
     """Every flag checked before anything is loaded or written (exit 2, one line)."""
+    if lr_schedule is not None and lr_schedule not in LR_SCHEDULES:
+        choices = LR_SCHEDULES.names()
+        raise UsageError(f"unknown {param('lr_schedule')} '{lr_schedule}'{did_you_mean(str(lr_schedule), choices)} "
+                         f"choices: {', '.join(choices)}")
     if prune is not None and (isinstance(prune, bool) or not isinstance(prune, (int, float))
                               or not 0.0 <= prune < 1.0):
         raise UsageError(f"{param('prune')} must be a sparsity in [0, 1), e.g. 0.9; got {prune!r}")
@@ -134,11 +139,16 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
              schedule: str = "oneshot", finetune_epochs: int | None = None, quantize: str | None = None,
              scheme: str = "symmetric", qat_epochs: int = 0, max_accuracy_drop: float | None = None,
              export: str | None = None, out: str | Path | None = None, optimizer: str = "adam",
-             lr: float | None = None, batch_size: int | str | None = None, target: str | None = None,
+             lr: float | None = None, lr_schedule: str | None = None, batch_size: int | str | None = None, target: str | None = None,
              seed: int | None = None, drop: Any = None, categorical: Any = None, numeric: Any = None,
              sep: str | None = None, image_size: Any = None, strict: bool | None = None) -> CompressResult:
-    """Compress the model of a run directory or model file on `data` (default: the data it was trained on)."""
-    check_settings(prune, prune_method, schedule, quantize, qat_epochs, finetune_epochs, max_accuracy_drop, export)
+    """Compress the model of a run directory or model file on `data` (default: the data it was trained on).
+
+    Fine-tuning after pruning and QAT keep `lr` for the first two thirds of their epochs and a tenth of it for
+    the last third (`finetune_schedule`); `lr_schedule` (a schedule name, as `nnopt train --schedule` takes:
+    "constant", "cosine", ...) replaces that."""
+    check_settings(prune, prune_method, schedule, quantize, qat_epochs, finetune_epochs, max_accuracy_drop, export,
+                   lr_schedule)
     model, meta, settings = _load_source(source)
     if data is None:
         data = settings.get("data")
@@ -164,8 +174,8 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
     if len(loaded.train) == 0 and (qat_epochs or finetune_epochs or schedule == "gradual"):
         raise UsageError("QAT and fine-tuning need training rows; the data has none")
     run_dir = Path(out) if out is not None else None
-    train = {"optimizer": optimizer, "lr": lr, "batch_size": batch_size, "seed": int(settings.get("seed") or 0),
-             "threads": 1}
+    train = {"optimizer": optimizer, "lr": lr, "schedule": lr_schedule, "batch_size": batch_size,
+             "seed": int(settings.get("seed") or 0), "threads": 1}
     metric = "accuracy" if loaded.task == "classification" else "r2"
     original = _row("original (fp32)", model, loaded, metric, serialized_bytes(model), meta)
     rows = [original]
@@ -221,7 +231,8 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
                          "settings": {"prune": prune, "prune_method": prune_method, "schedule": schedule,
                                       "finetune_epochs": finetune_epochs, "quantize": quantize, "scheme": scheme,
                                       "qat_epochs": qat_epochs, "max_accuracy_drop": max_accuracy_drop,
-                                      "export": export, **{k: v for k, v in train.items() if v is not None}},
+                                      "export": export, **{("lr_schedule" if k == "schedule" else k): v
+                                                           for k, v in train.items() if v is not None}},
                          "model_spec": meta.get("model_spec"), "compressed_spec": vmeta.get("model_spec"),
                          "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         atomic_write_json(run_dir / "config.json", result.config)
@@ -270,20 +281,20 @@ def _apply(model: nn.Module, meta: dict[str, Any], data: Any, amount: float, met
             if isinstance(variant, (MLP, CNN)):
                 spec = structured_spec(ArchSpec.parse(spec), variant).to_string()
             if epochs:
-                fit(variant, data, epochs=epochs, **options)
+                fit(variant, data, epochs=epochs, **_scheduled(options, epochs))
         elif schedule == "gradual" or ladder:
             variant, history = prune_gradually(variant, data, amount, method, max(1, epochs), **options)
         else:
             variant = prune_model(variant, amount, method)
             if epochs:
-                fit(variant, data, epochs=epochs, **options)
+                fit(variant, data, epochs=epochs, **_scheduled(options, epochs))
         make_permanent(variant)
     qweights = None
     if bits is not None:
         n_bits = int(bits[3:])
         if qat_epochs:
             variant = prepare_qat(variant, n_bits, scheme)
-            fit(variant, data, epochs=qat_epochs, **options)
+            fit(variant, data, epochs=qat_epochs, **_scheduled(options, qat_epochs))
             qweights = finish_qat(variant)
         else:
             qweights = quantize_model(variant, n_bits, scheme)
@@ -297,6 +308,13 @@ def _apply(model: nn.Module, meta: dict[str, Any], data: Any, amount: float, met
             if qweights is not None:
                 qweights = {k: q.select(*kept[k]) if k in kept else q for k, q in qweights.items()}
     return variant.eval(), spec, qweights, history
+
+
+def _scheduled(options: dict[str, Any], epochs: int) -> dict[str, Any]:
+    """fit() options with the fine-tuning lr schedule, unless they name a schedule of their own."""
+    if options.get("schedule") is not None:
+        return options
+    return {**options, **finetune_schedule(epochs, options.get("optimizer", "adam"))}
 
 
 def ladder_for(model: nn.Module, sample_shape: Any = None) -> list[Rung]:
