@@ -3,7 +3,7 @@
 
 Data: a synthetic 10-class image set generated with torch (--images of 3x32x32: each class a colour mix and an
 orientation of a sinusoidal grating, random frequency, phase and contrast, Gaussian noise), split by nnopt
-(70 / 15 / 15). Each model is trained once (Adam, --epochs), then compressed three ways, each fine-tuned
+(70 / 15 / 15). Each model is trained once per --seeds seed (its split, initialisation and shuffling; Adam, --epochs), then compressed three ways, each fine-tuned
 --finetune-epochs after pruning: structured 50 % (torch-pruning, group L2) + int8, global 90 % + int4 QAT
 (--qat-epochs), int8 round-to-nearest alone. Bytes are the real files (fp32: torch.save of the state dict; the
 rest: compressed.nnz); accuracies are on the test split.
@@ -16,7 +16,8 @@ original and of the structured-pruned network. nnopt's export takes flat rows, s
 an nn.Unflatten to its image shape (a Reshape in the graph).
 
     PYTHONPATH=src .venv/bin/python benchmarks/compress_any.py [--width 16] [--images 2000] [--epochs 6]
-        [--finetune-epochs 3] [--qat-epochs 2] [--rounds 5] [--models resnet18,rescnn] [--json out.json]
+        [--finetune-epochs 3] [--qat-epochs 2] [--rounds 5] [--models resnet18,rescnn] [--seeds 0,1,2]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -142,16 +143,18 @@ def timed(configs: dict, shape: tuple[int, ...], rounds: int) -> dict:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bench(name: str, X: np.ndarray, y: np.ndarray, args: argparse.Namespace, work: Path) -> dict:
+def bench(name: str, X: np.ndarray, y: np.ndarray, args: argparse.Namespace, work: Path, seed: int = 0,
+          timing: bool = True) -> dict:
     shape = tuple(X.shape[1:])
     # trained from the class + its arguments (a factory spec, the class importable from this file), so that the
     # run records the recipe compress() rebuilds the network from
     spec = f"compress_any:ResNet18:width={args.width}" if name == "resnet18" else \
         f"compress_any:ResidualCNN:width={args.cnn_width}"
+    work = work / f"seed{seed}"
     source = work / name / "run"
     start = time.perf_counter()
-    trained = fit(spec, (X, y), epochs=args.epochs, batch_size=64, lr=3e-3, seed=0, out=source)
-    result = {"model": name, "spec": spec, "params": count_params(trained.model),
+    trained = fit(spec, (X, y), epochs=args.epochs, batch_size=64, lr=3e-3, seed=seed, out=source)
+    result = {"model": name, "seed": seed, "spec": spec, "params": count_params(trained.model),
               "train_s": round(time.perf_counter() - start, 1), "original_test": trained.metrics["test"]["accuracy"],
               "variants": {}}
     for variant, settings in VARIANTS.items():
@@ -165,6 +168,8 @@ def bench(name: str, X: np.ndarray, y: np.ndarray, args: argparse.Namespace, wor
                                        "nonzero_params": row["nonzero_params"], "identical_after_load":
                                        row["identical_after_load"], "seconds": round(time.perf_counter() - start, 1)}
         result["original_file_bytes"], result["original_test_reloaded"] = original["file_bytes"], original["test"]
+    if not timing:
+        return result
     pruned = load(work / name / "structured" / "compressed.nnz")
     original = load(source)
     calibration = X[:256].reshape(256, -1)
@@ -197,15 +202,19 @@ def main() -> None:
     parser.add_argument("--qat-epochs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--models", default="resnet18,rescnn")
+    parser.add_argument("--seeds", default="0", help="training seeds (split, initialisation, shuffling), e.g. 0,1,2; "
+                                                     "latency is timed on the first")
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     X, y = grating_images(args.images)
     results = []
     with tempfile.TemporaryDirectory() as scratch:
-        for name in args.models.split(","):
-            results.append(bench(name, X, y, args, Path(scratch)))
-            print(json.dumps(results[-1], indent=1), flush=True)
+        seeds = [int(s) for s in args.seeds.split(",")]
+        for seed in seeds:
+            for name in args.models.split(","):
+                results.append(bench(name, X, y, args, Path(scratch), seed=seed, timing=seed == seeds[0]))
+                print(json.dumps(results[-1], indent=1), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

@@ -166,3 +166,28 @@ def test_agreement_uses_argmax_or_the_sign_of_one_logit():
 def test_latency_table_rejects_an_unknown_runtime(mlp):
     with pytest.raises(ConfigError, match="did you mean 'onnxruntime'"):
         latency_table({"m": ("onnxruntim", mlp)}, 64)
+
+
+def _conv_weight_inputs(path):
+    """{Conv node name: True when its weight comes through a DequantizeLinear (int8), False for an fp32 initializer}"""
+    graph = onnx.load(str(path)).graph
+    made_by = {out: node.op_type for node in graph.node for out in node.output}
+    return {node.name: made_by.get(node.input[1]) == "DequantizeLinear" for node in graph.node
+            if node.op_type == "Conv"}
+
+
+def test_int8_leaves_thin_convolutions_in_fp32_and_agrees_with_torch(tmp_path, digits):
+    cnn = fit("cnn:8,16", digits, epochs=3, seed=0, device="cpu", threads=1).model
+    path = export_onnx(cnn, digits.n_features, tmp_path / "cnn.onnx")
+    expected = torch_logits(cnn, digits.test.X)
+    default = quantize_onnx_int8(path, tmp_path / "cnn.int8.onnx", digits.train.X)
+    assert sorted(_conv_weight_inputs(default).values()) == [False, True]  # the 8-channel conv stays fp32
+    every = quantize_onnx_int8(path, tmp_path / "all.int8.onnx", digits.train.X, min_channels=0)
+    assert sorted(_conv_weight_inputs(every).values()) == [True, True]
+    none = quantize_onnx_int8(path, tmp_path / "none.int8.onnx", digits.train.X, min_channels=17)
+    assert sorted(_conv_weight_inputs(none).values()) == [False, False]
+    got = ort_predict(default, digits.test.X.numpy())
+    assert agreement(got, expected) >= 0.97
+    assert np.abs(got - expected).max() < 0.25 * np.abs(expected).max()
+    with pytest.raises(ConfigError, match="min_channels"):
+        quantize_onnx_int8(path, tmp_path / "bad.onnx", digits.train.X, min_channels=-1)
