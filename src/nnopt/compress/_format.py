@@ -298,15 +298,28 @@ def load_compressed(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
 def read_compressed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(state dict with every tensor decoded to its dtype, header) of a compressed file."""
+    return _read(path, quantized_only=False)
+
+
+def read_qweights(path: str | Path) -> dict[str, QTensor]:
+    """The quantized weights of a compressed file as their integer codes and steps ({state-dict name: QTensor},
+    what quantize_model / finish_qat returned when it was written; {} for a file with no quantized weight), for
+    writers that keep the codes (quantized_onnx)."""
+    return _read(path, quantized_only=True)[0]
+
+
+def _read(path: str | Path, quantized_only: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     path = Path(path)
     header = _read_header(path)
-    state: dict[str, torch.Tensor] = {}
+    state: dict[str, Any] = {}
     try:
         with zipfile.ZipFile(path) as zf:
             payload = zf.read(PAYLOAD)
             for entry in header["tensors"]:
+                if quantized_only and not entry.get("quant"):
+                    continue
                 arrays = {part: _read_array(payload, spec) for part, spec in entry["arrays"].items()}
-                state[entry["name"]] = _decode(entry, arrays)
+                state[entry["name"]] = _decode_codes(entry, arrays) if quantized_only else _decode(entry, arrays)
             for dotted, spec in (header.get("meta_arrays") or {}).items():  # /3: back into the meta, as lists
                 section, key = dotted.split(".")
                 header["meta"][section] = {**header["meta"][section], key: _read_array(payload, spec).tolist()}
@@ -368,6 +381,17 @@ def _decode(entry: dict[str, Any], arrays: dict[str, torch.Tensor]) -> torch.Ten
         flat = torch.zeros(numel, dtype=dtype)
         flat[torch.from_numpy(_stored_positions(layout, arrays, numel, rows, cols))] = values
         return flat.reshape(shape)
+    return dequantize(_decode_codes(entry, arrays)).to(dtype)
+
+
+def _decode_codes(entry: dict[str, Any], arrays: dict[str, torch.Tensor]) -> QTensor:
+    """A quantized tensor's codes (every position, zeros included) and steps."""
+    shape, layout, quant = tuple(entry["shape"]), entry["layout"], entry["quant"]
+    numel = math.prod(shape)
+    rows = shape[0] if shape and shape[0] else 1
+    cols = numel // rows if rows else 0
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout '{layout}' of {entry['name']}")
     bits, scheme = int(quant["bits"]), quant["scheme"]
     qmin, _ = qrange(bits, scheme)
     scale = arrays["scale"].to(torch.float32).clone()
@@ -387,7 +411,7 @@ def _decode(entry: dict[str, Any], arrays: dict[str, torch.Tensor]) -> torch.Ten
         qt.q = (unsigned * 2 - 1).to(torch.int8)
     else:
         qt.q = (unsigned + qmin).to(torch.uint8 if scheme == "asymmetric" else torch.int8)
-    return dequantize(qt).to(dtype)
+    return qt
 
 
 # ---- one loader for every model file ---------------------------------------------------------------------

@@ -7,6 +7,10 @@ ONNX goes through nnopt.compress.export_onnx. Feature names, class names and the
 file (ONNX metadata_props, a TorchScript extra file "nnopt.json"). After writing, the file is run on rows
 drawn around the training statistics and compared with nnopt's own predictions.
 
+A compressed model (a compress run directory, a compressed.nnz file) is exported compressed in ONNX, as `nnopt
+compress --export onnx` writes it: its quantized Linear weights as their own integer codes and steps
+(nnopt.compress.quantized_onnx), a structurally pruned network as the smaller dense graph it is.
+
 A model trained on a table (preprocessing["table"]) takes raw columns: in ONNX one input per column, float32 or
 text, with the imputation and encoding built into the graph by nnopt.compress.table_onnx (the same function
 `nnopt compress --export onnx` writes its files with); it is checked on raw rows that include rare, unseen and
@@ -29,8 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnopt.compress import agreement, check_table, export_onnx, feature_scaling, ort_predict, table_inputs, \
-    table_onnx, table_predict
+from nnopt.compress import agreement, check_table, export_onnx, feature_scaling, is_compressed_file, ort_predict, \
+    quantized_onnx, read_qweights, table_inputs, table_onnx, table_predict
 from nnopt.data import kept_columns
 from nnopt.errors import UsageError, param, require_path, unknown_name
 from nnopt.fileio import atomic_write
@@ -105,7 +109,7 @@ def export(model: Any, format: str = "onnx", out: str | Path | None = None, *, c
     deployed = deployable(predictor)
     info = _info(predictor)
     if format == "onnx":
-        export_onnx(deployed, predictor.n_features, path)
+        _network_onnx(deployed, predictor, path)
         _add_onnx_metadata(path, info)
     else:
         _save_torchscript(deployed, predictor.n_features, path, info)
@@ -129,7 +133,7 @@ def _export_table(predictor: Predictor, format: str, path: Path, check_rows: int
     table, info = predictor.table, _info(predictor)
     if format == "onnx":
         with tempfile.TemporaryDirectory(prefix="nnopt-export-") as scratch:
-            network = export_onnx(predictor.model, predictor.n_features, Path(scratch) / "network.onnx")
+            network = _network_onnx(predictor.model, predictor, Path(scratch) / "network.onnx")
             table_onnx(network, predictor.preprocessing, path)
         _add_onnx_metadata(path, info)
         exported = functools.partial(table_predict, path)
@@ -150,6 +154,17 @@ def _export_table(predictor: Predictor, format: str, path: Path, check_rows: int
                     agreement=check.get("agreement"), max_abs_diff=check.get("max_abs_diff"),
                     max_proba_diff=check.get("max_proba_diff"),
                     inputs=table_inputs(table) if format == "onnx" else None)
+
+
+def _network_onnx(module: nn.Module, predictor: Predictor, path: Path) -> Path:
+    """`module` (the predictor's network, maybe behind its scaling) as ONNX at `path`; the quantized weights of a
+    compressed file as their codes (the Linear layers found by value, whatever wraps them)."""
+    qweights = read_qweights(predictor.path) if is_compressed_file(predictor.path) else {}
+    if not qweights:
+        return export_onnx(module, predictor.n_features, path)
+    with tempfile.TemporaryDirectory(prefix="nnopt-export-") as scratch:
+        fp32 = export_onnx(module, predictor.n_features, Path(scratch) / "fp32.onnx")
+        return quantized_onnx(fp32, path, qweights)
 
 
 class NumericColumns(nn.Module):
