@@ -43,13 +43,13 @@ def _compress(source, path, **settings):
 def pruned(source):
     """(a) global 90 % gradual pruning + int8 + ONNX export."""
     return _compress(source, source.parent / "pruned", prune=0.9, prune_method="global", schedule="gradual",
-                     quantize="int8", export="onnx", finetune_epochs=3)
+                     quantize="int8", export="onnx", finetune_epochs=1)
 
 
 @pytest.fixture(scope="module")
 def ladder(source):
     """(b) the ladder: several variants tried, the first within the allowed drop kept."""
-    return _compress(source, source.parent / "ladder", max_accuracy_drop=1.0, finetune_epochs=2)
+    return _compress(source, source.parent / "ladder", max_accuracy_drop=1.0, finetune_epochs=1)
 
 
 @pytest.fixture(scope="module")
