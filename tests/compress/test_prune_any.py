@@ -150,7 +150,8 @@ def test_default_fine_tuning_keeps_structured_50_percent_within_a_point_on_digit
     constant = compress(tmp_path / "run", prune=0.5, prune_method="structured", lr_schedule="constant").chosen
     assert constant["val"] != pruned["val"] or constant["test"] != pruned["test"]  # the schedule changed training
     config = json.loads((tmp_path / "c" / "config.json").read_text())
-    assert config["settings"]["schedule"] == "oneshot" and "lr_schedule" not in config["settings"]
+    assert config["settings"]["schedule"] == "oneshot"
+    assert config["settings"]["lr_schedule"] == "lr / 10 for the last third"
 
 
 def test_finetune_schedule_drops_the_lr_for_the_last_third():

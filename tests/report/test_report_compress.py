@@ -83,6 +83,14 @@ def test_compress_is_a_report_kind(pruned):
     assert "compress" in RUN_KINDS and load_run(pruned).kind == "compress"
 
 
+def test_settings_name_the_fine_tuning_lr_schedule_only_when_it_drops(pruned):
+    config = json.loads((pruned / "config.json").read_text())
+    assert config["settings"]["lr_schedule"] == "lr / 10 for the last third"
+    page = _page(pruned)
+    assert "1 epochs, adam" in page or "1 epoch, adam" in page
+    assert "last third" not in page  # one epoch: no drop
+
+
 @pytest.mark.parametrize("which", RUNS)
 def test_every_variant_and_the_kept_one(which, request):
     path = request.getfixturevalue(which)

@@ -74,6 +74,7 @@ LADDER = (Rung(0.97, "global", "int4", finetune=5, qat=0.5), Rung(0.95, "global"
           Rung(0.8, "structured", "int4", finetune=5, qat=1), Rung(0.5, "structured", "int4", qat=0.5),
           Rung(0.9, "global", "int4", qat=0.5), Rung(0.9, "global", "int8"), Rung(0.8, "global", "int8"),
           Rung(0.5, "global", "int8"), Rung(0.0, "global", "int8"))
+DEFAULT_LR_SCHEDULE = "lr / 10 for the last third"  # finetune_schedule's, as config.json and the report name it
 POSITION_BITS = 6.0  # what the file spends on the position of each kept weight of a sparse matrix (RESULTS.md)
 DATA_KEYS = ("target", "task", "val_fraction", "test_fraction", "scale", "seed", *TABLE_KEYS)
 
@@ -231,8 +232,8 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
                          "settings": {"prune": prune, "prune_method": prune_method, "schedule": schedule,
                                       "finetune_epochs": finetune_epochs, "quantize": quantize, "scheme": scheme,
                                       "qat_epochs": qat_epochs, "max_accuracy_drop": max_accuracy_drop,
-                                      "export": export, **{("lr_schedule" if k == "schedule" else k): v
-                                                           for k, v in train.items() if v is not None}},
+                                      "export": export, **{k: v for k, v in train.items() if v is not None and k != "schedule"},
+                                      "lr_schedule": lr_schedule or DEFAULT_LR_SCHEDULE},
                          "model_spec": meta.get("model_spec"), "compressed_spec": vmeta.get("model_spec"),
                          "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         atomic_write_json(run_dir / "config.json", result.config)

@@ -210,7 +210,11 @@ def _fine_tuning(c: Compression) -> str | None:
     if not epochs and s.get("schedule") != "gradual" and not finite(s.get("qat_epochs")):
         return None
     text = f"{fmt_number(epochs)} epochs, " if epochs else ""
-    return text + f"{s.get('optimizer') or 'adam'}" + (f" at lr {fmt_lr(s['lr'])}" if s.get("lr") else "")
+    text += f"{s.get('optimizer') or 'adam'}" + (f" at lr {fmt_lr(s['lr'])}" if s.get("lr") else "")
+    schedule = s.get("lr_schedule")  # the default is written as what it does; runs before it name none
+    if not isinstance(schedule, str) or not schedule or (schedule.startswith("lr ") and (epochs or 0) < 2):
+        return text  # the default keeps one epoch's lr
+    return text + (f", {schedule}" if schedule.startswith("lr ") else f", lr schedule {schedule}")
 
 
 def _quantized_note(c: Compression) -> str:
