@@ -122,6 +122,7 @@ def test_qat_recovers_two_bit_accuracy(trained, tmp_path):
     ({"qat_epochs": 2}, "qat_epochs= needs quantize=int8"),
     ({}, "nothing to do"),
     ({"prune": 0.5, "prune_method": "structured", "schedule": "gradual"}, "structured pruning is one-shot"),
+    ({"prune": 0.5, "lr_schedule": "cosin"}, "unknown lr_schedule= 'cosin'; did you mean 'cosine'"),
 ])
 def test_bad_settings(trained, tmp_path, kwargs, message):
     with pytest.raises(UsageError, match=message):
