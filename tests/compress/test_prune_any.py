@@ -23,7 +23,7 @@ MAX_DROP = 7.0  # points of test accuracy a compressed model may lose: test spli
 
 
 ZOO = {  # spec, data, training epochs, fine-tuning epochs (None: compress's default, about 400 steps)
-    "resnet18": ("usermodels:ResNet18:n_classes=6:width=4", lambda: stripes(480, size=8), 8, 5),
+    "resnet18": ("usermodels:ResNet18:n_classes=6:width=4", lambda: stripes(480, size=8), 8, None),
     "rescnn": ("usermodels:ResidualCNN:n_classes=6:width=8:depth=2", lambda: stripes(480, size=12), 4, None),
     "conv1d": ("usermodels:SignalNet:n_classes=3:width=16", lambda: bumps(500), 8, 3),
     "swish_mlp": ("usermodels:SwishMLP:n_classes=4", lambda: rows(800), 15, None),
