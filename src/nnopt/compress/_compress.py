@@ -29,8 +29,8 @@ from nnopt.config import TABLE_KEYS, table_settings
 from nnopt.data import load_data
 from nnopt.errors import UsageError, did_you_mean, param, require_int, require_model_path
 from nnopt.fileio import atomic_write_json, make_run_dir
-from nnopt.optim import SCHEDULES as LR_SCHEDULES
 from nnopt.models import CNN, MLP, ArchSpec, count_params, needs_class, on_flat_rows, serialized_bytes, takes_flat_rows
+from nnopt.optim import SCHEDULES as LR_SCHEDULES
 from nnopt.train import compute_metrics, fit, training_targets
 
 from nnopt.compress._export import agreement, export_onnx, ort_latency_ms, ort_predict, quantize_onnx_int8, \
@@ -140,8 +140,8 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
              schedule: str = "oneshot", finetune_epochs: int | None = None, quantize: str | None = None,
              scheme: str = "symmetric", qat_epochs: int = 0, max_accuracy_drop: float | None = None,
              export: str | None = None, out: str | Path | None = None, optimizer: str = "adam",
-             lr: float | None = None, lr_schedule: str | None = None, batch_size: int | str | None = None, target: str | None = None,
-             seed: int | None = None, drop: Any = None, categorical: Any = None, numeric: Any = None,
+             lr: float | None = None, lr_schedule: str | None = None, batch_size: int | str | None = None,
+             target: str | None = None, seed: int | None = None, drop: Any = None, categorical: Any = None, numeric: Any = None,
              sep: str | None = None, image_size: Any = None, strict: bool | None = None) -> CompressResult:
     """Compress the model of a run directory or model file on `data` (default: the data it was trained on).
 
@@ -232,7 +232,8 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
                          "settings": {"prune": prune, "prune_method": prune_method, "schedule": schedule,
                                       "finetune_epochs": finetune_epochs, "quantize": quantize, "scheme": scheme,
                                       "qat_epochs": qat_epochs, "max_accuracy_drop": max_accuracy_drop,
-                                      "export": export, **{k: v for k, v in train.items() if v is not None and k != "schedule"},
+                                      "export": export,
+                                      **{k: v for k, v in train.items() if v is not None and k != "schedule"},
                                       "lr_schedule": lr_schedule or DEFAULT_LR_SCHEDULE},
                          "model_spec": meta.get("model_spec"), "compressed_spec": vmeta.get("model_spec"),
                          "created": time.strftime("%Y-%m-%dT%H:%M:%S")}

@@ -446,7 +446,8 @@ def finetune_schedule(epochs: int, optimizer: Any = "adam") -> dict[str, Any]:
     """The lr schedule of fine-tuning after pruning and of QAT, as fit() options: the given lr for the first two
     thirds of the epochs, a tenth of it for the last third ("step" with gamma 0.1). A constant lr ends where
     pruning left the weights, in a noisy spot: on a ResNet-shaped CNN, 50 % structured + 5 epochs lost 4.6
-    points at a constant lr and 0 in 2 seeds of 3 with the drop (benchmarks/RESULTS.md). {} (constant) for
+    points at a constant lr, and none in 3 seeds of 3 with the drop (benchmarks/RESULTS.md, "Compressing user
+    models"). {} (constant) for
     fewer than 2 epochs and for schedule-free optimizers, which need no schedule."""
     if not isinstance(epochs, numbers.Integral) or epochs < 2 or str(optimizer).lower() == "schedulefree":
         return {}
