@@ -3,7 +3,8 @@
 
 Data: a synthetic 10-class image set generated with torch (--images of 3x32x32: each class a colour mix and an
 orientation of a sinusoidal grating, random frequency, phase and contrast, Gaussian noise), split by nnopt
-(70 / 15 / 15). Each model is trained once per --seeds seed (its split, initialisation and shuffling; Adam, --epochs), then compressed three ways, each fine-tuned
+(70 / 15 / 15). Each model is trained once per --seeds seed (its split, initialisation and shuffling; Adam,
+--epochs), then compressed three ways, each fine-tuned
 --finetune-epochs after pruning: structured 50 % (torch-pruning, group L2) + int8, global 90 % + int4 QAT
 (--qat-epochs), int8 round-to-nearest alone. Bytes are the real files (fp32: torch.save of the state dict; the
 rest: compressed.nnz); accuracies are on the test split.

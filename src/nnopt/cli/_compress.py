@@ -47,7 +47,8 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     result = compress_model(args.model, args.data, prune=args.prune, prune_method=args.prune_method,
                       schedule=args.schedule, finetune_epochs=args.finetune_epochs, quantize=args.quantize,
                       scheme=args.scheme, qat_epochs=args.qat_epochs, max_accuracy_drop=args.max_accuracy_drop,
-                      export=args.export, lr=args.lr, lr_schedule=args.lr_schedule, target=args.target, seed=args.seed, out=out,
+                      export=args.export, lr=args.lr, lr_schedule=args.lr_schedule, target=args.target,
+                      seed=args.seed, out=out,
                       **table_args(args))
     if args.json:
         print(json.dumps(result.summary(), default=str))

@@ -35,9 +35,9 @@ def load(path: Any) -> nn.Module:
 __all__ = [
     "BITS", "LADDER", "PRUNE_METHODS", "QUANTIZE", "SCHEDULES", "SCHEMES", "CompressResult", "agreement",
     "apply_dequantized", "check_table", "compress", "cubic_schedule", "default_epochs", "dequantize",
-    "expected_bytes", "export_onnx", "feature_scaling", "finetune_schedule", "finish_qat", "is_compressed_file", "ladder_for", "load",
-    "load_compressed", "make_permanent",
-    "nnopt_load", "ort_latency_ms", "ort_predict", "prepare_qat", "prune", "prune_gradually", "quantize_model",
-    "quantize_onnx_int8", "quantize_tensor", "quantized_onnx", "read_qweights", "save_compressed", "sparsity_table", "structured_spec",
-    "table_feed", "table_inputs", "table_onnx", "table_predict", "torch_latency_ms",
+    "expected_bytes", "export_onnx", "feature_scaling", "finetune_schedule", "finish_qat", "is_compressed_file",
+    "ladder_for", "load", "load_compressed", "make_permanent", "nnopt_load", "ort_latency_ms", "ort_predict",
+    "prepare_qat", "prune", "prune_gradually", "quantize_model", "quantize_onnx_int8", "quantize_tensor",
+    "quantized_onnx", "read_qweights", "save_compressed", "sparsity_table", "structured_spec", "table_feed",
+    "table_inputs", "table_onnx", "table_predict", "torch_latency_ms",
 ]

@@ -141,8 +141,8 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
              scheme: str = "symmetric", qat_epochs: int = 0, max_accuracy_drop: float | None = None,
              export: str | None = None, out: str | Path | None = None, optimizer: str = "adam",
              lr: float | None = None, lr_schedule: str | None = None, batch_size: int | str | None = None,
-             target: str | None = None, seed: int | None = None, drop: Any = None, categorical: Any = None, numeric: Any = None,
-             sep: str | None = None, image_size: Any = None, strict: bool | None = None) -> CompressResult:
+             target: str | None = None, seed: int | None = None, drop: Any = None, categorical: Any = None,
+             numeric: Any = None, sep: str | None = None, image_size: Any = None, strict: bool | None = None) -> CompressResult:
     """Compress the model of a run directory or model file on `data` (default: the data it was trained on).
 
     Fine-tuning after pruning and QAT keep `lr` for the first two thirds of their epochs and a tenth of it for
