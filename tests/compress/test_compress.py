@@ -154,6 +154,9 @@ def test_cli_compress_and_bad_input(trained, tmp_path):
                           "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
     assert not (tmp_path / "bad").exists()
+    bad = subprocess.run([sys.executable, "-m", "nnopt", "compress", str(trained), "--prune", "0.5", "--lr-schedule",
+                          "cosin", "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown --lr-schedule 'cosin'; did you mean 'cosine'" in bad.stderr
 
 
 def test_top_level_load(trained):
