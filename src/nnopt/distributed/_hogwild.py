@@ -8,9 +8,10 @@ a HogwildParallel as its strategy object:
 - The main process loads the data once and builds the network exactly as `nnopt train` does for the spec
   (train.prepare: same seeding, same weights) or takes the user's nn.Module instance (nnopt.fit(MyNet(), ...)),
   then `net.share_memory()` (the instance's own tensors move to shared memory: it is trained in place and is the
-  result's model), and starts workers 1..N-1; it is worker 0 itself. Workers start with the fork start method where the platform has it and CUDA is absent (the
-  data is shared copy-on-write, nothing is pickled), else spawn (the tensors travel through
-  torch.multiprocessing's shared memory).
+  result's model), and starts workers 1..N-1; it is worker 0 itself. Workers start with the fork start method
+  where the platform has it and CUDA is absent (the data and the model are inherited, nothing is pickled), else
+  spawn (the tensors travel through torch.multiprocessing's shared memory; a user's model class, loss and metric
+  functions must then be importable).
 - Every process: one intra-op thread, its own optimizer and schedule over the SHARED parameters, its own
   disjoint shard of the training rows (every process draws the same seeded permutation per epoch and takes
   rows rank::nproc of it) and trains on it in that (random) order, so one worker sees exactly the batches
