@@ -112,8 +112,9 @@ def test_memory_mapped_data_is_named_in_the_refusal(tmp_path):
     X, y = load_digits(return_X_y=True)
     np.save(tmp_path / "X.npy", X.astype(np.float32))
     np.save(tmp_path / "y.npy", y)
-    with pytest.raises(UsageError, match=r"^hogwild needs the training rows in memory, and data= is a memory-mapped "
-                                         r"\.npy array .*np\.load\(path\) \(without mmap_mode\).*strategy='ddp'$"):
+    expected = (r"^hogwild needs the training rows in memory, and data= is a memory-mapped \.npy array .*"
+                r"np\.load\(path\) without mmap_mode, or an \.npz file\).*strategy='ddp'$")
+    with pytest.raises(UsageError, match=expected):
         nnopt.fit("mlp:16", (tmp_path / "X.npy", tmp_path / "y.npy"), epochs=1, nproc=2, strategy="hogwild")
 
 

@@ -288,7 +288,7 @@ def _streamed(source: Any) -> tuple[str, str]:
     split = getattr(source, "split", None)
     if isinstance(split, MemmapSplit):
         return ("a memory-mapped .npy array (read from disk batch by batch)",
-                "load it with np.load(path) (without mmap_mode) and pass the arrays")
+                "give the rows in memory (the arrays of np.load(path) without mmap_mode, or an .npz file)")
     kind = ("a torch DataLoader" if getattr(split, "loader", None) is not None else
             "a torch IterableDataset" if isinstance(getattr(split, "dataset", None), IterableDataset) else
             "a torch Dataset")
