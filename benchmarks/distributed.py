@@ -18,13 +18,16 @@ the nnopt.fit runs.
 (nnopt's way) against reading every global batch whole and slicing it (the old way, still used when augmenting):
 bytes gathered per rank per epoch (the copy that lives through the epoch) and seconds per epoch of drawing the
 batches, medians of interleaved rounds, for --shard-rows x --shard-features float32 rows and 2 / 4 / 8 ranks;
-no processes are started (rank 0's part is the same code with any world size).
+no processes are started (rank 0's part is the same code with any world size). --streamed adds the same comparison
+for a torch Dataset (--streamed-rows samples, each generated from its index by __getitem__: nothing in memory;
+__getitem__ calls counted) and a memory-mapped .npy array (--shard-rows x --shard-features float32, rows read from
+disk counted), through nnopt's own sources (load_data + make_source, as fit builds them).
 
     .venv/bin/python benchmarks/distributed.py [--data mnist1d|digits|digits28] [--epochs 5] [--nproc 2]
         [--device auto] [--threads N] [--models SPEC ...] [--batch-size 64] [--raw]
         [--raw-only] [--raw-widths 128,64] [--raw-steps 1000] [--bucket-view]
     .venv/bin/python benchmarks/distributed.py --shard-read [--shard-rows 60000] [--shard-features 784]
-        [--batch-size 64] [--rounds 5]
+        [--batch-size 64] [--rounds 5] [--streamed [--streamed-rows 20000]]
 
 --device auto uses CUDA with nccl when present (one GPU per process: N processes need N GPUs); Hogwild is CPU only.
 """
@@ -49,7 +52,7 @@ from torch.nn.parallel import DistributedDataParallel
 import nnopt
 from nnopt.distributed import DDPParallel
 from nnopt.errors import NnoptError
-from nnopt.train._batches import TensorSource
+from nnopt.train._batches import TensorSource, make_source
 from nnopt.train._threads import available_cores
 
 MODELS = ("mlp:128,64", "mlp:1024,1024")
@@ -159,6 +162,82 @@ def shard_read(rows: int, features: int, batch: int, rounds: int, worlds: tuple[
                   f"{'1.00x' if whole else f'{ratio:.2f}x faster'}", flush=True)
 
 
+class GeneratedSamples(torch.utils.data.Dataset):
+    """Sample i (`features` floats, a label of 10) computed from i by __getitem__, which counts its calls."""
+
+    def __init__(self, n: int, features: int):
+        self.n, self.calls = n, 0
+        g = torch.Generator().manual_seed(0)
+        self.freq, self.phase = torch.rand(features, generator=g) * 0.01, torch.rand(features, generator=g) * 6.28
+        self.targets = torch.arange(n) % 10  # stated: no pass over the samples to read the labels
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        self.calls += 1
+        return torch.sin(i * self.freq + self.phase), self.targets[i]
+
+
+def streamed_read(rows: int, features: int, streamed_rows: int, batch: int, rounds: int,
+                  worlds: tuple[int, ...] = (2, 4, 8)) -> None:
+    """Rank 0's epoch of a torch Dataset and of a memory-mapped array: every global batch read whole and sliced
+    (how a rank read them before) vs its own samples of each (nnopt's way): samples read and seconds."""
+    import numpy as np
+
+    from nnopt.data import load_data
+
+    torch.set_num_threads(1)
+    cpu = torch.device("cpu")
+    dataset = GeneratedSamples(streamed_rows, features)
+    sources = {"torch Dataset": (make_source(load_data(dataset, seed=0), "train", cpu, (features,)),
+                                 lambda: dataset.calls)}
+    folder = tempfile.TemporaryDirectory(prefix="nnopt-shard-read-")
+    X = np.lib.format.open_memmap(Path(folder.name) / "X.npy", mode="w+", dtype=np.float32, shape=(rows, features))
+    for start in range(0, rows, 4096):  # written in chunks: never whole in memory
+        X[start:start + 4096] = np.random.default_rng(start).standard_normal((min(4096, rows - start), features))
+    X.flush()
+    del X
+    np.save(Path(folder.name) / "y.npy", np.arange(rows) % 10)
+    memmap = make_source(load_data((Path(folder.name) / "X.npy", Path(folder.name) / "y.npy"), seed=0), "train",
+                         cpu, (features,))
+    read_rows = [0]
+    plain_read = memmap.split.read
+
+    def counted(positions):
+        read_rows[0] += len(positions)
+        return plain_read(positions)
+
+    memmap.split.read = counted
+    sources["memory-mapped .npy"] = (memmap, lambda: read_rows[0])
+    print(f"streamed shard reading: a torch Dataset of {streamed_rows} generated samples of {features} features, a "
+          f"memory-mapped {rows} x {features} float32 array ({rows * features * 4 / 1e6:.0f} MB); train splits "
+          f"{', '.join(f'{name} {len(src)}' for name, (src, _) in sources.items())} rows; batch {batch} (global), "
+          f"1 thread, {rounds} interleaved rounds; rank 0's epoch")
+    print("source | ranks | read | samples read | s/epoch (median) | ratio")
+    for name, (source, reads) in sources.items():
+        for world in worlds:
+            times: dict[bool, list[float]] = {True: [], False: []}
+            counts: dict[bool, int] = {}
+            generator = torch.Generator()  # one per run, as in fit (the source's DataLoaders hold it)
+            for _ in range(rounds):
+                for whole in (True, False):
+                    parallel = DDPParallel(0, world, world, cpu)
+                    parallel.whole_batches = whole
+                    generator.manual_seed(0)
+                    before, began = reads(), time.perf_counter()
+                    for xb, yb in parallel.batches(source, batch, generator):
+                        parallel.shard(xb, yb, len(xb))
+                    times[whole].append(time.perf_counter() - began)
+                    counts[whole] = reads() - before
+            for whole in (True, False):
+                median = statistics.median(times[whole])
+                ratio = statistics.median(times[True]) / median
+                print(f"{name} | {world} | {'whole batch, sliced' if whole else 'own samples'} | {counts[whole]} | "
+                      f"{median:.4f} | {'1.00x' if whole else f'{ratio:.2f}x faster'}", flush=True)
+    folder.cleanup()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="mnist1d",
@@ -185,9 +264,14 @@ def main() -> None:
     parser.add_argument("--shard-rows", type=int, default=60000)
     parser.add_argument("--shard-features", type=int, default=784)
     parser.add_argument("--rounds", type=int, default=5, help="--shard-read: interleaved rounds (default 5)")
+    parser.add_argument("--streamed", action="store_true",
+                        help="--shard-read: also a torch Dataset and a memory-mapped array, own samples vs whole")
+    parser.add_argument("--streamed-rows", type=int, default=20000, help="--streamed: samples of the torch Dataset")
     args = parser.parse_args()
     if args.shard_read:
         shard_read(args.shard_rows, args.shard_features, args.batch_size, args.rounds)
+        if args.streamed:
+            streamed_read(args.shard_rows, args.shard_features, args.streamed_rows, args.batch_size, args.rounds)
         return
     args.target = args.target if args.target is not None else TARGETS.get(args.data, 0.5)
     name = args.data

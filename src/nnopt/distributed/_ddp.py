@@ -3,9 +3,11 @@
 DDPParallel implements train's Parallel protocol with torch.distributed (gloo on CPU, nccl on CUDA, one GPU
 per local rank) and DistributedDataParallel: every rank draws the same global batch order, trains on a contiguous
 slice of every global batch and scales its mean loss by n_local * world / n_global, so that DDP's gradient
-average is exactly the gradient of the global batch's mean loss — the single-process gradient. With the rows in
-memory a rank gathers only its own slices (one gather of about 1/world of the rows per epoch); a torch Dataset is
-read a global batch at a time and sliced.
+average is exactly the gradient of the global batch's mean loss — the single-process gradient. A rank reads only
+its own slices: with the rows in memory one gather of about 1/world of the rows per epoch; from a torch Dataset or
+a memory-mapped array only its samples of every global batch (_RankPart), drawn as the whole batch is. An
+IterableDataset, a DataLoader with its own collate_fn, and augmented runs read every global batch whole and slice
+it.
 
 A group is joined in one of two ways:
 - join_local: a process started by nnopt's launcher (_launch.py); the launcher hosts the rendezvous store on
@@ -17,6 +19,7 @@ A group is joined in one of two ways:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import gc
 import os
@@ -24,7 +27,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -65,6 +68,7 @@ class DDPParallel:
         # read every global batch whole (set by the loop when it augments: the augmentation's random draws are
         # those of the global batch, as in one process, and shard() slices after them)
         self.whole_batches = False
+        self._part = _RankPart(rank, world)  # this rank's samples of a streamed source's global batches
 
     def epoch_share(self, n_rows: int, batch: int) -> tuple[int, int]:
         if self.world > n_rows:
@@ -77,12 +81,18 @@ class DDPParallel:
 
     def batches(self, source: Any, batch: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor,
                                                                                           torch.Tensor]]:
-        """This rank's batches of the epoch. Rows in memory: only this rank's slice of every global batch,
-        gathered at once (shard() then weights it); otherwise every global batch, which shard() slices. The same
-        seeded generator on every rank: the same global batches, drawn as one process draws them."""
-        if self.whole_batches or not isinstance(source, TensorSource):
+        """This rank's batches of the epoch: only its slice of every global batch (shard() then weights it) —
+        rows in memory gathered at once, a streamed source's samples read batch by batch; a source that cannot
+        read a part (an IterableDataset) gives every global batch, which shard() slices. The same seeded generator
+        on every rank: the same global batches, drawn as one process draws them."""
+        in_memory = isinstance(source, TensorSource)
+        if self.whole_batches or not (in_memory or getattr(source, "reads_parts", False)):
             self._global_sizes = None
             return source.batches(batch, generator)
+        if not in_memory:
+            self._part.sizes.clear()
+            self._global_sizes = iter(self._part.sizes.popleft, None)  # filled as the batches are drawn
+            return source.batches(batch, generator, self._part)
         n = len(source)
         # the single-process rule (TensorSource.batches): one batch of every row is not shuffled
         index, local, sizes = self.epoch_rows(n, batch, epoch_order(n, generator if batch < n else None))
@@ -198,6 +208,23 @@ class DDPParallel:
         if dist.is_initialized():
             dist.destroy_process_group()
         gc.collect()
+
+
+class _RankPart:
+    """A rank's part of every global batch a streamed source draws (train/_batches.py's Part): of a batch's
+    `size` sample indices, those at [size·rank/world, size·(rank+1)/world) — the rows epoch_rows takes from
+    memory — or the first one, weighted 0 by shard(), when that is empty. Each batch's size is queued for
+    shard(), in the order the batches are drawn (a DataLoader's workers may draw ahead of training)."""
+
+    def __init__(self, rank: int, world: int):
+        self.rank, self.world = rank, world
+        self.sizes: collections.deque[int] = collections.deque()
+
+    def __call__(self, indices: Sequence[int]) -> Sequence[int]:
+        size = len(indices)
+        lo, hi = size * self.rank // self.world, size * (self.rank + 1) // self.world
+        self.sizes.append(size)
+        return indices[lo:hi] if hi > lo else indices[:1]
 
 
 def _views(X: torch.Tensor, Y: torch.Tensor, counts: list[int]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -6,10 +6,12 @@ mnist_hogwild example does it — the model lives in shared memory and every pro
 What is Hogwild's own lives here; the epoch loop is nnopt.train's (train_loop), which every process runs with
 a HogwildParallel as its strategy object:
 - The main process loads the data once and builds the network exactly as `nnopt train` does for the spec
-  (train.prepare: same seeding, same weights), then `net.share_memory()`, and starts workers 1..N-1; it is
-  worker 0 itself. Workers start with the fork start method where the platform has it and CUDA is absent (the
-  data is shared copy-on-write, nothing is pickled), else spawn (the tensors travel through
-  torch.multiprocessing's shared memory).
+  (train.prepare: same seeding, same weights) or takes the user's nn.Module instance (nnopt.fit(MyNet(), ...)),
+  then `net.share_memory()` (the instance's own tensors move to shared memory: it is trained in place and is the
+  result's model), and starts workers 1..N-1; it is worker 0 itself. Workers start with the fork start method
+  where the platform has it and CUDA is absent (the data and the model are inherited, nothing is pickled), else
+  spawn (the tensors travel through torch.multiprocessing's shared memory; a user's model class, loss and metric
+  functions must then be importable).
 - Every process: one intra-op thread, its own optimizer and schedule over the SHARED parameters, its own
   disjoint shard of the training rows (every process draws the same seeded permutation per epoch and takes
   rows rank::nproc of it) and trains on it in that (random) order, so one worker sees exactly the batches
@@ -51,10 +53,11 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 from torch import nn
+from torch.utils.data import IterableDataset
 
 from nnopt import errors
 from nnopt.config import TrainSpec
-from nnopt.data import batch_count, epoch_batches
+from nnopt.data import MemmapSplit, batch_count, epoch_batches
 from nnopt.errors import DivergedError, NnoptError, UsageError, param, require_int
 from nnopt.optim import create_optimizer, create_schedule
 from nnopt.optim._table import is_schedule_free
@@ -66,9 +69,14 @@ KILL_ENV, TRACE_ENV = "NNOPT_TEST_HOGWILD_KILL", "NNOPT_TEST_HOGWILD_TRACE"
 GPU_MESSAGE = f"hogwild needs CPU shared memory; use {param('strategy', 'ddp')} on GPUs"
 
 
-def train_hogwild(spec: TrainSpec, nproc: int, *, callbacks: list[Callback] | None = None, metrics: Any = None,
+def train_hogwild(spec: TrainSpec, nproc: int, *, module: nn.Module | None = None, loss: Any = None,
+                  callbacks: list[Callback] | None = None, metrics: Any = None,
                   start_method: str | None = None) -> FitResult:
     """Train spec's model with `nproc` Hogwild workers; return the FitResult of the shared model.
+
+    module: a user's nn.Module instance to train instead of spec.model (as nnopt.fit takes one); its parameters
+    and buffers are moved to shared memory and trained in place, so the instance itself is the trained model
+    (result.model). loss: as nnopt.fit's (under spawn it is pickled to the workers).
 
     metrics: as nnopt.fit's (names, or {name: fn} — under spawn the functions are pickled to the workers, so
     they must be importable, not lambdas).
@@ -82,10 +90,12 @@ def train_hogwild(spec: TrainSpec, nproc: int, *, callbacks: list[Callback] | No
         raise UsageError(GPU_MESSAGE)
     # shared-memory Hogwild is a CPU strategy even where a GPU exists
     spec = dataclasses.replace(spec, device="cpu", strategy="hogwild", nproc=nproc)
-    p = prepare(spec)
+    p = prepare(spec, module=module, loss=loss)
     train = p.sources["train"]
     if not isinstance(train, TensorSource):
-        raise UsageError("hogwild needs the training data in memory; pass arrays or a file, not a torch Dataset")
+        given, load = _streamed(train)
+        raise UsageError(f"hogwild needs the training rows in memory, and {param('data')} is {given}; {load}, "
+                         f"or use {param('strategy', 'ddp')}")
     if nproc > len(train):
         raise UsageError(f"{param('nproc', nproc)} is more than the {len(train)} training rows; use "
                          f"{param('nproc')} <= {len(train)}")
@@ -114,7 +124,8 @@ def train_hogwild(spec: TrainSpec, nproc: int, *, callbacks: list[Callback] | No
                 proc.start()
             except (pickle.PicklingError, AttributeError, TypeError) as exc:  # spawn pickles the arguments
                 raise UsageError(f"hogwild's {method} workers cannot receive the run's settings ({exc}); give "
-                                 f"{param('metrics')} functions defined at a module's top level") from None
+                                 f"{param('model')}, {param('loss')} and {param('metrics')} classes and functions "
+                                 "defined at a module's top level") from None
             theirs.close()
             procs.append(proc)
             conns.append(mine)
@@ -270,6 +281,18 @@ def _share(net: nn.Module) -> None:
     if not all(t.is_shared() for t in tensors):
         raise UsageError("cannot put the model in shared memory; hogwild needs dense CPU parameters")
 
+
+
+def _streamed(source: Any) -> tuple[str, str]:
+    """What a training split that is not in memory was given as, and how to give it in memory."""
+    split = getattr(source, "split", None)
+    if isinstance(split, MemmapSplit):
+        return ("a memory-mapped .npy array (read from disk batch by batch)",
+                "give the rows in memory (the arrays of np.load(path) without mmap_mode, or an .npz file)")
+    kind = ("a torch DataLoader" if getattr(split, "loader", None) is not None else
+            "a torch IterableDataset" if isinstance(getattr(split, "dataset", None), IterableDataset) else
+            "a torch Dataset")
+    return kind, "pass its samples as arrays (X, y)"
 
 
 def _shard_size(n: int, nproc: int, rank: int) -> int:

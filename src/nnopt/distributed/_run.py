@@ -38,10 +38,11 @@ def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, m
         if under_torchrun:
             raise UsageError("hogwild shares memory between processes of one machine; start it with "
                              f"{param('nproc', metavar='N')}, not under torchrun")
-        if module is not None or loss is not None or resume:
-            raise UsageError(f"{param('strategy', 'hogwild')} trains a model spec with the default loss and does "
-                             f"not resume; use {param('strategy', 'ddp')} for the rest")
-        return _hogwild()(spec, spec.nproc, callbacks=callbacks, metrics=metrics)
+        if resume:
+            raise UsageError(f"{param('strategy', 'hogwild')} does not resume: it writes no checkpoint, as each "
+                             f"worker's optimizer state is its own; train again without {param('resume', True)}, "
+                             f"or use {param('strategy', 'ddp')} for a run that resumes")
+        return _hogwild()(spec, spec.nproc, module=module, loss=loss, callbacks=callbacks, metrics=metrics)
     options = dict(module=module, loss=loss, metrics=metrics, callbacks=callbacks, resume=resume)
     if under_torchrun:
         if spec.nproc > 1:

@@ -3,13 +3,13 @@ IterableDataset / DataLoader through a DataLoader, or a memory-mapped array read
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, IterableDataset, RandomSampler
+from torch.utils.data import DataLoader, IterableDataset, RandomSampler, Sampler, default_collate
 
 from nnopt.data import Data, DatasetSplit, MemmapSplit, batch_count, epoch_batches
 from nnopt.errors import DataError, describe, param
@@ -17,6 +17,8 @@ from nnopt.train._parallel import Parallel
 from nnopt.train._setup import training_targets
 
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating
+# A part of a global batch: given the batch's sample indices, the ones to read (a DDP rank's share of them)
+Part = Callable[[Sequence[int]], Sequence[int]]
 
 
 class TensorSource:
@@ -107,8 +109,33 @@ class LoaderSource:
         """Batches in a training epoch (what a learning-rate schedule counts)."""
         return len(self._loader(batch, torch.Generator()))
 
-    def batches(self, batch: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return (self._prepare(b) for b in self.loader(batch, generator))
+    @property
+    def reads_parts(self) -> bool:
+        """Whether batches(part=...) reads only a part of each batch: a map-style Dataset batched with torch's
+        default collate, which stacks samples, so the part's batch is that slice of the whole batch (a user's
+        collate_fn may not be: one that pads to the batch's longest sample)."""
+        user = self.split.loader
+        return not isinstance(self.split.dataset, IterableDataset) and (
+            user is None or user.batch_sampler is not None and user.collate_fn is default_collate)
+
+    def batches(self, batch: int, generator: torch.Generator,
+                part: Part | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's batches; with `part` (when reads_parts), only part(indices) of each batch's samples are
+        read, from the same draws of `generator` as the whole batches."""
+        return (self._prepare(b) for b in (self.loader(batch, generator) if part is None else
+                                           self._part_loader(batch, generator, part)))
+
+    def _part_loader(self, batch: int, generator: torch.Generator, part: Part) -> DataLoader:
+        key = (batch, True, part)
+        if key not in self.loaders:
+            whole = self.loader(batch, generator)  # the same sampler and generator: the same global batches
+            self.loaders[key] = DataLoader(
+                whole.dataset, batch_sampler=_PartSampler(whole.batch_sampler, part), collate_fn=whole.collate_fn,
+                num_workers=whole.num_workers, pin_memory=whole.pin_memory, timeout=whole.timeout,
+                worker_init_fn=whole.worker_init_fn, multiprocessing_context=whole.multiprocessing_context,
+                generator=whole.generator, persistent_workers=whole.persistent_workers,
+                **({"prefetch_factor": whole.prefetch_factor} if whole.num_workers else {}))
+        return self.loaders[key]
 
     def outputs(self, net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         outs, targets = [], []
@@ -137,18 +164,36 @@ class MemmapSource:
         xb = self.split.read(positions).reshape(len(positions), *self.shape)
         return xb.to(self.device), self.Y[torch.from_numpy(positions)].to(self.device)
 
-    def batches(self, batch: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    reads_parts = True
+
+    def batches(self, batch: int, generator: torch.Generator,
+                part: Part | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's batches; with `part`, only the rows part(positions) of each batch (in disk order)."""
         n = len(self.split)
         order = torch.randperm(n, generator=generator).numpy() if batch < n else np.arange(n)
         count = batch_count(n, batch)
         for k in range(count):
             stop = n if k == count - 1 else (k + 1) * batch
-            yield self._rows(self.split.in_disk_order(order[k * batch:stop]))
+            positions = self.split.in_disk_order(order[k * batch:stop])
+            yield self._rows(positions if part is None else np.asarray(part(positions)))
 
     def outputs(self, net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         n, step = len(self.split), min(EVAL_CHUNK, self.split.chunk())
         outs = [net(self._rows(np.arange(i, min(n, i + step)))[0]) for i in range(0, n, step)]  # split order
         return torch.cat(outs), self.Y.to(self.device)
+
+
+class _PartSampler(Sampler):
+    """A batch sampler that yields part(batch) of every batch of another (its draws are the other's)."""
+
+    def __init__(self, batches: Any, part: Part):
+        self.whole, self.part = batches, part
+
+    def __iter__(self) -> Iterator[Sequence[int]]:
+        return (self.part(indices) for indices in self.whole)
+
+    def __len__(self) -> int:
+        return len(self.whole)
 
 
 def make_source(data: Data, split: str, device: torch.device, sample_shape: tuple[int, ...], workers: int = 0,

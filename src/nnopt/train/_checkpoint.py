@@ -75,11 +75,15 @@ def restore_rng(generator: torch.Generator, state: dict[str, Any]) -> None:
 
 def resume_settings(run_dir: Path) -> dict[str, Any]:
     """The settings of the run to continue, from its config.json, so `--out DIR --resume` is enough."""
-    if not (run_dir / "checkpoint.pt").is_file():
-        raise CheckpointError(f"no checkpoint to resume at {run_dir / 'checkpoint.pt'}; "
-                              f"run without {param('resume', True)} to start fresh")
     try:
         saved = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError):
+        saved = {}
+    if not (run_dir / "checkpoint.pt").is_file():
+        why = (f": a {param('strategy', 'hogwild')} run writes none, as each worker's optimizer state is its own"
+               if isinstance(saved, dict) and saved.get("strategy") == "hogwild" else "")
+        raise CheckpointError(f"no checkpoint to resume at {run_dir / 'checkpoint.pt'}{why}; "
+                              f"run without {param('resume', True)} to start fresh")
+    if not isinstance(saved, dict):
         return {}
     return {k: v for k, v in saved.items() if k in TrainSpec.__dataclass_fields__}
