@@ -1,8 +1,9 @@
-"""A streamed training split's metrics of an epoch, from the batches it trained on (no second pass).
+"""An epoch's training metrics from the batches it trained on (train_metrics="running": no second pass).
 
 Each step's outputs (detached) are folded into sums that stay on the device — a confusion matrix for
 classification, per-output sums of the targets, their squares and the errors for regression — and read once at
-the epoch's end. The values are those of the model as it moved through the epoch (dropout on), like train_loss.
+the epoch's end (one host transfer; in a group of processes one all-reduce first, so every rank reads the sums of
+all ranks' rows). The values are those of the model as it moved through the epoch (dropout on), like train_loss.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from nnopt.train._metrics import confusion_scores
+from nnopt.train._parallel import Parallel
 
 
 class RunningMetrics:
@@ -44,9 +46,14 @@ class RunningMetrics:
         self.sums += torch.stack([torch.full_like(y[0], len(y)), y.sum(0), (y * y).sum(0), (error * error).sum(0),
                                   error.abs().sum(0)])
 
-    def values(self) -> dict[str, float | None]:
-        """The epoch's metrics besides the loss (one host transfer)."""
-        sums = self.sums.cpu().numpy()
+    def values(self, parallel: Parallel | None = None) -> dict[str, float | None]:
+        """The epoch's metrics besides the loss; with `parallel`, over the rows of every rank (the same values on
+        each). Counts travel as float64 sums, exact below 2**53."""
+        sums = self.sums
+        if parallel is not None:
+            sums = (parallel.all_mean(sums.double()) * parallel.world).to(sums.device)
+            sums = sums.round().long() if self.sums.dtype == torch.long else sums
+        sums = sums.cpu().numpy()
         if self.task == "classification":
             cm = sums.reshape(self.k, self.k)
             out: dict[str, float | None] = {}
