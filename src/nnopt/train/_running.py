@@ -16,6 +16,8 @@ import torch
 from nnopt.train._metrics import confusion_scores
 from nnopt.train._parallel import Parallel
 
+FOLD_EVERY = 64  # classification: steps whose cells are counted together (a few KB each, kept on the device)
+
 
 class RunningMetrics:
     def __init__(self, task: str, n_outputs: int, n_classes: int | None, names: Sequence[str],
@@ -28,16 +30,21 @@ class RunningMetrics:
         self.reset()
 
     def reset(self) -> None:
-        if self.task == "classification":
+        if self.task == "classification":  # the confusion matrix, and the steps' cells not yet counted in it
             self.sums = torch.zeros(self.k * self.k, dtype=torch.long, device=self.device)
+            self.cells: list[torch.Tensor] = []
         else:  # rows; sum y, sum y^2, sum e^2, sum |e| per output
             self.sums = torch.zeros(5, self.k, dtype=torch.float64, device=self.device)
 
     def add(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
-        if self.task == "classification":
-            pred = (outputs.reshape(-1) >= 0).long() if self.binary else outputs.argmax(dim=1)
-            cells = targets.reshape(-1).long() * self.k + pred
-            self.sums.scatter_add_(0, cells, torch.ones_like(cells))  # bincount would sync to size its output
+        if self.task == "classification":  # two small ops a step: the predicted classes, then their cells
+            if self.binary:
+                cells = torch.add((outputs.reshape(-1) >= 0).long(), targets.reshape(-1).long(), alpha=2)
+            else:
+                cells = torch.add(outputs.argmax(dim=1), targets.reshape(-1), alpha=self.k)  # target * k + class
+            self.cells.append(cells)
+            if len(self.cells) == FOLD_EVERY:
+                self._fold()
             return
         out, y = outputs.reshape(len(outputs), -1).double(), targets.reshape(len(targets), -1).double()
         if self.scale is not None:  # in the target's own units, as the held-out splits report them
@@ -46,9 +53,19 @@ class RunningMetrics:
         self.sums += torch.stack([torch.full_like(y[0], len(y)), y.sum(0), (y * y).sum(0), (error * error).sum(0),
                                   error.abs().sum(0)])
 
+    def _fold(self) -> None:
+        """Count the kept cells into the confusion matrix: one scatter for many steps (bincount would sync to size
+        its output)."""
+        if self.cells:
+            cells = torch.cat(self.cells)
+            self.sums.scatter_add_(0, cells, torch.ones_like(cells))
+            self.cells = []
+
     def values(self, parallel: Parallel | None = None) -> dict[str, float | None]:
         """The epoch's metrics besides the loss; with `parallel`, over the rows of every rank (the same values on
         each). Counts travel as float64 sums, exact below 2**53."""
+        if self.task == "classification":
+            self._fold()
         sums = self.sums
         if parallel is not None:
             sums = (parallel.all_mean(sums.double()) * parallel.world).to(sums.device)
