@@ -13,10 +13,9 @@ from torch.utils.data import DataLoader, IterableDataset, RandomSampler
 
 from nnopt.data import Data, DatasetSplit, MemmapSplit, batch_count, epoch_batches
 from nnopt.errors import DataError, describe, param
+from nnopt.train._chunk import scoring_chunk
 from nnopt.train._parallel import Parallel
 from nnopt.train._setup import training_targets
-
-EVAL_CHUNK = 8192  # rows per forward pass when evaluating
 
 
 class TensorSource:
@@ -38,7 +37,8 @@ class TensorSource:
         if parallel is not None:
             n = len(X)
             X = X[n * parallel.rank // parallel.world:n * (parallel.rank + 1) // parallel.world]
-        outputs = torch.cat([net(X[i:i + EVAL_CHUNK]) for i in range(0, len(X), EVAL_CHUNK)]) if len(X) else \
+        step = scoring_chunk(net, X.shape[1:], X.dtype)  # rows per forward pass, sized by the activations
+        outputs = torch.cat([net(X[i:i + step]) for i in range(0, len(X), step)]) if len(X) else \
             net(self.X[:1])[:0]  # no rows here: an empty block of the right width
         return (outputs if parallel is None else parallel.gather_rows(outputs, len(self.X))), self.Y
 
@@ -146,7 +146,7 @@ class MemmapSource:
             yield self._rows(self.split.in_disk_order(order[k * batch:stop]))
 
     def outputs(self, net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        n, step = len(self.split), min(EVAL_CHUNK, self.split.chunk())
+        n, step = len(self.split), min(scoring_chunk(net, self.shape), self.split.chunk())
         outs = [net(self._rows(np.arange(i, min(n, i + step)))[0]) for i in range(0, n, step)]  # split order
         return torch.cat(outs), self.Y.to(self.device)
 
