@@ -5,12 +5,13 @@ loop (open, convert to RGB, to a numpy array; no resize), round-robin, medians.
 the same: decode every file, a seeded 70 / 15 / 15 split, the same network (nnopt.build_model of the same spec),
 Adam at the same lr, batch, epochs and threads, index slicing with `loss.item()` per step, validation accuracy
 after each epoch and test accuracy at the end. images/s is files / seconds of the whole thing (nnopt: the whole
-fit() call, its per-epoch train and validation scoring included); the two alternate, medians.
+fit() call: reading the folder, the per-epoch validation scoring and the final scores included); they alternate,
+medians.
 
     python benchmarks/images.py                     # 10,000 PNGs of 32x32 (3 classes), 3 repeats
     python benchmarks/images.py --files 2000 --repeats 5
     python benchmarks/images.py --part train [--model cnn:16,32] [--epochs 2] [--threads 1] [--repeats 3]
-        [--eval-chunk 256]
+        [--eval-chunk 256] [--exact]
 
 The folder is written once under --dir (default: a temporary directory) with seeded noise and shapes.
 Results: benchmarks/RESULTS.md, "Image folders".
@@ -105,17 +106,18 @@ def hand_train(root: Path, model: str, epochs: int, batch: int, lr: float, seed:
 
 
 def nnopt_train(root: Path, model: str, epochs: int, batch: int, lr: float, seed: int, threads: int,
-                eval_chunk: int | None = None) -> tuple[int, float]:
+                eval_chunk: int | None = None, train_metrics: str = "running") -> tuple[int, float]:
     import nnopt
     from nnopt.train import _batches
 
-    saved = _batches.EVAL_CHUNK
-    _batches.EVAL_CHUNK = eval_chunk or saved  # rows per forward pass when scoring the splits
+    saved = _batches.scoring_chunk
+    if eval_chunk:  # a fixed number of rows per scoring forward pass instead of the activation-sized chunk
+        _batches.scoring_chunk = lambda net, shape, dtype=None: eval_chunk
     try:
         result = nnopt.fit(model, str(root), optimizer="adam", lr=lr, epochs=epochs, batch_size=batch, seed=seed,
-                           threads=threads, device="cpu", progress=False)
+                           threads=threads, device="cpu", progress=False, train_metrics=train_metrics)
     finally:
-        _batches.EVAL_CHUNK = saved
+        _batches.scoring_chunk = saved
     rows = result.config["data_info"]
     return rows["n_train"] + rows["n_val"] + rows["n_test"], result.metrics["test"]["accuracy"]
 
@@ -133,6 +135,9 @@ def train_part(root: Path, args: argparse.Namespace) -> None:
     if args.eval_chunk:
         runs[f"nnopt.fit, scoring {args.eval_chunk} rows a forward pass"] = lambda: nnopt_train(
             root, args.model, args.epochs, args.batch_size, args.lr, 0, args.threads, args.eval_chunk)
+    if args.exact:
+        runs["nnopt.fit, train_metrics='exact', 8192 rows a scoring pass"] = lambda: nnopt_train(
+            root, args.model, args.epochs, args.batch_size, args.lr, 0, args.threads, 8192, "exact")
     times: dict[str, list[float]] = {name: [] for name in runs}
     outcome: dict[str, tuple[int, float]] = {}
     load = os.getloadavg()[0]
@@ -167,7 +172,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=1, help="--part train: torch threads (default 1)")
     parser.add_argument("--eval-chunk", type=int, help="--part train: also nnopt.fit scoring the splits this many "
-                                                       "rows a forward pass (nnopt's EVAL_CHUNK is 8192)")
+                                                       "rows a forward pass (nnopt sizes it by the activations)")
+    parser.add_argument("--exact", action="store_true", help="--part train: also nnopt.fit scoring the training "
+                        "split after every epoch (train_metrics='exact') in chunks of 8192 rows, as before issue 19")
     args = parser.parse_args()
     from imagegen import write_folder
 
