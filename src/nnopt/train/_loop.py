@@ -75,8 +75,9 @@ def fit(model: Any, data: Any, *, optimizer: str = "adam", lr: float | None = No
     metrics: built-in metric names (a list), or {name: fn(outputs, targets) -> float} scored on val and test each
     epoch besides the built-ins (logged as val_<name>). callbacks: nnopt.train.Callback instances.
     options: the other TrainSpec fields (target, task, optimizer_params, schedule_params, early_stopping,
-    monitor, mode, clip_grad, val_fraction, test_fraction, scale, threads, log). early_stopping=N stops after N
-    epochs without a better `monitor` (default val_loss); with either, the best epoch's weights are kept.
+    monitor, mode, clip_grad, val_fraction, test_fraction, scale, threads, log, train_metrics). early_stopping=N
+    stops after N epochs without a better `monitor` (default val_loss); with either, the best epoch's weights are
+    kept.
     lr None is the optimizer's default (its row of `nnopt optimizers`); batch_size None is 64, or the full training
     set for `gd`; epochs None is 10, or 100 for `gd` (one step per epoch).
     nproc > 1 starts processes: that is nnopt.fit (through nnopt.distributed), not this function.
