@@ -49,5 +49,8 @@ def test_scores_in_chunks_equal_scores_in_one_pass():
         chunked, targets = TensorSource(X, Y).outputs(net)  # 22 passes of 85 rows
         by_importance = forward_of(net)(X)
     assert torch.equal(targets, Y)
-    assert torch.equal(chunked, whole)  # each row's outputs do not depend on the rows scored with it (CPU)
-    assert torch.equal(chunked, by_importance)  # training and importance cut the rows alike
+    # the same scores: equal bit for bit on the 2-core test machine; another CPU's kernels may round a chunk of 85
+    # rows and one of 1,797 differently in the last bits
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
+    assert torch.equal(chunked.argmax(1), whole.argmax(1))
+    assert torch.equal(chunked, by_importance)  # training and importance cut the rows alike: bit for bit
