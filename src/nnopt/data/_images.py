@@ -234,6 +234,7 @@ def decode_images(paths: list[Path], *, size: tuple[int, int] | None = None, cha
     files at another size (or colour ones for a grey set) are decoded again, converted and resized as above. Workers
     return uint8 pixels; the conversion to float32 in [0, 1] happens once, here."""
     names = [str(p) for p in paths]
+    size = None if size is None else (int(size[0]), int(size[1]))
     if size is not None and channels is not None:
         results = _decode_all(names, size, channels)
     else:
