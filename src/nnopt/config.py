@@ -22,6 +22,8 @@ DEVICES = ("auto", "cpu", "cuda")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 # synchronous data parallel (DistributedDataParallel); asynchronous Hogwild SGD; local SGD (periodic averaging)
 STRATEGIES = ("ddp", "hogwild", "local-sgd")
+# how an epoch's train_* metrics are found: from the batches it trained on, or by scoring the training split again
+TRAIN_METRICS = ("running", "exact")
 DEFAULT_SYNC_EVERY = 8  # local SGD: optimizer steps between parameter averages
 DEFAULT_EPOCHS = 10
 # A full-batch optimizer (gd) takes one step per epoch, and 10 steps of gradient descent train little: on digits
@@ -80,6 +82,10 @@ class TrainSpec:
     # the epoch progress bar on stderr: True, False, or "auto" (when stderr is a terminal). False here, so that the
     # commands that train many models (tune, search, compare, automl) stay quiet; nnopt.fit and `nnopt train` ask "auto"
     progress: Any = False
+    # an epoch's train_* metrics: "running" (from the outputs of the batches trained on; no second pass) or "exact"
+    # (the whole training split scored again after the epoch). The run's final train metrics are exact either way,
+    # except for a streamed source (a torch Dataset, a memory-mapped array), which is not read a second time.
+    train_metrics: str = "running"
 
     def validate(self) -> TrainSpec:
         if self.data is None or (isinstance(self.data, str) and not self.data.strip()):
@@ -147,6 +153,9 @@ class TrainSpec:
         if self.pin_memory is not None and not isinstance(self.pin_memory, bool):
             raise UsageError(f"{param('pin_memory')} must be True, False or None (on for CUDA); got "
                              f"{describe(self.pin_memory)}")
+        if self.train_metrics not in TRAIN_METRICS:
+            raise UsageError(f"{param('train_metrics')} must be one of {', '.join(TRAIN_METRICS)}; got "
+                             f"{describe(self.train_metrics)}")
         if self.progress is None:
             self.progress = "auto"
         if not isinstance(self.progress, bool) and self.progress != "auto":

@@ -218,3 +218,32 @@ def test_sixteen_bit_grey_keeps_its_range(tmp_path):
     assert data.input_shape == (1, 8, 8)
     pixels = np.sort(data.train.X.numpy().reshape(-1))
     assert pixels.max() == pytest.approx(63000 / 65535, rel=1e-6) and len(np.unique(pixels)) == 64
+
+
+def test_one_pass_reading_equals_decoding_straight_to_the_chosen_size_and_channels(tmp_path):
+    # without image_size the reader decodes each file at its own size and mode, then decodes again only those that
+    # differ; the pixels must be those of decoding every file straight to the chosen size and channels
+    from nnopt.data import _images
+
+    root = tmp_path / "mixed"
+    write_folder(root, 12, seed=4, sizes=((16, 16),), grey=0.4, jpeg=0.4)
+    values = (np.arange(256, dtype=np.uint16).reshape(16, 16) * 250)
+    Image.fromarray(values).save(root / "circle" / "deep.png")  # 16-bit grey: float, not clipped at 255
+    Image.new("P", (16, 16), 3).save(root / "square" / "palette.gif")
+    Image.new("LA", (16, 16), (30, 100)).save(root / "square" / "alpha.png")
+    Image.new("1", (16, 16), 1).save(root / "square" / "bilevel.png")
+    same = _images.image_files(root)
+    Image.new("RGB", (40, 24), (90, 20, 200)).save(root / "cross" / "large.jpg", quality=90)
+    for files, size in ((same, (16, 16)), (_images.image_files(root), (32, 32))):  # one size; mixed sizes
+        X, kept, bad = _images.decode_images(files)
+        straight = _images.decode_images(files, size=size, channels=3)
+        assert X.dtype == np.float32 and X.shape == (len(files), 3, *size) and bad == []
+        assert np.array_equal(X, straight[0]) and kept == straight[1]
+    def mode(path):
+        with Image.open(path) as img:
+            return img.mode
+
+    grey = [f for f in same if mode(f) == "L"]
+    assert len(grey) >= 8
+    X, _, _ = _images.decode_images(grey)
+    assert X.shape[1] == 1 and np.array_equal(X, _images.decode_images(grey, size=(16, 16), channels=1)[0])

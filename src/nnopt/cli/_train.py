@@ -52,6 +52,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
                                                                    "between parameter averages (default 8)")
     train.add_argument("--max-restarts", type=int, metavar="K", help="with --nproc: restart the processes from the "
                                                                       "checkpoint up to K times after a crash")
+    train.add_argument("--train-metrics", metavar="HOW", help="running (default: each epoch's train metrics from "
+                                                             "the batches trained on) | exact (score the training "
+                                                             "split again after every epoch)")
     train.add_argument("--out", help="run directory (default runs/train-TIMESTAMP)")
     train.add_argument("--log", action="append", metavar="NAME", help="also log the metrics to csv | tensorboard | "
                        "mlflow (repeatable or comma-separated; metrics.jsonl is always written)")

@@ -1,9 +1,10 @@
 """Image folders in torchvision's ImageFolder layout, decoded with Pillow into (n, C, H, W) pixels in [0, 1].
 
 ROOT/CLASS/**/*.png (one subfolder per class, names sorted), or ROOT/train|val|test/CLASS/... with the splits kept
-as given. Headers are read first (size and mode, no pixel decoding) to choose the common size and the channels;
-then every image is decoded, converted and resized. Many files are decoded in a process pool: Pillow holds the
-GIL while it decodes small images, so threads do not help.
+as given. One pass decodes every file at its own size and mode; the common size and the channels are learnt from
+it, and only the files that differ are decoded again, converted and resized. Pixels travel as uint8 and become
+float32 once, at the end. Many files are decoded in a process pool: Pillow holds the GIL while it decodes small
+images, so threads do not help.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 SPLITS = ("train", "val", "test")
 DEFAULT_SIZE = 32
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+FLOAT_MODES = ("I", "I;16", "I;16B", "I;16L", "F")  # decoded as float32: "L" would clip them at 255
 POOL_MIN_FILES = 2000  # below this a pool's start-up costs more than it saves (benchmarks/images.py)
 CHUNK = 256  # files per pool task
 SHOWN_BAD = 20  # undecodable files listed by name (all are counted)
@@ -130,60 +132,63 @@ def list_image_folder(root: Path) -> tuple[list[str], list[tuple[Path, str, str 
 
 # -- decoding -------------------------------------------------------------------------------------------------------
 
-def _probe(path: str) -> tuple[int, int, bool] | str:
-    """(height, width, grey) from the header, or why the file cannot be read."""
+def _read(path: str) -> tuple[np.ndarray, bool] | str:
+    """The file's pixels at its own size, (C, H, W): uint8 ("L" for a grey mode, else "RGB"), or float32 in [0, 1]
+    before clipping for 16-bit and float grey; and whether its mode is grey. Or why it cannot be read."""
     from PIL import Image
 
     try:
         with Image.open(path) as img:
-            return img.height, img.width, img.mode in GREY_MODES
+            grey = img.mode in GREY_MODES
+            img.seek(0)  # an animation's first frame
+            pixels = _pixels(img, 1 if grey else 3)
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a bad file; each is a bad file here
         return f"{type(exc).__name__}: {exc}"
+    return _channels_first(pixels), grey
+
+
+def _pixels(img, channels: int) -> np.ndarray:
+    """(H, W) or (H, W, 3) pixels of an open image: uint8 in `channels`, or float32 for 16-bit and float grey."""
+    if img.mode in FLOAT_MODES:  # 16-bit or float grey: "L" would clip at 255
+        scale = 1.0 if img.mode == "F" else 65535.0
+        return np.asarray(img, dtype=np.float32) / np.float32(scale)
+    return np.asarray(img.convert("L" if channels == 1 else "RGB"))
+
+
+def _channels_first(pixels: np.ndarray) -> np.ndarray:
+    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
 def _decode(path: str, size: tuple[int, int], channels: int) -> np.ndarray | str:
-    """(C, H, W) pixels (uint8, or float32 in [0, 1] for 16-bit and float images), or why decoding failed."""
+    """(C, H, W) pixels at `size` in `channels` (uint8, or float32 for 16-bit and float images, not yet clipped),
+    or why decoding failed."""
     from PIL import Image
 
     height, width = size
     try:
         with Image.open(path) as img:
-            img.seek(0)  # an animation's first frame
+            img.seek(0)
             if img.format == "JPEG":
                 img.draft("L" if channels == 1 else "RGB", (width, height))  # decode at a reduced scale: faster
-            if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float grey: "L" would clip at 255
-                scale = 1.0 if img.mode == "F" else 65535.0
-                img = Image.fromarray(np.asarray(img, dtype=np.float32) / np.float32(scale), mode="F")
+            if img.mode in FLOAT_MODES:
+                img = Image.fromarray(_pixels(img, channels), mode="F")
             else:
                 img = img.convert("L" if channels == 1 else "RGB")
             if img.size != (width, height):
                 img = img.resize((width, height), Image.Resampling.BILINEAR)
             pixels = np.asarray(img)
-    except Exception as exc:  # noqa: BLE001 - as in _probe
+    except Exception as exc:  # noqa: BLE001 - as in _read
         return f"{type(exc).__name__}: {exc}"
-    if pixels.dtype == np.float32:
-        pixels = np.clip(pixels, 0.0, 1.0)
-        if channels == 3:  # a grey image in a colour set
-            pixels = np.repeat(pixels[..., None], 3, axis=2)
-    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+    return _channels_first(pixels)
 
 
-def _probe_chunk(paths: list[str]) -> list:
-    return [_probe(p) for p in paths]
+def _read_chunk(paths: list[str]) -> list:
+    return [_read(p) for p in paths]
 
 
-def _decode_chunk(job: tuple[list[str], tuple[int, int], int]) -> tuple[np.ndarray, list[str | None]]:
-    """One chunk's pixels as one float32 array (one transfer from a worker), and per file None or why it failed."""
+def _decode_chunk(job: tuple[list[str], tuple[int, int], int]) -> list:
     paths, size, channels = job
-    out = np.empty((len(paths), channels, *size), dtype=np.float32)
-    errors: list[str | None] = []
-    for row, path in zip(out, paths):
-        pixels = _decode(path, size, channels)
-        errors.append(pixels if isinstance(pixels, str) else None)
-        if not isinstance(pixels, str):
-            row[...] = pixels if pixels.dtype == np.float32 else pixels * np.float32(1 / 255)
-    ok = [i for i, e in enumerate(errors) if e is None]
-    return (out if len(ok) == len(paths) else out[ok]), errors
+    return [_decode(p, size, channels) for p in paths]
 
 
 def pool_size(n_files: int) -> int:
@@ -212,37 +217,68 @@ def _chunks(items: list[str]) -> list[list[str]]:
     return [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
 
 
+def _decode_all(names: list[str], size: tuple[int, int], channels: int) -> list:
+    jobs = [(chunk, size, channels) for chunk in _chunks(names)]
+    return [r for chunk in _run(_decode_chunk, jobs, len(names)) for r in chunk]
+
+
 def decode_images(paths: list[Path], *, size: tuple[int, int] | None = None, channels: int | None = None,
                   strict: bool = False) -> tuple[np.ndarray, list[int], list[str]]:
-    """(pixels float32 (n_ok, C, H, W), positions of the decoded files, ["path: reason", ...] for the rest).
+    """(pixels float32 (n_ok, C, H, W) in [0, 1], positions of the decoded files, ["path: reason", ...] for the rest).
 
     size None: the files' common size, else DEFAULT_SIZE square. channels None: 1 when every image is grey, else 3.
-    strict: the first file that does not decode is a DataError naming it."""
+    strict: the first file that does not decode is a DataError naming it.
+
+    With both given every file is decoded straight to them. Otherwise there is one pass, no header pass: each
+    file is decoded at its own size and mode, the size and channels are chosen from what was decoded, and only the
+    files at another size (or colour ones for a grey set) are decoded again, converted and resized as above. Workers
+    return uint8 pixels; the conversion to float32 in [0, 1] happens once, here."""
     names = [str(p) for p in paths]
-    bad: dict[int, str] = {}
-    if size is None or channels is None:
-        probes = [r for chunk in _run(_probe_chunk, _chunks(names), len(names)) for r in chunk]
-        bad.update({i: r for i, r in enumerate(probes) if isinstance(r, str)})
-        _check_bad(bad, names, strict)
-        good = [r for r in probes if not isinstance(r, str)]
+    size = None if size is None else (int(size[0]), int(size[1]))
+    if size is not None and channels is not None:
+        results = _decode_all(names, size, channels)
+    else:
+        read = [r for chunk in _run(_read_chunk, _chunks(names), len(names)) for r in chunk]
+        good = [r for r in read if not isinstance(r, str)]
         if not good:
-            raise DataError(f"none of the {len(names)} images decode (e.g. {names[0]}: {bad[0]}); check the files")
+            _check_bad({i: r for i, r in enumerate(read)}, names, strict)
+            raise DataError(f"none of the {len(names)} images decode (e.g. {names[0]}: {read[0]}); check the files")
         if size is None:
-            sizes = {(h, w) for h, w, _ in good}
+            sizes = {pixels.shape[1:] for pixels, _ in good}
             size = sizes.pop() if len(sizes) == 1 else (DEFAULT_SIZE, DEFAULT_SIZE)
         if channels is None:
-            channels = 1 if all(grey for _, _, grey in good) else 3
-    todo = [i for i in range(len(names)) if i not in bad]
-    jobs = [(chunk, size, channels) for chunk in _chunks([names[i] for i in todo])]
-    results = _run(_decode_chunk, jobs, len(todo))
-    errors = [e for _, chunk_errors in results for e in chunk_errors]
-    bad.update({i: e for i, e in zip(todo, errors) if e is not None})
+            channels = 1 if all(grey for _, grey in good) else 3
+        results = [r if isinstance(r, str) else r[0] for r in read]
+        # a grey image in a colour set is repeated to 3 channels below, as Pillow's convert("RGB") would
+        again = [i for i, r in enumerate(results) if not isinstance(r, str)
+                 and (r.shape[1:] != size or len(r) > channels)]
+        for i, pixels in zip(again, _decode_all([names[i] for i in again], size, channels)):
+            results[i] = pixels
+    bad = {i: r for i, r in enumerate(results) if isinstance(r, str)}
     _check_bad(bad, names, strict)
-    kept = [i for i, e in zip(todo, errors) if e is None]
+    kept = [i for i, r in enumerate(results) if not isinstance(r, str)]
     if not kept:
-        raise DataError(f"none of the {len(names)} images decode (e.g. {bad[min(bad)]}); check the files")
-    X = np.concatenate([pixels for pixels, _ in results]) if len(results) > 1 else results[0][0]
-    return X, kept, [f"{names[i]}: {bad[i]}" for i in sorted(bad)]
+        raise DataError(f"none of the {len(names)} images decode (e.g. {names[min(bad)]}: {bad[min(bad)]}); check "
+                        "the files")
+    return _to_float([results[i] for i in kept], size, channels), kept, [f"{names[i]}: {bad[i]}" for i in sorted(bad)]
+
+
+def _to_float(pixels: list[np.ndarray], size: tuple[int, int], channels: int) -> np.ndarray:
+    """The images as one float32 (n, C, H, W) array in [0, 1]: the uint8 ones scaled by 1/255 in one operation (a
+    grey one in a colour set repeated to 3 channels, as Pillow's convert("RGB") does), 16-bit and float ones
+    clipped."""
+    codes = np.zeros((len(pixels), channels, *size), dtype=np.uint8)
+    deep = []
+    for i, (row, image) in enumerate(zip(codes, pixels)):
+        if image.dtype == np.uint8:
+            row[...] = image  # (1, H, W) broadcasts to 3 channels
+        else:
+            deep.append(i)
+    X = codes.astype(np.float32)
+    X *= np.float32(1 / 255)
+    for i in deep:
+        X[i] = np.clip(pixels[i], 0.0, 1.0)
+    return X
 
 
 def _check_bad(bad: dict[int, str], names: list[str], strict: bool) -> None:

@@ -18,9 +18,8 @@ from torch import nn
 from nnopt.data import apply_preprocessing, encode_table, kept_columns, load_rows
 from nnopt.errors import DataError, UsageError, describe, param, require_model_path
 from nnopt.models import Shaped
+from nnopt.train import scoring_chunk
 from nnopt.inference._source import locate, training_settings
-
-EVAL_CHUNK = 8192  # rows per forward pass, as nnopt.train evaluates
 
 
 @dataclass
@@ -165,7 +164,8 @@ class Predictor:
         self.model.eval()
         if len(inputs) == 0:
             return torch.zeros(0, self.n_outputs)
-        return torch.cat([self.model(inputs[i:i + EVAL_CHUNK]) for i in range(0, len(inputs), EVAL_CHUNK)])
+        step = scoring_chunk(self.model, inputs.shape[1:], inputs.dtype)  # the chunks nnopt.train scores in
+        return torch.cat([self.model(inputs[i:i + step]) for i in range(0, len(inputs), step)])
 
     def decode(self, outputs: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
         """(predictions, class probabilities or None): class codes for classification, values in the

@@ -42,7 +42,7 @@ _TOP_LEVEL_ONLY = ("data", "target", "task", *TABLE_KEYS, "model", "seed")  # Tr
 TUNABLE_TRAIN_FIELDS = tuple(f for f in _TRAIN_FIELDS
                              if f not in (*_TOP_LEVEL_ONLY, "out", "optimizer_params", "schedule_params", "log",
                                           "nproc", "strategy", "max_restarts", "progress", "num_workers",
-                                          "pin_memory", "val_data", "n_classes"))
+                                          "pin_memory", "val_data", "n_classes", "train_metrics"))
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Training: fit() and its loop, metrics, callbacks, checkpoints and the run directory."""
 
 from nnopt.train._callbacks import Callback
+from nnopt.train._chunk import scoring_chunk
 from nnopt.train._progress import ProgressBar
 from nnopt.train._checkpoint import resume_settings
 from nnopt.train._importance import (
@@ -24,4 +25,5 @@ __all__ = [
     "find_lr", "suggest_lr", "compute_metrics", "metric_names", "CLASSIFICATION_METRICS", "REGRESSION_METRICS",
     "choose_threads", "training_targets", "update_function", "IMPORTANCE_MAX_ROWS", "IMPORTANCE_REPEATS",
     "importance_file", "importance_metric", "permutation_scores", "build_for", "model_input_shape",
+    "scoring_chunk",
 ]

@@ -13,10 +13,10 @@ from torch.utils.data import DataLoader, IterableDataset, RandomSampler, Sampler
 
 from nnopt.data import Data, DatasetSplit, MemmapSplit, batch_count, epoch_batches
 from nnopt.errors import DataError, describe, param
+from nnopt.train._chunk import scoring_chunk
 from nnopt.train._parallel import Parallel
 from nnopt.train._setup import training_targets
 
-EVAL_CHUNK = 8192  # rows per forward pass when evaluating
 # A part of a global batch: given the batch's sample indices, the ones to read (a DDP rank's share of them)
 Part = Callable[[Sequence[int]], Sequence[int]]
 
@@ -40,7 +40,8 @@ class TensorSource:
         if parallel is not None:
             n = len(X)
             X = X[n * parallel.rank // parallel.world:n * (parallel.rank + 1) // parallel.world]
-        outputs = torch.cat([net(X[i:i + EVAL_CHUNK]) for i in range(0, len(X), EVAL_CHUNK)]) if len(X) else \
+        step = scoring_chunk(net, X.shape[1:], X.dtype)  # rows per forward pass, sized by the activations
+        outputs = torch.cat([net(X[i:i + step]) for i in range(0, len(X), step)]) if len(X) else \
             net(self.X[:1])[:0]  # no rows here: an empty block of the right width
         return (outputs if parallel is None else parallel.gather_rows(outputs, len(self.X))), self.Y
 
@@ -178,7 +179,7 @@ class MemmapSource:
             yield self._rows(positions if part is None else np.asarray(part(positions)))
 
     def outputs(self, net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        n, step = len(self.split), min(EVAL_CHUNK, self.split.chunk())
+        n, step = len(self.split), min(scoring_chunk(net, self.shape), self.split.chunk())
         outs = [net(self._rows(np.arange(i, min(n, i + step)))[0]) for i in range(0, n, step)]  # split order
         return torch.cat(outs), self.Y.to(self.device)
 

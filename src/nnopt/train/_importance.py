@@ -25,13 +25,13 @@ from torch import nn
 from nnopt.data import Data, column_groups
 from nnopt.errors import UsageError, did_you_mean, param
 from nnopt.fileio import atomic_write_json
+from nnopt.train._chunk import scoring_chunk
 from nnopt.train._metrics import HIGHER_IS_BETTER, compute_metrics, metric_names
 from nnopt.train._setup import default_loss, make_loss, training_targets
 
 IMPORTANCE_REPEATS = 5
 # rows scored per permutation; more are sampled (seeded), as scikit-learn's max_samples samples
 IMPORTANCE_MAX_ROWS = 10_000
-CHUNK = 8192  # rows per forward pass, as training evaluates
 
 
 def importance_metric(task: str, metric: str | None) -> str:
@@ -100,12 +100,19 @@ def permutation_scores(forward: Callable[[torch.Tensor], torch.Tensor], X: torch
     return sorted(results, key=lambda e: np.inf if e["importance_mean"] is None else -e["importance_mean"])
 
 
-def forward_of(net: nn.Module, chunk: int = CHUNK) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The network in eval mode over rows in chunks, without autograd."""
+def forward_of(net: nn.Module, chunk: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The network in eval mode over rows in chunks (None: scoring_chunk's, as training scores), without
+    autograd."""
+    sizes: dict[tuple[int, ...], int] = {}
+
     @torch.inference_mode()
     def forward(inputs: torch.Tensor) -> torch.Tensor:
         net.eval()
-        return torch.cat([net(inputs[i:i + chunk]) for i in range(0, len(inputs), chunk)])
+        shape = tuple(inputs.shape[1:])
+        if not chunk and shape not in sizes:  # measured once: every permutation scores rows of this shape
+            sizes[shape] = scoring_chunk(net, shape, inputs.dtype)
+        step = chunk or sizes[shape]
+        return torch.cat([net(inputs[i:i + step]) for i in range(0, len(inputs), step)])
     return forward
 
 

@@ -2,7 +2,8 @@
 
 The hot loop does forward, backward, clip, step and schedule, and keeps each step's loss as a
 tensor — no host sync per batch. Losses are checked for NaN/inf every CHECK_EVERY steps and at
-the epoch end; metrics are computed once per epoch on the host.
+the epoch end; metrics are read once per epoch on the host: the train ones from sums of the batches' outputs
+kept on the device (train_metrics="running", _running.py), or by scoring the training split again ("exact").
 
 With a `parallel` strategy (train/_parallel.py; nnopt.distributed provides DDP, local SGD and Hogwild) each
 process trains on its batches (DDP: its slice of every global batch; Hogwild: its shard of the rows), rank 0
@@ -74,8 +75,9 @@ def fit(model: Any, data: Any, *, optimizer: str = "adam", lr: float | None = No
     metrics: built-in metric names (a list), or {name: fn(outputs, targets) -> float} scored on val and test each
     epoch besides the built-ins (logged as val_<name>). callbacks: nnopt.train.Callback instances.
     options: the other TrainSpec fields (target, task, optimizer_params, schedule_params, early_stopping,
-    monitor, mode, clip_grad, val_fraction, test_fraction, scale, threads, log). early_stopping=N stops after N
-    epochs without a better `monitor` (default val_loss); with either, the best epoch's weights are kept.
+    monitor, mode, clip_grad, val_fraction, test_fraction, scale, threads, log, train_metrics). early_stopping=N
+    stops after N epochs without a better `monitor` (default val_loss); with either, the best epoch's weights are
+    kept.
     lr None is the optimizer's default (its row of `nnopt optimizers`); batch_size None is 64, or the full training
     set for `gd`; epochs None is 10, or 100 for `gd` (one step per epoch).
     nproc > 1 starts processes: that is nnopt.fit (through nnopt.distributed), not this function.
@@ -171,10 +173,12 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
         local_sgd = spec.sync_every if spec.strategy == "local-sgd" else None  # validate() filled in the default
         model = net if parallel is None else parallel.wrap(net, local_sgd)  # net stays the plain module
         train = sources["train"]
-        # a streamed split's train metrics come from the batches it trains on; in-memory rows are scored exactly
+        # train_metrics="running": an epoch's train metrics come from the batches it trains on (no second pass);
+        # the run's final ones are scored exactly, except on a streamed split, which is not read again
         running = RunningMetrics(data.task, data.n_outputs, data.n_classes, scores.names["train"], data.target_scale,
-                                 dev) if getattr(train, "streamed", False) and parallel is None else None
+                                 dev) if spec.train_metrics == "running" else None
         scored = ("val",) if running else ("train", "val")
+        kept_running = running is not None and getattr(train, "streamed", False)
 
         def evaluate(splits: tuple[str, ...], at: tuple[int, int]) -> dict[str, dict[str, float | None]]:
             """The splits' metrics, after step at[1] of epoch at[0]. In a group with the data in memory every rank
@@ -213,9 +217,12 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
                         running.add(outputs.detach(), yb)
                 else:  # DDP: this rank's slice of the global batch, weighted; Hogwild: the worker's whole batch
                     xb, yb, weight = parallel.shard(xb, yb, len(xb))
-                    loss_value = loss_fn(model(xb), yb) * weight
+                    outputs = model(xb)
+                    loss_value = loss_fn(outputs, yb) * weight
                     update(loss_value)
                     parallel.after_step()
+                    if running and weight:  # weight 0: a stand-in row another rank trains on
+                        running.add(outputs.detach(), yb)
                 step_losses.append(loss_value.detach())
                 if len(step_losses) % CHECK_EVERY == 0:
                     _check_finite(step_losses, epoch, len(step_losses) - CHECK_EVERY, parallel)
@@ -229,7 +236,7 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
             set_optimizer_mode(opt, False)
             train_loss = group.pop("train_loss") if "train_loss" in group else float(losses.mean())
             row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
-            row.update({f"train_{key}": value for key, value in (running.values() if running else {}).items()})
+            row.update({f"train_{key}": value for key, value in (running.values(parallel) if running else {}).items()})
             for split, values in evaluate(scored, (epoch, len(step_losses))).items():
                 row.update({f"{split}_{key}": value for key, value in values.items()
                             if not (split == "train" and key == "loss")})
@@ -257,8 +264,9 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
             net.load_state_dict(best["state"])  # restore the weights of the best epoch
         net.eval()
         set_optimizer_mode(opt, False)
-        final = evaluate((*scored, "test"), (history[-1]["epoch"] if history else start_epoch, 0))
-        if running:  # the kept epoch's row: the best one when its weights were restored, else the last
+        final = evaluate(("val", "test") if kept_running else ("train", "val", "test"),
+                         (history[-1]["epoch"] if history else start_epoch, 0))
+        if kept_running:  # the kept epoch's row: the best one when its weights were restored, else the last
             kept = next((r for r in history if r["epoch"] == best["epoch"]), None) if watch and best["state"] \
                 is not None else (history[-1] if history else None)
             final = {"train": {k[6:]: v for k, v in (kept or {}).items() if k.startswith("train_")}, **final}
