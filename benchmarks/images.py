@@ -149,7 +149,8 @@ def train_part(root: Path, args: argparse.Namespace) -> None:
             times[name].append(time.perf_counter() - start)
     reference = statistics.median(times["hand-written Pillow + torch loop"])
     print(f"{args.model}, {args.epochs} epochs, batch {args.batch_size}, Adam lr {args.lr:g}, "
-          f"{args.threads} thread(s); load average before: {load:.2f}, after: {os.getloadavg()[0]:.2f} on {len(os.sched_getaffinity(0))} cores")
+          f"{args.threads} thread(s); load average before: {load:.2f}, after: {os.getloadavg()[0]:.2f} "
+          f"on {len(os.sched_getaffinity(0))} cores")
     print("| decoded + trained | rounds s | median s | images/s | vs hand-written | test accuracy |\n"
           "|---|---|---:|---:|---:|---:|")
     for name, values in times.items():

@@ -2,9 +2,10 @@
 
 MLP 64-128-10 on digits repeated to ~57k rows, batch 64, Adam (lr 1e-3), 3 epochs, 1 thread.
 All three train on the same training split (nnopt's seeded split of the repeated data); the loops
-run round-robin (--repeats times each), and the best and median times are reported. nnopt's time is the whole fit() call: model build, the
-per-epoch train metrics (running sums of the batches trained on; --exact adds a run that scores the training split
-again after every epoch) and validation scoring, and the final train / val / test scoring included.
+run round-robin (--repeats times each), and the best and median times are reported. nnopt's time is the whole
+fit() call: model build, the per-epoch train metrics (running sums of the batches trained on; --exact adds a run
+that scores the training split again after every epoch) and validation scoring, and the final train / val / test
+scoring included.
 
     .venv/bin/python benchmarks/train_loop.py [--repeats 5] [--epochs 3] [--exact]
 """

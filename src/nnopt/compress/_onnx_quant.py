@@ -54,8 +54,8 @@ def quantized_onnx(fp32_path: str | Path, out_path: str | Path, qweights: Mappin
 
     8-bit weights are stored as int8 codes and steps that Cast and Mul turn back into the fp32 weight
     (`int8="dequantize"`: exact, fp32's speed), or go to MatMulInteger (`"dynamic"`: activations rounded too) or
-    MatMulNBits (`"nbits"`); the others to MatMulNBits. Weights not found (Conv, or a model with no quantized Linear) stay as they are; with no quantized
-    Linear at all the file is written unchanged. `accuracy_level` is MatMulNBits' (None: fp32 compute, the exact
+    MatMulNBits (`"nbits"`); the others to MatMulNBits. Weights not found (Conv, or a model with no quantized
+    Linear) stay as they are; with no quantized Linear at all the file is written unchanged. `accuracy_level` is MatMulNBits' (None: fp32 compute, the exact
     one; 4: int8 activations, faster on some CPUs, not the compressed model's arithmetic).
     """
     if int8 not in INT8_FORMS:

@@ -1,10 +1,11 @@
 """How many rows one forward pass scores: sized by the network's activations, not a fixed row count.
 
 A row of a tiny MLP leaves a few hundred bytes of activations, a row of a wide CNN hundreds of kilobytes: a fixed
-8192-row chunk is needlessly small for the first and holds gigabytes for the second. scoring_chunk() runs the
+8192-row chunk suits the first and holds gigabytes for the second. scoring_chunk() runs the
 network once on two rows, adds up the bytes every leaf module returns (and the input's), and picks the rows whose
-activations come to about CHUNK_BYTES (layers written as functions in a forward are not counted: an estimate). The count depends only on the network's shapes, so training, predict,
-evaluate and importance, which all call it, cut the same rows into the same chunks and get the same outputs.
+activations come to about CHUNK_BYTES (layers written as functions in a forward are not counted: an estimate).
+The count depends only on the network's shapes, so training, predict, evaluate and importance, which all call it,
+cut the same rows into the same chunks and get the same outputs.
 """
 
 from __future__ import annotations
