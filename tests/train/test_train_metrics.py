@@ -99,3 +99,18 @@ def test_train_metrics_may_change_on_resume(tmp_path):
         assert torch.equal(a, b)
     assert resumed.history[2:] == [{**r, "time_s": a["time_s"]} for r, a in zip(straight.history[2:],
                                                                               resumed.history[2:])]
+
+
+def test_roc_auc_equals_scikit_learns_with_ties_binary_and_multiclass():
+    from sklearn.metrics import roc_auc_score
+
+    from nnopt.train._metrics import _roc_auc
+
+    rng = np.random.default_rng(0)
+    y2 = rng.integers(0, 2, 500)
+    score = np.round(rng.random(500), 1)  # ten distinct values: many ties
+    assert _roc_auc(y2, score) == pytest.approx(roc_auc_score(y2, score), abs=1e-12)
+    y4 = rng.integers(0, 4, 500)
+    proba = rng.multinomial(20, [0.25] * 4, 500) / 20  # rows sum to 1, scores in steps of 0.05: ties
+    assert _roc_auc(y4, proba) == pytest.approx(roc_auc_score(y4, proba, multi_class="ovr"), abs=1e-12)
+    assert _roc_auc(np.zeros(5, dtype=int), np.linspace(0, 1, 5)) is None  # one class only: undefined
