@@ -149,7 +149,7 @@ def test_minmax_none_and_constant_columns():
     assert torch.isfinite(std.train.X).all() and (std.train.X[:, 2] == 0).all()
     none = load_data((X, y), scale="none")
     assert none.preprocessing["x_scale"] == "none" and (none.train.X[:, 2] == 5).all()
-    with pytest.raises(DataError, match="unknown scale 'std'.*choices: auto, standard, minmax, none"):
+    with pytest.raises(DataError, match="unknown scale 'std'.*choices: auto, standard, channel, minmax, none"):
         load_data((X, y), scale="std")
 
 
@@ -243,3 +243,34 @@ def test_too_few_rows_to_split():
         load_data((np.arange(4.0).reshape(2, 2), np.array([0.5, 1.5])))
     tiny = load_data((np.arange(4.0).reshape(2, 2), np.array([0.5, 1.5])), val_fraction=0)
     assert (len(tiny.train), len(tiny.val), len(tiny.test)) == (1, 0, 1)
+
+
+def test_float_images_are_standardized_per_channel(tmp_path):
+    """(n, C, H, W) float images: one mean and std per channel over every position of the train rows (what image
+    pipelines do), applied the same way to new rows; signals and flat rows keep per-feature statistics."""
+    rng = np.random.default_rng(0)
+    shift, spread = np.array([5.0, 0.0, -5.0]), np.array([1.0, 2.0, 3.0])
+    X = (rng.normal(size=(200, 3, 4, 4)) * spread[None, :, None, None] + shift[None, :, None, None]).astype(np.float32)
+    y = rng.integers(0, 2, 200)
+    data = load_data((X, y))
+    p = data.preprocessing
+    assert p["x_scale"] == "channel" and len(p["x_mean"]) == 3 and len(p["x_std"]) == 3
+    by_channel = data.train.X.numpy().reshape(-1, 3, 16)
+    assert np.allclose(by_channel.mean(axis=(0, 2)), 0, atol=1e-5) and np.allclose(by_channel.std(axis=(0, 2)), 1,
+                                                                                       atol=1e-4)
+    assert np.allclose(p["x_mean"], shift, atol=0.3) and np.allclose(p["x_std"], spread, rtol=0.1)
+    expected = (X[:7] - np.float32(p["x_mean"])[None, :, None, None]) / np.float32(p["x_std"])[None, :, None, None]
+    assert torch.allclose(apply_preprocessing(X[:7], p), torch.from_numpy(expected.reshape(7, -1)), atol=1e-5)
+    json.dumps(p)
+    np.save(tmp_path / "X.npy", X)  # memory-mapped: the same statistics, fitted in chunks
+    np.save(tmp_path / "y.npy", y)
+    mapped = load_data((str(tmp_path / "X.npy"), str(tmp_path / "y.npy"))).preprocessing
+    assert mapped["x_scale"] == "channel" and np.allclose(mapped["x_mean"], p["x_mean"], atol=1e-9)
+    assert np.allclose(mapped["x_std"], p["x_std"], rtol=1e-6)
+    assert load_data((X, y), scale="standard").preprocessing["x_scale"] == "standard"
+    assert load_data((X[:, 0], y)).preprocessing["x_scale"] == "standard"  # (n, A, B): maybe signals
+    assert len(load_data((X[:, 0], y), scale="channel").preprocessing["x_mean"]) == 1
+    with pytest.raises(DataError, match=r"scale='channel' standardizes each channel of images"):
+        load_data((X.reshape(200, -1), y), scale="channel")
+    with pytest.raises(DataError, match="do not split into the 3 channels"):
+        apply_preprocessing(X.reshape(200, -1)[:, :47], {**p, "n_features": 47})

@@ -32,7 +32,9 @@ def _binary_rows(n, seed=0):
 ZOO = {
     "resnet18": (lambda: ResNet18(in_channels=3, n_classes=6, width=4), lambda: stripes(480, size=8), 8,
                  "structured", 0.7),
-    "residual_cnn": (lambda: ResidualCNN(in_channels=3, n_classes=6, width=8, depth=2),
+    # width 12 (6 channels once 50 % pruned): at width 8, 4 channels were left, and structured 50 % + int8 lost
+    # 0-14 points on the 72 test rows over six initialisations, whichever scaling; at 12, none lost any
+    "residual_cnn": (lambda: ResidualCNN(in_channels=3, n_classes=6, width=12, depth=2),
                      lambda: stripes(480, size=12), 5, "structured", 0.7),
     "conv1d": (lambda: SignalNet(in_channels=2, n_classes=3, width=16), lambda: bumps(500), 8, "structured", 0.8),
     "swish_mlp": (lambda: SwishMLP(48, 4), lambda: rows(800), 15, "global", 0.8),

@@ -41,7 +41,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
     train.add_argument("--seed", type=int, help="random seed (default 0)")
     train.add_argument("--val-fraction", type=float, help="validation fraction (default 0.15)")
     train.add_argument("--test-fraction", type=float, help="test fraction (default 0.15)")
-    train.add_argument("--scale", help="auto | standard | minmax | none (feature scaling, fitted on train)")
+    train.add_argument("--scale", help="auto | standard | channel | minmax | none (feature scaling, fitted on train)")
     train.add_argument("--device", help="auto | cpu | cuda (default auto)")
     train.add_argument("--threads", type=int, help="CPU threads per process (default: chosen for the model size)")
     train.add_argument("--nproc", type=int, help="train on N processes of this machine (default 1; under torchrun "

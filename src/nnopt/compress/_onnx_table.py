@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnopt.data import apply_preprocessing, encode_table
+from nnopt.data import apply_preprocessing, encode_table, feature_stat
 # the spellings and level names `encode` uses; nnopt.data does not list them among its public names
 from nnopt.data._table import DROPPED_KINDS, MISSING_LEVEL
 from nnopt.data._values import MISSING_TOKENS, as_numbers, as_text
@@ -90,8 +90,8 @@ def feature_scaling(preprocessing: Mapping[str, Any], n: int) -> tuple[np.ndarra
     """(shift, scale) such that scaled = (x - shift) / scale, from the recorded feature transform."""
     shift, scale = np.zeros(n), np.ones(n)
     kind = preprocessing.get("x_scale", "none")
-    if kind == "standard":
-        shift, scale = np.asarray(preprocessing["x_mean"], float), np.asarray(preprocessing["x_std"], float)
+    if kind in ("standard", "channel"):
+        shift, scale = feature_stat(preprocessing, "x_mean", n), feature_stat(preprocessing, "x_std", n)
     elif kind == "minmax":
         shift = np.asarray(preprocessing["x_min"], float)
         scale = np.asarray(preprocessing["x_max"], float) - shift

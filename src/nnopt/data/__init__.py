@@ -11,14 +11,13 @@ from nnopt.data._images import image_split
 from nnopt.data._load import is_frame, load_data
 from nnopt.data._prepare import detect_task
 from nnopt.data._rows import load_rows, split_positions
-from nnopt.data._scale import apply_preprocessing, apply_target
+from nnopt.data._scale import apply_preprocessing, apply_target, feature_stat
 from nnopt.data._table import column_groups, describe_columns, dropped_ids, encode as encode_table, kept_columns
 from nnopt.data._memmap import MemmapSplit
 from nnopt.data._torch_dataset import DatasetSplit, is_torch_source
 from nnopt.data._types import Data, Split
 
-__all__ = ["DATASETS", "Data", "DatasetSplit", "MemmapSplit", "Split", "apply_preprocessing", "apply_target", "batch_count",
-           "column_groups",
-           "describe_columns", "detect_task", "dropped_ids", "encode_table", "epoch_batches", "image_split", "is_frame", "is_torch_source",
-           "kept_columns",
+__all__ = ["DATASETS", "Data", "DatasetSplit", "MemmapSplit", "Split", "apply_preprocessing", "apply_target",
+           "batch_count", "column_groups", "feature_stat", "describe_columns", "detect_task", "dropped_ids",
+           "encode_table", "epoch_batches", "image_split", "is_frame", "is_torch_source", "kept_columns",
            "list_datasets", "load_data", "load_rows", "split_positions"]

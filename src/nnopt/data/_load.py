@@ -110,7 +110,8 @@ def load_data(data, *, target: str | None = None, task: str | None = None, val_f
     For a torch source: ``n_classes`` (with ``task``, no pass over the samples reads labels) and ``val_data``
     (validation samples of its own); see docs/data.md.
     ``task``: None or "auto" detects it from the labels (see ``detect_task``). ``scale``: "auto" (pixels are
-    divided by their max, other features standardized), "standard", "minmax" or "none".
+    divided by their max, float (n, C, H, W) images standardized per channel, other features per feature),
+    "standard", "channel", "minmax" or "none".
     A table (.csv, .parquet, a pandas DataFrame) may hold text, empty cells and ID columns: each column is typed
     and encoded as docs/data.md describes; ``drop`` / ``categorical`` / ``numeric`` (column names) override the
     typing, ``sep`` the CSV separator (sniffed by default).

@@ -88,14 +88,17 @@ def _arrays(data) -> tuple[np.ndarray, np.ndarray, str]:
     return X, np.asarray(y), "memmap"
 
 
-def fit_scaling(X: np.ndarray, rows: np.ndarray, kind: str, pixel_max: float | None, chunk: int) -> dict:
+def fit_scaling(X: np.ndarray, rows: np.ndarray, kind: str, pixel_max: float | None, chunk: int,
+                channels: int = 1) -> dict:
     """fit_features' parameters for X[rows], from chunks of rows (Chan et al.'s pairwise mean / variance update),
     never holding more than `chunk` rows."""
-    if kind not in ("standard", "minmax") or len(rows) == 0:
-        return fit_features(np.zeros((0, int(np.prod(X.shape[1:])))), kind, pixel_max)
+    if kind not in ("standard", "channel", "minmax") or len(rows) == 0:
+        return fit_features(np.zeros((0, int(np.prod(X.shape[1:])))), kind, pixel_max, channels)
     count, mean, m2, low, high = 0, 0.0, 0.0, None, None
     for start in range(0, len(rows), chunk):
         part = np.asarray(X[rows[start:start + chunk]], dtype=np.float64).reshape(len(rows[start:start + chunk]), -1)
+        if kind == "channel":  # each channel's values, all positions of all rows, as one column
+            part = part.reshape(len(part), channels, -1).transpose(0, 2, 1).reshape(-1, channels)
         if kind == "minmax":
             low = part.min(axis=0) if low is None else np.minimum(low, part.min(axis=0))
             high = part.max(axis=0) if high is None else np.maximum(high, part.max(axis=0))
@@ -108,7 +111,7 @@ def fit_scaling(X: np.ndarray, rows: np.ndarray, kind: str, pixel_max: float | N
         count = total
     if kind == "minmax":
         return {"x_scale": "minmax", "x_min": low.tolist(), "x_max": (low + _safe(high - low)).tolist()}
-    return {"x_scale": "standard", "x_mean": mean.tolist(), "x_std": _safe(np.sqrt(m2 / count)).tolist()}
+    return {"x_scale": kind, "x_mean": mean.tolist(), "x_std": _safe(np.sqrt(m2 / count)).tolist()}
 
 
 def from_memmap(data, *, task: str | None, val_fraction: float, test_fraction: float, seed: int,
@@ -127,9 +130,10 @@ def from_memmap(data, *, task: str | None, val_fraction: float, test_fraction: f
     input_shape = (1, *map(int, X.shape[1:])) if X.ndim == 3 else tuple(map(int, X.shape[1:])) if X.ndim >= 4 \
         else None
     n_features = int(np.prod(X.shape[1:]))
-    kind = resolve_scale(scale, pixel_max)
+    channels = input_shape[0] if input_shape else None
+    kind = resolve_scale(scale, pixel_max, channels, images=X.ndim >= 4)
     probe = MemmapSplit(X, np.sort(train), torch.zeros(0), {})
-    x_params = fit_scaling(X, probe.rows, kind, pixel_max, probe.chunk())
+    x_params = fit_scaling(X, probe.rows, kind, pixel_max, probe.chunk(), channels or 1)
     target_scale = fit_target(codes[train]) if task == "regression" and scale in ("auto", "standard") else None
 
     def split(rows: np.ndarray) -> MemmapSplit:

@@ -13,7 +13,7 @@ from nnopt.data._scale import apply_features, apply_target, fit_features, fit_ta
 from nnopt.data._table import column_groups, encode, encoded_names, fit_table, plan_columns, table_options
 from nnopt.data._types import Data, RawData, Split
 
-SCALES = ("auto", "standard", "minmax", "none")
+SCALES = ("auto", "standard", "channel", "minmax", "none")
 
 
 def choice(kind: str, value: str, choices: tuple[str, ...]) -> str:
@@ -281,8 +281,13 @@ def prepare(raw: RawData, *, name: str, task: str | None, val_fraction: float, t
     ys, class_names = _targets(task, [y] if test is None else [y, test[1]], raw.class_names)
     labels = ys[0] if task == "classification" else None
     split = _split_rows(n, labels, test is not None, val_fraction, test_fraction, seed)
+    # channels: the input shape's C ((n, H, W) arrays are one channel). scale="auto" standardizes per channel only
+    # images given as such ((n, C, H, W) arrays, or a loader's (C, H, W) shape): (n, A, B) arrays may as well be
+    # signals, which stay standardized per feature unless scale="channel" is asked for.
+    images = X_in.ndim >= 4 or raw.input_shape is not None and len(raw.input_shape) == 3
+    channels = int(input_shape[0]) if input_shape else None
     data = _finish(raw, X, names, ys, class_names, task, split, test, name=name, scale=scale,
-                   input_shape=input_shape, pixel_max=pixel_max)
+                   input_shape=input_shape, pixel_max=pixel_max, channels=channels, images=images)
     if raw.input_shape is None and X_in.ndim == 3:  # the array's own (C, L), for a user's module
         data.sample_shape = tuple(int(d) for d in X_in.shape[1:])
     return data
@@ -290,15 +295,16 @@ def prepare(raw: RawData, *, name: str, task: str | None, val_fraction: float, t
 
 def _finish(raw: RawData, X: np.ndarray, names: list[str], ys: list[np.ndarray], class_names: list[str] | None,
             task: str, split: tuple, test: tuple | None, *, name: str, scale: str, input_shape: tuple | None = None,
-            pixel_max: float | None = None, table: dict | None = None) -> Data:
+            pixel_max: float | None = None, table: dict | None = None, channels: int | None = None,
+            images: bool = False) -> Data:
     """Split the encoded rows, fit the scaling on train, and record everything predict needs."""
     train_idx, val_idx, test_idx = split
     n_features = X.shape[1]
     parts = {"train": (X[train_idx], ys[0][train_idx]), "val": (X[val_idx], ys[0][val_idx])}
     parts["test"] = (X[test_idx], ys[0][test_idx]) if test is None else (test[0], ys[1])
 
-    kind = resolve_scale(scale, pixel_max)
-    x_params = fit_features(parts["train"][0], kind, pixel_max)
+    kind = resolve_scale(scale, pixel_max, channels, images)
+    x_params = fit_features(parts["train"][0], kind, pixel_max, channels=channels or 1)
     # Regression targets are standardized too (auto/standard), so optimizers work on e.g. diabetes out of the box.
     target_scale = fit_target(parts["train"][1]) if task == "regression" and scale in ("auto", "standard") else None
     splits = {}

@@ -5,13 +5,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nnopt.errors import DataError
+from nnopt.errors import DataError, param
 
 
-def resolve_scale(scale: str, pixel_max: float | None) -> str:
-    """auto -> "pixel" for pixel data (divide by the pixel max), else "standard"."""
+def resolve_scale(scale: str, pixel_max: float | None, channels: int | None = None, images: bool = False) -> str:
+    """auto -> "pixel" for pixel data (divide by the pixel max), "channel" for other images (`images`: samples
+    of shape (C, H, W)), else "standard"; an explicit "channel" needs rows with `channels`."""
     if scale == "auto":
-        return "pixel" if pixel_max else "standard"
+        return "pixel" if pixel_max else "channel" if images and channels else "standard"
+    if scale == "channel" and not channels:
+        raise DataError(f"{param('scale', 'channel')} standardizes each channel of images; these rows have no "
+                        "channels (give (n, C, H, W) images, or (n, H, W) as one channel, or use scale='standard')")
     return scale
 
 
@@ -19,13 +23,21 @@ def _safe(spread: np.ndarray) -> np.ndarray:
     return np.where(spread > 0, spread, 1.0)  # a constant column stays put instead of dividing by zero
 
 
-def fit_features(X: np.ndarray, kind: str, pixel_max: float | None) -> dict:
+def fit_features(X: np.ndarray, kind: str, pixel_max: float | None, channels: int = 1) -> dict:
+    """The fitted transform of `kind` as JSON-able numbers; "channel": one mean and std per channel of rows laid
+    out channel by channel (a (C, H, W) sample flattened), as image pipelines normalize (C numbers, not one per
+    pixel: a 3x32x32 model file keeps 6 statistics instead of 6,144)."""
     if kind == "pixel":
         return {"x_scale": "pixel", "x_divisor": float(pixel_max or 1.0)}
     if kind == "standard":
         mean = X.mean(axis=0, dtype=np.float64) if len(X) else np.zeros(X.shape[1])
         std = X.std(axis=0, dtype=np.float64) if len(X) else np.ones(X.shape[1])
         return {"x_scale": "standard", "x_mean": mean.tolist(), "x_std": _safe(std).tolist()}
+    if kind == "channel":
+        by_channel = X.reshape(len(X), channels, -1)
+        mean = by_channel.mean(axis=(0, 2), dtype=np.float64) if len(X) else np.zeros(channels)
+        std = by_channel.std(axis=(0, 2), dtype=np.float64) if len(X) else np.ones(channels)
+        return {"x_scale": "channel", "x_mean": mean.tolist(), "x_std": _safe(std).tolist()}
     if kind == "minmax":
         low, high = X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)
         return {"x_scale": "minmax", "x_min": low.tolist(), "x_max": (low + _safe(high - low)).tolist()}
@@ -39,14 +51,26 @@ def apply_features(X: np.ndarray, params: dict) -> np.ndarray:
     kind = params["x_scale"]
     if kind == "pixel":
         out /= work(params["x_divisor"])
-    elif kind == "standard":
-        out -= np.asarray(params["x_mean"], dtype=work)
-        out /= np.asarray(params["x_std"], dtype=work)
+    elif kind in ("standard", "channel"):
+        out -= feature_stat(params, "x_mean", out.shape[1]).astype(work)
+        out /= feature_stat(params, "x_std", out.shape[1]).astype(work)
     elif kind == "minmax":
         low = np.asarray(params["x_min"], dtype=work)
         out -= low
         out /= np.asarray(params["x_max"], dtype=work) - low
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def feature_stat(params: dict, key: str, n_features: int) -> np.ndarray:
+    """A recorded statistic per feature: as stored, or (x_scale "channel") each channel's value repeated over the
+    channel's n_features / C positions."""
+    values = np.asarray(params[key], dtype=np.float64)
+    if params.get("x_scale") != "channel":
+        return values
+    if len(values) == 0 or n_features % len(values):
+        raise DataError(f"rows have {n_features} features, which do not split into the {len(values)} channels the "
+                        "data were prepared with")
+    return np.repeat(values, n_features // len(values))
 
 
 def fit_target(y: np.ndarray) -> tuple[list[float], list[float]]:

@@ -35,7 +35,7 @@ from torch import nn
 
 from nnopt.compress import agreement, check_table, export_onnx, feature_scaling, is_compressed_file, ort_predict, \
     quantized_onnx, read_qweights, table_inputs, table_onnx, table_predict
-from nnopt.data import kept_columns
+from nnopt.data import feature_stat, kept_columns
 from nnopt.errors import UsageError, param, require_path, unknown_name
 from nnopt.fileio import atomic_write
 from nnopt.inference._predictor import Predictor, load_predictor
@@ -219,8 +219,8 @@ def probe_rows(predictor: Predictor, n: int) -> np.ndarray:
     p, width = predictor.preprocessing, predictor.n_features
     rng = np.random.default_rng(0)
     kind = p.get("x_scale", "none")
-    if kind == "standard":
-        rows = np.asarray(p["x_mean"]) + np.asarray(p["x_std"]) * rng.standard_normal((n, width))
+    if kind in ("standard", "channel"):
+        rows = feature_stat(p, "x_mean", width) + feature_stat(p, "x_std", width) * rng.standard_normal((n, width))
     elif kind == "minmax":
         low, high = np.asarray(p["x_min"]), np.asarray(p["x_max"])
         rows = low + (high - low) * rng.random((n, width))
