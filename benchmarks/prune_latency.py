@@ -110,10 +110,10 @@ def part_layouts(net: nn.Module, pruned: nn.Module, batch: int, rounds: int) -> 
     med = {k: statistics.median(v) for k, v in times.items()}
     for form in ("as written", "BN folded", "channels_last", "BN folded + channels_last"):
         full, small = med[("unpruned", form)], med[("pruned", form)]
-        print(f"layouts batch {batch} {form}: unpruned {full:.2f} ms ({statistics.median(faults[('unpruned', form)]):.0f}"
-              f" page faults), pruned {small:.2f} ms ({statistics.median(faults[('pruned', form)]):.0f} page faults),"
-              f" {full / small:.2f}x; pruned against the unpruned as written {med[('unpruned', 'as written')] / small:.2f}x",
-              flush=True)
+        full_faults, small_faults = (statistics.median(faults[(n, form)]) for n in ("unpruned", "pruned"))
+        print(f"layouts batch {batch} {form}: unpruned {full:.2f} ms ({full_faults:.0f} page faults), pruned "
+              f"{small:.2f} ms ({small_faults:.0f} page faults), {full / small:.2f}x; pruned against the unpruned "
+              f"as written {med[('unpruned', 'as written')] / small:.2f}x", flush=True)
 
 
 def part_convs(rounds: int) -> None:

@@ -177,7 +177,8 @@ def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration:
     pass training rows, scaled like the model's inputs. The graph is shape-inferred and optimised
     (quant_pre_process) before quantization. Conv layers with fewer than `min_channels` output channels stay fp32:
     on a thin convolution the Quantize / Dequantize pairs cost more than the int8 arithmetic saves (0: quantize
-    every Conv).
+    every Conv). So does every node that is not a weighted layer (pooling, adds, ...) with no int8 weighted layer
+    next to it (`_fp32_nodes`).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -212,9 +213,9 @@ def _fp32_nodes(path: Path, min_channels: int) -> list[str]:
     `min_channels` output channels (their weight initializer's first axis), and every other node that is not a
     weighted layer (MaxPool, Add, Concat, ...) with no int8 weighted layer next to it. Such a node would become an
     int8 island between fp32 layers: Quantize / Dequantize pairs around it and ONNX Runtime's plain int8 kernel in
-    place of its blocked fp32 one (a 8-channel MaxPool at batch 64: 1.6 against 0.13 ms). Activations (Relu, Clip)
-    are looked through, and are left to the quantizer, which folds them into the layer before them. Unnamed nodes
-    are named, and the file rewritten, so they can be excluded."""
+    place of its blocked fp32 one (an 8-channel MaxPool at batch 64: about 10x its fp32 time, benchmarks/RESULTS.md).
+    Activations (Relu, Clip) are looked through, and left to the quantizer, which folds them into the layer before
+    them. Unnamed nodes are named, and the file rewritten, so they can be excluded."""
     import onnx
 
     model = onnx.load(str(path))
