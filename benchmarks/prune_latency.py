@@ -19,7 +19,7 @@ Parts (--parts, comma-separated):
            latency of every file (nnopt's ort_latency_ms, medians of --rounds interleaved rounds of 10 runs).
 
     PYTHONPATH=src .venv/bin/python benchmarks/prune_latency.py [--width 16] [--amount 0.5] [--batch 64]
-        [--rounds 7] [--parts ops,layouts,convs,ort]
+        [--rounds 7] [--parts ops,layouts,convs,ort] [--free-first MIB]
 """
 
 from __future__ import annotations
@@ -210,8 +210,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--parts", default="ops,layouts,convs,ort")
+    parser.add_argument("--free-first", type=int, default=0, metavar="MIB",
+                        help="allocate and free a tensor of MIB MiB before anything else, as training does (glibc "
+                             "then keeps freed blocks up to that size instead of handing them back)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.free_first:
+        del_me = torch.ones(args.free_first * 2**18)  # float32: 4 bytes each
+        del del_me
     net, pruned = networks(args.width, args.amount)
     print(f"width {args.width}, pruned {args.amount:g}: channels "
           f"{[m.out_channels for m in net.modules() if isinstance(m, nn.Conv2d)]} -> "
