@@ -37,6 +37,7 @@ RUNTIMES = ("torch", "onnxruntime")
 MIN_CONV_CHANNELS = 16  # thinner convolutions stay fp32 in the int8 file: QDQ around them is slower in ONNX Runtime
 _WEIGHTED = ("Conv", "ConvTranspose", "MatMul", "Gemm")  # the layers whose int8 kernels save time
 _ACTIVATIONS = ("Relu", "Clip")  # the quantizer folds them into the layer before them
+_RESHAPES = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")  # move values, compute nothing
 CALIBRATION_ROWS = 512  # MinMax ranges settle well before this on small tabular / image data
 CALIBRATION_BATCH = 64
 _INPUT_SEED = 0  # latency inputs and the calibration subset come from their own generators
@@ -214,8 +215,9 @@ def _fp32_nodes(path: Path, min_channels: int) -> list[str]:
     weighted layer (MaxPool, Add, Concat, ...) with no int8 weighted layer next to it. Such a node would become an
     int8 island between fp32 layers: Quantize / Dequantize pairs around it and ONNX Runtime's plain int8 kernel in
     place of its blocked fp32 one (an 8-channel MaxPool at batch 64: about 10x its fp32 time, benchmarks/RESULTS.md).
-    Activations (Relu, Clip) are looked through, and left to the quantizer, which folds them into the layer before
-    them. Unnamed nodes are named, and the file rewritten, so they can be excluded."""
+    Activations (Relu, Clip) and reshapes (Reshape, Flatten, Transpose, ...) are looked through; activations are left
+    to the quantizer, which folds them into the layer before them. Unnamed nodes are named, and the file rewritten,
+    so they can be excluded."""
     import onnx
 
     model = onnx.load(str(path))
@@ -244,7 +246,7 @@ def _fp32_nodes(path: Path, min_channels: int) -> list[str]:
                 continue
             seen.add(near.name)
             yield near
-            if near.op_type in _ACTIVATIONS:
+            if near.op_type in _ACTIVATIONS or near.op_type in _RESHAPES:
                 yield from neighbours(near, seen)
 
     keep_fp32 = [node.name for node in nodes if node.op_type == "Conv" and thin(node)]
