@@ -191,3 +191,46 @@ def test_int8_leaves_thin_convolutions_in_fp32_and_agrees_with_torch(tmp_path, d
     assert np.abs(got - expected).max() < 0.25 * np.abs(expected).max()
     with pytest.raises(ConfigError, match="min_channels"):
         quantize_onnx_int8(path, tmp_path / "bad.onnx", digits.train.X, min_channels=-1)
+
+
+def _takes_int8(path, op_type):
+    """{name of each `op_type` node: True when it is quantized (an input comes through a DequantizeLinear or its
+    output goes into a QuantizeLinear: ONNX Runtime then runs it on int8)}"""
+    graph = onnx.load(str(path)).graph
+    made_by = {out: node.op_type for node in graph.node for out in node.output}
+    quantized = {node.input[0] for node in graph.node if node.op_type == "QuantizeLinear"}
+    return {node.name: any(made_by.get(i) == "DequantizeLinear" for i in node.input)
+            or any(o in quantized for o in node.output) for node in graph.node if node.op_type == op_type}
+
+
+@pytest.fixture(scope="module")
+def thin_residual_cnn():
+    """A user's CNN whose convolutions are all thin (8 channels): a max pool and a residual add between them."""
+    from usermodels import ResidualBlock, stripes
+
+    X, y = stripes(400, size=12)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                              ResidualBlock(8), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(8, 6))
+    result = fit(net, (X, y), epochs=6, batch_size=32, lr=3e-3, seed=0, device="cpu", threads=1)
+    assert result.metrics["test"]["accuracy"] >= 0.7  # learnt: chance is 1/6
+    flat = torch.nn.Sequential(torch.nn.Unflatten(1, (3, 12, 12)), result.model).eval()
+    return flat, X.reshape(len(X), -1)
+
+
+def test_int8_keeps_pooling_and_adds_between_fp32_convolutions_in_fp32(tmp_path, thin_residual_cnn):
+    net, X = thin_residual_cnn
+    path = export_onnx(net, X.shape[1], tmp_path / "thin.onnx")
+    default = quantize_onnx_int8(path, tmp_path / "thin.int8.onnx", X[:256])
+    # every conv is thin: no int8 island between them (a Quantize / Dequantize pair and a plain int8 kernel)
+    assert not any(_conv_weight_inputs(default).values())
+    assert list(_takes_int8(default, "MaxPool").values()) == [False]
+    assert len(_takes_int8(default, "Add")) == 1 and not any(_takes_int8(default, "Add").values())
+    assert any(_takes_int8(default, "Gemm").values()) or any(_takes_int8(default, "MatMul").values())  # the head
+    every = quantize_onnx_int8(path, tmp_path / "all.int8.onnx", X[:256], min_channels=0)
+    assert all(_conv_weight_inputs(every).values()) and all(_takes_int8(every, "MaxPool").values())
+    assert all(_takes_int8(every, "Add").values())  # next to int8 convs they stay int8: ONNX Runtime fuses them
+    expected = torch_logits(net, torch.from_numpy(X[256:]))
+    for path in (default, every):
+        assert agreement(ort_predict(path, X[256:]), expected) >= 0.97

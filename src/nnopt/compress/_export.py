@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 RUNTIMES = ("torch", "onnxruntime")
 MIN_CONV_CHANNELS = 16  # thinner convolutions stay fp32 in the int8 file: QDQ around them is slower in ONNX Runtime
+_WEIGHTED = ("Conv", "ConvTranspose", "MatMul", "Gemm")  # the layers whose int8 kernels save time
+_ACTIVATIONS = ("Relu", "Clip")  # the quantizer folds them into the layer before them
+_RESHAPES = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze")  # move values, compute nothing
 CALIBRATION_ROWS = 512  # MinMax ranges settle well before this on small tabular / image data
 CALIBRATION_BATCH = 64
 _INPUT_SEED = 0  # latency inputs and the calibration subset come from their own generators
@@ -175,7 +178,8 @@ def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration:
     pass training rows, scaled like the model's inputs. The graph is shape-inferred and optimised
     (quant_pre_process) before quantization. Conv layers with fewer than `min_channels` output channels stay fp32:
     on a thin convolution the Quantize / Dequantize pairs cost more than the int8 arithmetic saves (0: quantize
-    every Conv).
+    every Conv). So does every node that is not a weighted layer (pooling, adds, ...) with no int8 weighted layer
+    next to it (`_fp32_nodes`).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -191,12 +195,12 @@ def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration:
             with warnings.catch_warnings(), _quiet_root_logger():
                 warnings.simplefilter("ignore")
                 _pre_process(quant_pre_process, fp32_path, prepared)
-                thin = _thin_convs(prepared, min_channels)
+                fp32 = _fp32_nodes(prepared, min_channels)
                 quantize_static(
                     str(prepared), str(quantized), _RowReader(rows, input_name),
                     quant_format=QuantFormat.QDQ, per_channel=per_channel,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=thin,
+                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=fp32,
                 )
         except Exception as exc:
             raise UsageError(f"cannot quantize {fp32_path} to int8: {_one_line(exc)}") from None
@@ -205,25 +209,52 @@ def quantize_onnx_int8(fp32_path: str | Path, out_path: str | Path, calibration:
     return _write(out_path, blob, "write the int8 ONNX model")
 
 
-def _thin_convs(path: Path, min_channels: int) -> list[str]:
-    """The names of the Conv nodes of the ONNX file at `path` with fewer than `min_channels` output channels (their
-    weight initializer's first axis); unnamed nodes are named, and the file rewritten, so they can be excluded."""
+def _fp32_nodes(path: Path, min_channels: int) -> list[str]:
+    """The names of the nodes of the ONNX file at `path` that stay fp32 in the int8 file: Conv nodes with fewer than
+    `min_channels` output channels (their weight initializer's first axis), and every other node that is not a
+    weighted layer (MaxPool, Add, Concat, ...) with no int8 weighted layer next to it. Such a node would become an
+    int8 island between fp32 layers: Quantize / Dequantize pairs around it and ONNX Runtime's plain int8 kernel in
+    place of its blocked fp32 one (an 8-channel MaxPool at batch 64: about 10x its fp32 time, benchmarks/RESULTS.md).
+    Activations (Relu, Clip) and reshapes (Reshape, Flatten, Transpose, ...) are looked through; activations are left
+    to the quantizer, which folds them into the layer before them. Unnamed nodes are named, and the file rewritten,
+    so they can be excluded."""
     import onnx
 
     model = onnx.load(str(path))
     shapes = {init.name: tuple(init.dims) for init in model.graph.initializer}
-    thin, renamed = [], False
-    for i, node in enumerate(model.graph.node):
-        if node.op_type != "Conv" or len(node.input) < 2 or len(shapes.get(node.input[1], ())) < 1:
-            continue
-        if shapes[node.input[1]][0] >= min_channels:
-            continue
+    nodes = list(model.graph.node)
+    renamed = False
+    for i, node in enumerate(nodes):
         if not node.name:
-            node.name, renamed = f"nnopt_conv_{i}", True
-        thin.append(node.name)
+            node.name, renamed = f"nnopt_{node.op_type.lower()}_{i}", True
+    producer = {out: node for node in nodes for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def thin(node) -> bool:
+        weight = shapes.get(node.input[1], ()) if len(node.input) > 1 else ()
+        return len(weight) >= 1 and weight[0] < min_channels
+
+    int8 = {node.name for node in nodes if node.op_type in _WEIGHTED and not (node.op_type == "Conv" and thin(node))}
+
+    def neighbours(node, seen: set[str]) -> Iterator[Any]:
+        for near in [producer[i] for i in node.input if i in producer] + \
+                [c for out in node.output for c in consumers.get(out, [])]:
+            if near.name in seen:
+                continue
+            seen.add(near.name)
+            yield near
+            if near.op_type in _ACTIVATIONS or near.op_type in _RESHAPES:
+                yield from neighbours(near, seen)
+
+    keep_fp32 = [node.name for node in nodes if node.op_type == "Conv" and thin(node)]
+    keep_fp32 += [node.name for node in nodes if node.op_type not in _WEIGHTED and node.op_type not in _ACTIVATIONS
+                  and not any(near.name in int8 for near in neighbours(node, {node.name}))]
     if renamed:
         onnx.save(model, str(path))
-    return thin
+    return keep_fp32
 
 
 @contextlib.contextmanager
