@@ -160,9 +160,12 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
         if run_dir is not None and main:
             make_run_dir(run_dir)
             atomic_write_json(run_dir / "config.json", config)
-        callbacks = list(callbacks or []) + (create_loggers(spec.log, run_dir, config, history)
-                                             + progress_bars(spec.progress) if main else [])
+        callbacks = list(callbacks or [])
+        callbacks += (create_loggers(spec.log, run_dir, config, history) + progress_bars(spec.progress, callbacks)
+                      if main else [])
+        # rows: this process's per epoch; group_rows: every process's; rows_done(step): the group's so far (Hogwild)
         info = {"epochs": spec.epochs, "start_epoch": start_epoch, "steps_per_epoch": steps, "rows": rows,
+                "group_rows": len(data.train), "rows_done": parallel.rows_done if parallel else None,
                 "batch_size": batch, "lr": lr_used, "n_params": config["n_params"], "device": str(dev),
                 "threads": threads, "world_size": config["world_size"]}
         for cb in callbacks:
