@@ -4,6 +4,7 @@ size."""
 
 from collections import Counter
 
+import pytest
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
@@ -80,3 +81,43 @@ def test_a_users_dataloader_is_scored_at_its_own_batch_size():
     assert torch.equal(targets, LABELS)
     with torch.inference_mode():
         assert torch.equal(outputs.argmax(1), net(IMAGES).argmax(1))
+
+
+class ZeroLastLayer(nnopt.train.Callback):
+    """Changes the weights after the last epoch was scored: the final metrics must be scored again."""
+
+    def __init__(self, model: nn.Module, epoch: int):
+        self.model, self.epoch = model, epoch
+
+    def on_epoch_end(self, epoch, logs):
+        if epoch == self.epoch:
+            with torch.no_grad():
+                self.model[-1].weight.zero_()
+                self.model[-1].bias.copy_(torch.arange(10.0))  # every row predicts class 9
+
+
+def _fresh(result, split: str) -> dict:
+    from nnopt.train._evaluate import evaluate
+    from nnopt.train._monitor import scoring
+
+    source = make_source(result.data, split, torch.device("cpu"), (1, 8, 8))
+    return evaluate(result.model.eval(), nn.CrossEntropyLoss(), result.data, source,
+                    scoring("classification", None).names[split], (0, 0))
+
+
+def test_the_final_metrics_reuse_the_last_epochs_scores_only_while_the_weights_are_the_ones_scored():
+    ds = Images()
+    options = dict(task="classification", n_classes=10, epochs=2, seed=0, device="cpu")
+    result = nnopt.fit(wide_cnn(), ds, **options)
+    val = result.data.val.dataset.indices
+    assert [ds.calls[int(i)] for i in val] == [2] * len(val)  # scored once an epoch, not again at the end
+    assert result.metrics["val"] == {k[4:]: v for k, v in result.history[-1].items() if k.startswith("val_")}
+    assert result.metrics["val"] == _fresh(result, "val")  # what scoring the returned model gives
+    # a callback changes the weights after the last epoch's scoring: the final metrics are those of the new weights
+    net = wide_cnn()
+    ds = Images()
+    changed = nnopt.fit(net, ds, callbacks=[ZeroLastLayer(net, 2)], **options)
+    assert [ds.calls[int(i)] for i in val] == [3] * len(val)
+    assert changed.history[-1]["val_accuracy"] > 0.5
+    assert changed.metrics["val"]["accuracy"] == pytest.approx(float((LABELS[val] == 9).float().mean()))
+    assert changed.metrics["val"] == _fresh(changed, "val")

@@ -1,10 +1,16 @@
 """Scoring the model on whole splits, at every epoch's end and once at the run's end: outputs, loss, the divergence
 check, the built-in metrics and the user's. In a group with the splits in memory every rank scores a share of the
-rows; otherwise rank 0 scores them all and hands the result to the others."""
+rows; otherwise rank 0 scores them all and hands the result to the others.
+
+The run's end takes a split's scores from the last epoch when the weights are still the ones it scored (no best
+epoch restored, no callback changed them): the same weights score the same (a streamed validation split is not read
+a second time for nothing).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -32,6 +38,24 @@ def evaluate_splits(net: nn.Module, loss_fn: Any, data: Data, sources: dict[str,
     if parallel is not None and all(isinstance(sources[split], TensorSource) for split in splits):
         return {split: score(split, parallel) for split in splits}
     return on_main(parallel, lambda: {split: score(split, None) for split in splits})
+
+
+def weights_stamp(net: nn.Module) -> list[tuple[str, int, int]]:
+    """What tells whether the weights changed: each parameter and buffer's name, storage and count of in-place
+    writes (torch's version counter: an optimizer step, load_state_dict, pruning's masks all change one of them)."""
+    return [(name, t.data_ptr(), t._version) for name, t in net.state_dict(keep_vars=True).items()]
+
+
+def final_scores(evaluate: Callable[[tuple[str, ...], tuple[int, int]], dict[str, Any]], splits: tuple[str, ...],
+                 at: tuple[int, int], net: nn.Module, last: tuple[Any, dict[str, Any]] | None,
+                 parallel: Parallel | None = None) -> dict[str, dict[str, float | None]]:
+    """The run's final scores of `splits`: those the last epoch scored (last: its weights_stamp and scores) when
+    the weights are unchanged since (rank 0 decides for a group, so every rank scores the same splits), the others
+    scored now by `evaluate`."""
+    same = last is not None and on_main(parallel, lambda: weights_stamp(net) == last[0])
+    kept = {split: last[1][split] for split in splits if split in last[1]} if same else {}
+    scored = evaluate(tuple(split for split in splits if split not in kept), at)
+    return {split: kept[split] if split in kept else scored[split] for split in splits}
 
 
 def on_main(parallel: Parallel | None, fn: Any, *args: Any) -> Any:

@@ -32,7 +32,7 @@ from nnopt.optim import create_optimizer, create_schedule, set_optimizer_mode
 from nnopt.train._augment import Augment
 from nnopt.train._callbacks import Callback, step_callbacks
 from nnopt.train._checkpoint import fingerprint, load_checkpoint, restore_rng, rng_state, save_checkpoint
-from nnopt.train._evaluate import evaluate_splits, on_main
+from nnopt.train._evaluate import evaluate_splits, final_scores, on_main, weights_stamp
 from nnopt.train._loggers import create_loggers
 from nnopt.train._monitor import monitor_for, new_best, resumed_best, scoring, track_best
 from nnopt.train._outputs import created_time, describe_source, write_outputs
@@ -185,7 +185,7 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
         def evaluate(splits: tuple[str, ...], at: tuple[int, int]) -> dict[str, dict[str, float | None]]:
             return evaluate_splits(net, loss_fn, data, sources, scores, splits, at, parallel)
 
-        stopped_early = False
+        stopped_early, last = False, None
         update = update_function(opt, sched, params, spec.clip_grad)  # after on_train_start: it may add step hooks
         epoch_start = time.perf_counter()
         for epoch in range(start_epoch + 1, spec.epochs + 1):
@@ -228,7 +228,9 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
             train_loss = group.pop("train_loss") if "train_loss" in group else float(losses.mean())
             row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
             row.update({f"train_{key}": value for key, value in (running.values(parallel) if running else {}).items()})
-            for split, values in evaluate(scored, (epoch, len(step_losses))).items():
+            epoch_scores = evaluate(scored, (epoch, len(step_losses)))
+            last = (weights_stamp(net), epoch_scores)  # the run's end reuses them while the weights stay these
+            for split, values in epoch_scores.items():
                 row.update({f"{split}_{key}": value for key, value in values.items()
                             if not (split == "train" and key == "loss")})
             row["lr"] = epoch_lr
@@ -255,8 +257,8 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
             net.load_state_dict(best["state"])  # restore the weights of the best epoch
         net.eval()
         set_optimizer_mode(opt, False)
-        final = evaluate(("val", "test") if kept_running else ("train", "val", "test"),
-                         (history[-1]["epoch"] if history else start_epoch, 0))
+        final = final_scores(evaluate, ("val", "test") if kept_running else ("train", "val", "test"),
+                             (history[-1]["epoch"] if history else start_epoch, 0), net, last, parallel)
         if kept_running:  # the kept epoch's row: the best one when its weights were restored, else the last
             kept = next((r for r in history if r["epoch"] == best["epoch"]), None) if watch and best["state"] \
                 is not None else (history[-1] if history else None)
