@@ -43,7 +43,14 @@ def evaluate_splits(net: nn.Module, loss_fn: Any, data: Data, sources: dict[str,
 def weights_stamp(net: nn.Module) -> list[tuple[str, int, int]]:
     """What tells whether the weights changed: each parameter and buffer's name, storage and count of in-place
     writes (torch's version counter: an optimizer step, load_state_dict, pruning's masks all change one of them)."""
-    return [(name, t.data_ptr(), t._version) for name, t in net.state_dict(keep_vars=True).items()]
+    return [(name, _address(t), t._version) for name, t in net.state_dict(keep_vars=True).items()]
+
+
+def _address(tensor: torch.Tensor) -> int:
+    try:
+        return tensor.data_ptr()
+    except RuntimeError:  # no storage of its own (a sparse tensor): the tensor itself
+        return id(tensor)
 
 
 def final_scores(evaluate: Callable[[tuple[str, ...], tuple[int, int]], dict[str, Any]], splits: tuple[str, ...],
