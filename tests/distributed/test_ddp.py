@@ -17,7 +17,7 @@ from nnopt.distributed import DDPParallel
 from nnopt.distributed._launch import KILL_EPOCH_ENV, KILL_RANK_ENV
 from nnopt.train import fit as fit_one_process
 from nnopt.train._batches import make_source
-from nnopt.train._loop import _evaluate
+from nnopt.train._evaluate import evaluate as _evaluate
 
 RUN_FILES = {"config.json", "metrics.jsonl", "model.pt", "checkpoint.pt", "summary.json", "report.html", "curves.png"}
 

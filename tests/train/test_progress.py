@@ -129,3 +129,26 @@ def test_nnopt_fit_draws_on_a_terminal_and_the_library_fit_other_commands_use_do
 
 def test_the_api_default_is_auto():
     assert nnopt.fit("mlp:8", "iris", epochs=1).config["progress"] == "auto"
+
+
+def test_a_group_bar_shows_every_processs_rows(monkeypatch):
+    # a Hogwild main process: its own shard is 500 of the epoch's 1,000 rows; rows_done counts every worker's
+    monkeypatch.setattr("nnopt.train._progress.REFRESH_S", 0.0)
+    bar, buffer = _terminal_bar()
+    bar.on_train_start({"epochs": 1, "start_epoch": 0, "steps_per_epoch": 16, "rows": 500, "group_rows": 1000,
+                        "rows_done": lambda step: 2 * 32 * step, "batch_size": 32})
+    bar.on_epoch_start(1)
+    task = bar._progress.tasks[0]
+    assert task.total == 1000
+    bar.on_step_end(1, 5, None)
+    assert task.completed == 320  # the group's rows, not this process's 160
+    bar.on_step_end(1, 16, None)
+    assert task.completed == 1000  # capped at the epoch's rows
+    bar.close()
+
+
+def test_a_progress_bar_among_the_callbacks_replaces_the_loops_own(capfd):
+    bar, buffer = _terminal_bar()
+    fit_library("mlp:8", "iris", epochs=2, seed=0, callbacks=[bar], progress=True)  # True: the loop would draw too
+    assert "epoch 2/2" in buffer.getvalue()
+    assert capfd.readouterr().err == ""  # nothing on stderr: one bar, the given one

@@ -64,6 +64,7 @@ class DDPParallel:
         self.steps = 0  # local SGD: steps since the last average
         self.resumable = True
         self.settings: dict[str, Any] = {}
+        self.rows_done = None  # rank 0's step x batch counts every rank's rows: it walks every global batch
         self._global_sizes: Iterator[int] | None = None  # the epoch's global batch sizes when batches() sharded
         # read every global batch whole (set by the loop when it augments: the augmentation's random draws are
         # those of the global batch, as in one process, and shard() slices after them)

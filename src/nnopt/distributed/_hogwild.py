@@ -113,12 +113,13 @@ def train_hogwild(spec: TrainSpec, nproc: int, *, module: nn.Module | None = Non
         train.Y.share_memory_()
     ctx = mp.get_context(method)
     settings = {"start_method": method}
+    done = torch.zeros(nproc, dtype=torch.int64).share_memory_()  # each worker's training rows so far (its slot)
     procs: list[Any] = []
     conns: list[Connection] = []
     try:
         for rank in range(1, nproc):
             mine, theirs = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(rank, nproc, spec, p, metrics, settings, theirs),
+            proc = ctx.Process(target=_worker, args=(rank, nproc, spec, p, metrics, settings, theirs, done),
                                name=f"nnopt-hogwild-{rank}", daemon=True)
             try:
                 proc.start()
@@ -130,7 +131,7 @@ def train_hogwild(spec: TrainSpec, nproc: int, *, module: nn.Module | None = Non
             procs.append(proc)
             conns.append(mine)
         # worker 0 is this process: its callbacks and loggers (which may start threads) are created after the fork
-        group = HogwildParallel(0, nproc, conns, procs, settings)
+        group = HogwildParallel(0, nproc, conns, procs, settings, done)
         try:
             result = train_loop(spec, p, metrics=metrics, callbacks=callbacks, parallel=group)
         except DivergedError as exc:
@@ -150,8 +151,13 @@ class HogwildParallel:
     process: it trains like any worker and is the hub every exchange goes through (one pipe per worker)."""
 
     def __init__(self, rank: int, world: int, conns: list[Connection], procs: list[Any] | None,
-                 settings: dict[str, Any]):
+                 settings: dict[str, Any], done: torch.Tensor | None = None):
         self.rank, self.world, self.is_main = rank, world, rank == 0
+        # the training rows each worker has done since the run began, in shared memory: a worker writes its own
+        # slot after each step (no lock, no sync); the main process's progress bar reads their sum
+        self._done = (done if done is not None else torch.zeros(world, dtype=torch.int64)).numpy()
+        self._seen = self._batch_rows = self.n_rows = 0
+        self.rows_done = self._rows_done if self.is_main else None
         self.max_threads = 1  # the workers share the cores
         self.resumable = False
         self.settings = settings
@@ -163,6 +169,7 @@ class HogwildParallel:
         return net  # the parameters are in shared memory: every step lands in everyone's model
 
     def epoch_share(self, n_rows: int, batch: int) -> tuple[int, int]:
+        self.n_rows = n_rows
         shard = _shard_size(n_rows, self.world, self.rank)
         return shard, min(batch, shard)  # 'full' / gd: the whole shard
 
@@ -179,10 +186,17 @@ class HogwildParallel:
         return epoch_batches(source.X.index_select(0, rows), source.Y.index_select(0, rows), batch)
 
     def shard(self, xb: torch.Tensor, yb: torch.Tensor, n_global: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+        self._batch_rows = len(xb)
         return xb, yb, 1.0  # a worker's batch is its own
 
     def after_step(self) -> None:
-        pass
+        self._seen += self._batch_rows
+        self._done[self.rank] = self._seen
+
+    def _rows_done(self, step: int) -> int:
+        """Every worker's training rows so far in this epoch. Workers meet at every epoch's end, so each is in
+        this epoch (or finished it): the run's count less the whole epochs before this one."""
+        return max(0, min(int(self._done.sum()) - (self.epoch - 1) * self.n_rows, self.n_rows))
 
     def group_losses(self, losses: torch.Tensor) -> torch.Tensor:
         return losses  # each worker checks its own steps: a divergence is reported at the next exchange
@@ -244,12 +258,12 @@ class HogwildParallel:
 
 
 def _worker(rank: int, world: int, spec: TrainSpec, p: Prepared, metrics: Any, settings: dict[str, Any],
-            conn: Connection) -> None:
+            conn: Connection, done: torch.Tensor) -> None:
     """Hogwild worker `rank` >= 1: the training loop on the shared model, its exchanges through `conn`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     torch.set_num_threads(1)
     torch.manual_seed(spec.seed + rank)  # dropout masks of its own (worker 0 continues the main stream)
-    group = HogwildParallel(rank, world, [conn], None, settings)
+    group = HogwildParallel(rank, world, [conn], None, settings, done)
     try:
         train_loop(spec, p, metrics=metrics, parallel=group)
     except DivergedError as exc:

@@ -10,7 +10,9 @@ with torch.multiprocessing's spawn context join it (_ddp.join_local).
   --max-restarts K the next attempt (a new port) resumes from the run directory's checkpoint. An nnopt
   error (bad input, divergence) is not retried: it would happen again; it is raised here as it was there.
 - Processes write their stderr (torch's C++ logs, warnings) to a scratch log; rank 0 runs the caller's
-  callbacks (the progress bar) and sends its FitResult back through a file. The parent prints nothing.
+  callbacks and sends its FitResult back through a file. The parent prints nothing: when it would draw a
+  progress bar (progress=True, or "auto" with its stderr a terminal), rank 0 draws it on the parent's stderr,
+  which it keeps a copy of before its own goes to the log; the other ranks draw nothing.
 - Ctrl-C reaches the parent, which terminates the processes (they ignore SIGINT); they also die with it.
 
 Test hook: NNOPT_TEST_KILL_RANK=r and NNOPT_TEST_KILL_EPOCH=e make rank r SIGKILL itself at the end of epoch e,
@@ -39,7 +41,7 @@ from torch import nn
 from nnopt.config import TrainSpec
 from nnopt.errors import NnoptError, UsageError, param
 from nnopt.fileio import atomic_write
-from nnopt.train import Callback, FitResult, run
+from nnopt.train import Callback, FitResult, ProgressBar, run
 from nnopt.distributed._ddp import join_local, rebuild_error, rendezvous_timeout
 
 KILL_RANK_ENV, KILL_EPOCH_ENV = "NNOPT_TEST_KILL_RANK", "NNOPT_TEST_KILL_EPOCH"
@@ -54,6 +56,7 @@ class Job:
     loss: Any = None
     metrics: list[str] | None = None
     callbacks: list[Callback] = field(default_factory=list)  # rank 0's
+    bar_width: int | None = None  # rank 0 draws the progress bar this wide on the parent's stderr; None: no bar
 
 
 @dataclass
@@ -68,7 +71,7 @@ def launch(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None
            callbacks: list[Callback] | None = None, resume: bool = False) -> FitResult:
     """Train `spec` on spec.nproc processes of this machine; return rank 0's FitResult."""
     spec.validate()
-    payload = _pickle(Job(spec, module, loss, metrics, list(callbacks or [])))
+    payload = _pickle(Job(spec, module, loss, metrics, list(callbacks or []), _bar_width(spec.progress)))
     checkpoint = Path(spec.out) / "checkpoint.pt" if spec.out else None
     before = _stamp(checkpoint)
     ctx = mp.get_context("spawn")
@@ -105,6 +108,30 @@ def _pickle(job: Job) -> bytes:
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise UsageError(f"nproc > 1 sends the model, loss and callbacks to every process, and one of them cannot "
                          f"be pickled ({exc}); use module-level functions and classes") from None
+
+
+def _bar_width(setting: bool | str) -> int | None:
+    """The width of the progress bar rank 0 draws for the parent: the parent's terminal's (rich measures it), or
+    None when the parent would draw none (progress=False, or "auto" and its stderr is not a terminal)."""
+    if setting is False or (setting == "auto" and not sys.stderr.isatty()):
+        return None
+    from rich.console import Console
+
+    return Console(stderr=True).width
+
+
+def _progress_bar(width: int | None, terminal: int | None) -> list[Callback]:
+    """Rank 0's progress bar, `width` wide, on `terminal`: a copy of the stderr it was started with (the
+    parent's), taken before its own went to the log; nothing when width is None (the descriptor is closed)."""
+    if terminal is None:
+        return []
+    if width is None:
+        os.close(terminal)
+        return []
+    from rich.console import Console
+
+    stream = os.fdopen(terminal, "w", encoding="utf-8", errors="replace")
+    return [ProgressBar(console=Console(file=stream, force_terminal=True, width=width))]
 
 
 def _stamp(path: Path | None) -> int | None:
@@ -194,14 +221,16 @@ def _process(rank: int, world: int, port: int, attempt: int, resume: bool, paylo
     """One rank: join the group, train, and (rank 0) hand the result back. Runs in a spawned process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _die_with_parent(parent)
+    terminal = os.dup(2) if rank == 0 else None  # the parent's stderr, where a progress bar goes
     log = open(Path(folder) / f"rank{rank}.log", "ab")  # noqa: SIM115 - open for the process's lifetime
     os.dup2(log.fileno(), 2)
     parallel = None
     try:
         job: Job = pickle.loads(payload)
+        bar = _progress_bar(job.bar_width, terminal)
         parallel = join_local(rank, world, port, job.spec.device)
         spec = replace(job.spec, device=str(parallel.device))  # "auto" resolved: data, net and targets agree
-        callbacks = (job.callbacks if parallel.is_main else []) + test_hooks(rank, attempt)
+        callbacks = (job.callbacks + bar if parallel.is_main else []) + test_hooks(rank, attempt)
         result = run(spec, module=job.module, loss=job.loss, metrics=job.metrics, callbacks=callbacks,
                      resume=resume, parallel=parallel)
         if parallel.is_main:

@@ -54,8 +54,9 @@ class LoaderSource:
     streamed = True
 
     def __init__(self, split: DatasetSplit, data: Data, device: torch.device, flatten: bool, workers: int = 0,
-                 pin: bool = False):
+                 pin: bool = False, sample_shape: tuple[int, ...] | None = None):
         self.split, self.data, self.device, self.flatten = split, data, device, flatten
+        self.shape = tuple(sample_shape) if sample_shape is not None else (data.n_features,)  # as the net gets it
         self.workers, self.pin = workers, pin
         self.k = data.n_classes if data.task == "classification" else None
         self.loaders: dict[tuple[int, bool], DataLoader] = {}  # kept: persistent workers start once per run
@@ -139,8 +140,10 @@ class LoaderSource:
         return self.loaders[key]
 
     def outputs(self, net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """The net's outputs for every sample, in order: nnopt's own loader reads scoring_chunk(net) samples a batch
+        (the rows an in-memory split scores in one forward pass); a user's DataLoader keeps its batch size."""
         outs, targets = [], []
-        for b in self.loader(1024, None):
+        for b in self.loader(scoring_chunk(net, self.shape), None):
             xb, yb = self._prepare(b)
             outs.append(net(xb))
             targets.append(yb)
@@ -204,7 +207,7 @@ def make_source(data: Data, split: str, device: torch.device, sample_shape: tupl
     part = getattr(data, split)
     flat = tuple(sample_shape) == (data.n_features,)
     if isinstance(part, DatasetSplit):
-        return LoaderSource(part, data, device, flatten=flat, workers=workers, pin=pin)
+        return LoaderSource(part, data, device, flatten=flat, workers=workers, pin=pin, sample_shape=sample_shape)
     if isinstance(part, MemmapSplit):
         return MemmapSource(part, data, device, sample_shape)
     X = part.X if flat else part.X.reshape(len(part.X), *sample_shape)

@@ -3,7 +3,8 @@
 The hot loop does forward, backward, clip, step and schedule, and keeps each step's loss as a
 tensor — no host sync per batch. Losses are checked for NaN/inf every CHECK_EVERY steps and at
 the epoch end; metrics are read once per epoch on the host: the train ones from sums of the batches' outputs
-kept on the device (train_metrics="running", _running.py), or by scoring the training split again ("exact").
+kept on the device (train_metrics="running", _running.py), or by scoring the training split again ("exact");
+scoring a whole split (outputs, loss, divergence, metrics; shared out over a group) is _evaluate.py's.
 
 With a `parallel` strategy (train/_parallel.py; nnopt.distributed provides DDP, local SGD and Hogwild) each
 process trains on its batches (DDP: its slice of every global batch; Hogwild: its shard of the rows), rank 0
@@ -13,7 +14,6 @@ all ranks share.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -30,12 +30,11 @@ from nnopt.fileio import atomic_write_json, atomic_write_jsonl, make_run_dir
 from nnopt.models import count_params
 from nnopt.optim import create_optimizer, create_schedule, set_optimizer_mode
 from nnopt.train._augment import Augment
-from nnopt.train._batches import TensorSource
 from nnopt.train._callbacks import Callback, step_callbacks
 from nnopt.train._checkpoint import fingerprint, load_checkpoint, restore_rng, rng_state, save_checkpoint
+from nnopt.train._evaluate import evaluate_splits, final_scores, on_main, weights_stamp
 from nnopt.train._loggers import create_loggers
-from nnopt.train._metrics import compute_metrics
-from nnopt.train._monitor import custom_values, monitor_for, new_best, resumed_best, scoring, track_best
+from nnopt.train._monitor import monitor_for, new_best, resumed_best, scoring, track_best
 from nnopt.train._outputs import created_time, describe_source, write_outputs
 from nnopt.train._parallel import Parallel
 from nnopt.train._prepare import Prepared, data_shape, prepare, thread_count
@@ -150,7 +149,7 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
             if run_dir is None:
                 raise UsageError(f"{param('resume', True)} needs {param('out', metavar='DIR')}, the run directory to "
                                  "continue")
-            state = _on_main(parallel, load_checkpoint, ckpt_path, fingerprint(config))  # read on rank 0's disk
+            state = on_main(parallel, load_checkpoint, ckpt_path, fingerprint(config))  # read on rank 0's disk
             net.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["schedule"])
@@ -161,9 +160,12 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
         if run_dir is not None and main:
             make_run_dir(run_dir)
             atomic_write_json(run_dir / "config.json", config)
-        callbacks = list(callbacks or []) + (create_loggers(spec.log, run_dir, config, history)
-                                             + progress_bars(spec.progress) if main else [])
+        callbacks = list(callbacks or [])
+        callbacks += (create_loggers(spec.log, run_dir, config, history) + progress_bars(spec.progress, callbacks)
+                      if main else [])
+        # rows: this process's per epoch; group_rows: every process's; rows_done(step): the group's so far (Hogwild)
         info = {"epochs": spec.epochs, "start_epoch": start_epoch, "steps_per_epoch": steps, "rows": rows,
+                "group_rows": len(data.train), "rows_done": parallel.rows_done if parallel else None,
                 "batch_size": batch, "lr": lr_used, "n_params": config["n_params"], "device": str(dev),
                 "threads": threads, "world_size": config["world_size"]}
         for cb in callbacks:
@@ -181,20 +183,9 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
         kept_running = running is not None and getattr(train, "streamed", False)
 
         def evaluate(splits: tuple[str, ...], at: tuple[int, int]) -> dict[str, dict[str, float | None]]:
-            """The splits' metrics, after step at[1] of epoch at[0]. In a group with the data in memory every rank
-            scores a share of the rows; otherwise rank 0 scores them all and hands the result to the others."""
-            if parallel is not None:
-                parallel.sync_model()  # every rank holds the same model: what is scored, saved and trained on
+            return evaluate_splits(net, loss_fn, data, sources, scores, splits, at, parallel)
 
-            def score(split: str, group: Parallel | None) -> dict[str, float | None]:
-                custom = scores.custom if split != "train" else None
-                return _evaluate(net, loss_fn, data, sources[split], scores.names[split], at, group, custom)
-
-            if parallel is not None and all(isinstance(sources[split], TensorSource) for split in splits):
-                return {split: score(split, parallel) for split in splits}
-            return _on_main(parallel, lambda: {split: score(split, None) for split in splits})
-
-        stopped_early = False
+        stopped_early, last = False, None
         update = update_function(opt, sched, params, spec.clip_grad)  # after on_train_start: it may add step hooks
         epoch_start = time.perf_counter()
         for epoch in range(start_epoch + 1, spec.epochs + 1):
@@ -237,7 +228,9 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
             train_loss = group.pop("train_loss") if "train_loss" in group else float(losses.mean())
             row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
             row.update({f"train_{key}": value for key, value in (running.values(parallel) if running else {}).items()})
-            for split, values in evaluate(scored, (epoch, len(step_losses))).items():
+            epoch_scores = evaluate(scored, (epoch, len(step_losses)))
+            last = (weights_stamp(net), epoch_scores)  # the run's end reuses them while the weights stay these
+            for split, values in epoch_scores.items():
                 row.update({f"{split}_{key}": value for key, value in values.items()
                             if not (split == "train" and key == "loss")})
             row["lr"] = epoch_lr
@@ -264,8 +257,8 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
             net.load_state_dict(best["state"])  # restore the weights of the best epoch
         net.eval()
         set_optimizer_mode(opt, False)
-        final = evaluate(("val", "test") if kept_running else ("train", "val", "test"),
-                         (history[-1]["epoch"] if history else start_epoch, 0))
+        final = final_scores(evaluate, ("val", "test") if kept_running else ("train", "val", "test"),
+                             (history[-1]["epoch"] if history else start_epoch, 0), net, last, parallel)
         if kept_running:  # the kept epoch's row: the best one when its weights were restored, else the last
             kept = next((r for r in history if r["epoch"] == best["epoch"]), None) if watch and best["state"] \
                 is not None else (history[-1] if history else None)
@@ -297,22 +290,3 @@ def _check_finite(step_losses: list[torch.Tensor], epoch: int, offset: int,
         raise DivergedError(epoch, bad + 1, float(losses[bad]))
     return losses
 
-
-def _on_main(parallel: Parallel | None, fn: Any, *args: Any) -> Any:
-    """fn(*args); in a parallel run rank 0 computes it and every rank gets rank 0's answer (or its error)."""
-    return fn(*args) if parallel is None else parallel.from_main(lambda: fn(*args))
-
-
-@torch.inference_mode()
-def _evaluate(net: nn.Module, loss_fn: Any, data: Data, source: Any, names: Any, at: tuple[int, int],
-              parallel: Parallel | None = None, custom: dict[str, Any] | None = None) -> dict[str, float | None]:
-    if len(source) == 0:
-        return {}
-    outputs, Y = source.outputs(net) if parallel is None else source.outputs(net, parallel)
-    loss = float(loss_fn(outputs, Y))
-    if not bool(torch.isfinite(outputs).all()):  # the last steps' loss was finite, the weights they left are not
-        raise DivergedError(at[0], at[1], loss if not math.isfinite(loss) else math.inf)
-    values = compute_metrics(data.task, outputs, Y, loss, names, data.target_scale)
-    if custom:  # the user's metrics (held-out splits only)
-        values.update(custom_values(custom, outputs.detach().cpu(), Y.detach().cpu()))
-    return values

@@ -26,6 +26,9 @@ class Parallel(Protocol):
     max_threads: int  # intra-op threads this process may use (the machine's cores shared by its processes)
     resumable: bool  # rank 0 writes checkpoint.pt (Hogwild does not: its workers' optimizer states are their own)
     settings: dict[str, Any]  # what config.json records about the group besides world_size
+    # the training rows every process together has done so far in the epoch, given this process's step (what the
+    # progress bar shows); None where this process's step x batch is that already (DDP: rank 0 walks every batch)
+    rows_done: Callable[[int], int] | None
 
     def epoch_share(self, n_rows: int, batch: int) -> tuple[int, int]:
         """The rows this process walks in an epoch and its batch size: DDP every global batch (n_rows, batch);

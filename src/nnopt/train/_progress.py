@@ -18,15 +18,21 @@ REFRESH_S = 0.1  # at most 10 redraws a second
 SHOWN = ("train_loss", "val_loss", "val_accuracy", "val_r2")  # the metrics shown beside the bar and after it
 
 
-def progress_bars(setting: bool | str) -> list[Callback]:
-    """The loop's bar for TrainSpec.progress: True, False or "auto" (drawn when stderr is a terminal)."""
-    if setting is False or (setting == "auto" and not sys.stderr.isatty()):
+def progress_bars(setting: bool | str, given: list[Callback] | tuple[Callback, ...] = ()) -> list[Callback]:
+    """The loop's bar for TrainSpec.progress: True, False or "auto" (drawn when stderr is a terminal); none when
+    the callbacks `given` hold a ProgressBar already (one drawing elsewhere: a console of the caller's, or the
+    terminal of the process that started this one), so a run never draws two."""
+    if setting is False or (setting == "auto" and not sys.stderr.isatty()) or \
+            any(isinstance(cb, ProgressBar) for cb in given):
         return []
     return [ProgressBar(enabled=True)]
 
 
 class ProgressBar(Callback):
     """An epoch progress bar with rows/s and the ETA, then the last epoch's metrics; rich, on stderr.
+
+    The rows are the whole group's on several processes: DDP's rank 0 walks every global batch, and a Hogwild
+    main process reads every worker's count (the loop's info gives group_rows and rows_done).
 
     enabled: None (auto) draws when stderr is a terminal; True draws on a terminal console even when it is not one;
     False draws nothing. console: a rich Console to draw on instead (tests pass one writing to a buffer)."""
@@ -38,6 +44,7 @@ class ProgressBar(Callback):
         self._progress: Any = None
         self._task: Any = None
         self._rows = self._batch = self._epochs = 0
+        self._rows_done: Any = None
         self._began = self._drawn = 0.0
         self._status = ""
 
@@ -50,7 +57,8 @@ class ProgressBar(Callback):
         console = self.console or Console(stderr=True, force_terminal=True)
         self._epochs = int(info["epochs"])
         self._batch = int(info["batch_size"])
-        self._rows = int(info.get("rows") or info["steps_per_epoch"] * self._batch)
+        self._rows = int(info.get("group_rows") or info.get("rows") or info["steps_per_epoch"] * self._batch)
+        self._rows_done = info.get("rows_done")  # the group's rows so far in the epoch, or None: step x batch
         self._progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(bar_width=24),
             TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
@@ -74,7 +82,7 @@ class ProgressBar(Callback):
         if now - self._drawn < REFRESH_S:
             return
         self._drawn = now
-        done = min(step * self._batch, self._rows)
+        done = min(self._rows_done(step) if self._rows_done is not None else step * self._batch, self._rows)
         self._progress.update(self._task, completed=done, rate=f"{done / max(now - self._began, 1e-9):,.0f} rows/s")
         self._progress.refresh()
 
