@@ -15,7 +15,8 @@ def resolve_scale(scale: str, pixel_max: float | None, channels: int | None = No
         return "pixel" if pixel_max else "channel" if images and channels else "standard"
     if scale == "channel" and not channels:
         raise DataError(f"{param('scale', 'channel')} standardizes each channel of images; these rows have no "
-                        "channels (give (n, C, H, W) images, or (n, H, W) as one channel, or use scale='standard')")
+                        "channels (give (n, C, H, W) images, or (n, H, W) as one channel, or use "
+                        f"{param('scale', 'standard')})")
     return scale
 
 
