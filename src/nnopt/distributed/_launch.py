@@ -41,7 +41,7 @@ from torch import nn
 from nnopt.config import TrainSpec
 from nnopt.errors import NnoptError, UsageError, param
 from nnopt.fileio import atomic_write
-from nnopt.train import Callback, FitResult, ProgressBar, run
+from nnopt.train import Callback, FitResult, ProgressBar, run, wants_bar
 from nnopt.distributed._ddp import join_local, rebuild_error, rendezvous_timeout
 
 KILL_RANK_ENV, KILL_EPOCH_ENV = "NNOPT_TEST_KILL_RANK", "NNOPT_TEST_KILL_EPOCH"
@@ -113,7 +113,7 @@ def _pickle(job: Job) -> bytes:
 def _bar_width(setting: bool | str) -> int | None:
     """The width of the progress bar rank 0 draws for the parent: the parent's terminal's (rich measures it), or
     None when the parent would draw none (progress=False, or "auto" and its stderr is not a terminal)."""
-    if setting is False or (setting == "auto" and not sys.stderr.isatty()):
+    if not wants_bar(setting):
         return None
     from rich.console import Console
 

@@ -2,7 +2,7 @@
 
 from nnopt.train._callbacks import Callback
 from nnopt.train._chunk import scoring_chunk
-from nnopt.train._progress import ProgressBar
+from nnopt.train._progress import ProgressBar, wants_bar
 from nnopt.train._checkpoint import resume_settings
 from nnopt.train._importance import (
     IMPORTANCE_MAX_ROWS,
@@ -20,7 +20,8 @@ from nnopt.train._setup import training_targets, update_function
 from nnopt.train._threads import choose_threads
 
 __all__ = [
-    "Callback", "ProgressBar", "resume_settings", "FitResult", "fit", "fit_spec", "run", "train_loop", "prepare",
+    "Callback", "ProgressBar", "wants_bar", "resume_settings", "FitResult", "fit", "fit_spec", "run", "train_loop",
+    "prepare",
     "Prepared", "Parallel", "LRFindResult",
     "find_lr", "suggest_lr", "compute_metrics", "metric_names", "CLASSIFICATION_METRICS", "REGRESSION_METRICS",
     "choose_threads", "training_targets", "update_function", "IMPORTANCE_MAX_ROWS", "IMPORTANCE_REPEATS",

@@ -18,12 +18,16 @@ REFRESH_S = 0.1  # at most 10 redraws a second
 SHOWN = ("train_loss", "val_loss", "val_accuracy", "val_r2")  # the metrics shown beside the bar and after it
 
 
+def wants_bar(setting: bool | str) -> bool:
+    """Whether TrainSpec.progress asks for a bar in this process: True, or "auto" with stderr a terminal."""
+    return setting is not False and (setting != "auto" or sys.stderr.isatty())
+
+
 def progress_bars(setting: bool | str, given: list[Callback] | tuple[Callback, ...] = ()) -> list[Callback]:
     """The loop's bar for TrainSpec.progress: True, False or "auto" (drawn when stderr is a terminal); none when
     the callbacks `given` hold a ProgressBar already (one drawing elsewhere: a console of the caller's, or the
     terminal of the process that started this one), so a run never draws two."""
-    if setting is False or (setting == "auto" and not sys.stderr.isatty()) or \
-            any(isinstance(cb, ProgressBar) for cb in given):
+    if not wants_bar(setting) or any(isinstance(cb, ProgressBar) for cb in given):
         return []
     return [ProgressBar(enabled=True)]
 
