@@ -53,3 +53,16 @@ def test_compress_a_gpu_trained_model(tmp_path):
     # one-shot 50 % without fine-tuning costs a few points (0.9481 -> 0.9296 on the CPU at Adam's default 5e-3;
     # 0.9074 -> 0.8741 at the previous 1e-3, on the CPU and on an H100)
     assert result.chosen["test"] >= trained.metrics["test"]["accuracy"] - 0.05
+
+
+def test_a_cnn_on_the_gpu_trains_the_same_weights_from_the_same_seed_and_leaves_cudnn_as_it_was():
+    # cuDNN's default convolution kernels may differ between two runs (weight-gradient kernels that add with
+    # atomics): the same seed gave other weights on an H200 until training asked for deterministic kernels
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, True
+    try:
+        kwargs = dict(epochs=2, seed=3, batch_size=64, device="cuda")
+        first, second = (nnopt.fit("cnn:8,16", "digits", **kwargs).model.state_dict() for _ in range(2))
+        assert all(torch.equal(first[k], second[k]) for k in first)
+        assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == (False, True)
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, False

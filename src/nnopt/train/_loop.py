@@ -37,7 +37,7 @@ from nnopt.train._loggers import create_loggers
 from nnopt.train._monitor import monitor_for, new_best, resumed_best, scoring, track_best
 from nnopt.train._outputs import created_time, describe_source, write_outputs
 from nnopt.train._parallel import Parallel
-from nnopt.train._prepare import Prepared, data_shape, prepare, thread_count
+from nnopt.train._prepare import Prepared, data_shape, deterministic_kernels, prepare, thread_count
 from nnopt.train._running import RunningMetrics
 from nnopt.train._progress import progress_bars
 from nnopt.train._setup import update_function
@@ -127,7 +127,7 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
     scores = scoring(data.task, metrics)
     monitor = monitor_for(spec.monitor, spec.mode, scores, has_val=len(sources["val"]) > 0)
     watch = bool(spec.early_stopping) or spec.monitor is not None  # keep the best epoch's weights
-    with thread_count(threads):
+    with thread_count(threads), deterministic_kernels(dev):
         opt = create_optimizer(spec.optimizer, net, lr=spec.lr, **spec.optimizer_params)
         lr_used = opt.param_groups[0]["lr"]
         steps = sources["train"].steps(batch) if hasattr(sources["train"], "steps") else batch_count(rows, batch)

@@ -31,7 +31,7 @@ from nnopt.config import TrainSpec, spec_from_mapping
 from nnopt.errors import UsageError, param, require_int
 from nnopt.optim import create_optimizer, set_optimizer_mode
 from nnopt.fileio import atomic_write_json, make_run_dir
-from nnopt.train._prepare import prepare, thread_count
+from nnopt.train._prepare import deterministic_kernels, prepare, thread_count
 from nnopt.train._setup import clear_grads
 
 RULE = ("steepest descent of the smoothed loss (EMA 0.9) against log10(lr), fitted over half a decade, "
@@ -78,7 +78,7 @@ def find_lr(model: Any, data: Any, *, optimizer: str = "adam", min_lr: float = 1
     p = prepare(spec, module=module)
     if out is not None:
         make_run_dir(Path(out))
-    with thread_count(p.threads):
+    with thread_count(p.threads), deterministic_kernels(p.device):
         opt = create_optimizer(spec.optimizer, p.net, lr=min_lr, **spec.optimizer_params)
         set_optimizer_mode(opt, True)
         p.net.train()

@@ -129,3 +129,20 @@ def thread_count(threads: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def deterministic_kernels(device: torch.device) -> Iterator[None]:
+    """On CUDA, have cuDNN pick deterministic convolution kernels (and no timing-based choice between them) inside
+    the block, so that the same seed trains the same weights and a resumed run ends bit-identical to an
+    uninterrupted one; the previous settings are restored after. Nothing changes on the CPU."""
+    if device.type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    previous = cudnn.deterministic, cudnn.benchmark
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = previous
