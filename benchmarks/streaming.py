@@ -7,9 +7,10 @@ writes: a DataLoader over the same training split (same batch size, shuffled, th
 same MLP and fused Adam, a validation pass each epoch and a test pass at the end (nnopt's epoch does the same work: it
 takes the training metrics from the batches it trained on). Rounds interleave the two, alternating which goes
 first; medians are reported. `__getitem__` calls are counted per index in shared memory (workers included):
-calls on training indices per training sample per epoch.
+calls on training indices per training sample per epoch. `--device cuda`: both train on the GPU, the hand loop's
+DataLoaders pin memory and copy batches with non_blocking=True (what nnopt's own loaders do on CUDA).
 
-    .venv/bin/python benchmarks/streaming.py [--rows 200000] [--epochs 2] [--rounds 3] [--workers 0 2]
+    .venv/bin/python benchmarks/streaming.py [--rows 200000] [--epochs 2] [--rounds 3] [--workers 0 2] [--device cpu]
 """
 
 from __future__ import annotations
@@ -60,14 +61,23 @@ class Generated(Dataset):
         return np.frombuffer(self.calls, dtype=np.int32).copy()
 
 
+DEVICE = torch.device("cpu")
+
+
 def loader(ds: Dataset, batch: int, workers: int, shuffle: bool, seed: int) -> DataLoader:
     return DataLoader(ds, batch_size=batch, shuffle=shuffle, num_workers=workers, persistent_workers=workers > 0,
-                      generator=torch.Generator().manual_seed(seed) if shuffle else None)
+                      generator=torch.Generator().manual_seed(seed) if shuffle else None,
+                      pin_memory=DEVICE.type == "cuda")
+
+
+def on_device(batches):
+    for xb, yb in batches:
+        yield xb.to(DEVICE, non_blocking=True), yb.to(DEVICE, non_blocking=True)
 
 
 def hand_loop(ds: Generated, splits, epochs: int, workers: int, seed: int) -> dict:
     torch.manual_seed(seed)
-    model = nnopt.build_model(MODEL, in_features=FEATURES, n_outputs=CLASSES)
+    model = nnopt.build_model(MODEL, in_features=FEATURES, n_outputs=CLASSES).to(DEVICE)
     opt = torch.optim.Adam(model.parameters(), lr=LR, fused=True)  # the kernel nnopt's adam uses
     train, val, test = (Subset(ds, [int(i) for i in idx]) for idx in splits)  # python ints, as nnopt's split
     train_loader = loader(train, BATCH, workers, True, seed)
@@ -77,7 +87,7 @@ def hand_loop(ds: Generated, splits, epochs: int, workers: int, seed: int) -> di
         model.eval()
         right = total = 0
         with torch.inference_mode():
-            for xb, yb in batches:
+            for xb, yb in on_device(batches):
                 right += int((model(xb).argmax(1) == yb).sum())
                 total += len(yb)
         model.train()
@@ -85,7 +95,7 @@ def hand_loop(ds: Generated, splits, epochs: int, workers: int, seed: int) -> di
 
     for _ in range(epochs):
         losses = []
-        for xb, yb in train_loader:
+        for xb, yb in on_device(train_loader):
             loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -98,7 +108,7 @@ def hand_loop(ds: Generated, splits, epochs: int, workers: int, seed: int) -> di
 
 def nnopt_fit(ds: Generated, epochs: int, workers: int, seed: int) -> dict:
     result = nnopt.fit(MODEL, ds, task="classification", n_classes=CLASSES, epochs=epochs, batch_size=BATCH,
-                       lr=LR, num_workers=workers, seed=seed, threads=1)
+                       lr=LR, num_workers=workers, seed=seed, threads=1, device=DEVICE.type)
     return {"test_accuracy": result.metrics["test"]["accuracy"]}
 
 
@@ -108,7 +118,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     torch.set_num_threads(1)
     ds = Generated(args.rows)
     data = load_data(ds, task="classification", n_classes=CLASSES)  # nnopt's split, seed 0: both train on it
@@ -138,7 +151,7 @@ def main() -> None:
                       f"{entry['samples_per_s'][-1]:.0f} samples/s, calls/sample/epoch "
                       f"{entry['calls_per_train_sample'][-1]:.3f}", flush=True)
     summary = {"rows": args.rows, "train_rows": n_train, "epochs": args.epochs, "rounds": args.rounds,
-               "batch": BATCH, "model": MODEL, "torch": torch.__version__, "python": platform.python_version(),
+               "batch": BATCH, "model": MODEL, "device": args.device, "torch": torch.__version__, "python": platform.python_version(),
                "load_1min_before_after": [round(load1, 2), round(os.getloadavg()[0], 2)], "configs": {}}
     for workers in args.workers:
         mine, hand = results[f"nnopt/{workers}"], results[f"hand/{workers}"]
