@@ -69,6 +69,25 @@ def test_a_streamed_split_is_scored_in_chunks_of_the_in_memory_size_with_the_sam
     assert torch.equal(streamed, in_memory)
 
 
+def test_with_workers_smaller_reads_are_joined_into_the_same_chunks():
+    # every worker reads while a chunk fills (a whole chunk in one batch kept the other workers idle), and the
+    # forward passes and outputs stay those of in-memory scoring
+    data = nnopt.load_data(Images(), task="classification", n_classes=10, seed=0)
+    net = wide_cnn()
+    chunk = scoring_chunk(net, (1, 8, 8))
+    source = make_source(data, "val", torch.device("cpu"), (1, 8, 8), workers=2)
+    val = torch.as_tensor(data.val.dataset.indices)
+    sizes = forward_sizes(net)
+    with torch.inference_mode():
+        streamed, targets = source.outputs(net)
+        in_memory, expected = TensorSource(IMAGES[val], LABELS[val]).outputs(net)
+    assert [key[0] for key in source.loaders] == [64]  # max(64, 102 / (4 reads x 2 workers)) samples a batch
+    full, rest = divmod(len(val), chunk)
+    one_pass = [PROBE_ROWS] + [chunk] * full + [rest] * bool(rest)
+    assert sizes == one_pass + one_pass
+    assert torch.equal(targets, expected) and torch.equal(streamed, in_memory)
+
+
 def test_a_users_dataloader_is_scored_at_its_own_batch_size():
     loader = DataLoader(Images(), batch_size=50)
     data = nnopt.load_data(loader, task="classification", n_classes=10)

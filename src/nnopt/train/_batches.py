@@ -17,6 +17,10 @@ from nnopt.train._chunk import scoring_chunk
 from nnopt.train._parallel import Parallel
 from nnopt.train._setup import training_targets
 
+# scoring a streamed split with workers: each worker reads READS_PER_WORKER batches of a scoring chunk (at least
+# MIN_READ samples each), which are joined into the chunk
+READS_PER_WORKER, MIN_READ = 4, 64
+
 # A part of a global batch: given the batch's sample indices, the ones to read (a DDP rank's share of them)
 Part = Callable[[Sequence[int]], Sequence[int]]
 
@@ -140,13 +144,32 @@ class LoaderSource:
         return self.loaders[key]
 
     def outputs(self, net: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        """The net's outputs for every sample, in order: nnopt's own loader reads scoring_chunk(net) samples a batch
-        (the rows an in-memory split scores in one forward pass); a user's DataLoader keeps its batch size."""
-        outs, targets = [], []
-        for b in self.loader(scoring_chunk(net, self.shape), None):
+        """The net's outputs for every sample, in order, scored scoring_chunk(net) samples a forward pass (the rows
+        an in-memory split scores in one pass); a user's DataLoader keeps its batch size. With workers, nnopt's own
+        loader reads smaller batches (READS_PER_WORKER for each worker in a chunk) so that every worker reads
+        while a chunk fills, and they are joined into the same chunks: one 8192-sample batch was read by one
+        worker while the others waited."""
+        chunk = scoring_chunk(net, self.shape)
+        read = chunk
+        if self.split.loader is None and self.workers > 0:
+            read = min(chunk, max(MIN_READ, -(-min(chunk, len(self.split)) // (READS_PER_WORKER * self.workers))))
+        outs, targets, held, held_rows = [], [], [], 0
+        for b in self.loader(read, None):
             xb, yb = self._prepare(b)
-            outs.append(net(xb))
-            targets.append(yb)
+            if read == chunk:
+                outs.append(net(xb))
+                targets.append(yb)
+                continue
+            held.append((xb, yb))
+            held_rows += len(xb)
+            if held_rows >= chunk:
+                xs, ys = torch.cat([x for x, _ in held]), torch.cat([y for _, y in held])
+                outs.append(net(xs[:chunk]))
+                targets.append(ys[:chunk])
+                held, held_rows = ([(xs[chunk:], ys[chunk:])], held_rows - chunk) if held_rows > chunk else ([], 0)
+        if held:
+            outs.append(net(torch.cat([x for x, _ in held])))
+            targets.append(torch.cat([y for _, y in held]))
         return torch.cat(outs), torch.cat(targets)
 
 
