@@ -118,3 +118,19 @@ def test_cnn_pool_choices(shape):
         assert not torch.allclose(models["max"](x), models["avg"](x))
     flat = {p: models[p].head[0].in_features for p in models}
     assert flat["max"] == flat["avg"] < flat["none"] == 32 * math.prod(shape[1:])
+
+
+def test_a_factory_next_to_the_command_is_found_without_pythonpath(tmp_path, monkeypatch):
+    # the `nnopt` command does not put the directory it runs in on sys.path (python -m does): a user's
+    # `--model mynets_cwd:Net` beside mynets_cwd.py is still found, after everything installed
+    (tmp_path / "mynets_cwd.py").write_text(
+        "from torch import nn\n"
+        "def Net(in_features, n_outputs, width=4):\n"
+        "    return nn.Sequential(nn.Linear(in_features, width), nn.ReLU(), nn.Linear(width, n_outputs))\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", str(tmp_path), ".")])
+    monkeypatch.delitem(__import__("sys").modules, "mynets_cwd", raising=False)
+    net = build_model("mynets_cwd:Net:width=6", in_features=5, n_outputs=2)
+    assert net(torch.zeros(3, 5)).shape == (3, 2) and net[0].out_features == 6
+    with pytest.raises(ConfigError, match=r"cannot import model factory module 'nowhere_xyz' .*check PYTHONPATH"):
+        build_model("nowhere_xyz:Net", in_features=5, n_outputs=2)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 from typing import Any
 
 import torch
@@ -180,6 +182,23 @@ def on_flat_rows(model: nn.Module, meta: dict[str, Any]) -> nn.Module:
     return model
 
 
+def import_user_module(name: str) -> Any:
+    """Import the module of a user's factory or class. A module that is not importable as Python finds it is
+    looked for in the current directory too, after everything on sys.path (the `nnopt` command, unlike
+    `python -m`, does not put the directory it runs in on the path, and `--model mynets:Net` next to mynets.py
+    should work); being last, it cannot shadow an installed package."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        here = os.getcwd()
+        top = name.split(".")[0]
+        if exc.name != top or here in sys.path or "" in sys.path or not (
+                os.path.isfile(os.path.join(here, top + ".py")) or os.path.isdir(os.path.join(here, top))):
+            raise
+        sys.path.append(here)
+        return importlib.import_module(name)
+
+
 def factory_signature(spec: str | dict | ArchSpec) -> tuple[Any, dict[str, inspect.Parameter] | None]:
     """(the factory, its parameters) of a factory spec, after checking that it can be imported and takes the
     spec's arguments; parameters None when Python cannot read its signature."""
@@ -187,9 +206,10 @@ def factory_signature(spec: str | dict | ArchSpec) -> tuple[Any, dict[str, inspe
     path = arch.factory or ""
     module_name, _, func_name = path.partition(":")
     try:
-        func = getattr(importlib.import_module(module_name), func_name)
+        func = getattr(import_user_module(module_name), func_name)
     except ImportError as exc:
-        raise ConfigError(f"cannot import model factory module '{module_name}' ({exc}); check PYTHONPATH") from None
+        raise ConfigError(f"cannot import model factory module '{module_name}' ({exc}); check PYTHONPATH (the "
+                          "current directory is searched too)") from None
     except AttributeError:
         raise ConfigError(f"module '{module_name}' has no function '{func_name}'") from None
     try:
