@@ -42,6 +42,19 @@ def test_probabilities_are_extra_columns_that_sum_to_one(run_cli, iris_csv, iris
         assert abs(sum(p) - 1) < 1e-4 and row["prediction"] == names[int(np.argmax(p))]
 
 
+def test_out_dash_writes_the_csv_to_stdout_and_the_notes_to_stderr(run_cli, iris_csv, iris_run, tmp_path,
+                                                                    monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, stdout, err = run_cli("predict", iris_run, "--data", iris_csv, "--out", "-", "--proba")
+    assert code == 0 and "150 predictions" in err and "standard output" in err
+    assert list(tmp_path.iterdir()) == []  # no file named '-'
+    lines = stdout.splitlines()
+    assert lines[0] == "prediction,proba_setosa,proba_versicolor,proba_virginica" and len(lines) == 151
+    written = tmp_path / "p.csv"
+    assert run_cli("predict", iris_run, "--data", iris_csv, "--out", written, "--proba")[0] == 0
+    assert written.read_text() == stdout  # the same CSV as --out FILE writes
+
+
 def test_evaluate_test_split_equals_training_metrics(run_cli, iris_csv, iris_run, iris_summary, tmp_path):
     code, stdout, err = run_cli("evaluate", iris_run, "--data", iris_csv, "--split", "test", "--json",
                                 "--out", tmp_path / "ev")

@@ -52,11 +52,13 @@ def default_out(command: str) -> str:
     return candidate
 
 
-def make_console() -> Any:
-    """rich's Console; off a terminal (a pipe, a file) wide enough that tables are not cut."""
+def make_console(stderr: bool = False) -> Any:
+    """rich's Console (on standard error with stderr=True); off a terminal (a pipe, a file) wide enough that
+    tables are not cut."""
     from rich.console import Console
 
-    return Console() if sys.stdout.isatty() else Console(width=200)
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr) if stream.isatty() else Console(stderr=stderr, width=200)
 
 
 def num(value: Any, fmt: str = ".4f") -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import sys
 from typing import Any
 
 from nnopt.cli._common import default_out, make_console, num, print_skipped, print_table
@@ -39,7 +41,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
     predict.add_argument("--data", required=True, nargs="+", metavar="PATH", help="dataset name or path (.csv, "
                          ".parquet, .npz, IDX directory), or for an image model a folder of images or image files")
     predict.add_argument("--target", help="a label column to ignore (default: the training target, if present)")
-    predict.add_argument("--out", default="predictions.csv", help="CSV to write (default predictions.csv)")
+    predict.add_argument("--out", default="predictions.csv",
+                         help="CSV to write, - for standard output (default predictions.csv)")
     predict.add_argument("--proba", action="store_true", help="add a probability column per class")
     predict.add_argument("--keep", metavar="COL,...", help="input columns to copy into the CSV, to join rows back "
                          "(default: the ID columns training left out, when present; '' for none)")
@@ -107,12 +110,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from nnopt.inference import predict
 
     data = args.data[0] if len(args.data) == 1 else args.data
-    result = predict(args.model, data, proba=args.proba, out=args.out, target=args.target, keep=args.keep)
+    to_stdout = args.out == "-"  # the CSV on standard output, what nnopt says about it on standard error
+    result = predict(args.model, data, proba=args.proba, out=None if to_stdout else args.out, target=args.target,
+                     keep=args.keep)
+    if to_stdout:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(result.columns)
+        writer.writerows(result.table())
+        sys.stdout.flush()
     if args.json:
-        print(json.dumps(result.summary()))
+        print(json.dumps(result.summary()), file=sys.stderr if to_stdout else sys.stdout)
         return 0
-    console = make_console()
-    console.print(f"{len(result)} predictions ({', '.join(result.columns)}) -> {result.path}")
+    console = make_console(stderr=to_stdout)
+    console.print(f"{len(result)} predictions ({', '.join(result.columns)}) -> "
+                  f"{'standard output' if to_stdout else result.path}")
     console.print(f"model: {result.model}")
     _print_notes(console, result)
     print_skipped(console, {"skipped": len(result.skipped), "files": len(result) + len(result.skipped),
