@@ -178,7 +178,8 @@ def _print_compare(result: Any) -> None:
     primary = result.primary_metric
     short = primary.split("_", 1)[1]
     table = Table(title=f"{result.config['model']} on {result.config['data_info']['name']}: "
-                        f"{len(result.config['seeds'])} seeds x {result.config['epochs']} epochs")
+                        f"{len(result.config['seeds'])} seed{'s' * (len(result.config['seeds']) != 1)} x "
+                        f"{result.config['epochs']} epochs")
     for column in ("#", "optimizer", "lr", f"test {short}", f"val {short}", "train loss", "to target", "steps/s",
                    "diverged"):
         table.add_column(column, justify="left" if column == "optimizer" else "right", no_wrap=True)
@@ -186,7 +187,7 @@ def _print_compare(result: Any) -> None:
         mean, std = row.get(f"{primary}_mean"), row.get(f"{primary}_std")
         target = row["epochs_to_target_mean"]
         table.add_row(str(row["rank"]), row["optimizer"], f"{row['lr']:.3g} {row['lr_source']}",
-                      "-" if mean is None else f"{mean:.4f}±{std:.4f}",
+                      "-" if mean is None else f"{mean:.4f}" + (f"±{std:.4f}" if row["seeds"] > 1 else ""),
                       num(row.get(f"val_{short}_mean")), num(row.get("train_loss_mean")),
                       "-" if target is None else f"{target:.1f} ep", num(row["steps_per_s_mean"], ".0f"),
                       f"{row['diverged']}/{row['seeds']}")
