@@ -111,6 +111,35 @@ def test_outputs_conditional_params_and_best_yaml_reproduces(tmp_path, run_cli):
     assert reproduced == pytest.approx(summary["best_value"], abs=1e-9)
 
 
+@pytest.mark.parametrize("data, metric", [("iris", "val_accuracy"), ("diabetes", "val_r2")])
+def test_without_a_spec_data_tunes_the_default_space(tmp_path, run_cli, data, metric):
+    out = tmp_path / "run"
+    code, stdout, err = run_cli("tune", "--data", data, "--model", "mlp:16", "--epochs", "2", "--trials", "4",
+                                "--sampler", "random", "--pruner", "none", "--seed", "0", "--out", out, "--json")
+    assert code == 0, err
+    summary = json.loads(stdout)
+    trials = json.loads((out / "trials.json").read_text())["trials"]
+    assert len(trials) == 4 and summary["trials"]["complete"] == 4
+    assert all(set(t["params"]) == {"optimizer", "lr", "batch_size", "weight_decay"} for t in trials)
+    assert summary["objectives"][0]["metric"] == metric
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    assert best["model"] == "mlp:16" and best["epochs"] == 2 and best["data"] == data
+    code, stdout, err = run_cli("train", "--config", out / "best.yaml", "--out", tmp_path / "again", "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["metrics"]["val"][metric[4:]] == pytest.approx(summary["best_value"], abs=1e-9)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    ([], "needs a YAML spec (nnopt tune spec.yaml) or --data"),
+    (["SPEC", "--data", "iris"], "--data goes into the YAML spec"),
+    (["SPEC", "--epochs", "3"], "--epochs goes into the YAML spec"),
+])
+def test_a_spec_or_data_one_line_errors(tmp_path, run_cli, args, fragment):
+    args = [_spec(tmp_path) if a == "SPEC" else a for a in args]
+    code, stdout, err = run_cli("tune", *args, "--out", tmp_path / "run")
+    assert code == 2 and fragment in err and err.count("\n") == 1 and not (tmp_path / "run").exists()
+
+
 def test_rerun_continues_to_n_trials(tmp_path):
     spec = _spec(tmp_path)
     tune(spec, trials=4, pruner="none", sampler="random", seed=0, out=tmp_path / "run")

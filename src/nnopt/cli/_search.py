@@ -14,14 +14,27 @@ from nnopt.cli._common import (
     make_console,
     study_flags,
     table_args,
+    table_flags,
 )
+from nnopt.errors import UsageError
 from nnopt.fileio import slug
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.ArgumentParser) -> None:
     tune = sub.add_parser("tune", parents=[common], help="tune hyperparameters with Optuna",
-                          description="Search hyperparameters from a YAML spec; re-running continues the study.")
-    tune.add_argument("spec", help="YAML spec: data, model template, train settings, objective, space")
+                          description="Search hyperparameters from a YAML spec, or the optimizer, lr, batch size and "
+                                      "weight decay of a model on --data; re-running continues the study.")
+    tune.add_argument("spec", nargs="?", help="YAML spec: data, model template, train settings, objective, space "
+                                              "(or give --data instead)")
+    tune.add_argument("--data", help="without a spec: dataset name or path (as for train); tunes optimizer, lr, "
+                                     "batch size and weight decay")
+    tune.add_argument("--target", help="with --data: target column of a CSV/parquet file")
+    tune.add_argument("--task", choices=["classification", "regression"], help="with --data: override task detection")
+    tune.add_argument("--model", help="with --data: the network (default mlp:128,64)")
+    # search._spec.DEFAULT_TUNE_EPOCHS, not imported here: it imports optuna and torch, which every command would
+    # wait on
+    tune.add_argument("--epochs", type=int, help="with --data: epochs per trial (default 10)")
+    table_flags(tune)
     tune.add_argument("--sampler", help="grid | random | tpe | gp | cmaes | qmc | nsga2 (default tpe; nsga2 for "
                                         "several objectives)")
     tune.add_argument("--pruner", help="none | median | asha | hyperband (default asha)")
@@ -48,11 +61,26 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
 
 def _cmd_tune(args: argparse.Namespace) -> int:
     from nnopt.api import tune
+    from nnopt.search._spec import default_tune_spec
 
     overrides = {k: getattr(args, k) for k in ("sampler", "pruner", "trials", "timeout", "workers", "storage",
                                                "study", "seed")}
-    out = args.out or f"runs/tune-{Path(args.spec).stem}"
-    result = tune(args.spec, out=out, **overrides)
+    flags = {"--data": args.data, "--target": args.target, "--task": args.task, "--model": args.model,
+             "--epochs": args.epochs, **{f"--{k.replace('_', '-')}": v for k, v in table_args(args).items()}}
+    given = [flag for flag, value in flags.items() if value is not None]
+    if args.spec is not None and given:
+        raise UsageError(f"{given[0]} goes into the YAML spec ({args.spec}) when there is one; give either a spec "
+                         "or --data")
+    if args.spec is None and args.data is None:
+        raise UsageError("nnopt tune needs a YAML spec (nnopt tune spec.yaml) or --data to tune a model's optimizer, "
+                         "lr, batch size and weight decay")
+    if args.spec is None:
+        spec: Any = default_tune_spec(args.data, model=args.model, epochs=args.epochs, target=args.target,
+                                      task=args.task, **table_args(args))
+        out = args.out or f"runs/tune-{slug(args.data)}"
+    else:
+        spec, out = args.spec, args.out or f"runs/tune-{Path(args.spec).stem}"
+    result = tune(spec, out=out, **overrides)
     if args.json:
         print(json.dumps(result.summary()))
         return 0

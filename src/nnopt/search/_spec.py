@@ -329,6 +329,26 @@ class TuneSpec:
         return {key: data[key] for key in SPEC_KEYS}
 
 
+# `nnopt tune --data D` without a YAML spec: the training hyperparameters that matter most for any network
+DEFAULT_SPACE = {
+    "optimizer": {"choices": ["adam", "adamw", "momentum", "rmsprop"]},
+    "lr": {"type": "float", "low": 1e-4, "high": 0.3, "log": True},
+    "batch_size": {"choices": [32, 64, 128, 256]},
+    "weight_decay": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True},
+}
+DEFAULT_TUNE_EPOCHS = 10
+
+
+def default_tune_spec(data: Any, *, model: Any = None, epochs: int | None = None, **fields: Any) -> dict[str, Any]:
+    """The tune spec of `nnopt tune --data D [--model M] [--epochs N]`: DEFAULT_SPACE over the model (the train
+    default when None), each trial trained `epochs` epochs [DEFAULT_TUNE_EPOCHS]; `fields`: target, task and the
+    table keys, as in a YAML spec."""
+    return {"data": data, **{k: v for k, v in fields.items() if v is not None},
+            "model": model if model is not None else TrainSpec.model,
+            "train": {"epochs": epochs if epochs is not None else DEFAULT_TUNE_EPOCHS},
+            "space": {name: dict(param) for name, param in DEFAULT_SPACE.items()}}
+
+
 def load_tune_spec(source: str | Path | Mapping, overrides: Mapping | None = None) -> TuneSpec:
     """Read a tune spec (a YAML path or a mapping), apply CLI overrides (None values ignored), validate."""
     if isinstance(source, Mapping):
