@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from typing import Any
@@ -114,9 +113,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     result = predict(args.model, data, proba=args.proba, out=None if to_stdout else args.out, target=args.target,
                      keep=args.keep)
     if to_stdout:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(result.columns)
-        writer.writerows(result.table())
+        result.write_csv(sys.stdout)
         sys.stdout.flush()
     if args.json:
         print(json.dumps(result.summary()), file=sys.stderr if to_stdout else sys.stdout)

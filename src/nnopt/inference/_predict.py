@@ -44,6 +44,12 @@ class Predictions:
                 row.extend(f"{v:.6g}" for v in p)
         return rows
 
+    def write_csv(self, stream: Any) -> None:
+        """The predictions as CSV (header and rows) into a text stream."""
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(self.columns)
+        writer.writerows(self.table())
+
     def summary(self) -> dict[str, Any]:
         return {"rows": len(self), "task": self.task, "columns": self.columns, "model": self.model,
                 "out": str(self.path) if self.path else None, "unseen": self.unseen, "missing": self.missing,
@@ -88,9 +94,7 @@ def predict(model: Any, data: Any, *, proba: bool = False, out: str | Path | Non
                          ignored_columns=[c for c in rows.ignored if c not in kept], skipped=rows.skipped)
     if out is not None:
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(result.columns)
-        writer.writerows(result.table())
+        result.write_csv(buffer)
         try:
             result.path = atomic_write_text(out, buffer.getvalue())
         except OSError as exc:
