@@ -143,7 +143,7 @@ def _print_train_summary(result: Any) -> None:
         table.add_column(name, justify="right")
     for split in ("train", "val", "test"):
         row = result.metrics[split]
-        table.add_row(split, *("-" if row.get(n) is None else f"{row[n]:.4f}" for n in names))
+        table.add_row(split, *(num(row.get(n)) for n in names))
     console.print(table)
     early = " (stopped early)" if result.stopped_early else ""
     console.print(f"{result.epochs} epochs{early} in {result.wall_s:.1f} s · run directory: {result.run_dir}")
