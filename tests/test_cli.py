@@ -29,6 +29,20 @@ def test_train_writes_the_run_directory(run_cli, tmp_path):
     assert meta["task"] == "classification" and meta["class_names"] == ["setosa", "versicolor", "virginica"]
 
 
+def test_a_tables_default_target_is_named_in_the_summary(run_cli, tmp_path):
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame.rename(columns={"target": "kind"})
+    frame.to_csv(tmp_path / "flowers.csv", index=False)
+    code, out, err = run_cli("train", "--data", tmp_path / "flowers.csv", "--epochs", "1", "--out", tmp_path / "a")
+    assert code == 0, err
+    assert "1 epoch in" in out and "target: kind (classification), the table's last column; --target names another" \
+        in " ".join(out.split())
+    code, out, err = run_cli("train", "--data", tmp_path / "flowers.csv", "--target", "kind", "--epochs", "2",
+                             "--out", tmp_path / "b")
+    assert code == 0 and "2 epochs in" in out and "target:" not in out
+
+
 def test_json_prints_one_object(run_cli, tmp_path):
     code, out, err = run_cli("train", "--data", "wine", "--epochs", "2", "--json", "--out", tmp_path / "r")
     assert code == 0 and err == ""

@@ -146,7 +146,11 @@ def _print_train_summary(result: Any) -> None:
         table.add_row(split, *(num(row.get(n)) for n in names))
     console.print(table)
     early = " (stopped early)" if result.stopped_early else ""
-    console.print(f"{result.epochs} epochs{early} in {result.wall_s:.1f} s · run directory: {result.run_dir}")
+    console.print(f"{result.epochs} epoch{'s' * (result.epochs != 1)}{early} in {result.wall_s:.1f} s · run "
+                  f"directory: {result.run_dir}")
+    column = result.data.preprocessing.get("target")
+    if result.config.get("target") is None and column:  # a table's last column, taken by default
+        console.print(f"target: {column} ({result.data.task}), the table's last column; --target names another")
     print_skipped(console, result.data.images)
 
 
