@@ -33,9 +33,9 @@ def test_bad_budget_is_a_usage_error(text):
         parse_budget(text)
 
 
-def test_digits_within_budget_with_every_output(tmp_path, digits_automl):
-    # the run is made in-process (tests/conftest.py, shared with tests/report/test_browser.py); best.yaml and
-    # evaluate below run in processes of their own, as a user runs them later
+def test_digits_within_budget_with_every_output(tmp_path, digits_automl, run_cli):
+    # the run is made in-process (tests/conftest.py, shared with tests/report/test_browser.py); best.yaml below
+    # is trained in a process of its own, as a user runs it later
     run, budget_s, summary = digits_automl
     assert summary["budget_s"] == budget_s
     assert FILES <= {p.name for p in run.iterdir()}
@@ -79,10 +79,9 @@ def test_digits_within_budget_with_every_output(tmp_path, digits_automl):
     assert (onnx_out.argmax(1) == torch_out.argmax(1)).mean() >= 0.99
     assert "Model card" in (run / "report.html").read_text()
     # nnopt evaluate uses the compressed model and re-creates the same test rows.
-    code = subprocess.run([sys.executable, "-m", "nnopt", "evaluate", run, "--split", "test", "--out",
-                           tmp_path / "ev", "--json"], capture_output=True, text=True)
-    assert code.returncode == 0, code.stderr
-    assert json.loads(code.stdout)["metrics"]["accuracy"] == pytest.approx(summary["compressed_test"], abs=1e-9)
+    code, out, err = run_cli("evaluate", run, "--split", "test", "--out", tmp_path / "ev", "--json")
+    assert code == 0, err
+    assert json.loads(out)["metrics"]["accuracy"] == pytest.approx(summary["compressed_test"], abs=1e-9)
 
 
 def _wine_csv(path):
@@ -112,7 +111,7 @@ def test_csv_with_constraints_holds_them_on_the_final_model(tmp_path, run_cli):
 
 def test_a_killed_run_continues_where_it_stopped(tmp_path):
     run = tmp_path / "iris"
-    args = [sys.executable, "-m", "nnopt", "automl", "--data", "iris", "--budget", "50s", "--out", str(run),
+    args = [sys.executable, "-m", "nnopt", "automl", "--data", "iris", "--budget", "45s", "--out", str(run),
             "--json"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
