@@ -109,9 +109,9 @@ def test_csv_with_constraints_holds_them_on_the_final_model(tmp_path, run_cli):
     assert summary["test"] >= 0.85
 
 
-def test_a_killed_run_continues_where_it_stopped(tmp_path):
+def test_a_killed_run_continues_where_it_stopped(tmp_path, run_cli):
     run = tmp_path / "iris"
-    args = [sys.executable, "-m", "nnopt", "automl", "--data", "iris", "--budget", "45s", "--out", str(run),
+    args = [sys.executable, "-m", "nnopt", "automl", "--data", "iris", "--budget", "50s", "--out", str(run),
             "--json"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -127,9 +127,9 @@ def test_a_killed_run_continues_where_it_stopped(tmp_path):
     assert "screen" in state["stages"] and "test" not in state["stages"]
     screen_written = (run / "screen" / "results.json").stat().st_mtime_ns
     trials_before = journal.read_text().count('"op_code": 4')  # trial state changes recorded so far
-    out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr
-    summary = json.loads(out.stdout)
+    code, out, err = run_cli(*args[3:])  # the same command, continued by another process: this one
+    assert code == 0, err
+    summary = json.loads(out)
     assert (run / "screen" / "results.json").stat().st_mtime_ns == screen_written  # the screen was not redone
     assert journal.read_text().count('"op_code": 4') >= trials_before  # the study continued, nothing lost
     assert summary["spent_s"] >= state["spent_s"]  # the time of the first run counts against the budget
