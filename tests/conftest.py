@@ -19,3 +19,22 @@ def run_cli(capsys):
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def digits_automl(tmp_path_factory):
+    """One `nnopt automl --data digits --json` run (in-process), made on first use and shared by the tests that
+    read a finished automl run directory: tests/pipeline/test_automl.py checks its outputs and figures,
+    tests/report/test_browser.py renders its reports. Returns (run directory, budget in seconds, summary)."""
+    import contextlib
+    import io
+    import json
+
+    from nnopt.cli import main
+
+    budget_s = 60  # digits needs 37-45 s on 2 busy cores (the too-small message), so no less
+    run = tmp_path_factory.mktemp("digits-automl") / "automl"
+    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()) as err:
+        code = main(["automl", "--data", "digits", "--budget", f"{budget_s}s", "--out", str(run), "--json"])
+    assert code == 0, err.getvalue()
+    return run, budget_s, json.loads(out.getvalue())

@@ -32,16 +32,24 @@ def cli_json(*args, timeout=400):
     return json.loads(out.stdout)
 
 
-def test_automl_on_a_raw_table_then_predict_raw_rows(credit_files):
+def run_json(run_cli, *args):
+    """`nnopt ARGS --json` in-process (nnopt.cli.main, as the command runs)."""
+    code, out, err = run_cli(*args, "--json")
+    assert code == 0, f"nnopt {' '.join(map(str, args[:3]))}: {err}"
+    return json.loads(out)
+
+
+def test_automl_on_a_raw_table_then_predict_raw_rows(credit_files, run_cli):
     tmp, test = credit_files
+    # automl in a process of its own; evaluate and predict in this one: the rows and the model cross processes
     summary = cli_json("automl", "--data", tmp / "train.csv", "--target", "Status", "--budget", "60s",
                        "--out", tmp / "automl")
     assert summary["metric"] == "accuracy"
     # a majority-class guess scores 0.72 on credit_data; a logistic regression on one-hot columns about 0.80
     assert summary["test"] >= 0.76
-    evaluated = cli_json("evaluate", tmp / "automl", "--split", "test", "--out", tmp / "ev")
+    evaluated = run_json(run_cli, "evaluate", tmp / "automl", "--split", "test", "--out", tmp / "ev")
     assert evaluated["metrics"]["accuracy"] == pytest.approx(summary["compressed_test"], abs=1e-6)
-    predicted = cli_json("predict", tmp / "automl", "--data", tmp / "test.csv", "--out", tmp / "pred.csv")
+    predicted = run_json(run_cli, "predict", tmp / "automl", "--data", tmp / "test.csv", "--out", tmp / "pred.csv")
     assert predicted["rows"] == len(test) and predicted["missing"]  # the test rows have empty cells
     rows = pd.read_csv(tmp / "pred.csv")
     assert list(rows.columns) == ["rownames", "prediction"] and rows["rownames"].tolist() == test["rownames"].tolist()
@@ -65,22 +73,22 @@ def test_automl_on_a_raw_table_then_predict_raw_rows(credit_files):
     assert np.mean(onnx_labels == rows["prediction"].to_numpy()) >= 0.999
 
 
-def test_tune_and_search_on_a_raw_table(credit_files, tmp_path):
+def test_tune_and_search_on_a_raw_table(credit_files, tmp_path, run_cli):
     tmp, _ = credit_files
     spec = tmp_path / "tune.yaml"
     spec.write_text(f"data: {tmp / 'train.csv'}\ntarget: Status\ndrop: [Seniority]\nmodel: mlp:{{width}}\n"
                     "train: {epochs: 3}\nspace:\n  width: {choices: [16, 32]}\n")
-    tuned = cli_json("tune", spec, "--trials", "2", "--sampler", "random", "--pruner", "none", "--seed", "0",
-                     "--out", tmp_path / "u")
+    tuned = run_json(run_cli, "tune", spec, "--trials", "2", "--sampler", "random", "--pruner", "none", "--seed",
+                     "0", "--out", tmp_path / "u")
     assert tuned["trials"]["complete"] == 2
     assert json.loads((tmp_path / "u" / "config.json").read_text())["drop"] == ["Seniority"]
     config = json.loads((tmp_path / "u" / "best" / "config.json").read_text())
     columns = {c["column"]: c["type"] for c in config["data_info"]["columns"]}
     assert columns["Seniority"] == "dropped" and columns["rownames"] == "id" and columns["Home"] == "categorical"
-    searched = cli_json("search", "--data", tmp / "train.csv", "--target", "Status", "--trials", "2", "--epochs",
-                        "2", "--seed", "0", "--out", tmp_path / "s")
+    searched = run_json(run_cli, "search", "--data", tmp / "train.csv", "--target", "Status", "--trials", "2",
+                        "--epochs", "2", "--seed", "0", "--out", tmp_path / "s")
     assert searched["trials"]["complete"] == 2
-    predicted = cli_json("predict", tmp_path / "s", "--data", tmp / "test.csv", "--out", tmp_path / "p.csv")
+    predicted = run_json(run_cli, "predict", tmp_path / "s", "--data", tmp / "test.csv", "--out", tmp_path / "p.csv")
     assert predicted["rows"] == len(credit_files[1])
 
 

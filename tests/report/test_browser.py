@@ -249,9 +249,11 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def runs(chromium, tmp_path_factory) -> Path:
-    """Tiny real runs of every kind, made by the CLI: a few epochs, a few trials, an automl run of 50 s."""
+def runs(chromium, tmp_path_factory, digits_automl) -> Path:
+    """Tiny real runs of every kind, made by the CLI: a few epochs, a few trials; the automl run is the digits run
+    tests/pipeline/test_automl.py checks (tests/conftest.py), linked in as automl/."""
     root = tmp_path_factory.mktemp("browser")
+    (root / "automl").symlink_to(digits_automl[0], target_is_directory=True)
     tiny = ("--data", "iris", "--model", "mlp:8")
     _nnopt("train", *tiny, "--epochs", "3", "--json", "--out", root / "train")
     _nnopt("compare", *tiny, "--optimizers", "sgd,adam", "--lr", "auto", "--epochs", "3", "--seeds", "1",
@@ -268,7 +270,6 @@ def runs(chromium, tmp_path_factory) -> Path:
            "--seed", "0", "--json", "--out", root / "search")
     _nnopt("compress", root / "train", "--prune", "0.5", "--schedule", "gradual", "--finetune-epochs", "2",
            "--quantize", "int8", "--export", "onnx", "--json", "--out", root / "compress")
-    _nnopt("automl", "--data", "iris", "--budget", "50s", "--json", "--out", root / "automl")
     _nnopt("evaluate", root / "train", "--json", "--out", root / "evaluate")
     _nnopt("train", "--data", "diabetes", "--model", "linear", "--epochs", "2", "--json", "--out",
            root / "regression")

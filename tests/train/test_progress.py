@@ -105,26 +105,44 @@ def _run(code: str, on_terminal: bool) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-CLI = "import sys; from nnopt.cli import main; sys.exit(main({args!r}))"
+NEXT = "<<next call>>"  # written to stderr between the calls one process makes
+
+
+def _run_each(calls: list[str], on_terminal: bool) -> list[str]:
+    """stderr of each statement in `calls`, run one after the other in one `python -c` process (on a
+    pseudo-terminal or a pipe): whether a bar is drawn is decided per call, from stderr as it is at that call, so
+    the calls share the process's start-up (torch's import) and nothing else."""
+    marker = f"sys.stderr.write({NEXT!r}); sys.stderr.flush()"
+    code = "import sys\n" + f"\n{marker}\n".join(calls)
+    return _run(code, on_terminal).split(NEXT)
+
+
+def _cli(args: list[str]) -> str:
+    return f"from nnopt.cli import main; assert main({args!r}) == 0"
 
 
 def test_the_cli_draws_the_bar_on_a_terminal_and_nothing_into_a_pipe(tmp_path):
     args = ["train", "--data", "digits", "--model", "mlp:16", "--epochs", "2", "--out"]
-    assert BAR.search(_run(CLI.format(args=args + [str(tmp_path / "tty")]), on_terminal=True))
-    assert _run(CLI.format(args=args + [str(tmp_path / "pipe")]), on_terminal=False) == ""
-    # forced either way
-    assert "rows/s" in _run(CLI.format(args=args + [str(tmp_path / "forced"), "--progress"]), on_terminal=False)
-    quiet = _run(CLI.format(args=args + [str(tmp_path / "off"), "--no-progress"]), on_terminal=True)
+    tty, quiet, json_out = _run_each([_cli(args + [str(tmp_path / "tty")]),
+                                      _cli(args + [str(tmp_path / "off"), "--no-progress"]),
+                                      _cli(args + [str(tmp_path / "json"), "--json"])], on_terminal=True)
+    assert BAR.search(tty)
     assert not BAR.search(quiet)
-    assert not BAR.search(_run(CLI.format(args=args + [str(tmp_path / "json"), "--json"]), on_terminal=True))
+    assert not BAR.search(json_out)
+    pipe, forced = _run_each([_cli(args + [str(tmp_path / "pipe")]),
+                              _cli(args + [str(tmp_path / "forced"), "--progress"])], on_terminal=False)
+    assert pipe == ""
+    assert "rows/s" in forced  # forced either way
 
 
 def test_nnopt_fit_draws_on_a_terminal_and_the_library_fit_other_commands_use_does_not():
     fit = "import nnopt; nnopt.fit('mlp:16', 'digits', epochs=2)"
     library = "from nnopt.train import fit; fit('mlp:16', 'digits', epochs=2)"
-    assert "rows/s" in _run(fit, on_terminal=True)
-    assert not BAR.search(_run(library, on_terminal=True))
-    assert not BAR.search(_run(fit.replace("epochs=2", "epochs=2, progress=False"), on_terminal=True))
+    drawn, library_out, off = _run_each([fit, library, fit.replace("epochs=2", "epochs=2, progress=False")],
+                                        on_terminal=True)
+    assert "rows/s" in drawn
+    assert not BAR.search(library_out)
+    assert not BAR.search(off)
 
 
 def test_the_api_default_is_auto():
