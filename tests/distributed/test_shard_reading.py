@@ -220,6 +220,30 @@ def test_two_processes_on_a_torch_dataset_train_the_weights_of_one_and_read_half
         assert abs(sum(counter.values()) - n) <= 2 * -(-n // 64)  # half of 2 epochs: n, within a row per batch
 
 
+class CountingDigitImages(CountingDigits):
+    """The digits as 1 x 8 x 8 images, counted as CountingDigits counts them."""
+
+    def __getitem__(self, i):
+        x, y = super().__getitem__(i)
+        return x.reshape(1, 8, 8), y
+
+
+def test_augmented_ranks_read_half_each_and_train_the_weights_of_one(tmp_path):
+    # the augmentation draws its values for the whole global batch and applies this rank's rows of them, so the
+    # ranks no longer read every global batch whole
+    kwargs = dict(optimizer="sgd", batch_size=64, epochs=1, seed=0, device="cpu", threads=1, augment="flip,crop")
+    one = fit_one_process("cnn:4,8", CountingDigitImages(), **kwargs)
+    two = nnopt.fit("cnn:4,8", CountingDigitImages(str(tmp_path)), nproc=2, **kwargs)
+    pairs = zip(one.model.state_dict().values(), two.model.state_dict().values(), strict=True)
+    assert max(float((a - b).abs().max()) for a, b in pairs) <= 1e-6
+    reads = [collections.Counter(map(int, (tmp_path / f"rank{r}.txt").read_text().split())) for r in range(2)]
+    train = [int(i) for i in one.data.train.dataset.indices]
+    for counter in reads:
+        counter[0] -= 1  # load_data reads the first sample
+    assert reads[0] + reads[1] == collections.Counter(train)
+    assert all(abs(sum(c.values()) - len(train) / 2) <= -(-len(train) // 64) for c in reads)
+
+
 def test_two_processes_on_a_memory_mapped_array_train_the_weights_of_one(tmp_path):
     X, y = load_digits(return_X_y=True)
     np.save(tmp_path / "X.npy", X.astype(np.float32))

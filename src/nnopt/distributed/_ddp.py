@@ -66,9 +66,7 @@ class DDPParallel:
         self.settings: dict[str, Any] = {}
         self.rows_done = None  # rank 0's step x batch counts every rank's rows: it walks every global batch
         self._global_sizes: Iterator[int] | None = None  # the epoch's global batch sizes when batches() sharded
-        # read every global batch whole (set by the loop when it augments: the augmentation's random draws are
-        # those of the global batch, as in one process, and shard() slices after them)
-        self.whole_batches = False
+        self.span = (0, 0, 0)
         self._part = _RankPart(rank, world)  # this rank's samples of a streamed source's global batches
 
     def epoch_share(self, n_rows: int, batch: int) -> tuple[int, int]:
@@ -87,7 +85,7 @@ class DDPParallel:
         read a part (an IterableDataset) gives every global batch, which shard() slices. The same seeded generator
         on every rank: the same global batches, drawn as one process draws them."""
         in_memory = isinstance(source, TensorSource)
-        if self.whole_batches or not (in_memory or getattr(source, "reads_parts", False)):
+        if not (in_memory or getattr(source, "reads_parts", False)):
             self._global_sizes = None
             return source.batches(batch, generator)
         if not in_memory:
@@ -138,8 +136,10 @@ class DDPParallel:
         if self._global_sizes is not None:  # batches() already gathered this rank's rows of the global batch
             size = next(self._global_sizes)
             lo, hi = size * self.rank // self.world, size * (self.rank + 1) // self.world
+            self.span = (lo, hi, size)
             return xb, yb, (hi - lo) * self.world / size if hi > lo else 0.0
         lo, hi = n_global * self.rank // self.world, n_global * (self.rank + 1) // self.world
+        self.span = (lo, hi, n_global)
         if hi > lo:
             return xb[lo:hi], yb[lo:hi], (hi - lo) * self.world / n_global  # contiguous: a view, no copy
         # A last batch with fewer rows than ranks: one row at weight 0 still takes part in the gradient all-reduce.

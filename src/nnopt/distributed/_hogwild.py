@@ -157,6 +157,7 @@ class HogwildParallel:
         # slot after each step (no lock, no sync); the main process's progress bar reads their sum
         self._done = (done if done is not None else torch.zeros(world, dtype=torch.int64)).numpy()
         self._seen = self._batch_rows = self.n_rows = 0
+        self.span = (0, 0, 0)
         self.rows_done = self._rows_done if self.is_main else None
         self.max_threads = 1  # the workers share the cores
         self.resumable = False
@@ -187,6 +188,7 @@ class HogwildParallel:
 
     def shard(self, xb: torch.Tensor, yb: torch.Tensor, n_global: int) -> tuple[torch.Tensor, torch.Tensor, float]:
         self._batch_rows = len(xb)
+        self.span = (0, len(xb), len(xb))
         return xb, yb, 1.0  # a worker's batch is its own
 
     def after_step(self) -> None:

@@ -38,49 +38,76 @@ class Augment:
                              f"drop {param('augment')}")
         self.names, self.shape, self.seed = list(names), tuple(int(d) for d in shape), int(seed)
         self.pad = crop_padding(*self.shape[1:])
+        self._epoch, self._generator = 0, None
+
+    def begin(self, epoch: int) -> None:
+        """Start an epoch: its draws come from a generator seeded by (run seed, epoch)."""
+        self._epoch, self._generator = epoch, None
+
+    def __call__(self, xb: torch.Tensor, span: tuple[int, int, int] | None = None) -> torch.Tensor:
+        """The batch augmented. span (lo, hi, n): xb holds rows lo..hi of a global batch of n rows (a DDP rank's
+        part); the random values are drawn for all n rows, as one process draws them, and rows lo..hi of them are
+        applied, so a rank that reads only its rows augments them as one process would."""
+        if self._generator is None or self._generator.device != xb.device:
+            self._generator = torch.Generator(device=xb.device).manual_seed(self.seed * SEED_STRIDE + self._epoch)
+        images = xb.reshape(len(xb), *self.shape)
+        lo, hi, n = span if span is not None else (0, len(xb), len(xb))
+        part = slice(lo, hi) if hi > lo else slice(0, len(xb))  # a weight-0 stand-in row: any of the values
+        draws = _Draws(self._generator, n, part, images)
+        if "flip" in self.names:
+            images = flip(images, draws)
+        if "crop" in self.names:
+            images = crop(images, self.pad, draws)
+        if "jitter" in self.names:
+            images = jitter(images, draws)
+        return images.reshape(xb.shape)
 
     def epoch(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], epoch: int
               ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        generator: torch.Generator | None = None
+        """The batches of one epoch (whole batches), augmented."""
+        self.begin(epoch)
         for xb, yb in batches:
-            if generator is None or generator.device != xb.device:
-                generator = torch.Generator(device=xb.device).manual_seed(self.seed * SEED_STRIDE + epoch)
-            yield self(xb, generator), yb
-
-    def __call__(self, xb: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        images = xb.reshape(len(xb), *self.shape)
-        if "flip" in self.names:
-            images = flip(images, generator)
-        if "crop" in self.names:
-            images = crop(images, self.pad, generator)
-        if "jitter" in self.names:
-            images = jitter(images, generator)
-        return images.reshape(xb.shape)
+            yield self(xb), yb
 
 
-def _uniform(n: int, low: float, high: float, like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    return torch.rand(n, device=like.device, generator=generator, dtype=like.dtype) * (high - low) + low
+class _Draws:
+    """Random values for the n rows of a global batch, each draw returning the rows of `part`."""
+
+    def __init__(self, generator: torch.Generator, n: int, part: slice, like: torch.Tensor):
+        self.generator, self.n, self.part, self.like = generator, n, part, like
+
+    def uniform(self, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
+        values = torch.rand(self.n, device=self.like.device, generator=self.generator, dtype=self.like.dtype)
+        return (values * (high - low) + low)[self.part]
+
+    def integers(self, high: int) -> torch.Tensor:
+        return torch.randint(0, high, (self.n,), device=self.like.device, generator=self.generator)[self.part]
 
 
-def flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    mirrored = torch.rand(len(images), device=images.device, generator=generator) < 0.5
+def _whole(generator: torch.Generator | _Draws, images: torch.Tensor) -> _Draws:
+    """The draws for a batch of these images alone (the ops called with a plain generator)."""
+    return generator if isinstance(generator, _Draws) else _Draws(generator, len(images), slice(None), images)
+
+
+def flip(images: torch.Tensor, generator: torch.Generator | _Draws) -> torch.Tensor:
+    mirrored = _whole(generator, images).uniform() < 0.5
     return torch.where(mirrored[:, None, None, None], images.flip(-1), images)
 
 
-def crop(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+def crop(images: torch.Tensor, pad: int, generator: torch.Generator | _Draws) -> torch.Tensor:
     n, channels, height, width = images.shape
+    draws = _whole(generator, images)
     padded = F.pad(images, (pad, pad, pad, pad))
-    top = torch.randint(0, 2 * pad + 1, (n,), device=images.device, generator=generator)
-    left = torch.randint(0, 2 * pad + 1, (n,), device=images.device, generator=generator)
+    top, left = draws.integers(2 * pad + 1), draws.integers(2 * pad + 1)
     rows = (top[:, None] + torch.arange(height, device=images.device))[:, None, :, None]
     cols = (left[:, None] + torch.arange(width, device=images.device))[:, None, None, :]
     index = torch.arange(n, device=images.device)[:, None, None, None]
     return padded[index, torch.arange(channels, device=images.device)[None, :, None, None], rows, cols]
 
 
-def jitter(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    n = len(images)
-    contrast = _uniform(n, 0.8, 1.2, images, generator)[:, None, None, None]
-    brightness = _uniform(n, -0.1, 0.1, images, generator)[:, None, None, None]
+def jitter(images: torch.Tensor, generator: torch.Generator | _Draws) -> torch.Tensor:
+    draws = _whole(generator, images)
+    contrast = draws.uniform(0.8, 1.2)[:, None, None, None]
+    brightness = draws.uniform(-0.1, 0.1)[:, None, None, None]
     mean = images.mean(dim=(1, 2, 3), keepdim=True)
     return (images - mean) * contrast + mean + brightness

@@ -120,8 +120,6 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
     rows = len(data.train)
     if parallel is not None:
         rows, batch = parallel.epoch_share(rows, batch)  # Hogwild: this worker's shard, the batch capped at it
-        if augment is not None:  # DDP reads global batches whole: the augmentation draws one process's values
-            parallel.whole_batches = True
         if not spec.threads and dev.type == "cpu":  # this process's share of the cores, and its share of the batch
             threads = min(choose_threads(p.flops or 0, -(-batch // parallel.world)), parallel.max_threads)
     scores = scoring(data.task, metrics)
@@ -199,8 +197,12 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
             epoch_lr = float(opt.param_groups[0]["lr"])  # the lr of the epoch's first step
             began = time.perf_counter()
             batches = train.batches(batch, generator) if parallel is None else parallel.batches(train, batch, generator)
-            for xb, yb in (augment.epoch(batches, epoch) if augment else batches):
+            if augment is not None:
+                augment.begin(epoch)
+            for xb, yb in batches:
                 if parallel is None:
+                    if augment is not None:
+                        xb = augment(xb)
                     outputs = model(xb)
                     loss_value = loss_fn(outputs, yb)
                     update(loss_value)
@@ -208,6 +210,8 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
                         running.add(outputs.detach(), yb)
                 else:  # DDP: this rank's slice of the global batch, weighted; Hogwild: the worker's whole batch
                     xb, yb, weight = parallel.shard(xb, yb, len(xb))
+                    if augment is not None:  # the global batch's draws, this rank's rows of them
+                        xb = augment(xb, parallel.span)
                     outputs = model(xb)
                     loss_value = loss_fn(outputs, yb) * weight
                     update(loss_value)

@@ -29,6 +29,9 @@ class Parallel(Protocol):
     # the training rows every process together has done so far in the epoch, given this process's step (what the
     # progress bar shows); None where this process's step x batch is that already (DDP: rank 0 walks every batch)
     rows_done: Callable[[int], int] | None
+    # the rows of the last global batch shard() took, (lo, hi, n_global): the augmentation draws its random values
+    # for the whole global batch, as one process does, and applies rows lo..hi of them (DDP); Hogwild (0, n, n)
+    span: tuple[int, int, int]
 
     def epoch_share(self, n_rows: int, batch: int) -> tuple[int, int]:
         """The rows this process walks in an epoch and its batch size: DDP every global batch (n_rows, batch);
