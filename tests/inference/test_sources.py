@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 import yaml
 from gpu import same_metrics
@@ -104,3 +105,22 @@ def test_compare_run_on_a_csv_whose_target_is_not_the_last_column(run_cli, iris_
     best = json.loads((out / "results.json").read_text())["runs"][0]
     result = _evaluate_test(run_cli, out, moved, tmp_path / "ev")
     assert result["metrics"]["accuracy"] == best["final"]["test_accuracy"]
+
+
+def test_a_fit_result_predicts_with_its_preprocessing_with_or_without_a_run_directory(tmp_path):
+    # nnopt.predict(result, X) right after nnopt.fit: the data's scaling and class names apply, as from the run
+    # directory (result.model alone is a bare network, given rows unscaled)
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    kept = nnopt.fit("mlp:32", (X, y), epochs=3, seed=0, out=tmp_path / "run")
+    memory = nnopt.fit("mlp:32", (X, y), epochs=3, seed=0)
+    assert memory.run_dir is None
+    from_dir = nnopt.predict(tmp_path / "run", X, proba=True)
+    for result in (kept, memory):
+        got = nnopt.predict(result, X, proba=True)
+        assert np.array_equal(got.predictions, from_dir.predictions)
+        assert np.allclose(got.probabilities, from_dir.probabilities, atol=1e-6)
+    scored = nnopt.evaluate(memory, (X, y)).metrics
+    assert scored["accuracy"] == nnopt.evaluate(tmp_path / "run", (X, y)).metrics["accuracy"] > 0.9
+    assert nnopt.export(memory, "onnx", tmp_path / "m.onnx").agreement >= 0.999

@@ -68,8 +68,8 @@ class Evaluation:
 def evaluate(model: Any, data: Any = None, *, target: str | None = None, split: str | None = None,
              out: str | Path | None = None, importance: bool = False,
              repeats: int = IMPORTANCE_REPEATS) -> Evaluation:
-    """Score `model` (a run directory, model file, Predictor or nn.Module) on labelled `data` (default: its
-    training data; required for an nn.Module, which is given the data unscaled).
+    """Score `model` (a run directory, model file, Predictor, nnopt.fit's FitResult or nn.Module) on labelled
+    `data` (default: its training data; required for an nn.Module, which is given the data unscaled).
 
     target: the label column of a table (default: the training target). split: "all" by default; "val" when
     importance is asked for on the training data (data=None). out: a directory for config.json, metrics.json and

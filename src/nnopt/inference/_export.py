@@ -93,8 +93,9 @@ def deployable(predictor: Predictor) -> Deployed:
 
 def export(model: Any, format: str = "onnx", out: str | Path | None = None, *, check_rows: int = CHECK_ROWS,
            sample_shape: Any = None) -> Exported:
-    """Write `model` (a run directory, model file, Predictor or nn.Module) as `format` ("onnx" or "torchscript") to
-    `out` (default model.onnx / model.torchscript.pt) and check it against nnopt on `check_rows` sampled rows.
+    """Write `model` (a run directory, model file, Predictor, nnopt.fit's FitResult or nn.Module) as `format`
+    ("onnx" or "torchscript") to `out` (default model.onnx / model.torchscript.pt) and check it against nnopt on
+    `check_rows` sampled rows.
 
     sample_shape: the shape of one input sample of an nn.Module, e.g. (3, 32, 32) (a run records its own); the
     exported file takes flat rows (batch, product of the shape)."""

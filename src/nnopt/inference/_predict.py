@@ -59,8 +59,8 @@ class Predictions:
 def predict(model: Any, data: Any, *, proba: bool = False, out: str | Path | None = None,
             target: str | None = None, keep=None) -> Predictions:
     """Predict every row of `data` (a path, a dataset name, a DataFrame, an (X, y) tuple or an X array) with
-    `model` (a run directory, model file, Predictor or nn.Module: a module is given the rows unscaled, in the
-    shape one sample of `data` has).
+    `model` (a run directory, model file, Predictor, nnopt.fit's FitResult, whose preprocessing is applied, or
+    nn.Module: a module is given the rows unscaled, in the shape one sample of `data` has).
 
     A table's label column (`target`, default the training target) is ignored when present. proba adds one
     probability column per class. out: write the predictions as CSV there. keep: columns of the input copied

@@ -18,7 +18,7 @@ from torch import nn
 from nnopt.data import apply_preprocessing, encode_table, kept_columns, load_rows
 from nnopt.errors import DataError, UsageError, describe, param, require_model_path
 from nnopt.models import Shaped
-from nnopt.train import scoring_chunk
+from nnopt.train import FitResult, model_meta, scoring_chunk
 from nnopt.inference._source import locate, training_settings
 
 
@@ -225,6 +225,10 @@ def load_predictor(model: Any, data: Any = None, *, sample_shape: Any = None) ->
     classification for several outputs, or for one output and 0/1 labels; regression otherwise."""
     if isinstance(model, Predictor):
         return model
+    if isinstance(model, FitResult):  # what nnopt.fit returned: its run directory, else its record in memory
+        if model.run_dir is None:
+            return fit_predictor(model)
+        model = model.run_dir
     if isinstance(model, nn.Module):
         return module_predictor(model, data, sample_shape)
     require_model_path("model", model)
@@ -233,6 +237,18 @@ def load_predictor(model: Any, data: Any = None, *, sample_shape: Any = None) ->
     if shape and tuple(shape) != (int(meta["in_features"]),):
         network = Shaped(network, tuple(shape))
     return Predictor(model=network, meta=meta, path=path, description=description, settings=training_settings(path))
+
+
+def fit_predictor(result: FitResult) -> Predictor:
+    """A Predictor for a fit without a run directory: the returned network with the preprocessing its data had
+    (nnopt.predict(result.model, ...) would feed the network unscaled rows)."""
+    meta = model_meta(result.model, None, result.data)
+    network = result.model.eval()
+    shape = meta.get("sample_shape")
+    if shape and tuple(shape) != (int(meta["in_features"]),):
+        network = Shaped(network, tuple(shape))
+    return Predictor(model=network, meta=meta, path=Path("<FitResult>"),
+                     description=f"the model nnopt.fit returned ({result.config.get('model')})")
 
 
 def module_predictor(network: nn.Module, data: Any, sample_shape: Any) -> Predictor:

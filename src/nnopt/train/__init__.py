@@ -12,6 +12,7 @@ from nnopt.train._importance import (
     permutation_scores,
 )
 from nnopt.train._loop import FitResult, fit, fit_spec, run, train_loop
+from nnopt.train._outputs import model_meta
 from nnopt.train._parallel import Parallel
 from nnopt.train._prepare import Prepared, build_for, model_input_shape, prepare
 from nnopt.train._lr_find import LRFindResult, find_lr, suggest_lr
@@ -26,5 +27,5 @@ __all__ = [
     "find_lr", "suggest_lr", "compute_metrics", "metric_names", "CLASSIFICATION_METRICS", "REGRESSION_METRICS",
     "choose_threads", "training_targets", "update_function", "IMPORTANCE_MAX_ROWS", "IMPORTANCE_REPEATS",
     "importance_file", "importance_metric", "permutation_scores", "build_for", "model_input_shape",
-    "scoring_chunk",
+    "scoring_chunk", "model_meta",
 ]

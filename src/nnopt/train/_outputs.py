@@ -15,14 +15,20 @@ from nnopt.train._importance import write_importance
 from nnopt.train._prepare import data_shape
 
 
-def write_outputs(run_dir: Path, result: Any, arch: ArchSpec | None, data: Data) -> None:
-    flat = takes_flat_rows(arch) or module_takes_flat_rows(result.model)
+def model_meta(model: Any, arch: ArchSpec | None, data: Data) -> dict[str, Any]:
+    """What model.pt records beside the weights: the network's spec, its input and output widths, the shape one
+    sample had, the task, the class names and the data's preprocessing (also what nnopt.predict(fit_result)
+    applies to new rows when the run has no directory)."""
+    flat = takes_flat_rows(arch) or module_takes_flat_rows(model)
     shape = data_shape(data) if not flat else None  # what a user's module was given per sample
-    record = save_model(run_dir / "model.pt", result.model, {
-        "model_spec": arch.to_string() if arch else None, "in_features": data.n_features,
-        "n_outputs": data.n_outputs, "input_shape": list(data.input_shape) if data.input_shape else None,
-        "sample_shape": list(shape) if shape else None,
-        "task": data.task, "class_names": data.class_names, "preprocessing": data.preprocessing})
+    return {"model_spec": arch.to_string() if arch else None, "in_features": data.n_features,
+            "n_outputs": data.n_outputs, "input_shape": list(data.input_shape) if data.input_shape else None,
+            "sample_shape": list(shape) if shape else None,
+            "task": data.task, "class_names": data.class_names, "preprocessing": data.preprocessing}
+
+
+def write_outputs(run_dir: Path, result: Any, arch: ArchSpec | None, data: Data) -> None:
+    record = save_model(run_dir / "model.pt", result.model, model_meta(result.model, arch, data))
     if arch is None:  # an instance: how it was recorded (recipe, torch.export program) goes into config.json
         if record["program_error"]:
             warnings.warn(record["program_error"], stacklevel=4)
