@@ -17,7 +17,7 @@ from torch import nn
 
 from nnopt.data import apply_preprocessing, encode_table, kept_columns, load_rows
 from nnopt.errors import DataError, UsageError, describe, param, require_model_path
-from nnopt.models import Shaped
+from nnopt.models import Shaped, on_flat_rows
 from nnopt.train import FitResult, model_meta, scoring_chunk
 from nnopt.inference._source import locate, training_settings
 
@@ -233,21 +233,15 @@ def load_predictor(model: Any, data: Any = None, *, sample_shape: Any = None) ->
         return module_predictor(model, data, sample_shape)
     require_model_path("model", model)
     network, meta, path, description = locate(model)
-    shape = meta.get("sample_shape")
-    if shape and tuple(shape) != (int(meta["in_features"]),):
-        network = Shaped(network, tuple(shape))
-    return Predictor(model=network, meta=meta, path=path, description=description, settings=training_settings(path))
+    return Predictor(model=on_flat_rows(network, meta), meta=meta, path=path, description=description,
+                     settings=training_settings(path))
 
 
 def fit_predictor(result: FitResult) -> Predictor:
     """A Predictor for a fit without a run directory: the returned network with the preprocessing its data had
     (nnopt.predict(result.model, ...) would feed the network unscaled rows)."""
     meta = model_meta(result.model, None, result.data)
-    network = result.model.eval()
-    shape = meta.get("sample_shape")
-    if shape and tuple(shape) != (int(meta["in_features"]),):
-        network = Shaped(network, tuple(shape))
-    return Predictor(model=network, meta=meta, path=Path("<FitResult>"),
+    return Predictor(model=on_flat_rows(result.model.eval(), meta), meta=meta, path=Path("<FitResult>"),
                      description=f"the model nnopt.fit returned ({result.config.get('model')})")
 
 
