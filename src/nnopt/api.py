@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from nnopt import search as _search
 from nnopt import train as _train
 from nnopt.config import TrainSpec
 from nnopt.errors import UsageError, describe, param, require_model_path, require_path
-from nnopt.fileio import atomic_write_json, lock_run_dir
+from nnopt.fileio import lock_run_dir
 from nnopt.report import build_report
 
 
@@ -90,50 +89,72 @@ def nas(data: Any, **kwargs: Any) -> _search.TuneResult:
 
 
 def compress_model(model: Any, data: Any = None, **kwargs: Any) -> Any:
-    """nnopt.compress.compress of `model` (a run directory, model file or nn.Module), plus report.html when `out`
-    is given.
+    """nnopt.compress.compress of `model` (a run directory, model file, nn.Module or the FitResult nnopt.fit
+    returned), plus report.html when `out` is given.
 
-    An nn.Module is compressed on `data` as given (no scaling; batches in the data's own sample shape), which is
-    then required; the compressed file rebuilds it through its class, which must be importable with its
-    constructor arguments (see docs/models.md)."""
+    An nn.Module is compressed in this process on `data` as given (no scaling; batches in the data's own sample
+    shape), which is then required; a FitResult on the data it was trained on, with its preprocessing. Its class
+    need not be importable (defined in __main__ or a notebook works): the compressed file then carries the
+    network's torch.export graph and serves evaluate / predict / export, and only compressing that file again
+    needs the class (docs/models.md)."""
     from nnopt import compress as _compress
 
-    if isinstance(model, nn.Module):
+    if isinstance(model, _train.FitResult):
+        source = _fit_in_hand(model)
+        data = model.data if data is None else data
+    elif isinstance(model, nn.Module):
         if data is None:
             raise UsageError(f"an nn.Module has no training record to say which data it learned from: give "
                              f"{param('data')}, the labelled rows to fine-tune and score it on")
-        with _locked(kwargs.get("out")), tempfile.TemporaryDirectory(prefix="nnopt-module-") as scratch:
-            source = _module_run(model, data, Path(scratch), kwargs)
-            result = _compress.compress(source, data, **kwargs)
-            if result.run_dir is not None:  # the temporary source is gone: name the module instead
-                result.config["source"] = f"<{type(model).__name__}>"
-                atomic_write_json(result.run_dir / "config.json", result.config)
-            return _with_report(result)
-    require_model_path("model", model)
+        source = _module_in_hand(model, data, kwargs)
+    else:
+        require_model_path("model", model)
+        source = model
     with _locked(kwargs.get("out")):
-        return _with_report(_compress.compress(model, data, **kwargs))
+        return _with_report(_compress.compress(source, data, **kwargs))
 
 
-def _module_run(model: nn.Module, data: Any, directory: Path, options: dict[str, Any]) -> Path:
-    """A train run directory for a module in hand: model.pt recorded as fit records an instance (its recipe, when
-    found, and its torch.export program) for `data` unscaled, and a config.json saying so."""
+def _module_in_hand(model: nn.Module, data: Any, options: dict[str, Any]) -> Any:
+    """A module in hand as compress takes it: what fit would record for it (its recipe when one is found) on
+    `data` unscaled."""
+    from nnopt.compress._compress import ModelInHand
     from nnopt.data import load_data
-    from nnopt.models import needs_class, save_model
 
     split = {k: options[k] for k in ("target", "seed", "drop", "categorical", "numeric", "sep")
              if options.get(k) is not None}
     loaded = load_data(data, scale="none", **split)
     shape = loaded.sample_shape or loaded.input_shape
     flat = not shape or tuple(shape) == (loaded.n_features,)
-    record = save_model(directory / "model.pt", model.cpu() if _on_cpu(model) else copy.deepcopy(model).cpu(), {
-        "model_spec": None, "in_features": loaded.n_features, "n_outputs": loaded.n_outputs,
-        "input_shape": list(loaded.input_shape) if loaded.input_shape else None,
-        "sample_shape": None if flat else list(shape), "task": loaded.task, "class_names": loaded.class_names,
-        "preprocessing": loaded.preprocessing})
-    if record["model_spec"] is None:
-        needs_class({"loaded_program": True, **record}, "compressing an nn.Module")
-    atomic_write_json(directory / "config.json", {"command": "train", "data": None, "scale": "none", **split})
-    return directory
+    meta = {"model_spec": None, "in_features": loaded.n_features, "n_outputs": loaded.n_outputs,
+            "input_shape": list(loaded.input_shape) if loaded.input_shape else None,
+            "sample_shape": None if flat else list(shape), "task": loaded.task, "class_names": loaded.class_names,
+            "preprocessing": loaded.preprocessing}
+    _record(model, meta)
+    return ModelInHand(model, meta, {"scale": "none", **split}, f"<{type(model).__name__}>")
+
+
+def _fit_in_hand(result: _train.FitResult) -> Any:
+    """The network of a FitResult as compress takes it, with its data's preprocessing and splits."""
+    from nnopt.compress._compress import ModelInHand
+    from nnopt.models import ArchSpec
+
+    spec = result.config.get("model_spec")
+    meta = _train.model_meta(result.model, ArchSpec.parse(spec) if spec else None, result.data)
+    if not spec:
+        _record(result.model, meta)
+    label = str(result.run_dir) if result.run_dir else f"<FitResult {result.config.get('model')}>"
+    return ModelInHand(result.model, meta, {}, label)
+
+
+def _record(model: nn.Module, meta: dict[str, Any]) -> None:
+    """meta's model_spec (the instance's recipe, when one rebuilds it), module_class and recipe_missing."""
+    from nnopt.models import class_path, module_recipe
+
+    cpu = model if _on_cpu(model) else copy.deepcopy(model).cpu()
+    spec, missing = module_recipe(cpu, in_features=meta["in_features"], n_outputs=meta["n_outputs"],
+                                  sample_shape=tuple(meta.get("sample_shape") or (meta["in_features"],)),
+                                  task=meta.get("task"))
+    meta.update(model_spec=spec, module_class=class_path(model), recipe_missing=missing)
 
 
 def _on_cpu(model: nn.Module) -> bool:

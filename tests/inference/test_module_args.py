@@ -98,8 +98,16 @@ def test_compress_model_takes_a_module_and_its_data(tmp_path):
     predicted = nnopt.predict(tmp_path / "small", X).predictions.astype(int)
     with torch.no_grad():
         assert predicted.tolist() == model(torch.from_numpy(X)).argmax(1).tolist()  # the data as given, unscaled
-    # a module whose class cannot rebuild it: the one line names the class
+    # a module no recipe rebuilds (a Sequential's layers are its arguments) is compressed all the same, in hand;
+    # its file carries the graph, and compressing that file again names the class it would need
     unbuildable = nn.Sequential(nn.Linear(6, 3))
-    with pytest.raises(nnopt.UsageError, match=r"^compressing an nn.Module needs the class "
+    result = nnopt.compress_model(unbuildable, (X, y), quantize="int8", out=tmp_path / "seq")
+    assert result.chosen["identical_after_load"] and result.config["source"] == "<Sequential>"
+    model, meta = nnopt.compress.nnopt_load(tmp_path / "seq")
+    assert meta["model_spec"] is None and meta["module_class"] == "torch.nn.modules.container:Sequential"
+    with torch.no_grad():
+        expected = model(torch.from_numpy(X)).argmax(1).tolist()
+    assert nnopt.predict(tmp_path / "seq", X).predictions.astype(int).tolist() == expected
+    with pytest.raises(nnopt.UsageError, match=r"^nnopt compress .* needs the class "
                                                r"torch\.nn\.modules\.container\.Sequential importable"):
-        nnopt.compress_model(unbuildable, (X, y), quantize="int8")
+        nnopt.compress_model(tmp_path / "seq", (X, y), quantize="int8")

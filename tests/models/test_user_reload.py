@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -186,7 +187,24 @@ def test_without_the_class_evaluate_predict_and_export_use_the_program_and_compr
     assert len(lines) == 1 and lines[0].startswith("error: "), cli.stderr
     assert f"needs the class {nets.__name__}.ResNet importable" in lines[0]
     assert f"No module named '{nets.__name__}'" in lines[0]
+    assert "--prune, --qat-epochs or --max-accuracy-drop (they train the network" in lines[0]
     assert not (tmp_path / "small" / "compressed.nnz").exists()
+    # rounding the weights trains nothing: the program's graph is quantized, without the class
+    cli = subprocess.run([sys.executable, "-m", "nnopt", "compress", str(run), "--data", "data.npz", "--quantize",
+                          "int8", "--json", "--out", str(tmp_path / "int8")], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600,
+                         env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert cli.returncode == 0, cli.stderr
+    chosen = json.loads(cli.stdout)["chosen"]
+    assert chosen["name"] == "int8" and chosen["identical_after_load"]
+    state, header = nnopt.compress.read_compressed(tmp_path / "int8" / "compressed.nnz")
+    quantized = sorted(t["name"] for t in header["tensors"] if t.get("quant"))
+    assert quantized == ["program.blocks.0.body.0.weight", "program.blocks.0.body.3.weight", "program.head.weight",
+                         "program.stem.0.weight"]
+    model, _ = nnopt.compress.nnopt_load(tmp_path / "int8")  # with the class at hand, as without: the program
+    assert isinstance(model, ProgramModule)
+    int8 = nnopt.predict(tmp_path / "int8", X, proba=True).probabilities
+    assert np.abs(int8 - predicted).max() < 0.05 and (int8.argmax(1) == predicted.argmax(1)).mean() > 0.97
 
 
 def test_a_module_defined_in_main_is_used_through_its_program(tmp_path):
@@ -213,6 +231,18 @@ def test_a_module_defined_in_main_is_used_through_its_program(tmp_path):
             result = nnopt.fit(net, (data["X"], data["y"]), epochs=1, out=name)
             out[name] = {"record": json.load(open(name + "/config.json"))["model_record"],
                          "fit": nnopt.evaluate(result.model, (data["X"], data["y"])).metrics["accuracy"]}
+        # compressed in this process, the class in hand: the FitResult (its data's scaling), and the module itself
+        # on the data as given
+        fitted = nnopt.fit(Net(), (data["X"], data["y"]), epochs=2)
+        shrunk = nnopt.compress_model(fitted, prune=0.5, prune_method="structured", quantize="int8",
+                                      out="main-small")
+        tiny = nnopt.compress_model(made(), (data["X"], data["y"]), quantize="int4", qat_epochs=1, out="seq-int4")
+        out["compressed"] = {"main-small": {"chosen": shrunk.chosen, "source": shrunk.config["source"],
+                                            "proba": nnopt.predict("main-small", data["X"], proba=True)
+                                            .probabilities.tolist()},
+                             "seq-int4": {"chosen": tiny.chosen, "source": tiny.config["source"],
+                                          "proba": nnopt.predict("seq-int4", data["X"], proba=True)
+                                          .probabilities.tolist()}}
         print(json.dumps(out))
     """, tmp_path)
     assert done.returncode == 0, done.stderr
@@ -234,6 +264,29 @@ def test_a_module_defined_in_main_is_used_through_its_program(tmp_path):
         assert exported.agreement == 1.0 and exported.max_proba_diff < 1e-5
         with pytest.raises(nnopt.UsageError, match=r"needs the class __main__\.|defined in __main__|weights do not"):
             nnopt.compress_model(tmp_path / name, (X, y), quantize="int8")
+    # the compressed files of modules without a recipe carry their graph: used here without the class
+    assert out["compressed"]["main-small"]["source"] == "<FitResult Net>"
+    assert out["compressed"]["seq-int4"]["source"] == "<Sequential>"
+    for name, kept in (("main-small", "structured 50% sparse + int8"), ("seq-int4", "int4 QAT")):
+        chosen = out["compressed"][name]["chosen"]
+        assert chosen["name"] == kept and chosen["identical_after_load"]
+        model, meta = nnopt.compress.nnopt_load(tmp_path / name)
+        assert isinstance(model, ProgramModule) and meta["model_spec"] is None
+        assert meta["loaded_program"] == "the torch.export program inside compressed.nnz"
+        with zipfile.ZipFile(tmp_path / name / "compressed.nnz") as zf:
+            assert zf.getinfo("program.pt2").compress_size < 8000  # the graph only: its weights are in the payload
+        proba = nnopt.predict(tmp_path / name, X, proba=True).probabilities
+        assert np.array_equal(proba, np.asarray(out["compressed"][name]["proba"], dtype=proba.dtype))
+        evaluation = nnopt.evaluate(tmp_path / name, (X, y), split="all").metrics
+        assert evaluation["accuracy"] == pytest.approx(float((proba.argmax(1) == y).mean()))
+        exported = nnopt.export(tmp_path / name, "onnx", tmp_path / f"{name}.onnx")
+        assert exported.agreement == 1.0 and exported.max_proba_diff < 1e-4
+        with pytest.raises(nnopt.UsageError, match=r"needs the class __main__\.|Sequential importable") as caught:
+            nnopt.compress_model(tmp_path / name, (X, y), quantize="int8")
+        assert str(caught.value).endswith("from the torch.export program inside compressed.nnz")
+    # the structured prune made the network smaller: its convolution kept 2 of 4 channels
+    assert [t.shape for k, t in nnopt.compress.read_compressed(tmp_path / "main-small" / "compressed.nnz")[0].items()
+            if k.endswith("conv.weight")] == [torch.Size([2, 3, 3, 3])]
 
 
 def test_a_module_torch_export_cannot_trace_says_so_in_one_line_and_keeps_its_state_dict(nets, tmp_path):

@@ -20,7 +20,8 @@ from nnopt.compress._export import agreement, export_onnx, ort_latency_ms, ort_p
 from nnopt.compress._onnx_quant import quantized_onnx
 from nnopt.compress._onnx_table import check_table, feature_scaling, table_feed, table_inputs, table_onnx, \
     table_predict
-from nnopt.compress._format import is_compressed_file, load_compressed, nnopt_load, read_qweights, save_compressed
+from nnopt.compress._format import is_compressed_file, load_compressed, nnopt_load, read_compressed, read_qweights, \
+    save_compressed
 from nnopt.compress._prune import PRUNE_METHODS, cubic_schedule, finetune_schedule, make_permanent, prune, \
     prune_gradually, sparsity_table, structured_spec
 from nnopt.compress._quant import BITS, SCHEMES, apply_dequantized, dequantize, finish_qat, prepare_qat, \
@@ -38,6 +39,6 @@ __all__ = [
     "expected_bytes", "export_onnx", "feature_scaling", "finetune_schedule", "finish_qat", "is_compressed_file",
     "ladder_for", "load", "load_compressed", "make_permanent", "nnopt_load", "ort_latency_ms", "ort_predict",
     "prepare_qat", "prune", "prune_gradually", "quantize_model", "quantize_onnx_int8", "quantize_tensor",
-    "quantized_onnx", "read_qweights", "save_compressed", "sparsity_table", "structured_spec", "table_feed",
+    "quantized_onnx", "read_compressed", "read_qweights", "save_compressed", "sparsity_table", "structured_spec", "table_feed",
     "table_inputs", "table_onnx", "table_predict", "torch_latency_ms",
 ]

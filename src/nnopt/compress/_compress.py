@@ -80,6 +80,19 @@ DATA_KEYS = ("target", "task", "val_fraction", "test_fraction", "scale", "seed",
 
 
 @dataclass
+class ModelInHand:
+    """A network in this process, compressed as it is rather than reloaded from a file: a user's nn.Module or
+    the network of a FitResult. `meta` is what its model file would record (model_spec: its recipe, or None
+    with module_class when none rebuilds it: the compressed file then carries its torch.export graph),
+    `settings` the data settings compress loads `data` with, `label` how config.json names it."""
+
+    model: nn.Module
+    meta: dict[str, Any]
+    settings: dict[str, Any]
+    label: str
+
+
+@dataclass
 class CompressResult:
     rows: list[dict[str, Any]]  # one per variant: original, each tried setting
     chosen: dict[str, Any]  # the row kept (written as compressed.nnz)
@@ -136,7 +149,7 @@ def check_settings(prune: float | None, prune_method: str, schedule: str, quanti
                          f"{param('max_accuracy_drop', metavar='PTS')}")
 
 
-def compress(source: str | Path, data: Any = None, *, prune: float | None = None, prune_method: str = "magnitude",
+def compress(source: str | Path | ModelInHand, data: Any = None, *, prune: float | None = None, prune_method: str = "magnitude",
              schedule: str = "oneshot", finetune_epochs: int | None = None, quantize: str | None = None,
              scheme: str = "symmetric", qat_epochs: int = 0, max_accuracy_drop: float | None = None,
              export: str | None = None, out: str | Path | None = None, optimizer: str = "adam",
@@ -151,10 +164,15 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
     check_settings(prune, prune_method, schedule, quantize, qat_epochs, finetune_epochs, max_accuracy_drop, export,
                    lr_schedule)
     model, meta, settings = _load_source(source)
+    if meta.get("loaded_program") and (prune or qat_epochs or max_accuracy_drop is not None):
+        # weights are rounded in the program's graph; pruning is fine-tuned, QAT and the ladder train: a program
+        # cannot be trained
+        needs_class(meta, f"nnopt compress with {param('prune')}, {param('qat_epochs')} or "
+                          f"{param('max_accuracy_drop')} (they train the network; {param('quantize')} alone does not)")
     if data is None:
         data = settings.get("data")
         if data is None:
-            raise UsageError(f"{source} does not say which data trained it; give {param('data')}")
+            raise UsageError(f"{_label(source)} does not say which data trained it; give {param('data')}")
     if target is not None:
         settings["target"] = target
     settings.update(table_settings({"drop": drop, "categorical": categorical, "numeric": numeric, "sep": sep,
@@ -227,7 +245,7 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
                                               qweights=qweights)
         else:
             result.latency = _time_torch(model, variant, meta)
-        result.config = {"command": "compress", "source": str(source), "data": str(data) if not hasattr(data, "name")
+        result.config = {"command": "compress", "source": _label(source), "data": str(data) if not hasattr(data, "name")
                          else data.name, "data_info": loaded.describe(), "metric": metric,
                          "settings": {"prune": prune, "prune_method": prune_method, "schedule": schedule,
                                       "finetune_epochs": finetune_epochs, "quantize": quantize, "scheme": scheme,
@@ -245,15 +263,21 @@ def compress(source: str | Path, data: Any = None, *, prune: float | None = None
     return result
 
 
-def _load_source(source: str | Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+def _label(source: str | Path | ModelInHand) -> str:
+    return source.label if isinstance(source, ModelInHand) else str(source)
+
+
+def _load_source(source: str | Path | ModelInHand) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     """The model and the data settings of the run that trained it (a run directory's config.json)."""
+    if isinstance(source, ModelInHand):  # a copy: compressing never changes the caller's module or its mode
+        model = copy.deepcopy(source.model).cpu()
+        return model.eval(), dict(source.meta), dict(source.settings)
     require_model_path("source", source)
     path = Path(source)
     if not path.exists():
         raise UsageError(f"model not found: {path}; give a run directory (with model.pt) or a model file")
     model, meta = nnopt_load(path)
-    needs_class(meta, "nnopt compress (the compressed file rebuilds the network; fine-tuning and QAT train it)")
-    if not meta.get("model_spec"):
+    if not meta.get("model_spec") and not meta.get("loaded_program"):
         raise UsageError(f"{path} holds a custom nn.Module; nnopt compress needs a model nnopt can rebuild")
     config_path = (path if path.is_dir() else path.parent) / "config.json"
     settings: dict[str, Any] = {}

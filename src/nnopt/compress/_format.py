@@ -7,6 +7,10 @@ A zip archive, written atomically:
                 dtype, shape, quant, arrays}]}
   payload.bin   every array's bytes (ndarray.tobytes order), one after another; the header gives each array's
                 offset, byte length, dtype and count
+  program.pt2   only for a network that no spec rebuilds (a user's module whose class is not importable, e.g.
+                defined in __main__ or a notebook; meta "model_spec" null, "module_class" its class): its
+                torch.export program traced with every state-dict tensor zero, so the graph alone (a few kB
+                deflated); load_compressed loads the decoded weights into it. Inference only: nothing can train it.
 (/3) The data's per-feature statistics (preprocessing x_mean / x_std / x_min / x_max, when 8 or more) are
 float32 arrays in the payload instead of JSON text (4 bytes a value instead of about 19 characters): float32 is
 the precision the network computes in, and float32 inputs are scaled with float32 statistics anyway.
@@ -56,20 +60,21 @@ from nnopt.compress._prune_graph import apply_shapes
 from nnopt.compress._quant import QAT_BITS, QTensor, check_bits, dequantize, qrange
 from nnopt.errors import UsageError, require_model_path
 from nnopt.fileio import atomic_write
-from nnopt.models import build_model, load_model, takes_flat_rows
+from nnopt.models import build_model, load_model, load_program_bytes, program_bytes, takes_flat_rows
 
 FORMAT = "nnopt.compressed/3"
 # read; /1 has no delta layout and no float16-stored float32 arrays, /2 keeps the feature statistics in the JSON
 FORMATS = ("nnopt.compressed/1", "nnopt.compressed/2", FORMAT)
 HEADER = "header.json"
-PAYLOAD = "payload.bin"  # every array, packed, one after another (offsets in the header)
+PAYLOAD = "payload.bin"
+PROGRAM_MEMBER = "program.pt2"  # the graph of a network without a recipe (weights zero: they are in the payload)  # every array, packed, one after another (offsets in the header)
 EXTENSION = ".nnz"
 LZMA_MAX_BYTES = 16 << 20  # LZMA is tried up to this member size (beyond it, seconds per save for a few %)
 _DTYPES = {name: getattr(torch, name) for name in (
     "float32", "float64", "float16", "bfloat16", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32",
     "int64", "bool")}
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed entry times: the same model gives the same bytes
-_RESERVED_META = ("format", "state_dict", "quantization", "encodings")
+_RESERVED_META = ("format", "state_dict", "quantization", "encodings", "loaded_program")
 STAT_KEYS = ("x_mean", "x_std", "x_min", "x_max")  # per-feature statistics of meta["preprocessing"]
 STAT_MIN_COUNT = 8  # shorter lists stay in the JSON
 
@@ -91,7 +96,9 @@ def save_compressed(path: str | Path, model: nn.Module, meta: dict[str, Any],
     """
     if any(parametrize.is_parametrized(m) for m in model.modules()):
         raise UsageError("the model is still prepared for QAT; call finish_qat(model) before saving")
-    missing = [k for k in ("model_spec", "in_features", "n_outputs") if meta.get(k) in (None, "")]
+    missing = [k for k in ("in_features", "n_outputs") if meta.get(k) in (None, "")]
+    if meta.get("model_spec") in (None, "") and not meta.get("module_class"):
+        missing.insert(0, "model_spec")
     if missing:
         raise UsageError(f"save_compressed needs meta['{missing[0]}'] to rebuild the network; pass the meta of "
                          "the model file (nnopt.models.load_model) or of the run")
@@ -133,6 +140,8 @@ def save_compressed(path: str | Path, model: nn.Module, meta: dict[str, Any],
     header = {"format": FORMAT, "meta": header_meta, **({"meta_arrays": meta_arrays} if meta_arrays else {}),
               "tensors": tensors}
     members = [(HEADER, json.dumps(header, separators=(",", ":")).encode("utf-8")), (PAYLOAD, b"".join(arrays))]
+    if not meta.get("model_spec"):
+        members.append((PROGRAM_MEMBER, _graph(model, meta)))
     methods = {name: _smaller_method(name, data) for name, data in members}
 
     def write(fh: Any) -> None:
@@ -148,7 +157,18 @@ def save_compressed(path: str | Path, model: nn.Module, meta: dict[str, Any],
     file_bytes, fp32_bytes = path.stat().st_size, len(buffer.getvalue())
     return {"path": str(path), "file_bytes": file_bytes, "fp32_state_dict_bytes": fp32_bytes,
             "ratio": file_bytes / fp32_bytes, "payload_bytes": len(members[1][1]), "header_bytes": stored[HEADER],
-            "payload_stored": stored[PAYLOAD], "tensors": report}
+            "payload_stored": stored[PAYLOAD], "program_stored": stored.get(PROGRAM_MEMBER), "tensors": report}
+
+
+def _graph(model: nn.Module, meta: dict[str, Any]) -> bytes:
+    """The torch.export program (graph only, weights zero) of a network that no spec rebuilds."""
+    shape = tuple(meta.get("sample_shape") or (meta["in_features"],))
+    blob, error = program_bytes(model, shape, weights=False)
+    if blob is None:
+        raise UsageError(f"the compressed {type(model).__name__} cannot be saved without its class: torch.export "
+                         f"cannot trace it ({error}); make the class importable (a module file, not __main__) so "
+                         "the file can rebuild it")
+    return blob
 
 
 
@@ -275,6 +295,8 @@ def load_compressed(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     path = Path(path)
     state, header = read_compressed(path)
     meta = dict(header["meta"])
+    if not meta.get("model_spec"):
+        return _load_graph(path, state, header, meta), meta
     try:
         shape = meta.get("input_shape")
         if meta.get("sample_shape") and not takes_flat_rows(meta["model_spec"]):
@@ -289,11 +311,35 @@ def load_compressed(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise UsageError(f"{path.name} does not match its model spec ({reason}); "
                          "re-save it with save_compressed") from None
     model.eval()
+    _file_meta(meta, header)
+    return model, meta
+
+
+def _load_graph(path: Path, state: dict[str, torch.Tensor], header: dict[str, Any],
+                meta: dict[str, Any]) -> nn.Module:
+    """The network of a file without a spec: its program, with the file's weights."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            blob = zf.read(PROGRAM_MEMBER)
+    except (KeyError, OSError, zipfile.BadZipFile):
+        raise UsageError(f"{path.name} holds a network without a model spec and no {PROGRAM_MEMBER}; "
+                         "compress the model again") from None
+    try:
+        model = load_program_bytes(blob, str(meta.get("module_class") or "an unknown class").replace(":", "."),
+                                   state)
+    except Exception as exc:  # noqa: BLE001 - a damaged program, or weights that do not fit it
+        raise UsageError(f"{path.name}'s {PROGRAM_MEMBER} cannot be loaded ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:200]}); compress the model again") from None
+    meta["loaded_program"] = f"the torch.export program inside {path.name}"
+    _file_meta(meta, header)
+    return model
+
+
+def _file_meta(meta: dict[str, Any], header: dict[str, Any]) -> None:
     meta["format"] = header["format"]
     meta["quantization"] = {t["name"]: {"bits": t["quant"]["bits"], "scheme": t["quant"]["scheme"]}
                             for t in header["tensors"] if t.get("quant")}
     meta["encodings"] = {t["name"]: t["encoding"] for t in header["tensors"]}
-    return model, meta
 
 
 def read_compressed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -165,9 +165,23 @@ def dequantize(qt: QTensor) -> torch.Tensor:
 
 
 def quantizable_weights(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(state-dict name of the weight, module) for every Linear / Conv1d / Conv2d."""
-    return [(f"{name}.weight" if name else "weight", module) for name, module in model.named_modules()
-            if isinstance(module, QUANTIZABLE) and getattr(module, "weight", None) is not None]
+    """(state-dict name of the weight, module) for every Linear / Conv1d / Conv2d; in a torch.export program
+    (a network loaded without its class), the `.weight` of every linear / conv1d / conv2d call of its graph."""
+    found = [(f"{name}.weight" if name else "weight", module) for name, module in model.named_modules()
+             if isinstance(module, QUANTIZABLE) and getattr(module, "weight", None) is not None]
+    for prefix, graph in model.named_modules():
+        if not isinstance(graph, torch.fx.GraphModule):
+            continue
+        for node in graph.graph.nodes:
+            weight = node.args[1] if node.op == "call_function" and node.target in _GRAPH_LAYERS else None
+            if isinstance(weight, torch.fx.Node) and weight.op == "get_attr" and weight.target.endswith(".weight"):
+                name = f"{prefix}.{weight.target}" if prefix else weight.target
+                if name not in dict(found):  # a weight two calls share is quantized once
+                    found.append((name, model.get_submodule(name.rpartition(".")[0])))
+    return found
+
+
+_GRAPH_LAYERS = (torch.ops.aten.linear.default, torch.ops.aten.conv1d.default, torch.ops.aten.conv2d.default)
 
 
 def _require_plain(model: nn.Module) -> None:

@@ -88,8 +88,9 @@ def needs_class(meta: dict[str, Any], what: str) -> None:
     if not meta.get("loaded_program"):
         return
     reason = meta.get("recipe_missing") or "no recipe was recorded"
+    source = meta["loaded_program"] if isinstance(meta["loaded_program"], str) else PROGRAM
     raise UsageError(f"{what} needs the class {dotted(meta['module_class'])} importable with its constructor "
-                     f"arguments ({reason}); evaluate, predict and export work without it, from {PROGRAM}")
+                     f"arguments ({reason}); evaluate, predict and export work without it, from {source}")
 
 
 def _load_program(path: Path, meta: dict[str, Any]) -> nn.Module:

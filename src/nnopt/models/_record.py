@@ -14,6 +14,7 @@ Two records, both next to model.pt:
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
 import io
@@ -52,8 +53,8 @@ class ProgramModule(nn.Module):
         self.training = mode
         return self
 
-    def forward(self, *args: Any) -> Any:
-        return self.program(*args)
+    def forward(self, x: torch.Tensor) -> Any:  # nnopt traces every program on one batch (save_program)
+        return self.program(x)
 
 
 def class_path(module: nn.Module) -> str:
@@ -145,25 +146,52 @@ def save_program(path: str | Path, module: nn.Module, sample_shape: tuple[int, .
     """Write `module` as a torch.export program to `path`, atomically, with a dynamic batch dimension.
 
     Returns None, or one line saying why it could not be traced (nothing is written then)."""
-    probe = _probe(sample_shape)
-    try:
-        with _eval_mode(module), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            program = torch.export.export(module, (probe,), dynamic_shapes=({0: torch.export.Dim("batch")},))
-        buffer = io.BytesIO()
-        torch.export.save(program, buffer)
-    except Exception as exc:  # noqa: BLE001 - tracing raises many types; the state dict is kept either way
-        return f"{type(exc).__name__}: {_line(exc)}"
-    blob = buffer.getvalue()
+    blob, error = program_bytes(module, sample_shape)
+    if blob is None:
+        return error
     atomic_write(path, lambda fh: fh.write(blob))
     return None
 
 
+def program_bytes(module: nn.Module, sample_shape: tuple[int, ...], *,
+                  weights: bool = True) -> tuple[bytes | None, str | None]:
+    """(`module` as a torch.export program, its batch dimension dynamic, None) or (None, one line saying why it
+    could not be traced).
+
+    weights=False traces a copy whose state-dict tensors are all zero: the graph alone, a few kB once deflated,
+    for a file that stores the weights its own way and loads them into the program (load_program_bytes).
+    Tensors outside the state dict (non-persistent buffers, constants) are kept: the graph holds them."""
+    probe = _probe(sample_shape)
+    if not weights:
+        module = copy.deepcopy(module)
+        with torch.no_grad():
+            for tensor in module.state_dict().values():
+                tensor.zero_()
+    try:
+        with _eval_mode(module), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.export.export(module, (probe,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+        program.example_inputs = None  # the probe batch is not worth keeping (6 kB for 2 16x16 RGB images)
+        buffer = io.BytesIO()
+        torch.export.save(program, buffer)
+    except Exception as exc:  # noqa: BLE001 - tracing raises many types; the caller says what is kept
+        return None, f"{type(exc).__name__}: {_line(exc)}"
+    return buffer.getvalue(), None
+
+
 def load_program(path: str | Path, class_name: str) -> nn.Module:
-    with open(path, "rb") as fh, warnings.catch_warnings():
+    with open(path, "rb") as fh:
+        return load_program_bytes(fh.read(), class_name)
+
+
+def load_program_bytes(blob: bytes, class_name: str, state: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
+    """The program of program_bytes as a ProgramModule; `state` (a state dict) replaces its weights, strictly."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.export.load(io.BytesIO(fh.read()))
-    return ProgramModule(program.module(), class_name)
+        program = torch.export.load(io.BytesIO(blob)).module()
+    if state is not None:
+        program.load_state_dict(dict(state), strict=True)
+    return ProgramModule(program, class_name)
 
 
 def _probe(sample_shape: tuple[int, ...]) -> torch.Tensor:

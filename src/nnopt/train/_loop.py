@@ -133,7 +133,8 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
                                 **spec.schedule_params)
         config = {"command": "train", **spec.to_dict(), "data": describe_source(spec.data),
                   "val_data": describe_source(spec.val_data),
-                  "model": arch.to_string() if arch else type(net).__name__, "lr": lr_used, "batch_size": batch,
+                  "model": arch.to_string() if arch else type(net).__name__,
+                  "model_spec": arch.to_string() if arch else None, "lr": lr_used, "batch_size": batch,
                   "threads": threads, "device": str(dev), "data_info": data.describe(), "n_params": count_params(net),
                   "flops_per_sample": p.flops, "world_size": parallel.world if parallel else 1,
                   **(parallel.settings if parallel else {}), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
