@@ -13,8 +13,6 @@ uninterrupted one would have.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-
 import torch
 import torch.nn.functional as F
 
@@ -61,13 +59,6 @@ class Augment:
         if "jitter" in self.names:
             images = jitter(images, draws)
         return images.reshape(xb.shape)
-
-    def epoch(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], epoch: int
-              ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The batches of one epoch (whole batches), augmented."""
-        self.begin(epoch)
-        for xb, yb in batches:
-            yield self(xb), yb
 
 
 class _Draws:
