@@ -108,6 +108,7 @@ def test_compress_model_takes_a_module_and_its_data(tmp_path):
     with torch.no_grad():
         expected = model(torch.from_numpy(X)).argmax(1).tolist()
     assert nnopt.predict(tmp_path / "seq", X).predictions.astype(int).tolist() == expected
-    with pytest.raises(nnopt.UsageError, match=r"^nnopt compress .* needs the class "
+    with pytest.raises(nnopt.UsageError, match=r"^nnopt compress with prune=, qat_epochs= or max_accuracy_drop= "
+                                               r".* needs the class "
                                                r"torch\.nn\.modules\.container\.Sequential importable"):
-        nnopt.compress_model(tmp_path / "seq", (X, y), quantize="int8")
+        nnopt.compress_model(tmp_path / "seq", (X, y), prune=0.5)
