@@ -192,6 +192,57 @@ def test_bad_arguments_raise_nnopt_errors_named_as_in_python(name, call, error, 
     assert not any(tmp_path.iterdir()), "bad input must leave nothing behind"
 
 
+# each entry point called with a misspelt keyword, or a fit() setting that the function sets itself: nnopt's error,
+# naming the function and the keyword meant (never Python's TypeError from a call inside)
+MISSPELT = {
+    "fit": (lambda: nnopt.fit("mlp:8", "iris", lrr=0.1), ["unknown key 'lrr' in fit(); did you mean 'lr'?"]),
+    "compare": (lambda: nnopt.compare("iris", lrr=0.1), ["unknown keyword argument 'lrr' in compare(); did you "
+                                                         "mean 'lr'?"]),
+    "compare optimizer": (lambda: nnopt.compare("iris", optimizer="sgd"),
+                          ["optimizer= is not compare()'s: compare() trains each optimizer of optimizers="]),
+    "compare seed": (lambda: nnopt.compare("iris", seed=1), ["seed= is not compare()'s", "seeds="]),
+    "find_lr": (lambda: nnopt.find_lr("mlp:8", "iris", stepz=10),
+                ["unknown keyword argument 'stepz' in find_lr(); did you mean 'steps'?"]),
+    "tune": (lambda: nnopt.tune(_objective, space=SPACE, trial=3), ["unknown setting 'trial'; did you mean 'trials'?"]),
+    "nas": (lambda: nnopt.nas("iris", trails=3), ["unknown key 'trails'", "did you mean 'trials'?"]),
+    "compress_model": (lambda: nnopt.compress_model("runs/none", quantise="int8"),
+                       ["unknown keyword argument 'quantise' in compress_model(); did you mean 'quantize'?"]),
+    "automl": (lambda: nnopt.automl("iris", budgett="10s"),
+               ["unknown keyword argument 'budgett' in automl(); did you mean 'budget'?"]),
+    "evaluate": (lambda: nnopt.evaluate("runs/none", "iris", splt="all"),
+                 ["unknown keyword argument 'splt' in evaluate(); did you mean 'split'?"]),
+    "predict": (lambda: nnopt.predict("runs/none", "iris", probas=True),
+                ["unknown keyword argument 'probas' in predict(); did you mean 'proba'?"]),
+    "predict without data": (lambda: nnopt.predict("runs/none"),
+                             ["predict(): missing a required argument: 'data'; see help(nnopt.predict)"]),
+    "export": (lambda: nnopt.export("runs/none", fmt="onnx"),
+               ["unknown keyword argument 'fmt' in export(); did you mean 'format'?"]),
+    "load": (lambda: nnopt.load(pth="runs/none"), ["unknown keyword argument 'pth' in load(); did you mean 'path'?"]),
+    "build_report": (lambda: nnopt.build_report(run_dr="runs/none"), ["in build_report(); did you mean 'run_dir'?"]),
+    "load_data": (lambda: nnopt.load_data("iris", seeed=1), ["in load_data(); did you mean 'seed'?"]),
+    "build_model": (lambda: nnopt.build_model("mlp:8", in_feature=4, n_outputs=3),
+                    ["in build_model(); did you mean 'in_features'?"]),
+    "load_model": (lambda: nnopt.load_model(pth="runs/none"), ["in load_model(); did you mean 'path'?"]),
+    "create_optimizer": (lambda: nnopt.create_optimizer("adam", MyNet(), lrr=0.1), ["has no option 'lrr'"]),
+}
+
+
+@pytest.mark.parametrize("case", MISSPELT)
+def test_a_misspelt_keyword_is_named_with_the_one_meant(case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    call, fragments = MISSPELT[case]
+    with pytest.raises(NnoptError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message and all(fragment in message for fragment in fragments), message
+    assert not any(tmp_path.iterdir())
+
+
+def test_every_entry_point_has_a_misspelt_keyword_case():
+    called = {name for name in nnopt.__all__ if name not in NOT_CALLED and name != "ArchSpec"}
+    assert called == {case.split(" ")[0] for case in MISSPELT}
+
+
 def test_one_error_reads_as_flags_inside_cli_spelling():
     error = UsageError(f"{param('batch_size')} must be >= 1; use {param('device', 'cpu')} or "
                        f"{param('out', metavar='DIR')} {param('resume', True)}; {param('optimizer_params')}")

@@ -11,6 +11,7 @@ import contextlib
 import copy
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ from nnopt import distributed as _distributed
 from nnopt import search as _search
 from nnopt import train as _train
 from nnopt.config import TrainSpec
-from nnopt.errors import UsageError, describe, param, require_model_path, require_path
+from nnopt.errors import UsageError, check_keywords, describe, keyword_names, param, require_model_path, \
+    require_path
 from nnopt.fileio import lock_run_dir
 from nnopt.report import build_report
 
@@ -57,6 +59,8 @@ def compare(data: Any, model: Any = "mlp:128,64", **kwargs: Any) -> _comparison.
 
 def find_lr(model: Any, data: Any, **kwargs: Any) -> _train.LRFindResult:
     """The LR range test; with `out`, also lr_find.png and report.html."""
+    own = keyword_names(_train.find_lr, skip=("model", "data"))
+    check_keywords("find_lr", kwargs, [*own, *(f.name for f in fields(TrainSpec) if f.name not in ("data", "model", *own))])
     with _locked(kwargs.get("out")):
         result = _train.find_lr(model, data, **kwargs)
         if kwargs.get("out") is not None:
@@ -99,6 +103,7 @@ def compress_model(model: Any, data: Any = None, **kwargs: Any) -> Any:
     needs the class (docs/models.md)."""
     from nnopt import compress as _compress
 
+    check_keywords("compress_model", kwargs, keyword_names(_compress.compress, skip=("source", "data")))
     if isinstance(model, _train.FitResult):
         source = _fit_in_hand(model)
         data = model.data if data is None else data
@@ -168,6 +173,7 @@ def automl(data: Any, **kwargs: Any) -> Any:
     out: the run directory, by default runs/automl-DATA (as `nnopt automl`), so a re-run continues."""
     from nnopt import pipeline as _pipeline
 
+    check_keywords("automl", kwargs, keyword_names(_pipeline.automl, skip=("data", "report")))
     out = kwargs.pop("out", None)
     out = _pipeline.default_out(data) if out is None else out
     with _locked(out):

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
+import inspect
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 # The spelling travels in the environment so that processes a command starts (--nproc ranks, tune and
 # compare workers, Hogwild) spell the parameters of the messages they send back as the command does.
@@ -106,6 +109,43 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` for the closest choice, or ``";"`` — followed by a list of the choices."""
     close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ";"
+
+
+def keyword_names(fn: Callable[..., Any], skip: Iterable[str] = ()) -> list[str]:
+    """The keyword arguments `fn` takes by name (not *args / **kwargs), less `skip`."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    skipped = set(skip)
+    return [p.name for p in inspect.signature(fn).parameters.values() if p.kind in kinds and p.name not in skipped]
+
+
+def check_keywords(where: str, given: Iterable[str], accepted: Iterable[str]) -> None:
+    """A UsageError for the first keyword of `given` that `where` (a public function's name) does not take:
+    ``unknown keyword argument 'budgett' in automl(); did you mean 'budget'? keywords: ...``."""
+    names = list(accepted)
+    for key in given:
+        if key not in names:
+            raise UsageError(f"unknown keyword argument '{key}' in {where}(){did_you_mean(str(key), names)} "
+                             f"keywords: {', '.join(names)}")
+
+
+def keywords_checked(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A public function whose wrong call (an unknown keyword, a missing argument, too many positional ones) is a
+    UsageError naming the function, not Python's TypeError."""
+    signature = inspect.signature(fn)
+    accepted = keyword_names(fn)
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if not open_ended:
+            check_keywords(fn.__name__, kwargs, accepted)
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise UsageError(f"{fn.__name__}(): {exc}; see help(nnopt.{fn.__name__})") from None
+        return fn(*args, **kwargs)
+
+    return call
 
 
 def unknown_name(kind: str, name: object, choices: Iterable[str]) -> ConfigError:

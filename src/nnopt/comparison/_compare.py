@@ -13,19 +13,19 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from nnopt.config import TABLE_KEYS
+from nnopt.config import TABLE_KEYS, TrainSpec
 from nnopt.comparison._aggregate import summarize, time_to_target
 from nnopt.comparison._runs import Job, run_jobs
 from nnopt.comparison._spec import (SEED_OPTIMIZERS, check_seeds, check_workers, parse_lr_grid, parse_optimizers,
                                  parse_target)
 from nnopt.data import load_data
-from nnopt.errors import UsageError, param, require_int
+from nnopt.errors import UsageError, check_keywords, keyword_names, param, require_int
 from nnopt.fileio import atomic_write_json, atomic_write_text, make_run_dir
 from nnopt.train import find_lr, metric_names
 
@@ -46,6 +46,26 @@ class CompareResult:
                 "optimizers": self.optimizers, "runs": self.runs, "lr_grid": self.lr_grid}
 
 
+# fit() settings that compare() sets for every run itself, and what to give instead
+_SET_PER_RUN = {
+    "optimizer": lambda: f"compare() trains each optimizer of {param('optimizers')} (a list, e.g. ['adam', 'sgd'])",
+    "seed": lambda: f"compare() trains every optimizer once per seed of {param('seeds')} (a count, or a list)",
+    "threads": lambda: f"compare() trains each run on one thread; {param('workers')} runs several at once",
+    "callbacks": lambda: "compare() records every run itself; give callbacks to nnopt.fit",
+    "resume": lambda: "compare() continues nothing; run it again",
+}
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    """Every option a fit() setting compare() passes on, named as the caller spelled it."""
+    for key in options:
+        if key in _SET_PER_RUN:
+            raise UsageError(f"{param(key)} is not compare()'s: {_SET_PER_RUN[key]()}")
+    own = keyword_names(compare, skip=("data",))
+    shared = [f.name for f in fields(TrainSpec) if f.name not in ("data", *own, *_SET_PER_RUN)]
+    check_keywords("compare", options, [*own, *shared, "loss", "metrics"])
+
+
 def compare(data: Any, model: Any = "mlp:128,64", *, optimizers: Any = SEED_OPTIMIZERS, lr: Any = None,
             lr_grid: Any = None, epochs: int = 20, seeds: int = 3, batch_size: Any = None,
             target_metric: str | None = None, workers: int = 1, out: str | Path | None = None,
@@ -55,6 +75,7 @@ def compare(data: Any, model: Any = "mlp:128,64", *, optimizers: Any = SEED_OPTI
     lr: None (each optimizer's default), "auto" (LR range test per optimizer) or a number for all.
     options: other fit() settings shared by every run (target, task, schedule, scale, ...).
     """
+    _check_options(options)
     choices = parse_optimizers(optimizers)
     seed_list = check_seeds(seeds)
     workers = check_workers(workers)

@@ -26,8 +26,10 @@ from nnopt.compress._prune import PRUNE_METHODS, cubic_schedule, finetune_schedu
     prune_gradually, sparsity_table, structured_spec
 from nnopt.compress._quant import BITS, SCHEMES, apply_dequantized, dequantize, finish_qat, prepare_qat, \
     quantize_model, quantize_tensor
+from nnopt.errors import keywords_checked
 
 
+@keywords_checked
 def load(path: Any) -> nn.Module:
     """The model of a compressed file (.nnz), an nnopt model file or a run directory, ready to predict."""
     return nnopt_load(path)[0]

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from nnopt.errors import DataError, describe, did_you_mean, param
+from nnopt.errors import DataError, describe, did_you_mean, keywords_checked, param
 from nnopt.data._builtin import DATASETS
 from nnopt.data._images import has_images, load_image_folder
 from nnopt.data._files import _target_column, check_duplicates, check_separator, pick_target, read_file
@@ -97,6 +97,7 @@ def _resolve(source, target: str | None, sep: str | None = None) -> tuple[str, R
                     f"got {describe(source)}")
 
 
+@keywords_checked
 def load_data(data, *, target: str | None = None, task: str | None = None, val_fraction: float = 0.15,
               test_fraction: float = 0.15, seed: int = 0, scale: str = "auto", drop=None, categorical=None,
               numeric=None, sep: str | None = None, image_size=None, strict: bool = False,

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnopt.data import apply_target, image_split, split_positions
-from nnopt.errors import DataError, UsageError, describe, param, require_path, unknown_name
+from nnopt.errors import DataError, UsageError, describe, keywords_checked, param, require_path, unknown_name
 from nnopt.fileio import atomic_write_json, lock_run_dir, make_run_dir
 from nnopt.inference._plots import (
     confusion_matrix,
@@ -65,6 +65,7 @@ class Evaluation:
                 "ignored_columns": self.ignored_columns, "importance": self.importance, "skipped": self.skipped}
 
 
+@keywords_checked
 def evaluate(model: Any, data: Any = None, *, target: str | None = None, split: str | None = None,
              out: str | Path | None = None, importance: bool = False,
              repeats: int = IMPORTANCE_REPEATS) -> Evaluation:

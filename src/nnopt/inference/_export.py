@@ -36,7 +36,7 @@ from torch import nn
 from nnopt.compress import agreement, check_table, export_onnx, feature_scaling, is_compressed_file, ort_predict, \
     quantized_onnx, read_qweights, table_inputs, table_onnx, table_predict
 from nnopt.data import feature_stat, kept_columns
-from nnopt.errors import UsageError, param, require_path, unknown_name
+from nnopt.errors import UsageError, keywords_checked, param, require_path, unknown_name
 from nnopt.fileio import atomic_write
 from nnopt.inference._predictor import Predictor, load_predictor
 
@@ -91,6 +91,7 @@ def deployable(predictor: Predictor) -> Deployed:
     return Deployed(predictor.model, shift, scale, y_mean, y_std).eval()
 
 
+@keywords_checked
 def export(model: Any, format: str = "onnx", out: str | Path | None = None, *, check_rows: int = CHECK_ROWS,
            sample_shape: Any = None) -> Exported:
     """Write `model` (a run directory, model file, Predictor, nnopt.fit's FitResult or nn.Module) as `format`

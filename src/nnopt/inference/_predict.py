@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from nnopt.errors import DataError, UsageError, param, require_path
+from nnopt.errors import DataError, UsageError, keywords_checked, param, require_path
 from nnopt.fileio import atomic_write_text
 from nnopt.inference._predictor import load_predictor
 
@@ -56,6 +56,7 @@ class Predictions:
                 "ignored_columns": self.ignored_columns, "skipped": self.skipped}
 
 
+@keywords_checked
 def predict(model: Any, data: Any, *, proba: bool = False, out: str | Path | None = None,
             target: str | None = None, keep=None) -> Predictions:
     """Predict every row of `data` (a path, a dataset name, a DataFrame, an (X, y) tuple or an X array) with

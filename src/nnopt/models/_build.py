@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnopt.errors import ConfigError, did_you_mean, require_int
+from nnopt.errors import ConfigError, did_you_mean, keywords_checked, require_int
 from nnopt.models._spec import KINDS, ArchSpec
 
 _ACT = {
@@ -99,6 +99,7 @@ class CNN(nn.Module):
         return self.head(self.features(self.unflatten(x)))
 
 
+@keywords_checked
 def build_model(
     spec: str | dict | ArchSpec,
     *,

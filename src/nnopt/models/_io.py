@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnopt.errors import UsageError, require_path
+from nnopt.errors import UsageError, keywords_checked, require_path
 from nnopt.fileio import atomic_write
 from nnopt.models._build import build_model, takes_flat_rows
 from nnopt.models._record import PROGRAM, class_path, dotted, load_program, module_recipe, save_program
@@ -47,6 +47,7 @@ def save_model(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> dict
     return record
 
 
+@keywords_checked
 def load_model(path: str | Path, map_location: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the network saved by save_model; return (model in eval mode, meta)."""
     require_path("path", path, "a model file (model.pt) or the run directory that holds it")

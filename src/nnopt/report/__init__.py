@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nnopt.errors import keywords_checked
 from nnopt.fileio import atomic_write, atomic_write_text
 from nnopt.report._load import FILES, RUN_KINDS, load_run
 from nnopt.report._verdict import verdict
@@ -22,6 +23,7 @@ from nnopt.report._verdict import verdict
 __all__ = ["FILES", "RUN_KINDS", "build_report", "verdict"]
 
 
+@keywords_checked
 def build_report(run_dir: str | Path) -> Path:
     """Read the run directory's files, write its PNG plots and report.html (atomically); return the report path."""
     run = load_run(run_dir)
