@@ -178,3 +178,23 @@ def test_debug_shows_the_traceback():
     proc = subprocess.run([sys.executable, "-m", "nnopt", "--debug", "train", "--data", "digts"],
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_train_says_which_columns_and_rows_a_table_left_out(tmp_path, run_cli):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 200
+    frame = pd.DataFrame({"customer_id": [f"c{i:04d}" for i in range(n)], "age": rng.normal(40, 10, n),
+                          "plan": rng.choice(["a", "b", "c"], n), "notes": [None] * n, "country": ["NZ"] * n,
+                          "churn": rng.choice(["yes", "no"], n)})
+    frame.loc[:29, "churn"] = None
+    frame.to_csv(tmp_path / "customers.csv", index=False)
+    code, out, err = run_cli("train", "--data", tmp_path / "customers.csv", "--target", "churn", "--epochs", "1",
+                             "--out", tmp_path / "run")
+    assert code == 0, err
+    line = next(line for line in out.splitlines() if line.startswith("columns: "))
+    features = json.loads((tmp_path / "run" / "config.json").read_text())["data_info"]["n_features"]
+    assert line == (f"columns: 2 of 5 read, as {features} input features; left out: customer_id (ID); notes (empty); "
+                    "country (constant); 30 rows without a target left out (config.json lists every column)")

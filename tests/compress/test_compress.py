@@ -171,3 +171,17 @@ def test_qat_after_pruning_keeps_the_zeros(trained, tmp_path):
     assert result.chosen["nonzero_params"] <= 0.1 * 50_200 + 410
     # dead units went after QAT: the codes were sliced with the weights, and the file predicts as the model did
     assert result.chosen["model_spec"] != "mlp:300,100" and result.chosen["identical_after_load"]
+
+
+def test_a_run_trained_on_data_in_memory_asks_for_the_data_again(tmp_path, run_cli):
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame
+    fit("mlp:8", frame, target="target", epochs=1, out=tmp_path / "run")
+    with pytest.raises(UsageError, match=r"was trained on data given in memory \(<DataFrame>\), which a run does not "
+                                         r"keep; give data=, the same rows$"):
+        nnopt.compress_model(tmp_path / "run", quantize="int8")
+    code, _, err = run_cli("compress", tmp_path / "run", "--quantize", "int8", "--out", tmp_path / "small")
+    assert code == 2 and err.strip().endswith("give --data, the same rows") and not (tmp_path / "small").exists()
+    result = nnopt.compress_model(tmp_path / "run", frame, target="target", quantize="int8")
+    assert result.chosen["name"] == "int8"

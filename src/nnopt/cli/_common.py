@@ -122,6 +122,31 @@ def print_skipped(console: Any, images: dict | None) -> None:
                   f"(--strict stops at the first): {'; '.join(shown[:3])}" + (" ..." if len(shown) > 3 else ""))
 
 
+_LEFT_OUT = {"id": "ID", "constant": "constant", "empty": "empty", "dropped": "--drop"}
+
+
+def print_table_notes(console: Any, info: dict[str, Any]) -> None:
+    """What a table's reading left out: the columns (IDs, constant and empty ones, --drop) and the rows without a
+    target; config.json and report.html list every column's type and treatment."""
+    columns = info.get("columns") or []
+    if not columns:
+        return
+    left: dict[str, list[str]] = {}
+    for column in columns:
+        if column.get("treatment") == "dropped":
+            left.setdefault(column.get("type", "dropped"), []).append(str(column.get("column")))
+    read = len(columns) - sum(len(names) for names in left.values())
+    line = f"columns: {read} of {len(columns)} read, as {info.get('n_features')} input features"
+    if left:
+        line += "; left out: " + "; ".join(
+            f"{', '.join(names[:4])}{' ...' if len(names) > 4 else ''} ({_LEFT_OUT.get(kind, kind)})"
+            for kind, names in left.items())
+    missing = info.get("target_missing_rows")
+    if missing:
+        line += f"; {missing} row{'s' * (missing != 1)} without a target left out"
+    console.print(line + " (config.json lists every column)")
+
+
 def constraint_flags(parser: argparse.ArgumentParser, noun: str) -> None:
     """The limits on a network that search and automl share; checked before any training."""
     parser.add_argument("--max-params", type=int, metavar="N", help=f"no {noun} with more parameters")

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nnopt.cli._common import batch_size, default_out, make_console, num, print_skipped, table_args, table_flags
+from nnopt.cli._common import batch_size, default_out, make_console, num, print_skipped, print_table_notes, \
+    table_args, table_flags
 from nnopt.errors import UsageError
 
 
@@ -151,6 +152,7 @@ def _print_train_summary(result: Any) -> None:
     column = result.data.preprocessing.get("target")
     if result.config.get("target") is None and column:  # a table's last column, taken by default
         console.print(f"target: {column} ({result.data.task}), the table's last column; --target names another")
+    print_table_notes(console, result.config.get("data_info") or {})
     print_skipped(console, result.data.images)
 
 

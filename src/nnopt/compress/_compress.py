@@ -173,6 +173,9 @@ def compress(source: str | Path | ModelInHand, data: Any = None, *, prune: float
         data = settings.get("data")
         if data is None:
             raise UsageError(f"{_label(source)} does not say which data trained it; give {param('data')}")
+        if isinstance(data, str) and data.startswith("<"):  # "<DataFrame>", "<tuple>": in memory, not kept
+            raise UsageError(f"{_label(source)} was trained on data given in memory ({data}), which a run does not "
+                             f"keep; give {param('data')}, the same rows")
     if target is not None:
         settings["target"] = target
     settings.update(table_settings({"drop": drop, "categorical": categorical, "numeric": numeric, "sep": sep,
