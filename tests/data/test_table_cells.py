@@ -62,6 +62,8 @@ def test_precip_spelled_0_0_is_the_same_level(weather):
     trace = int((frame["precip"] == "T").sum())
     assert precip["type"] == "categorical" and trace > 100
     assert precip["why"].startswith(f"text: 'T' in {trace} of {len(frame)} cells, the rest numbers")
+    html = (folder / "run" / "report.html").read_text()
+    assert "<code>precip</code>: text: " in html and f" in {trace} of {len(frame)} cells, the rest numbers" in html
     # rows without a trace, as pandas writes them once precip is a float column: 0.0, 0.39, ...
     rows = frame[frame["precip"] != "T"].head(150).copy()
     as_is = rows.drop(columns=["events"])
