@@ -101,6 +101,11 @@ def test_r_true_false_match_pandas_true_false(treatment):
     assert theirs.unseen == {} and np.array_equal(ours.probabilities, theirs.probabilities)
     assert nnopt.evaluate(folder / "run", str(folder / "r.csv")).metrics["accuracy"] == \
         nnopt.evaluate(folder / "run", str(folder / "pandas.csv")).metrics["accuracy"] >= 0.9
+    # labels keep the spelling training saw them in, and match the other spelling when scored
+    r_model = nnopt.fit("mlp:16", str(folder / "r.csv"), target="treat", epochs=3, seed=0)
+    assert r_model.config["data_info"]["n_classes"] == 2
+    assert set(nnopt.predict(r_model, str(folder / "pandas.csv")).predictions.tolist()) == {"TRUE", "FALSE"}
+    assert nnopt.evaluate(r_model, str(folder / "pandas.csv")).metrics["accuracy"] >= 0.9
     # the ONNX file: nnopt's own check agrees on every row, and R's spelling fed through table_feed gives the
     # probabilities nnopt gives
     exported = nnopt.export(folder / "run", "onnx", folder / "model.onnx")

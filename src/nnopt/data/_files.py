@@ -29,7 +29,7 @@ def _target_column(name: str, values: np.ndarray) -> np.ndarray:
     numbers = as_numbers(values)
     if numbers is not None:
         return numbers
-    text = as_text(values)
+    text = as_text(values, spell=False)  # class names keep the spelling they were given in
     return np.array(["" if v is None else v for v in text], dtype=str)
 
 

@@ -52,7 +52,7 @@ def seconds(value) -> float:
     return float(value.total_seconds())
 
 
-def _text(value) -> str:
+def _text(value, spell: bool = True) -> str:
     """A cell as category text in its one spelling (canonical_text): numbers as the shortest text that reads
     back ("3", "2.5"), durations as their seconds."""
     if isinstance(value, (bool, np.bool_)):
@@ -63,7 +63,7 @@ def _text(value) -> str:
         return str(int(value))
     if isinstance(value, (float, np.floating)):
         return _number_text(float(value))
-    return canonical_text(str(value))
+    return canonical_text(str(value)) if spell else str(value).strip()
 
 
 def as_numbers(values: np.ndarray) -> np.ndarray | None:
@@ -100,8 +100,9 @@ def as_numbers(values: np.ndarray) -> np.ndarray | None:
     return out
 
 
-def as_text(values: np.ndarray) -> np.ndarray:
-    """The column as an object array of category text, None for a missing cell."""
+def as_text(values: np.ndarray, spell: bool = True) -> np.ndarray:
+    """The column as an object array of category text, None for a missing cell. `spell`: text in its one
+    spelling (canonical_text); else only stripped (class labels keep the spelling they were given in)."""
     if values.dtype.kind == "f":
         return np.array([None if np.isnan(v) else _text(v) for v in values], dtype=object)
     if values.dtype.kind == "m":
@@ -109,10 +110,10 @@ def as_text(values: np.ndarray) -> np.ndarray:
         return np.array([None if np.isnan(v) else _number_text(float(v)) for v in numbers], dtype=object)
     if values.dtype.kind == "U":  # text read from a file: each distinct cell put in its one spelling once
         distinct, at = np.unique(values, return_inverse=True)
-        spelled = np.array([None if v.strip().lower() in MISSING_TOKENS else canonical_text(v) for v in distinct],
-                           dtype=object)
+        spelled = np.array([None if v.strip().lower() in MISSING_TOKENS else canonical_text(v) if spell
+                            else v.strip() for v in distinct], dtype=object)
         return spelled[at.reshape(-1)]
-    return np.array([None if is_missing(v) else _text(v) for v in values], dtype=object)
+    return np.array([None if is_missing(v) else _text(v, spell) for v in values], dtype=object)
 
 
 def first_text(values: np.ndarray) -> tuple[int, str]:
