@@ -95,7 +95,7 @@ def test_numeric_on_a_column_with_text_tokens_names_them(weather):
 def test_r_true_false_match_pandas_true_false(treatment):
     frame, folder, result = treatment
     logical = {c["column"]: c for c in result.config["data_info"]["columns"] if c["column"] in ("married", "u74", "u75")}
-    assert all(c["type"] == "categorical" for c in logical.values())
+    assert all((c["type"], c["why"]) == ("categorical", "true/false values") for c in logical.values())
     ours = nnopt.predict(folder / "run", str(folder / "pandas.csv"), proba=True)
     theirs = nnopt.predict(folder / "run", str(folder / "r.csv"), proba=True)
     assert theirs.unseen == {} and np.array_equal(ours.probabilities, theirs.probabilities)

@@ -166,8 +166,8 @@ def plan_columns(columns: Mapping[str, np.ndarray], options: Mapping[str, list[s
         if name in options.get("categorical", []):
             plan.append({**entry, "kind": "categorical", "reason": f"named by {param('categorical')}"})
             continue
-        distinct = len(np.unique(numbers[~np.isnan(numbers)])) if numbers is not None else \
-            len({v for v in as_text(values) if v is not None})
+        levels = {v for v in as_text(values) if v is not None} if numbers is None else None
+        distinct = len(np.unique(numbers[~np.isnan(numbers)])) if levels is None else len(levels)
         if distinct == 1 and missing == 0:
             plan.append({**entry, "kind": "constant", "reason": "one value in every row"})
             continue
@@ -182,7 +182,8 @@ def plan_columns(columns: Mapping[str, np.ndarray], options: Mapping[str, list[s
                                 f"{row + 1}); replace them with numbers or leave the cells empty")
             plan.append({**entry, "kind": "numeric", "reason": "numbers"})
             continue
-        reason = "true/false values" if values.dtype.kind == "b" else _mostly_numbers(name, values) or "text"
+        logical = values.dtype.kind == "b" or levels is not None and levels <= {"True", "False"}
+        reason = "true/false values" if logical else _mostly_numbers(name, values) or "text"
         if distinct > len(values) / 2:
             reason += f", high cardinality ({distinct} distinct values in {len(values)} rows)"
         plan.append({**entry, "kind": "categorical", "reason": reason})

@@ -113,7 +113,14 @@ def as_text(values: np.ndarray, spell: bool = True) -> np.ndarray:
         spelled = np.array([None if v.strip().lower() in MISSING_TOKENS else canonical_text(v) if spell
                             else v.strip() for v in distinct], dtype=object)
         return spelled[at.reshape(-1)]
-    return np.array([None if is_missing(v) else _text(v, spell) for v in values], dtype=object)
+    # a DataFrame's object column: its text cells go the way of a file's (each distinct cell spelled once)
+    strings = np.fromiter((type(v) is str for v in values), dtype=bool, count=len(values))
+    out = np.empty(len(values), dtype=object)
+    if strings.any():
+        out[strings] = as_text(values[strings].astype(str), spell)
+    if not strings.all():
+        out[~strings] = [None if is_missing(v) else _text(v, spell) for v in values[~strings]]
+    return out
 
 
 def first_text(values: np.ndarray) -> tuple[int, str]:
