@@ -174,8 +174,9 @@ def test_integer_column_names():
     frame[13] = frame[13].astype(int)
     frame[12] = frame[12].astype(int).astype(str).radd("p")  # a text column, named by an integer too
     data = load_data(frame, target=13, drop=[0, 1], categorical=np.int64(2))
-    kinds = {c["column"]: c["type"] for c in data.describe()["columns"]}
-    assert kinds["0"] == kinds["1"] == "dropped" and kinds["2"] == "categorical" and "13" not in kinds
+    kinds = {c["column"]: (c["type"], c["why"]) for c in data.describe()["columns"]}
+    assert kinds["0"] == kinds["1"] == ("dropped", "named by drop=") and "13" not in kinds
+    assert kinds["2"] == ("categorical", "named by categorical=")  # the stored note in plain text
     assert data.n_classes == 3 and data.preprocessing["target"] == "13"
     result = nnopt.fit("mlp:16", frame, target=13, drop=[12], epochs=20, seed=0)
     assert result.metrics["test"]["accuracy"] >= 0.85

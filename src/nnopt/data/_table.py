@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from nnopt.data._values import MISSING_TOKENS, as_numbers, as_text, canonical_text, first_text
-from nnopt.errors import DataError, param
+from nnopt.errors import DataError, param, spell
 
 ONEHOT_MAX = 32  # levels (after folding rare ones) up to which a categorical column is one-hot encoded
 # how a column with more levels is encoded: "target" (the default, chosen by benchmarks/table_encoding.py) or
@@ -148,7 +148,7 @@ def plan_columns(columns: Mapping[str, np.ndarray], options: Mapping[str, list[s
             int(sum(1 for v in as_text(values) if v is None))
         entry = {"name": name, "missing_cells": missing}
         if name in options.get("drop", []):
-            plan.append({**entry, "kind": "dropped", "reason": f"named by {param('drop')}"})
+            plan.append({**entry, "kind": "dropped", "reason": spell(f"named by {param('drop')}")})
             continue
         if missing == len(values):
             plan.append({**entry, "kind": "empty", "reason": "every cell is missing"})
@@ -161,10 +161,10 @@ def plan_columns(columns: Mapping[str, np.ndarray], options: Mapping[str, list[s
                 raise DataError(f"column '{name}' is given to {param('numeric')} but holds {cells} (row {row + 1}: "
                                 f"'{value}'); empty those cells (an empty cell is missing) or replace them with "
                                 f"numbers, or drop the column from {param('numeric')}")
-            plan.append({**entry, "kind": "numeric", "reason": f"named by {param('numeric')}"})
+            plan.append({**entry, "kind": "numeric", "reason": spell(f"named by {param('numeric')}")})
             continue
         if name in options.get("categorical", []):
-            plan.append({**entry, "kind": "categorical", "reason": f"named by {param('categorical')}"})
+            plan.append({**entry, "kind": "categorical", "reason": spell(f"named by {param('categorical')}")})
             continue
         levels = {v for v in as_text(values) if v is not None} if numbers is None else None
         distinct = len(np.unique(numbers[~np.isnan(numbers)])) if levels is None else len(levels)
