@@ -85,6 +85,7 @@ def bad_files(tmp_path):
     d.mkdir()
     return {
         "no_target": _csv(d / "a.csv", "x1,x2,label\n1,2,a\n3,4,b\n"),
+        "semicolons": _csv(d / "s.csv", "x1;x2;label\n1;2;a\n3;4;b\n"),
         "text_feature": _csv(d / "b.csv", "x1,color,label\n1,red,0\n2,blue,1\n"),
         "inf_feature": _csv(d / "c.csv", "x1,x2,label\n1,inf,0\n2,3,1\n" + "4,5,0\n" * 10),
         "no_labels": _csv(d / "f.csv", "x1,x2,label\n1,2,\n2,3,\n"),
@@ -103,6 +104,9 @@ BAD = [
     (["--data", "iris", "--schedule", "cosin"], "unknown schedule 'cosin'; did you mean 'cosine'?"),
     (["--data", "missing/file.csv"], "file not found: missing/file.csv"),
     (["--data", "{no_target}", "--target", "y"], "'y'"),
+    (["--data", "{semicolons}", "--sep", ",", "--target", "label"],
+     "--target 'label' is not a column of {semicolons}, which was read as 1 column ('x1;x2;label') with --sep ','; "
+     "give the file's separator with --sep"),
     (["--data", "{text_feature}", "--numeric", "color"], "column 'color' is given to --numeric but holds text"),
     (["--data", "{text_feature}", "--drop", "colour"], "--drop names 'colour', which is not a feature column; "
                                                        "did you mean 'color'?"),
@@ -129,6 +133,7 @@ BAD = [
 @pytest.mark.parametrize("args, fragment", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_input_exits_2_with_one_line(run_cli, bad_files, tmp_path, args, fragment):
     args = [a.format(**bad_files) for a in args]
+    fragment = fragment.format(**bad_files)
     out_dir = tmp_path / "out"
     extra = [] if "--resume" in args else ["--out", str(out_dir)]
     exit_code, out, err = run_cli("train", *args, *extra)

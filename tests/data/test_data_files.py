@@ -58,7 +58,7 @@ def test_csv_quoted_fields_bom_and_blank_lines(tmp_path):
     ("", {}, "no rows in .*empty"),
     ("a,b,label\n", {}, "no rows in .*only a header"),
     ("color,b,label\n1,2,0\nred,3,1\n", {"numeric": "color"}, r"column 'color' is given to numeric= but holds "
-                                                               r"text \(row 2: 'red'\)"),
+                                                               r"text in 1 of 2 cells \(row 2: 'red'\)"),
     ("a,b,label\n1,nan,0\n2,inf,1\n", {}, r"column 'b' has 1 infinite values \(first at row 2\); replace them"),
     ("a,b,label\n1,2,0\n2,3\n", {}, r"row 2 has 2 fields but the header has 3"),
     ("a,b,label\n1,2,\n2,3,\n", {}, r"target column 'label' has no values \(all 2 cells are missing\)"),

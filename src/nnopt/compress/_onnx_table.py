@@ -11,8 +11,10 @@ column), shape (batch, 1):
   the identity, whose "(other)" row takes rare and unseen levels when training had rare ones, else an extra row
   of zeros takes unseen ones; target encoding: the stored per-level values and the default row for unseen ones.
   A missing cell is "" or nan, na, n/a, null, none, ? in any letter case (nnopt's own missing spellings); it
-  takes the "(missing)" level's row, as in `encode`. Text is matched as given: nnopt's readers strip the spaces
-  around a cell, the graph does not, and a number in a categorical column is written as nnopt writes it ("3").
+  takes the "(missing)" level's row, as in `encode`. Text is matched as given, so it must come in nnopt's one
+  spelling of a category cell (data/_values.py canonical_text, which table_feed applies): no spaces around it,
+  a number as the shortest text that reads back ("3", not "3.0"; "0.5", not "0.50"), true/false as "True" /
+  "False"; the graph does not rewrite text. The keys are the stored levels in that spelling.
 Then Concat in the encoded column order, Sub / Div by the recorded feature scaling, the float network (any file
 from export_onnx or quantize_onnx_int8, input "input"), and for regression Mul / Add back to target units.
 Output "logits", as in the float export.
@@ -32,7 +34,7 @@ from torch import nn
 
 from nnopt.data import apply_preprocessing, encode_table, feature_stat
 # the spellings and level names `encode` uses; nnopt.data does not list them among its public names
-from nnopt.data._table import DROPPED_KINDS, MISSING_LEVEL
+from nnopt.data._table import DROPPED_KINDS, MISSING_LEVEL, level_index, spelled
 from nnopt.data._values import MISSING_TOKENS, as_numbers, as_text
 from nnopt.errors import UsageError
 
@@ -77,9 +79,12 @@ def table_inputs(table: dict) -> list[dict[str, Any]]:
             entry.update(dtype="float32", missing="NaN")
         else:
             entry.update(dtype="string", missing='"" (also nan, na, n/a, null, none, ? in any letter case)',
-                         encoding=c["encoding"], levels=list(c["levels"]))
+                         encoding=c["encoding"], levels=[spelled(level) for level in c["levels"]],
+                         spelling="numbers as the shortest text that reads back ('3', '0.5'), true/false as "
+                                  "'True' / 'False', no surrounding spaces")
             if c["encoding"] == "onehot":
-                entry.update(rare=list(c["rare"]), unseen="the (other) column" if c["rare"] else "all zeros")
+                entry.update(rare=[spelled(level) for level in c["rare"]],
+                             unseen="the (other) column" if c["rare"] else "all zeros")
             else:
                 entry["unseen"] = "the training mean of the target"
         entries.append(entry)
@@ -104,12 +109,13 @@ def _category_matrix(c: dict) -> tuple[dict[str, int], int, np.ndarray]:
     """(text -> row, row for anything else, matrix) of one categorical column."""
     if c["encoding"] == "onehot":
         width = len(c["levels"]) + bool(c["rare"])
-        rows = {level: k for k, level in enumerate(c["levels"])}
+        rows = level_index(c["levels"])
         other = len(c["levels"]) if c["rare"] else width  # no rare levels: unseen -> an extra row of zeros
-        rows.update({level: other for level in c["rare"]})
+        for level in c["rare"]:
+            rows.setdefault(spelled(level), other)
         matrix = np.vstack([np.eye(width), np.zeros((1, width))])
     else:
-        rows = {level: k for k, level in enumerate(c["levels"])}
+        rows = level_index(c["levels"])
         other = len(c["levels"])
         matrix = np.vstack([np.asarray(c["values"], dtype=np.float64).reshape(len(c["levels"]), -1),
                             np.asarray(c["default"], dtype=np.float64).reshape(1, -1)])
@@ -256,8 +262,8 @@ def table_onnx(network: str | Path, preprocessing: Mapping[str, Any], path: str 
 
 def table_feed(inputs: list[dict[str, Any]], columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """ONNX Runtime inputs (the entries of table_inputs) from raw columns by name, (n, 1) each: numbers as float32
-    (missing -> NaN); text with its surrounding spaces stripped as nnopt's readers do, numbers in nnopt's text
-    ("3"), missing cells as ""."""
+    (missing -> NaN); category cells in nnopt's one spelling (stripped, "3" for 3.0 or "3.0", "True" for TRUE),
+    missing cells as ""."""
     feed = {}
     if len(inputs) == 1 and "columns" in inputs[0]:  # an all-numeric table: one float matrix in column order
         entry = inputs[0]
@@ -280,8 +286,7 @@ def table_feed(inputs: list[dict[str, Any]], columns: Mapping[str, Any]) -> dict
                 raise UsageError(f"column '{entry['column']}' must hold numbers: the model reads it as numeric")
             feed[entry["name"]] = numbers.astype(np.float32).reshape(-1, 1)
         else:
-            text = as_text(values)
-            cells = [raw.strip() if isinstance(raw, str) else "" if t is None else t for raw, t in zip(values, text)]
+            cells = ["" if t is None else t for t in as_text(values)]
             feed[entry["name"]] = np.array(cells, dtype=object).reshape(-1, 1)
     return feed
 

@@ -16,8 +16,9 @@ from nnopt.data._table import column_groups, describe_columns, dropped_ids, enco
 from nnopt.data._memmap import MemmapSplit
 from nnopt.data._torch_dataset import DatasetSplit, is_torch_source
 from nnopt.data._types import Data, Split
+from nnopt.data._values import canonical_text
 
 __all__ = ["DATASETS", "Data", "DatasetSplit", "MemmapSplit", "Split", "apply_preprocessing", "apply_target",
-           "batch_count", "column_groups", "feature_stat", "describe_columns", "detect_task", "dropped_ids",
+           "batch_count", "canonical_text", "column_groups", "feature_stat", "describe_columns", "detect_task", "dropped_ids",
            "encode_table", "epoch_batches", "image_split", "is_frame", "is_torch_source", "kept_columns",
            "list_datasets", "load_data", "load_rows", "split_positions"]

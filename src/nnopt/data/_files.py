@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnopt.errors import DataError, did_you_mean, param
+from nnopt.errors import DataError, describe, did_you_mean, param
 from nnopt.data._idx import read_idx_dir
 from nnopt.data._values import as_numbers, as_text
 from nnopt.data._types import RawData
@@ -29,7 +29,7 @@ def _target_column(name: str, values: np.ndarray) -> np.ndarray:
     numbers = as_numbers(values)
     if numbers is not None:
         return numbers
-    text = as_text(values)
+    text = as_text(values, spell=False)  # class names keep the spelling they were given in
     return np.array(["" if v is None else v for v in text], dtype=str)
 
 
@@ -52,6 +52,20 @@ def check_separator(sep: str | None) -> str | None:
     return sep
 
 
+def target_name(target) -> str | None:
+    """The target column's name as the columns are named (text): a DataFrame's integer column name 4 -> "4".
+
+    Anything else that is not a name (a Series of labels, a list) is a DataError naming the parameter."""
+    if target is None or isinstance(target, str):
+        return target
+    if isinstance(target, (int, np.integer)) and not isinstance(target, (bool, np.bool_)):
+        return str(int(target))
+    name = getattr(target, "name", None)
+    example = f"{param('target', str(name))}" if isinstance(name, str) else f"{param('target', 'price')}"
+    raise DataError(f"{param('target')} must be the name of the target column; got {describe(target)}; give the "
+                    f"column's name ({example}), or pass the features and the labels as (X, y)")
+
+
 def pick_target(columns: list[str], target: str | None, path: Path) -> int:
     if target is None:
         if len(columns) < 2:
@@ -67,13 +81,13 @@ def pick_target(columns: list[str], target: str | None, path: Path) -> int:
 
 
 def columns_to_raw(names: list[str], columns: list[np.ndarray], target: str | None, path: Path,
-                   source: str) -> RawData:
+                   source: str, decimal_comma: tuple[str, ...] | list[str] = ()) -> RawData:
     """A table's columns -> RawData with the feature columns kept raw (typed and encoded by preparation)."""
     check_duplicates(names, path)
     t = pick_target(names, target, path)
     features = {name: col for i, (name, col) in enumerate(zip(names, columns)) if i != t}
     return RawData(X=None, y=_target_column(names[t], columns[t]), source=source, feature_names=list(features),
-                   target=names[t], columns=features)
+                   target=names[t], columns=features, decimal_comma=[n for n in decimal_comma if n != names[t]])
 
 
 def check_duplicates(names: list[str], path) -> None:
@@ -88,16 +102,20 @@ def check_duplicates(names: list[str], path) -> None:
 
 
 def read_csv(path: Path, target: str | None, sep: str | None = None) -> RawData:
-    header, table, columns = parse_csv(path, check=lambda names: _check_header(names, target, path, sep), sep=sep)
+    header, table, columns, commas = parse_csv(path, check=lambda names: _check_header(names, target, path, sep),
+                                               sep=sep)
     if table is not None:
         columns = [table[:, i] for i in range(table.shape[1])]
-    return columns_to_raw(header, columns, target, path, "csv")
+    return columns_to_raw(header, columns, target, path, "csv", commas)
 
 
 def _check_header(names: list[str], target: str | None, path: Path, sep: str | None) -> None:
-    if len(names) == 1 and target is None:
+    if len(names) == 1 and (target is None or target not in names):
         hint = f"; if its fields are separated by another character, give it with {param('sep')}" \
-            if sep is None else f" with {param('sep', repr(sep))}"
+            if sep is None else f" with {param('sep', repr(sep))}; give the file's separator with {param('sep')}"
+        if target is not None:
+            raise DataError(f"{param('target', metavar=repr(target))} is not a column of {path}, which was read as "
+                            f"1 column ('{names[0][:40]}'){hint}")
         raise DataError(f"{path} has 1 column ('{names[0][:40]}'); need at least one feature and a target column"
                         f"{hint}")
     check_duplicates(names, path)
@@ -105,8 +123,10 @@ def _check_header(names: list[str], target: str | None, path: Path, sep: str | N
 
 
 def parse_csv(path: Path, check: Callable[[list[str]], object] | None = None, sep: str | None = None
-              ) -> tuple[list[str], np.ndarray | None, list[np.ndarray] | None]:
-    """(header, table, None) when every cell is a number (one float64 array), else (header, None, string columns).
+              ) -> tuple[list[str], np.ndarray | None, list[np.ndarray] | None, list[str]]:
+    """(header, table, None, []) when every cell is a number (one float64 array), else (header, None, columns,
+    decimal-comma columns): string columns, except that in a ';'-separated file a column whose cells are all
+    numbers once a decimal comma reads as a point ("94,71") is read that way, as float64, and named in the last item.
 
     `check(header)` runs before the body is parsed, so a bad --target fails before a large file is read.
     `sep`: the field separator; None sniffs it from the header line (',', ';', tab or '|').
@@ -136,7 +156,7 @@ def parse_csv(path: Path, check: Callable[[list[str]], object] | None = None, se
                     table = np.loadtxt(fh, delimiter=sep, dtype=np.float64, ndmin=2, comments=None,
                                        quotechar='"')
                 if table.shape[0] and table.shape[1] == len(header):
-                    return header, table, None
+                    return header, table, None, []
                 if table.shape[0] == 0:
                     raise DataError(f"no rows in {path}: only a header; add data rows")
             except ValueError:
@@ -154,7 +174,23 @@ def parse_csv(path: Path, check: Callable[[list[str]], object] | None = None, se
         if len(row) != len(header):
             raise DataError(f"{path}: row {number} has {len(row)} fields but the header has {len(header)}; "
                             "fix the row or quote fields that contain commas")
-    return header, None, [np.array(col, dtype=str) for col in zip(*rows)]
+    columns = [np.array(col, dtype=str) for col in zip(*rows)]
+    commas = []
+    if sep == ";":
+        for i, (name, values) in enumerate(zip(header, columns)):
+            numbers = decimal_comma_numbers(values)
+            if numbers is not None:
+                columns[i] = numbers
+                commas.append(name)
+    return header, None, columns, commas
+
+
+def decimal_comma_numbers(values: np.ndarray) -> np.ndarray | None:
+    """A text column as float64 when a decimal comma ("94,71") is what keeps it from being numbers: every present
+    cell reads as a number once its comma reads as a point, and some cell has one. Else None."""
+    if as_numbers(values) is not None or not (np.char.count(values, ",") == 1).any():
+        return None
+    return as_numbers(np.char.replace(values, ",", "."))
 
 
 NPZ_LAYOUTS = "'X' and 'y', or 'x_train', 'y_train' (+ 'x_test', 'y_test')"

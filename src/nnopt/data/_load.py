@@ -9,7 +9,7 @@ import numpy as np
 from nnopt.errors import DataError, describe, did_you_mean, keywords_checked, param
 from nnopt.data._builtin import DATASETS
 from nnopt.data._images import has_images, load_image_folder
-from nnopt.data._files import _target_column, check_duplicates, check_separator, pick_target, read_file
+from nnopt.data._files import _target_column, check_duplicates, check_separator, pick_target, read_file, target_name
 from nnopt.data._table import table_options
 from nnopt.data._prepare import SCALES, check_fractions, choice, prepare
 from nnopt.data._memmap import from_memmap, is_memmap_source
@@ -122,6 +122,7 @@ def load_data(data, *, target: str | None = None, task: str | None = None, val_f
     """
     if isinstance(data, Data):
         return data
+    target = target_name(target)
     if task == "auto":
         task = None
     if task is not None:

@@ -223,6 +223,9 @@ def _prepare_table(raw: RawData, *, name: str, task: str | None, val_fraction: f
     if len(y) == 0:
         raise DataError(f"no rows in {name}; give data with at least a few rows")
     plan = plan_columns(columns, options)
+    for entry in plan:
+        if entry["name"] in (raw.decimal_comma or []) and entry["kind"] == "numeric":
+            entry["reason"] += ", written with a decimal comma (read as the decimal point)"
     if task is None:
         task = raw.task or detect_task(y)
     ys, class_names = _targets(task, [y], raw.class_names)
@@ -231,6 +234,8 @@ def _prepare_table(raw: RawData, *, name: str, task: str | None, val_fraction: f
     table, train_codes = fit_table(columns, plan, train_idx, ys[0][train_idx], task,
                                    len(class_names) if class_names else None, seed)
     table["target_missing_rows"] = int(absent.sum())
+    if raw.decimal_comma:
+        table["decimal_comma"] = list(raw.decimal_comma)
     X, _ = encode(columns, table)
     groups = column_groups(table)
     for column, codes in train_codes.items():  # out-of-fold encodings for the rows the encoder was fitted on

@@ -86,7 +86,7 @@ def _table(path: Path, features: Sequence[str] | None, target: str | None, ignor
     if path.suffix.lower() in (".parquet", ".pq"):
         names, columns = read_parquet_columns(path)
     else:
-        names, table, columns = parse_csv(path, sep="\t" if path.suffix.lower() == ".tsv" and sep is None else sep)
+        names, table, columns, _ = parse_csv(path, sep="\t" if path.suffix.lower() == ".tsv" and sep is None else sep)
         if table is not None:
             columns = [table[:, i] for i in range(table.shape[1])]
     check_duplicates(names, path)

@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from nnopt.data._values import as_numbers, as_text, first_text
-from nnopt.errors import DataError, param
+from nnopt.data._values import MISSING_TOKENS, as_numbers, as_text, canonical_text, first_text
+from nnopt.errors import DataError, param, spell
 
 ONEHOT_MAX = 32  # levels (after folding rare ones) up to which a categorical column is one-hot encoded
 # how a column with more levels is encoded: "target" (the default, chosen by benchmarks/table_encoding.py) or
@@ -48,9 +48,51 @@ def _names(option, what: str) -> list[str]:
         return []
     if isinstance(option, str):
         return [name.strip() for name in option.split(",") if name.strip()]
-    if isinstance(option, Sequence) and all(isinstance(name, str) for name in option):
-        return list(option)
+    if _integer(option):  # a DataFrame's integer column name, turned into text as the column names are
+        return [str(option)]
+    if isinstance(option, Sequence) and all(isinstance(name, str) or _integer(name) for name in option):
+        return [str(name) for name in option]
     raise DataError(f"{param(what)} must be column names (a list, or one comma-separated string); got {option!r}")
+
+
+def _integer(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def text_cells(values: np.ndarray) -> dict[str, int] | None:
+    """A text column's present cells that are not numbers -> how often each appears; None when the column holds
+    no number at all (or is not text read from a file or a DataFrame)."""
+    if values.dtype.kind not in "UO":
+        return None
+    counts: dict[str, int] = {}
+    numbers = 0
+    for value in values:
+        if isinstance(value, (bool, np.bool_)):
+            return None
+        text = value.strip() if isinstance(value, str) else value
+        if text is None or isinstance(text, str) and text.lower() in MISSING_TOKENS:
+            continue
+        try:
+            float(text)
+            numbers += 1
+        except (TypeError, ValueError):
+            key = str(text)
+            counts[key] = counts.get(key, 0) + 1
+    return counts if numbers else None
+
+
+def _mostly_numbers(name: str, values: np.ndarray) -> str | None:
+    """The note for a column that a few text tokens keep from being numeric, or None: names the tokens."""
+    counts = text_cells(values)
+    if not counts or len(counts) > 3:
+        return None
+    cells = sum(counts.values())
+    if cells > len(values) / 2:
+        return None
+    tokens = ", ".join(f"'{token}' in {count} of {len(values)} cells"
+                       for token, count in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return (f"text: {tokens}, the rest numbers; to read '{name}' as numbers, empty those cells (an empty cell is "
+            "missing) or replace them with numbers")
 
 
 def table_options(drop=None, categorical=None, numeric=None) -> dict[str, list[str]]:
@@ -106,7 +148,7 @@ def plan_columns(columns: Mapping[str, np.ndarray], options: Mapping[str, list[s
             int(sum(1 for v in as_text(values) if v is None))
         entry = {"name": name, "missing_cells": missing}
         if name in options.get("drop", []):
-            plan.append({**entry, "kind": "dropped", "reason": f"named by {param('drop')}"})
+            plan.append({**entry, "kind": "dropped", "reason": spell(f"named by {param('drop')}")})
             continue
         if missing == len(values):
             plan.append({**entry, "kind": "empty", "reason": "every cell is missing"})
@@ -114,15 +156,18 @@ def plan_columns(columns: Mapping[str, np.ndarray], options: Mapping[str, list[s
         if name in options.get("numeric", []):
             if numbers is None:
                 row, value = first_text(values)
-                raise DataError(f"column '{name}' is given to {param('numeric')} but holds text (row {row + 1}: "
-                                f"'{value}'); fix the cell or drop the column from {param('numeric')}")
-            plan.append({**entry, "kind": "numeric", "reason": f"named by {param('numeric')}"})
+                counts = text_cells(values)
+                cells = f"text in {sum(counts.values())} of {len(values)} cells" if counts else "text"
+                raise DataError(f"column '{name}' is given to {param('numeric')} but holds {cells} (row {row + 1}: "
+                                f"'{value}'); empty those cells (an empty cell is missing) or replace them with "
+                                f"numbers, or drop the column from {param('numeric')}")
+            plan.append({**entry, "kind": "numeric", "reason": spell(f"named by {param('numeric')}")})
             continue
         if name in options.get("categorical", []):
-            plan.append({**entry, "kind": "categorical", "reason": f"named by {param('categorical')}"})
+            plan.append({**entry, "kind": "categorical", "reason": spell(f"named by {param('categorical')}")})
             continue
-        distinct = len(np.unique(numbers[~np.isnan(numbers)])) if numbers is not None else \
-            len({v for v in as_text(values) if v is not None})
+        levels = {v for v in as_text(values) if v is not None} if numbers is None else None
+        distinct = len(np.unique(numbers[~np.isnan(numbers)])) if levels is None else len(levels)
         if distinct == 1 and missing == 0:
             plan.append({**entry, "kind": "constant", "reason": "one value in every row"})
             continue
@@ -137,7 +182,8 @@ def plan_columns(columns: Mapping[str, np.ndarray], options: Mapping[str, list[s
                                 f"{row + 1}); replace them with numbers or leave the cells empty")
             plan.append({**entry, "kind": "numeric", "reason": "numbers"})
             continue
-        reason = "true/false values" if values.dtype.kind == "b" else "text"
+        logical = values.dtype.kind == "b" or levels is not None and levels <= {"True", "False"}
+        reason = "true/false values" if logical else _mostly_numbers(name, values) or "text"
         if distinct > len(values) / 2:
             reason += f", high cardinality ({distinct} distinct values in {len(values)} rows)"
         plan.append({**entry, "kind": "categorical", "reason": reason})
@@ -323,11 +369,11 @@ def encode(columns: Mapping[str, np.ndarray], table: dict, what: str = "the data
         text = as_text(values)
         missing[name] = int(sum(1 for v in text if v is None))
         filled = [MISSING_LEVEL if v is None else v for v in text]
-        known = set(c["levels"]) | set(c.get("rare", []))
+        known = {spelled(level) for level in c["levels"]} | {spelled(level) for level in c.get("rare", [])}
         unseen[name] = int(sum(1 for v in filled if v not in known and v != MISSING_LEVEL))
         if c["encoding"] == "onehot":
             width = len(c["levels"]) + bool(c["rare"])
-            index = {level: k for k, level in enumerate(c["levels"])}
+            index = level_index(c["levels"])
             other = len(c["levels"]) if c["rare"] else -1
             at = np.array([index.get(v, other) for v in filled], dtype=np.int64)
             block = np.zeros((n, width))
@@ -335,11 +381,38 @@ def encode(columns: Mapping[str, np.ndarray], table: dict, what: str = "the data
             block[np.flatnonzero(hit), at[hit]] = 1.0
             parts.append(block)
         else:
-            lookup = dict(zip(c["levels"], c["values"]))
+            lookup = {level: c["values"][k] for level, k in level_index(c["levels"]).items()}
             default = c["default"]
             parts.append(np.array([lookup.get(v, default) for v in filled], dtype=np.float64).reshape(n, -1))
     X = np.concatenate(parts, axis=1) if parts else np.zeros((n, 0))
     return X, {"unseen": {k: v for k, v in unseen.items() if v}, "missing": {k: v for k, v in missing.items() if v}}
+
+
+def spelled(level: str) -> str:
+    """A stored level in the spelling `encode` matches cells in (canonical_text; "(missing)" as is). Files written
+    before numbers and true/false were put in one spelling may store "0.0" or "TRUE": they match "0" and "True"."""
+    return level if level == MISSING_LEVEL else canonical_text(level)
+
+
+def level_index(levels: Sequence[str]) -> dict[str, int]:
+    """Each stored level's spelling -> its position; the first one wins where two old levels spell one value."""
+    index: dict[str, int] = {}
+    for k, level in enumerate(levels):
+        index.setdefault(spelled(level), k)
+    return index
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _over(value: float, limit: float) -> str:
+    """`value` with the fewest significant digits (at least 2) that still read beyond `limit` in size."""
+    for digits in range(2, 10):
+        text = f"{value:.{digits}g}"
+        if abs(float(text)) > limit:
+            return text
+    return repr(value)
 
 
 def describe_columns(table: dict) -> list[dict]:
@@ -354,11 +427,11 @@ def describe_columns(table: dict) -> list[dict]:
             if c.get("log"):
                 fill = f"; median {c['fill']:.6g} (on that scale) for missing" + \
                     (" + indicator" if c["indicator"] else "") if c["missing_train"] or c["indicator"] else ""
-                treatment = f"sign(x) log(1 + |x|), skewness {c['skew']:.2g}{fill}"
+                treatment = f"sign(x) log(1 + |x|), skewness {_over(c['skew'], SKEW_MAX)}{fill}"
         elif c["encoding"] == "onehot":
-            treatment = f"one-hot, {len(c['levels'])} levels" + \
+            treatment = f"one-hot, {_plural(len(c['levels']), 'level')}" + \
                 (f" + (other) for {len(c['rare'])} rare" if c["rare"] else "")
         else:
-            treatment = f"{c['encoding']} encoding, {len(c['levels'])} levels"
+            treatment = f"{c['encoding']} encoding, {_plural(len(c['levels']), 'level')}"
         rows.append({"column": c["name"], "type": c["kind"], "why": c.get("reason", ""), "treatment": treatment})
     return rows

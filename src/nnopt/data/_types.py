@@ -94,3 +94,4 @@ class RawData:
     paths: list[str] | None = None  # image files: the file of each row (test rows last)
     skipped: list[str] | None = None  # image files that did not decode, with the reason
     splits: list[str] | None = None  # an image folder's given split of each row (train / val / test)
+    decimal_comma: list[str] | None = None  # table columns read as numbers written with a decimal comma ("94,71")

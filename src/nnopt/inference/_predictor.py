@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnopt.data import apply_preprocessing, encode_table, kept_columns, load_rows
+from nnopt.data import apply_preprocessing, canonical_text, encode_table, kept_columns, load_rows
 from nnopt.errors import DataError, UsageError, describe, param, require_model_path
 from nnopt.models import Shaped, on_flat_rows
 from nnopt.train import FitResult, model_meta, scoring_chunk
@@ -189,15 +189,21 @@ class Predictor:
     def label_codes(self, y: np.ndarray, source_names: list[str] | None) -> np.ndarray:
         """Labels as the model's class codes; a label the model never saw is a DataError."""
         names = _label_strings(np.asarray(y).reshape(-1), source_names)
-        index = {name: k for k, name in enumerate(self.class_names)}
+        # a label matches its class however either is spelled ("TRUE" / "True", "1.0" / "1"), as categories do
+        index: dict[str, int] = {}
+        for k, name in enumerate(self.class_names):
+            index.setdefault(name, k)
+        for k, name in enumerate(self.class_names):
+            index.setdefault(canonical_text(name), k)
         unique, inverse = np.unique(names, return_inverse=True)
-        unseen = [str(u) for u in unique if u not in index]
-        if unseen:
-            rows = int(np.isin(names, unseen).sum())
-            more = f" and {len(unseen) - 1} more" if len(unseen) > 1 else ""
-            raise DataError(f"the data have labels the model never saw: '{unseen[0]}'{more} ({rows} rows); the model "
-                            f"knows {', '.join(self.class_names)} — give data with those classes")
-        return np.asarray([index[u] for u in unique], dtype=np.int64)[inverse]
+        keys = [u if u in index else canonical_text(str(u)) for u in unique]
+        absent = [i for i, key in enumerate(keys) if key not in index]
+        if absent:
+            rows = int(np.isin(inverse, absent).sum())
+            more = f" and {len(absent) - 1} more" if len(absent) > 1 else ""
+            raise DataError(f"the data have labels the model never saw: '{unique[absent[0]]}'{more} ({rows} rows); "
+                            f"the model knows {', '.join(self.class_names)} — give data with those classes")
+        return np.asarray([index[key] for key in keys], dtype=np.int64)[inverse.reshape(-1)]
 
     def targets(self, y: np.ndarray) -> np.ndarray:
         """Regression targets as float64; text is a DataError."""

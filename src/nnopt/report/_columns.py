@@ -43,7 +43,16 @@ def columns_section(config: dict[str, Any], importance: Any) -> str | None:
     dropped = info.get("target_missing_rows") or 0
     rows_note = (f'<p class="note">{fmt_number(dropped)} row{"" if dropped == 1 else "s"} without a target value '
                  "left out before the split.</p>\n") if dropped else ""
-    return h.section("Columns", _note(importance, metric, len(described)) + rows_note + table)
+    return h.section("Columns", _note(importance, metric, len(described)) + rows_note + _why_notes(described)
+                     + table)
+
+
+def _why_notes(described: list[dict[str, Any]]) -> str:
+    """One line per column whose reading needs a word: a few text cells that kept it from being numbers (named,
+    with their count), or numbers written with a decimal comma."""
+    lines = [f"<code>{h.esc(str(c['column']))}</code>: {h.esc(str(c['why']))}" for c in described
+             if isinstance(c.get("why"), str) and (c["why"].startswith("text: '") or "decimal comma" in c["why"])]
+    return "".join(f'<p class="note">{line}.</p>\n' for line in lines)
 
 
 def _scores(importance: Any) -> dict[str, dict[str, Any]]:
