@@ -184,7 +184,9 @@ def test_automl_on_an_image_folder(folder, tmp_path):
     from nnopt.inference import predict
 
     run = tmp_path / "automl"
-    result = automl(str(folder), out=run, budget="45s", image_size=16)
+    # 60 s: the smallest budget automl accepts is priced from a probe of this machine's speed (about 47 s here under
+    # a load of 2-3); the run stops on its clock either way
+    result = automl(str(folder), out=run, budget="60s", image_size=16)
     assert result.summary["test"] is not None and set(result.stages) >= {"screen", "search", "compress", "test"}
     settings = json.loads((run / "automl.json").read_text())["settings"]
     assert settings["space"] == "cnn" and settings["image_size"] == 16  # reused by every stage
