@@ -229,3 +229,15 @@ def test_automl_model_errors(tmp_path, run_cli):
     assert code == 2 and "--space maps each of the template's parameters" in err
     with pytest.raises(nnopt.UsageError, match="model= must be a factory or class recipe"):
         nnopt.automl("iris", model=torch.nn.Linear(4, 3), out=tmp_path / "r2")
+
+
+def test_the_search_range_holds_each_optimizers_default_lr():
+    from nnopt.optim import OPTIMIZERS
+    from nnopt.pipeline._stages import search_spec
+
+    settings = {"data": "diabetes", "seed": 0, "model": None, "space": "mlp"}
+    # a screen whose finder gave its floor must not confine the search to [2.5e-06, 3e-05]
+    space = search_spec(settings, ["adam", "momentum"], {"adam": 1e-5, "momentum": 1e-5}, 3)["space"]["lr"]
+    assert space["low"] == pytest.approx(2.5e-6) and space["high"] == OPTIMIZERS.get("momentum").default_lr == 0.05
+    space = search_spec(settings, ["adam"], {"adam": 1e-3}, 3)["space"]["lr"]
+    assert (space["low"], space["high"]) == (pytest.approx(2.5e-4), pytest.approx(5e-3))

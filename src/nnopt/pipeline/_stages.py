@@ -22,6 +22,7 @@ from nnopt.config import TrainSpec, spec_from_mapping
 from nnopt.errors import UsageError, param
 from nnopt.fileio import atomic_write_text
 from nnopt.models import model_costs, on_flat_rows
+from nnopt.optim import OPTIMIZERS
 from nnopt.pipeline._budget import (
     EXPORT_S,
     LADDER_EPOCHS,
@@ -83,6 +84,10 @@ def screen(data: Any, out: Path, timing: Plan, seconds: float, seed: int, draw: 
 def search_spec(settings: dict[str, Any], optimizers: list[str], lrs: dict[str, float], epochs: int) -> dict:
     rates = [float(lrs[o]) for o in optimizers if lrs.get(o)]
     low, high = (min(rates) / 4, min(1.0, max(rates) * 3)) if rates else (1e-4, 1e-1)
+    # the optimizers' own default lrs always lie in the range: a screen lr that was the luck of a noisy LR range
+    # test (or a finder's floor) must not shut the search out of the lr that plain training uses
+    defaults = [float(OPTIMIZERS.get(o).default_lr) for o in optimizers]
+    low, high = min([low, *defaults]), max([high, *defaults])
     space: dict[str, Any] = {"lr": {"type": "float", "low": low, "high": max(high, low * 2), "log": True},
                              "batch_size": {"choices": [32, 64, 128]}}
     train: dict[str, Any] = {"epochs": epochs}
