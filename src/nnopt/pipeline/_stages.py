@@ -18,7 +18,7 @@ from nnopt.data import load_data
 from nnopt.comparison import compare
 from nnopt.compress import compress, ladder_for, nnopt_load
 from nnopt.compress import default_epochs as compress_epochs
-from nnopt.config import TrainSpec, spec_from_mapping
+from nnopt.config import TrainSpec, portable_paths, spec_from_mapping
 from nnopt.errors import UsageError, param
 from nnopt.fileio import atomic_write_text
 from nnopt.models import model_costs, on_flat_rows
@@ -214,7 +214,8 @@ def retrain(search: dict[str, Any], run_dir: Path, draw: Callable) -> dict[str, 
         runs[out.name] = run_training(spec_from_mapping(TrainSpec, mapping, source="automl"))
         draw(out)
     result = runs["final"]
-    best_yaml = {**search["train"], "threads": 1, "val_fraction": 0.0}
+    # data as an absolute path: the comment's command works from the run directory, where a user finds the file
+    best_yaml = portable_paths({**search["train"], "threads": 1, "val_fraction": 0.0})
     import yaml
 
     header = ("# the final model of this automl run: the best configuration of the search, trained on train+val\n"
