@@ -1,5 +1,7 @@
 """The LR range test suggests a learning rate close to the best of a grid."""
 
+import json
+
 import pytest
 
 import nnopt
@@ -70,6 +72,7 @@ def test_heavy_tailed_regression_finds_a_real_lr_on_fixed_rows():
 def test_clear_sweeps_are_measured_on_their_batches():
     result = find_lr("mlp:128,64", "diabetes", optimizer="adam", seed=0)
     assert (result.measured, result.descent, result.note) == ("batch", True, "")
+    assert type(result.descent) is bool and json.loads(json.dumps(result.to_dict()))["descent"] is True
 
 
 def test_a_loss_that_never_falls_gives_the_optimizers_default_lr(tmp_path):

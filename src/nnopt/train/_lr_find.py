@@ -162,7 +162,7 @@ def descends(losses: list[float], smoothed: list[float], beta: float = 0.9) -> b
     low = int(np.argmin(np.asarray(smoothed)))
     first = np.asarray(losses[:warmup])
     margin = max(4 * first.std(ddof=1) / math.sqrt(warmup), MIN_DROP * abs(first.mean()))
-    return low >= warmup and smoothed[low] < first.mean() - margin
+    return bool(low >= warmup and smoothed[low] < first.mean() - margin)
 
 
 def _clear(lrs: list[float], losses: list[float], smoothed: list[float], beta: float) -> bool:
