@@ -304,6 +304,19 @@ def _coerce_number(value: Any, annotation: str) -> Any:
     return value
 
 
+def portable_paths(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """`settings` with its data files (`data`, `val_data`) as absolute paths, for a file written to be run again
+    from anywhere (best.yaml says `nnopt train --config best.yaml`, which a user runs from the directory that holds
+    it): a relative path names a file only from the directory the command ran in. Dataset names and values that
+    name no existing file are kept as given."""
+    out = dict(settings)
+    for key in ("data", "val_data"):
+        value = out.get(key)
+        if isinstance(value, str) and value and os.path.exists(value) and not os.path.isabs(value):
+            out[key] = os.path.abspath(value)
+    return out
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with safe_load; malformed files are a ConfigError naming the line."""
     import yaml  # PyYAML: the one third-party import of layer 0, kept lazy

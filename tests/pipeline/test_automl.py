@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
+import yaml
 from sklearn.datasets import load_wine
 
 import nnopt
@@ -93,10 +94,11 @@ def _wine_csv(path):
     return path
 
 
-def test_csv_with_constraints_holds_them_on_the_final_model(tmp_path, run_cli):
-    data = _wine_csv(tmp_path / "wine.csv")
+def test_csv_with_constraints_holds_them_on_the_final_model(tmp_path, run_cli, monkeypatch):
+    _wine_csv(tmp_path / "wine.csv")
+    monkeypatch.chdir(tmp_path)
     run = tmp_path / "wine"
-    code, out, err = run_cli("automl", "--data", data, "--target", "cultivar", "--budget", "45s", "--max-params",
+    code, out, err = run_cli("automl", "--data", "wine.csv", "--target", "cultivar", "--budget", "45s", "--max-params",
                              "3000", "--max-size-kb", "16", "--out", run, "--json")
     assert code == 0, err
     summary = json.loads(out)
@@ -107,6 +109,13 @@ def test_csv_with_constraints_holds_them_on_the_final_model(tmp_path, run_cli):
     assert sum(p.numel() for p in model.parameters()) <= 3000
     assert meta["class_names"] == ["barbera", "barolo", "grignolino"]
     assert summary["test"] >= 0.85
+    # best.yaml names the data by its absolute path, so its own comment's command works from the run directory
+    assert yaml.safe_load((run / "best.yaml").read_text())["data"] == str(tmp_path / "wine.csv")
+    assert "# reproduce: nnopt train --config best.yaml" in (run / "best.yaml").read_text()
+    monkeypatch.chdir(run)
+    code, out, err = run_cli("train", "--config", "best.yaml", "--out", tmp_path / "again", "--json")
+    assert code == 0, err
+    assert json.loads(out)["metrics"]["test"]["accuracy"] == pytest.approx(summary["test"], abs=1e-9)
 
 
 def test_a_killed_run_continues_where_it_stopped(tmp_path, run_cli):
@@ -229,3 +238,47 @@ def test_automl_model_errors(tmp_path, run_cli):
     assert code == 2 and "--space maps each of the template's parameters" in err
     with pytest.raises(nnopt.UsageError, match="model= must be a factory or class recipe"):
         nnopt.automl("iris", model=torch.nn.Linear(4, 3), out=tmp_path / "r2")
+
+
+def test_the_search_range_holds_each_optimizers_default_lr():
+    from nnopt.optim import OPTIMIZERS
+    from nnopt.pipeline._stages import search_spec
+
+    settings = {"data": "diabetes", "seed": 0, "model": None, "space": "mlp"}
+    # a screen whose finder gave its floor must not confine the search to [2.5e-06, 3e-05]
+    space = search_spec(settings, ["adam", "momentum"], {"adam": 1e-5, "momentum": 1e-5}, 3)["space"]["lr"]
+    assert space["low"] == pytest.approx(2.5e-6) and space["high"] == OPTIMIZERS.get("momentum").default_lr == 0.05
+    space = search_spec(settings, ["adam"], {"adam": 1e-3}, 3)["space"]["lr"]
+    assert (space["low"], space["high"]) == (pytest.approx(2.5e-4), pytest.approx(5e-3))
+
+
+def _continue_piped(run, budget_s):
+    """`nnopt automl` on `run` in a subprocess, its output piped as a log would take it."""
+    args = [sys.executable, "-m", "nnopt", "automl", "--data", "digits", "--budget", f"{budget_s}s", "--out", str(run)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_stage_lines_go_to_stderr_when_piped_and_a_finished_run_is_left_as_it_is(tmp_path, digits_automl, run_cli):
+    import shutil
+
+    finished, budget_s, _ = digits_automl
+    run = tmp_path / "automl"
+    shutil.copytree(finished, run)
+    state = json.loads((run / "automl.json").read_text())
+    del state["stages"]["test"]  # as if the process had been killed after the export
+    (run / "automl.json").write_text(json.dumps(state))
+    (run / "summary.json").unlink()
+    done = _continue_piped(run, budget_s)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("[6/6] test · ") and lines[1].startswith("[6/6] test done in ")
+    assert "[6/6]" not in done.stdout and f"of a {budget_s} s budget" in done.stdout
+    # the run is finished: a larger budget runs nothing and leaves its record as it was
+    record = {name: (run / name).read_bytes() for name in ("summary.json", "automl.json", "config.json")}
+    code, out, err = run_cli("automl", "--data", "digits", "--budget", f"{budget_s + 30}s", "--out", run, "--json")
+    assert code == 0, err
+    assert err.strip() == (f"note: {run} finished under a {budget_s} s budget; nothing to do "
+                           f"(give another --out to run again with {budget_s + 30} s)")
+    assert json.loads(out)["budget_s"] == budget_s
+    assert record == {name: (run / name).read_bytes() for name in record}

@@ -337,3 +337,21 @@ def test_config_json_names_in_memory_data_instead_of_writing_its_rows(tmp_path):
     config = json.loads((tmp_path / "t" / "config.json").read_text())
     assert config["data"] == "<tuple>"  # 1,797 x 64 numbers were written as lists (1.5 MB) before
     assert (tmp_path / "t" / "config.json").stat().st_size < 20_000
+
+
+def test_best_yaml_runs_from_its_own_directory(tmp_path, run_cli, monkeypatch):
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame
+    frame.to_csv(tmp_path / "iris.csv", index=False)
+    monkeypatch.chdir(tmp_path)  # the data is named relative to where tune runs
+    code, stdout, err = run_cli("tune", "--data", "iris.csv", "--target", "target", "--model", "mlp:16",
+                                "--epochs", "2", "--trials", "2", "--sampler", "random", "--pruner", "none",
+                                "--seed", "0", "--out", "run", "--json")
+    assert code == 0, err
+    best = yaml.safe_load((tmp_path / "run" / "best.yaml").read_text())
+    assert best["data"] == str(tmp_path / "iris.csv")
+    monkeypatch.chdir(tmp_path / "run")  # "# reproduce: nnopt train --config best.yaml", from where the file is
+    code, out, err = run_cli("train", "--config", "best.yaml", "--out", tmp_path / "again", "--json")
+    assert code == 0, err
+    assert json.loads(out)["metrics"]["val"]["accuracy"] == pytest.approx(json.loads(stdout)["best_value"], abs=1e-9)

@@ -41,10 +41,14 @@ def _cmd_automl(args: argparse.Namespace) -> int:
 
     console = make_console()
     console.highlighter = None  # model specs like "mlp:128,64:act=relu" are not numbers and addresses to colour
-    show = sys.stdout.isatty() and not args.json
+    terminal = sys.stdout.isatty()
 
     def progress(stage: str, text: str) -> None:
-        if show:
+        # on a terminal the lines go to the console with the summary (not with --json); logged or piped, they go
+        # to stderr as plain lines, each as its stage starts and ends, so a log shows where the budget went
+        if not terminal:
+            print(text, file=sys.stderr, flush=True)
+        elif not args.json:
             console.print(text)
 
     result = automl(args.data, out=args.out, budget=args.budget, target=args.target, task=args.task,
@@ -55,6 +59,8 @@ def _cmd_automl(args: argparse.Namespace) -> int:
                     max_accuracy_drop=args.max_accuracy_drop, workers=args.workers, storage=args.storage,
                     study=args.study, seed=args.seed, progress=progress)
     summary = result.summary
+    if result.note:  # a finished run directory: nothing ran
+        print(f"note: {result.note}", file=sys.stderr if args.json else sys.stdout, flush=True)
     if args.json:
         print(json.dumps(summary))
         return 0

@@ -199,6 +199,9 @@ def _print_compare(result: Any) -> None:
                       f"{row['diverged']}/{row['seeds']}")
     console = make_console()
     console.print(table)
+    for name, found in (result.lr_find or {}).items():
+        if not found.get("descent", True):  # the lr finder fell back to the optimizer's default lr
+            console.print(f"note: lr finder, {name}: {found['note']}", soft_wrap=True)
     console.print(f"report: {result.run_dir / 'report.html'}")
 
 
@@ -213,9 +216,15 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
                      out=out, **options)
     if args.json:
         print(json.dumps({"optimizer": result.optimizer, "suggested_lr": result.suggested, "rule": result.rule,
+                          "descent": result.descent, "measured": result.measured, "note": result.note,
                           "run_dir": out}))
         return 0
-    print(f"suggested lr for {result.optimizer}: {result.suggested:.3g}  ({result.rule})")
+    if result.descent:
+        print(f"suggested lr for {result.optimizer}: {result.suggested:.3g}  ({result.rule})")
+    else:
+        print(f"suggested lr for {result.optimizer}: {result.suggested:.3g}  (its default)")
+    if result.note:
+        print(f"note: {result.note}")
     print(f"report: {Path(out) / 'report.html'}")
     return 0
 

@@ -110,7 +110,8 @@ def compare(data: Any, model: Any = "mlp:128,64", *, optimizers: Any = SEED_OPTI
             found = find_lr(model, dataset, optimizer=name, seed=seed_list[0], batch_size=batch_size,
                             **{k: v for k, v in options.items() if k in ("optimizer_params", "device", "threads")})
             lr_find_data[name] = found.to_dict()
-            lrs[name], sources[name] = found.suggested, "auto"
+            # no descent: the finder gives the optimizer's default lr, and the table says so
+            lrs[name], sources[name] = found.suggested, "auto" if found.descent else "default"
     elif grid is not None:
         trials = [job(name, rate, seed_list[0]) for name in pending for rate in grid]
         grid_scores = {name: {} for name in pending}

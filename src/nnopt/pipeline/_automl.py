@@ -25,7 +25,7 @@ from typing import Any
 
 from nnopt.config import TABLE_KEYS, column_names, table_settings
 from nnopt.data import is_frame, load_data
-from nnopt.errors import UsageError, describe, param, require_int
+from nnopt.errors import UsageError, describe, param, require_int, spell
 from nnopt.fileio import LOCK_NAME, atomic_write_json, atomic_write_text, make_run_dir, slug
 from nnopt.pipeline._budget import SCREEN_SHARE, Clock, Plan, parse_budget
 from nnopt.pipeline._stages import (
@@ -56,6 +56,7 @@ class AutomlResult:
     run_dir: Path
     summary: dict[str, Any]
     stages: dict[str, Any] = field(default_factory=dict)
+    note: str = ""  # set when the run directory held a finished run and nothing ran
 
 
 Progress = Callable[[str, str], None]
@@ -108,6 +109,9 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
                 "objective": objective, "space": chosen_space, "model": model, **{k: constraints.get(k) for k in CONSTRAINT_KEYS},
                 "max_accuracy_drop": accuracy_drop, "seed": seed, "augment": _augmentations(loaded, space)}
     state = _load_state(run_dir, settings)
+    finished = _finished(run_dir, state, budget_s)
+    if finished is not None:  # its record stays as it is: a larger budget would describe a run that never happened
+        return finished
     clock = Clock(budget_s, state.get("spent_s", 0.0))
     say = progress or (lambda stage, text: None)
     draw = report or (lambda path: None)
@@ -192,6 +196,24 @@ def _load_state(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
         raise UsageError(f"{run_dir} holds an automl run with other settings ({', '.join(changed)}); re-run it "
                          f"with the same settings to continue, or give another {param('out')}")
     return state
+
+
+def _finished(run_dir: Path, state: dict[str, Any], budget_s: float) -> AutomlResult | None:
+    """A run directory whose every stage is done, as its summary recorded it, with a note; None otherwise. An
+    interrupted run continues under the budget given now; a finished one is not run again."""
+    stages = state.get("stages") or {}
+    summary_path = run_dir / "summary.json"
+    if "test" not in stages or not summary_path.is_file():
+        return None
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (OSError, ValueError):
+        return None  # the summary is rewritten from automl.json below
+    done_under = float(summary.get("budget_s") or state["settings"]["budget_s"])
+    note = f"{run_dir} finished under a {done_under:g} s budget; nothing to do"
+    if budget_s != done_under:
+        note += spell(f" (give another {param('out')} to run again with {budget_s:g} s)")
+    return AutomlResult(run_dir=run_dir, summary=summary, stages=stages, note=note)
 
 
 def _write_config(run_dir: Path, settings: dict[str, Any], workers: int, storage: str | None) -> None:

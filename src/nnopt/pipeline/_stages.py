@@ -18,10 +18,11 @@ from nnopt.data import load_data
 from nnopt.comparison import compare
 from nnopt.compress import compress, ladder_for, nnopt_load
 from nnopt.compress import default_epochs as compress_epochs
-from nnopt.config import TrainSpec, spec_from_mapping
+from nnopt.config import TrainSpec, portable_paths, spec_from_mapping
 from nnopt.errors import UsageError, param
 from nnopt.fileio import atomic_write_text
 from nnopt.models import model_costs, on_flat_rows
+from nnopt.optim import OPTIMIZERS
 from nnopt.pipeline._budget import (
     EXPORT_S,
     LADDER_EPOCHS,
@@ -83,6 +84,10 @@ def screen(data: Any, out: Path, timing: Plan, seconds: float, seed: int, draw: 
 def search_spec(settings: dict[str, Any], optimizers: list[str], lrs: dict[str, float], epochs: int) -> dict:
     rates = [float(lrs[o]) for o in optimizers if lrs.get(o)]
     low, high = (min(rates) / 4, min(1.0, max(rates) * 3)) if rates else (1e-4, 1e-1)
+    # the optimizers' own default lrs always lie in the range: a screen lr that was the luck of a noisy LR range
+    # test (or a finder's floor) must not shut the search out of the lr that plain training uses
+    defaults = [float(OPTIMIZERS.get(o).default_lr) for o in optimizers]
+    low, high = min([low, *defaults]), max([high, *defaults])
     space: dict[str, Any] = {"lr": {"type": "float", "low": low, "high": max(high, low * 2), "log": True},
                              "batch_size": {"choices": [32, 64, 128]}}
     train: dict[str, Any] = {"epochs": epochs}
@@ -209,7 +214,8 @@ def retrain(search: dict[str, Any], run_dir: Path, draw: Callable) -> dict[str, 
         runs[out.name] = run_training(spec_from_mapping(TrainSpec, mapping, source="automl"))
         draw(out)
     result = runs["final"]
-    best_yaml = {**search["train"], "threads": 1, "val_fraction": 0.0}
+    # data as an absolute path: the comment's command works from the run directory, where a user finds the file
+    best_yaml = portable_paths({**search["train"], "threads": 1, "val_fraction": 0.0})
     import yaml
 
     header = ("# the final model of this automl run: the best configuration of the search, trained on train+val\n"

@@ -22,6 +22,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from nnopt.config import portable_paths
 from nnopt.errors import ConfigError, UsageError, did_you_mean, param, require_int
 from nnopt.fileio import atomic_write_json, atomic_write_text, make_run_dir
 from nnopt.search._evolution import default_sizes
@@ -332,6 +333,7 @@ def _finish(study: optuna.Study, spec: TuneSpec | None, objectives: list[Objecti
 
         settings = {**spec.trial_train_spec(best[0].params), "seed": spec.seed or 0}
         if isinstance(settings.get("data"), str):
+            settings = portable_paths(settings)  # the comment's command works from the run directory too
             header = (f"# best of study '{study.study_name}': trial {best[0].number}, "
                       f"{', '.join(f'{o.metric}={v:.6g}' for o, v in zip(objectives, best[0].values))}\n"
                       "# reproduce: nnopt train --config best.yaml\n")

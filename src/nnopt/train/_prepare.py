@@ -74,7 +74,7 @@ def prepare(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = Non
         (data.n_features,)
     flops = flops_per_sample(net, shape)
     if flops is None:
-        check_forward(net, shape)
+        check_forward(net, shape, data)
     # a module the counter cannot measure is taken as small: one thread, the fastest for small models
     threads = spec.threads or (choose_threads(flops or 0, batch) if device.type == "cpu"
                                else torch.get_num_threads())
@@ -102,9 +102,11 @@ def check_streamed(spec: TrainSpec, data: Data) -> None:
                          f"validation samples; give {param('val_data')} (a Dataset or DataLoader of them)")
 
 
-def check_forward(net: nn.Module, shape: tuple[int, ...]) -> None:
+def check_forward(net: nn.Module, shape: tuple[int, ...], data: Data | None = None) -> None:
     """Run one zero sample through the network; a module that cannot take the data's shape is a usage error
-    named here, before training, rather than a traceback from the first batch."""
+    named here, before training, rather than a traceback from the first batch. On a table the usual cause is a
+    first layer sized by the table's column count, which its encoding (one-hot levels, missing-value
+    indicators) turns into more input features: the message gives both counts."""
     param = next(net.parameters(), None)
     was_training = net.training
     net.eval()
@@ -113,6 +115,15 @@ def check_forward(net: nn.Module, shape: tuple[int, ...]) -> None:
             net(torch.zeros(1, *shape, device=param.device if param is not None else "cpu"))
     except Exception as exc:  # noqa: BLE001 - whatever the user's forward raises, say which input caused it
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        table = (data.preprocessing or {}).get("table") if data is not None else None
+        if table and len(shape) == 1:
+            columns = table.get("columns", [])
+            used = [c for c in data.describe().get("columns", []) if c.get("treatment") != "dropped"]
+            raise UsageError(f"the model fails on a batch of shape {(1, *shape)} ({detail}); the table's "
+                             f"{len(columns)} feature columns ({len(used)} used) encode to {shape[0]} input "
+                             f"features (one-hot levels, missing-value indicators): give the first layer "
+                             f"in_features={shape[0]}, use nn.LazyLinear, or give a factory that takes "
+                             "in_features") from exc
         raise UsageError(f"the model fails on a batch of shape {(1, *shape)}, the data's shape ({detail}); a "
                          "module receives batches in the shape the data has: add nn.Flatten() before dense "
                          "layers, or give the data in the shape the module takes") from exc
