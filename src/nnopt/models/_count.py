@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode  # the module is cheap; its first use imports torch._dynamo
 
 from nnopt.errors import ConfigError
 from nnopt.models._build import CNN, MLP, DenseBlock, _ACT, _POOL
@@ -53,6 +52,8 @@ def flops_per_sample(model: nn.Module, sample_shape: int | Sequence[int]) -> int
         with torch.no_grad():
             if _layers_known(model):
                 return _count_layers(model, torch.zeros(1, *dims, device=device))
+            from torch.utils.flop_counter import FlopCounterMode
+
             with FlopCounterMode(display=False) as counter:
                 model(torch.zeros(1, *dims, device=device))
     except Exception:  # noqa: BLE001 - any module may be given; one that cannot be counted is reported as such
