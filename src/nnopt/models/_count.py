@@ -13,10 +13,7 @@ from nnopt.models._build import CNN, MLP, DenseBlock, _ACT, _POOL
 # The layers whose FLOPs torch's FlopCounterMode counts in nnopt's own networks (matrix products and convolutions),
 # and the layers it counts as free (it has no formula for normalization, activations, pooling, dropout, reshapes, or
 # a residual's addition). A network built of these alone is counted from its layers' shapes; anything else goes
-# through FlopCounterMode, whose first use costs about a second (it imports torch._dynamo). A training run pays
-# that second anyway, when it builds its optimizer (torch.optim.Optimizer.add_param_group imports torch._dynamo on
-# its first call, through torch._disable_dynamo), so `nnopt train` is no faster for it; a command that counts
-# without building an optimizer is.
+# through FlopCounterMode, whose first use costs about a second (it imports torch._dynamo).
 _COUNTED = (nn.Linear, nn.Conv1d, nn.Conv2d)
 _FREE = (MLP, CNN, DenseBlock, nn.Sequential, nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout, nn.Flatten, nn.Unflatten,
          nn.Identity, *_ACT.values(), *(p for pair in _POOL.values() for p in pair))
