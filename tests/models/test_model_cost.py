@@ -1,13 +1,11 @@
 import io
 import math
 
-import numpy as np
-
 import pytest
 import torch
 
 from nnopt.errors import ConfigError
-from nnopt.models import build_model, count_params, flops_per_sample, measure_latency_ms, model_costs, serialized_bytes
+from nnopt.models import build_model, count_params, measure_latency_ms, model_costs, serialized_bytes
 
 
 def mlp(spec, in_features=64):
@@ -73,43 +71,3 @@ def test_a_gpu_model_is_measured_on_cpu_and_left_on_its_device():
     assert serialized_bytes(model) == cpu_bytes
     assert measure_latency_ms(model, 64, repeats=3) > 0
     assert next(model.parameters()).is_cuda and model.training
-
-
-@pytest.mark.parametrize("spec, shape", [
-    ("linear", 14), ("mlp:128,64", 14), ("mlp:32,32,32:residual:bn:dropout=0.2", 10), ("mlp:64:act=gelu", 30),
-    ("cnn:8,16", (1, 8, 8)), ("cnn:8,16:pool=avg:head=32:bn", (1, 8, 8)), ("cnn:4,8,8:pool=none", (3, 12, 12)),
-    ("cnn:6,12:kernel=5:act=tanh", (2, 50)), ("cnn:8:pool=max:dropout=0.1:head=16", (1, 28, 28)),
-])
-def test_own_networks_are_counted_from_shapes_to_flop_counter_modes_number(spec, shape):
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from nnopt.models import build_model
-    from nnopt.models._count import _layers_known
-
-    features = shape if isinstance(shape, int) else int(np.prod(shape))
-    net = build_model(spec, in_features=features, n_outputs=3, input_shape=None if isinstance(shape, int) else shape)
-    assert _layers_known(net)  # counted without FlopCounterMode
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net.eval()(torch.zeros(1, features))
-    assert flops_per_sample(net, features) == counter.get_total_flops() > 0
-
-
-def test_a_users_module_is_counted_by_flop_counter_mode():
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from nnopt.models._count import _layers_known
-
-    class Attention(torch.nn.Module):  # a matrix product outside any Linear: only the counter sees it
-        def __init__(self):
-            super().__init__()
-            self.q = torch.nn.Linear(6, 6)
-
-        def forward(self, x):
-            q = self.q(x)
-            return (q.unsqueeze(2) @ q.unsqueeze(1)).flatten(1)
-
-    net = Attention()
-    assert not _layers_known(net)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net(torch.zeros(1, 6))
-    assert flops_per_sample(net, 6) == counter.get_total_flops() == 2 * 6 * 6 + 2 * 6 * 6
