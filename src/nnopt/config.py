@@ -141,7 +141,7 @@ class TrainSpec:
         self.log = logger_names(self.log)
         for name in TABLE_KEYS[:3]:
             setattr(self, name, column_names(name, getattr(self, name)))
-        if self.target is not None and _integer(self.target):  # a DataFrame's integer column name, read as text
+        if self.target is not None and integer_name(self.target):  # a DataFrame's integer column name, read as text
             self.target = str(int(self.target))
         if self.sep is not None and (not isinstance(self.sep, str) or not self.sep):
             raise UsageError(f"{param('sep')} must be one character (e.g. ';' or 'tab'); got {self.sep!r}")
@@ -216,7 +216,8 @@ def augment_names(value: Any) -> list[str] | None:
     return names or None
 
 
-def _integer(value: Any) -> bool:
+def integer_name(value: Any) -> bool:
+    """An integer (Python's or numpy's, not a bool): a DataFrame's column name that the columns' text names spell."""
     return isinstance(value, int) and not isinstance(value, bool) or type(value).__name__.startswith(("int", "uint"))
 
 
@@ -226,9 +227,9 @@ def column_names(name: str, value: Any) -> list[str] | None:
         return None
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
-    if _integer(value):  # a DataFrame's integer column name: column names are read as text
+    if integer_name(value):  # a DataFrame's integer column name: column names are read as text
         return [str(value)]
-    if isinstance(value, (list, tuple)) and all(isinstance(item, str) or _integer(item) for item in value):
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) or integer_name(item) for item in value):
         return [str(item) for item in value]
     raise UsageError(f"{param(name)} must be column names (a list, or one comma-separated string); got "
                      f"{describe(value)}")

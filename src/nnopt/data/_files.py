@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnopt.config import integer_name
 from nnopt.errors import DataError, describe, did_you_mean, param
 from nnopt.data._idx import read_idx_dir
 from nnopt.data._values import as_numbers, as_text
@@ -58,7 +59,7 @@ def target_name(target) -> str | None:
     Anything else that is not a name (a Series of labels, a list) is a DataError naming the parameter."""
     if target is None or isinstance(target, str):
         return target
-    if isinstance(target, (int, np.integer)) and not isinstance(target, (bool, np.bool_)):
+    if integer_name(target):
         return str(int(target))
     name = getattr(target, "name", None)
     example = f"{param('target', str(name))}" if isinstance(name, str) else f"{param('target', 'price')}"

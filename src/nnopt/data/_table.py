@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from nnopt.config import integer_name
 from nnopt.data._values import MISSING_TOKENS, as_numbers, as_text, canonical_text, first_text
 from nnopt.errors import DataError, param, spell
 
@@ -48,15 +49,11 @@ def _names(option, what: str) -> list[str]:
         return []
     if isinstance(option, str):
         return [name.strip() for name in option.split(",") if name.strip()]
-    if _integer(option):  # a DataFrame's integer column name, turned into text as the column names are
+    if integer_name(option):  # a DataFrame's integer column name, turned into text as the column names are
         return [str(option)]
-    if isinstance(option, Sequence) and all(isinstance(name, str) or _integer(name) for name in option):
+    if isinstance(option, Sequence) and all(isinstance(name, str) or integer_name(name) for name in option):
         return [str(name) for name in option]
     raise DataError(f"{param(what)} must be column names (a list, or one comma-separated string); got {option!r}")
-
-
-def _integer(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def text_cells(values: np.ndarray) -> dict[str, int] | None:
