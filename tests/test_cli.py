@@ -203,3 +203,20 @@ def test_train_says_which_columns_and_rows_a_table_left_out(tmp_path, run_cli):
     features = json.loads((tmp_path / "run" / "config.json").read_text())["data_info"]["n_features"]
     assert line == (f"columns: 2 of 5 read, as {features} input features; left out: customer_id (ID); notes (empty); "
                     "country (constant); 30 rows without a target left out (config.json lists every column)")
+
+
+def test_train_says_when_integer_targets_became_classes(tmp_path, run_cli):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"age": rng.normal(50, 10, 300), "visits": rng.poisson(2, 300)})
+    frame.to_csv(tmp_path / "visits.csv", index=False)
+    classes = frame["visits"].nunique()
+    code, out, err = run_cli("train", "--data", tmp_path / "visits.csv", "--epochs", "1", "--out", tmp_path / "a")
+    assert code == 0, err
+    assert (f"task: classification, {classes} classes from the target's integer values; --task regression reads "
+            "them as numbers") in out
+    code, out, err = run_cli("train", "--data", tmp_path / "visits.csv", "--epochs", "1", "--task", "regression",
+                             "--out", tmp_path / "b")
+    assert code == 0 and "task: classification" not in out, err

@@ -152,6 +152,10 @@ def _print_train_summary(result: Any) -> None:
     column = result.data.preprocessing.get("target")
     if result.config.get("target") is None and column:  # a table's last column, taken by default
         console.print(f"target: {column} ({result.data.task}), the table's last column; --target names another")
+    names = result.data.class_names or []
+    if result.config.get("task") is None and len(names) > 2 and all(n.lstrip("-").isdigit() for n in names):
+        console.print(f"task: classification, {len(names)} classes from the target's integer values; "
+                      "--task regression reads them as numbers")
     print_table_notes(console, result.config.get("data_info") or {})
     print_skipped(console, result.data.images)
 
