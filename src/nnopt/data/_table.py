@@ -63,7 +63,9 @@ def text_cells(values: np.ndarray) -> dict[str, int] | None:
         return None
     counts: dict[str, int] = {}
     numbers = 0
-    for value in values:
+    # text read from a file: each distinct cell looked at once, with its count
+    cells = zip(*np.unique(values, return_counts=True)) if values.dtype.kind == "U" else ((v, 1) for v in values)
+    for value, count in cells:
         if isinstance(value, (bool, np.bool_)):
             return None
         text = value.strip() if isinstance(value, str) else value
@@ -71,10 +73,10 @@ def text_cells(values: np.ndarray) -> dict[str, int] | None:
             continue
         try:
             float(text)
-            numbers += 1
+            numbers += int(count)
         except (TypeError, ValueError):
             key = str(text)
-            counts[key] = counts.get(key, 0) + 1
+            counts[key] = counts.get(key, 0) + int(count)
     return counts if numbers else None
 
 
