@@ -60,7 +60,8 @@ def compare(data: Any, model: Any = "mlp:128,64", **kwargs: Any) -> _comparison.
 def find_lr(model: Any, data: Any, **kwargs: Any) -> _train.LRFindResult:
     """The LR range test; with `out`, also lr_find.png and report.html."""
     own = keyword_names(_train.find_lr, skip=("model", "data"))
-    check_keywords("find_lr", kwargs, [*own, *(f.name for f in fields(TrainSpec) if f.name not in ("data", "model", *own))])
+    shared = [f.name for f in fields(TrainSpec) if f.name not in ("data", "model", *own)]
+    check_keywords("find_lr", kwargs, [*own, *shared])
     with _locked(kwargs.get("out")):
         result = _train.find_lr(model, data, **kwargs)
         if kwargs.get("out") is not None:
@@ -111,7 +112,7 @@ def compress_model(model: Any, data: Any = None, **kwargs: Any) -> Any:
         if data is None:
             raise UsageError(f"an nn.Module has no training record to say which data it learned from: give "
                              f"{param('data')}, the labelled rows to fine-tune and score it on")
-        source = _module_in_hand(model, data, kwargs)
+        source, data = _module_in_hand(model, data, kwargs)  # the data loaded once, for its shape and for compress
     else:
         require_model_path("model", model)
         source = model
@@ -119,9 +120,9 @@ def compress_model(model: Any, data: Any = None, **kwargs: Any) -> Any:
         return _with_report(_compress.compress(source, data, **kwargs))
 
 
-def _module_in_hand(model: nn.Module, data: Any, options: dict[str, Any]) -> Any:
-    """A module in hand as compress takes it: what fit would record for it (its recipe when one is found) on
-    `data` unscaled."""
+def _module_in_hand(model: nn.Module, data: Any, options: dict[str, Any]) -> tuple[Any, Any]:
+    """A module in hand as compress takes it (what fit would record for it, its recipe when one is found) and
+    `data` loaded unscaled, split as `options` say."""
     from nnopt.compress._compress import ModelInHand
     from nnopt.data import load_data
 
@@ -135,7 +136,7 @@ def _module_in_hand(model: nn.Module, data: Any, options: dict[str, Any]) -> Any
             "sample_shape": None if flat else list(shape), "task": loaded.task, "class_names": loaded.class_names,
             "preprocessing": loaded.preprocessing}
     _record(model, meta)
-    return ModelInHand(model, meta, {"scale": "none", **split}, f"<{type(model).__name__}>")
+    return ModelInHand(model, meta, {"scale": "none", **split}, f"<{type(model).__name__}>"), loaded
 
 
 def _fit_in_hand(result: _train.FitResult) -> Any:
