@@ -245,3 +245,15 @@ def test_no_finished_epoch_draws_no_curves(tmp_path):
     assert compare_figure(config, results, "accuracy") is None
     page = build_report(tmp_path).read_text()
     assert "<img" not in page and "so there are no curves" in page and not (tmp_path / "curves.png").exists()
+
+
+def test_the_finders_table_gives_its_note_where_the_loss_never_fell(tmp_path):
+    path = make_compare_dir(tmp_path / "cmp")
+    finder = json.loads((path / "lr_find.json").read_text())
+    name = next(iter(finder))
+    finder[name].update(descent=False, note=f"the loss never fell over the sweep; suggesting {name}'s default lr")
+    (path / "lr_find.json").write_text(json.dumps(finder))
+    page = build_report(path).read_text()
+    row = next(r for r in page.split("<tr>") if r.startswith(f"<td class=l>{name}</td>") and "never fell" in r)
+    assert "steepest descent" not in row
+    assert page.count("steepest descent of the smoothed loss, divided by 10") == len(finder) - 1

@@ -111,6 +111,19 @@ def test_lr_find_report(tmp_path):
     assert page.count('<img src="data:image/png;base64,') == 1 and "http" not in page.lower()
 
 
+def test_lr_find_report_says_the_finders_note(tmp_path):
+    path = make_lr_find_dir(tmp_path / "run")
+    found = json.loads((path / "lr_find.json").read_text())
+    found["adam"].update(descent=True, measured="fixed",
+                         note="the batches' losses were too noisy to show a descent; measured each step on 1024 "
+                              "fixed training rows")
+    (path / "lr_find.json").write_text(json.dumps(found))
+    page = build_report(path).read_text()
+    assert ("Rule: steepest descent of the smoothed loss. The batches&#x27;" in page
+            or "Rule: steepest descent of the smoothed loss. The batches'" in page)
+    assert "measured each step on 1024 fixed training rows." in page
+
+
 def test_a_panel_without_data_is_left_out_and_a_figure_without_any_is_not_drawn(tmp_path):
     path = make_train_dir(tmp_path / "run", "train", summary=False)
     rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]

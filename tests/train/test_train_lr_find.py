@@ -97,6 +97,13 @@ def test_a_loss_that_never_falls_gives_the_optimizers_default_lr(tmp_path):
 
     saved = json.loads((tmp_path / "run" / "lr_find.json").read_text())["sgd"]
     assert saved["descent"] is False and saved["suggested"] == 0.2
+    # the report says where the suggestion came from, not the rule it did not follow
+    from nnopt.report import build_report
+
+    page = build_report(tmp_path / "run").read_text()
+    assert "Suggested lr for sgd: 0.2. The loss never fell over the sweep" in page
+    assert "suggesting sgd&#x27;s default lr 0.2." in page or "suggesting sgd's default lr 0.2." in page
+    assert "Rule: steepest" not in page
 
 
 def test_the_command_line_says_how_the_suggestion_was_measured(tmp_path, run_cli):

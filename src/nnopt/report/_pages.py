@@ -196,8 +196,18 @@ def _lr_find_table(lr_find: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     for name in order:
         entry = lr_find[name] if isinstance(lr_find[name], dict) else {}
         row = chosen.get(name, {})
-        body.append([name, fmt_lr(entry.get("suggested")), fmt_lr(row.get("lr")), entry.get("rule") or "—"])
+        body.append([name, fmt_lr(entry.get("suggested")), fmt_lr(row.get("lr")), _finder_rule(entry)])
     return h.table(["optimizer", "suggested lr", "lr used", "rule"], body, left=1)
+
+
+def _finder_rule(entry: dict[str, Any]) -> str:
+    """How the finder reached its suggestion: its rule, or, where the loss never fell or was measured on fixed
+    rows, its note (lr_find.json "note"; files written before it have none)."""
+    note = str(entry.get("note") or "").strip()
+    if note and entry.get("descent") is False:
+        return note
+    rule = str(entry.get("rule") or "").strip()
+    return "; ".join(part for part in (rule, note) if part) or "—"
 
 
 def _compare_setup(config: dict[str, Any], results: dict[str, Any], target: dict | None) -> list[tuple[str, Any]]:
@@ -252,9 +262,14 @@ def _lr_find(run: Run) -> Pages:
         suggested = finite(entry.get("suggested"))
         text = (f"Suggested lr for {name}: {fmt_lr(suggested)}." if suggested is not None
                 else f"No lr could be suggested for {name}: the loss never fell clearly.")
-        if entry.get("rule"):
+        note = str(entry.get("note") or "").strip()
+        if note and entry.get("descent") is False:  # the suggestion is the default lr, not the rule's
+            text += f" {note[0].upper()}{note[1:]}."
+        elif entry.get("rule"):
             rule = str(entry["rule"]).strip()
             text += f" Rule: {rule}" + ("" if rule.endswith((".", "!", "?")) else ".")
+            if note:
+                text += f" {note[0].upper()}{note[1:]}."
         answer.append(text)
     sections = [h.section("Answer", _bullets(answer)),
                 h.section("Loss against learning rate", h.img(images["lr_find.png"], "learning-rate finder")
