@@ -107,6 +107,10 @@ def date_format(values: np.ndarray) -> tuple[str, str] | None:
         return ISO, "datetime values"
     if values.dtype.kind not in "UO":
         return None
+    first = next((v for v in values if not is_missing(v)), None)  # most text columns stop here
+    if isinstance(first, str) and not any(p.fullmatch(first.strip()) for p in (DASH, YEAR_FIRST, YEAR_LAST)) or \
+            not isinstance(first, (str, datetime.date, np.datetime64)):
+        return None
     if values.dtype.kind == "O":
         present = [v for v in values if not is_missing(v)]
         if present and all(isinstance(v, (datetime.date, np.datetime64)) for v in present):
@@ -115,7 +119,7 @@ def date_format(values: np.ndarray) -> tuple[str, str] | None:
         if not present or not all(isinstance(v, str) for v in present):
             return None
         values = np.array(present, dtype=str)
-    cells = [c for c in np.unique(np.char.strip(values)).tolist() if c.lower() not in MISSING_TOKENS]
+    cells = [c for c in np.unique(np.char.strip(np.unique(values))).tolist() if c.lower() not in MISSING_TOKENS]
     return _text_format(cells) if cells else None
 
 
@@ -142,8 +146,8 @@ def date_seconds(values, fmt: str, name: str) -> np.ndarray:
         if other.any():
             _bad(name, int(np.argmax(other)), values[int(np.argmax(other))], fmt)
     if text.any():
-        cells = np.char.strip(values[text].astype(str))
-        distinct, at = np.unique(cells, return_inverse=True)
+        distinct, at = np.unique(values[text].astype(str), return_inverse=True)  # each distinct cell read once
+        distinct = np.char.strip(distinct)
         present = ~np.isin(np.char.lower(distinct), list(MISSING_TOKENS))
         read = np.full(len(distinct), np.nan)
         if present.any():

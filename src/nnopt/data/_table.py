@@ -1,4 +1,4 @@
-"""Tables as users have them: each column typed (numeric, categorical, ID-like, constant, empty, dropped),
+"""Tables as users have them: each column typed (numeric, categorical, date, ID-like, constant, empty, dropped),
 missing cells imputed, categories encoded — fitted on the train split with scikit-learn and stored as plain data.
 
 The stored block (``preprocessing["table"]``) holds lists and numbers only, so a model file stays readable with
