@@ -89,8 +89,8 @@ def main() -> None:
     rows = []
     for (name, way), runs in found.items():
         scores = [score for score, _ in runs]
-        rows.append({"table": name, "way": way, "parts": args.parts, "score_mean": statistics.mean(scores), "scores": scores,
-                     "wall_s_median": statistics.median(wall for _, wall in runs)})
+        rows.append({"table": name, "way": way, "parts": args.parts, "score_mean": statistics.mean(scores),
+                     "scores": scores, "wall_s_median": statistics.median(wall for _, wall in runs)})
         print(f"{name:20s} {way:12s} test {'accuracy' if 'events' in name else 'R2':8s} "
               f"{rows[-1]['score_mean']:.4f} ({', '.join(f'{s:.4f}' for s in scores)})  "
               f"{rows[-1]['wall_s_median']:.1f} s", flush=True)

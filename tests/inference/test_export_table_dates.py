@@ -52,7 +52,8 @@ def test_train_records_the_date_column_as_plain_data(weather):
     assert 2016.0 <= stored["fill"][1] <= 2017.0
     importance = json.loads((folder / "run" / "importance.json").read_text())
     assert "date" in {e["column"] for e in importance["columns"]}  # its five parts permuted as one column
-    assert "<td class=l>date</td><td class=l>date</td><td class=l>days since 1970, year" in (folder / "run" / "report.html").read_text()
+    html = (folder / "run" / "report.html").read_text()
+    assert "<td class=l>date</td><td class=l>date</td><td class=l>days since 1970, year" in html
 
 
 def test_predict_and_onnx_agree_on_raw_rows_with_missing_and_old_dates(weather, run_cli):

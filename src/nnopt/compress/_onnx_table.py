@@ -377,8 +377,9 @@ def table_predict(path: str | Path, columns: Mapping[str, Any]) -> np.ndarray:
 def table_probe(table: dict, preprocessing: Mapping[str, Any], n: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Raw rows from a fixed seed that visit every branch of the graph: stored levels, rare ones, unseen text and
     missing spellings for categorical columns; values spread around the median, a tenth of them NaN, for numeric
-    ones; for date columns, dates (with times) spread around the median day, a tenth missing (NaT), and dates
-    before 1970, a leap day and the turn of a year among them."""
+    ones; for date columns, dates (with times when training had them) spread evenly around the median day, a tenth
+    missing (NaT), the turn of a year and a leap day near the median among them. (Dates far from training, such
+    as the pre-1970 ones tests feed, would stretch an int8 file's activation ranges and blur what is checked.)"""
     rng = np.random.default_rng(seed)
     _, scale = feature_scaling(preprocessing, int(preprocessing["n_features"]))
     columns, at = {}, 0
@@ -397,8 +398,11 @@ def table_probe(table: dict, preprocessing: Mapping[str, Any], n: int, seed: int
             continue
         if c["kind"] == "date":
             spread = max(30.0, scale[at] if preprocessing.get("x_scale") == "standard" else 365.0)
-            days = np.floor(c["fill"][0] + spread * rng.standard_normal(n))
-            days[:4] = [-1.0, -25_567.0, 11_016.0, 10_956.0]  # 1969-12-31, 1900-01-01, 2000-02-29, 1999-12-31
+            # uniform over median ± sqrt(3) spread: the span of evenly spread dates with that spread, so the
+            # year part stays near the years training saw
+            days = np.floor(c["fill"][0] + spread * rng.uniform(-np.sqrt(3), np.sqrt(3), n))
+            fixed = _calendar_turns(c["fill"][0])
+            days[:len(fixed)] = fixed[:n]
             seconds = days * 86_400 + rng.integers(0, 86_400, n) * ("hour" in c["parts"])
             stamps = seconds.astype(np.int64).astype("datetime64[s]")
             stamps[rng.random(n) < 0.1] = np.datetime64("NaT")
@@ -409,6 +413,16 @@ def table_probe(table: dict, preprocessing: Mapping[str, Any], n: int, seed: int
         columns[c["name"]] = np.array(pool, dtype=object)[rng.integers(0, len(pool), n)]
         at += len(c["levels"]) + bool(c.get("rare")) if c["encoding"] == "onehot" else len(c["outputs"])
     return columns
+
+
+def _calendar_turns(median_day: float) -> list[float]:
+    """Days (since 1970) of the turn of the year of `median_day` (Dec 31, Jan 1) and of the leap day nearest it
+    (Feb 29, Mar 1): where the graph's calendar arithmetic changes month and year."""
+    year = int(np.datetime64(int(np.floor(median_day)), "D").astype("datetime64[Y]").astype(np.int64)) + 1970
+    leap = min((y for y in range(year - 4, year + 5) if y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)),
+               key=lambda y: abs(y - year), default=year)
+    days = [f"{year}-12-31", f"{year + 1}-01-01", f"{leap}-02-29", f"{leap}-03-01"]
+    return [float(np.datetime64(d, "D").astype(np.int64)) for d in days]
 
 
 def check_table(preprocessing: Mapping[str, Any], reference: Callable[[np.ndarray], np.ndarray],
