@@ -65,7 +65,8 @@ def test_text_shapes():
         timed=["2016/01/02 10:00", "2016/01/03 11:30", "2016/01/04 00:00", "2016/01/05 23:59"])
     assert all(found[name]["kind"] == "date" for name in found if name != "x")
     assert found["iso"]["reason"] == "dates, YYYY-MM-DD"
-    assert found["zoned"]["reason"] == "dates with times, YYYY-MM-DD with a time, time zones read in UTC"
+    assert found["zoned"]["reason"] == "dates, YYYY-MM-DD with times, time zones read in UTC"
+    assert found["timed"]["reason"] == "dates, YYYY/MM/DD HH:MM"
     assert (found["day_first"]["format"], found["month_first"]["format"]) == ("%d/%m/%Y", "%m/%d/%Y")
     assert found["day_first"]["reason"] == "dates, DD/MM/YYYY (day first: a first field is above 12)"
     assert found["month_first"]["reason"] == "dates, MM/DD/YYYY (month first: a second field is above 12)"

@@ -96,9 +96,8 @@ def _text_format(cells: list[str]) -> tuple[str, str] | None:
     if _parse(cells, fmt).isna().any():
         return None
     timed, zoned = any(m["time"] for m in matches), any(m["zone"] for m in matches)
-    written = "YYYY-MM-DD" + (" with a time" if timed else "") if fmt == ISO else shape(fmt)
-    return fmt, f"dates{' with times' if timed else ''}, {written}{note}" + \
-        (", time zones read in UTC" if zoned else "")
+    written = "YYYY-MM-DD" + (" with times" if timed else "") if fmt == ISO else shape(fmt)
+    return fmt, f"dates, {written}{note}" + (", time zones read in UTC" if zoned else "")
 
 
 def date_format(values: np.ndarray) -> tuple[str, str] | None:
