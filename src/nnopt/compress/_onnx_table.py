@@ -15,6 +15,11 @@ column), shape (batch, 1):
   spelling of a category cell (data/_values.py canonical_text, which table_feed applies): no spaces around it,
   a number as the shortest text that reads back ("3", not "3.0"; "0.5", not "0.50"), true/false as "True" /
   "False"; the graph does not rewrite text. The keys are the stored levels in that spelling.
+- date column: float64, seconds since 1970-01-01T00:00:00 UTC (NaN = missing; table_feed reads raw date cells
+  into it as training read them, data/_dates.py). The graph derives the parts in float64: days = seconds / 86400,
+  weekday = (floor(days) + 3) mod 7, year / month / day by the civil-from-days algorithm, hour = the seconds into
+  the day / 3600; then the train medians where the input is NaN, the feature shift subtracted still in float64 (a
+  day count in float32 would lose the hour), a Cast to float32 and the 0/1 indicator when training had one.
 Then Concat in the encoded column order, Sub / Div by the recorded feature scaling, the float network (any file
 from export_onnx or quantize_onnx_int8, input "input"), and for regression Mul / Add back to target units.
 Output "logits", as in the float export.
@@ -34,6 +39,7 @@ from torch import nn
 
 from nnopt.data import apply_preprocessing, encode_table, feature_stat
 # the spellings and level names `encode` uses; nnopt.data does not list them among its public names
+from nnopt.data._dates import SECONDS_PER_DAY, date_seconds, shape
 from nnopt.data._table import DROPPED_KINDS, MISSING_LEVEL, level_index, spelled
 from nnopt.data._values import MISSING_TOKENS, as_numbers, as_text
 from nnopt.errors import UsageError
@@ -77,6 +83,9 @@ def table_inputs(table: dict) -> list[dict[str, Any]]:
         entry = {"name": name, "column": c["name"], "kind": c["kind"]}
         if c["kind"] == "numeric":
             entry.update(dtype="float32", missing="NaN")
+        elif c["kind"] == "date":
+            entry.update(dtype="float64", unit="seconds since 1970-01-01T00:00:00 UTC", missing="NaN",
+                         parts=list(c["parts"]), format=c["format"], text=shape(c["format"]))
         else:
             entry.update(dtype="string", missing='"" (also nan, na, n/a, null, none, ? in any letter case)',
                          encoding=c["encoding"], levels=[spelled(level) for level in c["levels"]],
@@ -141,9 +150,20 @@ def _table_nodes(table: dict, preprocessing: Mapping[str, Any], features: str) -
         parts.append(PREFIX + "matrix")
         kept = []
     flat = None  # the shape (-1,), made once when a categorical column needs it
+    shift, scale = feature_scaling(preprocessing, int(preprocessing["n_features"]))
+    shift = np.array(shift, dtype=np.float64)  # a copy: a date column's entries are zeroed below
+    at = 0  # the column's first encoded position
     for k, (c, entry) in enumerate(zip(kept, table_inputs(table))):
         x, tag = entry["name"], f"{PREFIX}c{k}."
+        if c["kind"] == "date":
+            inputs.append(helper.make_tensor_value_info(x, TensorProto.DOUBLE, ["batch", 1]))
+            width = len(c["parts"])
+            parts += _date_nodes(x, c, shift[at:at + width].copy(), tag, nodes, const)
+            shift[at:at + width] = 0.0  # subtracted in float64 above
+            at += width + bool(c["indicator"])
+            continue
         if c["kind"] == "numeric":
+            at += 1 + bool(c["indicator"])
             inputs.append(helper.make_tensor_value_info(x, TensorProto.FLOAT, ["batch", 1]))
             nodes.append(helper.make_node("IsNaN", [x], [tag + "absent"]))
             value = _signed_log_nodes(x, tag, nodes, const) if c.get("log") else x
@@ -156,6 +176,7 @@ def _table_nodes(table: dict, preprocessing: Mapping[str, Any], features: str) -
             continue
         inputs.append(helper.make_tensor_value_info(x, TensorProto.STRING, ["batch", 1]))
         rows, other, matrix = _category_matrix(c)
+        at += matrix.shape[1]
         nodes.append(helper.make_node("LabelEncoder", [x], [tag + "row2d"], domain=ML_DOMAIN,
                                       keys_strings=list(rows), values_int64s=list(rows.values()),
                                       default_int64=other))
@@ -165,7 +186,6 @@ def _table_nodes(table: dict, preprocessing: Mapping[str, Any], features: str) -
                                       axis=0))
         parts.append(tag + "encoded")
     nodes.append(helper.make_node("Concat", parts, [PREFIX + "encoded"], axis=1))
-    shift, scale = feature_scaling(preprocessing, int(preprocessing["n_features"]))
     nodes.append(helper.make_node("Sub", [PREFIX + "encoded", const("shift", shift.astype(np.float32))],
                                   [PREFIX + "shifted"]))
     nodes.append(helper.make_node("Div", [PREFIX + "shifted", const("scale", scale.astype(np.float32))],
@@ -199,6 +219,58 @@ def _matrix_nodes(kept: list[dict], inputs: list, nodes: list, const: Callable[[
         order += [k] + ([len(kept) + k] if c["indicator"] else [])
     nodes.append(helper.make_node("Gather", [PREFIX + "both", const("order", np.array(order, dtype=np.int64))],
                                   [PREFIX + "matrix"], axis=1))
+
+
+def _date_nodes(x: str, c: dict, shift: np.ndarray, tag: str, nodes: list,
+                const: Callable[[str, np.ndarray], str]) -> list[str]:
+    """A date column, seconds since 1970-01-01 UTC (batch, 1) float64 -> its encoded parts as data._dates computes
+    them (float32, then the indicator column); `shift`: the feature shift of the parts, subtracted in float64."""
+    from onnx import TensorProto, helper
+
+    names, numbers = iter(range(1_000)), {}
+
+    def op(kind: str, *args: str, **attrs) -> str:
+        out = f"{tag}d{next(names)}"
+        nodes.append(helper.make_node(kind, list(args), [out], **attrs))
+        return out
+
+    def num(value: float) -> str:  # a float64 scalar, one initializer per value
+        if value not in numbers:
+            numbers[value] = const(f"{tag.removeprefix(PREFIX)}n{value:g}", np.array(value, dtype=np.float64))
+        return numbers[value]
+
+    def floor_div(a: str, b: float) -> str:  # floor(a / b): exact for the integers here (all far below 2**53)
+        return op("Floor", op("Div", a, num(b)))
+
+    days = op("Div", x, num(SECONDS_PER_DAY))
+    day = op("Floor", days)
+    # civil_from_days, H. Hinnant, "chrono-Compatible Low-Level Date Algorithms"
+    # (https://howardhinnant.github.io/date_algorithms.html, public domain): days since 1970-01-01 -> y, m, d
+    # in the proleptic Gregorian calendar, through 400-year eras that start on March 1st
+    z = op("Add", day, num(719468))  # days since 0000-03-01
+    era = floor_div(z, 146097)  # 146097 days in 400 years
+    doe = op("Sub", z, op("Mul", era, num(146097)))  # day of the era [0, 146096]
+    yoe = floor_div(op("Sub", op("Add", op("Sub", doe, floor_div(doe, 1460)), floor_div(doe, 36524)),
+                       floor_div(doe, 146096)), 365)  # year of the era [0, 399]
+    doy = op("Sub", doe, op("Add", op("Mul", yoe, num(365)), op("Sub", floor_div(yoe, 4), floor_div(yoe, 100))))
+    mp = floor_div(op("Add", op("Mul", doy, num(5)), num(2)), 153)  # month from March [0, 11]
+    values = {"days": days,
+              "day": op("Add", op("Sub", doy, floor_div(op("Add", op("Mul", mp, num(153)), num(2)), 5)), num(1)),
+              "month": op("Where", op("Less", mp, num(10)), op("Add", mp, num(3)), op("Sub", mp, num(9)))}
+    january_february = op("Cast", op("Less", values["month"], num(3)), to=TensorProto.DOUBLE)
+    values["year"] = op("Add", op("Add", yoe, op("Mul", era, num(400))), january_february)
+    thursday = op("Add", day, num(3))  # 1970-01-01 was a Thursday; Monday = 0
+    values["weekday"] = op("Sub", thursday, op("Mul", floor_div(thursday, 7), num(7)))
+    values["hour"] = op("Div", op("Sub", x, op("Mul", day, num(SECONDS_PER_DAY))), num(3600))
+    stacked = op("Concat", *[values[part] for part in c["parts"]], axis=1)
+    absent = op("IsNaN", x)
+    fill = const(f"{tag.removeprefix(PREFIX)}fill", np.array([c["fill"]], dtype=np.float64))
+    filled = op("Where", absent, fill, stacked)
+    shifted = op("Sub", filled, const(f"{tag.removeprefix(PREFIX)}shift", shift.reshape(1, -1).astype(np.float64)))
+    out = [op("Cast", shifted, to=TensorProto.FLOAT)]
+    if c["indicator"]:
+        out.append(op("Cast", absent, to=TensorProto.FLOAT))
+    return out
 
 
 def _signed_log_nodes(x: str, tag: str, nodes: list, const: Callable[[str, np.ndarray], str]) -> str:
@@ -285,6 +357,8 @@ def table_feed(inputs: list[dict[str, Any]], columns: Mapping[str, Any]) -> dict
             if numbers is None:
                 raise UsageError(f"column '{entry['column']}' must hold numbers: the model reads it as numeric")
             feed[entry["name"]] = numbers.astype(np.float32).reshape(-1, 1)
+        elif entry["kind"] == "date":
+            feed[entry["name"]] = date_seconds(values, entry["format"], entry["column"]).reshape(-1, 1)
         else:
             cells = ["" if t is None else t for t in as_text(values)]
             feed[entry["name"]] = np.array(cells, dtype=object).reshape(-1, 1)
@@ -303,7 +377,9 @@ def table_predict(path: str | Path, columns: Mapping[str, Any]) -> np.ndarray:
 def table_probe(table: dict, preprocessing: Mapping[str, Any], n: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Raw rows from a fixed seed that visit every branch of the graph: stored levels, rare ones, unseen text and
     missing spellings for categorical columns; values spread around the median, a tenth of them NaN, for numeric
-    ones."""
+    ones; for date columns, dates (with times when training had them) spread evenly around the median day, a tenth
+    missing (NaT), the turn of a year and a leap day near the median among them. (Dates far from training, such
+    as the pre-1970 ones tests feed, would stretch an int8 file's activation ranges and blur what is checked.)"""
     rng = np.random.default_rng(seed)
     _, scale = feature_scaling(preprocessing, int(preprocessing["n_features"]))
     columns, at = {}, 0
@@ -320,10 +396,33 @@ def table_probe(table: dict, preprocessing: Mapping[str, Any], n: int, seed: int
             columns[c["name"]] = values.astype(np.float32)
             at += 1 + bool(c["indicator"])
             continue
+        if c["kind"] == "date":
+            spread = max(30.0, scale[at] if preprocessing.get("x_scale") == "standard" else 365.0)
+            # uniform over median ± sqrt(3) spread: the span of evenly spread dates with that spread, so the
+            # year part stays near the years training saw
+            days = np.floor(c["fill"][0] + spread * rng.uniform(-np.sqrt(3), np.sqrt(3), n))
+            fixed = _calendar_turns(c["fill"][0])
+            days[:len(fixed)] = fixed[:n]
+            seconds = days * 86_400 + rng.integers(0, 86_400, n) * ("hour" in c["parts"])
+            stamps = seconds.astype(np.int64).astype("datetime64[s]")
+            stamps[rng.random(n) < 0.1] = np.datetime64("NaT")
+            columns[c["name"]] = stamps
+            at += len(c["parts"]) + bool(c["indicator"])
+            continue
         pool = list(c["levels"]) + list(c.get("rare") or []) + list(UNSEEN_PROBES) + spellings
         columns[c["name"]] = np.array(pool, dtype=object)[rng.integers(0, len(pool), n)]
         at += len(c["levels"]) + bool(c.get("rare")) if c["encoding"] == "onehot" else len(c["outputs"])
     return columns
+
+
+def _calendar_turns(median_day: float) -> list[float]:
+    """Days (since 1970) of the turn of the year of `median_day` (Dec 31, Jan 1) and of the leap day nearest it
+    (Feb 29, Mar 1): where the graph's calendar arithmetic changes month and year."""
+    year = int(np.datetime64(int(np.floor(median_day)), "D").astype("datetime64[Y]").astype(np.int64)) + 1970
+    leap = min((y for y in range(year - 4, year + 5) if y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)),
+               key=lambda y: abs(y - year), default=year)
+    days = [f"{year}-12-31", f"{year + 1}-01-01", f"{leap}-02-29", f"{leap}-03-01"]
+    return [float(np.datetime64(d, "D").astype(np.int64)) for d in days]
 
 
 def check_table(preprocessing: Mapping[str, Any], reference: Callable[[np.ndarray], np.ndarray],

@@ -1,4 +1,4 @@
-"""Tables as users have them: each column typed (numeric, categorical, ID-like, constant, empty, dropped),
+"""Tables as users have them: each column typed (numeric, categorical, date, ID-like, constant, empty, dropped),
 missing cells imputed, categories encoded — fitted on the train split with scikit-learn and stored as plain data.
 
 The stored block (``preprocessing["table"]``) holds lists and numbers only, so a model file stays readable with
@@ -12,6 +12,9 @@ same steps into the graph. One column's rules:
   without rare levels an unseen one encodes as all zeros. A missing cell is the level "(missing)".
 - categorical with more levels: target encoding (scikit-learn's TargetEncoder, cross-fitted on the train rows);
   an unseen level gets the train mean of the target.
+- date (data/_dates.py: a datetime column, or text in one date shape; before the ID rule, so a date in every row
+  is a date): days since 1970, year, month, day, weekday (and the hour when train cells have times), each
+  filled with its train median; a 0/1 indicator when train had missing dates.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from nnopt.config import integer_name
+from nnopt.data._dates import date_format, date_seconds, describe_date, encode_date, fit_date
 from nnopt.data._values import MISSING_TOKENS, as_numbers, as_text, canonical_text, first_text
 from nnopt.errors import DataError, param, spell
 
@@ -155,6 +159,11 @@ def plan_columns(columns: Mapping[str, np.ndarray], options: Mapping[str, list[s
         if name in options.get("numeric", []):
             if numbers is None:
                 row, value = first_text(values)
+                dates = date_format(values)
+                if dates is not None:
+                    raise DataError(f"column '{name}' is given to {param('numeric')} but holds dates ({dates[1]}); "
+                                    f"leave it out of {param('numeric')}: a date column is read as days since 1970, "
+                                    "year, month, day and weekday")
                 counts = text_cells(values)
                 cells = f"text in {sum(counts.values())} of {len(values)} cells" if counts else "text"
                 raise DataError(f"column '{name}' is given to {param('numeric')} but holds {cells} (row {row + 1}: "
@@ -169,6 +178,10 @@ def plan_columns(columns: Mapping[str, np.ndarray], options: Mapping[str, list[s
         distinct = len(np.unique(numbers[~np.isnan(numbers)])) if levels is None else len(levels)
         if distinct == 1 and missing == 0:
             plan.append({**entry, "kind": "constant", "reason": "one value in every row"})
+            continue
+        dates = date_format(values) if numbers is None else None
+        if dates is not None:
+            plan.append({**entry, "kind": "date", "reason": dates[1], "format": dates[0]})
             continue
         why = _id_like(name, values, numbers)
         if why is not None:
@@ -186,7 +199,7 @@ def plan_columns(columns: Mapping[str, np.ndarray], options: Mapping[str, list[s
         if distinct > len(values) / 2:
             reason += f", high cardinality ({distinct} distinct values in {len(values)} rows)"
         plan.append({**entry, "kind": "categorical", "reason": reason})
-    if not any(entry["kind"] in ("numeric", "categorical") for entry in plan):
+    if not any(entry["kind"] in ("numeric", "categorical", "date") for entry in plan):
         listing = "; ".join(f"'{e['name']}' {e['kind']}" for e in plan)
         raise DataError(f"no usable feature column ({listing}); give at least one column that describes the rows")
     return plan
@@ -221,6 +234,11 @@ def fit_table(columns: Mapping[str, np.ndarray], plan: list[dict], train: np.nda
         name, kind = entry["name"], entry["kind"]
         if kind in DROPPED_KINDS:
             entries.append({"name": name, "kind": kind, "reason": entry["reason"]})
+            continue
+        if kind == "date":
+            seconds = date_seconds(columns[name], entry["format"], name)[train]
+            entries.append({"name": name, "kind": "date", "reason": entry["reason"], "format": entry["format"],
+                            **fit_date(seconds)})
             continue
         if kind == "numeric":
             values = as_numbers(columns[name])[train]
@@ -310,6 +328,9 @@ def encoded_names(table: dict) -> list[str]:
     for c in table["columns"]:
         if c["kind"] == "numeric":
             names += [c["name"]] + ([f"{c['name']} {MISSING_LEVEL}"] if c["indicator"] else [])
+        elif c["kind"] == "date":
+            names += [f"{c['name']}.{part}" for part in c["parts"]] + \
+                ([f"{c['name']} {MISSING_LEVEL}"] if c["indicator"] else [])
         elif c["kind"] == "categorical" and c["encoding"] == "onehot":
             names += [f"{c['name']}={level}" for level in c["levels"]] + ([f"{c['name']}={OTHER}"] if c["rare"] else [])
         elif c["kind"] == "categorical":
@@ -323,6 +344,8 @@ def column_groups(table: dict) -> dict[str, list[int]]:
     for c in table["columns"]:
         if c["kind"] == "numeric":
             width = 1 + bool(c["indicator"])
+        elif c["kind"] == "date":
+            width = len(c["parts"]) + bool(c["indicator"])
         elif c["kind"] == "categorical":
             width = len(c["levels"]) + bool(c["rare"]) if c["encoding"] == "onehot" else len(c["outputs"])
         else:
@@ -347,6 +370,10 @@ def encode(columns: Mapping[str, np.ndarray], table: dict, what: str = "the data
         if c["kind"] in DROPPED_KINDS:
             continue
         values = np.asarray(columns[name])
+        if c["kind"] == "date":
+            block, missing[name] = encode_date(values, c)
+            parts.append(block)
+            continue
         if c["kind"] == "numeric":
             numbers = as_numbers(values)
             if numbers is None:
@@ -420,6 +447,8 @@ def describe_columns(table: dict) -> list[dict]:
     for c in table["columns"]:
         if c["kind"] in DROPPED_KINDS:
             treatment = "dropped"
+        elif c["kind"] == "date":
+            treatment = describe_date(c)
         elif c["kind"] == "numeric":
             treatment = f"median {c['fill']:.6g} for missing" + (" + indicator" if c["indicator"] else "") \
                 if c["missing_train"] or c["indicator"] else "as is"

@@ -140,10 +140,11 @@ def _export_table(predictor: Predictor, format: str, path: Path, check_rows: int
         _add_onnx_metadata(path, info)
         exported = functools.partial(table_predict, path)
     else:
-        text = [c["name"] for c in table["columns"] if c["kind"] == "categorical"]
+        text = [c for c in table["columns"] if c["kind"] in ("categorical", "date")]
         if text:
-            raise UsageError(f"column '{text[0]}' of this model is text, which TorchScript cannot take; export it "
-                             f"with {param('format', 'onnx')} (one input per column, text included)")
+            what = "dates" if text[0]["kind"] == "date" else "text"
+            raise UsageError(f"column '{text[0]['name']}' of this model is {what}, which TorchScript cannot take; "
+                             f"export it with {param('format', 'onnx')} (one input per column, {what} included)")
         names = kept_columns(table)
         module = nn.Sequential(NumericColumns(table), deployable(predictor)).eval()
         _save_torchscript(module, len(names), path, {**info, "columns": names})
