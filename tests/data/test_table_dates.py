@@ -105,9 +105,9 @@ def test_dataframe_datetime_columns(economics):
         frame.loc[::10, "date"] = None
         date = kinds(load_data(frame, target="unemploy"))["date"]
         assert (date["type"], date["why"]) == ("date", why)
-        assert date["treatment"].endswith(", weekday, hour; each part's train median (days: 1990-06-01) for missing "
-                                          "+ indicator" if hour else "weekday; each part's train median (days: "
-                                                                     "1990-06-01) for missing + indicator")
+        # monthly dates: the day (always the 1st) and with it the weekday are left out
+        assert date["treatment"] == ("days since 1970, year, month" + (", hour" if hour else "") +
+                                     "; each part's train median (days: 1990-06-01) for missing + indicator")
     assert date_format(stamps.to_numpy()) == ("ISO8601", "datetime values")
     # in UTC: New York's midnight is 04:00 or 05:00 UTC
     zoned = date_seconds(stamps.dt.tz_localize("America/New_York").to_numpy(), "ISO8601", "date")
@@ -148,9 +148,10 @@ def test_missing_and_bad_cells():
     values = np.array(["2016-01-01", "", "NA", "2016-01-03", "2016-01-05"])
     table = _table(values)
     date = table["columns"][0]
-    assert date["indicator"] and date["missing_train"] == 2 and date["fill"][:2] == [16803.0, 2016.0]
+    assert date["indicator"] and date["missing_train"] == 2 and date["fill"][:2] == [16803.0, 3.0]
+    assert date["parts"] == ["days", "day", "weekday"]  # one year, one month: those parts say nothing
     X, seen = encode_table({"date": np.array(["", "2016-01-02"]), "x": np.zeros(2)}, table)  # each part its median
-    assert X[:, :6].tolist() == [[16803.0, 2016.0, 1.0, 3.0, 4.0, 1.0], [16802.0, 2016.0, 1.0, 2.0, 5.0, 0.0]]
+    assert X[:, :4].tolist() == [[16803.0, 3.0, 4.0, 1.0], [16802.0, 2.0, 5.0, 0.0]]
     assert seen["missing"] == {"date": 1}
     with pytest.raises(DataError, match=r"^column 'date' holds '2016-13-01' in row 2, which is not a date in the "
                                         r"shape the model reads there \(YYYY-MM-DD, optionally with a time HH:MM"):

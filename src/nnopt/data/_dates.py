@@ -15,7 +15,8 @@ not read keeps the column from being a date column. Numbers (2016, 20160101) are
 Each cell becomes seconds since 1970-01-01T00:00:00 UTC (a value with a time zone converted to UTC, one without
 read as it is), then the parts the model reads: ``days`` (days since 1970-01-01, fractional: the trend), ``year``,
 ``month`` (1-12), ``day`` (of the month), ``weekday`` (0 = Monday) and, when some train cell has a time other than
-midnight, ``hour`` (of the day, fractional). numpy's datetime64 calendar computes them.
+midnight, ``hour`` (of the day, fractional). numpy's datetime64 calendar computes them. A part that is the same in
+every train date is left out (``days`` stays), and so is ``weekday`` when the day of the month is: monthly dates.
 """
 
 from __future__ import annotations
@@ -191,6 +192,13 @@ def fit_date(seconds: np.ndarray) -> dict:
     timed = bool(len(present)) and bool(np.any(np.floor(present / SECONDS_PER_DAY) * SECONDS_PER_DAY != present))
     parts = list(PARTS) + ([HOUR] if timed else [])
     block = date_parts(seconds, parts)
+    varies = {part: len(np.unique(block[~np.isnan(block[:, k]), k])) > 1 for k, part in enumerate(parts)}
+    # a part the train dates do not vary in says nothing (the day of monthly data, the year of one year's); and
+    # when the day of the month does not vary, the dates are not daily, so the weekday is an accident of the
+    # calendar (economics, one row a month: psavert R2 0.863 with it, 0.878 without; benchmarks/table_dates.py)
+    keep = [k for k, part in enumerate(parts) if part == "days" or varies[part] and
+            (part != "weekday" or varies["day"])]
+    parts, block = [parts[k] for k in keep], block[:, keep]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # no train value at all: filled with 0, as numeric columns
         fill = np.nan_to_num(np.nanmedian(block, axis=0), nan=0.0) if len(block) else np.zeros(len(parts))
