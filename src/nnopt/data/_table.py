@@ -5,7 +5,8 @@ The stored block (``preprocessing["table"]``) holds lists and numbers only, so a
 ``torch.load(weights_only=True)``; ``encode`` applies it with numpy at predict time, and the ONNX export builds the
 same steps into the graph. One column's rules:
 
-- numeric: a column whose train values are skewed (|skewness| > SKEW_MAX) is read through sign(x) log(1 + |x|);
+- numeric: a column whose train values are skewed (|skewness| > SKEW_MAX) is read through sign(x) log(1 + |x|),
+  or, skewed to the left, through the same of x - (train maximum), so the long tail is the one compressed;
   a missing cell gets the train median; a column with missing train cells also gets a 0/1 indicator.
 - categorical, at most ONEHOT_MAX levels once rare ones are folded: one-hot. A level seen in fewer than
   MIN_FREQUENCY train rows folds into "(other)", and so does a level never seen in training (counted as unseen);
@@ -223,7 +224,10 @@ def fit_table(columns: Mapping[str, np.ndarray], plan: list[dict], train: np.nda
         block = np.stack([as_numbers(columns[e["name"]])[train] for e in numeric], axis=1)
         skews = {e["name"]: _skew(block[:, k]) for k, e in enumerate(numeric)}
         logged = [k for k, e in enumerate(numeric) if abs(skews[e["name"]]) > SKEW_MAX]
-        block[:, logged] = signed_log(block[:, logged])
+        # a long left tail is measured from the train maximum: sign(x - max) log(1 + |x - max|)
+        centers = {numeric[k]["name"]: _left_center(block[:, k]) for k in logged if skews[numeric[k]["name"]] < 0}
+        for k in logged:
+            block[:, k] = log_scale(block[:, k], centers.get(numeric[k]["name"], 0.0))
         imputer = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
         imputer.fit(block)
         fills = {e["name"]: float(v) for e, v in zip(numeric, imputer.statistics_)}
@@ -244,7 +248,8 @@ def fit_table(columns: Mapping[str, np.ndarray], plan: list[dict], train: np.nda
             values = as_numbers(columns[name])[train]
             entries.append({"name": name, "kind": "numeric", "reason": entry["reason"], "fill": fills[name],
                             "indicator": name in flagged, "missing_train": int(np.isnan(values).sum()),
-                            "log": abs(skews[name]) > SKEW_MAX, "skew": skews[name]})
+                            "log": abs(skews[name]) > SKEW_MAX, "skew": skews[name],
+                            **({"center": centers[name]} if name in centers else {})})
             continue
         text = as_text(columns[name])[train]
         filled = np.array([MISSING_LEVEL if v is None else v for v in text], dtype=object).reshape(-1, 1)
@@ -281,6 +286,19 @@ def _skew(values: np.ndarray) -> float:
 
     found = float(skew(present))
     return found if np.isfinite(found) else 0.0
+
+
+def _left_center(values: np.ndarray) -> float:
+    """The train maximum of a left-skewed column (0 when it has no present value)."""
+    present = values[~np.isnan(values)]
+    return float(present.max()) if len(present) else 0.0
+
+
+def log_scale(values: np.ndarray, center: float = 0.0) -> np.ndarray:
+    """sign(x - center) log(1 + |x - center|): center 0 for a right-skewed column; the train maximum for a
+    left-skewed one, whose long tail then lies below it (sign(x) log(1 + |x|) would stretch that tail further
+    for positive values near a ceiling: percentages, scores, years)."""
+    return signed_log(values - center) if center else signed_log(values)
 
 
 def signed_log(values: np.ndarray) -> np.ndarray:
@@ -387,7 +405,7 @@ def encode(columns: Mapping[str, np.ndarray], table: dict, what: str = "the data
             absent = np.isnan(numbers)
             missing[name] = int(absent.sum())
             if c.get("log"):
-                numbers = signed_log(numbers)
+                numbers = log_scale(numbers, c.get("center", 0.0))
             parts.append(np.where(absent, c["fill"], numbers)[:, None])
             if c["indicator"]:
                 parts.append(absent.astype(np.float64)[:, None])
@@ -455,7 +473,8 @@ def describe_columns(table: dict) -> list[dict]:
             if c.get("log"):
                 fill = f"; median {c['fill']:.6g} (on that scale) for missing" + \
                     (" + indicator" if c["indicator"] else "") if c["missing_train"] or c["indicator"] else ""
-                treatment = f"sign(x) log(1 + |x|), skewness {_over(c['skew'], SKEW_MAX)}{fill}"
+                x = f"x - {c['center']:.6g}" if c.get("center") else "x"
+                treatment = f"sign({x}) log(1 + |{x}|), skewness {_over(c['skew'], SKEW_MAX)}{fill}"
         elif c["encoding"] == "onehot":
             treatment = f"one-hot, {_plural(len(c['levels']), 'level')}" + \
                 (f" + (other) for {len(c['rare'])} rare" if c["rare"] else "")

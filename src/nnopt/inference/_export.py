@@ -185,10 +185,14 @@ class NumericColumns(nn.Module):
         self.register_buffer("order", torch.tensor(order, dtype=torch.int64))
         # the skewed columns are read through sign(x) log(1 + |x|), as data.signed_log does
         self.register_buffer("logged", torch.tensor([bool(c.get("log")) for c in kept]))
+        # ... from the train maximum for a left-skewed column (data.log_scale), from 0 for the others
+        self.register_buffer("center", torch.tensor([float(c.get("center") or 0.0) for c in kept],
+                                                    dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         absent = torch.isnan(x)
-        x = torch.where(self.logged, torch.sign(x) * torch.log1p(torch.abs(x)), x)
+        centered = x - self.center
+        x = torch.where(self.logged, torch.sign(centered) * torch.log1p(torch.abs(centered)), x)
         both = torch.cat([torch.where(absent, self.fill, x), absent.to(x.dtype)], dim=1)
         return both.index_select(1, self.order)
 
