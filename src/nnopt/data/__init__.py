@@ -19,6 +19,7 @@ from nnopt.data._types import Data, Split
 from nnopt.data._values import canonical_text
 
 __all__ = ["DATASETS", "Data", "DatasetSplit", "MemmapSplit", "Split", "apply_preprocessing", "apply_target",
-           "batch_count", "canonical_text", "check_fractions", "column_groups", "feature_stat", "describe_columns", "detect_task", "dropped_ids",
+           "batch_count", "canonical_text", "check_fractions", "column_groups", "feature_stat", "describe_columns",
+           "detect_task", "dropped_ids",
            "encode_table", "epoch_batches", "image_split", "is_frame", "is_torch_source", "kept_columns",
            "list_datasets", "load_data", "load_rows", "split_positions"]
