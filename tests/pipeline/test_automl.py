@@ -166,11 +166,77 @@ def test_constraints_no_architecture_meets(tmp_path, run_cli):
     (["--workers", "0"], "--workers"),
     (["--space", "rnn"], "--space"),
     (["--objective", "val_acc"], "val_acc"),
+    (["--test-fraction", "-0.1"], "--test-fraction must be in [0, 1); got -0.1"),
+    (["--test-fraction", "1"], "--test-fraction must be in [0, 1); got 1.0"),
+    (["--test-fraction", "0.95"], "--test-fraction must be < 0.85 (automl validates on 0.15 of the rows); got 0.95"),
+    (["--test-fraction", "abc"], "argument --test-fraction: invalid float value: 'abc'"),
 ])
 def test_bad_flags_exit_2(tmp_path, run_cli, args, needle):
     code, _, err = run_cli("automl", "--data", "iris", "--out", tmp_path / "r", *args)
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
     assert not (tmp_path / "r").exists()
+
+
+def test_test_fraction_0_trains_the_final_model_on_every_row(penguins_automl_all_rows, run_cli, tmp_path):
+    """A user who keeps their own test file gives automl every row: no test split, search/best still validates
+    on 15 % of the rows (the compression is chosen there), final/ trains on all of them; nothing prints a test
+    score, and the run directory predicts, evaluates and exports as any other."""
+    import pandas as pd
+
+    run, train_csv, test_csv, summary = penguins_automl_all_rows
+    usable = int(pd.read_csv(train_csv)["species"].notna().sum())
+    assert usable == 275  # 80 % of palmerpenguins' 344 rows, each with its label
+    final = json.loads((run / "final" / "config.json").read_text())
+    assert (final["test_fraction"], final["val_fraction"]) == (0.0, 0.0)
+    assert final["data_info"]["n_train"] == usable and final["data_info"]["n_test"] == 0
+    best = json.loads((run / "search" / "best" / "config.json").read_text())["data_info"]
+    assert best["n_val"] > 0 and best["n_test"] == 0 and best["n_train"] + best["n_val"] == usable
+    assert yaml.safe_load((run / "best.yaml").read_text())["test_fraction"] == 0.0
+    state = json.loads((run / "automl.json").read_text())
+    assert state["settings"]["test_fraction"] == 0.0 and list(state["stages"]) == list(STAGES)
+    assert state["stages"]["compress"]["train_rows_check"]["metric"] == "accuracy"
+    # no test score anywhere, and one line that says why and what to do
+    note = (f"no test split (test_fraction 0): score it on your own test file with nnopt evaluate {run} "
+            "--data test.csv")
+    assert summary["test"] is None and summary["compressed_test"] is None and summary["test_fraction"] == 0.0
+    assert summary["no_test"] == note and state["stages"]["test"]["summary"] == note
+    report = (run / "report.html").read_text()
+    assert "no test split (test_fraction 0)" in report and "reached test" not in report
+    # the command's own lines (a re-run of the finished run prints them again, training nothing)
+    code, out, err = run_cli("automl", "--data", train_csv, "--target", "species", "--budget", "45s",
+                             "--test-fraction", "0", "--out", run)
+    assert code == 0, err
+    assert note in out and "trained on every row of the data" in out and "test accuracy" not in out
+    # a test fraction other than the run's is another run's setting
+    code, _, err = run_cli("automl", "--data", train_csv, "--target", "species", "--budget", "45s", "--out", run)
+    assert code == 2 and "other settings (test_fraction)" in err
+    # the user's own test file: predict and evaluate agree on it; export writes the ONNX file
+    test = pd.read_csv(test_csv)
+    code, out, err = run_cli("predict", run, "--data", test_csv, "--out", tmp_path / "pred.csv", "--json")
+    assert code == 0, err
+    predicted = pd.read_csv(tmp_path / "pred.csv")["prediction"].to_numpy()
+    accuracy = float(np.mean(predicted == test["species"].to_numpy()))
+    assert len(predicted) == len(test) == 69 and accuracy >= 0.9  # a majority guess scores 0.45
+    code, out, err = run_cli("evaluate", run, "--data", test_csv, "--json")
+    assert code == 0, err
+    assert json.loads(out)["metrics"]["accuracy"] == pytest.approx(accuracy) and json.loads(out)["rows"] == 69
+    code, out, err = run_cli("evaluate", run, "--split", "test", "--json")
+    assert code == 2 and "the test split" in err and "has no rows; use --split all" in err
+    code, out, err = run_cli("export", run, "--format", "onnx", "--out", tmp_path / "model.onnx", "--json")
+    assert code == 0, err
+    assert (tmp_path / "model.onnx").stat().st_size > 0
+
+
+def test_a_run_recorded_before_test_fraction_existed_continues_with_the_default(tmp_path):
+    from nnopt.pipeline._automl import _load_state
+
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "automl.json").write_text(json.dumps({"version": 1, "settings": {"data": "iris"}}))
+    assert _load_state(run, {"data": "iris", "test_fraction": 0.15})["settings"] == {"data": "iris"}
+    with pytest.raises(nnopt.UsageError, match=r"other settings \(test_fraction\)"):
+        _load_state(run, {"data": "iris", "test_fraction": 0.0})
 
 
 def test_other_settings_in_the_same_directory_are_refused(tmp_path, run_cli):

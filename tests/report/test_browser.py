@@ -327,19 +327,32 @@ def test_report_renders_in_chromium(kind, runs, chromium, tmp_path):
     assert pages and all(page.is_file() for page in pages), pages
     if kind == "automl":  # the stages' reports: a compare, a search (+ its best/ train run), a train, a compress
         assert {p.parent.name for p in pages} == {"automl", "screen", "search", "best", "final", "compressed"}
+    _check_pages(pages, runs, chromium, tmp_path, report=kind != "evaluate")
+
+
+def test_an_automl_report_without_a_test_split_renders(chromium, penguins_automl_all_rows, tmp_path):
+    """automl --test-fraction 0 (tests/conftest.py): no test scores to draw; every page of the run still renders
+    with no empty chart (the final model's compression has no test score: its size chart is left out)."""
+    run = penguins_automl_all_rows[0]
+    pages = sorted(run.rglob("report.html"), key=lambda p: len(p.parts))
+    assert {p.parent.name for p in pages} == {"automl", "screen", "search", "best", "final", "compressed"}
+    _check_pages(pages, run.parent, chromium, tmp_path, report=True)
+
+
+def _check_pages(pages: list[Path], root: Path, chromium: str, tmp_path: Path, report: bool) -> None:
     browser = Browser(chromium, tmp_path)
     try:
         seen = {page: open_page(browser, page) for page in pages}
     finally:
         browser.close()
     for page, view in seen.items():
-        name = str(page.relative_to(runs))
+        name = str(page.relative_to(root))
         (tmp_path / (name.replace("/", "_") + ".png")).write_bytes(view["png"])  # kept, to look at on failure
         assert view["errors"] == [], (name, view["errors"])
         assert view["requests"] == [], f"{name} must be self-contained; it asked for {view['requests']}"
         n_img = len(re.findall(r"<img\b", page.read_text(encoding="utf-8")))
         assert n_img >= 1 and len(view["images"]) == n_img, name
-        assert empty_charts(view["images"], report=kind != "evaluate") == [], name
+        assert empty_charts(view["images"], report=report) == [], name
 
         shot = Image.open(io.BytesIO(view["png"])).convert("RGB")
         assert shot.width == WIDTH and shot.height >= 300

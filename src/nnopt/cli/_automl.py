@@ -31,6 +31,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
     automl.add_argument("--workers", type=int, default=1, help="search processes on this machine (default 1)")
     automl.add_argument("--storage", help="database URL for the search study (default: a journal file)")
     automl.add_argument("--study", help="study name (default nnopt-automl)")
+    automl.add_argument("--test-fraction", type=float, metavar="F",
+                        help="rows held out for the test stage (default 0.15); 0 when you keep your own test file: "
+                             "the final model trains on every row")
     automl.add_argument("--seed", type=int, default=0, help="data split and sampler seed (default 0)")
     automl.add_argument("--out", help="run directory (default runs/automl-DATA, so a re-run continues)")
     automl.add_argument("--json", action="store_true", help="print the summary object only")
@@ -57,7 +60,8 @@ def _cmd_automl(args: argparse.Namespace) -> int:
                     max_params=args.max_params,
                     max_flops=args.max_flops, max_size_kb=args.max_size_kb, max_latency_ms=args.max_latency_ms,
                     max_accuracy_drop=args.max_accuracy_drop, workers=args.workers, storage=args.storage,
-                    study=args.study, seed=args.seed, progress=progress)
+                    study=args.study, seed=args.seed, progress=progress,
+                    **({} if args.test_fraction is None else {"test_fraction": args.test_fraction}))
     summary = result.summary
     if result.note:  # a finished run directory: nothing ran
         print(f"note: {result.note}", file=sys.stderr if args.json else sys.stdout, flush=True)
@@ -65,9 +69,14 @@ def _cmd_automl(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
         return 0
     metric = summary["metric"]
-    console.print(f"{summary['model']}: test {metric} {summary['test']:.4f} (fp32), "
-                  f"{summary['compressed_test']:.4f} ({summary['compression']}); "
-                  f"{summary['compressed_bytes']:,} bytes vs {summary['fp32_bytes']:,} fp32")
+    if summary.get("no_test"):  # test_fraction 0: no test rows, no test score
+        console.print(f"{summary['model']} ({summary['compression']}): {summary['compressed_bytes']:,} bytes vs "
+                      f"{summary['fp32_bytes']:,} fp32; trained on every row of the data")
+        console.print(summary["no_test"])
+    else:
+        console.print(f"{summary['model']}: test {metric} {summary['test']:.4f} (fp32), "
+                      f"{summary['compressed_test']:.4f} ({summary['compression']}); "
+                      f"{summary['compressed_bytes']:,} bytes vs {summary['fp32_bytes']:,} fp32")
     for name, check in summary["constraints"].items():
         console.print(f"{name.replace('_', '-')} {check['limit']:g}: {check['value']:.4g} "
                       f"{'ok' if check['ok'] else 'NOT MET'}")

@@ -221,8 +221,8 @@ def compress(source: str | Path | ModelInHand, data: Any = None, *, prune: float
             report = save_compressed(path, variant, vmeta, qweights)
             back, _ = load_compressed(path)
         row = _row(name, variant, loaded, metric, report["file_bytes"], vmeta)
-        row["identical_after_load"] = bool(torch.equal(_outputs(back, loaded.test.X, vmeta),
-                                                       _outputs(variant, loaded.test.X, vmeta)))
+        rows_X = check_rows(loaded)
+        row["identical_after_load"] = bool(torch.equal(_outputs(back, rows_X, vmeta), _outputs(variant, rows_X, vmeta)))
         row["ratio"] = original["file_bytes"] / max(1, row["file_bytes"])
         row["fp32_state_dict_bytes"] = report.get("fp32_state_dict_bytes")
         row["history"] = history
@@ -424,6 +424,15 @@ def _row(name: str, model: nn.Module, data: Any, metric: str, file_bytes: int, m
             "quantize": compression.get("quantize")}
 
 
+def check_rows(data: Any) -> torch.Tensor:
+    """The inputs a written file is checked on against the network in memory: the test split, or, when none was
+    held out (test_fraction 0), the validation rows, else the training rows."""
+    for split in (data.test, data.val, data.train):
+        if len(split):
+            return split.X
+    return data.test.X
+
+
 def _sample_shape(meta: dict[str, Any]) -> Any:
     """The shape of one sample the model takes: the data's (images, signals) for a user's module, else flat rows."""
     return meta.get("sample_shape") or meta["in_features"]
@@ -455,8 +464,9 @@ def _export_and_time(original: nn.Module, variant: nn.Module, data: Any, meta: d
     networks = Path(scratch.name) if table else run_dir
     # the files take flat rows, as nnopt's own networks' do; a module on images or signals reshapes them in the graph
     fp32_path = export_onnx(on_flat_rows(variant, vmeta), n, Path(scratch.name) / "compressed.fp32.onnx")
-    X = data.test.X.numpy().astype(np.float32)
-    reference = _outputs(variant, data.test.X, vmeta).numpy()
+    rows_X = check_rows(data)
+    X = rows_X.numpy().astype(np.float32)
+    reference = _outputs(variant, rows_X, vmeta).numpy()
     entries = [("original (fp32)", export_onnx(on_flat_rows(original, meta), n, Path(scratch.name) / "original.onnx")),
                ("compressed", quantized_onnx(fp32_path, networks / "model.onnx", qweights or {}))]
     if bits == "int8":
@@ -464,7 +474,7 @@ def _export_and_time(original: nn.Module, variant: nn.Module, data: Any, meta: d
         entries.append(("compressed int8 (ORT QDQ)", quantize_onnx_int8(fp32_path, networks / "model.int8.onnx",
                                                                        calibration)))
     for name, path in entries:
-        expected = reference if name != "original (fp32)" else _outputs(original, data.test.X, meta).numpy()
+        expected = reference if name != "original (fp32)" else _outputs(original, rows_X, meta).numpy()
         got = ort_predict(path, X)
         agree, diff = agreement(expected, got), float(np.abs(got - expected).max())
         written, raw_check = path, None

@@ -9,7 +9,7 @@ from nnopt.data._batches import batch_count, epoch_batches
 from nnopt.data._builtin import DATASETS, list_datasets
 from nnopt.data._images import image_split
 from nnopt.data._load import is_frame, load_data
-from nnopt.data._prepare import detect_task
+from nnopt.data._prepare import check_fractions, detect_task
 from nnopt.data._rows import load_rows, split_positions
 from nnopt.data._scale import apply_preprocessing, apply_target, feature_stat
 from nnopt.data._table import column_groups, describe_columns, dropped_ids, encode as encode_table, kept_columns
@@ -19,6 +19,7 @@ from nnopt.data._types import Data, Split
 from nnopt.data._values import canonical_text
 
 __all__ = ["DATASETS", "Data", "DatasetSplit", "MemmapSplit", "Split", "apply_preprocessing", "apply_target",
-           "batch_count", "canonical_text", "column_groups", "feature_stat", "describe_columns", "detect_task", "dropped_ids",
+           "batch_count", "canonical_text", "check_fractions", "column_groups", "feature_stat", "describe_columns",
+           "detect_task", "dropped_ids",
            "encode_table", "epoch_batches", "image_split", "is_frame", "is_torch_source", "kept_columns",
            "list_datasets", "load_data", "load_rows", "split_positions"]

@@ -7,11 +7,13 @@ re-run of the same command continues after the last finished stage (the search c
             network, ranked on validation -> the best two and their learning rates
   search    architecture + optimizer + lr + batch size jointly (TPE, ASHA stops weak trials early), under the
             size / latency constraints
-  retrain   the best configuration on train+val (the test rows stay out: same seed and test fraction) -> final/
+  retrain   the best configuration on train+val (the test rows stay out: same seed and test fraction) -> final/;
+            with test_fraction 0 there are no test rows and final/ trains on every row of the data
   compress  the compression ladder run on the search's best model, whose validation rows it never trained on,
             keeps the smallest setting within the accuracy drop; that setting is applied to final/
   export    model.onnx (and model.int8.onnx), CPU latency per runtime
   test      the test split: no decision before this reads it; search trials and the screen do not compute it
+            (with test_fraction 0, nothing to score: the record says so, and the user scores it on their own file)
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nnopt.config import TABLE_KEYS, column_names, table_settings
-from nnopt.data import is_frame, load_data
+from nnopt.config import TABLE_KEYS, TrainSpec, column_names, table_settings
+from nnopt.data import check_fractions, is_frame, load_data
 from nnopt.errors import UsageError, describe, param, require_int, spell
 from nnopt.fileio import LOCK_NAME, atomic_write_json, atomic_write_text, make_run_dir, slug
 from nnopt.pipeline._budget import SCREEN_SHARE, Clock, Plan, parse_budget
@@ -45,7 +47,9 @@ from nnopt.search import check_feasible, load_tune_spec
 
 STAGES = ("screen", "search", "retrain", "compress", "export", "test")
 SETTING_KEYS = ("data", "target", "task", *TABLE_KEYS, "budget_s", "objective", "space", "model", *CONSTRAINT_KEYS, "max_accuracy_drop",
-                "seed")
+                "seed", "test_fraction")
+# a setting that runs made before it existed did not record: they ran with this value
+SETTING_DEFAULTS = {"test_fraction": TrainSpec.test_fraction}
 AUGMENT_CHOICES = ("none", "crop", "flip,crop")  # searched for images (train/_augment.py)
 FRAME_FILE = "data.csv"  # a DataFrame given to automl, as the file its stages read
 DEFAULT_DROP = 1.0  # points of accuracy the compression may cost on validation
@@ -76,7 +80,7 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
            study: str | None = None, seed: int = 0, progress: Progress | None = None,
            report: Callable[[Path], Any] | None = None, drop: Any = None, categorical: Any = None,
            numeric: Any = None, sep: str | None = None, image_size: Any = None,
-           strict: bool | None = None) -> AutomlResult:
+           strict: bool | None = None, test_fraction: float = TrainSpec.test_fraction) -> AutomlResult:
     """Optimize a network for `data` within `budget` (wall clock); write everything under `out` (default
     runs/automl-DATA).
 
@@ -87,8 +91,11 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
     as nnopt's own are.
     report: called with each finished stage's run directory (api.automl passes build_report), so the time
     the reports take counts against the budget too.
+    test_fraction: the rows held out for the test stage (default 0.15), the same in every stage; 0 when you
+    keep your own test file: the final model then trains on every row (search/best keeps its validation rows).
     """
     budget_s = parse_budget(budget)
+    test_fraction = _check_test_fraction(test_fraction)
     accuracy_drop = DEFAULT_DROP if max_accuracy_drop is None else _check_drop(max_accuracy_drop)
     require_int("workers", workers, 1)
     require_int("seed", seed, 0)
@@ -102,12 +109,13 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
     table = table_settings({"drop": column_names("drop", drop), "categorical": column_names("categorical", categorical),
                             "numeric": column_names("numeric", numeric), "sep": sep,
                             "image_size": image_size, "strict": strict})
-    loaded = load_data(source, target=target, task=task, seed=seed, **table)
+    loaded = load_data(source, target=target, task=task, seed=seed, test_fraction=test_fraction, **table)
     chosen_space = space if model is not None or space != "auto" else _auto_space(loaded)
     settings = {"data": source, "target": target, "task": loaded.task, **{k: table.get(k) for k in TABLE_KEYS},
                 "budget_s": budget_s,
                 "objective": objective, "space": chosen_space, "model": model, **{k: constraints.get(k) for k in CONSTRAINT_KEYS},
-                "max_accuracy_drop": accuracy_drop, "seed": seed, "augment": _augmentations(loaded, space)}
+                "max_accuracy_drop": accuracy_drop, "seed": seed, "test_fraction": test_fraction,
+                "augment": _augmentations(loaded, space)}
     state = _load_state(run_dir, settings)
     finished = _finished(run_dir, state, budget_s)
     if finished is not None:  # its record stays as it is: a larger budget would describe a run that never happened
@@ -191,7 +199,7 @@ def _load_state(run_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
     except (OSError, ValueError):
         raise UsageError(f"{path} is unreadable; give another {param('out')} to start over") from None
     old = state.get("settings") or {}
-    changed = [k for k in SETTING_KEYS if k != "budget_s" and old.get(k) != settings.get(k)]
+    changed = [k for k in SETTING_KEYS if k != "budget_s" and old.get(k, SETTING_DEFAULTS.get(k)) != settings.get(k)]
     if changed:
         raise UsageError(f"{run_dir} holds an automl run with other settings ({', '.join(changed)}); re-run it "
                          f"with the same settings to continue, or give another {param('out')}")
@@ -228,7 +236,8 @@ def _summary(run_dir: Path, state: dict[str, Any], clock: Clock) -> dict[str, An
     stages = state["stages"]
     test = stages["test"]
     return {"run_dir": str(run_dir), "budget_s": state["settings"]["budget_s"], "spent_s": round(clock.spent(), 1),
-            "metric": test["metric"], "test": test["final_test"], "compressed_test": test["compressed_test"],
+            "metric": test["metric"], "test_fraction": state["settings"].get("test_fraction", TrainSpec.test_fraction),
+            "test": test["final_test"], "compressed_test": test["compressed_test"], "no_test": test.get("no_test"),
             "model": stages["retrain"]["model"], "params": test["params"],
             "fp32_bytes": stages["compress"]["fp32_bytes"], "compressed_bytes": test["compressed_bytes"],
             "compression": stages["compress"]["name"], "latency_ms": stages["export"]["latency_ms"],
@@ -309,6 +318,16 @@ def _source(data: Any) -> Any:
         return str(data)
     raise UsageError(f"{param('data')} must be a dataset name, a file path or a pandas DataFrame (so best.yaml can "
                      f"reproduce the run); got {describe(data)}")
+
+
+def _check_test_fraction(value: Any) -> float:
+    """test_fraction as load_data checks it, and below 1 - the validation fraction every stage keeps."""
+    check_fractions(0.0, value)
+    limit = 1.0 - TrainSpec.val_fraction
+    if not value < limit:
+        raise UsageError(f"{param('test_fraction')} must be < {limit:g} (automl validates on "
+                         f"{TrainSpec.val_fraction:g} of the rows); got {value}")
+    return float(value)
 
 
 def _check_drop(value: Any) -> float:

@@ -91,6 +91,8 @@ def search_spec(settings: dict[str, Any], optimizers: list[str], lrs: dict[str, 
     space: dict[str, Any] = {"lr": {"type": "float", "low": low, "high": max(high, low * 2), "log": True},
                              "batch_size": {"choices": [32, 64, 128]}}
     train: dict[str, Any] = {"epochs": epochs}
+    if settings.get("test_fraction") is not None:  # trials, search/best, final/ and best.yaml split as automl does
+        train["test_fraction"] = settings["test_fraction"]
     if settings.get("augment"):  # images: the augmentation is a hyperparameter like the others
         space["augment"] = {"choices": list(settings["augment"])}
     if len(optimizers) > 1:
@@ -218,7 +220,8 @@ def retrain(search: dict[str, Any], run_dir: Path, draw: Callable) -> dict[str, 
     best_yaml = portable_paths({**search["train"], "threads": 1, "val_fraction": 0.0})
     import yaml
 
-    header = ("# the final model of this automl run: the best configuration of the search, trained on train+val\n"
+    rows = "every row (train+val, no test split)" if search["train"].get("test_fraction") == 0 else "train+val"
+    header = (f"# the final model of this automl run: the best configuration of the search, trained on {rows}\n"
               "# reproduce: nnopt train --config best.yaml\n")
     atomic_write_text(run_dir / "best.yaml", header + yaml.safe_dump(best_yaml, sort_keys=False))
     shutil.copyfile(run_dir / "final" / "model.pt", run_dir / ".model.pt.tmp")
@@ -226,7 +229,7 @@ def retrain(search: dict[str, Any], run_dir: Path, draw: Callable) -> dict[str, 
     model = str(search["train"]["model"])
     return {"epochs": result.epochs, "wall_s": result.wall_s, "model": model,
             "n_params": result.config.get("n_params"), "select_wall_s": runs["best"].wall_s,
-            "summary": f"{model} trained {result.epochs} epochs on train+val in {result.wall_s:.1f} s"}
+            "summary": f"{model} trained {result.epochs} epochs on {rows} in {result.wall_s:.1f} s"}
 
 
 def compress_final(settings: dict[str, Any], search: dict[str, Any], run_dir: Path, timing: Plan, clock: Clock,
@@ -347,7 +350,16 @@ def test_final(run_dir: Path, data: Any, settings: dict[str, Any], stages: dict[
                 "max_latency_ms": costs.get("latency_ms")}
     checks = {k: {"limit": v, "value": measured[k], "ok": measured[k] is not None and measured[k] <= v}
               for k, v in constraints.items()}
-    return {"metric": metric, "final_test": final.get(metric), "compressed_test": kept.get("test"),
-            "final_metrics": final, "params": costs["params"], "size_kb": costs["size_kb"],
-            "compressed_bytes": kept["file_bytes"], "constraints": checks,
-            "summary": f"test {metric}: final {final.get(metric):.4f}, compressed {kept.get('test'):.4f}"}
+    record = {"metric": metric, "final_test": final.get(metric), "compressed_test": kept.get("test"),
+              "final_metrics": final, "params": costs["params"], "size_kb": costs["size_kb"],
+              "compressed_bytes": kept["file_bytes"], "constraints": checks}
+    if not len(data.test):  # test_fraction 0: every row trained or validated, nothing is left to score
+        return {**record, "final_test": None, "compressed_test": None, "no_test": no_test_note(run_dir),
+                "summary": no_test_note(run_dir)}
+    return {**record, "summary": f"test {metric}: final {final.get(metric):.4f}, compressed {kept.get('test'):.4f}"}
+
+
+def no_test_note(run_dir: Path) -> str:
+    """The one line automl shows in place of a test score when it held out no test rows."""
+    return (f"no test split (test_fraction 0): score it on your own test file with nnopt evaluate {run_dir} "
+            "--data test.csv")

@@ -91,11 +91,15 @@ def _verdict(config: dict[str, Any], stages: dict[str, Any]) -> list[str]:
                 "continue."]
     test, compress, retrain = stages["test"], stages.get("compress") or {}, stages.get("retrain") or {}
     metric = _metric(stages)
-    lines = [f"{retrain.get('model')} reached test {metric_label(metric)} "
-             f"{fmt_metric(metric, test.get('final_test'))} in full precision and "
-             f"{fmt_metric(metric, test.get('compressed_test'))} compressed ({compress.get('name')}), "
-             f"{fmt_bytes(test.get('compressed_bytes'))} bytes instead of {fmt_bytes(compress.get('fp32_bytes'))} "
-             f"({fmt_number(compress.get('ratio'))}x smaller)."]
+    size = (f"{fmt_bytes(test.get('compressed_bytes'))} bytes instead of {fmt_bytes(compress.get('fp32_bytes'))} "
+            f"({fmt_number(compress.get('ratio'))}x smaller)")
+    if test.get("no_test"):  # test_fraction 0: the final model trained on every row; there is no test score
+        lines = [f"{retrain.get('model')}, trained on every row of the data, compressed ({compress.get('name')}) to "
+                 f"{size}.", f"{test['no_test']}."]
+    else:
+        lines = [f"{retrain.get('model')} reached test {metric_label(metric)} "
+                 f"{fmt_metric(metric, test.get('final_test'))} in full precision and "
+                 f"{fmt_metric(metric, test.get('compressed_test'))} compressed ({compress.get('name')}), {size}."]
     search = stages.get("search") or {}
     counts = search.get("counts") or {}
     if counts:
@@ -125,10 +129,12 @@ def _card(config: dict[str, Any], stages: dict[str, Any]) -> list[tuple[str, Any
             ("model", retrain.get("model")),
             ("parameters", fmt_number(test.get("params"), 0) if test.get("params") is not None else None),
             ("training", f"{train.get('optimizer')} lr {fmt_lr(train.get('lr'))}, batch {train.get('batch_size')}, "
-                         f"{train.get('epochs')} epochs on train+val" if train else None),
-            (f"test {metric_label(metric)}", f"{fmt_metric(metric, test.get('final_test'))} (fp32), "
-                                             f"{fmt_metric(metric, test.get('compressed_test'))} (compressed)"
-             if test else None),
+                         f"{train.get('epochs')} epochs on "
+                         f"{'every row (train+val, no test split)' if train.get('test_fraction') == 0 else 'train+val'}"
+             if train else None),
+            (f"test {metric_label(metric)}", test.get("no_test") or
+             f"{fmt_metric(metric, test.get('final_test'))} (fp32), "
+             f"{fmt_metric(metric, test.get('compressed_test'))} (compressed)" if test else None),
             ("file size", f"{fmt_bytes(test.get('compressed_bytes'))} bytes compressed.nnz; "
                           f"{fmt_bytes((stages.get('compress') or {}).get('fp32_bytes'))} bytes fp32" if test else None),
             ("latency, batch 1", f"{fmt_ms(fastest[1])} ms ({fastest[0]}, one thread, median)" if fastest else None),
@@ -197,6 +203,10 @@ def _ladder(rows: list[dict[str, Any]], metric: str) -> str:
 def _variants(c: Any) -> str:
     """The final model trained on the validation rows too, so it is shown with test scores."""
     label = metric_label(c.metric)
+    if all(finite(v.get("test")) is None for v in c.variants):  # test_fraction 0: no test rows to score
+        rows = [[v["name"], fmt_bytes(v.get("file_bytes")), "kept" if v is c.kept else ""] for v in c.variants]
+        return (h.table(["variant", "file bytes", ""], rows)
+                + '<p class="note">No test split (test_fraction 0): the variants have no test score here.</p>')
     rows = [[v["name"], fmt_metric(c.metric, v.get("test")), fmt_bytes(v.get("file_bytes")),
              "kept" if v is c.kept else ""] for v in c.variants]
     return h.table(["variant", f"test {label}", "file bytes", ""], rows)
