@@ -107,8 +107,10 @@ def compare(data: Any, model: Any = "mlp:128,64", *, optimizers: Any = SEED_OPTI
     elif lr == "auto":
         lr_find_data = {}
         for name in pending:
-            found = find_lr(model, dataset, optimizer=name, seed=seed_list[0], batch_size=batch_size,
-                            **{k: v for k, v in options.items() if k in ("optimizer_params", "device", "threads")})
+            # one thread, as every run of the comparison: torch's default (a thread per core) spun against the
+            # other jobs of a busy 2-core machine, 20x slower a step (an image folder's screen: 32 s instead of 2)
+            found = find_lr(model, dataset, optimizer=name, seed=seed_list[0], batch_size=batch_size, threads=1,
+                            **{k: v for k, v in options.items() if k in ("optimizer_params", "device")})
             lr_find_data[name] = found.to_dict()
             # no descent: the finder gives the optimizer's default lr, and the table says so
             lrs[name], sources[name] = found.suggested, "auto" if found.descent else "default"

@@ -33,7 +33,6 @@ from nnopt.pipeline._budget import SCREEN_SHARE, Clock, Plan, parse_budget
 from nnopt.pipeline._stages import (
     CONSTRAINT_KEYS,
     PROBE_MODEL,
-    SCREEN_OPTIMIZERS,
     compress_final,
     export_files,
     probe,
@@ -132,7 +131,7 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
     plan = state.get("plan")
     if plan is None:
         plan = probe(loaded, seed)
-        needed = Plan(**plan).minimum_s(len(SCREEN_OPTIMIZERS))
+        needed = Plan(**plan).minimum_s(2)  # the screen runs at least two optimizers
         if budget_s < needed:
             raise UsageError(f"a budget of {budget_s:g} s is too small for {loaded.name}: one epoch of {PROBE_MODEL} "
                              f"takes {plan['epoch_s']:.2f} s here and the stages need about {needed:.0f} s; "

@@ -27,6 +27,8 @@ EPOCHS_RANGE = (3, 30)  # epochs per search trial
 # untrained, while 30 epochs there cost a fraction of a second.
 MIN_STEPS = 300
 SIZE_FACTOR = 2.0  # searched networks train this much slower than the probe network, on average
+FINDER_STEPS = 150  # find_lr's steps (train/_lr_find.py)
+FINDER_STEP_COST = 1.3  # a finder step against a training step: its loss read each step, a forward on fixed rows
 TRIAL_COSTS_S = 0.2  # measuring a candidate's size and batch-1 latency before it trains
 # Measured after the search of a 60-s run on hpc (2 cores, load 1): ONNX export, int8 quantization and latency
 # timing 3.0 s (the first torch.export of the process 2.2 of it), the reports of search, best, final, compressed
@@ -68,6 +70,7 @@ class Plan:
     run_s: float  # the fixed cost of one training run: building, evaluating, writing
     finetune_epochs: int  # compress's fine-tuning epochs on this data
     min_epochs: int = EPOCHS_RANGE[0]  # epochs a trial gets when budget allows (min_trial_epochs); older plans lack it
+    steps_per_epoch: int = 0  # the probe's training batches per epoch at batch 64; older plans lack it (0)
 
     def trial_s(self, epochs: int) -> float:
         return self.run_s + TRIAL_COSTS_S + epochs * self.epoch_s * SIZE_FACTOR
@@ -79,9 +82,29 @@ class Plan:
         compress = LADDER_RUNS * (self.run_s + LADDER_EPOCHS * self.finetune_epochs * self.epoch_s * SIZE_FACTOR)
         return retrain + compress + EXPORT_S + REPORTS_S
 
+    def finder_s(self) -> float:
+        """One LR range test of the probe network: up to FINDER_STEPS steps, and as many again on fixed rows when
+        the batches' losses are too noisy (small data). On a few hundred rows an epoch is a few steps, so the
+        finder is dozens of epochs, not the three it was priced at (281 images of 32x32x3: 0.4 s a finder
+        against 0.015 s an epoch)."""
+        if not self.steps_per_epoch:
+            return 3 * self.epoch_s
+        return 2 * FINDER_STEPS * FINDER_STEP_COST * self.epoch_s / self.steps_per_epoch
+
     def screen_s(self, n_optimizers: int, epochs: int) -> float:
-        # each optimizer: a run, and ~150 LR-finder steps (a few epochs' worth)
-        return n_optimizers * (2 * self.run_s + (epochs + 3) * self.epoch_s) + REPORTS_S / 4
+        # each optimizer: an LR range test and a run
+        return n_optimizers * (2 * self.run_s + epochs * self.epoch_s + self.finder_s()) + REPORTS_S / 4
+
+    def screen_optimizers(self, seconds: float, most: int) -> int:
+        """How many optimizers (at least 2, at most `most`) the screen's `seconds` fit, each with its finder
+        and a run of 2 epochs."""
+        each = 2 * self.run_s + 2 * self.epoch_s * 1.5 + self.finder_s()
+        return max(2, min(most, int(seconds / max(each, 1e-9))))
+
+    def screen_epochs(self, seconds: float, n_optimizers: int) -> int:
+        """Epochs per screen run, 2 to 15, in what the finders leave of `seconds`."""
+        left = seconds / n_optimizers - 2 * self.run_s - self.finder_s()
+        return max(2, min(15, int(left / (self.epoch_s * 1.5))))
 
     def epochs_per_trial(self, search_s: float) -> int:
         wanted = self._epochs_fitting(search_s / TRIALS_WANTED)

@@ -61,14 +61,15 @@ def probe(data: Any, seed: int) -> dict[str, Any]:
     total = time.perf_counter() - start
     epoch_s = max(1e-3, result.wall_s / 3)
     return {"epoch_s": epoch_s, "run_s": max(0.0, total - result.wall_s), "finetune_epochs": compress_epochs(data, 64),
-            "min_epochs": min_trial_epochs(len(hidden.train))}
+            "min_epochs": min_trial_epochs(len(hidden.train)), "steps_per_epoch": max(1, math.ceil(len(hidden.train) / 64))}
 
 
 def screen(data: Any, out: Path, timing: Plan, seconds: float, seed: int, draw: Callable) -> dict[str, Any]:
-    n = len(SCREEN_OPTIMIZERS)
-    epochs = max(2, min(15, int(seconds / (n * timing.epoch_s * 1.5)) - 3))
-    result = compare(data, PROBE_MODEL, optimizers=",".join(SCREEN_OPTIMIZERS), lr="auto", epochs=epochs, seeds=1,
-                     out=out)
+    # the optimizers in SCREEN_OPTIMIZERS' order that the screen's share fits, each with its LR range test
+    n = timing.screen_optimizers(seconds, len(SCREEN_OPTIMIZERS))
+    epochs = timing.screen_epochs(seconds, n)
+    result = compare(data, PROBE_MODEL, optimizers=",".join(SCREEN_OPTIMIZERS[:n]), lr="auto", epochs=epochs,
+                     seeds=1, out=out)
     draw(out)
     key = "val_accuracy_mean" if data.task == "classification" else "val_r2_mean"
     rows = [{"optimizer": r["optimizer"], "lr": r["lr"], "val": r.get(key), "diverged": r.get("diverged", 0)}
