@@ -127,6 +127,15 @@ def test_without_a_spec_data_tunes_the_default_space(tmp_path, run_cli, data, me
     code, stdout, err = run_cli("train", "--config", out / "best.yaml", "--out", tmp_path / "again", "--json")
     assert code == 0, err
     assert json.loads(stdout)["metrics"]["val"][metric[4:]] == pytest.approx(summary["best_value"], abs=1e-9)
+    # best/ records where its rows come from: evaluate and compress find its test split without --data
+    config = json.loads((out / "best" / "config.json").read_text())
+    assert config["data"] == data
+    best_test = json.loads((out / "best" / "summary.json").read_text())["metrics"]["test"][metric[4:]]
+    code, stdout, err = run_cli("evaluate", out / "best", "--split", "test", "--json", "--out", tmp_path / "ev")
+    assert code == 0, err
+    assert json.loads(stdout)["metrics"][metric[4:]] == pytest.approx(best_test, abs=1e-6)
+    code, _, err = run_cli("compress", out / "best", "--quantize", "int8", "--out", tmp_path / "c", "--json")
+    assert code == 0, err
 
 
 @pytest.mark.parametrize("args, fragment", [

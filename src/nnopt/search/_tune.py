@@ -340,7 +340,13 @@ def _finish(study: optuna.Study, spec: TuneSpec | None, objectives: list[Objecti
             atomic_write_text(run_dir / "best.yaml", header + yaml.safe_dump(settings, sort_keys=False))
         if data is not None:
             model, settings = fit_arguments(spec, best[0].params)
-            fit(model, data, seed=spec.seed or 0, out=run_dir / "best", **settings)
+            if isinstance(spec.data, str):  # by its name and loading keys, as best.yaml: best/ records where its
+                # rows come from, so `nnopt evaluate best --split test` and `nnopt compress best` find them again
+                settings = spec.trial_train_spec(best[0].params)
+                model, source = settings.pop("model"), settings.pop("data")
+                fit(model, source, **{"seed": spec.seed or 0, **settings, "out": run_dir / "best"})
+            else:
+                fit(model, data, seed=spec.seed or 0, out=run_dir / "best", **settings)
     return result
 
 
