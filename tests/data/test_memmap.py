@@ -99,3 +99,44 @@ def test_memmap_larger_than_the_memory_limit_trains_an_epoch(tmp_path):
     assert result["whole"] == "MemoryError"  # the limit bites: the array cannot be read into memory
     # one epoch of a linear model among 1022 noise columns: 0.90 (chance 0.5)
     assert result["n_train"] == round(rows * 0.7) and result["accuracy"] >= 0.85
+
+
+def test_the_command_line_takes_a_npy_pair_and_predicts_and_evaluates_npy_rows(tmp_path, run_cli):
+    """`--data X.npy,y.npy` is the (X, y) pair the Python API takes; signals (n, 1, L) reach a 1-D conv factory
+    as they are. evaluate --split test re-reads the pair from config.json; predict takes a .npy of rows alone."""
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 1, 32, dtype=np.float32)
+    y = rng.integers(0, 2, 300)
+    # class 1 swings four times as wide as class 0, each at a random phase
+    phase = rng.uniform(0, 2 * np.pi, (300, 1))
+    X = np.where(y[:, None] == 1, 2.0, 0.5) * np.sin(2 * np.pi * 3 * t + phase) + 0.1 * rng.standard_normal((300, 32))
+    np.save(tmp_path / "X.npy", X[:, None, :].astype(np.float32))
+    np.save(tmp_path / "y.npy", y)
+    pair = f"{tmp_path / 'X.npy'},{tmp_path / 'y.npy'}"
+    module = tmp_path / "signalnets.py"
+    module.write_text(textwrap.dedent("""
+        from torch import nn
+
+        def make(input_shape, n_outputs):
+            return nn.Sequential(nn.Conv1d(input_shape[0], 8, 5, padding=2), nn.ReLU(), nn.AdaptiveAvgPool1d(1),
+                                 nn.Flatten(), nn.Linear(8, n_outputs))
+    """))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        code, out, err = run_cli("train", "--data", pair, "--model", "signalnets:make", "--epochs", "30",
+                                 "--out", tmp_path / "run", "--json")
+        assert code == 0, err
+        test = json.loads(out)["metrics"]["test"]["accuracy"]
+        assert test >= 0.9
+        assert json.loads((tmp_path / "run" / "config.json").read_text())["data"] == pair
+        code, out, err = run_cli("evaluate", tmp_path / "run", "--split", "test", "--json", "--out", tmp_path / "ev")
+        assert code == 0, err
+        assert json.loads(out)["metrics"]["accuracy"] == pytest.approx(test, abs=1e-9)
+        code, out, err = run_cli("predict", tmp_path / "run", "--data", tmp_path / "X.npy", "--out",
+                                 tmp_path / "p.csv", "--json")
+        assert code == 0, err
+        predictions = (tmp_path / "p.csv").read_text().split()[1:]
+        assert len(predictions) == 300 and np.mean(np.array(predictions, dtype=int) == y) >= 0.9
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("signalnets", None)

@@ -15,7 +15,8 @@ from nnopt.errors import UsageError
 def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.ArgumentParser) -> None:
     train = sub.add_parser("train", parents=[common], help="train a model on a dataset", description="Train a model on a dataset.",
                            argument_default=argparse.SUPPRESS)
-    train.add_argument("--data", help="built-in dataset name (see `nnopt datasets`) or a .csv/.npz/.parquet/IDX path")
+    train.add_argument("--data", help="built-in dataset name (see `nnopt datasets`), a .csv/.parquet/.npz/.npy file, "
+                       "X.npy,y.npy (a pair), an image folder or an IDX directory")
     train.add_argument("--target", help="target column of a CSV/parquet file (default: the last column)")
     train.add_argument("--task", choices=["classification", "regression"], help="override task detection")
     table_flags(train, suppress=True)

@@ -97,6 +97,15 @@ def _resolve(source, target: str | None, sep: str | None = None) -> tuple[str, R
                     f"got {describe(source)}")
 
 
+def npy_pair(data):
+    """"X.npy,y.npy" (how the command line gives an (X, y) pair of .npy files) -> the pair; anything else as is."""
+    if isinstance(data, str) and "," in data:
+        parts = [part.strip() for part in data.split(",")]
+        if len(parts) == 2 and all(part.lower().endswith(".npy") for part in parts):
+            return tuple(parts)
+    return data
+
+
 @keywords_checked
 def load_data(data, *, target: str | None = None, task: str | None = None, val_fraction: float = 0.15,
               test_fraction: float = 0.15, seed: int = 0, scale: str = "auto", drop=None, categorical=None,
@@ -122,6 +131,7 @@ def load_data(data, *, target: str | None = None, task: str | None = None, val_f
     """
     if isinstance(data, Data):
         return data
+    data = npy_pair(data)
     target = target_name(target)
     if task == "auto":
         task = None

@@ -78,7 +78,8 @@ def _arrays(data) -> tuple[np.ndarray, np.ndarray, str]:
         whole = _npy(data, "data")
         if whole.ndim != 2 or whole.shape[1] < 2:
             raise DataError(f"{data} holds an array of shape {whole.shape}; a single .npy file must be 2-D with the "
-                            "target in its last column, or give (X, y) as two .npy paths")
+                            "target in its last column, or give (X, y) as two .npy paths (on the command line: --data "
+                            "X.npy,y.npy)")
         return whole[:, :-1], np.asarray(whole[:, -1]), Path(data).name
     X, y = data
     X = _npy(X, "data") if isinstance(X, (str, os.PathLike)) else X

@@ -1,7 +1,8 @@
 """Rows as a source holds them — not split, not scaled — for using a trained model on new data.
 
 A table (.csv, .parquet) is matched to the model's feature columns by name, so its columns may come in any
-order; built-in names, .npz files, IDX directories and arrays are taken by position.
+order; built-in names, .npz and .npy files, IDX directories and arrays are taken by position (a .npy file alone is rows
+without labels; "X.npy,y.npy" or an (X, y) pair of .npy paths, rows and labels).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import torch
 
 from nnopt.data._files import _target_column, check_duplicates, parse_csv, read_parquet_columns
 from nnopt.data._images import image_rows, is_image_source
-from nnopt.data._load import _frame_columns, _resolve, is_frame
+from nnopt.data._load import _frame_columns, _resolve, is_frame, npy_pair
+from nnopt.data._memmap import _npy, is_memmap_source
 from nnopt.data._values import as_numbers
 from nnopt.data._prepare import _split_rows
 from nnopt.data._types import Data, RawData
@@ -54,6 +56,12 @@ def load_rows(source, *, features: Sequence[str] | None = None, target: str | No
                         "name, an (X, y) tuple or an X array)")
     if isinstance(source, (np.ndarray, torch.Tensor, list)):
         return RawData(X=_array(source), y=None, source="arrays")
+    source = npy_pair(source)
+    if is_memmap_source(source):  # .npy files: X alone (rows to predict), or the (X, y) pair a model trained on
+        X, y = (source, None) if isinstance(source, (str, os.PathLike)) else source
+        X = np.asarray(_npy(X, "data") if isinstance(X, (str, os.PathLike)) else X)
+        y = None if y is None else np.asarray(_npy(y, "data") if isinstance(y, (str, os.PathLike)) else y)
+        return RawData(X=X, y=y, source="npy")
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
         if path.is_file() and path.suffix.lower() in TABLES:
