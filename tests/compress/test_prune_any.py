@@ -127,6 +127,28 @@ def test_unstructured_pruning_and_quantization_reach_every_linear_and_conv():
     assert sum(1 for m in qat.modules() if hasattr(m, "parametrizations")) == len(layers)
 
 
+class PooledBranches(nn.Module):
+    """Two conv branches, each pooled and flattened, concatenated into the head: a graph torch-pruning 1.6 prunes
+    inconsistently (the head keeps 14 inputs for 12 channels)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.b = nn.Sequential(nn.Conv2d(3, 8, 5, padding=2), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten())
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.head(torch.cat([self.a(x), self.b(x)], dim=1))
+
+
+def test_a_graph_torch_pruning_cannot_prune_is_one_line_naming_the_methods_that_can():
+    with pytest.raises(UsageError, match=r"^structured pruning \(torch-pruning's dependency graph\) could not prune "
+                                         r"PooledBranches \(.*\); use prune_method='magnitude' or global"):
+        prune(PooledBranches().eval(), 0.5, "structured", example_inputs=example_batch((3, 16, 16)))
+    small = prune(PooledBranches(), 0.5, "magnitude")  # what the message offers works
+    assert small(torch.randn(2, 3, 16, 16)).shape == (2, 4)
+
+
 def test_structured_pruning_of_a_user_module_needs_an_example_batch():
     with pytest.raises(UsageError, match=r"example_inputs="):
         prune(SwishMLP(48, 4), 0.5, "structured")

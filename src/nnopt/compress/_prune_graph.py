@@ -53,14 +53,15 @@ def prune_graph(model: nn.Module, amount: float, example_inputs: torch.Tensor | 
         pruner = tp.pruner.MetaPruner(new, example_inputs, importance=tp.importance.MagnitudeImportance(p=2),
                                       pruning_ratio=amount, ignored_layers=outputs, global_pruning=False)
         pruner.step()
+        with torch.no_grad():  # a graph torch-pruning mis-indexes (a concatenation of flattened branches) fails here
+            out = new(*example_inputs) if isinstance(example_inputs, tuple) else new(example_inputs)
     except UsageError:
         raise
     except Exception as exc:  # noqa: BLE001 - torch-pruning could not trace or prune this graph: say so, in one line
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-        raise UsageError(f"structured pruning could not trace {type(model).__name__} ({detail}); "
-                         f"use {param('prune_method', 'magnitude')} or global") from None
-    with torch.no_grad():
-        out = new(*example_inputs) if isinstance(example_inputs, tuple) else new(example_inputs)
+        raise UsageError(f"structured pruning (torch-pruning's dependency graph) could not prune "
+                         f"{type(model).__name__} ({detail}); use {param('prune_method', 'magnitude')} or global, "
+                         "which prune any graph") from None
     if torch.is_tensor(out) and any(p.numel() == 0 for p in new.parameters()):
         raise UsageError(f"{param('prune', float(f'{amount:g}'))} would remove every channel of a layer; "
                          "use a smaller amount")
