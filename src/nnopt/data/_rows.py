@@ -16,6 +16,7 @@ import torch
 from nnopt.data._files import _target_column, check_duplicates, parse_csv, read_parquet_columns
 from nnopt.data._images import image_rows, is_image_source
 from nnopt.data._load import _frame_columns, _resolve, is_frame
+from nnopt.data._torch_dataset import is_torch_source, torch_rows
 from nnopt.data._values import as_numbers
 from nnopt.data._prepare import _split_rows
 from nnopt.data._types import Data, RawData
@@ -34,7 +35,8 @@ def load_rows(source, *, features: Sequence[str] | None = None, target: str | No
     `columns`. Otherwise `features` (the model's feature names) picks the feature columns by name — a
     missing one, or a column that is neither a feature, the target nor in `ignore`, is a DataError naming
     it; without `features` every other column is a feature.
-    Any other source (a built-in name, .npz, IDX directory, (X, y) tuple, or an X array) keeps its order;
+    Any other source (a built-in name, .npz, IDX directory, (X, y) tuple, an X array, or a torch Dataset or
+    DataLoader, read through whole) keeps its order;
     a shipped test split stays in `test`.
     `image` (the size and channels a model was trained on): a folder of images or image files, decoded to them;
     `labelled` reads class folders as labels (an ImageFolder), else any layout; `strict` stops at a bad file.
@@ -54,6 +56,9 @@ def load_rows(source, *, features: Sequence[str] | None = None, target: str | No
                         "name, an (X, y) tuple or an X array)")
     if isinstance(source, (np.ndarray, torch.Tensor, list)):
         return RawData(X=_array(source), y=None, source="arrays")
+    if is_torch_source(source):  # its samples in its order, as the source transforms them
+        X, y, names = torch_rows(source, labelled=labelled)
+        return RawData(X=X, y=y, source="torch-dataset", class_names=names)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
         if path.is_file() and path.suffix.lower() in TABLES:
