@@ -41,7 +41,13 @@ def load_rows(source, *, features: Sequence[str] | None = None, target: str | No
     `image` (the size and channels a model was trained on): a folder of images or image files, decoded to them;
     `labelled` reads class folders as labels (an ImageFolder), else any layout; `strict` stops at a bad file.
     """
-    if image is not None and is_image_source(source):
+    if is_image_source(source):
+        if image is None:  # else a folder would be read as an IDX directory, and file names as values
+            what = f"{source} is a folder of images" if isinstance(source, (str, os.PathLike)) and \
+                Path(source).is_dir() else "these are image files"
+            raise DataError(f"{what}, and the model records no image size to decode them to (it was not trained "
+                            "on an image folder); give the rows as an array in the shape the model takes (X, or "
+                            "(X, y) with labels), or a torch Dataset of them")
         return image_rows(source, image, labels=labelled, strict=strict)
     if is_frame(source) or (isinstance(source, tuple) and len(source) == 2 and is_frame(source[0])):
         frame, labels = (source, None) if is_frame(source) else source

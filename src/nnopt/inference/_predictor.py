@@ -260,6 +260,10 @@ def module_predictor(network: nn.Module, data: Any, sample_shape: Any) -> Predic
                              f"{param('sample_shape')}, the shape of one sample, e.g. (3, 32, 32) or (20,)")
         raw = load_rows(data)
         sample_shape = tuple(np.asarray(raw.X).shape[1:])
+        if not sample_shape or 0 in sample_shape:
+            raise UsageError(f"{param('data')} holds {np.asarray(raw.X).shape[0]} values, not rows of features "
+                             f"(array shape {np.asarray(raw.X).shape}); give rows, an array of shape (n, features) "
+                             f"or (n, C, H, W), or give {param('sample_shape')}")
     shape = _sample_shape(sample_shape)
     was = network.training
     try:
