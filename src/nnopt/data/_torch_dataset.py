@@ -231,10 +231,15 @@ def torch_rows(source, *, labelled: bool = True,
     ys: list[np.ndarray] = []
     try:
         for batch in batches:
+            if isinstance(batch, (tuple, list)) and len(batch) == 1:  # (features,) samples: TensorDataset(X)
+                batch = batch[0]
             pair = isinstance(batch, (tuple, list)) and len(batch) == 2
             if not pair and (labelled or not isinstance(batch, torch.Tensor)):
+                got = f"samples of {len(batch)} items" if isinstance(batch, (tuple, list)) else \
+                    "features alone" if isinstance(batch, torch.Tensor) else f"samples batched to {describe(batch)}"
+                why = " (evaluate needs the labels; nnopt.predict takes features alone)" if labelled else ""
                 raise DataError(f"the samples of {param('data')} must be (features, label) pairs"
-                                f"{'' if labelled else ' or features alone'}; got a batch of {describe(batch)}")
+                                f"{'' if labelled else ' or features alone'}; got {got}{why}")
             xb = torch.as_tensor(batch[0] if pair else batch)
             xs.append(xb.detach().cpu().numpy())
             if pair:
