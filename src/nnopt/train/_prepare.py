@@ -103,9 +103,9 @@ def check_streamed(spec: TrainSpec, data: Data) -> None:
 
 def check_forward(net: nn.Module, shape: tuple[int, ...], data: Data | None = None) -> Any:
     """Run one zero sample through the network and return its output; a module that cannot take the data's
-    shape is a usage error named here, before training, rather than a traceback from the first batch. On a table the usual cause is a
-    first layer sized by the table's column count, which its encoding (one-hot levels, missing-value
-    indicators) turns into more input features: the message gives both counts."""
+    shape is a usage error named here, before training, rather than a traceback from the first batch. On a
+    table the usual cause is a first layer sized by the table's column count, which its encoding (one-hot
+    levels, missing-value indicators) turns into more input features: the message gives both counts."""
     param = next(net.parameters(), None)
     was_training = net.training
     net.eval()
