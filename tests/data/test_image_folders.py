@@ -106,7 +106,7 @@ def test_a_folder_given_to_a_model_not_trained_on_images_says_so(folder, tmp_pat
     net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 3))
     nnopt.fit(net, (X, np.arange(60) % 3), epochs=1, out=run)
     message = "is a folder of images, and the model records no image size to decode them to (it was not trained on " \
-              "an image folder); give the rows as an array in the shape the model takes"
+              "an image folder); give the rows in the shape the model takes as arrays: an .npz file (x, y)"
     for command in ("evaluate", "predict"):
         code, _, err = run_cli(command, run, "--data", folder, "--out", tmp_path / f"{command}.out")
         assert code == 2 and err.count("\n") == 1 and f"error: {folder} {message}" in err

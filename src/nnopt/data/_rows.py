@@ -46,8 +46,8 @@ def load_rows(source, *, features: Sequence[str] | None = None, target: str | No
             what = f"{source} is a folder of images" if isinstance(source, (str, os.PathLike)) and \
                 Path(source).is_dir() else "these are image files"
             raise DataError(f"{what}, and the model records no image size to decode them to (it was not trained "
-                            "on an image folder); give the rows as an array in the shape the model takes (X, or "
-                            "(X, y) with labels), or a torch Dataset of them")
+                            "on an image folder); give the rows in the shape the model takes as arrays: an .npz file "
+                            "(x, y), or from Python X, (X, y) or a torch Dataset")
         return image_rows(source, image, labels=labelled, strict=strict)
     if is_frame(source) or (isinstance(source, tuple) and len(source) == 2 and is_frame(source[0])):
         frame, labels = (source, None) if is_frame(source) else source
