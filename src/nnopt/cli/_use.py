@@ -79,8 +79,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 ["metric", "value"])
     _print_notes(console, result)
     # the files that did not decode belong to no split: counted against every file read, as training counts them
-    print_skipped(console, {"skipped": len(result.skipped), "files": (result.read or result.rows) + len(result.skipped),
-                            "skipped_files": result.skipped})
+    files = (result.read or result.rows) + len(result.skipped)
+    print_skipped(console, {"skipped": len(result.skipped), "files": files, "skipped_files": result.skipped})
     if result.importance:
         console.print(f"Permutation importance: the drop in {result.importance[0]['metric']} when a column's values "
                       f"are shuffled (mean ± std over {args.repeats or IMPORTANCE_REPEATS} permutations)")

@@ -13,7 +13,7 @@ from torch import nn
 
 from nnopt.config import DEFAULT_EPOCHS, FULL_BATCH_EPOCHS, TrainSpec, table_settings
 from nnopt.data import Data, DatasetSplit, load_data
-from nnopt.errors import UsageError, param
+from nnopt.errors import UsageError, describe, param
 from nnopt.models import ArchSpec, build_model, flops_per_sample, module_takes_flat_rows, takes_flat_rows
 from nnopt.optim import OPTIMIZERS
 from nnopt.train._batches import LoaderSource, MemmapSource, TensorSource, make_source
@@ -138,9 +138,8 @@ def check_output(out: Any, shape: tuple[int, ...], data: Data, *, factory: str |
     a factory built it."""
     batch = (1, *shape)
     if not isinstance(out, torch.Tensor):
-        kind = type(out).__name__
-        raise UsageError(f"the model returns a {kind}, not a tensor, for a batch of shape {batch}; nnopt trains on "
-                         f"one tensor of shape (batch, {data.n_outputs}): have forward return the "
+        raise UsageError(f"the model returns {describe(out)}, not a tensor, for a batch of shape {batch}; nnopt "
+                         f"trains on one tensor of shape (batch, {data.n_outputs}): have forward return the "
                          f"{'logits' if data.task == 'classification' else 'predictions'} alone")
     k = data.n_outputs
     got = tuple(out.shape)
