@@ -88,6 +88,37 @@ def test_evaluate_on_the_folder_reproduces_the_test_split(trained, folder):
     assert result.class_names == list(SHAPES) and len(result.skipped) == 1
 
 
+def test_evaluate_split_counts_the_corrupt_file_against_every_file_read(trained, folder, tmp_path, run_cli):
+    code, stdout, _ = run_cli("evaluate", trained, "--data", folder, "--split", "test", "--out", tmp_path / "ev")
+    n_test = json.loads((trained / "config.json").read_text())["data_info"]["n_test"]
+    assert code == 0 and f"{n_test} test rows of" in stdout
+    assert f"skipped 1 of {3 * PER_CLASS + 1} images" in stdout  # as training counted it: the file is in no split
+
+
+def test_a_folder_given_to_a_model_not_trained_on_images_says_so(folder, tmp_path, run_cli):
+    import torch
+    from torch import nn
+
+    import nnopt
+
+    run = tmp_path / "arrays"
+    X = np.random.default_rng(0).normal(size=(60, 3, 16, 16)).astype(np.float32)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 3))
+    nnopt.fit(net, (X, np.arange(60) % 3), epochs=1, out=run)
+    message = "is a folder of images, and the model records no image size to decode them to (it was not trained on " \
+              "an image folder); give the rows in the shape the model takes as arrays: an .npz file (x, y)"
+    for command in ("evaluate", "predict"):
+        code, _, err = run_cli(command, run, "--data", folder, "--out", tmp_path / f"{command}.out")
+        assert code == 2 and err.count("\n") == 1 and f"error: {folder} {message}" in err
+    with pytest.raises(DataError, match=r"^these are image files, and the model records no image size"):
+        nnopt.predict(net, [sorted((folder / "cross").glob("*.png"))[0]])
+    with pytest.raises(DataError, match="is a folder of images"):
+        nnopt.evaluate(net, folder)
+    with pytest.raises(UsageError, match=r"^data= holds 5 values, not rows of features \(array shape \(5,\)\); "
+                                         r"give rows.*or give sample_shape="):
+        nnopt.predict(net, torch.zeros(5))
+
+
 def test_strict_stops_at_the_corrupt_file(folder, tmp_path, run_cli):
     code, _, err = run_cli("train", "--data", folder, "--strict", "--epochs", "1", "--out", tmp_path / "run")
     assert code == 2

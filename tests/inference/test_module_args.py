@@ -112,3 +112,16 @@ def test_compress_model_takes_a_module_and_its_data(tmp_path):
                                                r".* needs the class "
                                                r"torch\.nn\.modules\.container\.Sequential importable"):
         nnopt.compress_model(tmp_path / "seq", (X, y), prune=0.5)
+
+
+def test_a_module_returning_a_tuple_is_one_clear_error_for_predict_and_evaluate():
+    X, y = images(20)
+
+    class WithFeatures(ChannelNet):
+        def forward(self, x):
+            return super().forward(x), x
+
+    for call in (lambda: nnopt.predict(WithFeatures(), X), lambda: nnopt.evaluate(WithFeatures(), (X, y))):
+        with pytest.raises(nnopt.UsageError, match=r"^the model returns a tuple for a batch of shape \(2, 3, 8, 8\); "
+                                                   r"predict and evaluate read one tensor of shape \(batch, outputs\)"):
+            call()

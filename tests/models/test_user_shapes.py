@@ -152,3 +152,62 @@ def test_nnopt_models_handed_back_as_modules_keep_flat_rows():
     assert module_takes_flat_rows(net) and not module_takes_flat_rows(torch.nn.Linear(64, 10))
     result = nnopt.fit(net, "digits", epochs=5)
     assert result.metrics["test"]["accuracy"] > 0.8
+
+
+class LogitsAndFeatures(nn.Module):
+    """Returns (logits, features), as models with an auxiliary output do."""
+
+    def __init__(self):
+        super().__init__()
+        self.body, self.head = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU()), nn.Linear(16, 10)
+
+    def forward(self, x):
+        h = self.body(x)
+        return self.head(h), h
+
+
+def test_a_module_whose_output_does_not_fit_the_classes_is_one_clear_error_before_training(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(UsageError, match=r"^10 classes take 10 outputs \(one logit per class\); the model returns 7 "
+                                         r"per sample .*give the last layer 10 outputs"):
+        nnopt.fit(nn.Sequential(nn.Flatten(), nn.Linear(64, 7)), "digits", epochs=1, out=out)
+    assert not out.exists()  # nothing written: the check runs before the run directory is made
+    with pytest.raises(UsageError, match=r"^the model returns a tuple, not a tensor, .*shape \(batch, 10\): have "
+                                         r"forward return the logits alone"):
+        nnopt.fit(LogitsAndFeatures(), "digits", epochs=1)
+    with pytest.raises(UsageError, match=r"^the model returns shape \(1,\) .*must return \(batch, outputs\), here "
+                                         r"\(1, 1\): 1 regression target takes 1 output"):
+        nnopt.fit(nn.Sequential(nn.Linear(10, 1), nn.Flatten(0)), "diabetes", epochs=1)
+
+
+def test_two_classes_take_one_logit_and_two_logits_are_refused_by_name():
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    with pytest.raises(UsageError, match=r"^two classes take 1 output \(a logit, trained with binary "
+                                         r"cross-entropy\); the model returns 2 per sample .*n_outputs=1"):
+        nnopt.fit(nn.Linear(30, 2), (X, y), epochs=1)
+    result = nnopt.fit(nn.Linear(30, 1), (X, y), epochs=20, lr=0.01, seed=0)
+    assert result.metrics["test"]["accuracy"] > 0.9
+
+
+def test_a_factory_that_ignores_n_outputs_is_named_by_every_entry_point(tmp_path, run_cli):
+    out = tmp_path / "cli"
+    code, stdout, stderr = run_cli("train", "--data", "digits", "--model", "usermodels:make_fixed_head",
+                                   "--epochs", "1", "--out", out)
+    assert code == 2 and stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert stderr.startswith("error: 10 classes take 10 outputs") and \
+        "the factory usermodels:make_fixed_head is given n_outputs=10: build its last layer with it" in stderr
+    assert not out.exists()
+    with pytest.raises(UsageError, match="returns 7 per sample"):
+        nnopt.find_lr("usermodels:make_fixed_head", "digits")
+    with pytest.raises(UsageError, match="returns 7 per sample"):
+        nnopt.compare("digits", "usermodels:make_fixed_head", optimizers="adam,sgd", epochs=1)
+    with pytest.raises(UsageError, match="returns 7 per sample"):  # before any fine-tuning or file
+        nnopt.compress_model(nn.Sequential(nn.Flatten(), nn.Linear(64, 7)), "digits", quantize="int8",
+                             out=tmp_path / "compressed")
+    assert not (tmp_path / "compressed" / "results.json").exists()
+    result = nnopt.tune({"data": "digits", "model": {"factory": "usermodels:make_fixed_head"},
+                         "train": {"epochs": 1}, "trials": 1, "space": {"lr": {"choices": [0.01]}}}, report=False)
+    reasons = [t.user_attrs.get("fail_reason", "") for t in result.frozen_trials]
+    assert len(reasons) == 1 and "the factory usermodels:make_fixed_head is given n_outputs=10" in reasons[0]

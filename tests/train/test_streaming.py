@@ -100,6 +100,22 @@ def test_dataset_classes_name_the_classes_through_predict(tmp_path):
     assert np.mean(predicted.predictions == truth) >= 0.9
 
 
+def test_evaluate_and_predict_read_a_dataset_or_dataloader_in_order(tmp_path):
+    names = [f"d{k}" for k in range(10)]
+    result = nnopt.fit("mlp:32", Counted(classes=names), epochs=4, seed=0, out=tmp_path / "run")
+    subset = torch.utils.data.Subset(Counted(classes=names), range(300))  # labels are class indices, named by .classes
+    by_dataset = nnopt.evaluate(tmp_path / "run", subset)
+    by_loader = nnopt.evaluate(tmp_path / "run", DataLoader(Counted(300, classes=names), batch_size=32))
+    by_arrays = nnopt.evaluate(tmp_path / "run", (X[:300].numpy(), np.array(names)[DIGITS.target[:300]]))
+    assert by_dataset.rows == by_loader.rows == 300
+    assert by_dataset.metrics == by_loader.metrics == by_arrays.metrics and by_dataset.metrics["accuracy"] >= 0.9
+    predicted = nnopt.predict(tmp_path / "run", TensorDataset(X[:300]))  # features alone: no labels needed
+    assert predicted.predictions.tolist() == nnopt.predict(tmp_path / "run", X[:300].numpy()).predictions.tolist()
+    with pytest.raises(DataError, match=r"^the samples of data= must be \(features, label\) pairs; got features "
+                                         r"alone \(evaluate needs the labels; nnopt.predict takes features alone\)$"):
+        nnopt.evaluate(tmp_path / "run", TensorDataset(X[:30]))
+
+
 def test_no_label_pass_when_task_and_n_classes_are_given_exact_calls():
     ds = Counted(300)
     data = nnopt.load_data(ds, task="classification", n_classes=10)

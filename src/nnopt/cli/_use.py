@@ -78,8 +78,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print_table("", [{"metric": name, "value": num(value)} for name, value in result.metrics.items()],
                 ["metric", "value"])
     _print_notes(console, result)
-    print_skipped(console, {"skipped": len(result.skipped), "files": result.rows + len(result.skipped),
-                            "skipped_files": result.skipped})
+    # the files that did not decode belong to no split: counted against every file read, as training counts them
+    files = (result.read or result.rows) + len(result.skipped)
+    print_skipped(console, {"skipped": len(result.skipped), "files": files, "skipped_files": result.skipped})
     if result.importance:
         console.print(f"Permutation importance: the drop in {result.importance[0]['metric']} when a column's values "
                       f"are shuffled (mean ± std over {args.repeats or IMPORTANCE_REPEATS} permutations)")

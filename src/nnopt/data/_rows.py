@@ -18,6 +18,7 @@ from nnopt.data._files import _target_column, check_duplicates, parse_csv, read_
 from nnopt.data._images import image_rows, is_image_source
 from nnopt.data._load import _frame_columns, _resolve, is_frame, npy_pair
 from nnopt.data._memmap import _npy, is_memmap_source
+from nnopt.data._torch_dataset import is_torch_source, torch_rows
 from nnopt.data._values import as_numbers
 from nnopt.data._prepare import _split_rows
 from nnopt.data._types import Data, RawData
@@ -36,12 +37,19 @@ def load_rows(source, *, features: Sequence[str] | None = None, target: str | No
     `columns`. Otherwise `features` (the model's feature names) picks the feature columns by name — a
     missing one, or a column that is neither a feature, the target nor in `ignore`, is a DataError naming
     it; without `features` every other column is a feature.
-    Any other source (a built-in name, .npz, IDX directory, (X, y) tuple, or an X array) keeps its order;
+    Any other source (a built-in name, .npz, IDX directory, (X, y) tuple, an X array, or a torch Dataset or
+    DataLoader, read through whole) keeps its order;
     a shipped test split stays in `test`.
     `image` (the size and channels a model was trained on): a folder of images or image files, decoded to them;
     `labelled` reads class folders as labels (an ImageFolder), else any layout; `strict` stops at a bad file.
     """
-    if image is not None and is_image_source(source):
+    if is_image_source(source):
+        if image is None:  # else a folder would be read as an IDX directory, and file names as values
+            what = f"{source} is a folder of images" if isinstance(source, (str, os.PathLike)) and \
+                Path(source).is_dir() else "these are image files"
+            raise DataError(f"{what}, and the model records no image size to decode them to (it was not trained "
+                            "on an image folder); give the rows in the shape the model takes as arrays: an .npz file "
+                            "(x, y), or from Python X, (X, y) or a torch Dataset")
         return image_rows(source, image, labels=labelled, strict=strict)
     if is_frame(source) or (isinstance(source, tuple) and len(source) == 2 and is_frame(source[0])):
         frame, labels = (source, None) if is_frame(source) else source
@@ -56,6 +64,9 @@ def load_rows(source, *, features: Sequence[str] | None = None, target: str | No
                         "name, an (X, y) tuple or an X array)")
     if isinstance(source, (np.ndarray, torch.Tensor, list)):
         return RawData(X=_array(source), y=None, source="arrays")
+    if is_torch_source(source):  # its samples in its order, as the source transforms them
+        X, y, names = torch_rows(source, labelled=labelled)
+        return RawData(X=X, y=y, source="torch-dataset", class_names=names)
     source = npy_pair(source)
     if is_memmap_source(source):  # .npy files: X alone (rows to predict), or the (X, y) pair a model trained on
         X, y = (source, None) if isinstance(source, (str, os.PathLike)) else source

@@ -215,3 +215,42 @@ def _val_split(val_data, xb: torch.Tensor, train: DatasetSplit) -> DatasetSplit:
         raise DataError(f"the samples of {param('val_data')} have {vx[0].numel()} features, those of "
                         f"{param('data')} {xb[0].numel()}; they must match")
     return DatasetSplit(dataset, train.y[:0], loader, n)
+
+
+def torch_rows(source, *, labelled: bool = True,
+               batch_size: int = 256) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    """Every sample of a torch source, in its order, as (X, y) arrays for using a trained model, and the
+    names of its class indices (`.classes`) when it has them: a map-style Dataset by index, an IterableDataset
+    as it yields, a DataLoader batch by batch as it is (shuffled if it shuffles). Samples are (features, label)
+    pairs, or features alone when labels are not wanted."""
+    dataset, loader = _parts(source, "data")
+    if not isinstance(dataset, IterableDataset):
+        _length(dataset, "data")  # an empty one is an error here, as in training
+    batches = loader if loader is not None else DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    try:
+        for batch in batches:
+            if isinstance(batch, (tuple, list)) and len(batch) == 1:  # (features,) samples: TensorDataset(X)
+                batch = batch[0]
+            pair = isinstance(batch, (tuple, list)) and len(batch) == 2
+            if not pair and (labelled or not isinstance(batch, torch.Tensor)):
+                got = f"samples of {len(batch)} items" if isinstance(batch, (tuple, list)) else \
+                    "features alone" if isinstance(batch, torch.Tensor) else f"samples batched to {describe(batch)}"
+                why = " (evaluate needs the labels; nnopt.predict takes features alone)" if labelled else ""
+                raise DataError(f"the samples of {param('data')} must be (features, label) pairs"
+                                f"{'' if labelled else ' or features alone'}; got {got}{why}")
+            xb = torch.as_tensor(batch[0] if pair else batch)
+            xs.append(xb.detach().cpu().numpy())
+            if pair:
+                ys.append(torch.as_tensor(batch[1]).detach().cpu().numpy())
+    except (TypeError, RuntimeError) as exc:
+        raise DataError(f"the samples of {param('data')} cannot be batched ({' '.join(str(exc).split())[:200]}); "
+                        "return (features, label) with features a tensor or array") from None
+    if not xs:
+        raise DataError(f"no samples in {param('data')}: {type(dataset).__name__} yielded none")
+    X = np.concatenate(xs)
+    if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+        raise DataError(f"the features of {param('data')} must be numbers; got {X.dtype}")
+    y = np.concatenate(ys) if ys and len(ys) == len(xs) and labelled else None
+    return X.astype(np.float32, copy=False), y, _class_names(dataset)

@@ -55,6 +55,7 @@ class Evaluation:
     ignored_columns: list[str] = field(default_factory=list)  # columns the model does not read
     importance: list[dict] | None = None  # permutation importance per column, when asked for
     skipped: list[str] = field(default_factory=list)  # image files that did not decode ("path: reason")
+    read: int = 0  # rows the data held, every split (the image files that decoded), before split= chose some
 
     def summary(self) -> dict[str, Any]:
         """The `--json` object."""
@@ -123,7 +124,8 @@ def _score(model: Any, data: Any, target: str | None, split: str, out: Path | No
     metrics = compute_metrics(task, outputs, Y, loss, metric_names(task), predictor.target_scale)
     result = Evaluation(metrics=metrics, task=task, split=split, rows=len(keep), model=predictor.description,
                         data=str(data) if isinstance(data, (str, Path)) else f"<{type(data).__name__}>",
-                        unlabelled=rows.unlabelled, ignored_columns=rows.ignored, skipped=rows.skipped)
+                        unlabelled=rows.unlabelled, ignored_columns=rows.ignored, skipped=rows.skipped,
+                        read=len(rows.X))
     if groups is not None:
         result.importance = scores(predictor, inputs, Y, groups, repeats=repeats, seed=0, metric=None,
                                    max_rows=IMPORTANCE_MAX_ROWS)

@@ -260,6 +260,10 @@ def module_predictor(network: nn.Module, data: Any, sample_shape: Any) -> Predic
                              f"{param('sample_shape')}, the shape of one sample, e.g. (3, 32, 32) or (20,)")
         raw = load_rows(data)
         sample_shape = tuple(np.asarray(raw.X).shape[1:])
+        if not sample_shape or 0 in sample_shape:
+            raise UsageError(f"{param('data')} holds {np.asarray(raw.X).shape[0]} values, not rows of features "
+                             f"(array shape {np.asarray(raw.X).shape}); give rows, an array of shape (n, features) "
+                             f"or (n, C, H, W), or give {param('sample_shape')}")
     shape = _sample_shape(sample_shape)
     was = network.training
     try:
@@ -270,6 +274,10 @@ def module_predictor(network: nn.Module, data: Any, sample_shape: Any) -> Predic
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
         raise UsageError(f"the model fails on a batch of shape {(2, *shape)} ({detail}); give "
                          f"{param('sample_shape')} the shape one sample of your module takes") from None
+    if not isinstance(out, torch.Tensor) or out.ndim not in (1, 2) or len(out) != 2:
+        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else describe(out)
+        raise UsageError(f"the model returns {got} for a batch of shape {(2, *shape)}; predict and evaluate read one "
+                         "tensor of shape (batch, outputs): have forward return the logits (or predictions) alone")
     n_outputs = int(out.shape[1]) if out.ndim == 2 else 1
     task = "classification" if n_outputs > 1 else "regression"
     if raw is not None and raw.y is not None and n_outputs == 1:

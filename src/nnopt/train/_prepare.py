@@ -13,7 +13,7 @@ from torch import nn
 
 from nnopt.config import DEFAULT_EPOCHS, FULL_BATCH_EPOCHS, TrainSpec, table_settings
 from nnopt.data import Data, DatasetSplit, load_data
-from nnopt.errors import UsageError, param
+from nnopt.errors import UsageError, describe, param
 from nnopt.models import ArchSpec, build_model, flops_per_sample, module_takes_flat_rows, takes_flat_rows
 from nnopt.optim import OPTIMIZERS
 from nnopt.train._batches import LoaderSource, MemmapSource, TensorSource, make_source
@@ -72,9 +72,8 @@ def prepare(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = Non
     net = module if module is not None else build_for(arch, data)
     shape = model_input_shape(data, arch) if module is None or not module_takes_flat_rows(module) else \
         (data.n_features,)
+    check_output(check_forward(net, shape, data), shape, data, factory=arch.factory if arch is not None else None)
     flops = flops_per_sample(net, shape)
-    if flops is None:
-        check_forward(net, shape, data)
     # a module the counter cannot measure is taken as small: one thread, the fastest for small models
     threads = spec.threads or (choose_threads(flops or 0, batch) if device.type == "cpu"
                                else torch.get_num_threads())
@@ -102,17 +101,17 @@ def check_streamed(spec: TrainSpec, data: Data) -> None:
                          f"validation samples; give {param('val_data')} (a Dataset or DataLoader of them)")
 
 
-def check_forward(net: nn.Module, shape: tuple[int, ...], data: Data | None = None) -> None:
-    """Run one zero sample through the network; a module that cannot take the data's shape is a usage error
-    named here, before training, rather than a traceback from the first batch. On a table the usual cause is a
-    first layer sized by the table's column count, which its encoding (one-hot levels, missing-value
-    indicators) turns into more input features: the message gives both counts."""
+def check_forward(net: nn.Module, shape: tuple[int, ...], data: Data | None = None) -> Any:
+    """Run one zero sample through the network and return its output; a module that cannot take the data's
+    shape is a usage error named here, before training, rather than a traceback from the first batch. On a
+    table the usual cause is a first layer sized by the table's column count, which its encoding (one-hot
+    levels, missing-value indicators) turns into more input features: the message gives both counts."""
     param = next(net.parameters(), None)
     was_training = net.training
     net.eval()
     try:
         with torch.no_grad():
-            net(torch.zeros(1, *shape, device=param.device if param is not None else "cpu"))
+            return net(torch.zeros(1, *shape, device=param.device if param is not None else "cpu"))
     except Exception as exc:  # noqa: BLE001 - whatever the user's forward raises, say which input caused it
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         table = (data.preprocessing or {}).get("table") if data is not None else None
@@ -129,6 +128,34 @@ def check_forward(net: nn.Module, shape: tuple[int, ...], data: Data | None = No
                          "layers, or give the data in the shape the module takes") from exc
     finally:
         net.train(was_training)
+
+
+def check_output(out: Any, shape: tuple[int, ...], data: Data, *, factory: str | None = None) -> None:
+    """The output of check_forward's batch must be what the loss, the metrics, predict and export read: one tensor
+    of shape (batch, k), k the classes (one logit for two classes) or the regression targets. A head of another
+    width is the common mistake (a factory that ignores n_outputs, a hand-built last layer), which would otherwise
+    train into an index error deep in a loss or in the epoch's metrics. `factory`: the model's factory path, if
+    a factory built it."""
+    batch = (1, *shape)
+    if not isinstance(out, torch.Tensor):
+        raise UsageError(f"the model returns {describe(out)}, not a tensor, for a batch of shape {batch}; nnopt "
+                         f"trains on one tensor of shape (batch, {data.n_outputs}): have forward return the "
+                         f"{'logits' if data.task == 'classification' else 'predictions'} alone")
+    k = data.n_outputs
+    got = tuple(out.shape)
+    source = f"the factory {factory} is given n_outputs={k}: build its last layer with it" if factory else \
+        f"give the last layer {k} output{'s' if k != 1 else ''} (a factory is given n_outputs={k})"
+    if data.task == "classification":
+        what = ("two classes take 1 output (a logit, trained with binary cross-entropy)" if k == 1 else
+                f"{data.n_classes} classes take {k} outputs (one logit per class)")
+    else:
+        what = f"{k} regression target{'s take' if k != 1 else ' takes'} {k} output{'s' if k != 1 else ''}"
+    if len(got) != 2 or got[0] != 1:
+        raise UsageError(f"the model returns shape {got} for a batch of shape {batch}; it must return "
+                         f"(batch, outputs), here (1, {k}): {what}")
+    if got[1] != k:
+        raise UsageError(f"{what}; the model returns {got[1]} per sample (shape {got} for a batch of shape "
+                         f"{batch}): {source}")
 
 
 @contextlib.contextmanager
