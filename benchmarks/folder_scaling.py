@@ -8,53 +8,28 @@ with the train split's means and stds, as it does a float (n, C, H, W) array; `s
     python benchmarks/folder_scaling.py                        # 4 classes x 100 PNGs of 32x32, seeds 1-5, 3 epochs
     python benchmarks/folder_scaling.py --seeds 1,2,3 --epochs 5 --per-class 200 --width 16
 
-The folder (a filled circle, a filled square, vertical stripes in a random colour on a dark background, or uniform
-noise) is written once under --dir (default: a temporary directory) from a fixed seed.
+The folder (tests/data/imagegen.py write_four_classes: a filled circle, a filled square, vertical stripes in a random
+colour on a dark background, or uniform noise) is written once under --dir (default: a temporary directory) from a
+fixed seed. tests/data/test_image_folder_scaling.py trains the same setting with seed 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, ImageDraw
 from torch import nn
 
 import nnopt
 
-CLASSES = ("circle", "noise", "square", "stripes")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "data"))
 
-
-def draw(kind: str, size: int, rng: np.random.Generator) -> Image.Image:
-    img = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(0, 60, 3)))
-    pen = ImageDraw.Draw(img)
-    colour = tuple(int(v) for v in rng.integers(150, 256, 3))
-    radius = int(rng.integers(size // 4, size // 3))
-    cx, cy = (int(v) for v in rng.integers(size // 2 - 3, size // 2 + 4, 2))
-    if kind == "circle":
-        pen.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=colour)
-    elif kind == "square":
-        pen.rectangle([cx - radius, cy - radius, cx + radius, cy + radius], fill=colour)
-    elif kind == "stripes":
-        for x in range(int(rng.integers(0, 4)), size, 6):
-            pen.line([x, 0, x, size], fill=colour, width=2)
-    else:
-        img = Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), "RGB")
-    return img
-
-
-def write_folder(root: Path, per_class: int, size: int) -> None:
-    rng = np.random.default_rng(0)
-    for kind in CLASSES:
-        (root / kind).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            draw(kind, size, rng).save(root / kind / f"{i:04d}.png")
-
+from imagegen import FOUR_CLASSES, write_four_classes  # noqa: E402
 
 class Block(nn.Module):
     def __init__(self, width: int):
@@ -86,15 +61,15 @@ def main() -> None:
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="nnopt-folder-scaling-"))
     root = base / f"shapes-{args.per_class}-{args.size}"
     if not root.exists():
-        write_folder(root, args.per_class, args.size)
-    print(f"{len(CLASSES) * args.per_class} PNGs of {args.size}x{args.size} under {root}; BN residual CNN width "
+        write_four_classes(root, args.per_class, args.size)
+    print(f"{len(FOUR_CLASSES) * args.per_class} PNGs of {args.size}x{args.size} under {root}; BN residual CNN width "
           f"{args.width}, {args.epochs} epochs, torch {torch.__version__}, nnopt {nnopt.__version__}")
     accuracy: dict[str, list[float]] = {scale: [] for scale in scales}
     loads, start = [], time.perf_counter()
     for seed in seeds:
         for scale in scales:
             torch.manual_seed(seed)  # the network's initial weights
-            net = residual_cnn(3, len(CLASSES), args.width)
+            net = residual_cnn(3, len(FOUR_CLASSES), args.width)
             result = nnopt.fit(net, str(root), epochs=args.epochs, seed=seed, scale=scale)
             accuracy[scale].append(result.metrics["test"]["accuracy"])
             loads.append(float(Path("/proc/loadavg").read_text().split()[0]))
