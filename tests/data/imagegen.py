@@ -47,3 +47,35 @@ def write_folder(root: Path, per_class: int, seed: int = 0, *, sizes=((24, 24),)
             img.save(path, quality=90) if path.suffix == ".jpg" else img.save(path)
             written.append(path)
     return written
+
+
+FOUR_CLASSES = ("circle", "noise", "square", "stripes")
+
+
+def four_class_image(kind: str, size: int, rng: np.random.Generator) -> Image.Image:
+    """A filled circle, a filled square or vertical stripes in a bright colour on a dark background near the
+    centre, or uniform RGB noise."""
+    img = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(0, 60, 3)))
+    pen = ImageDraw.Draw(img)
+    colour = tuple(int(v) for v in rng.integers(150, 256, 3))
+    radius = int(rng.integers(size // 4, size // 3))
+    cx, cy = (int(v) for v in rng.integers(size // 2 - 3, size // 2 + 4, 2))
+    if kind == "circle":
+        pen.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=colour)
+    elif kind == "square":
+        pen.rectangle([cx - radius, cy - radius, cx + radius, cy + radius], fill=colour)
+    elif kind == "stripes":
+        for x in range(int(rng.integers(0, 4)), size, 6):
+            pen.line([x, 0, x, size], fill=colour, width=2)
+    else:
+        img = Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), "RGB")
+    return img
+
+
+def write_four_classes(root: Path, per_class: int, size: int, seed: int = 0) -> None:
+    """ROOT/CLASS/NNNN.png for the FOUR_CLASSES, RGB, size x size."""
+    rng = np.random.default_rng(seed)
+    for kind in FOUR_CLASSES:
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            four_class_image(kind, size, rng).save(root / kind / f"{i:04d}.png")

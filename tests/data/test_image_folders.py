@@ -169,7 +169,7 @@ def test_grey_detection_and_image_size(tmp_path):
         for i in range(6):
             shape_image("circle" if kind == "a" else "square", rng, (20, 12), grey=True).save(
                 tmp_path / "g" / kind / f"{i}.png")
-    data = load_data(str(tmp_path / "g"))
+    data = load_data(str(tmp_path / "g"), scale="none")  # none: the decoded pixels (auto standardizes them)
     assert data.input_shape == (1, 12, 20) and data.class_names == ["a", "b"]  # the common size, height x width
     assert float(data.train.X.max()) <= 1.0 and float(data.train.X.min()) >= 0.0
     data = load_data(str(tmp_path / "g"), image_size="8x10")
@@ -247,7 +247,7 @@ def test_sixteen_bit_grey_keeps_its_range(tmp_path):
         (tmp_path / "d" / kind).mkdir(parents=True)
         Image.fromarray(values).save(tmp_path / "d" / kind / "deep.png")
         Image.fromarray(values[::-1].copy()).save(tmp_path / "d" / kind / "flipped.png")
-    data = load_data(str(tmp_path / "d"), val_fraction=0.25, test_fraction=0.25)
+    data = load_data(str(tmp_path / "d"), val_fraction=0.25, test_fraction=0.25, scale="none")
     assert data.input_shape == (1, 8, 8)
     pixels = np.sort(data.train.X.numpy().reshape(-1))
     assert pixels.max() == pytest.approx(63000 / 65535, rel=1e-6) and len(np.unique(pixels)) == 64

@@ -341,7 +341,10 @@ def image_split(codes: np.ndarray, splits: list[str] | None, val_fraction: float
 
 def load_image_folder(root: Path, *, image_size=None, strict: bool = False, val_fraction: float, test_fraction: float,
                       seed: int, scale: str, name: str):
-    """An ImageFolder as a Data: split as given, or seeded and stratified by the fractions; pixels stay in [0, 1]."""
+    """An ImageFolder as a Data: split as given, or seeded and stratified by the fractions. The decoded pixels are in
+    [0, 1] (already divided by their maximum), so they are images like a float (n, C, H, W) array: scale="auto"
+    standardizes them per channel with the train split's C means and stds, as image pipelines normalize (left in
+    [0, 1], a small BatchNorm network trained for a few epochs can stay near chance); scale="none" keeps [0, 1]."""
     from nnopt.data._prepare import _finish
     from nnopt.data._types import RawData
 
@@ -363,7 +366,7 @@ def load_image_folder(root: Path, *, image_size=None, strict: bool = False, val_
                    for c in range(channels) for r in range(height) for k in range(width)]
     raw = RawData(X=None, y=codes, source="images", task="classification")
     data = _finish(raw, X, pixel_names, [codes], list(class_names), "classification", (train, val, test), None,
-                   name=name, scale=scale, input_shape=(channels, height, width), pixel_max=1.0)
+                   name=name, scale=scale, input_shape=(channels, height, width), channels=channels, images=True)
     data.preprocessing["image"] = {"size": [height, width], "channels": channels}
     data.images = {"size": [height, width], "channels": channels, "splits": note, "files": n + len(images.skipped),
                    "skipped": len(images.skipped), "skipped_files": images.skipped[:SHOWN_BAD]}
