@@ -30,7 +30,7 @@ def in_memory(data: Data, what: str, max_bytes: int = IN_MEMORY_BYTES) -> Data:
     size = rows * data.n_features * 4
     if size > max_bytes:
         raise DataError(f"{what} reads the rows of {data.name} into memory: {rows} samples of {data.n_features} "
-                        f"values take {size / 2**20:.0f} MB, over its {max_bytes / 2**20:.0f} MB limit; give "
+                        f"values take {size / 2**20:.3g} MB, over its {max_bytes / 2**20:.3g} MB limit; give "
                         f"{param('data')} fewer samples (a torch.utils.data.Subset of them)")
     return dataclasses.replace(data, **{name: _read(getattr(data, name), data) for name in names})
 
