@@ -277,7 +277,7 @@ def _not_kept(label: str, data: str, source: str | None) -> str:
     return (f"{label} was trained on data given in memory ({data}), which a run does not keep; give "
             + spelled(f"{param('data')}, the same rows",
                       f"{param('data')} the same rows in a file (.npz with X and y, .csv, .parquet), or compress it "
-                      f"from Python: nnopt.compress_model('{label}', (X, y), ...)"))
+                      f"from Python: nnopt.compress_model('{label}', data, ...)"))
 
 
 def _label(source: str | Path | ModelInHand) -> str:
