@@ -79,3 +79,18 @@ def test_a_traceable_module_exports_within_the_tolerance(tmp_path):
         expected = net(torch.from_numpy(rows)).numpy()
     assert np.abs(run_exported(tmp_path / "net.onnx", "onnx", rows) - expected).max() < 1e-4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.onnx"]
+
+
+def test_a_regression_file_traced_along_one_branch_is_refused_in_target_units(tmp_path):
+    from sklearn.datasets import load_diabetes
+
+    X, y = load_diabetes(return_X_y=True)
+    run = tmp_path / "diabetes"
+    with pytest.warns(UserWarning, match="torch.export cannot trace Branchy"):
+        nnopt.fit(Branchy(10, 1), (X.astype(np.float32), y.astype(np.float32)), epochs=5, seed=0, threads=1,
+                  out=run)
+    with pytest.raises(nnopt.UsageError, match=r"not written: on 1000 sampled rows its values differ from nnopt's by "
+                                               r"up to [\d.e+]+ in target units \(allowed [\d.e-]+\); likely cause: "
+                                               r"control flow"):
+        nnopt.export(run, "torchscript", tmp_path / "diabetes.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["diabetes"]

@@ -4,8 +4,10 @@ The feature scaling fitted at training time is put in front of the network and, 
 scaling is undone behind it, so the file needs nothing from nnopt: input (batch, n_features) float32 in the
 training feature order, output "logits" (class scores, in class_names order) or values in target units.
 ONNX goes through nnopt.compress.export_onnx. Feature names, class names and the task travel inside the
-file (ONNX metadata_props, a TorchScript extra file "nnopt.json"). After writing, the file is run on rows
-drawn around the training statistics and compared with nnopt's own predictions.
+file (ONNX metadata_props, a TorchScript extra file "nnopt.json"). The file is written under a temporary name
+beside `out`, run on rows drawn around the training statistics (and rows that sweep the features' range) and
+compared with nnopt's own outputs; it takes its name only when they agree within a tolerance, else export
+refuses it, naming the difference (a Python `if` on tensor values traced one way is the usual cause).
 
 A compressed model (a compress run directory, a compressed.nnz file) is exported compressed in ONNX, as `nnopt
 compress --export onnx` writes it: its quantized Linear weights as their own integer codes and steps
@@ -173,7 +175,7 @@ def _staged(path: Path) -> Iterator[Path]:
         staging.unlink(missing_ok=True)
 
 
-def tolerance(predictor: Predictor) -> float:
+def _tolerance(predictor: Predictor) -> float:
     """How far an exported file may be from nnopt: FP32_TOLERANCE, or QUANTIZED_TOLERANCE for a compressed model
     whose quantized weights the file holds as codes (ONNX Runtime's MatMulNBits adds them up in its own order)."""
     quantized = is_compressed_file(predictor.path) and bool(read_qweights(predictor.path))
@@ -187,7 +189,7 @@ def _require_close(result: Exported, ours: np.ndarray, theirs: np.ndarray, predi
     than the tolerance (probabilities alone miss a logit doubled where softmax saturates). Regression: values
     further apart than the tolerance times the target's scale (its training standard deviation, 1 when it was not
     scaled) plus float32 rounding of the largest value."""
-    limit = tolerance(predictor)
+    limit = _tolerance(predictor)
     if not len(ours):
         return
     if result.task == "classification":
