@@ -142,7 +142,10 @@ def _export_rows(predictor: Predictor, format: str, path: Path,
     batches = [rows[:len(rows) - swept]] + [rows[i:i + 1] for i in range(len(rows) - swept, len(rows))]
     run = _runner(path, format)
     theirs = np.concatenate([run(batch) for batch in batches])
-    ours = torch.cat([predictor.outputs(predictor.inputs(batch)) for batch in batches]).numpy()
+    outputs = [predictor.outputs(predictor.inputs(batches[0]))]  # the network in eval mode from here
+    with torch.inference_mode():  # a row a pass: the network itself, without outputs()' chunk sizing each call
+        outputs += [predictor.model(predictor.inputs(batch)) for batch in batches[1:]]
+    ours = torch.cat(outputs).numpy()
     result = Exported(path=path, format=format, task=predictor.task, rows_checked=len(rows), agreement=None,
                       max_abs_diff=None)
     if predictor.task == "classification":
