@@ -4,6 +4,11 @@ line), without taking the file's name."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -94,3 +99,43 @@ def test_a_regression_file_traced_along_one_branch_is_refused_in_target_units(tm
                                                r"control flow"):
         nnopt.export(run, "torchscript", tmp_path / "diabetes.pt")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["diabetes"]
+
+
+BRANCHY_SOURCE = """
+from torch import nn
+
+
+class Branchy(nn.Module):
+    def __init__(self, in_features=64, n_classes=10):
+        super().__init__()
+        self.in_features, self.n_classes = in_features, n_classes
+        self.linear = nn.Linear(in_features, n_classes)
+
+    def forward(self, x):
+        if x.mean() > 0.5:
+            x = x * 0.5
+        return self.linear(x)
+"""
+
+
+def test_on_the_command_line_the_fallback_warning_and_the_refusal_are_one_line_each(tmp_path, monkeypatch):
+    name = f"branchy_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(BRANCHY_SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = __import__(name)
+    X, y = load_digits(return_X_y=True)
+    with pytest.warns(UserWarning, match="torch.export cannot trace Branchy"):
+        nnopt.fit(module.Branchy(), (X.astype(np.float32), y), epochs=1, seed=0, threads=1, out=tmp_path / "run")
+    sys.modules.pop(name, None)
+    src = str(Path(nnopt.__file__).resolve().parents[1])
+    done = subprocess.run([sys.executable, "-m", "nnopt", "export", "run", "--format", "onnx", "--out", "b.onnx"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={"PYTHONPATH": f"{src}:{tmp_path}", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 2, done.stderr
+    assert lines[0].startswith("warning: torch.onnx's exporter (dynamo=True) could not export Deployed "
+                               "(GuardOnDataDependentSymNode: Could not guard on data-dependent expression")
+    assert lines[0].endswith("exported it with the TorchScript exporter")
+    assert lines[1].startswith("error: b.onnx not written: on 1000 sampled rows its class probabilities differ")
+    assert not (tmp_path / "b.onnx").exists()
