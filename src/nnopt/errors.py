@@ -85,6 +85,16 @@ def param(name: str, value: object = _UNSET, *, metavar: str | None = None) -> s
     return f"\x02{python}\x1f{cli}\x03"
 
 
+def spelled(python: str, cli: str) -> str:
+    """A part of a message said one way to a Python caller and another on the command line (where the fix itself
+    differs, not only a parameter's spelling); `python` and `cli` may hold param() marks of their own."""
+    return f"\x02{_plain(python, 1)}\x1f{_plain(cli, 2)}\x03"
+
+
+def _plain(text: str, group: int) -> str:
+    return _MARK.sub(lambda m: m.group(group), text)
+
+
 def spell(message: str) -> str:
     """`message` with its parameters spelled for the caller: Python keywords, or flags inside cli_spelling()."""
     group = 2 if os.environ.get(SPELLING_ENV) == "cli" else 1

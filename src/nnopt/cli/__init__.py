@@ -8,8 +8,10 @@ Exit codes: 0 ok, 2 bad input (one line on stderr, no traceback; --debug shows i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 
 from nnopt import __version__
 from nnopt.cli import _automl, _compress, _misc, _search, _train, _use
@@ -44,8 +46,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    with cli_spelling():  # messages name parameters as flags (--lr), here and in the processes a command starts
+    # messages name parameters as flags (--lr), here and in the processes a command starts
+    with cli_spelling(), _one_line_warnings(argv):
         return _main(argv)
+
+
+@contextlib.contextmanager
+def _one_line_warnings(argv: Sequence[str] | None) -> Iterator[None]:
+    """A warning shown on the terminal as one line, `warning: MESSAGE`, as errors are `error: MESSAGE` (Python's
+    own format adds the file, line and source of the call, which say nothing to a command-line user); --debug
+    keeps Python's format."""
+    if "--debug" in (sys.argv[1:] if argv is None else argv):
+        yield
+        return
+    before = warnings.formatwarning
+    warnings.formatwarning = lambda message, category, *_, **__: (
+        f"warning: {message}\n" if category is UserWarning else f"warning ({category.__name__}): {message}\n")
+    try:
+        yield
+    finally:
+        warnings.formatwarning = before
 
 
 def _main(argv: Sequence[str] | None) -> int:

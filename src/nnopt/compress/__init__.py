@@ -15,8 +15,8 @@ from torch import nn
 
 from nnopt.compress._compress import LADDER, QUANTIZE, SCHEDULES, CompressResult, compress, default_epochs, \
     expected_bytes, ladder_for
-from nnopt.compress._export import agreement, export_onnx, ort_latency_ms, ort_predict, quantize_onnx_int8, \
-    torch_latency_ms
+from nnopt.compress._export import agreement, export_onnx, ort_latency_ms, ort_predict, ort_session, \
+    quantize_onnx_int8, torch_latency_ms
 from nnopt.compress._onnx_quant import quantized_onnx
 from nnopt.compress._onnx_table import check_table, feature_scaling, table_feed, table_inputs, table_onnx, \
     table_predict
@@ -40,7 +40,7 @@ __all__ = [
     "apply_dequantized", "check_table", "compress", "cubic_schedule", "default_epochs", "dequantize",
     "expected_bytes", "export_onnx", "feature_scaling", "finetune_schedule", "finish_qat", "is_compressed_file",
     "ladder_for", "load", "load_compressed", "make_permanent", "nnopt_load", "ort_latency_ms", "ort_predict",
-    "prepare_qat", "prune", "prune_gradually", "quantize_model", "quantize_onnx_int8", "quantize_tensor",
+    "ort_session", "prepare_qat", "prune", "prune_gradually", "quantize_model", "quantize_onnx_int8", "quantize_tensor",
     "quantized_onnx", "read_compressed", "read_qweights", "save_compressed", "sparsity_table", "structured_spec", "table_feed",
     "table_inputs", "table_onnx", "table_predict", "torch_latency_ms",
 ]

@@ -12,7 +12,6 @@ validation score is within the drop of the original's (so the smallest that qual
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import tempfile
@@ -26,10 +25,11 @@ import torch
 from torch import nn
 
 from nnopt.config import TABLE_KEYS, table_settings
-from nnopt.data import load_data
-from nnopt.errors import UsageError, did_you_mean, param, require_int, require_model_path
+from nnopt.data import in_memory, load_data
+from nnopt.errors import UsageError, did_you_mean, param, require_int, require_model_path, spelled
 from nnopt.fileio import atomic_write_json, make_run_dir
-from nnopt.models import CNN, MLP, ArchSpec, count_params, needs_class, on_flat_rows, serialized_bytes, takes_flat_rows
+from nnopt.models import CNN, MLP, ArchSpec, copy_module, count_params, needs_class, on_flat_rows, serialized_bytes, \
+    takes_flat_rows
 from nnopt.optim import SCHEDULES as LR_SCHEDULES
 from nnopt.train import compute_metrics, fit, training_targets
 
@@ -174,8 +174,7 @@ def compress(source: str | Path | ModelInHand, data: Any = None, *, prune: float
         if data is None:
             raise UsageError(f"{_label(source)} does not say which data trained it; give {param('data')}")
         if isinstance(data, str) and data.startswith("<"):  # "<DataFrame>", "<tuple>": in memory, not kept
-            raise UsageError(f"{_label(source)} was trained on data given in memory ({data}), which a run does not "
-                             f"keep; give {param('data')}, the same rows")
+            raise UsageError(_not_kept(_label(source), data, settings.get("data_source")))
     if target is not None:
         settings["target"] = target
     settings.update(table_settings({"drop": drop, "categorical": categorical, "numeric": numeric, "sep": sep,
@@ -183,6 +182,8 @@ def compress(source: str | Path | ModelInHand, data: Any = None, *, prune: float
     if seed is not None:
         settings["seed"] = seed
     loaded = load_data(data, **{k: settings[k] for k in DATA_KEYS if settings.get(k) is not None})
+    # variants are scored and checked on whole splits: a torch Dataset's or memory-mapped array's rows are read once
+    loaded = in_memory(loaded, "nnopt compress")
     if loaded.n_features != meta.get("in_features"):
         raise UsageError(f"data {loaded.name} has {loaded.n_features} features but the model takes "
                          f"{meta.get('in_features')}; give the data the model was trained on")
@@ -266,6 +267,19 @@ def compress(source: str | Path | ModelInHand, data: Any = None, *, prune: float
     return result
 
 
+def _not_kept(label: str, data: str, source: str | None) -> str:
+    """Why a run trained on data in memory needs it again, and how to give it from Python or the command line."""
+    if source == "torch-dataset":
+        return (f"{label} was trained on a torch Dataset given in memory ({data}), which a run does not keep; "
+                + spelled(f"give {param('data')}, the same Dataset",
+                          f"the command line cannot take one: compress it from Python, "
+                          f"nnopt.compress_model('{label}', dataset, ...)"))
+    return (f"{label} was trained on data given in memory ({data}), which a run does not keep; give "
+            + spelled(f"{param('data')}, the same rows",
+                      f"{param('data')} the same rows in a file (.npz with X and y, .csv, .parquet), or compress it "
+                      f"from Python: nnopt.compress_model('{label}', data, ...)"))
+
+
 def _label(source: str | Path | ModelInHand) -> str:
     return source.label if isinstance(source, ModelInHand) else str(source)
 
@@ -273,7 +287,7 @@ def _label(source: str | Path | ModelInHand) -> str:
 def _load_source(source: str | Path | ModelInHand) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     """The model and the data settings of the run that trained it (a run directory's config.json)."""
     if isinstance(source, ModelInHand):  # a copy: compressing never changes the caller's module or its mode
-        model = copy.deepcopy(source.model).cpu()
+        model = copy_module(source.model).cpu()
         return model.eval(), dict(source.meta), dict(source.settings)
     require_model_path("source", source)
     path = Path(source)
@@ -291,13 +305,14 @@ def _load_source(source: str | Path | ModelInHand) -> tuple[nn.Module, dict[str,
             config = {}
         if config.get("command", "train") == "train":
             settings = {k: config.get(k) for k in ("data", *DATA_KEYS)}
+            settings["data_source"] = (config.get("data_info") or {}).get("source")
     return model.eval(), meta, settings
 
 
 def _apply(model: nn.Module, meta: dict[str, Any], data: Any, amount: float, method: str, schedule: str,
            finetune_epochs: int | None, bits: str | None, scheme: str, qat_epochs: int, train: dict[str, Any],
            ladder: bool) -> tuple[nn.Module, str, dict | None, list]:
-    variant = copy.deepcopy(model)
+    variant = copy_module(model)
     spec = meta["model_spec"]
     history: list = []
     options = {k: v for k, v in train.items() if v is not None}

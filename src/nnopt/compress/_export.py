@@ -13,6 +13,7 @@ import contextlib
 import copy
 import io
 import logging
+import re
 import statistics
 import tempfile
 import time
@@ -74,7 +75,7 @@ def export_onnx(model: nn.Module, in_features: int, path: str | Path, *, opset: 
             _check_onnx(blob, "torch.onnx's exporter")
             _check_against_torch(blob, model, in_features)
         except Exception as exc:  # noqa: BLE001 - the exporter raises many types; the fallback says why in one line
-            reason = _one_line(exc)
+            reason = _root_cause(exc)
             blob = _torchscript_export(model, dummy, opset)
             warnings.warn(f"torch.onnx's exporter (dynamo=True) could not export {type(model).__name__} "
                           f"({reason[:200]}); exported it with the TorchScript exporter", stacklevel=2)
@@ -88,11 +89,16 @@ def _dynamo_export(model: nn.Module, dummy: torch.Tensor, opset: int) -> bytes:
     """The model through torch.export and torch.onnx's current exporter, its graph optimised (constants folded)."""
     import torch.onnx as torch_onnx
 
-    exporter_log = logging.getLogger("torch.onnx")  # it logs every optional op set it skips (torchvision's)
-    level = exporter_log.level
-    exporter_log.setLevel(logging.ERROR)
+    # torch.onnx logs every optional op set it skips (torchvision's); on a model torch.export cannot trace, torch
+    # logs through its own handlers ("Unable to find user code ...") and prints the partial FX graph on stderr.
+    # The fallback's one-line warning says what matters.
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch")]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             program = torch_onnx.export(
                 model, (dummy,), None, dynamo=True, opset_version=opset, verbose=False, report=False,
@@ -100,8 +106,18 @@ def _dynamo_export(model: nn.Module, dummy: torch.Tensor, opset: int) -> bytes:
                 dynamic_shapes=({0: torch.export.Dim("batch")},),
             )
     finally:
-        exporter_log.setLevel(level)
+        for log, level in zip(loggers, levels):
+            log.setLevel(level)
     return program.model_proto.SerializeToString()
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost cause of an exporter's failure, in one line: torch.onnx wraps torch.export's error (a
+    GuardOnDataDependentSymNode for a branch on tensor values) in a page of next steps."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    first = _one_line(str(exc).split("\n")[0]) if str(exc).strip() else type(exc).__name__
+    return first if isinstance(exc, (UsageError, ConfigError)) else f"{type(exc).__name__}: {first}"
 
 
 def _torchscript_export(model: nn.Module, dummy: torch.Tensor, opset: int) -> bytes:
@@ -394,8 +410,11 @@ def _check_int(name: str, value: Any, least: int) -> None:
         raise ConfigError(f"{name} must be an integer >= {least}; got {value!r}")
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # torch's messages colour words for a terminal
+
+
+def _one_line(exc: BaseException | str) -> str:
+    text = " ".join(_ANSI.sub("", str(exc)).split()) or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
 
 

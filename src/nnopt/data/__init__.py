@@ -8,6 +8,7 @@
 from nnopt.data._batches import batch_count, epoch_batches
 from nnopt.data._builtin import DATASETS, list_datasets
 from nnopt.data._images import image_split
+from nnopt.data._in_memory import IN_MEMORY_BYTES, in_memory
 from nnopt.data._load import is_frame, load_data
 from nnopt.data._prepare import check_fractions, detect_task
 from nnopt.data._rows import load_rows, split_positions
@@ -18,8 +19,8 @@ from nnopt.data._torch_dataset import DatasetSplit, is_torch_source
 from nnopt.data._types import Data, Split
 from nnopt.data._values import canonical_text
 
-__all__ = ["DATASETS", "Data", "DatasetSplit", "MemmapSplit", "Split", "apply_preprocessing", "apply_target",
+__all__ = ["DATASETS", "IN_MEMORY_BYTES", "Data", "DatasetSplit", "MemmapSplit", "Split", "apply_preprocessing", "apply_target",
            "batch_count", "canonical_text", "check_fractions", "column_groups", "feature_stat", "describe_columns",
            "detect_task", "dropped_ids",
-           "encode_table", "epoch_batches", "image_split", "is_frame", "is_torch_source", "kept_columns",
+           "encode_table", "epoch_batches", "image_split", "in_memory", "is_frame", "is_torch_source", "kept_columns",
            "list_datasets", "load_data", "load_rows", "split_positions"]

@@ -4,8 +4,10 @@ The feature scaling fitted at training time is put in front of the network and, 
 scaling is undone behind it, so the file needs nothing from nnopt: input (batch, n_features) float32 in the
 training feature order, output "logits" (class scores, in class_names order) or values in target units.
 ONNX goes through nnopt.compress.export_onnx. Feature names, class names and the task travel inside the
-file (ONNX metadata_props, a TorchScript extra file "nnopt.json"). After writing, the file is run on rows
-drawn around the training statistics and compared with nnopt's own predictions.
+file (ONNX metadata_props, a TorchScript extra file "nnopt.json"). The file is written under a temporary name
+beside `out`, run on rows drawn around the training statistics (and rows that sweep the features' range) and
+compared with nnopt's own outputs; it takes its name only when they agree within a tolerance, else export
+refuses it, naming the difference (a Python `if` on tensor values traced one way is the usual cause).
 
 A compressed model (a compress run directory, a compressed.nnz file) is exported compressed in ONNX, as `nnopt
 compress --export onnx` writes it: its quantized Linear weights as their own integer codes and steps
@@ -20,11 +22,13 @@ float tensor in column order (NaN filled in the module), a table with a text col
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +38,7 @@ import torch
 from torch import nn
 
 from nnopt.compress import agreement, check_table, export_onnx, feature_scaling, is_compressed_file, ort_predict, \
-    quantized_onnx, read_qweights, table_inputs, table_onnx, table_predict
+    ort_session, quantized_onnx, read_qweights, table_inputs, table_onnx, table_predict
 from nnopt.data import feature_stat, kept_columns
 from nnopt.errors import UsageError, keywords_checked, param, require_path, unknown_name
 from nnopt.fileio import atomic_write
@@ -43,6 +47,13 @@ from nnopt.inference._predictor import Predictor, load_predictor
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OUT = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 CHECK_ROWS = 1000
+SWEEP_FRACTION = 0.1  # of the probe rows: every feature at the same point, from one end of its range to the other
+# largest difference from nnopt an exported file may show: in class probability, or in target units per unit of
+# the target's scale. fp32 files agree to float rounding (1e-6 and below on the tests' models); a file with
+# quantized weights as codes computes them in ONNX Runtime's own kernels
+FP32_TOLERANCE = 1e-4
+QUANTIZED_TOLERANCE = 1e-3
+ROUNDING = 1e-5  # of the largest value: float32 rounding where the target's mean is large against its spread
 
 
 @dataclass
@@ -106,8 +117,18 @@ def export(model: Any, format: str = "onnx", out: str | Path | None = None, *, c
         require_path("out", out, "a file path")
     predictor = load_predictor(model, sample_shape=sample_shape)
     path = Path(out if out is not None else DEFAULT_OUT[format])
-    if predictor.table is not None:
-        return _export_table(predictor, format, path, check_rows)
+    with _staged(path) as staging:  # written beside `path`, and renamed onto it only once the check passed
+        export_checked = _export_table if predictor.table is not None else _export_rows
+        result, ours, theirs = export_checked(predictor, format, staging, check_rows)
+        _require_close(result, ours, theirs, predictor, format, path)
+    result.path = path
+    return result
+
+
+def _export_rows(predictor: Predictor, format: str, path: Path,
+                 check_rows: int) -> tuple[Exported, np.ndarray, np.ndarray]:
+    """A model on feature rows: the scaling and network in one file, checked on probe rows. Returns the check and
+    the outputs it compared: nnopt's and the file's (logits, or values in target units)."""
     deployed = deployable(predictor)
     info = _info(predictor)
     if format == "onnx":
@@ -116,8 +137,15 @@ def export(model: Any, format: str = "onnx", out: str | Path | None = None, *, c
     else:
         _save_torchscript(deployed, predictor.n_features, path, info)
     rows = probe_rows(predictor, check_rows)
-    theirs = run_exported(path, format, rows)
-    ours = predictor.outputs(predictor.inputs(rows)).numpy()
+    # a Python `if` decides once per batch: the sweep's rows go one at a time, so that each can take its own branch
+    swept = int(len(rows) * SWEEP_FRACTION)
+    batches = [rows[:len(rows) - swept]] + [rows[i:i + 1] for i in range(len(rows) - swept, len(rows))]
+    run = _runner(path, format)
+    theirs = np.concatenate([run(batch) for batch in batches])
+    outputs = [predictor.outputs(predictor.inputs(batches[0]))]  # the network in eval mode from here
+    with torch.inference_mode():  # a row a pass: the network itself, without outputs()' chunk sizing each call
+        outputs += [predictor.model(predictor.inputs(batch)) for batch in batches[1:]]
+    ours = torch.cat(outputs).numpy()
     result = Exported(path=path, format=format, task=predictor.task, rows_checked=len(rows), agreement=None,
                       max_abs_diff=None)
     if predictor.task == "classification":
@@ -127,11 +155,72 @@ def export(model: Any, format: str = "onnx", out: str | Path | None = None, *, c
     else:
         values, _ = predictor.decode(torch.from_numpy(ours))
         result.max_abs_diff = float(np.max(np.abs(theirs.reshape(values.shape) - values)))
-    return result
+        ours = values
+    return result, ours, theirs
 
 
-def _export_table(predictor: Predictor, format: str, path: Path, check_rows: int) -> Exported:
-    """A table model: raw columns in, the table treatment, scaling and network in one file, checked on raw rows."""
+@contextlib.contextmanager
+def _staged(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path` (same directory, same suffix) to write and check the export in; renamed onto
+    `path` when the block ends normally, removed otherwise: a file that failed its check never takes the name,
+    and an earlier file at `path` stays as it was."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path} ({exc.strerror or exc}); choose another {param('out')}") from None
+    os.close(fd)
+    staging = Path(name)
+    try:
+        yield staging
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+def _tolerance(predictor: Predictor) -> float:
+    """How far an exported file may be from nnopt: FP32_TOLERANCE, or QUANTIZED_TOLERANCE for a compressed model
+    whose quantized weights the file holds as codes (ONNX Runtime's MatMulNBits adds them up in its own order)."""
+    quantized = is_compressed_file(predictor.path) and bool(read_qweights(predictor.path))
+    return QUANTIZED_TOLERANCE if quantized else FP32_TOLERANCE
+
+
+def _require_close(result: Exported, ours: np.ndarray, theirs: np.ndarray, predictor: Predictor, format: str,
+                   path: Path) -> None:
+    """Refuse a file whose outputs are not nnopt's (`ours`, `theirs`: logits, or values in target units).
+    Classification: class probabilities, or logits relative to the largest |logit| (at least 1), further apart
+    than the tolerance (probabilities alone miss a logit doubled where softmax saturates). Regression: values
+    further apart than the tolerance times the target's scale (its training standard deviation, 1 when it was not
+    scaled) plus float32 rounding of the largest value."""
+    limit = _tolerance(predictor)
+    if not len(ours):
+        return
+    if result.task == "classification":
+        ours, theirs = ours.reshape(len(ours), -1), theirs.reshape(len(ours), -1)
+        logits = float(np.abs(ours - theirs).max()) / max(1.0, float(np.abs(ours).max()))
+        if result.max_proba_diff <= limit and logits <= limit:
+            return
+        what = (f"class probabilities differ from nnopt's by up to {result.max_proba_diff:.3g} and its logits by "
+                f"up to {logits:.3g} x the largest |logit| (allowed {limit:.0e}; {100 * result.agreement:.2f} % same "
+                "class)")
+    else:
+        y_scale = predictor.target_scale
+        scale = float(np.max(np.abs(y_scale[1]))) if y_scale else 1.0
+        allowed = limit * scale + ROUNDING * float(np.abs(ours).max())
+        if result.max_abs_diff <= allowed:
+            return
+        what = f"values differ from nnopt's by up to {result.max_abs_diff:.3g} in target units (allowed {allowed:.3g})"
+    tracer = "the exporter" if format == "onnx" else "torch.jit.trace"
+    raise UsageError(f"{path} not written: on {result.rows_checked} sampled rows its {what}; likely cause: control "
+                     f"flow in the model's forward (a Python `if` on tensor values) that {tracer} followed one way; "
+                     "make forward traceable by torch.export (torch.where or torch.cond in place of the `if`) "
+                     "and export again")
+
+
+def _export_table(predictor: Predictor, format: str, path: Path,
+                  check_rows: int) -> tuple[Exported, np.ndarray, np.ndarray]:
+    """A table model: raw columns in, the table treatment, scaling and network in one file, checked on raw rows.
+    Returns the check and the outputs it compared: nnopt's (raw network outputs) and the file's."""
     table, info = predictor.table, _info(predictor)
     if format == "onnx":
         with tempfile.TemporaryDirectory(prefix="nnopt-export-") as scratch:
@@ -151,12 +240,24 @@ def _export_table(predictor: Predictor, format: str, path: Path, check_rows: int
 
         def exported(columns: dict[str, np.ndarray]) -> np.ndarray:
             return run_exported(path, format, np.stack([columns[name] for name in names], axis=1))
-    check = check_table(predictor.preprocessing, lambda X: predictor.outputs(predictor.inputs(X)).numpy(), exported,
-                        check_rows)
-    return Exported(path=path, format=format, task=predictor.task, rows_checked=check["rows"],
-                    agreement=check.get("agreement"), max_abs_diff=check.get("max_abs_diff"),
-                    max_proba_diff=check.get("max_proba_diff"),
-                    inputs=table_inputs(table) if format == "onnx" else None)
+    compared: dict[str, np.ndarray] = {}  # what check_table compares, kept for _require_close
+
+    def reference(X: np.ndarray) -> np.ndarray:
+        compared["ours"] = predictor.outputs(predictor.inputs(X)).numpy()
+        return compared["ours"]
+
+    def measured(columns: Any) -> np.ndarray:
+        compared["theirs"] = np.asarray(exported(columns))
+        return compared["theirs"]
+
+    check = check_table(predictor.preprocessing, reference, measured, check_rows)
+    result = Exported(path=path, format=format, task=predictor.task, rows_checked=check["rows"],
+                      agreement=check.get("agreement"), max_abs_diff=check.get("max_abs_diff"),
+                      max_proba_diff=check.get("max_proba_diff"),
+                      inputs=table_inputs(table) if format == "onnx" else None)
+    if predictor.task == "regression":  # nnopt's outputs in target units, as the file's are
+        compared["ours"] = predictor.decode(torch.from_numpy(compared["ours"]))[0]
+    return result, compared["ours"], compared["theirs"]
 
 
 def _network_onnx(module: nn.Module, predictor: Predictor, path: Path) -> Path:
@@ -211,30 +312,45 @@ def run_exported(path: str | Path, format: str, rows: np.ndarray | Mapping[str, 
         if format != "onnx":
             raise UsageError(f"raw columns by name go to a table model's ONNX file; give {param('format', 'onnx')}")
         return table_predict(path, rows)
-    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    return _runner(Path(path), format)(np.ascontiguousarray(rows, dtype=np.float32))
+
+
+def _runner(path: Path, format: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The exported file, loaded once, as a function of raw rows (batch, features) -> its outputs."""
     if format == "onnx":
-        return ort_predict(path, rows)
+        session = ort_session(path)
+        return lambda rows: ort_predict(session, rows)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.9+ steers to torch.export; TorchScript still loads
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.9+ steers to torch.export; TorchScript loads
         module = torch.jit.load(str(path), map_location="cpu")
-    with torch.inference_mode():
-        return module(torch.from_numpy(rows)).numpy()
+
+    @torch.inference_mode()
+    def run(rows: np.ndarray) -> np.ndarray:
+        return module(torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))).numpy()
+
+    return run
 
 
 def probe_rows(predictor: Predictor, n: int) -> np.ndarray:
-    """Rows spread like the training features (their mean and spread, or range), from a fixed seed."""
+    """Rows spread like the training features (their mean and spread, or range), from a fixed seed; the last
+    SWEEP_FRACTION of them sweep the range, every feature at the same point of it in a row (from mean - 3 std to
+    mean + 3 std, or from the minimum to the maximum): independent draws average out, so rows of random features
+    all have about the same mean, and a branch on a row's mean or norm would see only one side."""
     p, width = predictor.preprocessing, predictor.n_features
     rng = np.random.default_rng(0)
     kind = p.get("x_scale", "none")
+    sweep = np.repeat(np.linspace(0.0, 1.0, int(n * SWEEP_FRACTION))[:, None], width, axis=1)
+    draws = n - len(sweep)
     if kind in ("standard", "channel"):
-        rows = feature_stat(p, "x_mean", width) + feature_stat(p, "x_std", width) * rng.standard_normal((n, width))
+        mean, std = feature_stat(p, "x_mean", width), feature_stat(p, "x_std", width)
+        rows = mean + std * np.concatenate([rng.standard_normal((draws, width)), 6.0 * sweep - 3.0])
     elif kind == "minmax":
         low, high = np.asarray(p["x_min"]), np.asarray(p["x_max"])
-        rows = low + (high - low) * rng.random((n, width))
+        rows = low + (high - low) * np.concatenate([rng.random((draws, width)), sweep])
     elif kind == "pixel":
-        rows = float(p["x_divisor"]) * rng.random((n, width))
+        rows = float(p["x_divisor"]) * np.concatenate([rng.random((draws, width)), sweep])
     else:
-        rows = rng.standard_normal((n, width))
+        rows = np.concatenate([rng.standard_normal((draws, width)), 6.0 * sweep - 3.0])
     return rows.astype(np.float32)
 
 

@@ -5,13 +5,13 @@ from nnopt.models._build import CNN, MLP, DenseBlock, Shaped, build_model, facto
 from nnopt.models._cost import measure_latency_ms, model_costs, serialized_bytes
 from nnopt.models._count import count_params, flops_per_sample, sample_dims
 from nnopt.models._io import atomic_torch_save, load_model, needs_class, save_model
-from nnopt.models._record import PROGRAM, ProgramModule, class_path, load_program_bytes, module_recipe, \
-    program_bytes
+from nnopt.models._record import PROGRAM, ProgramModule, class_path, copy_module, load_program_bytes, \
+    module_recipe, program_bytes
 from nnopt.models._spec import ACTIVATIONS, KINDS, POOLS, ArchSpec
 
 __all__ = [
     "ACTIVATIONS", "KINDS", "POOLS", "ArchSpec", "CNN", "MLP", "DenseBlock", "build_model", "factory_signature",
     "module_takes_flat_rows", "takes_flat_rows", "Shaped", "on_flat_rows", "count_params", "flops_per_sample", "sample_dims", "measure_latency_ms", "model_costs",
     "serialized_bytes", "load_model", "save_model", "atomic_torch_save", "needs_class", "PROGRAM", "ProgramModule",
-    "class_path", "module_recipe", "program_bytes", "load_program_bytes",
+    "class_path", "copy_module", "module_recipe", "program_bytes", "load_program_bytes",
 ]

@@ -163,7 +163,7 @@ def program_bytes(module: nn.Module, sample_shape: tuple[int, ...], *,
     Tensors outside the state dict (non-persistent buffers, constants) are kept: the graph holds them."""
     probe = _probe(sample_shape)
     if not weights:
-        module = copy.deepcopy(module)
+        module = copy_module(module)
         with torch.no_grad():
             for tensor in module.state_dict().values():
                 tensor.zero_()
@@ -177,6 +177,15 @@ def program_bytes(module: nn.Module, sample_shape: tuple[int, ...], *,
     except Exception as exc:  # noqa: BLE001 - tracing raises many types; the caller says what is kept
         return None, f"{type(exc).__name__}: {_line(exc)}"
     return buffer.getvalue(), None
+
+
+def copy_module(module: nn.Module) -> nn.Module:
+    """copy.deepcopy of `module`. Copying a torch.export program (a ProgramModule, or a module holding one) pickles
+    its tree specs, which torch answers with a FutureWarning about its own deprecated LeafSpec class, once per copy:
+    nothing a caller can change, so that warning alone is not shown."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*LeafSpec", category=FutureWarning)
+        return copy.deepcopy(module)
 
 
 def load_program(path: str | Path, class_name: str) -> nn.Module:
