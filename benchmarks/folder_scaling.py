@@ -23,27 +23,12 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 import nnopt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "data"))
 
-from imagegen import FOUR_CLASSES, write_four_classes  # noqa: E402
-
-class Block(nn.Module):
-    def __init__(self, width: int):
-        super().__init__()
-        self.conv1, self.norm1 = nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
-        self.conv2, self.norm2 = nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x + self.norm2(self.conv2(torch.relu(self.norm1(self.conv1(x))))))
-
-
-def residual_cnn(channels: int, classes: int, width: int) -> nn.Module:
-    return nn.Sequential(nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-                         Block(width), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, classes))
+from imagegen import FOUR_CLASSES, bn_residual_cnn, write_four_classes  # noqa: E402
 
 
 def main() -> None:
@@ -69,7 +54,7 @@ def main() -> None:
     for seed in seeds:
         for scale in scales:
             torch.manual_seed(seed)  # the network's initial weights
-            net = residual_cnn(3, len(FOUR_CLASSES), args.width)
+            net = bn_residual_cnn(3, len(FOUR_CLASSES), args.width)
             result = nnopt.fit(net, str(root), epochs=args.epochs, seed=seed, scale=scale)
             accuracy[scale].append(result.metrics["test"]["accuracy"])
             loads.append(float(Path("/proc/loadavg").read_text().split()[0]))

@@ -79,3 +79,21 @@ def write_four_classes(root: Path, per_class: int, size: int, seed: int = 0) -> 
         (root / kind).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             four_class_image(kind, size, rng).save(root / kind / f"{i:04d}.png")
+
+
+def bn_residual_cnn(channels: int, classes: int, width: int = 16):
+    """A small residual CNN with BatchNorm, as users write them: what tests/data/test_image_folder_scaling.py and
+    benchmarks/folder_scaling.py train on the four-class folder."""
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, width: int):
+            super().__init__()
+            self.conv1, self.norm1 = nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
+            self.conv2, self.norm2 = nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
+
+        def forward(self, x):
+            return (x + self.norm2(self.conv2(self.norm1(self.conv1(x)).relu()))).relu()
+
+    return nn.Sequential(nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+                         Block(width), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, classes))

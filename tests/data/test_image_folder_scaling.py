@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from imagegen import FOUR_CLASSES, SHAPES, write_folder, write_four_classes  # noqa: E402
+from imagegen import FOUR_CLASSES, SHAPES, bn_residual_cnn, write_folder, write_four_classes  # noqa: E402
 
 from nnopt.data import load_data  # noqa: E402
 
@@ -143,19 +142,8 @@ def test_a_model_file_recorded_with_pixels_in_0_1_predicts_as_before(run, new_fi
     assert not np.allclose(got, predict(run, [str(f) for f in new_files], proba=True).probabilities, atol=1e-3)
 
 
-class Block(nn.Module):
-    def __init__(self, width: int):
-        super().__init__()
-        self.conv1, self.norm1 = nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
-        self.conv2, self.norm2 = nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x + self.norm2(self.conv2(torch.relu(self.norm1(self.conv1(x))))))
-
-
-def residual_cnn(width: int = 16) -> nn.Module:
-    return nn.Sequential(nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-                         Block(width), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, len(FOUR_CLASSES)))
+def residual_cnn(width: int = 16):
+    return bn_residual_cnn(3, len(FOUR_CLASSES), width)
 
 
 def test_a_batchnorm_cnn_learns_the_folder_with_auto_and_not_with_pixels_left_in_0_1(tmp_path):

@@ -4,6 +4,8 @@ line), without taking the file's name."""
 
 from __future__ import annotations
 
+import inspect
+
 import subprocess
 import sys
 import uuid
@@ -101,21 +103,8 @@ def test_a_regression_file_traced_along_one_branch_is_refused_in_target_units(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["diabetes"]
 
 
-BRANCHY_SOURCE = """
-from torch import nn
-
-
-class Branchy(nn.Module):
-    def __init__(self, in_features=64, n_classes=10):
-        super().__init__()
-        self.in_features, self.n_classes = in_features, n_classes
-        self.linear = nn.Linear(in_features, n_classes)
-
-    def forward(self, x):
-        if x.mean() > 0.5:
-            x = x * 0.5
-        return self.linear(x)
-"""
+# the same class as a module file of its own, for a process that imports it by name
+BRANCHY_SOURCE = "import torch\nfrom torch import nn\n\n\n" + inspect.getsource(Branchy)
 
 
 def test_on_the_command_line_the_fallback_warning_and_the_refusal_are_one_line_each(tmp_path, monkeypatch):
