@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from nnopt.errors import DataError, param
 from nnopt.data._memmap import MemmapSplit
-from nnopt.data._torch_dataset import DatasetSplit
+from nnopt.data._torch_dataset import DatasetSplit, torch_rows
 from nnopt.data._types import Data, Split
 
 IN_MEMORY_BYTES = 512 * 2**20  # float32 rows of all three splits together
@@ -44,10 +44,6 @@ def _read(split: DatasetSplit | MemmapSplit, data: Data) -> Split:
     user = split.loader  # its collate_fn makes the batches training read; its sampler and drop_last do not matter
     loader = DataLoader(split.dataset, batch_size=READ_BATCH,
                         **({"collate_fn": user.collate_fn} if user is not None else {}))
-    xs, ys = [], []
-    for batch in loader:
-        xb, yb = (torch.as_tensor(v) for v in batch)
-        xs.append(xb.to(torch.float32).reshape(len(xb), -1))
-        ys.append(yb)
-    X, y = torch.cat(xs), torch.cat(ys).to(labels)
-    return Split(X, y.reshape(-1) if data.task == "classification" else y)
+    X, y, _ = torch_rows(loader)  # the samples in order, as predict and evaluate read a torch source
+    y = torch.from_numpy(y).to(labels)
+    return Split(torch.from_numpy(X).reshape(len(X), -1), y.reshape(-1) if data.task == "classification" else y)
