@@ -126,6 +126,10 @@ def test_a_module_that_does_not_take_the_datas_shape_is_one_clear_error():
                                          r"add nn.Flatten\(\)"):
         nnopt.fit(dense, "digits", epochs=1)
     assert nnopt.fit(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), "digits", epochs=1).epochs == 1
+    rgb = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(10))  # built for 3 channels, digits have 1
+    with pytest.raises(UsageError, match=r"the samples have 1 channel and the first convolution takes 3: build it "
+                                         r"with in_channels=1 \(a factory is given input_shape=\(1, 8, 8\)\)$"):
+        nnopt.fit(rgb, "digits", epochs=1)
 
 
 def test_a_factory_gets_batches_in_the_datas_shape_and_reloads(tmp_path):

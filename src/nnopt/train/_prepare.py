@@ -4,6 +4,7 @@ shared by fit() and the LR finder so both train exactly the same thing."""
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -123,9 +124,16 @@ def check_forward(net: nn.Module, shape: tuple[int, ...], data: Data | None = No
                              f"features (one-hot levels, missing-value indicators): give the first layer "
                              f"in_features={shape[0]}, use nn.LazyLinear, or give a factory that takes "
                              "in_features") from exc
-        raise UsageError(f"the model fails on a batch of shape {(1, *shape)}, the data's shape ({detail}); a "
-                         "module receives batches in the shape the data has: add nn.Flatten() before dense "
-                         "layers, or give the data in the shape the module takes") from exc
+        channels = re.search(r"to have (\d+) channels, but got (\d+) channels", detail)
+        if channels and len(shape) >= 2:  # a convolution built for other channels than the samples have
+            fix = (f"the samples have {shape[0]} channel{'s' if shape[0] != 1 else ''} and the first convolution "
+                   f"takes {channels.group(1)}: build it with in_channels={shape[0]} (a factory is given "
+                   f"input_shape={tuple(shape)})")
+        else:
+            fix = ("a module receives batches in the shape the data has: add nn.Flatten() before dense layers, or "
+                   "give the data in the shape the module takes")
+        raise UsageError(f"the model fails on a batch of shape {(1, *shape)}, the data's shape ({detail}); "
+                         f"{fix}") from exc
     finally:
         net.train(was_training)
 
