@@ -127,6 +127,13 @@ def test_the_onnx_export_takes_the_pixels_and_agrees_with_predict(run, new_files
     logits = run_exported(exported.path, "onnx", pixels)  # the network's outputs, scaling inside the graph
     proba = predict(run, [str(f) for f in new_files], proba=True).probabilities
     np.testing.assert_allclose(torch.softmax(torch.from_numpy(logits), dim=1).numpy(), proba, atol=1e-5)
+    import onnx  # the file says what its flat input holds
+
+    meta = {p.key: p.value for p in onnx.load(str(exported.path)).metadata_props}
+    height, width = decoded(new_files).shape[2:]
+    assert json.loads(meta["nnopt.image"]) == {
+        "size": [height, width], "channels": 3, "pixels": "[0, 1]",
+        "layout": f"flat (batch, {3 * height * width}): channel, row, column"}
 
 
 def test_a_model_file_recorded_with_pixels_in_0_1_predicts_as_before(run, new_files, tmp_path):

@@ -302,7 +302,18 @@ def _info(predictor: Predictor) -> dict[str, Any]:
     return {"task": predictor.task, "feature_names": predictor.feature_names, "target": predictor.target,
             "class_names": predictor.class_names if predictor.task == "classification" else None,
             "output": "logits" if predictor.task == "classification" else "values in target units",
-            "source": predictor.description}
+            "source": predictor.description, **_image_input(predictor)}
+
+
+def _image_input(predictor: Predictor) -> dict[str, Any]:
+    """For a model trained on an image folder, what its flat input holds: each image decoded to this size and these
+    channels, its pixels in [0, 1] in channel, row, column order (the recorded scaling is inside the file)."""
+    image = (predictor.preprocessing or {}).get("image")
+    if not image:
+        return {}
+    (height, width), channels = image["size"], image["channels"]
+    return {"image": {"size": [int(height), int(width)], "channels": int(channels), "pixels": "[0, 1]",
+                      "layout": f"flat (batch, {int(channels) * int(height) * int(width)}): channel, row, column"}}
 
 
 def run_exported(path: str | Path, format: str, rows: np.ndarray | Mapping[str, Any]) -> np.ndarray:
