@@ -82,3 +82,21 @@ def test_proba_on_a_regressor(run_cli, tmp_path):
     nnopt.fit("linear", "linear", epochs=1, out=tmp_path / "run")
     err = _one_line(run_cli, "predict", tmp_path / "run", "--data", "linear", "--proba", "--out", tmp_path / "p.csv")
     assert "--proba applies to classifiers" in err
+
+
+def test_class_indices_evaluate_a_model_of_named_classes_as_its_names_do():
+    """A torch Dataset with .classes gives labels as indices; the same labels as an array of 0..K-1 mean those
+    classes, where the names are not numbers themselves. A label outside 0..K-1 is still an error."""
+    import numpy as np
+    from sklearn.datasets import load_iris
+
+    import nnopt
+
+    X, codes = load_iris(return_X_y=True)
+    names = np.array(["setosa", "versicolor", "virginica"], dtype=object)[codes]
+    result = nnopt.fit("mlp:16", (X, names), epochs=5, seed=0)
+    by_name = nnopt.evaluate(result, (X, names)).metrics
+    assert nnopt.evaluate(result, (X, codes)).metrics == by_name
+    with pytest.raises(nnopt.DataError, match=r"labels are whole numbers, read as class indices 0..2 \(setosa, "
+                                              r"versicolor, virginica\); 3 is not one \(50 rows\)"):
+        nnopt.evaluate(result, (X, np.where(codes == 2, 3, codes)))

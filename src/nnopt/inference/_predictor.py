@@ -198,6 +198,15 @@ class Predictor:
         unique, inverse = np.unique(names, return_inverse=True)
         keys = [u if u in index else canonical_text(str(u)) for u in unique]
         absent = [i for i, key in enumerate(keys) if key not in index]
+        codes = _class_indices(y, len(self.class_names)) if len(absent) == len(keys) else None
+        if codes is not None and not any(_integral(name) for name in self.class_names):
+            return codes  # integers 0..K-1 for named classes (a torch Dataset's labels beside its .classes)
+        if len(absent) == len(keys) and _class_indices(y, 1 << 62) is not None and \
+                not any(_integral(name) for name in self.class_names):
+            values = np.asarray(y).reshape(-1).astype(np.int64)
+            bad = values[(values < 0) | (values >= len(self.class_names))]
+            raise DataError(f"the data's labels are whole numbers, read as class indices 0..{len(self.class_names) - 1} "
+                            f"({', '.join(self.class_names)}); {int(bad[0])} is not one ({len(bad)} rows)")
         if absent:
             rows = int(np.isin(inverse, absent).sum())
             more = f" and {len(absent) - 1} more" if len(absent) > 1 else ""
@@ -328,3 +337,22 @@ def _check_finite(X: np.ndarray, names: list[str]) -> None:
         col = int(np.flatnonzero(bad.any(axis=0))[0])
         raise DataError(f"column '{names[col]}' has {int(bad[:, col].sum())} missing or non-finite values (first at "
                         f"row {int(np.argmax(bad[:, col])) + 1}); fill them or drop those rows")
+
+
+def _class_indices(y: Any, k: int) -> np.ndarray | None:
+    """Labels that are all whole numbers in 0..k-1, as int64 class codes; else None."""
+    values = np.asarray(y).reshape(-1)
+    if values.dtype.kind not in "iuf" or not len(values):
+        return None
+    if not (np.isfinite(values).all() and (values == np.round(values)).all()):
+        return None
+    codes = values.astype(np.int64)
+    return codes if codes.min() >= 0 and codes.max() < k else None
+
+
+def _integral(name: str) -> bool:
+    """A class name that reads as a whole number ("3", "3.0"): integer labels would then be ambiguous."""
+    try:
+        return float(name) == round(float(name))
+    except (TypeError, ValueError, OverflowError):
+        return False
