@@ -31,6 +31,7 @@ from nnopt.errors import UsageError, describe, param, require_int, spell
 from nnopt.fileio import LOCK_NAME, atomic_write_json, atomic_write_text, make_run_dir, slug
 from nnopt.pipeline._budget import SCREEN_SHARE, Clock, Plan, parse_budget
 from nnopt.pipeline._stages import (
+    CNN_PROBE,
     CONSTRAINT_KEYS,
     PROBE_MODEL,
     compress_final,
@@ -130,11 +131,13 @@ def automl(data: Any, *, out: str | Path | None = None, budget: Any = "10m", tar
         check_feasible(probe_spec, loaded)
     plan = state.get("plan")
     if plan is None:
-        plan = probe(loaded, seed)
+        plan = probe(loaded, seed, chosen_space if isinstance(chosen_space, str) else "mlp")
         needed = Plan(**plan).minimum_s(2)  # the screen runs at least two optimizers
         if budget_s < needed:
-            raise UsageError(f"a budget of {budget_s:g} s is too small for {loaded.name}: one epoch of {PROBE_MODEL} "
-                             f"takes {plan['epoch_s']:.2f} s here and the stages need about {needed:.0f} s; "
+            timed = (CNN_PROBE, plan["searched_epoch_s"]) if plan.get("searched_epoch_s") else \
+                (PROBE_MODEL, plan["epoch_s"])
+            raise UsageError(f"a budget of {budget_s:g} s is too small for {loaded.name}: one epoch of {timed[0]} "
+                             f"takes {timed[1]:.2f} s here and the stages need about {needed:.0f} s; "
                              f"give {param('budget', f'{int(needed * 1.2) + 1}s')} or more")
     make_run_dir(run_dir)
     state["plan"], state["settings"] = plan, settings

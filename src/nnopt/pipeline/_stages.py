@@ -3,6 +3,7 @@ record automl.json keeps for it (with a one-line `summary`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 
 from nnopt.config import TABLE_KEYS, table_settings
-from nnopt.data import load_data
+from nnopt.data import Split, load_data
 from nnopt.comparison import compare
 from nnopt.compress import compress, ladder_for, nnopt_load
 from nnopt.compress import default_epochs as compress_epochs
@@ -38,6 +39,9 @@ from nnopt.train import run as run_training
 
 SCREEN_OPTIMIZERS = ("adam", "adamw", "nesterov", "rmsprop", "momentum")
 PROBE_MODEL = "mlp:128,64"
+# a network from the middle of the cnn space, timed by the probe when the search is over CNNs
+CNN_PROBE = "cnn:16,32"
+CNN_PROBE_ROWS = 1024
 MAX_TRIALS = 100_000  # the search stops on time, not on a count
 MAX_ROUNDS = 6
 # replaces a compression that failed the train-rows check on final/: int8 round-to-nearest, no training
@@ -52,16 +56,26 @@ AUTOML_SPACES = {"mlp": {"preset": "mlp", "depth": [1, 3], "width": [16, 32, 64,
                  "cnn": {"preset": "cnn"}}
 
 
-def probe(data: Any, seed: int) -> dict[str, Any]:
-    """Seconds per epoch of the reference network on this data and machine (one thread, as search trials)."""
+def probe(data: Any, seed: int, space: str = "mlp") -> dict[str, Any]:
+    """Seconds per epoch of the reference network on this data and machine (one thread, as search trials); for the
+    cnn space also of a mid-sized CNN of it, timed on at most CNN_PROBE_ROWS training rows and scaled to all."""
     hidden = data.without_test()
     fit(PROBE_MODEL, hidden, epochs=1, seed=seed, threads=1)  # the first run pays for imports and warm-up
     start = time.perf_counter()
     result = fit(PROBE_MODEL, hidden, epochs=3, seed=seed, threads=1)
     total = time.perf_counter() - start
     epoch_s = max(1e-3, result.wall_s / 3)
-    return {"epoch_s": epoch_s, "run_s": max(0.0, total - result.wall_s), "finetune_epochs": compress_epochs(data, 64),
-            "min_epochs": min_trial_epochs(len(hidden.train)), "steps_per_epoch": max(1, math.ceil(len(hidden.train) / 64))}
+    plan = {"epoch_s": epoch_s, "run_s": max(0.0, total - result.wall_s), "finetune_epochs": compress_epochs(data, 64),
+            "min_epochs": min_trial_epochs(len(hidden.train)),
+            "steps_per_epoch": max(1, math.ceil(len(hidden.train) / 64))}
+    if space == "cnn":
+        rows, sample = len(hidden.train), hidden
+        if rows > CNN_PROBE_ROWS and isinstance(hidden.train, Split):  # rows in memory: time a slice of them
+            rows = CNN_PROBE_ROWS
+            sample = dataclasses.replace(hidden, train=Split(hidden.train.X[:rows], hidden.train.y[:rows]))
+        timed = [fit(CNN_PROBE, sample, epochs=1, seed=seed, threads=1).wall_s for _ in range(2)]  # 1st: warm-up
+        plan["searched_epoch_s"] = max(1e-3, timed[-1] * len(hidden.train) / rows)
+    return plan
 
 
 def screen(data: Any, out: Path, timing: Plan, seconds: float, seed: int, draw: Callable) -> dict[str, Any]:
