@@ -215,3 +215,9 @@ def test_a_factory_that_ignores_n_outputs_is_named_by_every_entry_point(tmp_path
                          "train": {"epochs": 1}, "trials": 1, "space": {"lr": {"choices": [0.01]}}}, report=False)
     reasons = [t.user_attrs.get("fail_reason", "") for t in result.frozen_trials]
     assert len(reasons) == 1 and "the factory usermodels:make_fixed_head is given n_outputs=10" in reasons[0]
+    # the command line: a study whose every trial failed is not a success; the records are written all the same
+    code, _, stderr = run_cli("tune", "--data", "digits", "--model", "usermodels:make_fixed_head", "--epochs", "1",
+                              "--trials", "2", "--out", tmp_path / "tune")
+    assert code == 2 and stderr.startswith("error: every trial failed (2); the first: ") and \
+        "is given n_outputs=10" in stderr and stderr.count("\n") == 1
+    assert (tmp_path / "tune" / "trials.json").is_file()

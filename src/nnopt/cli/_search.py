@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     result = tune(spec, out=out, **overrides)
     if args.json:
         print(json.dumps(result.summary()))
-        return 0
+        return _every_trial_failed(result)
     counts = result.counts()
     console = make_console()
     console.print(f"study '{result.study_name}': {counts['complete']} complete, {counts['pruned']} pruned, "
@@ -96,7 +97,19 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     console.print(f"report: {Path(out) / 'report.html'}")
     if (Path(out) / "best.yaml").is_file():
         console.print(f"reproduce: nnopt train --config {Path(out) / 'best.yaml'}")
-    return 0
+    return _every_trial_failed(result)
+
+
+def _every_trial_failed(result: Any) -> int:
+    """0, or 2 with the first trial's reason when trials ran and every one failed: a study that trained nothing
+    (a model that cannot take the data, a factory that ignores n_outputs) is not a success."""
+    trials = result.trials
+    if not trials or any(t["state"] != "FAIL" for t in trials):
+        return 0
+    reason = next((t["user_attrs"].get("fail_reason") for t in trials if t["user_attrs"].get("fail_reason")),
+                  "no reason recorded")
+    print(f"error: every trial failed ({len(trials)}); the first: {reason}", file=sys.stderr)
+    return 2
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
@@ -110,7 +123,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     result = nas(args.data, space=args.space, train=train, out=out, **settings, **table_args(args))
     if args.json:
         print(json.dumps(result.summary()))
-        return 0
+        return _every_trial_failed(result)
     counts = result.counts()
     console = make_console()
     rejected = sum(1 for t in result.trials if "infeasible" in t["user_attrs"])
@@ -128,7 +141,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     console.print(f"report: {run_dir / 'report.html'}")
     if (run_dir / "best.yaml").is_file():
         console.print(f"reproduce: nnopt train --config {run_dir / 'best.yaml'}")
-    return 0
+    return _every_trial_failed(result)
 
 
 COMMANDS = {"tune": _cmd_tune, "search": _cmd_search}
