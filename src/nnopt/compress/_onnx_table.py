@@ -441,6 +441,23 @@ def check_table(preprocessing: Mapping[str, Any], reference: Callable[[np.ndarra
     """Compare an exported file (`exported`: raw columns -> its outputs) with `reference` (encoded, unscaled rows
     -> raw network outputs) on `rows` probe rows: class agreement and the largest probability difference, or the
     largest difference in target units for regression."""
+    return compare_outputs(preprocessing.get("task"), *table_outputs(preprocessing, reference, exported, rows))
+
+
+def compare_outputs(task: str | None, ours: np.ndarray, theirs: np.ndarray) -> dict[str, Any]:
+    """table_outputs' two outputs compared: rows, and class agreement with the largest probability difference, or
+    the largest difference in target units for regression."""
+    if task == "regression":
+        return {"rows": len(ours), "max_abs_diff": float(np.abs(theirs - ours).max())}
+    return {"rows": len(ours), "agreement": agreement(ours, theirs),
+            "max_proba_diff": float(np.abs(_proba(ours) - _proba(theirs)).max())}
+
+
+def table_outputs(preprocessing: Mapping[str, Any], reference: Callable[[np.ndarray], np.ndarray],
+                  exported: Callable[[dict[str, np.ndarray]], np.ndarray],
+                  rows: int = CHECK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """`reference`'s and `exported`'s outputs (see check_table) on `rows` probe rows, float64: logits, or for
+    regression (n, targets) values in target units."""
     table = preprocessing["table"]
     columns = table_probe(table, preprocessing, rows)
     ours = np.asarray(reference(encode_table(columns, table)[0]), dtype=np.float64)
@@ -449,9 +466,8 @@ def check_table(preprocessing: Mapping[str, Any], reference: Callable[[np.ndarra
         ours = ours.reshape(len(ours), -1)
         if preprocessing.get("y_mean") is not None and preprocessing.get("y_std") is not None:
             ours = ours * np.asarray(preprocessing["y_std"]) + np.asarray(preprocessing["y_mean"])
-        return {"rows": rows, "max_abs_diff": float(np.abs(theirs.reshape(ours.shape) - ours).max())}
-    return {"rows": rows, "agreement": agreement(ours, theirs),
-            "max_proba_diff": float(np.abs(_proba(ours) - _proba(theirs)).max())}
+        theirs = theirs.reshape(ours.shape)
+    return ours, theirs
 
 
 def table_onnx_checked(network: str | Path, preprocessing: Mapping[str, Any], path: str | Path, model: nn.Module,
@@ -479,5 +495,5 @@ def _proba(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-__all__ = ["check_table", "feature_scaling", "missing_spellings", "table_feed", "table_inputs", "table_onnx",
-           "table_onnx_checked", "table_predict", "table_probe"]
+__all__ = ["check_table", "compare_outputs", "feature_scaling", "missing_spellings", "table_feed", "table_inputs",
+           "table_onnx", "table_onnx_checked", "table_outputs", "table_predict", "table_probe"]

@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnopt.compress import agreement, check_table, export_onnx, feature_scaling, is_compressed_file, ort_predict, \
-    ort_session, quantized_onnx, read_qweights, table_inputs, table_onnx, table_predict
+from nnopt.compress import agreement, compare_outputs, export_onnx, feature_scaling, is_compressed_file, ort_predict, \
+    ort_session, quantized_onnx, read_qweights, table_inputs, table_onnx, table_outputs, table_predict
 from nnopt.data import feature_stat, kept_columns
 from nnopt.errors import UsageError, keywords_checked, param, require_path, unknown_name
 from nnopt.fileio import atomic_write
@@ -240,24 +240,14 @@ def _export_table(predictor: Predictor, format: str, path: Path,
 
         def exported(columns: dict[str, np.ndarray]) -> np.ndarray:
             return run_exported(path, format, np.stack([columns[name] for name in names], axis=1))
-    compared: dict[str, np.ndarray] = {}  # what check_table compares, kept for _require_close
-
-    def reference(X: np.ndarray) -> np.ndarray:
-        compared["ours"] = predictor.outputs(predictor.inputs(X)).numpy()
-        return compared["ours"]
-
-    def measured(columns: Any) -> np.ndarray:
-        compared["theirs"] = np.asarray(exported(columns))
-        return compared["theirs"]
-
-    check = check_table(predictor.preprocessing, reference, measured, check_rows)
+    ours, theirs = table_outputs(predictor.preprocessing, lambda X: predictor.outputs(predictor.inputs(X)).numpy(),
+                                 exported, check_rows)
+    check = compare_outputs(predictor.task, ours, theirs)
     result = Exported(path=path, format=format, task=predictor.task, rows_checked=check["rows"],
                       agreement=check.get("agreement"), max_abs_diff=check.get("max_abs_diff"),
                       max_proba_diff=check.get("max_proba_diff"),
                       inputs=table_inputs(table) if format == "onnx" else None)
-    if predictor.task == "regression":  # nnopt's outputs in target units, as the file's are
-        compared["ours"] = predictor.decode(torch.from_numpy(compared["ours"]))[0]
-    return result, compared["ours"], compared["theirs"]
+    return result, ours, theirs  # logits, or values in target units
 
 
 def _network_onnx(module: nn.Module, predictor: Predictor, path: Path) -> Path:
