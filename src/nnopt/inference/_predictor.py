@@ -198,13 +198,12 @@ class Predictor:
         unique, inverse = np.unique(names, return_inverse=True)
         keys = [u if u in index else canonical_text(str(u)) for u in unique]
         absent = [i for i, key in enumerate(keys) if key not in index]
-        codes = _class_indices(y, len(self.class_names)) if len(absent) == len(keys) else None
+        codes = _whole_numbers(y) if len(absent) == len(keys) else None
         if codes is not None and not any(_integral(name) for name in self.class_names):
-            return codes  # integers 0..K-1 for named classes (a torch Dataset's labels beside its .classes)
-        if len(absent) == len(keys) and _class_indices(y, 1 << 62) is not None and \
-                not any(_integral(name) for name in self.class_names):
-            values = np.asarray(y).reshape(-1).astype(np.int64)
-            bad = values[(values < 0) | (values >= len(self.class_names))]
+            # integers for named classes: class indices 0..K-1 (a torch Dataset's labels beside its .classes)
+            bad = codes[(codes < 0) | (codes >= len(self.class_names))]
+            if not len(bad):
+                return codes
             raise DataError(f"the data's labels are whole numbers, read as class indices 0..{len(self.class_names) - 1} "
                             f"({', '.join(self.class_names)}); {int(bad[0])} is not one ({len(bad)} rows)")
         if absent:
@@ -339,15 +338,14 @@ def _check_finite(X: np.ndarray, names: list[str]) -> None:
                         f"row {int(np.argmax(bad[:, col])) + 1}); fill them or drop those rows")
 
 
-def _class_indices(y: Any, k: int) -> np.ndarray | None:
-    """Labels that are all whole numbers in 0..k-1, as int64 class codes; else None."""
+def _whole_numbers(y: Any) -> np.ndarray | None:
+    """Labels that are all whole numbers, as int64; else None."""
     values = np.asarray(y).reshape(-1)
     if values.dtype.kind not in "iuf" or not len(values):
         return None
     if not (np.isfinite(values).all() and (values == np.round(values)).all()):
         return None
-    codes = values.astype(np.int64)
-    return codes if codes.min() >= 0 and codes.max() < k else None
+    return values.astype(np.int64)
 
 
 def _integral(name: str) -> bool:
