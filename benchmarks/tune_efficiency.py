@@ -7,12 +7,13 @@ digits and mnist1d; for each run the best validation accuracy against epochs spe
 TPE+ASHA <= 1/3 of random's.
 
 Overhead: what a user calls, `nnopt.tune(f, space={x, y}, sampler=..., trials=1000[, out=DIR])` on a 2-parameter
-quadratic (study creation, the trial loop, config.json, trials.json / trials.csv and report.html with out=), against
-plain Optuna doing the same in the same process (create_study + optimize, the same sampler settings, a journal
-file or InMemoryStorage): median ms per trial over repeats run back to back in rotating order, and the ratio;
-random and TPE, journal file and in memory. On the journal the same call with report=False runs in the same
-rounds, and the default call's time in build_report is its own line. Then the one-time start cost in a fresh
-interpreter, and trials/s of 2 workers vs 1 on trials that train a small model on one thread.
+quadratic (study creation, the trial loop, config.json, trials.json / trials.csv and, with out=, report.html
+when report="auto" draws it), against plain Optuna doing the same in the same process (create_study + optimize,
+the same sampler settings, a journal file or InMemoryStorage): median ms per trial over repeats run back to back in
+rotating order, and the ratio; random and TPE, journal file and in memory. On the journal the same call with
+report=True and with report=False runs in the same rounds, and each call's time in build_report is its own line.
+Then the one-time start cost in a fresh interpreter, and trials/s of 2 workers vs 1 on trials that train a small
+model on one thread.
 
     .venv/bin/python benchmarks/tune_efficiency.py [--seeds 5] [--trials 64] [--part efficiency|overhead|all]
         [--methods random,tpe,tpe+asha] [--data digits,mnist1d] [--val-fraction 0.15] [--jobs 1] [--json out.json]
@@ -175,24 +176,25 @@ def report_timer(spent: list[float]) -> Iterator[None]:
 
 
 def one_round(sampler: str, journal: bool, trials: int, seed: int, folder: Path, turn: int) -> dict:
-    """nnopt.tune as a user calls it, the same call with report=False (on the journal, where there is a
-    report), and the same study in plain Optuna (create_study + optimize, same sampler, same storage kind), one
-    after the other in this process, the order rotated by `turn`: {nnopt_s, report_s[, bare_s], optuna_s}.
-    report_s is the time the first call spent in build_report, inside its nnopt_s; each *_cpu_s is the same
-    run's CPU time (this process's: what a busy disk's fsync waits and other jobs' turns on the cores leave out)."""
+    """nnopt.tune as a user calls it (report="auto"), the same call with report=True and with report=False (on
+    the journal, where there is a report), and the same study in plain Optuna (create_study + optimize, same
+    sampler, same storage kind), one after the other in this process, the order rotated by `turn`:
+    {nnopt_s, report_s[, drawn_s, drawn_report_s, bare_s], optuna_s}. report_s / drawn_report_s are the times
+    the call spent in build_report, inside its own time; each *_cpu_s is the same run's CPU time (this process's:
+    what a busy disk's fsync waits and other jobs' turns on the cores leave out)."""
     row = {}
 
-    def run_nnopt(report: bool) -> None:
+    def run_nnopt(report: bool | str) -> None:
         spent: list[float] = []
-        out = folder / f"nnopt-{sampler}-{seed}-{'report' if report else 'bare'}" if journal else None
+        key = {"auto": "nnopt", True: "drawn", False: "bare"}[report]
+        out = folder / f"nnopt-{sampler}-{seed}-{key}" if journal else None
         started, cpu = time.perf_counter(), time.process_time()
-        with report_timer(spent):
+        with report_timer(spent), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # report="auto"'s note that it left the report out
             nnopt.tune(quadratic, space=QUADRATIC, directions="minimize", sampler=sampler, trials=trials,
                        seed=seed, out=out, report=report)
-        key = "nnopt" if report else "bare"
         row[f"{key}_s"], row[f"{key}_cpu_s"] = time.perf_counter() - started, time.process_time() - cpu
-        if report:
-            row["report_s"] = sum(spent)
+        row["report_s" if key == "nnopt" else f"{key}_report_s"] = sum(spent)
 
     def run_optuna() -> None:
         started, cpu = time.perf_counter(), time.process_time()
@@ -202,7 +204,8 @@ def one_round(sampler: str, journal: bool, trials: int, seed: int, folder: Path,
         study.optimize(optuna_quadratic, n_trials=trials)
         row["optuna_s"], row["optuna_cpu_s"] = time.perf_counter() - started, time.process_time() - cpu
 
-    runs = [lambda: run_nnopt(True), run_optuna] + ([lambda: run_nnopt(False)] if journal else [])
+    runs = [lambda: run_nnopt("auto"), run_optuna] + (
+        [lambda: run_nnopt(True), lambda: run_nnopt(False)] if journal else [])
     for i in range(len(runs)):
         runs[(turn + i) % len(runs)]()
     return row
@@ -242,7 +245,7 @@ def cold_start(folder: Path, repeats: int) -> dict:
 def overhead(trials: int, repeats: int, workers: bool = True) -> dict:
     """ms per trial of nnopt.tune against plain Optuna on the same storage and sampler, a 2-parameter quadratic:
     each (sampler, storage) case run `repeats` times (random in memory 5 times as often), nnopt and Optuna back
-    to back in rotating order (on the journal also nnopt with report=False); medians, the ratio of the medians
+    to back in rotating order (on the journal also nnopt with report=True and report=False); medians, the ratio of the medians
     and the median of the runs' ratios. Then the one-time start cost and 2 workers against 1."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out: dict = {"trials": trials, "repeats": repeats, "cpu_count": os.cpu_count(), "load_before": os.getloadavg()}
@@ -264,18 +267,27 @@ def overhead(trials: int, repeats: int, workers: bool = True) -> dict:
                 for name, r in rows.items()), flush=True)
         for name, runs in rows.items():
             ms = {key: 1000 * statistics.median(r[key] for r in runs) / trials
-                  for key in ("nnopt_s", "report_s", "bare_s", "optuna_s") if key in runs[0]}
+                  for key in ("nnopt_s", "report_s", "drawn_s", "drawn_report_s", "bare_s", "optuna_s")
+                  if key in runs[0]}
             entry = out[name] = {
                 "nnopt_ms_per_trial": ms["nnopt_s"], "report_ms_per_trial": ms["report_s"],
                 "optuna_ms_per_trial": ms["optuna_s"], "ratio": ms["nnopt_s"] / ms["optuna_s"],
                 "per_pair_ratios": [r["nnopt_s"] / r["optuna_s"] for r in runs],
                 "median_pair_ratio": statistics.median(r["nnopt_s"] / r["optuna_s"] for r in runs), "pairs": runs}
             cpu = {key: statistics.median(r[f"{key}_cpu_s"] / r["optuna_cpu_s"] for r in runs)
-                   for key in ("nnopt", "bare") if f"{key}_cpu_s" in runs[0]}
+                   for key in ("nnopt", "drawn", "bare") if f"{key}_cpu_s" in runs[0]}
             entry["median_cpu_ratio"] = cpu["nnopt"]
             line = (f"{name:15} nnopt {ms['nnopt_s']:6.2f} ms/trial (of which report.html {ms['report_s']:.2f})  "
                     f"optuna {ms['optuna_s']:6.2f}  ratio {entry['ratio']:.2f} (median of {len(runs)} runs' "
                     f"ratios {entry['median_pair_ratio']:.2f}; of their CPU times {cpu['nnopt']:.2f})")
+            if "drawn_s" in ms:  # the same call with report=True, measured in the same rounds
+                entry.update(drawn_ms_per_trial=ms["drawn_s"], drawn_ratio=ms["drawn_s"] / ms["optuna_s"],
+                             drawn_report_ms_per_trial=ms["drawn_report_s"],
+                             median_drawn_pair_ratio=statistics.median(r["drawn_s"] / r["optuna_s"] for r in runs),
+                             median_drawn_cpu_ratio=cpu["drawn"])
+                line += (f"\n{'':15} report=True {ms['drawn_s']:6.2f} ms/trial (of which report.html "
+                         f"{ms['drawn_report_s']:.2f})  ratio {entry['drawn_ratio']:.2f} (median of runs' ratios "
+                         f"{entry['median_drawn_pair_ratio']:.2f}; of their CPU times {cpu['drawn']:.2f})")
             if "bare_s" in ms:  # the same call with report=False, measured in the same rounds
                 entry.update(bare_ms_per_trial=ms["bare_s"], bare_ratio=ms["bare_s"] / ms["optuna_s"],
                              median_bare_pair_ratio=statistics.median(r["bare_s"] / r["optuna_s"] for r in runs),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import time
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -69,22 +71,47 @@ def find_lr(model: Any, data: Any, **kwargs: Any) -> _train.LRFindResult:
         return result
 
 
-def tune(spec_or_function: Any, *, report: bool = True, **kwargs: Any) -> _search.TuneResult:
+def tune(spec_or_function: Any, *, report: bool | str = "auto", **kwargs: Any) -> _search.TuneResult:
     """nnopt.search.tune, plus the study's report (and the retrained best model's) when `out` is given.
 
-    report=False leaves report.html out (the run directory is otherwise the same; `nnopt report DIR` draws it
-    from the files at any time): the report is a fixed cost, about a second at 1000 trials, which a script
-    running many short studies of millisecond trials need not pay for each. `nnopt tune` always draws it.
+    report="auto" (the default) draws report.html unless the study was many trials of milliseconds, for which
+    the report would cost more than a tenth of the study's time and more than half a second (see
+    report_worth_drawing); a warning then says so and how to draw it. report=True always draws it, report=False
+    never (`nnopt report DIR` draws it from the files at any time). `nnopt tune` always draws it.
     The lock is on `out`: the study itself may be shared through storage= by processes with other run
     directories."""
     if not (callable(spec_or_function) or isinstance(spec_or_function, (str, os.PathLike, Mapping))):
         raise UsageError(f"{param('spec_or_function')} must be a tune spec (a YAML file or a mapping) or a function "
                          f"of the params; got {describe(spec_or_function)}")
-    if not isinstance(report, bool):
-        raise UsageError(f"{param('report')} must be True or False; got {describe(report)}")
+    if not (isinstance(report, bool) or report == "auto"):
+        raise UsageError(f"{param('report')} must be True, False or 'auto'; got {describe(report)}")
     with _locked(kwargs.get("out")):
+        start = time.perf_counter()
         result = _search.tune(spec_or_function, **kwargs)
+        if report == "auto" and result.run_dir is not None:
+            report = report_worth_drawing(len(result.frozen_trials), time.perf_counter() - start)
+            if not report:
+                warnings.warn(f"report.html not drawn: {len(result.frozen_trials)} trials took "
+                              f"{time.perf_counter() - start:.1f} s, and the report would add about "
+                              f"{report_seconds(len(result.frozen_trials)):.1f} s; draw it with nnopt report "
+                              f"{result.run_dir}, or pass report=True", stacklevel=2)
         return tune_report(result) if report else result
+
+
+def report_seconds(trials: int) -> float:
+    """What drawing a study's report.html costs, in seconds: a fixed part (four plots, the page) and a part
+    per trial (fANOVA, the plots' points, the table), measured on a 2-core machine with a warm process
+    (benchmarks/RESULTS.md, "Overhead against plain Optuna"): 0.40 s at 20 trials, 0.71 s at 1000, 1.07 s at
+    3000."""
+    return 0.4 + 0.00025 * trials
+
+
+def report_worth_drawing(trials: int, study_seconds: float) -> bool:
+    """Whether tune's report="auto" draws report.html: yes unless it would cost more than half a second and
+    more than a tenth of the study's own time, i.e. a study of hundreds of millisecond trials, where the report
+    would set the call's time (a black-box function's quick study; a study that trains networks always gets it)."""
+    cost = report_seconds(trials)
+    return cost <= 0.5 or cost <= 0.1 * study_seconds
 
 
 def nas(data: Any, **kwargs: Any) -> _search.TuneResult:

@@ -270,13 +270,40 @@ def test_report_false_leaves_the_report_to_nnopt_report(tmp_path, run_cli):
 
 
 @pytest.mark.parametrize("value, shown", [("no", "'no'"), (0, "0"), (None, "a NoneType")])
-def test_report_must_be_true_or_false(tmp_path, value, shown):
+def test_report_must_be_true_false_or_auto(tmp_path, value, shown):
     from nnopt.errors import UsageError
 
     with pytest.raises(UsageError) as info:
         nnopt.tune(bowl, space=SPACE, trials=2, out=tmp_path / "run", report=value)
-    assert str(info.value) == f"report= must be True or False; got {shown}"
+    assert str(info.value) == f"report= must be True, False or 'auto'; got {shown}"
     assert not (tmp_path / "run").exists()
+
+
+def test_report_auto_is_drawn_unless_it_would_set_the_calls_time():
+    from nnopt.api import report_seconds, report_worth_drawing
+
+    assert report_worth_drawing(20, 0.05) and report_worth_drawing(300, 0.2)  # at most half a second: drawn
+    assert not report_worth_drawing(1000, 1.9)  # 1000 two-millisecond trials: 0.65 s more than 1.9 s
+    assert report_worth_drawing(1000, 13.0)  # 1000 TPE trials of 13 ms: 5 % more
+    assert report_worth_drawing(50, 60.0)  # trials that train networks
+    assert report_seconds(3000) > report_seconds(1000) > report_seconds(20) > 0
+
+
+def test_report_auto_skipped_says_so_and_report_true_draws_it(tmp_path, monkeypatch, run_cli):
+    import nnopt.api
+
+    monkeypatch.setattr(nnopt.api, "report_seconds", lambda trials: 100.0)  # as a long study of quick trials
+    common = dict(space=SPACE, directions="minimize", sampler="random", trials=5, seed=0)
+    with pytest.warns(UserWarning) as caught:
+        result = nnopt.tune(bowl, out=tmp_path / "auto", **common)
+    assert result.counts()["complete"] == 5 and not (tmp_path / "auto" / "report.html").exists()
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith("report.html not drawn: 5 trials took ") and \
+        message.endswith(f"draw it with nnopt report {tmp_path / 'auto'}, or pass report=True")
+    nnopt.tune(bowl, out=tmp_path / "forced", report=True, **common)
+    assert (tmp_path / "forced" / "report.html").is_file()
+    code, _, _ = run_cli("report", tmp_path / "auto")
+    assert code == 0 and (tmp_path / "auto" / "report.html").is_file()
 
 
 def test_dashboard_without_the_extra_is_a_usage_error(tmp_path):

@@ -81,7 +81,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         out = args.out or f"runs/tune-{slug(args.data)}"
     else:
         spec, out = args.spec, args.out or f"runs/tune-{Path(args.spec).stem}"
-    result = tune(spec, out=out, **overrides)
+    result = tune(spec, out=out, report=True, **overrides)
     if args.json:
         print(json.dumps(result.summary()))
         return _every_trial_failed(result)
