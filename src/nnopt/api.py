@@ -133,6 +133,7 @@ def _module_in_hand(model: nn.Module, data: Any, options: dict[str, Any]) -> tup
     flat = not shape or tuple(shape) == (loaded.n_features,)
     sample = (loaded.n_features,) if flat else tuple(shape)
     _train.check_output(_train.check_forward(model, sample, loaded), sample, loaded)  # before any fine-tuning
+    loaded = _train.recorded_shape(loaded, sample)  # (n, C, L) signals: (C, L), the shape the module takes
     meta = {"model_spec": None, "in_features": loaded.n_features, "n_outputs": loaded.n_outputs,
             "input_shape": list(loaded.input_shape) if loaded.input_shape else None,
             "sample_shape": None if flat else list(shape), "task": loaded.task, "class_names": loaded.class_names,

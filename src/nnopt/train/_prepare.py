@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -48,6 +48,17 @@ def model_input_shape(data: Data, spec: Any) -> tuple[int, ...]:
     return (data.n_features,) if takes_flat_rows(spec) else (data_shape(data) or (data.n_features,))
 
 
+def recorded_shape(data: Data, shape: tuple[int, ...]) -> Data:
+    """The data as a run records it when the network takes the samples' own shape: an (n, C, L) array's samples
+    are (C, L) signals to a user's module or a factory's, so that is the input shape config.json, the model file
+    and its preprocessing say, not the (1, C, L) nnopt's own cnn would read as a one-channel image. The caller's
+    Data is left as it was."""
+    if not data.sample_shape or tuple(shape) != tuple(data.sample_shape) or data.input_shape == data.sample_shape:
+        return data
+    sample = tuple(int(d) for d in data.sample_shape)
+    return replace(data, input_shape=sample, preprocessing={**data.preprocessing, "input_shape": list(sample)})
+
+
 def build_for(spec: Any, data: Data) -> nn.Module:
     """The network of a spec for this data: a factory is given the shape its batches will have."""
     shape = data.input_shape if takes_flat_rows(spec) else data_shape(data)
@@ -74,6 +85,7 @@ def prepare(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = Non
     shape = model_input_shape(data, arch) if module is None or not module_takes_flat_rows(module) else \
         (data.n_features,)
     check_output(check_forward(net, shape, data), shape, data, factory=arch.factory if arch is not None else None)
+    data = recorded_shape(data, shape)
     flops = flops_per_sample(net, shape)
     # a module the counter cannot measure is taken as small: one thread, the fastest for small models
     threads = spec.threads or (choose_threads(flops or 0, batch) if device.type == "cpu"
