@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from nnopt.config import TABLE_KEYS, table_settings
-from nnopt.data import apply_preprocessing, in_memory, load_data
+from nnopt.data import apply_preprocessing, feature_scaling_of, in_memory, load_data, with_scaling
 from nnopt.errors import UsageError, did_you_mean, param, require_int, require_model_path, spelled
 from nnopt.fileio import atomic_write_json, make_run_dir
 from nnopt.models import CNN, MLP, ArchSpec, copy_module, count_params, needs_class, on_flat_rows, serialized_bytes, \
@@ -183,7 +183,12 @@ def compress(source: str | Path | ModelInHand, data: Any = None, *, prune: float
                                     "image_size": image_size, "strict": strict}))
     if seed is not None:
         settings["seed"] = seed
-    loaded = load_data(data, **{k: settings[k] for k in DATA_KEYS if settings.get(k) is not None})
+    data_settings = {k: settings[k] for k in DATA_KEYS if settings.get(k) is not None}
+    loaded = load_data(data, **data_settings)
+    recorded = feature_scaling_of(meta.get("preprocessing"))
+    if recorded is not None:  # the model's own scaling, even where load_data's rule for these data changed since
+        loaded = with_scaling(loaded, recorded, lambda: load_data(data, **{**data_settings, "scale": "none"}),
+                              _label(source))
     # variants are scored and checked on whole splits: a torch Dataset's or memory-mapped array's rows are read once
     loaded = in_memory(loaded, "nnopt compress")
     if loaded.n_features != meta.get("in_features"):

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from nnopt.config import DEFAULT_EPOCHS, FULL_BATCH_EPOCHS, TrainSpec, table_settings
-from nnopt.data import Data, DatasetSplit, load_data
-from nnopt.errors import UsageError, describe, param
+from nnopt.data import Data, DatasetSplit, feature_scaling_of, load_data, with_scaling
+from nnopt.errors import CheckpointError, UsageError, describe, param
 from nnopt.models import ArchSpec, build_model, flops_per_sample, module_takes_flat_rows, takes_flat_rows
 from nnopt.optim import OPTIMIZERS
 from nnopt.train._batches import LoaderSource, MemmapSource, TensorSource, make_source
@@ -70,10 +70,7 @@ def prepare(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = Non
     entry = OPTIMIZERS.get(spec.optimizer)
     if spec.epochs is None:  # resolved here, where the optimizer is known, so config.json records the count
         spec.epochs = FULL_BATCH_EPOCHS if entry.full_batch else DEFAULT_EPOCHS
-    data = load_data(spec.data, target=spec.target, task=spec.task, val_fraction=spec.val_fraction,
-                     test_fraction=spec.test_fraction, seed=spec.seed, scale=spec.scale,
-                     **table_settings(vars(spec)), **({"n_classes": spec.n_classes} if spec.n_classes else {}),
-                     **({"val_data": spec.val_data} if spec.val_data is not None else {}))
+    data = load_spec_data(spec, spec.scale)
     check_streamed(spec, data)
     device = resolve_device(spec.device)
     user_loader = getattr(data.train, "loader", None)
@@ -95,6 +92,37 @@ def prepare(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = Non
     pin = spec.pin_memory if spec.pin_memory is not None else device.type == "cuda"
     sources = {s: make_source(data, s, device, shape, spec.num_workers, pin) for s in ("train", "val", "test")}
     return Prepared(data, arch, net, loss_fn, sources, batch, device, threads, flops, shape)
+
+
+def load_spec_data(spec: TrainSpec, scale: str) -> Data:
+    return load_data(spec.data, target=spec.target, task=spec.task, val_fraction=spec.val_fraction,
+                     test_fraction=spec.test_fraction, seed=spec.seed, scale=scale,
+                     **table_settings(vars(spec)), **({"n_classes": spec.n_classes} if spec.n_classes else {}),
+                     **({"val_data": spec.val_data} if spec.val_data is not None else {}))
+
+
+def with_recorded_scaling(spec: TrainSpec, p: Prepared, recorded: dict | None, what: str) -> Prepared:
+    """`p` with the feature scaling a checkpoint recorded (`recorded`, None for a checkpoint written before
+    checkpoints recorded it), so that a resumed run goes on with the transform it was trained with even where
+    load_data's rule for this data has changed since. An older checkpoint is taken to agree unless scale="auto" now
+    standardizes the data per channel, the rule that changed (8-bit arrays and IDX files were divided by 255, image
+    folders left in [0, 1]): that is a CheckpointError, as the transform it was trained with is not known."""
+    fresh = feature_scaling_of(p.data.preprocessing)
+    if recorded is None:
+        if spec.scale == "auto" and (fresh or {}).get("x_scale") == "channel":
+            raise CheckpointError(f"{what} records no feature scaling (written by an earlier nnopt), and "
+                                  f"{param('scale', 'auto')} now standardizes these images per channel, where "
+                                  "earlier versions divided 8-bit pixels by 255 (or left an image folder's in "
+                                  f"[0, 1]); finish it with the nnopt that started it, or train again with another "
+                                  f"{param('out')}")
+        return p
+    data = with_scaling(p.data, recorded, lambda: load_spec_data(spec, "none"), what)
+    if data is p.data:
+        return p
+    pin = spec.pin_memory if spec.pin_memory is not None else p.device.type == "cuda"
+    sources = {s: make_source(data, s, p.device, p.sample_shape, spec.num_workers, pin)
+               for s in ("train", "val", "test")}
+    return replace(p, data=data, sources=sources)
 
 
 def check_streamed(spec: TrainSpec, data: Data) -> None:
