@@ -17,7 +17,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +194,8 @@ def compress(source: str | Path | ModelInHand, data: Any = None, *, prune: float
     if loaded.n_features != meta.get("in_features"):
         raise UsageError(f"data {loaded.name} has {loaded.n_features} features but the model takes "
                          f"{meta.get('in_features')}; give the data the model was trained on")
+    if loaded.task == "classification" and loaded.n_classes == 2 and meta.get("n_outputs") == 2:
+        loaded = replace(loaded, binary_outputs=2)  # two classes, two logits (a num_classes=2 head): cross-entropy
     if loaded.n_outputs != meta.get("n_outputs"):
         raise UsageError(f"data {loaded.name} needs {loaded.n_outputs} outputs but the model has "
                          f"{meta.get('n_outputs')}; give the data the model was trained on")

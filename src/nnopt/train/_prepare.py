@@ -81,7 +81,9 @@ def prepare(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = Non
     net = module if module is not None else build_for(arch, data)
     shape = model_input_shape(data, arch) if module is None or not module_takes_flat_rows(module) else \
         (data.n_features,)
-    check_output(check_forward(net, shape, data), shape, data, factory=arch.factory if arch is not None else None)
+    out = check_forward(net, shape, data)
+    data = two_logit_binary(data, out)
+    check_output(out, shape, data, factory=arch.factory if arch is not None else None)
     data = recorded_shape(data, shape)
     flops = flops_per_sample(net, shape)
     # a module the counter cannot measure is taken as small: one thread, the fastest for small models
@@ -178,6 +180,16 @@ def check_forward(net: nn.Module, shape: tuple[int, ...], data: Data | None = No
         net.train(was_training)
 
 
+def two_logit_binary(data: Data, out: Any) -> Data:
+    """The data as a network returning (batch, 2) for two classes trains on them: two logits with cross-entropy,
+    as heads written for num_classes=2 are, instead of one logit with BCE (the run records n_outputs 2, and
+    predict, evaluate, export and compress read the softmax of the two)."""
+    if data.task == "classification" and data.n_classes == 2 and isinstance(out, torch.Tensor) and out.dim() == 2 \
+            and out.shape[1] == 2:
+        return replace(data, binary_outputs=2)
+    return data
+
+
 def check_output(out: Any, shape: tuple[int, ...], data: Data, *, factory: str | None = None) -> None:
     """The output of check_forward's batch must be what the loss, the metrics, predict and export read: one tensor
     of shape (batch, k), k the classes (one logit for two classes) or the regression targets. A head of another
@@ -194,7 +206,8 @@ def check_output(out: Any, shape: tuple[int, ...], data: Data, *, factory: str |
     source = f"the factory {factory} is given n_outputs={k}: build its last layer with it" if factory else \
         f"give the last layer {k} output{'s' if k != 1 else ''} (a factory is given n_outputs={k})"
     if data.task == "classification":
-        what = ("two classes take 1 output (a logit, trained with binary cross-entropy)" if k == 1 else
+        what = ("two classes take 1 output (a logit, trained with binary cross-entropy) or 2 (two logits, "
+                "cross-entropy)" if k == 1 else
                 f"{data.n_classes} classes take {k} outputs (one logit per class)")
     else:
         what = f"{k} regression target{'s take' if k != 1 else ' takes'} {k} output{'s' if k != 1 else ''}"
