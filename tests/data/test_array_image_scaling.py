@@ -96,3 +96,13 @@ def test_idx_files_train_predict_and_export_with_the_recorded_statistics(idx_run
         exported = export(run, fmt, tmp_path / f"model.{'onnx' if fmt == 'onnx' else 'pt'}")
         assert exported.agreement == 1.0
         np.testing.assert_allclose(run_exported(exported.path, fmt, rows), logits, atol=1e-4)
+    # the packed file keeps the statistics: predict from it scales the raw pixels as training did
+    from nnopt.compress import compress, load
+
+    compress(run, quantize="int8", out=tmp_path / "compressed")
+    packed = tmp_path / "compressed" / "compressed.nnz"
+    assert torch.load(run / "model.pt", weights_only=True)["preprocessing"]["x_mean"] == p["x_mean"]
+    with torch.no_grad():
+        packed_logits = load(packed).eval()(torch.from_numpy(scaled.astype(np.float32))).numpy()
+    np.testing.assert_allclose(predict(packed, pixels, proba=True).probabilities,
+                               torch.softmax(torch.from_numpy(packed_logits), dim=1).numpy(), atol=1e-5)
