@@ -34,7 +34,8 @@ import nnopt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "data"))
 
-from imagegen import FOUR_CLASSES, bn_residual_cnn, four_class_arrays, write_four_class_idx, write_four_classes  # noqa: E402,E501
+from imagegen import (FOUR_CLASSES, bn_residual_cnn, four_class_arrays, write_four_class_idx,  # noqa: E402
+                      write_four_classes)
 
 
 def main() -> None:

@@ -36,11 +36,13 @@ def load(path: Any) -> nn.Module:
 
 
 __all__ = [
-    "BITS", "FP32_TOLERANCE", "LADDER", "QUANTIZED_TOLERANCE", "PRUNE_METHODS", "QUANTIZE", "SCHEDULES", "SCHEMES", "CompressResult", "agreement",
+    "BITS", "FP32_TOLERANCE", "LADDER", "QUANTIZED_TOLERANCE", "PRUNE_METHODS", "QUANTIZE", "SCHEDULES", "SCHEMES",
+    "CompressResult", "agreement",
     "apply_dequantized", "check_table", "compare_outputs", "compress", "cubic_schedule", "default_epochs", "dequantize",
     "expected_bytes", "export_onnx", "feature_scaling", "finetune_schedule", "finish_qat", "is_compressed_file",
     "ladder_for", "load", "load_compressed", "make_permanent", "nnopt_load", "ort_latency_ms", "ort_predict",
-    "ort_session", "output_gap", "prepare_qat", "prune", "prune_gradually", "quantize_model", "quantize_onnx_int8", "quantize_tensor",
+    "ort_session", "output_gap", "prepare_qat", "prune", "prune_gradually", "quantize_model", "quantize_onnx_int8",
+    "quantize_tensor",
     "quantized_onnx", "read_compressed", "read_qweights", "save_compressed", "sparsity_table", "structured_spec", "table_feed",
     "table_inputs", "table_onnx", "table_outputs", "table_predict", "torch_latency_ms",
 ]

@@ -528,5 +528,6 @@ def _proba(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-__all__ = ["FP32_TOLERANCE", "QUANTIZED_TOLERANCE", "ROUNDING", "check_table", "compare_outputs", "feature_scaling", "output_gap", "missing_spellings", "table_feed", "table_inputs",
+__all__ = ["FP32_TOLERANCE", "QUANTIZED_TOLERANCE", "ROUNDING", "check_table", "compare_outputs", "feature_scaling",
+           "missing_spellings", "output_gap", "table_feed", "table_inputs",
            "table_onnx", "table_onnx_checked", "table_outputs", "table_predict", "table_probe"]

@@ -27,6 +27,7 @@ __all__ = [
     "Prepared", "Parallel", "LRFindResult",
     "find_lr", "suggest_lr", "compute_metrics", "metric_names", "CLASSIFICATION_METRICS", "REGRESSION_METRICS",
     "choose_threads", "training_targets", "update_function", "IMPORTANCE_MAX_ROWS", "IMPORTANCE_REPEATS",
-    "importance_file", "importance_metric", "permutation_scores", "build_for", "model_input_shape", "recorded_shape", "two_logit_binary",
+    "importance_file", "importance_metric", "permutation_scores", "build_for", "model_input_shape",
+    "recorded_shape", "two_logit_binary",
     "scoring_chunk", "model_meta", "check_forward", "check_output",
 ]
