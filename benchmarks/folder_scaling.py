@@ -7,6 +7,12 @@ with the train split's means and stds, as it does a float (n, C, H, W) array; `s
 
     python benchmarks/folder_scaling.py                        # 4 classes x 100 PNGs of 32x32, seeds 1-5, 3 epochs
     python benchmarks/folder_scaling.py --seeds 1,2,3 --epochs 5 --per-class 200 --width 16
+    python benchmarks/folder_scaling.py --source array --scales auto   # the same pixels as a uint8 array
+    python benchmarks/folder_scaling.py --source idx --scales auto     # grey, as MNIST-layout IDX files
+
+--source array gives the same images to nnopt.fit as a uint8 (n, 3, H, W) array in memory; --source idx writes them
+grey (the mean of the channels) as train-images-idx3-ubyte / train-labels-idx1-ubyte and trains on the directory.
+Run with PYTHONPATH pointing at another checkout's src/ to measure that version's rule on the same images.
 
 The folder (tests/data/imagegen.py write_four_classes: a filled circle, a filled square, vertical stripes in a random
 colour on a dark background, or uniform noise) is written once under --dir (default: a temporary directory) from a
@@ -28,7 +34,8 @@ import nnopt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "data"))
 
-from imagegen import FOUR_CLASSES, bn_residual_cnn, write_four_classes  # noqa: E402
+from imagegen import (FOUR_CLASSES, bn_residual_cnn, four_class_arrays, write_four_class_idx,  # noqa: E402
+                      write_four_classes)
 
 
 def main() -> None:
@@ -40,22 +47,30 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,2,3,4,5")
     parser.add_argument("--scales", default="none,auto,standard")
     parser.add_argument("--dir", help="where to write the folder (default: a temporary directory)")
+    parser.add_argument("--source", choices=("folder", "array", "idx"), default="folder",
+                        help="how the images reach nnopt: PNG folder, uint8 array in memory, or IDX files (grey)")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     scales = args.scales.split(",")
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="nnopt-folder-scaling-"))
-    root = base / f"shapes-{args.per_class}-{args.size}"
-    if not root.exists():
-        write_four_classes(root, args.per_class, args.size)
-    print(f"{len(FOUR_CLASSES) * args.per_class} PNGs of {args.size}x{args.size} under {root}; BN residual CNN width "
-          f"{args.width}, {args.epochs} epochs, torch {torch.__version__}, nnopt {nnopt.__version__}")
+    channels = 1 if args.source == "idx" else 3
+    if args.source == "array":
+        data, where = four_class_arrays(args.per_class, args.size), "a uint8 array in memory"
+    else:
+        root = base / f"{'idx' if args.source == 'idx' else 'shapes'}-{args.per_class}-{args.size}"
+        if not root.exists():
+            (write_four_class_idx if args.source == "idx" else write_four_classes)(root, args.per_class, args.size)
+        data, where = str(root), f"{'IDX files' if args.source == 'idx' else 'PNGs'} under {root}"
+    print(f"{len(FOUR_CLASSES) * args.per_class} images of {args.size}x{args.size} as {where}; BN residual CNN "
+          f"width {args.width}, {args.epochs} epochs, torch {torch.__version__}, nnopt {nnopt.__version__} "
+          f"from {Path(nnopt.__file__).parent}")
     accuracy: dict[str, list[float]] = {scale: [] for scale in scales}
     loads, start = [], time.perf_counter()
     for seed in seeds:
         for scale in scales:
             torch.manual_seed(seed)  # the network's initial weights
-            net = bn_residual_cnn(3, len(FOUR_CLASSES), args.width)
-            result = nnopt.fit(net, str(root), epochs=args.epochs, seed=seed, scale=scale)
+            net = bn_residual_cnn(channels, len(FOUR_CLASSES), args.width)
+            result = nnopt.fit(net, data, epochs=args.epochs, seed=seed, scale=scale)
             accuracy[scale].append(result.metrics["test"]["accuracy"])
             loads.append(float(Path("/proc/loadavg").read_text().split()[0]))
     print(f"\n| scale | test accuracy, seeds {', '.join(map(str, seeds))} | median | min |\n|---|---|---|---|")

@@ -159,7 +159,10 @@ def _module_in_hand(model: nn.Module, data: Any, options: dict[str, Any]) -> tup
     shape = loaded.sample_shape or loaded.input_shape
     flat = not shape or tuple(shape) == (loaded.n_features,)
     sample = (loaded.n_features,) if flat else tuple(shape)
-    _train.check_output(_train.check_forward(model, sample, loaded), sample, loaded)  # before any fine-tuning
+    out = _train.check_forward(model, sample, loaded)
+    loaded = _train.two_logit_binary(loaded, out)  # two classes, two logits: cross-entropy when fine-tuned
+    _train.check_output(out, sample, loaded)  # before any fine-tuning
+    loaded = _train.recorded_shape(loaded, sample)  # (n, C, L) signals: (C, L), the shape the module takes
     meta = {"model_spec": None, "in_features": loaded.n_features, "n_outputs": loaded.n_outputs,
             "input_shape": list(loaded.input_shape) if loaded.input_shape else None,
             "sample_shape": None if flat else list(shape), "task": loaded.task, "class_names": loaded.class_names,

@@ -187,3 +187,23 @@ def test_a_run_trained_on_data_in_memory_asks_for_the_data_again(tmp_path, run_c
                                 f"it from Python: nnopt.compress_model('{tmp_path / 'run'}', data, ...)")
     result = nnopt.compress_model(tmp_path / "run", frame, target="target", quantize="int8")
     assert result.chosen["name"] == "int8"
+
+
+def test_an_onnx_file_that_disagrees_with_torch_is_refused_and_not_written(trained, tmp_path, monkeypatch, run_cli):
+    import nnopt.compress._compress as engine
+
+    real = engine.ort_predict
+    # ONNX Runtime's outputs 1 % off torch's, as a file traced along the wrong branch would give
+    monkeypatch.setattr(engine, "ort_predict", lambda path, X: real(path, X) * 1.01)
+    out = tmp_path / "run"
+    code, stdout, err = run_cli("compress", trained, "--quantize", "int8", "--export", "onnx", "--out", out)
+    assert code == 2, err
+    line = err.strip()
+    assert "\n" not in line and "Traceback" not in line
+    # int8 weights are held as their codes in model.onnx: the quantized files' tolerance, 1e-3
+    assert line.startswith(f"error: {out / 'model.onnx'} not written: on ") and "allowed 1e-03" in line, line
+    assert not list(out.glob("*.onnx")) and not list(out.glob(".*onnx*")), sorted(p.name for p in out.iterdir())
+    monkeypatch.setattr(engine, "ort_predict", real)  # the same command with the file as written passes
+    code, _, err = run_cli("compress", trained, "--quantize", "int8", "--export", "onnx", "--out", out)
+    assert code == 0, err
+    assert (out / "model.onnx").is_file() and (out / "model.int8.onnx").is_file()

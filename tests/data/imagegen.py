@@ -72,6 +72,32 @@ def four_class_image(kind: str, size: int, rng: np.random.Generator) -> Image.Im
     return img
 
 
+def four_class_arrays(per_class: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The images write_four_classes writes, in the same order, as a uint8 (n, 3, size, size) array and their
+    class indices (FOUR_CLASSES order)."""
+    rng = np.random.default_rng(seed)
+    images = [np.asarray(four_class_image(kind, size, rng)).transpose(2, 0, 1)
+              for kind in FOUR_CLASSES for _ in range(per_class)]
+    return np.stack(images).astype(np.uint8), np.repeat(np.arange(len(FOUR_CLASSES)), per_class)
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """One IDX file (MNIST's format) holding a uint8 array: 0, 0, 0x08, ndim, big-endian dims, the bytes."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+    return path
+
+
+def write_four_class_idx(root: Path, per_class: int, size: int, seed: int = 0) -> Path:
+    """ROOT/train-images-idx3-ubyte and ROOT/train-labels-idx1-ubyte of four_class_arrays' images, made grey (the
+    mean of the three channels): IDX directories hold (n, H, W) images."""
+    images, labels = four_class_arrays(per_class, size, seed)
+    root.mkdir(parents=True, exist_ok=True)
+    write_idx(root / "train-images-idx3-ubyte", images.mean(axis=1).round().astype(np.uint8))
+    write_idx(root / "train-labels-idx1-ubyte", labels.astype(np.uint8))
+    return root
+
+
 def write_four_classes(root: Path, per_class: int, size: int, seed: int = 0) -> None:
     """ROOT/CLASS/NNNN.png for the FOUR_CLASSES, RGB, size x size."""
     rng = np.random.default_rng(seed)

@@ -55,8 +55,10 @@ def test_idx_train_only(tmp_path, gz):
     assert data.source == "idx" and data.task == "classification" and data.n_classes == 10
     assert data.input_shape == (1, 16, 16) and data.n_features == 256
     assert (len(data.train), len(data.val), len(data.test)) == (210, 45, 45)
-    assert data.preprocessing["x_scale"] == "pixel" and data.preprocessing["x_divisor"] == 255.0
-    assert data.train.X.min() >= 0 and data.train.X.max() <= 1 and data.train.X.max() > 0.9
+    # 8-bit pixels: standardized with the train split's one channel mean and std (in pixel units), as a folder is
+    p = data.preprocessing
+    assert p["x_scale"] == "channel" and len(p["x_mean"]) == len(p["x_std"]) == 1 and p["x_mean"][0] > 1
+    assert abs(float(data.train.X.mean())) < 1e-4 and abs(float(data.train.X.std()) - 1) < 1e-3
 
 
 @pytest.mark.parametrize("gz, dotted", [(False, False), (True, False), (False, True)])
@@ -65,7 +67,8 @@ def test_idx_with_t10k_keeps_given_test_split(tmp_path, gz, dotted):
     assert (len(data.train), len(data.val), len(data.test)) == (255, 45, 100)
     images, labels = digit_images(100, offset=300)
     assert torch.equal(data.test.y, torch.from_numpy(labels.astype(np.int64)))
-    assert torch.allclose(data.test.X, torch.from_numpy(images.reshape(100, -1) / 255.0).float())
+    mean, std = data.preprocessing["x_mean"][0], data.preprocessing["x_std"][0]
+    assert torch.allclose(data.test.X, torch.from_numpy((images.reshape(100, -1) - mean) / std).float(), atol=1e-5)
 
 
 def test_idx_reader_handles_wider_dtypes(tmp_path):

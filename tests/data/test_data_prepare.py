@@ -176,7 +176,7 @@ def test_arrays_from_tensors_lists_and_images():
     images = np.random.default_rng(0).integers(0, 255, size=(100, 6, 5)).astype(np.uint8)
     data = load_data((images, y))
     assert data.input_shape == (1, 6, 5) and data.n_features == 30
-    assert data.preprocessing["x_scale"] == "pixel" and data.preprocessing["x_divisor"] == 255.0  # uint8 images
+    assert data.preprocessing["x_scale"] == "channel" and len(data.preprocessing["x_mean"]) == 1  # uint8 images
     assert load_data((images.astype(np.float32), y)).preprocessing["x_scale"] == "standard"
     assert load_data((images.reshape(100, 2, 3, 5), y)).input_shape == (2, 3, 5)
     single = load_data((np.linspace(0, 1, 100), np.linspace(0, 1, 100) * 3.3))

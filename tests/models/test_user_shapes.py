@@ -184,15 +184,18 @@ def test_a_module_whose_output_does_not_fit_the_classes_is_one_clear_error_befor
         nnopt.fit(nn.Sequential(nn.Linear(10, 1), nn.Flatten(0)), "diabetes", epochs=1)
 
 
-def test_two_classes_take_one_logit_and_two_logits_are_refused_by_name():
+def test_two_classes_take_one_logit_or_two_and_other_widths_are_refused_by_name():
     from sklearn.datasets import load_breast_cancer
 
     X, y = load_breast_cancer(return_X_y=True)
     with pytest.raises(UsageError, match=r"^two classes take 1 output \(a logit, trained with binary "
-                                         r"cross-entropy\); the model returns 2 per sample .*n_outputs=1"):
-        nnopt.fit(nn.Linear(30, 2), (X, y), epochs=1)
+                                         r"cross-entropy\) or 2 \(two logits, cross-entropy\); the model returns 4 "
+                                         r"per sample .*n_outputs=1"):
+        nnopt.fit(nn.Linear(30, 4), (X, y), epochs=1)
     result = nnopt.fit(nn.Linear(30, 1), (X, y), epochs=20, lr=0.01, seed=0)
     assert result.metrics["test"]["accuracy"] > 0.9
+    two = nnopt.fit(nn.Linear(30, 2), (X, y), epochs=20, lr=0.01, seed=0)  # a num_classes=2 head: cross-entropy
+    assert two.data.n_outputs == 2 and two.metrics["test"]["accuracy"] > 0.9
 
 
 def test_a_factory_that_ignores_n_outputs_is_named_by_every_entry_point(tmp_path, run_cli):

@@ -18,8 +18,8 @@ from nnopt.compress._compress import LADDER, QUANTIZE, SCHEDULES, CompressResult
 from nnopt.compress._export import agreement, export_onnx, ort_latency_ms, ort_predict, ort_session, \
     quantize_onnx_int8, torch_latency_ms
 from nnopt.compress._onnx_quant import quantized_onnx
-from nnopt.compress._onnx_table import check_table, compare_outputs, feature_scaling, table_feed, table_inputs, \
-    table_onnx, table_outputs, table_predict
+from nnopt.compress._onnx_table import FP32_TOLERANCE, QUANTIZED_TOLERANCE, check_table, compare_outputs, \
+    feature_scaling, output_gap, table_feed, table_inputs, table_onnx, table_outputs, table_predict
 from nnopt.compress._format import is_compressed_file, load_compressed, nnopt_load, read_compressed, read_qweights, \
     save_compressed
 from nnopt.compress._prune import PRUNE_METHODS, cubic_schedule, finetune_schedule, make_permanent, prune, \
@@ -36,11 +36,13 @@ def load(path: Any) -> nn.Module:
 
 
 __all__ = [
-    "BITS", "LADDER", "PRUNE_METHODS", "QUANTIZE", "SCHEDULES", "SCHEMES", "CompressResult", "agreement",
+    "BITS", "FP32_TOLERANCE", "LADDER", "QUANTIZED_TOLERANCE", "PRUNE_METHODS", "QUANTIZE", "SCHEDULES", "SCHEMES",
+    "CompressResult", "agreement",
     "apply_dequantized", "check_table", "compare_outputs", "compress", "cubic_schedule", "default_epochs", "dequantize",
     "expected_bytes", "export_onnx", "feature_scaling", "finetune_schedule", "finish_qat", "is_compressed_file",
     "ladder_for", "load", "load_compressed", "make_permanent", "nnopt_load", "ort_latency_ms", "ort_predict",
-    "ort_session", "prepare_qat", "prune", "prune_gradually", "quantize_model", "quantize_onnx_int8", "quantize_tensor",
+    "ort_session", "output_gap", "prepare_qat", "prune", "prune_gradually", "quantize_model", "quantize_onnx_int8",
+    "quantize_tensor",
     "quantized_onnx", "read_compressed", "read_qweights", "save_compressed", "sparsity_table", "structured_spec", "table_feed",
     "table_inputs", "table_onnx", "table_outputs", "table_predict", "torch_latency_ms",
 ]

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 
 from nnopt.config import TABLE_KEYS, table_settings
-from nnopt.data import in_memory, load_data
+from nnopt.data import apply_preprocessing, feature_scaling_of, in_memory, load_data, with_scaling
 from nnopt.errors import UsageError, did_you_mean, param, require_int, require_model_path, spelled
 from nnopt.fileio import atomic_write_json, make_run_dir
 from nnopt.models import CNN, MLP, ArchSpec, copy_module, count_params, needs_class, on_flat_rows, serialized_bytes, \
@@ -36,7 +37,8 @@ from nnopt.train import compute_metrics, fit, training_targets
 from nnopt.compress._export import agreement, export_onnx, ort_latency_ms, ort_predict, quantize_onnx_int8, \
     torch_latency_ms
 from nnopt.compress._onnx_quant import quantized_onnx
-from nnopt.compress._onnx_table import table_onnx_checked
+from nnopt.compress._onnx_table import FP32_TOLERANCE, QUANTIZED_TOLERANCE, output_gap, table_onnx_checked, \
+    table_outputs, table_predict
 from nnopt.compress._format import load_compressed, nnopt_load, save_compressed
 from nnopt.compress._prune import PRUNE_METHODS, drop_dead_units, finetune_schedule, make_permanent, \
     prune as prune_model, prune_gradually, sparsity_table, structured_spec
@@ -181,12 +183,19 @@ def compress(source: str | Path | ModelInHand, data: Any = None, *, prune: float
                                     "image_size": image_size, "strict": strict}))
     if seed is not None:
         settings["seed"] = seed
-    loaded = load_data(data, **{k: settings[k] for k in DATA_KEYS if settings.get(k) is not None})
+    data_settings = {k: settings[k] for k in DATA_KEYS if settings.get(k) is not None}
+    loaded = load_data(data, **data_settings)
+    recorded = feature_scaling_of(meta.get("preprocessing"))
+    if recorded is not None:  # the model's own scaling, even where load_data's rule for these data changed since
+        loaded = with_scaling(loaded, recorded, lambda: load_data(data, **{**data_settings, "scale": "none"}),
+                              _label(source))
     # variants are scored and checked on whole splits: a torch Dataset's or memory-mapped array's rows are read once
     loaded = in_memory(loaded, "nnopt compress")
     if loaded.n_features != meta.get("in_features"):
         raise UsageError(f"data {loaded.name} has {loaded.n_features} features but the model takes "
                          f"{meta.get('in_features')}; give the data the model was trained on")
+    if loaded.task == "classification" and loaded.n_classes == 2 and meta.get("n_outputs") == 2:
+        loaded = replace(loaded, binary_outputs=2)  # two classes, two logits (a num_classes=2 head): cross-entropy
     if loaded.n_outputs != meta.get("n_outputs"):
         raise UsageError(f"data {loaded.name} needs {loaded.n_outputs} outputs but the model has "
                          f"{meta.get('n_outputs')}; give the data the model was trained on")
@@ -470,38 +479,98 @@ def _export_and_time(original: nn.Module, variant: nn.Module, data: Any, meta: d
     fp32) and, for int8, model.int8.onnx (static QDQ int8 through ONNX Runtime, calibrated on training rows);
     predictions checked against torch; latency per runtime.
 
-    A table model's files take raw columns (table_onnx), checked on raw rows; its networks alone are timed."""
+    Every file is written in a scratch directory first. model.onnx is checked as `nnopt export` checks its files
+    (output_gap on the check rows and on rows that sweep the features' range, one row a pass): past FP32_TOLERANCE
+    (QUANTIZED_TOLERANCE with quantized codes) compress stops with a UsageError and no file takes its name. The int8
+    QDQ file approximates the network by design (its activations are rounded too): it is measured (agreement, largest
+    difference), not refused. A table model's files take raw columns (table_onnx), checked on raw rows; its networks
+    alone are timed."""
     n = meta["in_features"]
     preprocessing = vmeta.get("preprocessing") or {}
     table = preprocessing.get("table") is not None
     rows = _time_torch(original, variant, meta)
     scratch = tempfile.TemporaryDirectory()  # the original in ONNX Runtime too: the baseline of that runtime
-    networks = Path(scratch.name) if table else run_dir
+    staged = Path(scratch.name) / "staged"
+    staged.mkdir()
     # the files take flat rows, as nnopt's own networks' do; a module on images or signals reshapes them in the graph
     fp32_path = export_onnx(on_flat_rows(variant, vmeta), n, Path(scratch.name) / "compressed.fp32.onnx")
     rows_X = check_rows(data)
     X = rows_X.numpy().astype(np.float32)
     reference = _outputs(variant, rows_X, vmeta).numpy()
     entries = [("original (fp32)", export_onnx(on_flat_rows(original, meta), n, Path(scratch.name) / "original.onnx")),
-               ("compressed", quantized_onnx(fp32_path, networks / "model.onnx", qweights or {}))]
+               ("compressed", quantized_onnx(fp32_path, staged / "model.onnx", qweights or {}))]
+    _require_close(entries[1][1], variant, vmeta, X, run_dir / "model.onnx",
+                   QUANTIZED_TOLERANCE if qweights else FP32_TOLERANCE)
     if bits == "int8":
         calibration = data.train.X[:512].numpy().astype(np.float32)
-        entries.append(("compressed int8 (ORT QDQ)", quantize_onnx_int8(fp32_path, networks / "model.int8.onnx",
+        entries.append(("compressed int8 (ORT QDQ)", quantize_onnx_int8(fp32_path, staged / "model.int8.onnx",
                                                                        calibration)))
+    written_files = []
     for name, path in entries:
         expected = reference if name != "original (fp32)" else _outputs(original, rows_X, meta).numpy()
         got = ort_predict(path, X)
         agree, diff = agreement(expected, got), float(np.abs(got - expected).max())
         written, raw_check = path, None
         if table and name != "original (fp32)":
-            written, raw_check = table_onnx_checked(path, preprocessing, run_dir / path.name, variant)
+            written, raw_check = table_onnx_checked(path, preprocessing, staged / f"table.{path.name}", variant)
+            if name == "compressed":  # the raw-column file is refused as the network's is
+                _require_close_table(written, preprocessing, variant, run_dir / path.name,
+                                     QUANTIZED_TOLERANCE if qweights else FP32_TOLERANCE)
+        if name != "original (fp32)":
+            written_files.append((written, run_dir / path.name))
         for batch in BATCHES:
             rows.append({"model": name, "runtime": "onnxruntime", "batch": batch,
                          "latency_ms": ort_latency_ms(path, n, batch=batch), "agreement": agree, "max_abs_diff": diff,
-                         "file": written.name if written.parent == run_dir else None,
+                         "file": path.name if name != "original (fp32)" else None,
                          "file_bytes": written.stat().st_size, **({"raw_rows_check": raw_check} if table else {})})
+    for staged_file, final in written_files:  # every file checked: each takes its name
+        os.replace(staged_file, final)
     scratch.cleanup()
     return _speedups(rows)
+
+
+SWEEP_ROWS = 50  # rows from every feature's smallest checked value to its largest, all features at the same point
+
+
+def _require_close(path: Path, variant: nn.Module, vmeta: dict[str, Any], X: np.ndarray, final: Path,
+                   limit: float) -> None:
+    """Refuse the ONNX file at `path` (scaled flat rows in, the network's outputs out) when its outputs are not the
+    network's within `limit` (output_gap, as `nnopt export` refuses its files), on the check rows `X` and on rows
+    that sweep each feature from its smallest value in `X` to its largest, one row a pass: a Python `if` decides
+    once per batch, so each swept row can take its own branch."""
+    low, high = X.min(axis=0), X.max(axis=0)
+    sweep = (low + np.linspace(0.0, 1.0, SWEEP_ROWS)[:, None] * (high - low)).astype(np.float32)
+    ours = np.concatenate([_outputs(variant, torch.from_numpy(X), vmeta).numpy()] +
+                          [_outputs(variant, torch.from_numpy(row[None]), vmeta).numpy() for row in sweep])
+    theirs = np.concatenate([ort_predict(path, X)] + [ort_predict(path, row[None]) for row in sweep])
+    p, task = vmeta.get("preprocessing") or {}, vmeta.get("task")
+    y_std = None
+    if task == "regression" and p.get("y_mean") is not None and p.get("y_std") is not None:  # to target units
+        y_std = np.asarray(p["y_std"], dtype=np.float64)
+        ours = ours.reshape(len(ours), -1) * y_std + np.asarray(p["y_mean"])
+        theirs = theirs.reshape(len(theirs), -1) * y_std + np.asarray(p["y_mean"])
+    _refuse(output_gap(task, ours.astype(np.float64), theirs.astype(np.float64), limit, y_std), final, len(ours))
+
+
+def _require_close_table(path: Path, preprocessing: dict[str, Any], variant: nn.Module, final: Path,
+                         limit: float) -> None:
+    """A table model's raw-column file refused as _require_close refuses the network's, on table_outputs' rows."""
+    @torch.inference_mode()
+    def reference(encoded: np.ndarray) -> np.ndarray:
+        variant.eval()
+        return variant(apply_preprocessing(encoded, preprocessing)).numpy()
+
+    ours, theirs = table_outputs(preprocessing, reference, lambda columns: table_predict(path, columns))
+    y_std = preprocessing.get("y_std") if preprocessing.get("task") == "regression" else None
+    _refuse(output_gap(preprocessing.get("task"), ours, theirs, limit, y_std), final, len(ours))
+
+
+def _refuse(gap: str | None, final: Path, rows: int) -> None:
+    if gap is not None:
+        raise UsageError(f"{final} not written: on {rows} rows its {gap}; likely cause: control flow in the "
+                         "model's forward (a Python `if` on tensor values) that the exporter followed one way; make "
+                         "forward traceable by torch.export (torch.where or torch.cond in place of the `if`) and "
+                         "compress again")
 
 
 def _speedups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

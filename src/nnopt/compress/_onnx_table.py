@@ -453,6 +453,39 @@ def compare_outputs(task: str | None, ours: np.ndarray, theirs: np.ndarray) -> d
             "max_proba_diff": float(np.abs(_proba(ours) - _proba(theirs)).max())}
 
 
+# largest difference from nnopt an exported file may show: in class probability, or in target units per unit of
+# the target's scale. fp32 files agree to float rounding (1e-6 and below on the tests' models); a file with
+# quantized weights as codes computes them in ONNX Runtime's own kernels
+FP32_TOLERANCE = 1e-4
+QUANTIZED_TOLERANCE = 1e-3
+ROUNDING = 1e-5  # of the largest value: float32 rounding where the target's mean is large against its spread
+
+
+def output_gap(task: str | None, ours: np.ndarray, theirs: np.ndarray, limit: float,
+               target_std: Any = None) -> str | None:
+    """How an exported file's outputs (`theirs`) differ from nnopt's (`ours`: logits, or values in target units)
+    past `limit`, in words; None when they are close. Classification: class probabilities, or logits relative to
+    the largest |logit| (at least 1), further apart than `limit` (probabilities alone miss a logit doubled where
+    softmax saturates). Regression: values further apart than `limit` times the target's scale (`target_std`, its
+    training standard deviation; 1 when it was not scaled) plus float32 rounding of the largest value."""
+    if not len(ours):
+        return None
+    if task == "classification":
+        ours, theirs = ours.reshape(len(ours), -1), theirs.reshape(len(ours), -1)
+        proba = float(np.abs(_proba(ours) - _proba(theirs)).max())
+        logits = float(np.abs(ours - theirs).max()) / max(1.0, float(np.abs(ours).max()))
+        if proba <= limit and logits <= limit:
+            return None
+        return (f"class probabilities differ from nnopt's by up to {proba:.3g} and its logits by up to {logits:.3g} "
+                f"x the largest |logit| (allowed {limit:.0e}; {100 * agreement(ours, theirs):.2f} % same class)")
+    scale = float(np.max(np.abs(target_std))) if target_std is not None else 1.0
+    allowed = limit * scale + ROUNDING * float(np.abs(ours).max())
+    diff = float(np.max(np.abs(theirs.reshape(ours.shape) - ours)))
+    if diff <= allowed:
+        return None
+    return f"values differ from nnopt's by up to {diff:.3g} in target units (allowed {allowed:.3g})"
+
+
 def table_outputs(preprocessing: Mapping[str, Any], reference: Callable[[np.ndarray], np.ndarray],
                   exported: Callable[[dict[str, np.ndarray]], np.ndarray],
                   rows: int = CHECK_ROWS) -> tuple[np.ndarray, np.ndarray]:
@@ -495,5 +528,6 @@ def _proba(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-__all__ = ["check_table", "compare_outputs", "feature_scaling", "missing_spellings", "table_feed", "table_inputs",
+__all__ = ["FP32_TOLERANCE", "QUANTIZED_TOLERANCE", "ROUNDING", "check_table", "compare_outputs", "feature_scaling",
+           "missing_spellings", "output_gap", "table_feed", "table_inputs",
            "table_onnx", "table_onnx_checked", "table_outputs", "table_predict", "table_probe"]

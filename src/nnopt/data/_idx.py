@@ -100,5 +100,6 @@ def read_idx_dir(directory: Path) -> RawData:
     input_shape = (1, *sample_shape) if len(sample_shape) == 2 else tuple(sample_shape)
     feature_names = ([f"pixel_{r}_{c}" for r in range(sample_shape[0]) for c in range(sample_shape[1])]
                      if len(sample_shape) == 2 else None)
+    # uint8 images are 8-bit pixels, scaled by prepare() as every 8-bit array is (per channel under scale="auto")
     return RawData(X=images, y=labels, source="idx", feature_names=feature_names, input_shape=input_shape,
-                   pixel_max=255.0 if images.dtype == np.uint8 else None, test=test, task="classification")
+                   test=test, task="classification")

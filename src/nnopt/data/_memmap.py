@@ -127,14 +127,14 @@ def from_memmap(data, *, task: str | None, val_fraction: float, test_fraction: f
     (codes,), class_names = _targets(task, [y], None)
     train, val, test = _split_rows(n, codes if task == "classification" else None, False, val_fraction,
                                    test_fraction, seed)
-    pixel_max = 255.0 if X.ndim >= 3 and X.dtype == np.uint8 else None
+    eight_bit = X.ndim >= 3 and X.dtype == np.uint8  # images, standardized per channel by auto as in prepare()
     input_shape = (1, *map(int, X.shape[1:])) if X.ndim == 3 else tuple(map(int, X.shape[1:])) if X.ndim >= 4 \
         else None
     n_features = int(np.prod(X.shape[1:]))
     channels = input_shape[0] if input_shape else None
-    kind = resolve_scale(scale, pixel_max, channels, images=X.ndim >= 4)
+    kind = resolve_scale(scale, None, channels, images=eight_bit or X.ndim >= 4)
     probe = MemmapSplit(X, np.sort(train), torch.zeros(0), {})
-    x_params = fit_scaling(X, probe.rows, kind, pixel_max, probe.chunk(), channels or 1)
+    x_params = fit_scaling(X, probe.rows, kind, None, probe.chunk(), channels or 1)
     target_scale = fit_target(codes[train]) if task == "regression" and scale in ("auto", "standard") else None
 
     def split(rows: np.ndarray) -> MemmapSplit:

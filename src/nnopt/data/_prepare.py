@@ -264,8 +264,10 @@ def prepare(raw: RawData, *, name: str, task: str | None, val_fraction: float, t
         raise DataError(f"no feature columns in {name}; give at least one feature")
     input_shape = _input_shape(X_in, raw.input_shape)
     pixel_max = raw.pixel_max
-    if pixel_max is None and X_in.ndim >= 3 and X_in.dtype == np.uint8:  # 8-bit images given as arrays / npz
-        pixel_max = 255.0
+    # 8-bit images given as arrays (in memory, .npy, .npz, IDX files): images whatever their rank, so scale="auto"
+    # standardizes them per channel as it does an image folder (pixels divided by 255 alone left a BatchNorm CNN at
+    # chance on low-contrast images); the statistics are in pixel units, applied to the raw 0..255 values
+    eight_bit = pixel_max is None and X_in.ndim >= 3 and X_in.dtype == np.uint8
     n, n_features = X.shape
     names = list(raw.feature_names) if raw.feature_names and len(raw.feature_names) == n_features else \
         [f"x{i}" for i in range(n_features)]
@@ -287,9 +289,9 @@ def prepare(raw: RawData, *, name: str, task: str | None, val_fraction: float, t
     labels = ys[0] if task == "classification" else None
     split = _split_rows(n, labels, test is not None, val_fraction, test_fraction, seed)
     # channels: the input shape's C ((n, H, W) arrays are one channel). scale="auto" standardizes per channel only
-    # images given as such ((n, C, H, W) arrays, or a loader's (C, H, W) shape): (n, A, B) arrays may as well be
-    # signals, which stay standardized per feature unless scale="channel" is asked for.
-    images = X_in.ndim >= 4 or raw.input_shape is not None and len(raw.input_shape) == 3
+    # images given as such ((n, C, H, W) arrays, 8-bit arrays, or a loader's (C, H, W) shape): float (n, A, B)
+    # arrays may as well be signals, which stay standardized per feature unless scale="channel" is asked for.
+    images = eight_bit or X_in.ndim >= 4 or raw.input_shape is not None and len(raw.input_shape) == 3
     channels = int(input_shape[0]) if input_shape else None
     data = _finish(raw, X, names, ys, class_names, task, split, test, name=name, scale=scale,
                    input_shape=input_shape, pixel_max=pixel_max, channels=channels, images=images)

@@ -45,13 +45,17 @@ class Data:
     # of shape (C, L) to a user's module, while nnopt's cnn reads (n, H, W) arrays as (1, H, W) images
     sample_shape: tuple[int, ...] | None = None
     images: dict | None = None  # an image folder: size, channels, how it was split, files that did not decode
+    # the outputs of a network for two classes: 1 logit (BCE), or 2 (cross-entropy) where the network was written
+    # with a two-class head (nn.Linear(..., 2), num_classes=2): set by training when the network returns 2
+    binary_outputs: int = 1
 
     @property
     def n_outputs(self) -> int:
-        """Width of the model's last layer: one logit for binary classification (BCE), K for K > 2 classes."""
+        """Width of the model's last layer: one logit for binary classification (BCE; binary_outputs=2: two logits,
+        cross-entropy), K for K > 2 classes."""
         if self.task == "regression":
             return int(self.train.y.shape[1]) if self.train.y.dim() == 2 else 1
-        return 1 if self.n_classes == 2 else int(self.n_classes or 0)
+        return self.binary_outputs if self.n_classes == 2 else int(self.n_classes or 0)
 
     def describe(self) -> dict:
         return {

@@ -37,8 +37,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnopt.compress import agreement, compare_outputs, export_onnx, feature_scaling, is_compressed_file, ort_predict, \
-    ort_session, quantized_onnx, read_qweights, table_inputs, table_onnx, table_outputs, table_predict
+from nnopt.compress import FP32_TOLERANCE, QUANTIZED_TOLERANCE, agreement, compare_outputs, export_onnx, \
+    feature_scaling, is_compressed_file, ort_predict, ort_session, output_gap, quantized_onnx, read_qweights, \
+    table_inputs, table_onnx, table_outputs, table_predict
 from nnopt.data import feature_stat, kept_columns
 from nnopt.errors import UsageError, keywords_checked, param, require_path, unknown_name
 from nnopt.fileio import atomic_write
@@ -48,12 +49,6 @@ FORMATS = ("onnx", "torchscript")
 DEFAULT_OUT = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 CHECK_ROWS = 1000
 SWEEP_FRACTION = 0.1  # of the probe rows: every feature at the same point, from one end of its range to the other
-# largest difference from nnopt an exported file may show: in class probability, or in target units per unit of
-# the target's scale. fp32 files agree to float rounding (1e-6 and below on the tests' models); a file with
-# quantized weights as codes computes them in ONNX Runtime's own kernels
-FP32_TOLERANCE = 1e-4
-QUANTIZED_TOLERANCE = 1e-3
-ROUNDING = 1e-5  # of the largest value: float32 rounding where the target's mean is large against its spread
 
 
 @dataclass
@@ -187,29 +182,12 @@ def _tolerance(predictor: Predictor) -> float:
 
 def _require_close(result: Exported, ours: np.ndarray, theirs: np.ndarray, predictor: Predictor, format: str,
                    path: Path) -> None:
-    """Refuse a file whose outputs are not nnopt's (`ours`, `theirs`: logits, or values in target units).
-    Classification: class probabilities, or logits relative to the largest |logit| (at least 1), further apart
-    than the tolerance (probabilities alone miss a logit doubled where softmax saturates). Regression: values
-    further apart than the tolerance times the target's scale (its training standard deviation, 1 when it was not
-    scaled) plus float32 rounding of the largest value."""
-    limit = _tolerance(predictor)
-    if not len(ours):
+    """Refuse a file whose outputs are not nnopt's (`ours`, `theirs`: logits, or values in target units), as
+    compress.output_gap measures them (compress refuses its ONNX files the same way)."""
+    y_scale = predictor.target_scale if result.task == "regression" else None
+    what = output_gap(result.task, ours, theirs, _tolerance(predictor), y_scale[1] if y_scale else None)
+    if what is None:
         return
-    if result.task == "classification":
-        ours, theirs = ours.reshape(len(ours), -1), theirs.reshape(len(ours), -1)
-        logits = float(np.abs(ours - theirs).max()) / max(1.0, float(np.abs(ours).max()))
-        if result.max_proba_diff <= limit and logits <= limit:
-            return
-        what = (f"class probabilities differ from nnopt's by up to {result.max_proba_diff:.3g} and its logits by "
-                f"up to {logits:.3g} x the largest |logit| (allowed {limit:.0e}; {100 * result.agreement:.2f} % same "
-                "class)")
-    else:
-        y_scale = predictor.target_scale
-        scale = float(np.max(np.abs(y_scale[1]))) if y_scale else 1.0
-        allowed = limit * scale + ROUNDING * float(np.abs(ours).max())
-        if result.max_abs_diff <= allowed:
-            return
-        what = f"values differ from nnopt's by up to {result.max_abs_diff:.3g} in target units (allowed {allowed:.3g})"
     tracer = "the exporter" if format == "onnx" else "torch.jit.trace"
     raise UsageError(f"{path} not written: on {result.rows_checked} sampled rows its {what}; likely cause: control "
                      f"flow in the model's forward (a Python `if` on tensor values) that {tracer} followed one way; "

@@ -14,7 +14,8 @@ from nnopt.train._importance import (
 from nnopt.train._loop import FitResult, fit, fit_spec, run, train_loop
 from nnopt.train._outputs import model_meta
 from nnopt.train._parallel import Parallel
-from nnopt.train._prepare import Prepared, build_for, check_forward, check_output, model_input_shape, prepare
+from nnopt.train._prepare import Prepared, build_for, check_forward, check_output, model_input_shape, prepare, \
+    recorded_shape, two_logit_binary
 from nnopt.train._lr_find import LRFindResult, find_lr, suggest_lr
 from nnopt.train._metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, compute_metrics, metric_names
 from nnopt.train._setup import training_targets, update_function
@@ -27,5 +28,6 @@ __all__ = [
     "find_lr", "suggest_lr", "compute_metrics", "metric_names", "CLASSIFICATION_METRICS", "REGRESSION_METRICS",
     "choose_threads", "training_targets", "update_function", "IMPORTANCE_MAX_ROWS", "IMPORTANCE_REPEATS",
     "importance_file", "importance_metric", "permutation_scores", "build_for", "model_input_shape",
+    "recorded_shape", "two_logit_binary",
     "scoring_chunk", "model_meta", "check_forward", "check_output",
 ]

@@ -59,6 +59,18 @@ def fingerprint(config: dict[str, Any]) -> dict[str, Any]:
     return {k: config[k] for k in keys}
 
 
+def saved_scaling(run_dir: Path) -> dict[str, Any] | None:
+    """The feature scaling of the run's model.pt (a finished run continued for more epochs), for a checkpoint
+    written before checkpoints recorded theirs; None without a readable model file."""
+    try:
+        payload = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - absent or unreadable: the checkpoint alone decides
+        return None
+    found = {k: v for k, v in (payload.get("preprocessing") or {}).items() if k.startswith("x_")} \
+        if isinstance(payload, dict) else {}
+    return found if "x_scale" in found else None
+
+
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
     state = {"shuffle": generator.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():

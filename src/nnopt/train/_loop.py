@@ -24,20 +24,22 @@ import torch
 from torch import nn
 
 from nnopt.config import TrainSpec, spec_from_mapping
-from nnopt.data import Data, batch_count
+from nnopt.data import Data, batch_count, feature_scaling_of
 from nnopt.errors import DivergedError, UsageError, describe, param
 from nnopt.fileio import atomic_write_json, atomic_write_jsonl, make_run_dir
 from nnopt.models import count_params
 from nnopt.optim import create_optimizer, create_schedule, set_optimizer_mode
 from nnopt.train._augment import Augment
 from nnopt.train._callbacks import Callback, step_callbacks
-from nnopt.train._checkpoint import fingerprint, load_checkpoint, restore_rng, rng_state, save_checkpoint
+from nnopt.train._checkpoint import fingerprint, load_checkpoint, restore_rng, rng_state, save_checkpoint, \
+    saved_scaling
 from nnopt.train._evaluate import evaluate_splits, final_scores, on_main, weights_stamp
 from nnopt.train._loggers import create_loggers
 from nnopt.train._monitor import monitor_for, new_best, resumed_best, scoring, track_best
 from nnopt.train._outputs import created_time, describe_source, write_outputs
 from nnopt.train._parallel import Parallel
-from nnopt.train._prepare import Prepared, data_shape, deterministic_kernels, prepare, thread_count
+from nnopt.train._prepare import Prepared, data_shape, deterministic_kernels, prepare, thread_count, \
+    with_recorded_scaling
 from nnopt.train._running import RunningMetrics
 from nnopt.train._progress import progress_bars
 from nnopt.train._setup import update_function
@@ -149,6 +151,11 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
                 raise UsageError(f"{param('resume', True)} needs {param('out', metavar='DIR')}, the run directory to "
                                  "continue")
             state = on_main(parallel, load_checkpoint, ckpt_path, fingerprint(config))  # read on rank 0's disk
+            # the scaling the run was trained with, even where load_data's rule for these data changed since
+            recorded = state["scaling"] if "scaling" in state else on_main(parallel, saved_scaling, run_dir)
+            p = with_recorded_scaling(spec, p, recorded, f"checkpoint {ckpt_path}")
+            data, sources = p.data, p.sources
+            config["data_info"] = data.describe()
             net.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["schedule"])
@@ -249,7 +256,8 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
                     save_checkpoint(ckpt_path, {
                         "epoch": epoch, "model": net.state_dict(), "optimizer": opt.state_dict(),
                         "schedule": sched.state_dict(), "rng": rng_state(generator), "history": history,
-                        "best": best, "wall_s": row["time_s"], "fingerprint": fingerprint(config)})
+                        "best": best, "wall_s": row["time_s"], "fingerprint": fingerprint(config),
+                        "scaling": feature_scaling_of(data.preprocessing)})
                 atomic_write_jsonl(run_dir / "metrics.jsonl", history)
             for cb in callbacks:
                 stop = bool(cb.on_epoch_end(epoch, row)) or stop

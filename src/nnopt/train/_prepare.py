@@ -6,15 +6,15 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import nn
 
 from nnopt.config import DEFAULT_EPOCHS, FULL_BATCH_EPOCHS, TrainSpec, table_settings
-from nnopt.data import Data, DatasetSplit, load_data
-from nnopt.errors import UsageError, describe, param
+from nnopt.data import Data, DatasetSplit, feature_scaling_of, load_data, with_scaling
+from nnopt.errors import CheckpointError, UsageError, describe, param
 from nnopt.models import ArchSpec, build_model, flops_per_sample, module_takes_flat_rows, takes_flat_rows
 from nnopt.optim import OPTIMIZERS
 from nnopt.train._batches import LoaderSource, MemmapSource, TensorSource, make_source
@@ -48,6 +48,17 @@ def model_input_shape(data: Data, spec: Any) -> tuple[int, ...]:
     return (data.n_features,) if takes_flat_rows(spec) else (data_shape(data) or (data.n_features,))
 
 
+def recorded_shape(data: Data, shape: tuple[int, ...]) -> Data:
+    """The data as a run records it when the network takes the samples' own shape: an (n, C, L) array's samples
+    are (C, L) signals to a user's module or a factory's, so that is the input shape config.json, the model file
+    and its preprocessing say, not the (1, C, L) nnopt's own cnn would read as a one-channel image. The caller's
+    Data is left as it was."""
+    if not data.sample_shape or tuple(shape) != tuple(data.sample_shape) or data.input_shape == data.sample_shape:
+        return data
+    sample = tuple(int(d) for d in data.sample_shape)
+    return replace(data, input_shape=sample, preprocessing={**data.preprocessing, "input_shape": list(sample)})
+
+
 def build_for(spec: Any, data: Data) -> nn.Module:
     """The network of a spec for this data: a factory is given the shape its batches will have."""
     shape = data.input_shape if takes_flat_rows(spec) else data_shape(data)
@@ -59,10 +70,7 @@ def prepare(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = Non
     entry = OPTIMIZERS.get(spec.optimizer)
     if spec.epochs is None:  # resolved here, where the optimizer is known, so config.json records the count
         spec.epochs = FULL_BATCH_EPOCHS if entry.full_batch else DEFAULT_EPOCHS
-    data = load_data(spec.data, target=spec.target, task=spec.task, val_fraction=spec.val_fraction,
-                     test_fraction=spec.test_fraction, seed=spec.seed, scale=spec.scale,
-                     **table_settings(vars(spec)), **({"n_classes": spec.n_classes} if spec.n_classes else {}),
-                     **({"val_data": spec.val_data} if spec.val_data is not None else {}))
+    data = load_spec_data(spec, spec.scale)
     check_streamed(spec, data)
     device = resolve_device(spec.device)
     user_loader = getattr(data.train, "loader", None)
@@ -73,7 +81,10 @@ def prepare(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = Non
     net = module if module is not None else build_for(arch, data)
     shape = model_input_shape(data, arch) if module is None or not module_takes_flat_rows(module) else \
         (data.n_features,)
-    check_output(check_forward(net, shape, data), shape, data, factory=arch.factory if arch is not None else None)
+    out = check_forward(net, shape, data)
+    data = two_logit_binary(data, out)
+    check_output(out, shape, data, factory=arch.factory if arch is not None else None)
+    data = recorded_shape(data, shape)
     flops = flops_per_sample(net, shape)
     # a module the counter cannot measure is taken as small: one thread, the fastest for small models
     threads = spec.threads or (choose_threads(flops or 0, batch) if device.type == "cpu"
@@ -83,6 +94,37 @@ def prepare(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = Non
     pin = spec.pin_memory if spec.pin_memory is not None else device.type == "cuda"
     sources = {s: make_source(data, s, device, shape, spec.num_workers, pin) for s in ("train", "val", "test")}
     return Prepared(data, arch, net, loss_fn, sources, batch, device, threads, flops, shape)
+
+
+def load_spec_data(spec: TrainSpec, scale: str) -> Data:
+    return load_data(spec.data, target=spec.target, task=spec.task, val_fraction=spec.val_fraction,
+                     test_fraction=spec.test_fraction, seed=spec.seed, scale=scale,
+                     **table_settings(vars(spec)), **({"n_classes": spec.n_classes} if spec.n_classes else {}),
+                     **({"val_data": spec.val_data} if spec.val_data is not None else {}))
+
+
+def with_recorded_scaling(spec: TrainSpec, p: Prepared, recorded: dict | None, what: str) -> Prepared:
+    """`p` with the feature scaling a checkpoint recorded (`recorded`, None for a checkpoint written before
+    checkpoints recorded it), so that a resumed run goes on with the transform it was trained with even where
+    load_data's rule for this data has changed since. An older checkpoint is taken to agree unless scale="auto" now
+    standardizes the data per channel, the rule that changed (8-bit arrays and IDX files were divided by 255, image
+    folders left in [0, 1]): that is a CheckpointError, as the transform it was trained with is not known."""
+    fresh = feature_scaling_of(p.data.preprocessing)
+    if recorded is None:
+        if spec.scale == "auto" and (fresh or {}).get("x_scale") == "channel":
+            raise CheckpointError(f"{what} records no feature scaling (written by an earlier nnopt), and "
+                                  f"{param('scale', 'auto')} now standardizes these images per channel, where "
+                                  "earlier versions divided 8-bit pixels by 255 (or left an image folder's in "
+                                  f"[0, 1]); finish it with the nnopt that started it, or train again with another "
+                                  f"{param('out')}")
+        return p
+    data = with_scaling(p.data, recorded, lambda: load_spec_data(spec, "none"), what)
+    if data is p.data:
+        return p
+    pin = spec.pin_memory if spec.pin_memory is not None else p.device.type == "cuda"
+    sources = {s: make_source(data, s, p.device, p.sample_shape, spec.num_workers, pin)
+               for s in ("train", "val", "test")}
+    return replace(p, data=data, sources=sources)
 
 
 def check_streamed(spec: TrainSpec, data: Data) -> None:
@@ -138,6 +180,16 @@ def check_forward(net: nn.Module, shape: tuple[int, ...], data: Data | None = No
         net.train(was_training)
 
 
+def two_logit_binary(data: Data, out: Any) -> Data:
+    """The data as a network returning (batch, 2) for two classes trains on them: two logits with cross-entropy,
+    as heads written for num_classes=2 are, instead of one logit with BCE (the run records n_outputs 2, and
+    predict, evaluate, export and compress read the softmax of the two)."""
+    if data.task == "classification" and data.n_classes == 2 and isinstance(out, torch.Tensor) and out.dim() == 2 \
+            and out.shape[1] == 2:
+        return replace(data, binary_outputs=2)
+    return data
+
+
 def check_output(out: Any, shape: tuple[int, ...], data: Data, *, factory: str | None = None) -> None:
     """The output of check_forward's batch must be what the loss, the metrics, predict and export read: one tensor
     of shape (batch, k), k the classes (one logit for two classes) or the regression targets. A head of another
@@ -154,7 +206,8 @@ def check_output(out: Any, shape: tuple[int, ...], data: Data, *, factory: str |
     source = f"the factory {factory} is given n_outputs={k}: build its last layer with it" if factory else \
         f"give the last layer {k} output{'s' if k != 1 else ''} (a factory is given n_outputs={k})"
     if data.task == "classification":
-        what = ("two classes take 1 output (a logit, trained with binary cross-entropy)" if k == 1 else
+        what = ("two classes take 1 output (a logit, trained with binary cross-entropy) or 2 (two logits, "
+                "cross-entropy)" if k == 1 else
                 f"{data.n_classes} classes take {k} outputs (one logit per class)")
     else:
         what = f"{k} regression target{'s take' if k != 1 else ' takes'} {k} output{'s' if k != 1 else ''}"
