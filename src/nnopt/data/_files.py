@@ -6,6 +6,7 @@ Row numbers in messages count data rows from 1, header excluded (blank lines are
 from __future__ import annotations
 
 import csv
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -82,13 +83,17 @@ def pick_target(columns: list[str], target: str | None, path: Path) -> int:
 
 
 def columns_to_raw(names: list[str], columns: list[np.ndarray], target: str | None, path: Path,
-                   source: str, decimal_comma: tuple[str, ...] | list[str] = ()) -> RawData:
-    """A table's columns -> RawData with the feature columns kept raw (typed and encoded by preparation)."""
+                   source: str, written: dict[str, str] | None = None) -> RawData:
+    """A table's columns -> RawData with the feature columns kept raw (typed and encoded by preparation).
+    `written`: parse_csv's columns read as numbers through a "decimal comma" or "thousands separators"."""
     check_duplicates(names, path)
     t = pick_target(names, target, path)
     features = {name: col for i, (name, col) in enumerate(zip(names, columns)) if i != t}
+    kept = {n: how for n, how in (written or {}).items() if n != names[t]}
     return RawData(X=None, y=_target_column(names[t], columns[t]), source=source, feature_names=list(features),
-                   target=names[t], columns=features, decimal_comma=[n for n in decimal_comma if n != names[t]])
+                   target=names[t], columns=features,
+                   decimal_comma=[n for n, how in kept.items() if how == "decimal comma"],
+                   thousands=[n for n, how in kept.items() if how == "thousands separators"])
 
 
 def check_duplicates(names: list[str], path) -> None:
@@ -103,11 +108,11 @@ def check_duplicates(names: list[str], path) -> None:
 
 
 def read_csv(path: Path, target: str | None, sep: str | None = None) -> RawData:
-    header, table, columns, commas = parse_csv(path, check=lambda names: _check_header(names, target, path, sep),
-                                               sep=sep)
+    header, table, columns, written = parse_csv(path, check=lambda names: _check_header(names, target, path, sep),
+                                                sep=sep)
     if table is not None:
         columns = [table[:, i] for i in range(table.shape[1])]
-    return columns_to_raw(header, columns, target, path, "csv", commas)
+    return columns_to_raw(header, columns, target, path, "csv", written)
 
 
 def _check_header(names: list[str], target: str | None, path: Path, sep: str | None) -> None:
@@ -124,10 +129,12 @@ def _check_header(names: list[str], target: str | None, path: Path, sep: str | N
 
 
 def parse_csv(path: Path, check: Callable[[list[str]], object] | None = None, sep: str | None = None
-              ) -> tuple[list[str], np.ndarray | None, list[np.ndarray] | None, list[str]]:
-    """(header, table, None, []) when every cell is a number (one float64 array), else (header, None, columns,
-    decimal-comma columns): string columns, except that in a ';'-separated file a column whose cells are all
-    numbers once a decimal comma reads as a point ("94,71") is read that way, as float64, and named in the last item.
+              ) -> tuple[list[str], np.ndarray | None, list[np.ndarray] | None, dict[str, str]]:
+    """(header, table, None, {}) when every cell is a number (one float64 array), else (header, None, columns,
+    written): string columns, except a column whose cells are all numbers once their commas are read: in a
+    ';'-separated file as a decimal comma ("94,71" -> 94.71), in any other as thousands separators ("42,000" or
+    "1,234,567.5", quoted in a comma-separated file). Such a column is read as float64 and named in `written`
+    ({name: "decimal comma" | "thousands separators"}).
 
     `check(header)` runs before the body is parsed, so a bad --target fails before a large file is read.
     `sep`: the field separator; None sniffs it from the header line (',', ';', tab or '|').
@@ -157,7 +164,7 @@ def parse_csv(path: Path, check: Callable[[list[str]], object] | None = None, se
                     table = np.loadtxt(fh, delimiter=sep, dtype=np.float64, ndmin=2, comments=None,
                                        quotechar='"')
                 if table.shape[0] and table.shape[1] == len(header):
-                    return header, table, None, []
+                    return header, table, None, {}
                 if table.shape[0] == 0:
                     raise DataError(f"no rows in {path}: only a header; add data rows")
             except ValueError:
@@ -176,14 +183,15 @@ def parse_csv(path: Path, check: Callable[[list[str]], object] | None = None, se
             raise DataError(f"{path}: row {number} has {len(row)} fields but the header has {len(header)}; "
                             "fix the row or quote fields that contain commas")
     columns = [np.array(col, dtype=str) for col in zip(*rows)]
-    commas = []
-    if sep == ";":
-        for i, (name, values) in enumerate(zip(header, columns)):
-            numbers = decimal_comma_numbers(values)
-            if numbers is not None:
-                columns[i] = numbers
-                commas.append(name)
-    return header, None, columns, commas
+    written = {}
+    how, read = ("decimal comma", decimal_comma_numbers) if sep == ";" else \
+        ("thousands separators", thousands_numbers)
+    for i, (name, values) in enumerate(zip(header, columns)):
+        numbers = read(values)
+        if numbers is not None:
+            columns[i] = numbers
+            written[name] = how
+    return header, None, columns, written
 
 
 def decimal_comma_numbers(values: np.ndarray) -> np.ndarray | None:
@@ -192,6 +200,22 @@ def decimal_comma_numbers(values: np.ndarray) -> np.ndarray | None:
     if as_numbers(values) is not None or not (np.char.count(values, ",") == 1).any():
         return None
     return as_numbers(np.char.replace(values, ",", "."))
+
+
+THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
+
+
+def thousands_numbers(values: np.ndarray) -> np.ndarray | None:
+    """A text column as float64 when thousands separators ("42,000", "1,234,567.5") are what keep it from being
+    numbers: every present cell is a number once its commas are dropped, some cell has one, and every cell with a
+    comma has it between groups of three digits (so "3,5" or "1,23" stay text). Else None."""
+    if as_numbers(values) is not None:
+        return None
+    stripped = np.char.strip(values)
+    commas = np.char.find(stripped, ",") >= 0
+    if not commas.any() or not all(THOUSANDS.fullmatch(cell) for cell in stripped[commas]):
+        return None
+    return as_numbers(np.char.replace(values, ",", ""))
 
 
 NPZ_LAYOUTS = "'X' and 'y', or 'x_train', 'y_train' (+ 'x_test', 'y_test')"

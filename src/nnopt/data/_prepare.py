@@ -226,6 +226,8 @@ def _prepare_table(raw: RawData, *, name: str, task: str | None, val_fraction: f
     for entry in plan:
         if entry["name"] in (raw.decimal_comma or []) and entry["kind"] == "numeric":
             entry["reason"] += ", written with a decimal comma (read as the decimal point)"
+        if entry["name"] in (raw.thousands or []) and entry["kind"] == "numeric":
+            entry["reason"] += ", written with thousands separators (42,000 read as 42000)"
     if task is None:
         task = raw.task or detect_task(y)
     ys, class_names = _targets(task, [y], raw.class_names)
@@ -236,6 +238,8 @@ def _prepare_table(raw: RawData, *, name: str, task: str | None, val_fraction: f
     table["target_missing_rows"] = int(absent.sum())
     if raw.decimal_comma:
         table["decimal_comma"] = list(raw.decimal_comma)
+    if raw.thousands:
+        table["thousands"] = list(raw.thousands)
     X, _ = encode(columns, table)
     groups = column_groups(table)
     for column, codes in train_codes.items():  # out-of-fold encodings for the rows the encoder was fitted on

@@ -99,3 +99,4 @@ class RawData:
     skipped: list[str] | None = None  # image files that did not decode, with the reason
     splits: list[str] | None = None  # an image folder's given split of each row (train / val / test)
     decimal_comma: list[str] | None = None  # table columns read as numbers written with a decimal comma ("94,71")
+    thousands: list[str] | None = None  # table columns read as numbers written with thousands separators ("42,000")

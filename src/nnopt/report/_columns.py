@@ -49,9 +49,10 @@ def columns_section(config: dict[str, Any], importance: Any) -> str | None:
 
 def _why_notes(described: list[dict[str, Any]]) -> str:
     """One line per column whose reading needs a word: a few text cells that kept it from being numbers (named,
-    with their count), or numbers written with a decimal comma."""
+    with their count), or numbers written with a decimal comma or thousands separators."""
     lines = [f"<code>{h.esc(str(c['column']))}</code>: {h.esc(str(c['why']))}" for c in described
-             if isinstance(c.get("why"), str) and (c["why"].startswith("text: '") or "decimal comma" in c["why"])]
+             if isinstance(c.get("why"), str) and (c["why"].startswith("text: '") or "decimal comma" in c["why"]
+                                                   or "thousands separators" in c["why"])]
     return "".join(f'<p class="note">{line}.</p>\n' for line in lines)
 
 
