@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import re
 import time
 import warnings
@@ -66,7 +67,9 @@ def open_storage(url: str | None, run_dir: Path) -> BaseStorage:
     if url is None or url.startswith("journal:"):
         path = run_dir / JOURNAL if url is None else Path(url[len("journal:"):])
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        # absolute: Optuna's lock is a symlink holding this text, resolved from the link's own directory; a
+        # relative target points nowhere, and Optuna then never frees the lock a killed process left behind
+        return JournalStorage(JournalFileBackend(os.path.abspath(path)))
     if "://" not in url:
         raise UsageError(f"{param('storage')} must be a database URL (postgresql://user:pass@host/db, "
                          f"sqlite:///file.db) or journal:PATH; got '{mask_url(url)}'")
