@@ -175,6 +175,7 @@ def test_cnn_space_on_tabular_data_is_refused(tmp_path):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"strategy": "annealing"}, "unknown strategy 'annealing'"),
+    ({"sampler": "random"}, r"sampler= is nnopt tune's; an architecture search picks its sampler with strategy="),
     ({"strategy": "evolution", "objectives": "val_accuracy,params"}, "evolution' optimizes one objective"),
     ({"objectives": "val_acuracy"}, "did you mean 'val_accuracy'"),
     ({"max_params": -5}, "max_params= must be a number > 0"),

@@ -267,6 +267,10 @@ def search(data: Any, *, space: Any = "mlp", strategy: str | None = None, object
                        train=train, table={"drop": drop, "categorical": categorical, "numeric": numeric, "sep": sep,
                               "image_size": image_size, "strict": strict})
     multi = isinstance(spec.get("objective"), list) and len(spec["objective"]) > 1
+    if "sampler" in settings:
+        raise UsageError(f"{param('sampler')} is nnopt tune's; an architecture search picks its sampler with "
+                         f"{param('strategy')} ({', '.join(STRATEGIES)}); got {param('sampler')}"
+                         f"{settings['sampler']!r}")
     if strategy is not None and strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy '{strategy}'{did_you_mean(str(strategy), STRATEGIES)} "
                          f"choices: {', '.join(STRATEGIES)}")
