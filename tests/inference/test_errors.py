@@ -100,3 +100,12 @@ def test_class_indices_evaluate_a_model_of_named_classes_as_its_names_do():
     with pytest.raises(nnopt.DataError, match=r"labels are whole numbers, read as class indices 0..2 \(setosa, "
                                               r"versicolor, virginica\); 3 is not one \(50 rows\)"):
         nnopt.evaluate(result, (X, np.where(codes == 2, 3, codes)))
+
+
+@pytest.mark.parametrize("rows", ["x", 0, -1, 2.5, True])
+def test_export_check_rows_is_validated(iris_run, tmp_path, rows):
+    import nnopt
+
+    with pytest.raises(nnopt.UsageError, match=r"check_rows= must be an integer >= 1; got "):
+        nnopt.export(iris_run, "onnx", out=tmp_path / "m.onnx", check_rows=rows)
+    assert not (tmp_path / "m.onnx").exists()

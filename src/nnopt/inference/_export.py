@@ -41,7 +41,7 @@ from nnopt.compress import FP32_TOLERANCE, QUANTIZED_TOLERANCE, agreement, compa
     feature_scaling, is_compressed_file, ort_predict, ort_session, output_gap, quantized_onnx, read_qweights, \
     table_inputs, table_onnx, table_outputs, table_predict
 from nnopt.data import feature_stat, kept_columns
-from nnopt.errors import UsageError, keywords_checked, param, require_path, unknown_name
+from nnopt.errors import UsageError, keywords_checked, param, require_int, require_path, unknown_name
 from nnopt.fileio import atomic_write
 from nnopt.inference._predictor import Predictor, load_predictor
 
@@ -110,6 +110,7 @@ def export(model: Any, format: str = "onnx", out: str | Path | None = None, *, c
         raise unknown_name("export format", format, FORMATS)
     if out is not None:
         require_path("out", out, "a file path")
+    require_int("check_rows", check_rows, 1)
     predictor = load_predictor(model, sample_shape=sample_shape)
     path = Path(out if out is not None else DEFAULT_OUT[format])
     with _staged(path) as staging:  # written beside `path`, and renamed onto it only once the check passed
