@@ -41,7 +41,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, network: argparse.Arg
                          ".parquet, .npz, IDX directory), or for an image model a folder of images or image files")
     predict.add_argument("--target", help="a label column to ignore (default: the training target, if present)")
     predict.add_argument("--out", default="predictions.csv",
-                         help="CSV to write, - for standard output (default predictions.csv)")
+                         help="CSV to write (Parquet for a .parquet name), - for standard output "
+                         "(default predictions.csv)")
     predict.add_argument("--proba", action="store_true", help="add a probability column per class")
     predict.add_argument("--keep", metavar="COL,...", help="input columns to copy into the CSV, to join rows back "
                          "(default: the ID columns training left out, when present; '' for none)")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from nnopt.errors import DataError, UsageError, keywords_checked, param, require_path
-from nnopt.fileio import atomic_write_text
+from nnopt.fileio import atomic_write, atomic_write_text
 from nnopt.inference._predictor import load_predictor
 
 
@@ -50,6 +50,17 @@ class Predictions:
         writer.writerow(self.columns)
         writer.writerows(self.table())
 
+    def write_parquet(self, stream: Any) -> None:
+        """The predictions as a Parquet table into a binary stream: the CSV's columns, numbers kept as numbers."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        values = self.predictions.reshape(len(self.predictions), -1)
+        columns = [*self.kept.values(), *values.T]
+        if self.probabilities is not None:
+            columns += list(np.asarray(self.probabilities, dtype=np.float64).T)
+        pq.write_table(pa.table({name: _arrow(column) for name, column in zip(self.columns, columns)}), stream)
+
     def summary(self) -> dict[str, Any]:
         return {"rows": len(self), "task": self.task, "columns": self.columns, "model": self.model,
                 "out": str(self.path) if self.path else None, "unseen": self.unseen, "missing": self.missing,
@@ -64,7 +75,7 @@ def predict(model: Any, data: Any, *, proba: bool = False, out: str | Path | Non
     nn.Module: a module is given the rows unscaled, in the shape one sample of `data` has).
 
     A table's label column (`target`, default the training target) is ignored when present. proba adds one
-    probability column per class. out: write the predictions as CSV there. keep: columns of the input copied
+    probability column per class. out: write the predictions there, as CSV (Parquet for a .parquet name). keep: columns of the input copied
     in front of the predictions so rows can be joined back (default: the ID columns training left out, when
     the input has them; [] for none).
     A model trained on images takes a folder of images (any layout, searched recursively), an image file or a
@@ -72,6 +83,7 @@ def predict(model: Any, data: Any, *, proba: bool = False, out: str | Path | Non
     """
     if out is not None:
         require_path("out", out, "a file path for the CSV")
+        _require_written_format(out)
     predictor = load_predictor(model, data)
     task = predictor.task
     if proba and task != "classification":
@@ -94,10 +106,13 @@ def predict(model: Any, data: Any, *, proba: bool = False, out: str | Path | Non
                          model=predictor.description, kept=kept, unseen=rows.unseen, missing=rows.missing,
                          ignored_columns=[c for c in rows.ignored if c not in kept], skipped=rows.skipped)
     if out is not None:
-        buffer = io.StringIO()
-        result.write_csv(buffer)
         try:
-            result.path = atomic_write_text(out, buffer.getvalue())
+            if Path(out).suffix.lower() == ".parquet":
+                result.path = atomic_write(out, result.write_parquet)
+            else:
+                buffer = io.StringIO()
+                result.write_csv(buffer)
+                result.path = atomic_write_text(out, buffer.getvalue())
         except OSError as exc:
             raise UsageError(f"cannot write predictions to {out} ({exc.strerror or exc}); choose another "
                              f"{param('out')}") from None
@@ -122,6 +137,34 @@ def _keep_columns(keep, rows, predictor) -> dict[str, np.ndarray]:
         raise DataError(f"{param('keep')} names '{absent[0]}', which is not a column of the input; columns: "
                         f"{', '.join(available)}")
     return {name: available[name] for name in names}
+
+
+# files predict could be asked for by name that it does not write: each would hold CSV text under a wrong suffix
+NOT_WRITTEN = (".json", ".jsonl", ".npy", ".npz", ".xlsx", ".xls", ".feather", ".arrow", ".pkl", ".pickle", ".h5",
+               ".hdf5", ".tsv")
+
+
+def _require_written_format(out: str | Path) -> None:
+    suffix = Path(out).suffix.lower()
+    if suffix in NOT_WRITTEN:
+        raise UsageError(f"{param('out')} names a {suffix} file; predictions are written as CSV (any other name) or "
+                         f"Parquet (.parquet): give e.g. {param('out', str(Path(out).with_suffix('.csv')))}")
+    if suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise UsageError(f"writing predictions as .parquet needs pyarrow (pip install pyarrow); or give "
+                             f"{param('out', str(Path(out).with_suffix('.csv')))}") from None
+
+
+def _arrow(column: np.ndarray) -> Any:
+    """One column for Parquet: numbers as numbers, anything else (labels, text, mixed cells) as text."""
+    import pyarrow as pa
+
+    column = np.asarray(column)
+    if column.dtype.kind in "biuf":
+        return pa.array(column)
+    return pa.array(["" if _kept(v) == "" else str(_kept(v)) for v in column.tolist()], type=pa.string())
 
 
 def _kept(value: Any) -> Any:
