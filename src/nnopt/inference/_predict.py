@@ -75,9 +75,9 @@ def predict(model: Any, data: Any, *, proba: bool = False, out: str | Path | Non
     nn.Module: a module is given the rows unscaled, in the shape one sample of `data` has).
 
     A table's label column (`target`, default the training target) is ignored when present. proba adds one
-    probability column per class. out: write the predictions there, as CSV (Parquet for a .parquet name). keep: columns of the input copied
-    in front of the predictions so rows can be joined back (default: the ID columns training left out, when
-    the input has them; [] for none).
+    probability column per class. out: write the predictions there, as CSV (Parquet for a .parquet name).
+    keep: columns of the input copied in front of the predictions so rows can be joined back (default: the ID
+    columns training left out, when the input has them; [] for none).
     A model trained on images takes a folder of images (any layout, searched recursively), an image file or a
     list of them: one row per file, `path` first, with the class probabilities.
     """
