@@ -395,7 +395,9 @@ def _cell(value: Any) -> str:
 def trials_csv(trials: list[dict[str, Any]], objective_names: list[str]) -> str:
     params = sorted({k for t in trials for k in t["params"]})
     # the model and its measured costs, where the trials recorded them (architecture search, constraints)
-    measured = [c for c in ("model", *ARCH_COLUMNS[:-1]) if any(c in t["user_attrs"] for t in trials)]
+    # (a cost that is also an objective is written once, as the objective)
+    measured = [c for c in ("model", *ARCH_COLUMNS[:-1])
+                if c not in objective_names and any(c in t["user_attrs"] for t in trials)]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["number", "state", *objective_names, *params, *measured, "duration_s", "epochs_run",
