@@ -220,3 +220,17 @@ def test_train_says_when_integer_targets_became_classes(tmp_path, run_cli):
     code, out, err = run_cli("train", "--data", tmp_path / "visits.csv", "--epochs", "1", "--task", "regression",
                              "--out", tmp_path / "b")
     assert code == 0 and "task: classification" not in out, err
+
+
+@pytest.mark.parametrize("args, flag, hint", [
+    (["compare", "--data", "iris", "--threads", "1"], "--threads", ""),
+    (["tune", "--data", "iris", "--trails", "3"], "--trails", "; did you mean '--trials'?"),
+    (["predict", "runs/none", "--data", "iris", "--probas"], "--probas", "; did you mean '--proba'?"),
+])
+def test_an_unknown_flag_points_to_its_commands_help(run_cli, tmp_path, args, flag, hint):
+    """argparse reports a flag no command takes from the top-level parser, whose help lists commands, not flags."""
+    code, _, err = run_cli(*args, "--out", tmp_path / "out")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"error: unrecognized arguments: {flag}"), err
+    assert hint in err and f"see `nnopt {args[0]} --help`" in err, err
+    assert not (tmp_path / "out").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,27 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"error: {message}; see `{self.prog} --help`\n")
         raise SystemExit(2)
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        # argparse reports a flag no parser took from the top level (`see nnopt --help`, a list of commands);
+        # the command's own parser names its flags
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = self._command_parser(parsed)
+            flags = [f for action in command._actions for f in action.option_strings if f.startswith("--")]
+            unknown = next((e.split("=", 1)[0] for e in extras if e.startswith("--")), None)
+            # a stricter match than for names: flags share their leading dashes, so a 0.6 ratio pairs
+            # --threads with --task
+            close = difflib.get_close_matches(unknown, flags, n=1, cutoff=0.8) if unknown else []
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            command.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return parsed
+
+    def _command_parser(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return action.choices.get(getattr(parsed, action.dest or "", None), self)
+        return self
 
 
 def batch_size(text: str) -> int | str:
