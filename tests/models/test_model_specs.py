@@ -134,3 +134,18 @@ def test_a_factory_next_to_the_command_is_found_without_pythonpath(tmp_path, mon
     assert net(torch.zeros(3, 5)).shape == (3, 2) and net[0].out_features == 6
     with pytest.raises(ConfigError, match=r"cannot import model factory module 'nowhere_xyz' .*check PYTHONPATH"):
         build_model("nowhere_xyz:Net", in_features=5, n_outputs=2)
+
+
+@pytest.mark.parametrize("spec", ["cnn", "mlp:8"])
+@pytest.mark.parametrize("shape", [5, "x", (1.5, 2), (3, 0, 4), (1, -8, 8), (True, 8, 8)])
+def test_input_shape_is_checked_at_the_boundary(spec, shape):
+    """A shape that is not whole numbers >= 1 is refused by name (a cnn raised TypeError / RuntimeError from
+    torch, an mlp took anything)."""
+    from nnopt.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"input_shape= must be the shape of one sample, whole numbers >= 1"):
+        build_model(spec, in_features=4, n_outputs=2, input_shape=shape)
+
+
+def test_a_list_is_a_shape_too():
+    assert build_model("cnn", in_features=64, n_outputs=10, input_shape=[1, 8, 8])(torch.zeros(2, 64)).shape == (2, 10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import numbers
 import os
 import sys
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nnopt.errors import ConfigError, did_you_mean, keywords_checked, require_int
+from nnopt.errors import ConfigError, UsageError, did_you_mean, keywords_checked, param, require_int
 from nnopt.models._spec import KINDS, ArchSpec
 
 _ACT = {
@@ -116,6 +117,7 @@ def build_model(
     arch = ArchSpec.parse(spec)
     require_int("in_features", in_features, 1)
     require_int("n_outputs", n_outputs, 1)
+    _require_shape(input_shape)
     if arch.kind in KINDS:
         model = _own_model(arch, in_features, n_outputs, input_shape)
         setattr(model, FLAT_ROWS, True)  # it travels with the module (copies, pruning, fine-tuning by compress)
@@ -134,6 +136,14 @@ def build_model(
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model factory '{arch.factory}' returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _require_shape(input_shape: Any) -> None:
+    dims = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else None
+    if input_shape is not None and (dims is None or any(
+            isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in dims)):
+        raise UsageError(f"{param('input_shape')} must be the shape of one sample, whole numbers >= 1 such as "
+                         f"(3, 32, 32) or (1, 40); got {input_shape!r}")
 
 
 def _own_model(arch: ArchSpec, in_features: int, n_outputs: int, input_shape: tuple[int, ...] | None) -> nn.Module:
