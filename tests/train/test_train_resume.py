@@ -88,6 +88,19 @@ def test_more_epochs_on_resume_without_a_schedule(tmp_path):
     assert [row["epoch"] for row in more.history] == [1, 2, 3, 4]
 
 
+def test_fewer_epochs_than_the_checkpoint_holds_is_refused(tmp_path, run_cli):
+    """It printed the checkpoint's 4 epochs as the result of asking for 2, with nothing said."""
+    fit("linear", "iris", epochs=4, out=tmp_path)
+    before = (tmp_path / "model.pt").read_bytes()
+    with pytest.raises(CheckpointError, match=r"has trained 4 epochs, more than epochs=2; give epochs= of 4 or "
+                                              r"more to train on"):
+        fit("linear", "iris", epochs=2, out=tmp_path, resume=True)
+    code, _, err = run_cli("train", "--out", tmp_path, "--resume", "--epochs", "3")
+    assert code == 2 and err.count("\n") == 1 and "more than --epochs 3; give --epochs of 4 or more" in err, err
+    assert (tmp_path / "model.pt").read_bytes() == before
+    assert [row["epoch"] for row in fit("linear", "iris", epochs=4, out=tmp_path, resume=True).history] == [1, 2, 3, 4]
+
+
 def test_corrupt_or_missing_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint to resume"):
         fit("linear", "iris", epochs=2, out=tmp_path / "none", resume=True)

@@ -27,8 +27,9 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_torch_save({"format": FORMAT, **state}, path)
 
 
-def load_checkpoint(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
-    """Read a checkpoint and check that it belongs to the run described by `fingerprint`."""
+def load_checkpoint(path: Path, fingerprint: dict[str, Any], epochs: int | None = None) -> dict[str, Any]:
+    """Read a checkpoint and check that it belongs to the run described by `fingerprint` (and, given `epochs`,
+    that it has not trained more epochs than that: the loop would train none and report the checkpoint's)."""
     if not path.is_file():
         raise CheckpointError(f"no checkpoint to resume at {path}; run without {param('resume', True)} to start "
                               "fresh")
@@ -48,6 +49,10 @@ def load_checkpoint(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
                 f"checkpoint {path} was made with {key}={theirs.get(key)!r}, not {fingerprint.get(key)!r}; "
                 f"resume with the same settings or use another {param('out')}"
             )
+    done = state.get("epoch", 0)
+    if epochs is not None and done > epochs:
+        raise CheckpointError(f"checkpoint {path} has trained {done} epochs, more than {param('epochs', epochs)}; "
+                              f"give {param('epochs')} of {done} or more to train on, or another {param('out')}")
     return state
 
 

@@ -150,7 +150,7 @@ def train_loop(spec: TrainSpec, p: Prepared, *, metrics: Any = None, callbacks: 
             if run_dir is None:
                 raise UsageError(f"{param('resume', True)} needs {param('out', metavar='DIR')}, the run directory to "
                                  "continue")
-            state = on_main(parallel, load_checkpoint, ckpt_path, fingerprint(config))  # read on rank 0's disk
+            state = on_main(parallel, load_checkpoint, ckpt_path, fingerprint(config), spec.epochs)  # rank 0's disk
             # the scaling the run was trained with, even where load_data's rule for these data changed since
             recorded = state["scaling"] if "scaling" in state else on_main(parallel, saved_scaling, run_dir)
             p = with_recorded_scaling(spec, p, recorded, f"checkpoint {ckpt_path}")
