@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -131,5 +132,48 @@ def test_a_directory_is_free_again_once_the_holder_exits(tmp_path):
     proc.stdin.flush()
     assert proc.wait(timeout=60) == 0
     assert not (run / LOCK_NAME).exists()
+    with lock_run_dir(run):
+        assert (run / LOCK_NAME).read_text() == f"{os.getpid()}\n"
+
+
+# Locks argv[1] as a command does, forks a child that inherits the lock (as `nnopt tune --workers N` forks its
+# workers), prints both pids and waits to be killed; the child waits until the file argv[2] exists.
+FORKER = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    from nnopt.fileio import lock_run_dir
+
+    with lock_run_dir(sys.argv[1]):
+        child = os.fork()
+        if child == 0:
+            while not Path(sys.argv[2]).exists():
+                time.sleep(0.05)
+            os._exit(0)
+        print(os.getpid(), child, flush=True)
+        time.sleep(300)
+""")
+
+
+def test_a_directory_held_by_the_workers_of_a_killed_command_says_so(tmp_path):
+    """The message named the killed command's pid as the process in use, which `ps` no longer shows."""
+    run, go = tmp_path / "run", tmp_path / "go"
+    proc = subprocess.Popen([sys.executable, "-c", FORKER, str(run), str(go)], stdout=subprocess.PIPE, text=True)
+    try:
+        parent, child = map(int, proc.stdout.readline().split())
+        os.kill(parent, signal.SIGKILL)
+        proc.wait()
+        second = _cli("train", "--data", "iris", "--out", run)
+        assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
+        assert second.stderr == (f"error: {run} is in use by processes that nnopt process {parent} started; it has "
+                                 "ended, and they stop when their work is done (a study's workers after their "
+                                 "trials): wait for them or use another --out\n")
+    finally:
+        go.touch()
+    for _ in range(200):  # the child exits once the go file exists; the directory is then free
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
     with lock_run_dir(run):
         assert (run / LOCK_NAME).read_text() == f"{os.getpid()}\n"

@@ -125,6 +125,10 @@ def _acquire(lock: Path, run_dir: Path) -> int | None:
         except BlockingIOError:
             holder = _read_pid(fd)
             os.close(fd)
+            if holder and not _alive(holder):  # its forked workers inherited the lock and outlive it
+                raise UsageError(f"{run_dir} is in use by processes that nnopt process {holder} started; it has "
+                                 "ended, and they stop when their work is done (a study's workers after their "
+                                 f"trials): wait for them or use another {param('out')}") from None
             who = f"pid {holder}" if holder else "pid unknown"
             raise UsageError(f"{run_dir} is in use by another nnopt process ({who}); wait for it to finish or use "
                              f"another {param('out')}") from None
@@ -158,6 +162,16 @@ def _release(lock: Path, fd: int | None, created: list[Path]) -> None:
     if fd is not None:
         fcntl.flock(fd, fcntl.LOCK_UN)  # for every copy of the descriptor, also those forked workers still hold
         os.close(fd)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: it exists
+        return True
+    return True
 
 
 def _read_pid(fd: int) -> int | None:
