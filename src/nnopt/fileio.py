@@ -75,6 +75,13 @@ def make_run_dir(path: str | Path) -> Path:
     return path
 
 
+def holds_run_dir(path: str | Path) -> bool:
+    """Whether this process holds the lock of run directory `path` or of a directory above it (automl's stages)."""
+    real = Path(os.path.realpath(path))
+    with _held_guard:
+        return any(str(p) in _held for p in (real, *real.parents))
+
+
 @contextlib.contextmanager
 def lock_run_dir(path: str | Path) -> Iterator[Path]:
     """Hold run directory `path` (created if missing) for this process while the block runs; another process

@@ -32,3 +32,42 @@ def test_a_relative_journal_url_resolves_too(tmp_path, monkeypatch):
     link = tmp_path / "shared" / "study.journal.lock"
     assert os.stat(link).st_ino == os.stat(tmp_path / "shared" / "study.journal").st_ino
     lock.release()
+
+
+def _left_by_a_killed_process(run_dir):
+    """The journal lock as a process killed inside a journal write leaves it: a symlink to the journal."""
+    journal = run_dir / "study.journal"
+    os.symlink(os.path.abspath(journal), str(journal) + ".lock")
+
+
+def test_a_rerun_frees_a_lock_left_in_its_own_run_directory_at_once(tmp_path, monkeypatch, caplog):
+    """A re-run holds the run directory, so no process of the killed command is alive (forked workers would hold
+    the directory too): the lock is stale, and the re-run need not wait out Optuna's 30 s grace period."""
+    import logging
+
+    import nnopt
+
+    space = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
+    monkeypatch.chdir(tmp_path)
+    nnopt.tune(lambda p: p["x"], space=space, trials=2, seed=0, out="runs/t", report=False)
+    _left_by_a_killed_process(tmp_path / "runs" / "t")
+    with caplog.at_level(logging.WARNING, logger="optuna"):
+        result = nnopt.tune(lambda p: p["x"], space=space, trials=4, seed=0, out="runs/t", report=False)
+    assert len(result.trials) == 4
+    assert not [r for r in caplog.records if "lock" in r.getMessage()], [r.getMessage() for r in caplog.records]
+    assert not (tmp_path / "runs" / "t" / "study.journal.lock").is_symlink()
+
+
+def test_a_journal_shared_through_a_url_keeps_its_lock(tmp_path, monkeypatch):
+    """journal:PATH may be shared by commands with other run directories: its lock is Optuna's to judge."""
+    from nnopt.fileio import lock_run_dir
+    from nnopt.search._storage import release_stale_lock
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "study.journal").touch()
+    _left_by_a_killed_process(tmp_path / "shared")
+    with lock_run_dir(tmp_path / "run"):
+        assert not release_stale_lock(tmp_path / "run")  # no lock there
+    assert not release_stale_lock(tmp_path / "shared")  # not held by this process
+    assert (tmp_path / "shared" / "study.journal.lock").is_symlink()

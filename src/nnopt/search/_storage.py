@@ -24,6 +24,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial
 
 from nnopt.errors import UsageError, param
+from nnopt.fileio import holds_run_dir
 
 JOURNAL = "study.journal"
 HEARTBEAT_S = 10  # a database-backed trial that misses heartbeats for GRACE_S is failed and re-run
@@ -60,6 +61,18 @@ def storage_for(target: str | Path) -> BaseStorage:
     if "://" not in str(target) and not str(target).startswith("journal:"):
         raise UsageError(f"{target} is neither a tune run directory nor a storage URL")
     return open_storage(str(target), Path("."))
+
+
+def release_stale_lock(run_dir: Path) -> bool:
+    """Remove the journal lock a process killed inside a journal write left in `run_dir`, when this process holds
+    the run directory: no process of the killed command is then alive (the workers it forked hold the directory's
+    lock with it), so nobody is writing. Optuna would free it too, after a 30 s grace period of warnings."""
+    lock = run_dir / (JOURNAL + ".lock")
+    if not lock.is_symlink() or not holds_run_dir(run_dir):
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        lock.unlink()
+    return True
 
 
 def open_storage(url: str | None, run_dir: Path) -> BaseStorage:

@@ -31,7 +31,7 @@ from nnopt.search._objective import FunctionObjective, TrainObjective, fit_argum
 from nnopt.search._samplers import make_sampler, make_pruner
 from nnopt.search._space import Space
 from nnopt.search._spec import CONSTRAINTS, PRUNERS, SAMPLERS, Objective, TuneSpec, load_tune_spec
-from nnopt.search._storage import describe_storage, open_storage
+from nnopt.search._storage import describe_storage, open_storage, release_stale_lock
 from nnopt.train import fit
 from nnopt.train._outputs import describe_source
 from nnopt.train._prepare import thread_count
@@ -158,6 +158,8 @@ def _tune(spec_or_function: Any, *, space: Any, directions: Any, out: str | Path
     if run_dir is None and storage_url is None and workers > 1:
         raise UsageError("several workers share a study through its storage: give out=DIR or storage=URL")
     study_name = settings.get("study") or ("nnopt-search" if spec and spec.architecture else "nnopt-tune")
+    if run_dir is not None and storage_url is None:  # before any worker starts: a lock there now is a dead one's
+        release_stale_lock(run_dir)
     storage = open_storage(storage_url, run_dir) if (run_dir or storage_url) else optuna.storages.InMemoryStorage()
     if run_dir is not None:
         make_run_dir(run_dir)
