@@ -37,6 +37,10 @@ CASES = {
         ("epochs type", lambda: nnopt.fit("mlp:8", "iris", epochs="ten"), UsageError,
          ["epochs= must be an integer >= 1; got 'ten'"]),
         ("lr value", lambda: nnopt.fit("mlp:8", "iris", lr=-0.1), UsageError, ["lr= must be > 0; got -0.1"]),
+        ("epochs as text", lambda: nnopt.fit("mlp:8", "iris", epochs="3"), UsageError,
+         ["epochs= must be an integer >= 1; got '3'"]),  # a YAML file's "1e-3" is read as a number; Python's is not
+        ("lr as text", lambda: nnopt.fit("mlp:8", "iris", lr="0.01"), UsageError,
+         ["lr= must be a number > 0; got '0.01'"]),
         ("batch_size type", lambda: nnopt.fit("mlp:8", "iris", batch_size=2.5), UsageError,
          ["batch_size= must be an integer >= 1 or 'full'; got 2.5"]),
         ("loss for the task", lambda: nnopt.fit("mlp:8", "iris", loss="huber", epochs=1), UsageError,

@@ -251,7 +251,8 @@ def device_name(device: Any) -> str:
 
 def _check_number(name: str, value: Any, ok: Any, rule: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(float(value)):
-        raise UsageError(f"{param(name)} must be {rule}; got {value!r}")
+        number = "" if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number "
+        raise UsageError(f"{param(name)} must be {number}{rule}; got {value!r}")
 
 
 def logger_names(value: Any) -> list[str]:
@@ -281,8 +282,10 @@ def _installed(module: str) -> bool:
         return False
 
 
-def spec_from_mapping(cls: type, values: Mapping[str, Any], source: str = "config") -> Any:
-    """Build a spec dataclass from a mapping; unknown keys are a ConfigError with a did-you-mean."""
+def spec_from_mapping(cls: type, values: Mapping[str, Any], source: str = "config", coerce: bool = True) -> Any:
+    """Build a spec dataclass from a mapping; unknown keys are a ConfigError with a did-you-mean. `coerce`: numbers
+    that YAML 1.1 left as text (`1e-3`) become numbers; a Python caller's values are taken as given (coerce=False),
+    so validate() refuses `epochs="3"` as it refuses `epochs=2.0`."""
     names = [f.name for f in dataclasses.fields(cls)]
     for key in values:
         if key not in names:
@@ -290,7 +293,7 @@ def spec_from_mapping(cls: type, values: Mapping[str, Any], source: str = "confi
                 f"unknown key '{key}' in {source}{did_you_mean(str(key), names)} keys: {', '.join(names)}"
             )
     types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-    return cls(**{k: _coerce_number(v, types[k]) for k, v in values.items()})
+    return cls(**{k: _coerce_number(v, types[k]) if coerce else v for k, v in values.items()})
 
 
 def _coerce_number(value: Any, annotation: str) -> Any:

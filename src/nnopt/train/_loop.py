@@ -94,7 +94,7 @@ def fit_spec(model: Any, data: Any, **options: Any) -> tuple[TrainSpec, nn.Modul
     out = options.pop("out", None)
     values = dict(data=data, model=None if module is not None else model,
                   out=str(out) if isinstance(out, (str, os.PathLike)) else out, **options)
-    return spec_from_mapping(TrainSpec, values, source="fit()"), module
+    return spec_from_mapping(TrainSpec, values, source="fit()", coerce=False), module
 
 
 def run(spec: TrainSpec, *, module: nn.Module | None = None, loss: Any = None, metrics: Any = None,
