@@ -38,6 +38,8 @@ def _left_by_a_killed_process(run_dir):
     """The journal lock as a process killed inside a journal write leaves it: a symlink to the journal."""
     journal = run_dir / "study.journal"
     os.symlink(os.path.abspath(journal), str(journal) + ".lock")
+    old = os.lstat(str(journal) + ".lock").st_mtime - 60  # a minute ago, as the re-run of a killed command finds it
+    os.utime(str(journal) + ".lock", (old, old), follow_symlinks=False)
 
 
 def test_a_rerun_frees_a_lock_left_in_its_own_run_directory_at_once(tmp_path, monkeypatch, caplog):
@@ -56,6 +58,20 @@ def test_a_rerun_frees_a_lock_left_in_its_own_run_directory_at_once(tmp_path, mo
     assert len(result.trials) == 4
     assert not [r for r in caplog.records if "lock" in r.getMessage()], [r.getMessage() for r in caplog.records]
     assert not (tmp_path / "runs" / "t" / "study.journal.lock").is_symlink()
+
+
+def test_a_lock_taken_a_moment_ago_is_left_to_optuna(tmp_path, monkeypatch):
+    """Another command may share this run directory's journal through storage=journal:PATH: a lock younger than
+    LOCK_STALE_S may be its append in progress."""
+    from nnopt.fileio import lock_run_dir
+    from nnopt.search._storage import release_stale_lock
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "study.journal").touch()
+    os.symlink(str(tmp_path / "run" / "study.journal"), str(tmp_path / "run" / "study.journal.lock"))
+    with lock_run_dir(tmp_path / "run"):
+        assert not release_stale_lock(tmp_path / "run")
+    assert (tmp_path / "run" / "study.journal.lock").is_symlink()
 
 
 def test_a_journal_shared_through_a_url_keeps_its_lock(tmp_path, monkeypatch):

@@ -27,6 +27,7 @@ from nnopt.errors import UsageError, param
 from nnopt.fileio import holds_run_dir
 
 JOURNAL = "study.journal"
+LOCK_STALE_S = 2.0  # a journal lock this old, in a run directory this process holds, is a killed process's
 HEARTBEAT_S = 10  # a database-backed trial that misses heartbeats for GRACE_S is failed and re-run
 GRACE_S = 30
 MAX_RETRY = 3  # a configuration that takes its machine down every time is given up after this many re-runs
@@ -66,10 +67,15 @@ def storage_for(target: str | Path) -> BaseStorage:
 def release_stale_lock(run_dir: Path) -> bool:
     """Remove the journal lock a process killed inside a journal write left in `run_dir`, when this process holds
     the run directory: no process of the killed command is then alive (the workers it forked hold the directory's
-    lock with it), so nobody is writing. Optuna would free it too, after a 30 s grace period of warnings."""
+    lock with it). A command of another run directory may share this journal (storage=journal:PATH), so a lock
+    younger than LOCK_STALE_S (an append holds it for milliseconds) is left to Optuna, which frees a stale one
+    after a 30 s grace period of warnings."""
     lock = run_dir / (JOURNAL + ".lock")
     if not lock.is_symlink() or not holds_run_dir(run_dir):
         return False
+    with contextlib.suppress(FileNotFoundError):
+        if time.time() - lock.lstat().st_mtime < LOCK_STALE_S:
+            return False
     with contextlib.suppress(FileNotFoundError):
         lock.unlink()
     return True
