@@ -132,7 +132,7 @@ def _acquire(lock: Path, run_dir: Path) -> int | None:
         except BlockingIOError:
             holder = _read_pid(fd)
             os.close(fd)
-            if holder and not _alive(holder):  # its forked workers inherited the lock and outlive it
+            if holder and not pid_alive(holder):  # its forked workers inherited the lock and outlive it
                 raise UsageError(f"{run_dir} is in use by processes that nnopt process {holder} started; it has "
                                  "ended, and they stop when their work is done (a study's workers after their "
                                  f"trials): wait for them or use another {param('out')}") from None
@@ -171,7 +171,8 @@ def _release(lock: Path, fd: int | None, created: list[Path]) -> None:
         os.close(fd)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

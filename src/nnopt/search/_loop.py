@@ -24,6 +24,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 from optuna.trial import TrialState
 
+from nnopt.fileio import pid_alive
 from nnopt.search._storage import ASK_WITH_HEARTBEAT, GRACE_S, experimental_ok
 
 try:  # what Study.tell() and Study.optimize() run; tell() adds a deep copy of the trial, unused here
@@ -159,7 +160,7 @@ def recover_crashed(study: optuna.Study, claims: Claims) -> int:
             started = t.datetime_start.timestamp() if t.datetime_start else time.time()
             if time.time() - started < 60:
                 continue
-        elif owner_host != host or not pid.isdigit() or _alive(int(pid)):
+        elif owner_host != host or not pid.isdigit() or pid_alive(int(pid)):
             continue
         fail_and_retry(study, t, "its worker process ended mid-trial; re-run")
         if t.number in records:
@@ -181,16 +182,6 @@ def fail_and_retry(study: optuna.Study, trial: Any, reason: str) -> None:
     except UpdateFinishedTrialError:
         return
     study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], list[float]], n_trials: int,
