@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from nnopt.config import TrainSpec
+from nnopt.data import feature_scaling_of
 from nnopt.errors import CheckpointError, param
 from nnopt.models import atomic_torch_save
 
@@ -71,9 +72,7 @@ def saved_scaling(run_dir: Path) -> dict[str, Any] | None:
         payload = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - absent or unreadable: the checkpoint alone decides
         return None
-    found = {k: v for k, v in (payload.get("preprocessing") or {}).items() if k.startswith("x_")} \
-        if isinstance(payload, dict) else {}
-    return found if "x_scale" in found else None
+    return feature_scaling_of(payload.get("preprocessing")) if isinstance(payload, dict) else None
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
