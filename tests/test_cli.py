@@ -234,3 +234,13 @@ def test_an_unknown_flag_points_to_its_commands_help(run_cli, tmp_path, args, fl
     assert err.startswith(f"error: unrecognized arguments: {flag}"), err
     assert hint in err and f"see `nnopt {args[0]} --help`" in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_metric_column_shares_one_number_format():
+    # a regression's MAE in dollars: 9,886.5 on one split and 11,431.4 on another were written 9886.4913 / 11,431.4
+    from nnopt.cli._common import column_size, num
+
+    size = column_size([9886.4913, 11431.41, None])
+    assert [num(9886.4913, size=size), num(11431.41, size=size), num(None, size=size)] == ["9,886.5", "11,431.4", "-"]
+    assert [num(v, size=column_size([0.5, 0.75])) for v in (0.5, 0.75)] == ["0.5000", "0.7500"]
+    assert column_size([None, float("nan")]) is None and num(0.25) == "0.2500"

@@ -83,15 +83,22 @@ def make_console(stderr: bool = False) -> Any:
     return Console(stderr=stderr) if stream.isatty() else Console(stderr=stderr, width=200)
 
 
-def num(value: Any, fmt: str | None = None) -> str:
+def num(value: Any, fmt: str | None = None, size: float | None = None) -> str:
     """A metric for a table: 4 decimals, or for the large values of a regression in its target's units (an MSE of
-    3.8e9 in dollars squared) thousands separators with 1 decimal up to 1e7 and 4 significant digits beyond."""
+    3.8e9 in dollars squared) thousands separators with 1 decimal up to 1e7 and 4 significant digits beyond.
+    `size`: the largest |value| of the column, so that a column's cells share one format (column_size)."""
     if value is None:
         return "-"
     if fmt is not None:
         return format(value, fmt)
-    size = abs(value)
+    size = abs(value) if size is None else size
     return format(value, ".4f" if size < 1e4 else ",.1f" if size < 1e7 else ".4e")
+
+
+def column_size(values: Any) -> float | None:
+    """The largest |value| of a table column's numbers (None when it has none), for num(size=)."""
+    sizes = [abs(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v]
+    return max(sizes) if sizes else None
 
 
 def print_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:

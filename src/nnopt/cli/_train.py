@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nnopt.cli._common import batch_size, default_out, make_console, num, print_skipped, print_table_notes, \
-    table_args, table_flags
+from nnopt.cli._common import batch_size, column_size, default_out, make_console, num, print_skipped, \
+    print_table_notes, table_args, table_flags
 from nnopt.errors import UsageError
 
 
@@ -143,9 +143,10 @@ def _print_train_summary(result: Any) -> None:
     table.add_column("split")
     for name in names:
         table.add_column(name, justify="right")
+    sizes = {n: column_size((result.metrics[s] or {}).get(n) for s in ("train", "val", "test")) for n in names}
     for split in ("train", "val", "test"):
-        row = result.metrics[split]
-        table.add_row(split, *(num(row.get(n)) for n in names))
+        row = result.metrics[split] or {}
+        table.add_row(split, *(num(row.get(n), size=sizes[n]) for n in names))
     console.print(table)
     early = " (stopped early)" if result.stopped_early else ""
     console.print(f"{result.epochs} epoch{'s' * (result.epochs != 1)}{early} in {result.wall_s:.1f} s · run "
