@@ -8,6 +8,9 @@ regression.
 
 - sklearn: SimpleImputer + OneHotEncoder(handle_unknown="ignore") for text columns, SimpleImputer(median) +
   StandardScaler for numbers, then LogisticRegression(max_iter=2000) / Ridge. Model bytes: the pickled pipeline.
+- sklearn_trees: one gradient-boosted tree model, scikit-learn's HistGradientBoostingClassifier / Regressor with
+  its defaults, text columns as its native categories (a test value unseen in train read as missing). Model bytes:
+  the pickled model.
 - ag_nn: AutoGluon's neural network alone, `TabularPredictor(...).fit(train, time_limit=BUDGET,
   hyperparameters={"NN_TORCH": {}})`.
 - ag_zoo: AutoGluon's default model zoo, `TabularPredictor(...).fit(train, time_limit=BUDGET)` (its default
@@ -48,7 +51,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RUNNERS = ("sklearn", "ag_nn", "ag_zoo", "nnopt_automl", "nnopt_automl_all", "nnopt_train")
+RUNNERS = ("sklearn", "sklearn_trees", "ag_nn", "ag_zoo", "nnopt_automl", "nnopt_automl_all", "nnopt_train")
 AUTOML_RUNNERS = {"nnopt_automl": [], "nnopt_automl_all": ["--test-fraction", "0"]}  # runner: extra flags
 SEED = 0
 
@@ -157,6 +160,26 @@ def worker_sklearn(args: argparse.Namespace) -> dict:
     return {"model_bytes": len(pickle.dumps(model)), "model": type(head).__name__}
 
 
+def worker_sklearn_trees(args: argparse.Namespace) -> dict:
+    """One gradient-boosted tree model with scikit-learn's defaults (HistGradientBoosting, text columns as its
+    native categories): how far trees alone get on the table, the model family AutoGluon's zoo leads with."""
+    import pickle
+
+    import pandas as pd
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    train, test = pd.read_csv(args.train), pd.read_csv(args.test)
+    x, xt = train.drop(columns=[args.target]), test.drop(columns=[args.target])
+    for column in [c for c in x.columns if not pd.api.types.is_numeric_dtype(x[c])]:
+        levels = pd.Index(x[column].dropna().unique())  # a test value unseen in train becomes missing
+        x[column] = pd.Categorical(x[column], categories=levels)
+        xt[column] = pd.Categorical(xt[column].where(xt[column].isin(levels)), categories=levels)
+    kind = HistGradientBoostingClassifier if args.task == "classification" else HistGradientBoostingRegressor
+    model = kind(categorical_features="from_dtype", random_state=0).fit(x, train[args.target])
+    pd.DataFrame({"prediction": model.predict(xt)}).to_csv(args.dir / "preds.csv", index=False)
+    return {"model_bytes": len(pickle.dumps(model)), "model": type(model).__name__}
+
+
 def worker_autogluon(args: argparse.Namespace, zoo: bool) -> dict:
     import pandas as pd
     from autogluon.tabular import TabularPredictor
@@ -189,6 +212,8 @@ def run_worker(args: argparse.Namespace) -> None:
     args.dir = Path(args.dir)
     if args.worker == "sklearn":
         result = worker_sklearn(args)
+    elif args.worker == "sklearn_trees":
+        result = worker_sklearn_trees(args)
     else:
         result = worker_autogluon(args, zoo=args.worker == "ag_zoo")
     (args.dir / "result.json").write_text(json.dumps(result))
@@ -403,7 +428,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--fresh", action="store_true", help="redo runs the --json file already holds")
     p.add_argument("--summary", metavar="JSON", help="print the tables of a results file and stop")
     # worker mode, used by the runners themselves
-    p.add_argument("--worker", choices=["sklearn", "ag_nn", "ag_zoo"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["sklearn", "sklearn_trees", "ag_nn", "ag_zoo"], help=argparse.SUPPRESS)
     for flag in ("--train", "--test", "--target", "--task", "--dir"):
         p.add_argument(flag, help=argparse.SUPPRESS)
     return p.parse_args()
