@@ -144,21 +144,33 @@ class Claims:
         return self.owners().get(trial.number, (None, None))[0]
 
 
+UNCLAIMED_GRACE_S = 60.0  # a running trial nobody claims is judged crashed once this old
+
+
 def recover_crashed(study: optuna.Study, claims: Claims) -> int:
-    """Fail and re-queue RUNNING trials whose process on this host no longer exists (kill -9, OOM, crash).
-    A running trial nobody claims was cut between its start and its claim (microseconds): it is recovered
-    once it is over a minute old."""
+    """Fail and re-queue RUNNING trials whose process on this host no longer exists (kill -9, OOM, crash); the
+    number recovered. See sweep_crashed."""
+    return sweep_crashed(study, claims)[0]
+
+
+def sweep_crashed(study: optuna.Study, claims: Claims) -> tuple[int, int]:
+    """(recovered, pending): RUNNING trials whose process on this host no longer exists are failed and queued
+    again (recovered). The owner is this run directory's claim record, else the `worker` attribute a command
+    sharing the study through storage= records. A running trial nobody claims was cut between its start and its
+    claim (a kill in that moment of a trial's start): it cannot be judged until it is UNCLAIMED_GRACE_S old
+    (pending), and is recovered then."""
     if not claims.shared:
-        return 0
+        return 0, 0
     host = socket.gethostname()
-    recovered = 0
+    recovered = pending = 0
     records = claims.owners() if claims.folder is not None else {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = records[t.number][0] if t.number in records else claims.owner(t) if claims.folder is None else None
+        owner = records[t.number][0] if t.number in records else t.user_attrs.get("worker")
         owner_host, _, pid = str(owner or "").rpartition(":")
         if not pid:
             started = t.datetime_start.timestamp() if t.datetime_start else time.time()
-            if time.time() - started < 60:
+            if time.time() - started < UNCLAIMED_GRACE_S:
+                pending += 1
                 continue
         elif owner_host != host or not pid.isdigit() or pid_alive(int(pid)):
             continue
@@ -166,7 +178,7 @@ def recover_crashed(study: optuna.Study, claims: Claims) -> int:
         if t.number in records:
             records[t.number][1].unlink(missing_ok=True)  # the dead worker's record
         recovered += 1
-    return recovered
+    return recovered, pending
 
 
 def fail_and_retry(study: optuna.Study, trial: Any, reason: str) -> None:
@@ -206,6 +218,13 @@ def _run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], list[fl
             return
         queued = any(t.state == TrialState.WAITING for t in unfinished)
         if used >= n_trials and not queued:
+            if unfinished and not heartbeat:
+                # a running trial of a process killed before it claimed the trial would be counted forever:
+                # recover what can be judged, and wait for the rest to be claimed or old enough to judge
+                recovered, pending = sweep_crashed(study, claims)
+                if recovered or pending:
+                    time.sleep(0 if recovered else 0.5)
+                    continue
             if not (heartbeat and unfinished):
                 return
             # The budget is spent, but a running trial on another machine may yet lose its heartbeat and be
