@@ -89,11 +89,11 @@ def tune(spec_or_function: Any, *, report: bool | str = "auto", **kwargs: Any) -
         start = time.perf_counter()
         result = _search.tune(spec_or_function, **kwargs)
         if report == "auto" and result.run_dir is not None:
-            report = report_worth_drawing(len(result.frozen_trials), time.perf_counter() - start)
+            trials, seconds = len(result.frozen_trials), time.perf_counter() - start
+            report = report_worth_drawing(trials, seconds)
             if not report:
-                warnings.warn(f"report.html not drawn: {len(result.frozen_trials)} trials took "
-                              f"{time.perf_counter() - start:.1f} s, and the report would add about "
-                              f"{report_seconds(len(result.frozen_trials)):.1f} s; draw it with nnopt report "
+                warnings.warn(f"report.html not drawn: {trials} trials took {seconds:.1f} s, and the report would "
+                              f"add about {report_seconds(trials):.1f} s; draw it with nnopt report "
                               f"{result.run_dir}, or pass report=True", stacklevel=2)
         return tune_report(result) if report else result
 
