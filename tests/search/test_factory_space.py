@@ -117,7 +117,10 @@ def test_tune_from_python_with_the_spec_string_template(tmp_path):
         return kwargs["width"], kwargs["depth"]
 
     best, width, depth = check_study(tmp_path / "run", 3, parse)
-    assert best["model"] == f"{FACTORY}:width={width}:depth={depth}"  # the template, filled
+    # the template filled, its arguments sorted by name as every recorded spec writes them
+    assert best["model"] == f"{FACTORY}:depth={depth}:width={width}"
+    assert {t["user_attrs"]["model"] for t in result.trials} <= {
+        f"{FACTORY}:depth={t['params']['depth']}:width={t['params']['width']}" for t in result.trials}
 
 
 def test_a_factory_placeholder_is_used_and_a_wrong_argument_fails_before_any_trial():

@@ -413,7 +413,7 @@ def build_model(model: Any, values: Mapping[str, Any]) -> Any:
     filled = fill_model(model, values)
     options = {name: values[name] for name in _model_options(model, values)}
     if not options:
-        return filled
+        return _factory_sorted(filled)
     if isinstance(filled, Mapping):
         return {**filled, **options}
     return dataclasses.replace(ArchSpec.parse(filled), **options).to_string()
@@ -423,6 +423,19 @@ def _model_options(model: Any, names: Any) -> list[str]:
     """Space parameters that set a model option directly (not through a {placeholder} of the template)."""
     placeholders = _placeholders(model)
     return [name for name in names if name in MODEL_OPTIONS and name not in placeholders]
+
+
+def _factory_sorted(model: Any) -> Any:
+    """A filled factory spec string with its arguments sorted by name, as ArchSpec writes it (the trials' `model`,
+    best.yaml and the run that retrains it then say `mynets:make_net:depth=3:width=19`, whatever the template's
+    order); any other model as it is."""
+    if not isinstance(model, str):
+        return model
+    try:
+        parsed = ArchSpec.parse(model)
+    except ConfigError:  # refused where the trial builds it, with the message for it
+        return model
+    return parsed.to_string() if parsed.kind == "factory" else model
 
 
 def fill_model(model: Any, values: Mapping[str, Any]) -> Any:
