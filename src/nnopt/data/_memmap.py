@@ -16,7 +16,8 @@ import torch
 
 from nnopt.errors import DataError, describe, param
 from nnopt.data._prepare import _labels, _split_rows, _targets, detect_task
-from nnopt.data._scale import _safe, apply_features, apply_target, fit_features, fit_target, resolve_scale
+from nnopt.data._scale import _safe, apply_features, apply_target, eight_bit_images, fit_features, fit_target, \
+    resolve_scale
 from nnopt.data._types import Data
 
 CHUNK_BYTES = 8 << 20  # rows read at a time when fitting the scaling
@@ -127,7 +128,7 @@ def from_memmap(data, *, task: str | None, val_fraction: float, test_fraction: f
     (codes,), class_names = _targets(task, [y], None)
     train, val, test = _split_rows(n, codes if task == "classification" else None, False, val_fraction,
                                    test_fraction, seed)
-    eight_bit = X.ndim >= 3 and X.dtype == np.uint8  # images, standardized per channel by auto as in prepare()
+    eight_bit = eight_bit_images(X)
     input_shape = (1, *map(int, X.shape[1:])) if X.ndim == 3 else tuple(map(int, X.shape[1:])) if X.ndim >= 4 \
         else None
     n_features = int(np.prod(X.shape[1:]))

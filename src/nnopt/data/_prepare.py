@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from nnopt.errors import DataError, UsageError, did_you_mean, param
-from nnopt.data._scale import apply_features, apply_target, fit_features, fit_target, resolve_scale
+from nnopt.data._scale import apply_features, apply_target, eight_bit_images, fit_features, fit_target, \
+    resolve_scale
 from nnopt.data._table import column_groups, encode, encoded_names, fit_table, plan_columns, table_options
 from nnopt.data._types import Data, RawData, Split
 
@@ -268,10 +269,8 @@ def prepare(raw: RawData, *, name: str, task: str | None, val_fraction: float, t
         raise DataError(f"no feature columns in {name}; give at least one feature")
     input_shape = _input_shape(X_in, raw.input_shape)
     pixel_max = raw.pixel_max
-    # 8-bit images given as arrays (in memory, .npy, .npz, IDX files): images whatever their rank, so scale="auto"
-    # standardizes them per channel as it does an image folder (pixels divided by 255 alone left a BatchNorm CNN at
-    # chance on low-contrast images); the statistics are in pixel units, applied to the raw 0..255 values
-    eight_bit = pixel_max is None and X_in.ndim >= 3 and X_in.dtype == np.uint8
+    # the statistics of 8-bit images are in pixel units, applied to the raw 0..255 values
+    eight_bit = pixel_max is None and eight_bit_images(X_in)
     n, n_features = X.shape
     names = list(raw.feature_names) if raw.feature_names and len(raw.feature_names) == n_features else \
         [f"x{i}" for i in range(n_features)]

@@ -8,6 +8,13 @@ import torch
 from nnopt.errors import DataError, param
 
 
+def eight_bit_images(X: np.ndarray) -> bool:
+    """Whether an array holds 8-bit images (uint8, one sample of rank 2 or more: arrays, .npy/.npz, IDX files,
+    memory-mapped): images whatever their rank, so scale="auto" standardizes them per channel as it does an image
+    folder (pixels divided by 255 alone left a BatchNorm CNN at chance on low-contrast images)."""
+    return X.ndim >= 3 and X.dtype == np.uint8
+
+
 def resolve_scale(scale: str, pixel_max: float | None, channels: int | None = None, images: bool = False) -> str:
     """auto -> "pixel" for pixel data (divide by the pixel max), "channel" for other images (`images`: samples
     of shape (C, H, W)), else "standard"; an explicit "channel" needs rows with `channels`."""
